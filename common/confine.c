@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * confine.c - the confinement stages of DESIGN §2
+ *
+ * Theory of Operation
+ * -------------------
+ * Called by the netstack and the proxy right after exec, in this order,
+ * before they read any guest data:
+ *   1. confine_close_fds(): nothing but the fds handed over stays open;
+ *   2. confine_netns() (netstack only): an empty network namespace, so even
+ *      a seccomp bypass finds no network. As root a plain unshare; without
+ *      privileges a user namespace first;
+ *   3. confine_drop_caps(), confine_limits(): no capabilities (libcap-ng,
+ *      bounding set included when we may change it), no new privileges, not
+ *      dumpable, no processes, no file writes, few fds, no core dumps;
+ *   4. confine_seccomp_init() / ALLOW() / confine_seccomp_load(): an
+ *      allowlist whose default is SCMP_ACT_KILL_PROCESS; libseccomp checks
+ *      the architecture first and kills on a foreign one.
+ * Any failure is fatal: a child that cannot confine itself must not run.
+ *
+ * Sanitizer builds (MOAT_SANITIZE) add the calls ASan/UBSan's runtime makes
+ * behind the program's back (mmap for shadow memory, reading /proc/self/maps
+ * on a report); release builds never have them. A debug seccomp build
+ * (MOAT_SECCOMP_TRAP) uses SCMP_ACT_TRAP and logs the offending syscall.
+ */
+#define _GNU_SOURCE
+#include <cap-ng.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/confine.h"
+#include "common/log.h"
+
+/**
+ * confine_close_fds() - close every descriptor above @last_kept
+ * @last_kept:	highest fd number to keep
+ */
+void confine_close_fds(int last_kept)
+{
+	if (syscall(SYS_close_range, (unsigned int)last_kept + 1, ~0U, 0) < 0) {
+		/* Old kernels: walk the table. */
+		for (int fd = last_kept + 1; fd < 65536; fd++)
+			close(fd);
+	}
+}
+
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -EIO;
+}
+
+/**
+ * confine_netns() - move into a fresh, empty network namespace
+ *
+ * As root this is a plain unshare(CLONE_NEWNET). Unprivileged, it first makes
+ * a user namespace that maps only the current uid and gid.
+ *
+ * Return: 0 on success, -errno if no namespace could be made (the caller
+ * logs it; the seccomp filter still forbids sockets).
+ */
+int confine_netns(void)
+{
+	uid_t uid = getuid();
+	gid_t gid = getgid();
+	char map[64];
+
+	if (unshare(CLONE_NEWNET) == 0)
+		return 0;
+	if (errno != EPERM)
+		return -errno;
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0)
+		return -errno;
+	snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)uid, (unsigned)uid);
+	write_file("/proc/self/uid_map", map);
+	write_file("/proc/self/setgroups", "deny\n");
+	snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)gid, (unsigned)gid);
+	write_file("/proc/self/gid_map", map);
+	return 0;
+}
+
+/**
+ * confine_drop_caps() - drop every capability, set no_new_privs, not dumpable
+ */
+void confine_drop_caps(void)
+{
+	capng_select_t what = CAPNG_SELECT_BOTH;
+
+	capng_get_caps_process();
+	if (capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP))
+		what = CAPNG_SELECT_ALL;	/* bounding set too */
+	capng_clear(what);
+	if (capng_apply(what) < 0)
+		fatalx(1, "cannot drop capabilities");
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		fatal("prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		fatal("prctl(PR_SET_NO_NEW_PRIVS)");
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		fatal("prctl(PR_SET_DUMPABLE)");
+}
+
+static void set_limit(int resource, rlim_t v, const char *name)
+{
+	struct rlimit rl = { .rlim_cur = v, .rlim_max = v };
+
+	if (setrlimit(resource, &rl) < 0)
+		fatal("setrlimit(%s)", name);
+}
+
+/**
+ * confine_limits() - tight resource limits
+ * @nofile:	RLIMIT_NOFILE for the role
+ *
+ * RLIMIT_NPROC 0 forbids fork/clone (for our uid, once capabilities are
+ * gone); RLIMIT_FSIZE 0 forbids growing any file; no core dumps.
+ */
+void confine_limits(unsigned long nofile)
+{
+	set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC");
+	set_limit(RLIMIT_FSIZE, 0, "RLIMIT_FSIZE");
+	set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE");
+	set_limit(RLIMIT_NOFILE, nofile, "RLIMIT_NOFILE");
+}
+
+#ifdef MOAT_SECCOMP_TRAP
+static void sigsys_handler(int sig, siginfo_t *si, void *uc)
+{
+	char buf[64];
+	int n;
+
+	(void)sig;
+	(void)uc;
+	n = snprintf(buf, sizeof(buf), "seccomp: forbidden syscall %d\n", si->si_syscall);
+	if (write(STDERR_FILENO, buf, (size_t)n) < 0) {
+		/* nothing */
+	}
+	_exit(159);
+}
+#endif
+
+/**
+ * confine_seccomp_init() - an empty allowlist: default kill, native arch only
+ *
+ * Return: the filter context (fatal on failure).
+ */
+scmp_filter_ctx confine_seccomp_init(void)
+{
+	scmp_filter_ctx ctx;
+
+#ifdef MOAT_SECCOMP_TRAP
+	struct sigaction sa = { .sa_sigaction = sigsys_handler, .sa_flags = SA_SIGINFO };
+
+	sigaction(SIGSYS, &sa, NULL);
+	ctx = seccomp_init(SCMP_ACT_TRAP);
+#else
+	ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+#endif
+	if (!ctx)
+		fatalx(1, "seccomp_init failed");
+	/* A foreign architecture (x32, i386 syscalls on x86_64) is killed. */
+	if (seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) < 0)
+		fatalx(1, "seccomp: cannot set bad-arch action");
+	/* Everybody: return from signal handlers, and die. */
+	ALLOW(ctx, rt_sigreturn);	/* signal handlers return through it */
+	ALLOW(ctx, exit_group);		/* normal termination */
+	ALLOW(ctx, exit);		/* a thread's end (libc may use it) */
+#ifdef MOAT_SANITIZE
+	/* ASan/UBSan runtime only: shadow memory, reports, symbolization. */
+	ALLOW(ctx, mmap);
+	ALLOW(ctx, munmap);
+	ALLOW(ctx, mprotect);
+	ALLOW(ctx, madvise);
+	ALLOW(ctx, openat);
+	ALLOW(ctx, read);
+	ALLOW(ctx, close);
+	ALLOW(ctx, getpid);
+	ALLOW(ctx, gettid);
+	ALLOW(ctx, sched_yield);
+	ALLOW(ctx, sigaltstack);
+	ALLOW(ctx, rt_sigaction);
+	ALLOW(ctx, rt_sigprocmask);
+	ALLOW(ctx, prctl);
+	ALLOW(ctx, readlink);
+	ALLOW(ctx, futex);
+	ALLOW(ctx, write);
+	ALLOW(ctx, fstat);
+	ALLOW(ctx, newfstatat);
+	ALLOW(ctx, getrlimit);
+	ALLOW(ctx, prlimit64);
+	ALLOW(ctx, brk);
+	ALLOW(ctx, kill);
+	ALLOW(ctx, tgkill);
+#endif
+	return ctx;
+}
+
+/**
+ * confine_allow() - allow one syscall, unconditionally
+ * @ctx:	filter
+ * @nr:		syscall number (SCMP_SYS)
+ * @name:	for the error message
+ */
+void confine_allow(scmp_filter_ctx ctx, int nr, const char *name)
+{
+	int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+
+	/* -EEXIST: already allowed (sanitizer extras); fine. */
+	if (rc < 0 && rc != -EEXIST)
+		fatalx(1, "seccomp: cannot allow %s: %s", name, strerror(-rc));
+}
+
+/**
+ * confine_seccomp_load() - install the filter and free the context
+ * @ctx:	filter from confine_seccomp_init()
+ */
+void confine_seccomp_load(scmp_filter_ctx ctx)
+{
+	int rc = seccomp_load(ctx);
+
+	seccomp_release(ctx);
+	if (rc < 0)
+		fatalx(1, "seccomp_load: %s", strerror(-rc));
+}

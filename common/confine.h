@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * confine.h - self-confinement stages shared by the netstack and the proxy
+ */
+#ifndef MOAT_CONFINE_H
+#define MOAT_CONFINE_H
+
+#include <seccomp.h>
+#include <stdbool.h>
+
+void confine_close_fds(int last_kept);
+int confine_netns(void);
+void confine_drop_caps(void);
+void confine_limits(unsigned long nofile);
+scmp_filter_ctx confine_seccomp_init(void);
+void confine_seccomp_load(scmp_filter_ctx ctx);
+
+/*
+ * ALLOW(ctx, name) - add one syscall to an allowlist. Keep one comment per
+ * call at the call site saying why the role needs it.
+ */
+#define ALLOW(ctx, name)	confine_allow((ctx), SCMP_SYS(name), #name)
+void confine_allow(scmp_filter_ctx ctx, int nr, const char *name);
+
+#endif /* MOAT_CONFINE_H */

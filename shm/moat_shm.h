@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * moat_shm.h - the layout of moat's shared-memory region (public header)
+ *
+ * Theory of Operation
+ * -------------------
+ * One memfd holds everything the three moat processes share: a header, one
+ * counter block per writing process, four single-producer single-consumer
+ * byte rings and the violation mailboxes. The supervisor creates it, writes
+ * the header, seals its size and forks; nothing in it moves afterwards.
+ *
+ * This header is public: a VMM that runs with `--guest shm` includes it (and
+ * nothing else of moat's) to be the producer of the g2s ring and the consumer
+ * of the s2g ring, as libkrun's NetWorker is in microsandbox. It is
+ * self-contained C11 with no moat dependencies; see docs/shm.md.
+ *
+ * Ring protocol (every ring)
+ * --------------------------
+ * - `head` is written only by the producer, `tail` only by the consumer; both
+ *   are free-running 64-bit byte counters, position = counter & (capacity-1).
+ * - A record is `struct moat_rec_hdr` (length of the payload, type) followed
+ *   by the payload and padding to 8 bytes. A record never straddles the end
+ *   of the data area: when it would not fit, the producer writes a header of
+ *   type MOAT_REC_WRAP (length ignored) if at least 8 bytes remain, and
+ *   starts the record at position 0 (the consumer skips the rest of the area
+ *   on a WRAP record or when fewer than 8 bytes remain).
+ * - The producer writes the record, then publishes `head` with a release
+ *   store; the consumer reads `head` with an acquire load, copies the record
+ *   out, then publishes `tail` with a release store.
+ * - Wake suppression: a consumer about to sleep stores `cons_waiting = 1`,
+ *   issues a full fence, re-checks `head`, and only then sleeps on its
+ *   eventfd. A producer, after publishing, issues a full fence and writes the
+ *   consumer's eventfd only if `cons_waiting` is set (and clears it). The
+ *   same happens the other way round with `prod_waiting` when a producer
+ *   finds the ring full and waits for space.
+ * - Readers treat the ring as hostile: `head - tail` must not exceed the
+ *   capacity, every length must fit in what was published, and a record is
+ *   copied out before it is parsed.
+ */
+#ifndef MOAT_SHM_H
+#define MOAT_SHM_H
+
+#include <stdint.h>
+
+#define MOAT_SHM_MAGIC		0x314d48534154414dULL	/* "MATASHM1" */
+#define MOAT_SHM_VERSION	1
+#define MOAT_CACHELINE		64
+#define MOAT_REC_ALIGN		8
+#define MOAT_REC_WRAP		0xffffffffu
+
+/* Parts of the region, in order. */
+enum moat_part {
+	MOAT_PART_HEADER,
+	MOAT_PART_CNT_GUEST,	/* guest port counters (supervisor or VMM) */
+	MOAT_PART_CNT_NETSTACK,
+	MOAT_PART_CNT_PROXY,
+	MOAT_PART_RING_G2S,	/* guest -> netstack Ethernet frames */
+	MOAT_PART_RING_S2G,	/* netstack -> guest Ethernet frames */
+	MOAT_PART_RING_S2P,	/* netstack -> proxy flow messages */
+	MOAT_PART_RING_P2S,	/* proxy -> netstack flow messages */
+	MOAT_PART_MBOX_NETSTACK,	/* violation mailbox: netstack -> supervisor */
+	MOAT_PART_MBOX_PROXY,		/* violation mailbox: proxy -> supervisor */
+	MOAT_PART_COUNT
+};
+
+/* Record types on the frame rings (g2s, s2g). */
+#define MOAT_REC_FRAME		1
+
+struct moat_part_desc {
+	uint64_t off;		/* from the start of the region, page-aligned */
+	uint64_t size;
+};
+
+/**
+ * struct moat_shm_header - written once by the supervisor before any fork
+ * @magic:	MOAT_SHM_MAGIC
+ * @version:	MOAT_SHM_VERSION
+ * @region_size: total size of the memfd
+ * @part:	offset and size of each part (enum moat_part)
+ * @mtu:	IP MTU toward the guest (frames are at most mtu + 14 bytes)
+ * @guest_ip4, @gateway_ip4, @dns_ip4, @netmask4: network order
+ * @gateway_mac: the MAC the netstack answers with
+ * @ring_capacity: data bytes of each ring (power of two), same order as parts
+ */
+struct moat_shm_header {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t header_size;
+	uint64_t region_size;
+	struct moat_part_desc part[MOAT_PART_COUNT];
+	uint32_t mtu;
+	uint8_t guest_ip4[4];
+	uint8_t gateway_ip4[4];
+	uint8_t dns_ip4[4];
+	uint8_t netmask4[4];
+	uint8_t gateway_mac[6];
+	uint8_t pad[2];
+	uint8_t guest_ip6[16];
+	uint8_t gateway_ip6[16];
+	uint8_t prefix4;	/* netmask length */
+	uint8_t anti_spoof;	/* 0 off, 1 drop, 2 terminate */
+	uint8_t log_level;	/* 0 error .. 3 debug */
+	uint8_t pad2;
+	uint32_t max_tcp_connections;
+	uint32_t max_udp_flows;
+	uint32_t connect_timeout_ms;
+	uint32_t tcp_idle_timeout_s;
+	uint32_t udp_idle_timeout_s;
+	uint32_t flags;		/* MOAT_HDR_F_* */
+};
+
+#define MOAT_HDR_F_TEST_TRIGGERS	1u	/* test builds only: honour test triggers */
+
+/**
+ * struct moat_ring_ctl - the control part at the start of each ring part;
+ * the data area (capacity bytes) follows at offset MOAT_RING_DATA_OFF.
+ */
+struct moat_ring_ctl {
+	_Alignas(MOAT_CACHELINE) uint64_t head;		/* producer */
+	uint32_t prod_waiting;				/* producer: waiting for space */
+	_Alignas(MOAT_CACHELINE) uint64_t tail;		/* consumer */
+	uint32_t cons_waiting;				/* consumer: waiting for data */
+};
+
+#define MOAT_RING_DATA_OFF	4096
+
+struct moat_rec_hdr {
+	uint32_t len;		/* payload bytes, header excluded */
+	uint32_t type;
+};
+
+/*
+ * Counter blocks: 64-bit counters, each written by exactly one process with
+ * relaxed atomic stores, read by the supervisor. tx = from the guest,
+ * rx = to the guest (microsandbox's convention).
+ */
+
+/* Why a guest frame was dropped at the guest port or the netstack's input. */
+enum moat_drop_reason {
+	MOAT_DROP_TOO_SHORT,	/* < 14 bytes */
+	MOAT_DROP_TOO_LONG,	/* > MTU + 14 */
+	MOAT_DROP_RING_FULL,	/* g2s full (never for s2g: backpressure) */
+	MOAT_DROP_BAD_LENGTH,	/* stream length prefix out of range */
+	MOAT_DROP_MALFORMED,	/* truncated or inconsistent L3/L4 header */
+	MOAT_DROP_ETHERTYPE,	/* unsupported ethertype */
+	MOAT_DROP_FRAGMENT,	/* IP fragment that could not be reassembled */
+	MOAT_DROP_IP_OPTIONS,	/* IPv4 options */
+	MOAT_DROP_SPOOFED,	/* source MAC/IP is not the guest's */
+	MOAT_DROP_NOT_FOR_US,	/* destination MAC neither ours nor broadcast */
+	MOAT_DROP_PROTOCOL,	/* unsupported L4 protocol */
+	MOAT_DROP_DHCP,		/* malformed DHCP message */
+	MOAT_DROP_NO_MEMORY,	/* lwIP pool exhausted */
+	MOAT_DROP_REASON_COUNT
+};
+
+struct moat_guest_counters {
+	uint64_t tx_frames, tx_bytes;	/* guest -> moat */
+	uint64_t rx_frames, rx_bytes;	/* moat -> guest */
+	uint64_t drops[MOAT_DROP_REASON_COUNT];
+	uint64_t clients_accepted;	/* stream/dgram frontends */
+	uint64_t clients_dropped;
+	uint64_t wakes_sent;
+};
+
+enum moat_conn_result {
+	MOAT_CONN_OK, MOAT_CONN_REFUSED, MOAT_CONN_UNREACHABLE, MOAT_CONN_DENIED,
+	MOAT_CONN_TIMEOUT, MOAT_CONN_LIMIT, MOAT_CONN_RESULT_COUNT
+};
+
+struct moat_netstack_counters {
+	uint64_t drops[MOAT_DROP_REASON_COUNT];
+	uint64_t arp_replies, icmp_echo_replies, dhcp_offers, dhcp_acks, dhcp_naks;
+	uint64_t tcp_syns, tcp_flows_opened, tcp_flows_closed, tcp_flows_active;
+	uint64_t tcp_table_full;
+	uint64_t udp_flows_opened, udp_flows_closed, udp_flows_active;
+	uint64_t icmp_echo_relayed;
+	uint64_t lwip_mem_errors;
+	uint64_t pcbs_in_use, pbufs_in_use, listeners;
+	uint64_t spoofed_frames;
+	uint64_t wakes_sent;
+	uint64_t tx_bytes_tcp, rx_bytes_tcp;	/* TCP payload bytes */
+};
+
+enum moat_proto_idx { MOAT_P_TCP, MOAT_P_UDP, MOAT_P_ICMP, MOAT_P_COUNT };
+enum moat_dns_result {
+	MOAT_DNS_FORWARDED, MOAT_DNS_DENIED, MOAT_DNS_REBIND, MOAT_DNS_FORMERR,
+	MOAT_DNS_SERVFAIL, MOAT_DNS_TRUNCATED, MOAT_DNS_UPSTREAM_BAD, MOAT_DNS_RESULT_COUNT
+};
+
+struct moat_proxy_counters {
+	uint64_t tcp_connections[MOAT_CONN_RESULT_COUNT];
+	uint64_t tcp_active;
+	uint64_t denials_egress[MOAT_P_COUNT];
+	uint64_t denials_ingress[MOAT_P_COUNT];
+	uint64_t udp_flows_opened, udp_flows_active, udp_flows_refused;
+	uint64_t dns_queries[MOAT_DNS_RESULT_COUNT];
+	uint64_t dns_pins;
+	uint64_t upstream_tx_bytes, upstream_rx_bytes;	/* socket bytes */
+	uint64_t icmp_echo_sent, icmp_echo_replies;
+	uint64_t limit_exceeded;
+	uint64_t bad_messages;
+	uint64_t policy_generation;
+	uint64_t wakes_sent;
+};
+
+/* Violation reasons (mailbox and events). */
+enum moat_violation {
+	MOAT_VIOL_NONE,
+	MOAT_VIOL_POLICY_TERMINATE,	/* a "terminate": true rule matched */
+	MOAT_VIOL_LIMIT,		/* a limit with on_exceed terminate */
+	MOAT_VIOL_SPOOF,		/* spoofed guest source, --anti-spoof terminate */
+	MOAT_VIOL_RING_CORRUPT,		/* a ring failed validation */
+	MOAT_VIOL_BAD_MESSAGE,		/* a malformed flow message */
+	MOAT_VIOL_CHILD_EXIT,		/* a child process died */
+	MOAT_VIOL_COUNT
+};
+
+/**
+ * struct moat_mailbox - one per reporting process (netstack, proxy), each in
+ * its own part so that neither can write the other's
+ * @seq:	bumped (release) after the other fields are written; the
+ *		supervisor acts when it changes
+ * @reason:	enum moat_violation
+ * @rule:	policy rule index, -1 if none
+ * @flow:	flow id, 0 if none
+ * @proto:	enum moat_proto_idx, or 0xff
+ * @dst_family, @dst_addr, @dst_port: the offending destination, if any
+ * @detail:	NUL-terminated words
+ */
+struct moat_mailbox {
+	_Alignas(MOAT_CACHELINE) uint32_t seq;
+	uint32_t reason;
+	int32_t rule;
+	uint32_t flow;
+	uint8_t proto;
+	uint8_t dst_family;	/* 4 or 6, 0 if none */
+	uint16_t dst_port;
+	uint8_t dst_addr[16];
+	char detail[160];
+};
+
+
+#endif /* MOAT_SHM_H */

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest.h - the supervisor's guest port: frames between the guest and the
+ * g2s/s2g rings (DESIGN §4)
+ */
+#ifndef MOAT_GUEST_H
+#define MOAT_GUEST_H
+
+#include <limits.h>
+#include <net/if.h>
+#include <stddef.h>
+
+#include "shm/region.h"
+#include "supervisor/loop.h"
+
+enum guest_kind {
+	GUEST_TAP, GUEST_TAP_FD, GUEST_STREAM, GUEST_STREAM_FD,
+	GUEST_DGRAM, GUEST_DGRAM_FD, GUEST_SHM
+};
+
+/**
+ * struct guest_spec - a parsed --guest argument
+ * @kind:	frontend
+ * @ifname:	tap name (tap)
+ * @netns:	namespace path the tap lives in, "" for ours (tap)
+ * @path:	unix socket path (stream, dgram, shm)
+ * @fd:		inherited descriptor (*-fd)
+ */
+struct guest_spec {
+	enum guest_kind kind;
+	char ifname[IFNAMSIZ];
+	char netns[PATH_MAX];
+	char path[108];
+	int fd;
+};
+
+struct guest;
+
+int guest_spec_parse(const char *s, struct guest_spec *out, char *err, size_t errlen);
+struct guest *guest_open(const struct guest_spec *spec, char *err, size_t errlen);
+int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd,
+		int netstack_efd, const char *pcap_path);
+void guest_close(struct guest *g);
+
+#endif /* MOAT_GUEST_H */
