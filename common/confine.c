@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -122,17 +123,33 @@ static void set_limit(int resource, rlim_t v, const char *name)
 		fatal("setrlimit(%s)", name);
 }
 
+/* Is @fd a regular file (`moat run 2>moat.log`)? */
+static bool is_regular_file(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 /**
  * confine_limits() - tight resource limits
  * @nofile:	RLIMIT_NOFILE for the role
  *
  * RLIMIT_NPROC 0 forbids fork/clone (for our uid, once capabilities are
- * gone); RLIMIT_FSIZE 0 forbids growing any file; no core dumps.
+ * gone; the kernel never applies it to uid 0, where seccomp does the job);
+ * RLIMIT_FSIZE 0 forbids growing any file; no core dumps.
+ *
+ * RLIMIT_FSIZE applies to every write, including those to descriptors we
+ * inherited: with stdout or stderr redirected to a regular file, a limit
+ * of 0 would kill us with SIGXFSZ at the first log line. It is left alone
+ * then; the seccomp allowlists open no files, so that log is the only file
+ * we could write anyway.
  */
 void confine_limits(unsigned long nofile)
 {
 	set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC");
-	set_limit(RLIMIT_FSIZE, 0, "RLIMIT_FSIZE");
+	if (!is_regular_file(STDOUT_FILENO) && !is_regular_file(STDERR_FILENO))
+		set_limit(RLIMIT_FSIZE, 0, "RLIMIT_FSIZE");
 	set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE");
 	set_limit(RLIMIT_NOFILE, nofile, "RLIMIT_NOFILE");
 }

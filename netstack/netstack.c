@@ -73,7 +73,10 @@ int netstack_main(void)
 			 REGION_PART_BIT(MOAT_PART_RING_G2S) | REGION_PART_BIT(MOAT_PART_RING_S2G) |
 			 REGION_PART_BIT(MOAT_PART_RING_S2P) | REGION_PART_BIT(MOAT_PART_RING_P2S);
 	struct sigaction sa = { .sa_handler = on_term };
-	struct netstack ns;
+	const struct stack_fds fds = {
+		.supervisor = FD_EFD_SUPERVISOR, .guest = FD_EFD_GUEST, .proxy = FD_EFD_PROXY,
+	};
+	static struct netstack ns;
 	int rc;
 
 	prctl(PR_SET_NAME, "moat-netstack");
@@ -89,7 +92,7 @@ int netstack_main(void)
 		log_warn("no private network namespace (%s); seccomp still forbids sockets",
 			 strerror(-rc));
 	/* Everything that allocates happens before the filter goes on. */
-	if (stack_init(&ns) < 0)
+	if (stack_init(&ns, &fds) < 0)
 		fatalx(1, "cannot initialise the TCP/IP stack");
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);

@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * stack.h - the netstack's state and the interface between its loop
- * (netstack.c) and the protocol code (lwIP glue, DHCP, TCP/UDP flows).
- * Private to netstack/.
+ * stack.h - the netstack's state and the interfaces between its loop
+ * (netstack.c), the lwIP glue and the protocol files. Private to netstack/:
+ * only files in netstack/ and the netstack's own tests include it.
+ *
+ * Prefixes: stack_ (stack.c), gif_ (netif.c, the guest interface), arp_
+ * (arp.c), dhcps_ (dhcp.c, the DHCP server), ping_ (icmp.c), dgram_
+ * (udp.c), conn_ (tcp.c, TCP flows), flows_ (flows.c, the p2s dispatch).
+ * lwIP owns netif_, icmp_, udp_, tcp_ and dhcp_.
  */
 #ifndef MOAT_STACK_H
 #define MOAT_STACK_H
@@ -10,8 +15,44 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lwip/ip_addr.h"
+#include "lwip/netif.h"
+#include "lwip/pbuf.h"
+#include "shm/flow.h"
 #include "shm/region.h"
 #include "shm/ring.h"
+
+/**
+ * struct stack_cfg - what the netstack takes from the validated header
+ * @mtu:	IP MTU toward the guest
+ * @guest_ip4, @gw_ip4, @dns_ip4, @mask4: IPv4 addresses, network order
+ * @gw_mac:	the MAC we answer with
+ * @guest_ip6, @gw_ip6: IPv6 addresses (the guest's /64 prefix is guest_ip6's)
+ * @anti_spoof:	0 off, 1 drop, 2 terminate
+ * @max_conns:	TCP flow table size
+ * @connect_timeout_ms: how long a held SYN may wait for CONNECT_RESULT
+ * @tcp_idle_s:	idle TCP flows are reset after this
+ */
+struct stack_cfg {
+	uint32_t mtu;
+	uint32_t guest_ip4, gw_ip4, dns_ip4, mask4;
+	uint8_t gw_mac[6];
+	uint8_t guest_ip6[16], gw_ip6[16];
+	uint8_t anti_spoof;
+	uint32_t max_conns;
+	uint32_t connect_timeout_ms;
+	uint32_t tcp_idle_s;
+};
+
+/**
+ * struct stack_fds - the eventfds the netstack writes (-1: none, in tests)
+ * @supervisor:	violation reports
+ * @guest:	s2g data, g2s space
+ * @proxy:	s2p data, p2s space
+ */
+struct stack_fds {
+	int supervisor, guest, proxy;
+};
 
 /**
  * struct netstack - everything the netstack process owns
@@ -21,7 +62,18 @@
  * @cnt:	its counter block
  * @mbox:	its violation mailbox
  * @violation:	set once a violation was reported; the loop stops
- * @priv:	protocol state (stack.c)
+ * @cfg:	configuration from the header
+ * @fds:	eventfds
+ * @netif:	lwIP's view of the guest link
+ * @guest_mac:	learned from the guest's first valid frame
+ * @guest_mac_known: whether @guest_mac is set
+ * @s2g_blocked: an output found s2g full; retry lwIP output when space returns
+ * @s2p_blocked: a flow message waits for room in s2p
+ * @p2s_paused:	p2s processing waits (s2g space or lwIP memory)
+ * @p2s_retry_ms: when a memory-paused p2s is retried (sys_now() time)
+ * @p2s_need_s2g: bytes of s2g room the paused p2s record waits for (0: memory)
+ * @p2s_skip:	bytes of the p2s record at the head already handled
+ * @more:	a budget ran out; poll again before sleeping
  */
 struct netstack {
 	struct region region;
@@ -29,12 +81,87 @@ struct netstack {
 	struct moat_netstack_counters *cnt;
 	struct moat_mailbox *mbox;
 	bool violation;
-	void *priv;
+	struct stack_cfg cfg;
+	struct stack_fds fds;
+	struct netif netif;
+	uint8_t guest_mac[6];
+	bool guest_mac_known;
+	bool s2g_blocked, s2p_blocked, p2s_paused;
+	uint32_t p2s_retry_ms;
+	uint32_t p2s_need_s2g;
+	uint32_t p2s_skip;
+	bool more;
 };
 
-int stack_init(struct netstack *ns);
+/* Relaxed atomic counter updates (the supervisor reads them concurrently). */
+static inline void cnt_add(uint64_t *c, uint64_t n)
+{
+	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+
+static inline void cnt_set(uint64_t *c, uint64_t v)
+{
+	__atomic_store_n(c, v, __ATOMIC_RELAXED);
+}
+
+/* stack.c */
+int stack_init(struct netstack *ns, const struct stack_fds *fds);
 void stack_poll(struct netstack *ns);
 uint32_t stack_prepare_sleep(struct netstack *ns);
 void stack_wake(struct netstack *ns);
+void stack_drop(struct netstack *ns, int reason);
+void stack_violation(struct netstack *ns, uint32_t reason, uint32_t flow, const char *detail);
+int sys_arch_init(void);
+
+/* netif.c: the guest link */
+int gif_init(struct netstack *ns);
+void gif_poll(struct netstack *ns, unsigned budget);
+int gif_send_frame(struct netstack *ns, const uint8_t *dst_mac, uint16_t ethertype,
+		   const void *l3, size_t l3len);
+void gif_feed_tcp(struct netstack *ns, struct pbuf *p);
+bool gif_s2g_room(struct netstack *ns, size_t bytes);
+
+/* arp.c */
+void arp_input(struct netstack *ns, const uint8_t *frame, size_t len);
+
+/* dhcp.c: the server's glue (the parser is in dhcp.h) */
+void dhcps_input(struct netstack *ns, struct pbuf *p, uint16_t udp_off, uint16_t udp_len);
+
+/* icmp.c */
+void ping_input4(struct netstack *ns, struct pbuf *p);
+void ping_input6(struct netstack *ns, struct pbuf *p, uint16_t l4_off);
+int ping_echo_reply_from_proxy(struct netstack *ns, const struct flow_echo *e,
+			       const uint8_t *data, uint32_t len);
+void ping_unreachable(struct netstack *ns, struct pbuf *orig, bool v6);
+void ping_guest_seen(struct netstack *ns);
+int ping_send_echo_reply(struct netstack *ns, const ip_addr_t *src, const ip_addr_t *dst,
+			 uint16_t ident, uint16_t seq, struct pbuf *data, uint16_t data_off,
+			 const uint8_t *bytes, uint32_t len);
+
+/* udp.c */
+void dgram_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off);
+int dgram_output(struct netstack *ns, const ip_addr_t *src, uint16_t sport, const ip_addr_t *dst,
+		 uint16_t dport, const uint8_t *data, uint32_t len);
+
+/* tcp.c: TCP flows */
+int conn_init(struct netstack *ns);
+void conn_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off);
+void conn_pump(struct netstack *ns);
+void conn_output(struct netstack *ns);
+void conn_timer(struct netstack *ns);
+void conn_connect_result(struct netstack *ns, const struct flow_connect_result *m);
+int conn_data(struct netstack *ns, uint32_t id, const uint8_t *data, uint32_t len,
+	      uint32_t *taken);
+int conn_credit(struct netstack *ns, const struct flow_credit *m);
+int conn_shut(struct netstack *ns, uint32_t id);
+void conn_close(struct netstack *ns, const struct flow_close *m);
+int conn_accepted(struct netstack *ns, const struct flow_connect *m);
+
+/* flows.c: s2p helpers and the p2s dispatch */
+int flows_emit(struct netstack *ns, uint32_t type, const void *hdr, uint32_t hdrlen,
+	       struct pbuf *p, uint32_t off, uint32_t len);
+void flows_poll(struct netstack *ns, unsigned budget);
+void flows_endpoint(struct flow_endpoint *e, const ip_addr_t *a, uint16_t port);
+int flows_endpoint_addr(const struct flow_endpoint *e, ip_addr_t *a);
 
 #endif /* MOAT_STACK_H */

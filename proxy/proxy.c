@@ -10,17 +10,26 @@
  * channel (FD_CONTROL, shm/control.h), so even a compromised netstack can
  * reach nothing the policy denies.
  *
- * Start-up: close every other fd, map the header, our counters and mailbox
- * and the two flow rings, create the libuv loop, drop capabilities, set
- * rlimits, load the seccomp allowlist (sockets yes; files, exec and
- * credentials no). Then the loop: our eventfd wakes us for s2p records
- * (and p2s space), the control socket brings configuration.
+ * Start-up, in this order: close every other fd, map the header, our
+ * counters and mailbox and the two flow rings, seed jansson's hash (it
+ * would otherwise open /dev/urandom on first use, after the filter is
+ * in), create the libuv loop and every handle (relay_init()), drop
+ * capabilities, set rlimits, load the seccomp allowlist (sockets yes;
+ * files, exec and credentials no). Then the loop: our eventfd wakes us for
+ * s2p records and p2s space, the control socket brings configuration.
+ * The proxy keeps its network namespace: it is the process that owns the
+ * real sockets.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -31,53 +40,63 @@
 #include "proxy/relay.h"
 #include "shm/region.h"
 
+/* One rule with one argument condition (libseccomp). */
+static void allow_arg(scmp_filter_ctx ctx, int nr, const char *name, struct scmp_arg_cmp cmp)
+{
+	int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, cmp);
+
+	if (rc < 0 && rc != -EEXIST)
+		fatalx(1, "seccomp: cannot allow %s: %s", name, strerror(-rc));
+}
+
+#define ALLOW_ARG(ctx, name, cmp)	allow_arg((ctx), SCMP_SYS(name), #name, (cmp))
+
 /*
- * The proxy's allowlist. libuv's loop (epoll), its async/signal plumbing,
- * sockets toward the upstream, and malloc. Nothing that opens files,
- * executes programs or changes credentials.
+ * The proxy's allowlist: libuv's loop (epoll), sockets toward the
+ * upstream, the eventfds and the control socket, and malloc. Checked with
+ * strace against a whole test run (docs/proxy.md). Nothing that opens
+ * files, executes programs, changes credentials or maps executable memory.
  */
 static void proxy_seccomp(void)
 {
 	scmp_filter_ctx ctx = confine_seccomp_init();
 
-	ALLOW(ctx, read);		/* eventfd, control socket, libuv's internal fds */
-	ALLOW(ctx, write);		/* eventfds, stderr log, control socket */
-	ALLOW(ctx, readv);		/* libuv stream reads */
+	ALLOW(ctx, read);		/* eventfd */
+	ALLOW(ctx, write);		/* eventfds, stderr log */
+	ALLOW(ctx, readv);		/* libuv stream reads (uv__read uses read or readv) */
 	ALLOW(ctx, writev);		/* libuv stream writes */
 	ALLOW(ctx, close);		/* closing upstream sockets */
 	ALLOW(ctx, epoll_wait);		/* libuv's poll phase */
-	ALLOW(ctx, epoll_pwait);	/* libuv's poll phase (newer libc) */
+	ALLOW(ctx, epoll_pwait);	/* libuv's poll phase (glibc's epoll_wait is epoll_pwait) */
 	ALLOW(ctx, epoll_ctl);		/* libuv registers fds */
-	ALLOW(ctx, clock_gettime);	/* libuv's loop time, timers */
-	ALLOW(ctx, socket);		/* upstream TCP/UDP/ping sockets */
-	ALLOW(ctx, connect);		/* upstream connects */
-	ALLOW(ctx, bind);		/* published ports, UDP flow sockets */
+	ALLOW(ctx, clock_gettime);	/* libuv's loop time when the vDSO falls back */
+	/* Upstream TCP/UDP/ping sockets: IPv4 and IPv6 only (no unix, no netlink, no raw packet). */
+	ALLOW_ARG(ctx, socket, SCMP_A0(SCMP_CMP_EQ, AF_INET));
+	ALLOW_ARG(ctx, socket, SCMP_A0(SCMP_CMP_EQ, AF_INET6));
+	ALLOW(ctx, connect);		/* upstream connects, connected UDP and ping sockets */
+	ALLOW(ctx, bind);		/* published ports */
 	ALLOW(ctx, listen);		/* published ports */
 	ALLOW(ctx, accept4);		/* published ports */
 	ALLOW(ctx, getsockopt);		/* SO_ERROR after a non-blocking connect */
-	ALLOW(ctx, setsockopt);		/* TCP_NODELAY, SO_LINGER 0 for resets, buffers */
-	ALLOW(ctx, getsockname);	/* libuv, published ports */
-	ALLOW(ctx, getpeername);	/* libuv */
-	ALLOW(ctx, sendto);		/* UDP, DNS */
-	ALLOW(ctx, recvfrom);		/* UDP, DNS */
-	ALLOW(ctx, sendmsg);		/* UDP, DNS, control */
-	ALLOW(ctx, recvmsg);		/* UDP, DNS, control */
-	ALLOW(ctx, sendmmsg);		/* batched UDP */
-	ALLOW(ctx, recvmmsg);		/* batched UDP */
+	ALLOW(ctx, setsockopt);		/* TCP_NODELAY, SO_LINGER 0 for resets, SO_REUSEADDR */
+	ALLOW(ctx, getsockname);	/* libuv */
+	ALLOW(ctx, getpeername);	/* published ports: the client's address; libuv */
+	ALLOW(ctx, sendto);		/* UDP, DNS, ping, control events (send) */
+	ALLOW(ctx, recvfrom);		/* ping replies, control documents (recv) */
+	ALLOW(ctx, sendmsg);		/* libuv UDP sends */
+	ALLOW(ctx, recvmsg);		/* libuv UDP receives */
 	ALLOW(ctx, shutdown);		/* half-close toward the upstream */
-	ALLOW(ctx, ioctl);		/* FIONBIO: libuv sets sockets non-blocking */
-	ALLOW(ctx, fcntl);		/* O_NONBLOCK, FD_CLOEXEC */
+	/* libuv sets O_NONBLOCK and FD_CLOEXEC with ioctl: only those two requests. */
+	ALLOW_ARG(ctx, ioctl, SCMP_A1(SCMP_CMP_EQ, FIONBIO));
+	ALLOW_ARG(ctx, ioctl, SCMP_A1(SCMP_CMP_EQ, FIOCLEX));
 	ALLOW(ctx, brk);		/* malloc */
-	ALLOW(ctx, mmap);		/* malloc of large blocks */
+	/* malloc of large blocks: never executable memory. */
+	ALLOW_ARG(ctx, mmap, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
 	ALLOW(ctx, munmap);		/* free of large blocks */
 	ALLOW(ctx, mremap);		/* realloc of large blocks */
 	ALLOW(ctx, madvise);		/* glibc malloc trimming */
 	ALLOW(ctx, futex);		/* glibc locks (uncontended: single thread) */
-	ALLOW(ctx, rt_sigprocmask);	/* libuv blocks signals around epoll */
-	ALLOW(ctx, rt_sigaction);	/* libuv signal handles */
-	ALLOW(ctx, getpid);		/* libuv */
-	ALLOW(ctx, getrandom);		/* DNS ids, ISNs of the proxy's own */
-	ALLOW(ctx, uname);		/* libuv version checks */
+	ALLOW(ctx, getrandom);		/* DNS query ids */
 	confine_seccomp_load(ctx);
 }
 
@@ -93,25 +112,32 @@ int proxy_main(void)
 			 REGION_PART_BIT(MOAT_PART_CNT_PROXY) |
 			 REGION_PART_BIT(MOAT_PART_MBOX_PROXY) |
 			 REGION_PART_BIT(MOAT_PART_RING_S2P) | REGION_PART_BIT(MOAT_PART_RING_P2S);
-	struct proxy px;
+	static struct proxy px;
+	unsigned long nofile;
 	int rc;
 
-	memset(&px, 0, sizeof(px));
 	prctl(PR_SET_NAME, "moat-proxy");
 	log_init("moat-proxy", LOG_LVL_INFO);
-	confine_close_fds(FD_CONTROL);
+	confine_close_fds(FD_LAST);
 	rc = region_map(FD_REGION, parts, &px.region);
 	if (rc < 0)
 		fatalx(1, "cannot map the shared region: %s", strerror(-rc));
 	log_init("moat-proxy", px.region.hdr.log_level);
+	json_object_seed(0);
+	px.efd_self = FD_EFD_PROXY;
+	px.efd_netstack = FD_EFD_NETSTACK;
+	px.efd_supervisor = FD_EFD_SUPERVISOR;
+	px.control_fd = FD_CONTROL;
 	if (uv_loop_init(&px.loop) < 0)
 		fatalx(1, "cannot create the event loop");
-	if (relay_init(&px) < 0)
-		fatalx(1, "cannot set up the relay");
+	rc = relay_init(&px);
+	if (rc < 0)
+		fatalx(1, "cannot set up the relay: %s", strerror(-rc));
+	/* A socket per TCP connection and UDP flow, DNS and ping sockets, slack. */
+	nofile = (unsigned long)px.region.hdr.max_tcp_connections + px.region.hdr.max_udp_flows + 512;
 	confine_drop_caps();
-	confine_limits(4096);
+	confine_limits(nofile < 4096 ? 4096 : nofile);
 	proxy_seccomp();
-	rc = uv_run(&px.loop, UV_RUN_DEFAULT);
-	relay_fini(&px);
-	return rc < 0 ? 1 : 0;
+	uv_run(&px.loop, UV_RUN_DEFAULT);
+	return px.exit_status;
 }

@@ -1,31 +1,369 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * relay.c - placeholder relay: reads the configuration and drains s2p.
- * Replaced by the TCP/UDP relay (issue 5).
+ * relay.c - the proxy's core: the flow rings, message validation, dispatch,
+ * policy decisions and violations
+ *
+ * Theory of Operation
+ * -------------------
+ * Runs in moat-proxy, on the libuv loop. The netstack (less trusted: it
+ * parses the guest's packets) talks to us only through the s2p ring; we
+ * answer on p2s (shm/flow.h).
+ *
+ * Consuming s2p. Our eventfd wakes the loop; everything else happens in
+ * one uv_prepare callback, which runs right before the loop would block:
+ * pop a bounded batch of records (each copied out of the ring by
+ * ring_pop() before it is looked at), validate each one completely
+ * (relay_validate(): known type, exact size for fixed-size records, data
+ * sizes within FLOW_DATA_MAX, valid families and ports, ids in the right
+ * half of the space) and hand it to tcp.c, udp.c, dnsfwd.c or icmp.c. A
+ * malformed record or a corrupt ring is a fatal violation (mailbox, then
+ * nothing more is processed); a record for an unknown flow id is ignored
+ * (it may have crossed a CLOSE). Then the same callback lets tcp.c issue
+ * the socket writes and CREDITs of the batch, publishes p2s once
+ * (ring_flush(): one wake for the whole iteration), hands s2p space back,
+ * and either arms the ring's sleep flag or keeps an idle handle running so
+ * the loop comes straight back.
+ *
+ * Producing p2s. Socket data goes straight into the ring: a reader's alloc
+ * callback reserves a DATA/DGRAM record (relay_reserve()), the kernel
+ * copies into it, the read callback commits it. Small control records
+ * (CONNECT_RESULT, SHUT_WR, CLOSE, ...) go through relay_send(); when the
+ * ring is full they wait, in order, in a backlog, and while the backlog is
+ * not empty nothing is reserved, so no record overtakes another. A reader
+ * that found no room registers as a waiter (relay_wait()) and stops; when
+ * the netstack frees space it writes our eventfd (ring_wait_space()), the
+ * backlog drains and the waiters resume. Nothing is ever dropped on p2s
+ * except datagrams beyond a hard backlog bound (UDP is lossy anyway).
+ *
+ * Decisions. relay_decide() asks the policy about a flow, with the DNS
+ * names pinned for its destination; relay_denied() acts on a denial: a
+ * "terminate" rule is reported to the supervisor first of all (the VM is
+ * to die within milliseconds), then the counters and an event.
  */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "common/fds.h"
 #include "common/log.h"
 #include "proxy/relay.h"
-#include "shm/control.h"
-#include "shm/flow.h"
 #include "shm/mailbox.h"
 
-static uv_poll_t efd_poll, ctl_poll;
-static uint8_t rec[FLOW_RECORD_MAX];
+#define DRAIN_RECORDS	4096		/* s2p records per loop iteration */
+#define DRAIN_BYTES	(8u << 20)	/* s2p bytes per loop iteration */
+#define BACKLOG_LOSSY_MAX (16u << 20)	/* datagram bytes that may wait for p2s space */
+#define TICK_MS		1000
 
+struct backlog_rec {
+	struct px_list node;
+	uint32_t type, len;
+	uint8_t data[];
+};
+
+static uint64_t backlog_bytes;
+
+/* One record copied out of s2p at a time. */
+static _Alignas(8) uint8_t rec_buf[FLOW_RECORD_MAX];
+
+static bool ep_valid(const struct flow_endpoint *ep)
+{
+	return ep->family == 4 || ep->family == 6;
+}
+
+/**
+ * relay_validate() - check one s2p record completely before it is used
+ * @type:	record type
+ * @msg:	payload, already copied out of the ring
+ * @len:	payload length
+ *
+ * Records that only travel p2s (ECHO_REPLY, ACCEPTED) are invalid here.
+ *
+ * Return: 0 if well-formed, -EBADMSG if not (a violation).
+ */
+int relay_validate(uint32_t type, const void *msg, uint32_t len)
+{
+	switch (type) {
+	case FLOW_CONNECT: {
+		struct flow_connect c;
+
+		if (len != sizeof(c))
+			return -EBADMSG;
+		memcpy(&c, msg, sizeof(c));
+		if (c.id == 0 || (c.id & FLOW_ID_INGRESS))
+			return -EBADMSG;
+		if (!ep_valid(&c.src) || !ep_valid(&c.dst) || c.src.family != c.dst.family ||
+		    c.src.port == 0 || c.dst.port == 0)
+			return -EBADMSG;
+		return 0;
+	}
+	case FLOW_CONNECT_RESULT: {
+		struct flow_connect_result r;
+
+		if (len != sizeof(r))
+			return -EBADMSG;
+		memcpy(&r, msg, sizeof(r));
+		if (!(r.id & FLOW_ID_INGRESS) || r.id == FLOW_ID_INGRESS ||
+		    r.result >= MOAT_CONN_RESULT_COUNT)
+			return -EBADMSG;
+		return 0;
+	}
+	case FLOW_DATA: {
+		struct flow_data d;
+
+		if (len <= sizeof(d) || len > sizeof(d) + FLOW_DATA_MAX)
+			return -EBADMSG;
+		memcpy(&d, msg, sizeof(d));
+		return d.id && d.id != FLOW_ID_INGRESS ? 0 : -EBADMSG;
+	}
+	case FLOW_CREDIT: {
+		struct flow_credit c;
+
+		if (len != sizeof(c))
+			return -EBADMSG;
+		memcpy(&c, msg, sizeof(c));
+		return c.id && c.id != FLOW_ID_INGRESS ? 0 : -EBADMSG;
+	}
+	case FLOW_SHUT_WR: {
+		struct flow_shut s;
+
+		if (len != sizeof(s))
+			return -EBADMSG;
+		memcpy(&s, msg, sizeof(s));
+		return s.id && s.id != FLOW_ID_INGRESS ? 0 : -EBADMSG;
+	}
+	case FLOW_CLOSE: {
+		struct flow_close c;
+
+		if (len != sizeof(c))
+			return -EBADMSG;
+		memcpy(&c, msg, sizeof(c));
+		return c.id && c.id != FLOW_ID_INGRESS && c.reset <= 1 ? 0 : -EBADMSG;
+	}
+	case FLOW_DGRAM: {
+		struct flow_dgram d;
+
+		if (len < sizeof(d) || len > sizeof(d) + FLOW_DATA_MAX)
+			return -EBADMSG;
+		memcpy(&d, msg, sizeof(d));
+		if (!ep_valid(&d.src) || !ep_valid(&d.dst) || d.src.family != d.dst.family ||
+		    d.src.port == 0 || d.dst.port == 0)
+			return -EBADMSG;
+		return 0;
+	}
+	case FLOW_ECHO: {
+		struct flow_echo e;
+
+		if (len < sizeof(e) || len > sizeof(e) + FLOW_DATA_MAX)
+			return -EBADMSG;
+		memcpy(&e, msg, sizeof(e));
+		if (!ep_valid(&e.peer) || !ep_valid(&e.guest) || e.peer.family != e.guest.family)
+			return -EBADMSG;
+		return 0;
+	}
+	default:
+		return -EBADMSG;
+	}
+}
+
+static const char *type_name(uint32_t type)
+{
+	static const char *const names[] = {
+		"CONNECT", "CONNECT_RESULT", "DATA", "CREDIT", "SHUT_WR", "CLOSE", "DGRAM", "ECHO",
+		"ECHO_REPLY", "ACCEPTED"
+	};
+
+	return type >= FLOW_CONNECT && type < FLOW_MSG_END ? names[type - FLOW_CONNECT] : "unknown";
+}
+
+static void dispatch(struct proxy *px, uint32_t type, const uint8_t *msg, uint32_t len)
+{
+	switch (type) {
+	case FLOW_CONNECT: {
+		struct flow_connect c;
+
+		memcpy(&c, msg, sizeof(c));
+		tcp_connect_input(px, &c);
+		break;
+	}
+	case FLOW_CONNECT_RESULT: {
+		struct flow_connect_result r;
+
+		memcpy(&r, msg, sizeof(r));
+		tcp_result_input(px, &r);
+		break;
+	}
+	case FLOW_DATA: {
+		struct flow_data d;
+
+		memcpy(&d, msg, sizeof(d));
+		tcp_data_input(px, d.id, msg + sizeof(d), len - (uint32_t)sizeof(d));
+		break;
+	}
+	case FLOW_CREDIT: {
+		struct flow_credit c;
+
+		memcpy(&c, msg, sizeof(c));
+		tcp_credit_input(px, c.id, c.bytes);
+		break;
+	}
+	case FLOW_SHUT_WR: {
+		struct flow_shut s;
+
+		memcpy(&s, msg, sizeof(s));
+		tcp_shut_input(px, s.id);
+		break;
+	}
+	case FLOW_CLOSE: {
+		struct flow_close c;
+
+		memcpy(&c, msg, sizeof(c));
+		tcp_close_input(px, c.id, c.reset != 0);
+		break;
+	}
+	case FLOW_DGRAM: {
+		struct flow_dgram d;
+
+		memcpy(&d, msg, sizeof(d));
+		if (relay_is_dns(px, &d.dst) && d.dst.port == 53)
+			dnsfwd_udp_input(px, &d, msg + sizeof(d), len - (uint32_t)sizeof(d));
+		else
+			udp_input(px, &d, msg + sizeof(d), len - (uint32_t)sizeof(d));
+		break;
+	}
+	case FLOW_ECHO: {
+		struct flow_echo e;
+
+		memcpy(&e, msg, sizeof(e));
+		icmp_input(px, &e, msg + sizeof(e), len - (uint32_t)sizeof(e));
+		break;
+	}
+	}
+}
+
+/* Pop, validate and dispatch a bounded batch of s2p records. */
 static void drain(struct proxy *px)
 {
-	uint32_t type;
-	int n;
+	uint64_t bytes = 0;
 
-	while ((n = ring_pop(&px->s2p, &type, rec, sizeof(rec))) >= 0 || n == -EMSGSIZE)
-		;
+	for (int i = 0; i < DRAIN_RECORDS && bytes < DRAIN_BYTES && !px->violation; i++) {
+		uint32_t type = 0;
+		int n = ring_pop(&px->s2p, &type, rec_buf, sizeof(rec_buf));
+
+		if (n == -EAGAIN)
+			return;
+		if (n == -EBADMSG) {
+			relay_violation(px, MOAT_VIOL_RING_CORRUPT, -1, 0, 0xff, NULL,
+					"ring s2p failed validation");
+			return;
+		}
+		if (n == -EMSGSIZE || (n >= 0 && relay_validate(type, rec_buf, (uint32_t)n) < 0)) {
+			char detail[96];
+
+			CNT_ADD(px, bad_messages, 1);
+			snprintf(detail, sizeof(detail), "malformed s2p record type=%u (%s) len=%d", type,
+				 type_name(type), n);
+			relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, 0, 0xff, NULL, detail);
+			return;
+		}
+		bytes += (uint64_t)n;
+		dispatch(px, type, rec_buf, (uint32_t)n);
+	}
+}
+
+static void resume_waiters(struct proxy *px)
+{
+	struct px_list todo;
+
+	px_list_init(&todo);
+	/* Move them aside first: a resumed reader may wait again at once. */
+	while (!px_list_empty(&px->waiters)) {
+		struct px_list *n = px->waiters.next;
+
+		px_list_del(n);
+		px_list_add_tail(&todo, n);
+	}
+	while (!px_list_empty(&todo) && !px->violation) {
+		struct px_list *n = todo.next;
+		struct relay_waiter *w = px_container_of(n, struct relay_waiter, node);
+
+		px_list_del(n);
+		w->resume(w);
+	}
+}
+
+/* Move waiting records into p2s; then let the readers go on if there is room. */
+static void backlog_drain(struct proxy *px)
+{
+	uint64_t resume_min = FLOW_RECORD_MAX + 16;
+
+	if (resume_min > RING_MAX_RECORD(px->p2s.cap))
+		resume_min = RING_MAX_RECORD(px->p2s.cap);
+	while (!px_list_empty(&px->backlog)) {
+		struct backlog_rec *r = px_container_of(px->backlog.next, struct backlog_rec, node);
+		int rc = ring_push(&px->p2s, r->type, r->data, r->len);
+
+		if (rc == -ENOBUFS) {
+			if (ring_wait_space(&px->p2s, r->len))
+				continue;
+			px->p2s_blocked = true;
+			return;
+		}
+		if (rc < 0 && rc != -EMSGSIZE) {
+			relay_violation(px, MOAT_VIOL_RING_CORRUPT, -1, 0, 0xff, NULL,
+					"ring p2s failed validation");
+			return;
+		}
+		px_list_del(&r->node);
+		px->backlog_len--;
+		if (r->type == FLOW_DGRAM || r->type == FLOW_ECHO_REPLY)
+			backlog_bytes -= r->len;
+		free(r);
+	}
+	if (px_list_empty(&px->waiters))
+		return;
+	if (ring_free_bytes(&px->p2s) >= resume_min * 2 || ring_wait_space(&px->p2s, (uint32_t)resume_min))
+		resume_waiters(px);
+	else
+		px->p2s_blocked = true;
+}
+
+static void on_idle(uv_idle_t *h)
+{
+	(void)h;	/* only keeps the loop from blocking */
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+	struct proxy *px = h->data;
+	bool more = false;
+
+	if (px->violation) {
+		uv_idle_stop(&px->idle);
+		return;
+	}
+	if (px->policy)
+		drain(px);
+	if (px->violation)
+		return;
+	tcp_flush(px);
+	backlog_drain(px);
+	if (px->violation)
+		return;
+	ring_flush(&px->p2s);
 	ring_release(&px->s2p);
+	if (px->p2s.corrupt) {
+		relay_violation(px, MOAT_VIOL_RING_CORRUPT, -1, 0, 0xff, NULL,
+				"ring p2s failed validation");
+		return;
+	}
+	if (px->policy)
+		more = !ring_prepare_sleep(&px->s2p);
+	if (more)
+		uv_idle_start(&px->idle, on_idle);
+	else
+		uv_idle_stop(&px->idle);
 }
 
 static void on_efd(uv_poll_t *h, int status, int events)
@@ -35,48 +373,527 @@ static void on_efd(uv_poll_t *h, int status, int events)
 
 	(void)status;
 	(void)events;
-	if (read(FD_EFD_PROXY, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		return;
-	do
-		drain(px);
-	while (!ring_prepare_sleep(&px->s2p));
+	if (read(px->efd_self, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn("eventfd read: %s", strerror(errno));
+	px->p2s_blocked = false;
+	/* on_prepare() does the work before the loop sleeps again. */
 }
 
-static void on_ctl(uv_poll_t *h, int status, int events)
+static void on_tick(uv_timer_t *h)
 {
-	char buf[4096];
-	ssize_t n = read(FD_CONTROL, buf, sizeof(buf));
+	struct proxy *px = h->data;
+	uint64_t now = uv_now(&px->loop);
+	static unsigned n;
 
-	(void)status;
-	(void)events;
-	if (n == 0) {
-		uv_stop(h->loop);
-		uv_poll_stop(h);
+	if (px->violation)
+		return;
+	tcp_tick(px, now);
+	udp_tick(px, now);
+	dnsfwd_tick(px, now);
+	icmp_tick(px, now);
+	if (++n % 10 == 0)
+		pins_expire(&px->pins, now);
+	CNT_SET(px, dns_pins, px->pins.count);
+}
+
+/**
+ * relay_kick() - make the loop come back without sleeping (new work)
+ * @px:	proxy
+ */
+void relay_kick(struct proxy *px)
+{
+	if (!px->violation)
+		uv_idle_start(&px->idle, on_idle);
+}
+
+static void backlog_add(struct proxy *px, uint32_t type, const void *hdr, uint32_t hlen,
+			const void *data, uint32_t dlen)
+{
+	bool lossy = type == FLOW_DGRAM || type == FLOW_ECHO_REPLY;
+	struct backlog_rec *r;
+
+	if (lossy && backlog_bytes + hlen + dlen > BACKLOG_LOSSY_MAX)
+		return;		/* datagrams may be lost; flow control may not */
+	r = malloc(sizeof(*r) + hlen + dlen);
+	if (!r) {
+		/* Out of memory in the proxy: nothing sane is left. */
+		relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, 0, 0xff, NULL, "proxy out of memory");
+		return;
+	}
+	r->type = type;
+	r->len = hlen + dlen;
+	memcpy(r->data, hdr, hlen);
+	if (dlen)
+		memcpy(r->data + hlen, data, dlen);
+	px_list_add_tail(&px->backlog, &r->node);
+	px->backlog_len++;
+	if (lossy)
+		backlog_bytes += r->len;
+	relay_kick(px);
+}
+
+/**
+ * relay_sendv() - queue one p2s record made of a header and data
+ * @px:		proxy
+ * @type:	record type
+ * @hdr:	fixed part
+ * @hlen:	its length
+ * @data:	variable part, may be NULL
+ * @dlen:	its length
+ *
+ * Goes into the ring now, or into the backlog (in order) when the ring is
+ * full. It becomes visible to the netstack at the next ring_flush().
+ */
+void relay_sendv(struct proxy *px, uint32_t type, const void *hdr, uint32_t hlen,
+		 const void *data, uint32_t dlen)
+{
+	void *p;
+	int rc;
+
+	if (px->violation)
+		return;
+	if (!px_list_empty(&px->backlog)) {
+		backlog_add(px, type, hdr, hlen, data, dlen);
+		return;
+	}
+	rc = ring_reserve(&px->p2s, hlen + dlen, &p);
+	if (rc == -ENOBUFS) {
+		backlog_add(px, type, hdr, hlen, data, dlen);
+		return;
+	}
+	if (rc == -EMSGSIZE) {
+		log_error("p2s record of %u bytes does not fit the ring; dropped", hlen + dlen);
+		return;
+	}
+	if (rc < 0) {
+		relay_violation(px, MOAT_VIOL_RING_CORRUPT, -1, 0, 0xff, NULL,
+				"ring p2s failed validation");
+		return;
+	}
+	memcpy(p, hdr, hlen);
+	if (dlen)
+		memcpy((uint8_t *)p + hlen, data, dlen);
+	ring_commit(&px->p2s, type, hlen + dlen);
+}
+
+/**
+ * relay_send() - queue one fixed-size p2s record
+ * @px:		proxy
+ * @type:	record type
+ * @msg:	payload
+ * @len:	its length
+ */
+void relay_send(struct proxy *px, uint32_t type, const void *msg, uint32_t len)
+{
+	relay_sendv(px, type, msg, len, NULL, 0);
+}
+
+/**
+ * relay_reserve() - room for a DATA/DGRAM record to be read straight into
+ * @px:		proxy
+ * @hlen:	header bytes the caller writes first
+ * @want:	data bytes wanted
+ * @got:	set to the data bytes granted (may be less than @want)
+ *
+ * Follow with relay_commit() (or nothing, to give the room up). Nothing
+ * else may be pushed in between.
+ *
+ * Return: where the header goes (data follows it), or NULL when the ring
+ * is full or records are waiting: then call relay_wait().
+ */
+void *relay_reserve(struct proxy *px, uint32_t hlen, uint32_t want, uint32_t *got)
+{
+	uint32_t n = want;
+
+	if (px->violation || !px_list_empty(&px->backlog))
+		return NULL;
+	for (;;) {
+		void *p;
+		int rc = ring_reserve(&px->p2s, hlen + n, &p);
+
+		if (rc == 0) {
+			*got = n;
+			return p;
+		}
+		if (rc == -EBADMSG) {
+			relay_violation(px, MOAT_VIOL_RING_CORRUPT, -1, 0, 0xff, NULL,
+					"ring p2s failed validation");
+			return NULL;
+		}
+		if (n <= 2048)
+			return NULL;
+		n /= 2;
 	}
 }
 
+/**
+ * relay_commit() - finish the record of the last relay_reserve()
+ * @px:		proxy
+ * @type:	record type
+ * @len:	header plus data bytes actually written
+ */
+void relay_commit(struct proxy *px, uint32_t type, uint32_t len)
+{
+	ring_commit(&px->p2s, type, len);
+}
+
+/**
+ * relay_wait() - wait for p2s space; @w->resume is called when it may be there
+ * @px:	proxy
+ * @w:	the waiter (not already waiting)
+ */
+void relay_wait(struct proxy *px, struct relay_waiter *w)
+{
+	if (px_list_linked(&w->node))
+		return;
+	px_list_add_tail(&px->waiters, &w->node);
+	relay_kick(px);
+}
+
+/**
+ * relay_violation() - report a fatal violation and stop processing
+ * @px:		proxy
+ * @reason:	enum moat_violation
+ * @rule:	policy rule index or -1
+ * @flow:	flow id or 0
+ * @proto:	enum moat_proto_idx or 0xff
+ * @dst:	destination, may be NULL
+ * @detail:	words for the event and the log
+ *
+ * The mailbox comes first: the supervisor kills the VM as soon as it sees
+ * it. Then the proxy stops consuming s2p and producing p2s; it keeps
+ * running until the supervisor stops it.
+ */
+void relay_violation(struct proxy *px, uint32_t reason, int rule, uint32_t flow, uint8_t proto,
+		     const struct flow_endpoint *dst, const char *detail)
+{
+	struct mailbox_report rep = {
+		.reason = reason, .rule = rule, .flow = flow, .proto = proto, .detail = detail
+	};
+
+	if (px->violation)
+		return;
+	if (dst) {
+		rep.dst_family = dst->family;
+		rep.dst_port = dst->port;
+		memcpy(rep.dst_addr, dst->addr, sizeof(rep.dst_addr));
+	}
+	mailbox_post(px->mbox, px->efd_supervisor, &rep);
+	px->violation = true;
+	uv_poll_stop(&px->efd_poll);
+	uv_idle_stop(&px->idle);
+	log_error("violation reported: reason=%u rule=%d flow=%u %s", reason, rule, flow,
+		  detail ? detail : "");
+}
+
+static void ep_to_addr(const struct flow_endpoint *ep, struct policy_addr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->family = ep->family == 4 ? AF_INET : AF_INET6;
+	memcpy(a->addr, ep->addr, ep->family == 4 ? 4 : 16);
+}
+
+/**
+ * relay_decide() - decide a flow with the names pinned for its address
+ * @px:		proxy
+ * @dir:	POLICY_EGRESS or POLICY_INGRESS
+ * @proto:	POLICY_PROTO_*
+ * @dst:	egress: destination (port = destination port); ingress: the
+ *		host-side peer with port = the guest port
+ *
+ * Return: the policy's decision.
+ */
+struct policy_decision relay_decide(struct proxy *px, enum policy_direction dir,
+				    enum policy_proto proto, const struct flow_endpoint *dst)
+{
+	const char *names[PINS_LOOKUP_MAX + 1];
+	struct policy_flow f = { .direction = dir, .proto = proto };
+	int n = 0;
+
+	ep_to_addr(dst, &f.dst);
+	f.port = proto == POLICY_PROTO_ICMP ? 0 : dst->port;
+	if (dir == POLICY_EGRESS)
+		n = pins_lookup(&px->pins, dst->family, dst->addr, uv_now(&px->loop), names,
+				PINS_LOOKUP_MAX);
+	names[n] = NULL;
+	f.names = n ? names : NULL;
+	return policy_decide(px->policy, &f);
+}
+
+static uint8_t proto_idx(enum policy_proto proto)
+{
+	return proto == POLICY_PROTO_TCP ? MOAT_P_TCP : proto == POLICY_PROTO_UDP ? MOAT_P_UDP :
+	       MOAT_P_ICMP;
+}
+
+/**
+ * relay_denied() - act on a decision: nothing if allowed; else report
+ * @px:		proxy
+ * @d:		the decision
+ * @dir:	direction
+ * @proto:	protocol
+ * @dst:	as for relay_decide()
+ * @flow:	flow id or 0
+ *
+ * A terminate rule goes to the mailbox before anything else.
+ *
+ * Return: true if the flow is denied (the caller refuses it).
+ */
+bool relay_denied(struct proxy *px, struct policy_decision d, enum policy_direction dir,
+		  enum policy_proto proto, const struct flow_endpoint *dst, uint32_t flow)
+{
+	uint8_t pi = proto_idx(proto);
+
+	if (d.allow)
+		return false;
+	if (d.terminate)
+		relay_violation(px, MOAT_VIOL_POLICY_TERMINATE, d.rule, flow, pi, dst,
+				"a terminate rule matched");
+	if (dir == POLICY_EGRESS)
+		CNT_ADD(px, denials_egress[pi], 1);
+	else
+		CNT_ADD(px, denials_ingress[pi], 1);
+	control_event_denial(px, "denial", dir, proto, dst, NULL, d.rule, d.terminate, flow);
+	if (log_current_level >= LOG_LVL_DEBUG) {
+		char a[64];
+
+		relay_format_ep(dst, a, sizeof(a));
+		log_debug("denied %s %s %s rule=%d flow=%u", dir == POLICY_EGRESS ? "egress" : "ingress",
+			  policy_proto_name(proto), a, d.rule, flow);
+	}
+	return true;
+}
+
+/**
+ * relay_limit() - act on a limit verdict
+ * @px:		proxy
+ * @v:		verdict from limits_new_flow()/limits_bytes_done()
+ * @which:	the limit
+ * @flow:	flow id or 0
+ * @proto:	enum moat_proto_idx
+ * @dst:	destination, may be NULL
+ *
+ * Return: true if the limit was exceeded (refused or terminated).
+ */
+bool relay_limit(struct proxy *px, enum limit_verdict v, enum limit_kind which, uint32_t flow,
+		 uint8_t proto, const struct flow_endpoint *dst)
+{
+	char detail[64];
+
+	if (v == LIMIT_OK)
+		return false;
+	if (v == LIMIT_TERMINATE) {
+		snprintf(detail, sizeof(detail), "limit %s exceeded", limits_name(which));
+		relay_violation(px, MOAT_VIOL_LIMIT, -1, flow, proto, dst, detail);
+	}
+	CNT_ADD(px, limit_exceeded, 1);
+	control_event_limit(px, limits_name(which), v == LIMIT_TERMINATE, flow, proto, dst);
+	return true;
+}
+
+/**
+ * relay_is_host() - is @ep the gateway address ("the host")
+ * @px:	proxy
+ * @ep:	endpoint
+ *
+ * Return: true for the gateway's IPv4 or IPv6 address.
+ */
+bool relay_is_host(const struct proxy *px, const struct flow_endpoint *ep)
+{
+	static const uint8_t zero[16];
+	const struct moat_shm_header *h = &px->region.hdr;
+
+	if (ep->family == 4)
+		return !memcmp(ep->addr, h->gateway_ip4, 4);
+	return memcmp(h->gateway_ip6, zero, 16) && !memcmp(ep->addr, h->gateway_ip6, 16);
+}
+
+/**
+ * relay_is_dns() - is @ep the DNS address (the forwarder)
+ * @px:	proxy
+ * @ep:	endpoint
+ *
+ * Return: true for the header's dns_ip4.
+ */
+bool relay_is_dns(const struct proxy *px, const struct flow_endpoint *ep)
+{
+	return ep->family == 4 && !memcmp(ep->addr, px->region.hdr.dns_ip4, 4);
+}
+
+/**
+ * relay_sockaddr() - the socket address to reach @ep at
+ * @px:		proxy
+ * @ep:		endpoint (address and port)
+ * @to_host:	dial host loopback instead (127.0.0.1 for family 4, ::1 for 6)
+ * @ss:		filled
+ *
+ * Return: the sockaddr's length.
+ */
+int relay_sockaddr(const struct proxy *px, const struct flow_endpoint *ep, bool to_host,
+		   struct sockaddr_storage *ss)
+{
+	(void)px;
+	memset(ss, 0, sizeof(*ss));
+	if (ep->family == 4) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(ep->port);
+		if (to_host)
+			sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		else
+			memcpy(&sin->sin_addr, ep->addr, 4);
+		return sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(ep->port);
+		if (to_host)
+			sin6->sin6_addr = in6addr_loopback;
+		else
+			memcpy(&sin6->sin6_addr, ep->addr, 16);
+		return sizeof(*sin6);
+	}
+}
+
+/**
+ * relay_endpoint() - a flow endpoint from a socket address
+ * @sa:	AF_INET or AF_INET6 address (v4-mapped v6 becomes family 4)
+ * @ep:	filled (zeroed for another family)
+ */
+void relay_endpoint(const struct sockaddr *sa, struct flow_endpoint *ep)
+{
+	memset(ep, 0, sizeof(*ep));
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+
+		ep->family = 4;
+		ep->port = ntohs(sin->sin_port);
+		memcpy(ep->addr, &sin->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+
+		ep->port = ntohs(sin6->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			ep->family = 4;
+			memcpy(ep->addr, sin6->sin6_addr.s6_addr + 12, 4);
+		} else {
+			ep->family = 6;
+			memcpy(ep->addr, &sin6->sin6_addr, 16);
+		}
+	}
+}
+
+/**
+ * relay_format_ep() - "a.b.c.d:port" or "[v6]:port"
+ * @ep:		endpoint
+ * @buf:	output
+ * @len:	its size (64 suffices)
+ *
+ * Return: snprintf's result.
+ */
+int relay_format_ep(const struct flow_endpoint *ep, char *buf, size_t len)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+
+	inet_ntop(ep->family == 4 ? AF_INET : AF_INET6, ep->addr, a, sizeof(a));
+	return snprintf(buf, len, ep->family == 4 ? "%s:%u" : "[%s]:%u", a, ep->port);
+}
+
+/**
+ * relay_policy_changed() - a new policy is in force
+ * @px:	proxy
+ */
+void relay_policy_changed(struct proxy *px)
+{
+	limits_configure(&px->limits, policy_limits(px->policy), uv_now(&px->loop));
+	CNT_SET(px, policy_generation, px->generation);
+	relay_kick(px);
+}
+
+/**
+ * relay_init() - attach the rings and start every part of the proxy
+ * @px:	proxy with region, loop and the four fds set
+ *
+ * Return: 0 or a negative errno.
+ */
 int relay_init(struct proxy *px)
 {
 	struct region *r = &px->region;
+	const struct moat_shm_header *h = &r->hdr;
+	int rc;
 
 	px->cnt = r->part[MOAT_PART_CNT_PROXY];
 	px->mbox = r->part[MOAT_PART_MBOX_PROXY];
 	ring_attach(&px->s2p, r->part[MOAT_PART_RING_S2P], region_ring_capacity(r, MOAT_PART_RING_S2P),
-		    -1, FD_EFD_NETSTACK, &px->cnt->wakes_sent);
+		    -1, px->efd_netstack, &px->cnt->wakes_sent);
 	ring_attach(&px->p2s, r->part[MOAT_PART_RING_P2S], region_ring_capacity(r, MOAT_PART_RING_P2S),
-		    FD_EFD_NETSTACK, -1, &px->cnt->wakes_sent);
-	efd_poll.data = px;
-	ctl_poll.data = px;
-	if (uv_poll_init(&px->loop, &efd_poll, FD_EFD_PROXY) < 0 ||
-	    uv_poll_init(&px->loop, &ctl_poll, FD_CONTROL) < 0)
-		return -1;
-	uv_poll_start(&efd_poll, UV_READABLE, on_efd);
-	uv_poll_start(&ctl_poll, UV_READABLE, on_ctl);
-	ring_prepare_sleep(&px->s2p);
+		    px->efd_netstack, -1, &px->cnt->wakes_sent);
+	px_list_init(&px->backlog);
+	px_list_init(&px->waiters);
+	memset(&px->env, 0, sizeof(px->env));
+	px->env.host[0].family = AF_INET;
+	memcpy(px->env.host[0].addr, h->gateway_ip4, 4);
+	px->env.host[1].family = AF_INET;
+	memcpy(px->env.host[1].addr, h->dns_ip4, 4);
+	px->env.host[2].family = AF_INET6;
+	memcpy(px->env.host[2].addr, h->gateway_ip6, 16);
+	px->env.n_host = 3;
+	limits_init(&px->limits, h->max_tcp_connections, h->max_udp_flows);
+	rc = pins_init(&px->pins, PINS_DEFAULT_MAX);
+	if (rc < 0)
+		return rc;
+	px->efd_poll.data = px->prepare.data = px->idle.data = px->tick.data = px;
+	if ((rc = uv_poll_init(&px->loop, &px->efd_poll, px->efd_self)) < 0 ||
+	    (rc = uv_prepare_init(&px->loop, &px->prepare)) < 0 ||
+	    (rc = uv_idle_init(&px->loop, &px->idle)) < 0 ||
+	    (rc = uv_timer_init(&px->loop, &px->tick)) < 0)
+		return rc;
+	if ((rc = tcp_init(px)) < 0 || (rc = udp_init(px)) < 0 || (rc = dnsfwd_init(px)) < 0 ||
+	    (rc = icmp_init(px)) < 0 || (rc = control_init(px)) < 0)
+		return rc;
+	uv_poll_start(&px->efd_poll, UV_READABLE, on_efd);
+	uv_prepare_start(&px->prepare, on_prepare);
+	uv_timer_start(&px->tick, on_tick, TICK_MS, TICK_MS);
 	return 0;
 }
 
+static void close_cb(uv_handle_t *h)
+{
+	(void)h;
+}
+
+/**
+ * relay_fini() - close everything (unit tests; the process itself just exits)
+ * @px:	proxy
+ *
+ * Each part closes its handles and runs the loop once for their close
+ * callbacks before it frees its state.
+ */
 void relay_fini(struct proxy *px)
 {
-	(void)px;
+	px->violation = true;	/* nothing is produced anymore */
+	uv_close((uv_handle_t *)&px->efd_poll, close_cb);
+	uv_close((uv_handle_t *)&px->prepare, close_cb);
+	uv_close((uv_handle_t *)&px->idle, close_cb);
+	uv_close((uv_handle_t *)&px->tick, close_cb);
+	control_fini(px);
+	icmp_fini(px);
+	dnsfwd_fini(px);
+	udp_fini(px);
+	tcp_fini(px);
+	uv_run(&px->loop, UV_RUN_NOWAIT);
+	while (!px_list_empty(&px->backlog)) {
+		struct backlog_rec *r = px_container_of(px->backlog.next, struct backlog_rec, node);
+
+		px_list_del(&r->node);
+		free(r);
+	}
+	px->backlog_len = 0;
+	backlog_bytes = 0;
+	pins_fini(&px->pins);
+	if (px->policy)
+		policy_free(px->policy);
+	px->policy = NULL;
 }

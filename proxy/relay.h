@@ -1,28 +1,115 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * relay.h - the proxy's state and the interface between proxy.c and the
- * relay code (flows, sockets, DNS). Private to proxy/.
+ * relay.h - the proxy's state and the interfaces between its files:
+ * proxy.c (start-up, confinement), relay.c (rings, validation, dispatch),
+ * control.c (configuration and events), tcp.c, udp.c, dnsfwd.c, icmp.c,
+ * limits.c, pins.c. Private to proxy/ and its unit tests.
  */
 #ifndef MOAT_RELAY_H
 #define MOAT_RELAY_H
 
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
+#include "policy/policy.h"
+#include "proxy/limits.h"
+#include "proxy/pins.h"
+#include "shm/flow.h"
 #include "shm/region.h"
 #include "shm/ring.h"
 
-struct policy;
+struct tcp_state;
+struct udp_state;
+struct dnsfwd;
+struct icmp_state;
+struct control;
+struct tcp_flow;
+
+/* A doubly linked list node; an empty list points at itself. */
+struct px_list {
+	struct px_list *next, *prev;
+};
+
+static inline void px_list_init(struct px_list *l)
+{
+	l->next = l->prev = l;
+}
+
+static inline bool px_list_empty(const struct px_list *l)
+{
+	return l->next == l;
+}
+
+static inline bool px_list_linked(const struct px_list *n)
+{
+	return n->next != NULL && n->next != n;
+}
+
+static inline void px_list_add_tail(struct px_list *head, struct px_list *n)
+{
+	n->prev = head->prev;
+	n->next = head;
+	head->prev->next = n;
+	head->prev = n;
+}
+
+static inline void px_list_del(struct px_list *n)
+{
+	if (!n->next)
+		return;
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->next = n->prev = n;
+}
+
+#define px_container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/**
+ * struct relay_waiter - something that stopped producing because p2s was
+ * full (a socket no longer read); resumed when the netstack frees space
+ * @node:	in proxy->waiters
+ * @resume:	called once, from the loop, when space may be there
+ */
+struct relay_waiter {
+	struct px_list node;
+	void (*resume)(struct relay_waiter *w);
+};
 
 /**
  * struct proxy - everything the proxy process owns
- * @region:	its view of the shared region
+ * @region:	its view of the shared region (header copy in region.hdr)
  * @loop:	the libuv loop
  * @s2p, @p2s:	flow rings (consumer, producer)
  * @cnt:	counters
  * @mbox:	violation mailbox
- * @policy:	the policy in force (replaced on reload)
- * @priv:	relay state
+ * @policy:	the policy in force (replaced on reload), NULL until the first
+ *		control document arrived
+ * @env:	the "host" group addresses (gateway, DNS, gateway v6)
+ * @generation:	the control document's generation of @policy
+ * @violation:	a fatal violation was reported: nothing is processed anymore
+ * @exit_status: what proxy_main() returns once the loop stops
+ * @efd_self:	our eventfd (s2p data, p2s space)
+ * @efd_netstack: the netstack's eventfd (p2s data, s2p space)
+ * @efd_supervisor: the supervisor's eventfd (mailbox)
+ * @control_fd:	the control socket
+ * @nameservers: upstream DNS servers from the control document
+ * @n_nameservers: how many
+ * @publish:	published ports from the control document (start-up)
+ * @n_publish:	how many
+ * @pins:	DNS pin table
+ * @limits:	limits state
+ * @backlog:	p2s records that did not fit, in order (struct backlog_rec)
+ * @backlog_len: records in @backlog
+ * @waiters:	producers waiting for p2s space (struct relay_waiter)
+ * @p2s_blocked: we asked the netstack to wake us for space
+ * @efd_poll, @prepare, @idle, @tick: loop handles of relay.c
+ * @tcp, @udp, @dns, @icmp, @ctl: per-file state
  */
 struct proxy {
 	struct region region;
@@ -31,11 +118,120 @@ struct proxy {
 	struct moat_proxy_counters *cnt;
 	struct moat_mailbox *mbox;
 	struct policy *policy;
+	struct policy_env env;
+	uint64_t generation;
 	bool violation;
-	void *priv;
+	int exit_status;
+	int efd_self, efd_netstack, efd_supervisor, control_fd;
+	struct sockaddr_storage nameservers[POLICY_MAX_NAMESERVERS];
+	int n_nameservers;
+	struct policy_publish publish[POLICY_MAX_PUBLISH];
+	int n_publish;
+	struct pins pins;
+	struct limits limits;
+	struct px_list backlog;
+	uint64_t backlog_len;
+	struct px_list waiters;
+	bool p2s_blocked;
+	uv_poll_t efd_poll;
+	uv_prepare_t prepare;
+	uv_idle_t idle;
+	uv_timer_t tick;
+	struct tcp_state *tcp;
+	struct udp_state *udp;
+	struct dnsfwd *dns;
+	struct icmp_state *icmp;
+	struct control *ctl;
 };
 
+/* Counters: one writer (us), relaxed atomics (DESIGN §3). */
+#define CNT_ADD(px, field, n) \
+	atomic_store_explicit((_Atomic uint64_t *)&(px)->cnt->field, \
+		atomic_load_explicit((_Atomic uint64_t *)&(px)->cnt->field, memory_order_relaxed) + (n), \
+		memory_order_relaxed)
+#define CNT_SUB(px, field, n)	CNT_ADD(px, field, (uint64_t)0 - (uint64_t)(n))
+#define CNT_SET(px, field, v) \
+	atomic_store_explicit((_Atomic uint64_t *)&(px)->cnt->field, (v), memory_order_relaxed)
+
+/* relay.c */
 int relay_init(struct proxy *px);
 void relay_fini(struct proxy *px);
+int relay_validate(uint32_t type, const void *msg, uint32_t len);
+void relay_send(struct proxy *px, uint32_t type, const void *msg, uint32_t len);
+void relay_sendv(struct proxy *px, uint32_t type, const void *hdr, uint32_t hlen,
+		 const void *data, uint32_t dlen);
+void *relay_reserve(struct proxy *px, uint32_t hlen, uint32_t want, uint32_t *got);
+void relay_commit(struct proxy *px, uint32_t type, uint32_t len);
+void relay_wait(struct proxy *px, struct relay_waiter *w);
+void relay_violation(struct proxy *px, uint32_t reason, int rule, uint32_t flow, uint8_t proto,
+		     const struct flow_endpoint *dst, const char *detail);
+struct policy_decision relay_decide(struct proxy *px, enum policy_direction dir,
+				    enum policy_proto proto, const struct flow_endpoint *dst);
+bool relay_denied(struct proxy *px, struct policy_decision d, enum policy_direction dir,
+		  enum policy_proto proto, const struct flow_endpoint *dst, uint32_t flow);
+bool relay_limit(struct proxy *px, enum limit_verdict v, enum limit_kind which, uint32_t flow,
+		 uint8_t proto, const struct flow_endpoint *dst);
+bool relay_is_host(const struct proxy *px, const struct flow_endpoint *ep);
+bool relay_is_dns(const struct proxy *px, const struct flow_endpoint *ep);
+int relay_sockaddr(const struct proxy *px, const struct flow_endpoint *ep, bool to_host,
+		   struct sockaddr_storage *ss);
+void relay_endpoint(const struct sockaddr *sa, struct flow_endpoint *ep);
+int relay_format_ep(const struct flow_endpoint *ep, char *buf, size_t len);
+void relay_kick(struct proxy *px);
+void relay_policy_changed(struct proxy *px);
+
+/* control.c */
+int control_init(struct proxy *px);
+void control_fini(struct proxy *px);
+int control_apply(struct proxy *px, const char *json, size_t len, char *err, size_t errlen);
+void control_event(struct proxy *px, const char *json);
+void control_event_denial(struct proxy *px, const char *event, enum policy_direction dir,
+			  enum policy_proto proto, const struct flow_endpoint *dst, const char *name,
+			  int rule, bool terminate, uint32_t flow);
+void control_event_limit(struct proxy *px, const char *limit, bool terminate, uint32_t flow,
+			 uint8_t proto, const struct flow_endpoint *dst);
+
+/* tcp.c */
+int tcp_init(struct proxy *px);
+void tcp_fini(struct proxy *px);
+void tcp_connect_input(struct proxy *px, const struct flow_connect *c);
+void tcp_result_input(struct proxy *px, const struct flow_connect_result *r);
+void tcp_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint32_t len);
+void tcp_credit_input(struct proxy *px, uint32_t id, uint32_t bytes);
+void tcp_shut_input(struct proxy *px, uint32_t id);
+void tcp_close_input(struct proxy *px, uint32_t id, bool reset);
+void tcp_flush(struct proxy *px);
+void tcp_tick(struct proxy *px, uint64_t now_ms);
+int tcp_publish(struct proxy *px, const struct policy_publish *pub);
+uint64_t tcp_active(const struct proxy *px);
+/* used by dnsfwd.c for DNS over TCP to the DNS address */
+void tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len);
+void tcp_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes);
+void tcp_stream_finish(struct proxy *px, struct tcp_flow *f);
+
+/* udp.c */
+int udp_init(struct proxy *px);
+void udp_fini(struct proxy *px);
+void udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *data, uint32_t len);
+void udp_tick(struct proxy *px, uint64_t now_ms);
+
+/* dnsfwd.c */
+struct dns_stream;
+int dnsfwd_init(struct proxy *px);
+void dnsfwd_fini(struct proxy *px);
+void dnsfwd_udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *data,
+		      uint32_t len);
+struct dns_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f);
+void dnsfwd_stream_input(struct proxy *px, struct dns_stream *s, const uint8_t *data,
+			 uint32_t len);
+void dnsfwd_stream_shut(struct proxy *px, struct dns_stream *s);
+void dnsfwd_stream_close(struct proxy *px, struct dns_stream *s);
+void dnsfwd_tick(struct proxy *px, uint64_t now_ms);
+
+/* icmp.c */
+int icmp_init(struct proxy *px);
+void icmp_fini(struct proxy *px);
+void icmp_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data, uint32_t len);
+void icmp_tick(struct proxy *px, uint64_t now_ms);
 
 #endif /* MOAT_RELAY_H */

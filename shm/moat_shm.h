@@ -239,5 +239,30 @@ struct moat_mailbox {
 	char detail[160];
 };
 
+/*
+ * The `--guest shm:PATH` handshake (docs/shm.md). moat listens on the unix
+ * stream socket PATH. To a VMM that connects it sends one message: a
+ * struct moat_shm_hello as data and MOAT_SHM_NFDS descriptors as
+ * SCM_RIGHTS, in the order of enum moat_shm_fd. The VMM maps the region,
+ * validates the header, and from then on is the producer of g2s and the
+ * consumer of s2g. It keeps the connection open while it uses the rings
+ * and sends nothing on it; closing it tells moat the VMM has gone (the next
+ * VMM that connects gets the same region, rings where they were).
+ */
+#define MOAT_SHM_HELLO_MAGIC	0x4f4c454854414f4dULL	/* "MOATHELO" */
+
+enum moat_shm_fd {
+	MOAT_SHM_FD_REGION,	/* the memfd: map all of it, shared, read-write */
+	MOAT_SHM_FD_VMM,	/* the VMM sleeps on it: s2g has data, g2s has space */
+	MOAT_SHM_FD_NETSTACK,	/* the VMM writes it: g2s has data, s2g has space */
+	MOAT_SHM_NFDS
+};
+
+struct moat_shm_hello {
+	uint64_t magic;		/* MOAT_SHM_HELLO_MAGIC */
+	uint32_t version;	/* MOAT_SHM_VERSION */
+	uint32_t nfds;		/* MOAT_SHM_NFDS */
+	uint64_t region_size;	/* size of the memfd, as in the header */
+};
 
 #endif /* MOAT_SHM_H */

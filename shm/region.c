@@ -27,6 +27,7 @@
 #define PAGE		4096ULL
 #define PAGE_UP(x)	(((x) + PAGE - 1) & ~(PAGE - 1))
 #define REGION_SEALS	(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+#define REGION_MIN_RING	65536ULL	/* smallest ring capacity either side accepts */
 
 static int is_pow2(uint64_t v)
 {
@@ -82,7 +83,7 @@ int region_create(const struct region_config *cfg, const struct moat_shm_header 
 	int fd, p, rc;
 
 	if (!is_pow2(cfg->frame_ring_bytes) || !is_pow2(cfg->flow_ring_bytes) ||
-	    cfg->frame_ring_bytes < 65536 || cfg->flow_ring_bytes < 65536)
+	    cfg->frame_ring_bytes < REGION_MIN_RING || cfg->flow_ring_bytes < REGION_MIN_RING)
 		return -EINVAL;
 	for (p = 0; p < MOAT_PART_COUNT; p++) {
 		h.part[p].off = off;
@@ -133,7 +134,7 @@ static int header_valid(const struct moat_shm_header *h, uint64_t file_size)
 		    d->size > file_size || d->off > file_size - d->size)
 			return -EBADMSG;
 		end = d->off + d->size;
-		if (is_ring(p) && (d->size <= MOAT_RING_DATA_OFF ||
+		if (is_ring(p) && (d->size < MOAT_RING_DATA_OFF + REGION_MIN_RING ||
 				   !is_pow2(d->size - MOAT_RING_DATA_OFF)))
 			return -EBADMSG;
 	}

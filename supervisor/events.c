@@ -4,23 +4,43 @@
  *
  * Theory of Operation
  * -------------------
- * Runs in the supervisor. Every event has "ts" (RFC 3339 UTC with
- * microseconds) and "event"; the rest depends on the kind. Events the
- * supervisor sees itself (start, stop, violations, child exits, reloads)
- * are written directly; events the proxy sees (denials) arrive on the
- * control socket, are parsed as untrusted JSON, checked to be an object of
- * a known kind, stamped and re-serialized here, so a compromised proxy
- * cannot inject arbitrary lines. Each line is written with one write(2)
- * and the stream is line-buffered, so a reader never sees half a line.
+ * Runs in the supervisor's main thread. Every event has "ts" (RFC 3339 UTC
+ * with microseconds) and "event"; the rest depends on the kind (the format
+ * of each is in docs/metrics.md). Events the supervisor sees itself (start,
+ * stop, violations, terminations, child exits, reloads) are written
+ * directly.
+ *
+ * Events the proxy sees (denial, dns_denial, limit) arrive on the control
+ * socketpair as a 32-bit host-order length and that many bytes of JSON.
+ * events_reader_input() reassembles them from non-blocking reads into a
+ * fixed buffer; a length above EVENTS_PROXY_MSG_MAX can only come from a
+ * broken or compromised proxy and is returned as -EPROTO, which run.c turns
+ * into a bad_message violation. Each message is then parsed as untrusted
+ * JSON by events_from_proxy(): it must be an object of a known proxy kind
+ * (jansson rejects invalid UTF-8, NUL bytes and, as asked, duplicate keys),
+ * the documented fields of its kind must have their documented types, and
+ * of the rest only scalar fields with tame key names are copied. The
+ * supervisor stamps the time and the kind itself and re-serializes, so a
+ * compromised proxy cannot inject arbitrary lines; a token bucket
+ * (EVENTS_PROXY_RATE per second, EVENTS_PROXY_BURST) keeps a guest that
+ * hammers a denied address from filling the disk through the proxy. What
+ * is rejected or suppressed is counted, and the counters are exported as
+ * metrics.
+ *
+ * Counters are bumped here, in the main thread, and read by the metrics
+ * HTTP thread, so they are relaxed atomics. Each line goes out with one
+ * write(2) (O_APPEND for files), so a reader never sees half a line.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,7 +48,78 @@
 #include "common/log.h"
 #include "supervisor/events.h"
 
+#define FIELD_MAX	32	/* fields copied from one proxy event */
+#define KEY_MAX		32	/* length of a copied key */
+#define STRING_MAX	1024	/* bytes of a copied string value */
+
 static int events_fd = -1;
+
+static _Atomic uint64_t n_emitted[EVENTS_KIND_COUNT];
+static _Atomic uint64_t n_violations[MOAT_VIOL_COUNT];
+static _Atomic uint64_t n_reloads_ok, n_reloads_failed;
+static _Atomic uint64_t n_proxy_rejected, n_proxy_suppressed, n_write_errors;
+
+static const char *const kind_names[EVENTS_KIND_COUNT] = {
+	[EVENTS_START] = "start",
+	[EVENTS_STOP] = "stop",
+	[EVENTS_VIOLATION] = "violation",
+	[EVENTS_TERMINATION] = "termination",
+	[EVENTS_CHILD_EXIT] = "child_exit",
+	[EVENTS_POLICY_RELOAD] = "policy_reload",
+	[EVENTS_DENIAL] = "denial",
+	[EVENTS_DNS_DENIAL] = "dns_denial",
+	[EVENTS_LIMIT] = "limit",
+};
+
+static const char *const violation_names[MOAT_VIOL_COUNT] = {
+	"none", "policy_terminate", "limit", "spoof", "ring_corrupt", "bad_message", "child_exit"
+};
+
+static void bump(_Atomic uint64_t *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/**
+ * events_kind_name() - the "event" value of a kind
+ * @k:	kind
+ *
+ * Return: a static string ("start", "denial", ...), "unknown" if out of range.
+ */
+const char *events_kind_name(enum events_kind k)
+{
+	return (unsigned)k < EVENTS_KIND_COUNT ? kind_names[k] : "unknown";
+}
+
+/**
+ * events_violation_name() - the name of a violation reason
+ * @reason:	enum moat_violation (may come from a mailbox: checked)
+ *
+ * Return: a static string; "none" for out-of-range values.
+ */
+const char *events_violation_name(unsigned reason)
+{
+	return reason < MOAT_VIOL_COUNT ? violation_names[reason] : violation_names[0];
+}
+
+/**
+ * events_stats() - a snapshot of the event counters
+ * @out:	filled
+ *
+ * Context: any thread (the metrics HTTP thread reads these).
+ */
+void events_stats(struct events_stats *out)
+{
+	for (int i = 0; i < EVENTS_KIND_COUNT; i++)
+		out->emitted[i] = atomic_load_explicit(&n_emitted[i], memory_order_relaxed);
+	for (int i = 0; i < MOAT_VIOL_COUNT; i++)
+		out->violations[i] = atomic_load_explicit(&n_violations[i], memory_order_relaxed);
+	out->reloads_ok = atomic_load_explicit(&n_reloads_ok, memory_order_relaxed);
+	out->reloads_failed = atomic_load_explicit(&n_reloads_failed, memory_order_relaxed);
+	out->proxy_rejected = atomic_load_explicit(&n_proxy_rejected, memory_order_relaxed);
+	out->proxy_suppressed = atomic_load_explicit(&n_proxy_suppressed, memory_order_relaxed);
+	out->write_errors = atomic_load_explicit(&n_write_errors, memory_order_relaxed);
+}
 
 /**
  * events_open() - open the stream
@@ -42,16 +133,14 @@ int events_open(const char *path, char *err, size_t errlen)
 {
 	if (!path)
 		return 0;
-	if (!strcmp(path, "-")) {
-		events_fd = dup(STDOUT_FILENO);
-	} else {
+	if (!strcmp(path, "-"))
+		events_fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+	else
 		events_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	}
 	if (events_fd < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
-	fcntl(events_fd, F_SETFD, FD_CLOEXEC);
 	return 0;
 }
 
@@ -79,35 +168,56 @@ static void stamp(json_t *o, const char *kind)
 	json_object_set_new(o, "event", json_string(kind));
 }
 
-/* Write @o (stolen) as one line. */
-static void emit(json_t *o)
+/* Write @o (stolen) as one line; count it as @kind. */
+static void emit(enum events_kind kind, json_t *o)
 {
 	char *s;
-	size_t n;
+	size_t n, off = 0;
 
+	bump(&n_emitted[kind]);
 	if (events_fd < 0) {
 		json_decref(o);
 		return;
 	}
 	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
-	if (!s)
+	if (!s) {
+		bump(&n_write_errors);
 		return;
+	}
 	n = strlen(s);
-	s = realloc(s, n + 2);
-	if (!s)
-		return;
-	s[n] = '\n';
-	if (write(events_fd, s, n + 1) < 0)
-		log_warn("events: write failed: %s", strerror(errno));
+	{
+		char *t = realloc(s, n + 2);
+
+		if (!t) {
+			free(s);
+			bump(&n_write_errors);
+			return;
+		}
+		s = t;
+	}
+	s[n++] = '\n';
+	/* A pipe may take a long line in pieces; a file takes it at once. */
+	while (off < n) {
+		ssize_t w = write(events_fd, s + off, n - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (!atomic_fetch_add_explicit(&n_write_errors, 1, memory_order_relaxed))
+				log_warn("events: write failed: %s", strerror(errno));
+			break;
+		}
+		off += (size_t)w;
+	}
 	free(s);
 }
 
-static json_t *event(const char *kind)
+static json_t *event(enum events_kind kind)
 {
 	json_t *o = json_object();
 
-	stamp(o, kind);
+	stamp(o, kind_names[kind]);
 	return o;
 }
 
@@ -118,12 +228,13 @@ static json_t *event(const char *kind)
  */
 void events_start(int netstack_pid, int proxy_pid)
 {
-	json_t *o = event("start");
+	json_t *o = event(EVENTS_START);
 
 	json_object_set_new(o, "pid", json_integer(getpid()));
 	json_object_set_new(o, "netstack_pid", json_integer(netstack_pid));
 	json_object_set_new(o, "proxy_pid", json_integer(proxy_pid));
-	emit(o);
+	json_object_set_new(o, "version", json_string(MOAT_VERSION));
+	emit(EVENTS_START, o);
 }
 
 /**
@@ -132,24 +243,29 @@ void events_start(int netstack_pid, int proxy_pid)
  */
 void events_stop(int status)
 {
-	json_t *o = event("stop");
+	json_t *o = event(EVENTS_STOP);
 
 	json_object_set_new(o, "status", json_integer(status));
-	emit(o);
+	emit(EVENTS_STOP, o);
 }
 
 /**
  * events_violation() - a fatal violation and the kill that followed
  * @reason:	violation name
  * @who:	reporting process
- * @m:		the mailbox copy (untrusted words)
+ * @m:		the mailbox copy (untrusted words); m->reason is counted
  * @kill_us:	microseconds the kill took
+ *
+ * Also counts the violation for moat_policy_violations_total, so run.c's
+ * violation() needs nothing else before metrics_final().
  */
 void events_violation(const char *reason, const char *who, const struct moat_mailbox *m,
 		      long kill_us)
 {
-	json_t *o = event("violation");
+	json_t *o = event(EVENTS_VIOLATION), *detail;
+	char d[sizeof(m->detail)];
 
+	bump(&n_violations[m->reason < MOAT_VIOL_COUNT ? m->reason : 0]);
 	json_object_set_new(o, "reason", json_string(reason));
 	json_object_set_new(o, "process", json_string(who));
 	json_object_set_new(o, "rule", json_integer(m->rule));
@@ -161,14 +277,16 @@ void events_violation(const char *reason, const char *who, const struct moat_mai
 		json_object_set_new(o, "dst", json_string(a));
 		json_object_set_new(o, "dst_port", json_integer(m->dst_port));
 	}
-	/* Untrusted bytes: jansson rejects invalid UTF-8, so fall back to a marker. */
-	json_object_set_new(o, "detail", json_string(m->detail) ? json_string(m->detail)
-								  : json_string("(not UTF-8)"));
-	emit(o);
-	o = event("termination");
+	/* Untrusted bytes, maybe unterminated: bound them; jansson rejects bad UTF-8. */
+	memcpy(d, m->detail, sizeof(d));
+	d[sizeof(d) - 1] = '\0';
+	detail = json_string(d);
+	json_object_set_new(o, "detail", detail ? detail : json_string("(not UTF-8)"));
+	emit(EVENTS_VIOLATION, o);
+	o = event(EVENTS_TERMINATION);
 	json_object_set_new(o, "reason", json_string(reason));
 	json_object_set_new(o, "kill_us", json_integer(kill_us));
-	emit(o);
+	emit(EVENTS_TERMINATION, o);
 }
 
 /**
@@ -179,12 +297,12 @@ void events_violation(const char *reason, const char *who, const struct moat_mai
  */
 void events_child_exit(const char *who, int status, int signal)
 {
-	json_t *o = event("child_exit");
+	json_t *o = event(EVENTS_CHILD_EXIT);
 
 	json_object_set_new(o, "process", json_string(who));
 	json_object_set_new(o, "status", json_integer(status));
 	json_object_set_new(o, "signal", json_integer(signal));
-	emit(o);
+	emit(EVENTS_CHILD_EXIT, o);
 }
 
 /**
@@ -195,13 +313,94 @@ void events_child_exit(const char *who, int status, int signal)
  */
 void events_reload(const char *path, bool ok, const char *err)
 {
-	json_t *o = event("policy_reload");
+	json_t *o = event(EVENTS_POLICY_RELOAD), *e;
 
-	json_object_set_new(o, "file", json_string(path));
+	bump(ok ? &n_reloads_ok : &n_reloads_failed);
+	e = json_string(path);
+	json_object_set_new(o, "file", e ? e : json_string("(not UTF-8)"));
 	json_object_set_new(o, "ok", json_boolean(ok));
-	if (err)
-		json_object_set_new(o, "error", json_string(err));
-	emit(o);
+	if (err) {
+		e = json_string(err);
+		json_object_set_new(o, "error", e ? e : json_string("(not UTF-8)"));
+	}
+	emit(EVENTS_POLICY_RELOAD, o);
+}
+
+/* The documented fields of each proxy kind, with the JSON types they may have. */
+#define T_STR	1
+#define T_INT	2
+#define T_BOOL	4
+
+struct field_spec {
+	const char *key;
+	int types;
+};
+
+static const struct field_spec denial_fields[] = {
+	{ "direction", T_STR }, { "protocol", T_STR }, { "dst", T_STR }, { "dst_port", T_INT },
+	{ "src_port", T_INT }, { "rule", T_INT }, { "flow", T_INT }, { "terminate", T_BOOL },
+	{ NULL, 0 }
+};
+static const struct field_spec dns_denial_fields[] = {
+	{ "qname", T_STR }, { "qtype", T_STR | T_INT }, { "reason", T_STR }, { "rule", T_INT },
+	{ NULL, 0 }
+};
+static const struct field_spec limit_fields[] = {
+	{ "limit", T_STR }, { "value", T_INT }, { "max", T_INT }, { "on_exceed", T_STR },
+	{ "protocol", T_STR }, { "flow", T_INT },
+	{ NULL, 0 }
+};
+
+static int type_of(const json_t *v)
+{
+	if (json_is_string(v))
+		return T_STR;
+	if (json_is_integer(v))
+		return T_INT;
+	if (json_is_boolean(v))
+		return T_BOOL;
+	return 0;
+}
+
+/* A key we are willing to copy: [a-z0-9_], 1..KEY_MAX bytes. */
+static bool tame_key(const char *k)
+{
+	size_t n = 0;
+
+	for (; k[n]; n++)
+		if (n == KEY_MAX || !((k[n] >= 'a' && k[n] <= 'z') || (k[n] >= '0' && k[n] <= '9') ||
+				      k[n] == '_'))
+			return false;
+	return n > 0;
+}
+
+/* Token bucket over CLOCK_MONOTONIC: may one more proxy event be written? */
+static bool rate_allows(void)
+{
+	static double tokens = EVENTS_PROXY_BURST;
+	static struct timespec last;
+	struct timespec now;
+	double dt;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (last.tv_sec || last.tv_nsec) {
+		dt = (double)(now.tv_sec - last.tv_sec) + (double)(now.tv_nsec - last.tv_nsec) / 1e9;
+		tokens += dt * EVENTS_PROXY_RATE;
+		if (tokens > EVENTS_PROXY_BURST)
+			tokens = EVENTS_PROXY_BURST;
+	}
+	last = now;
+	if (tokens < 1.0)
+		return false;
+	tokens -= 1.0;
+	return true;
+}
+
+static int reject(json_t *in)
+{
+	json_decref(in);
+	bump(&n_proxy_rejected);
+	return -1;
 }
 
 /**
@@ -209,38 +408,125 @@ void events_reload(const char *path, bool ok, const char *err)
  * @json:	the proxy's JSON text (untrusted)
  * @len:	its length
  *
- * Accepted kinds: "denial", "dns_denial", "limit". Other fields are copied
- * if they are strings or integers.
+ * Accepted kinds: "denial", "dns_denial", "limit". The documented fields
+ * of the kind (docs/metrics.md) must have their documented types; other
+ * fields are copied only if their key is [a-z0-9_]{1,32} and their value
+ * a string (up to 1024 bytes), an integer or a boolean, at most 32 in all.
+ * "ts" and "event" are always the supervisor's own. A valid event beyond
+ * the rate limit is counted as suppressed and not written.
  *
- * Return: 0, or -1 if the message is malformed (the caller counts it).
+ * Context: supervisor main thread.
+ * Return: 0 if written (or suppressed), -1 if the message is malformed
+ * (counted in events_stats.proxy_rejected).
  */
 int events_from_proxy(const char *json, size_t len)
 {
-	static const char *const kinds[] = { "denial", "dns_denial", "limit", NULL };
+	const struct field_spec *spec;
+	enum events_kind kind;
 	json_error_t e;
-	json_t *in = json_loadb(json, len, JSON_REJECT_DUPLICATES, &e), *out, *v;
-	const char *kind, *key;
-	int ok = 0;
+	json_t *in, *out, *v;
+	const char *k, *key;
+	int copied = 0;
 
-	if (!in || !json_is_object(in) || !json_is_string(json_object_get(in, "event"))) {
-		json_decref(in);
-		return -1;
+	in = json_loadb(json, len, JSON_REJECT_DUPLICATES, &e);
+	if (!in || !json_is_object(in) || !json_is_string(json_object_get(in, "event")))
+		return reject(in);
+	k = json_string_value(json_object_get(in, "event"));
+	if (!strcmp(k, "denial"))
+		kind = EVENTS_DENIAL, spec = denial_fields;
+	else if (!strcmp(k, "dns_denial"))
+		kind = EVENTS_DNS_DENIAL, spec = dns_denial_fields;
+	else if (!strcmp(k, "limit"))
+		kind = EVENTS_LIMIT, spec = limit_fields;
+	else
+		return reject(in);
+	for (const struct field_spec *f = spec; f->key; f++) {
+		v = json_object_get(in, f->key);
+		if (v && !(type_of(v) & f->types))
+			return reject(in);
+		if (v && json_is_string(v) && json_string_length(v) > STRING_MAX)
+			return reject(in);
 	}
-	kind = json_string_value(json_object_get(in, "event"));
-	for (int i = 0; kinds[i]; i++)
-		ok |= !strcmp(kind, kinds[i]);
-	if (!ok) {
+	if (!rate_allows()) {
+		bump(&n_proxy_suppressed);
 		json_decref(in);
-		return -1;
+		return 0;
 	}
 	out = event(kind);
 	json_object_foreach(in, key, v) {
-		if (!strcmp(key, "event") || !strcmp(key, "ts"))
+		if (!strcmp(key, "event") || !strcmp(key, "ts") || !tame_key(key))
 			continue;
-		if (json_is_string(v) || json_is_integer(v) || json_is_boolean(v))
-			json_object_set(out, key, v);
+		if (!type_of(v) || (json_is_string(v) && json_string_length(v) > STRING_MAX))
+			continue;
+		if (copied++ == FIELD_MAX)
+			break;
+		json_object_set(out, key, v);
 	}
 	json_decref(in);
-	emit(out);
+	emit(kind, out);
 	return 0;
+}
+
+/**
+ * events_reader_input() - read what the proxy sent and write its events
+ * @rd:		reassembly state for this connection (zeroed at start)
+ * @fd:		our end of the control socketpair (a stream socket)
+ * @err:	why, when -EPROTO is returned
+ * @errlen:	size of @err
+ *
+ * Reads without blocking (MSG_DONTWAIT, so the fd itself stays blocking
+ * for the supervisor's configuration writes) until the socket is drained
+ * or 16 reads were made (the loop is level-triggered and calls again).
+ * Each complete message goes to events_from_proxy(); malformed JSON is
+ * counted there, not fatal.
+ *
+ * Context: supervisor main thread, when @fd is readable.
+ * Return: 1 if the channel is still open, 0 on end of file, -EPROTO if the
+ * proxy broke the framing (a length above EVENTS_PROXY_MSG_MAX), another
+ * -errno if reading failed.
+ */
+int events_reader_input(struct events_reader *rd, int fd, char *err, size_t errlen)
+{
+	for (int round = 0; round < 16; round++) {
+		ssize_t n = recv(fd, rd->buf + rd->have, sizeof(rd->buf) - rd->have, MSG_DONTWAIT);
+		uint32_t off = 0, len;
+
+		if (n == 0) {
+			if (rd->have)
+				log_warn("events: the proxy closed its channel mid-message (%u bytes)",
+					 rd->have);
+			return 0;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 1;
+			return -errno;
+		}
+		rd->have += (uint32_t)n;
+		while (rd->have - off >= sizeof(len)) {
+			memcpy(&len, rd->buf + off, sizeof(len));
+			if (len > EVENTS_PROXY_MSG_MAX) {
+				snprintf(err, errlen, "proxy event of %u bytes (at most %u)", len,
+					 EVENTS_PROXY_MSG_MAX);
+				return -EPROTO;
+			}
+			if (rd->have - off - sizeof(len) < len)
+				break;
+			if (events_from_proxy((const char *)rd->buf + off + sizeof(len), len) < 0) {
+				uint64_t r = atomic_load_explicit(&n_proxy_rejected,
+								  memory_order_relaxed);
+
+				/* 1, 2, 4, 8, ...: enough to notice, never a flood. */
+				if (!(r & (r - 1)))
+					log_warn("events: dropped a malformed event from the proxy "
+						 "(%llu so far)", (unsigned long long)r);
+			}
+			off += (uint32_t)sizeof(len) + len;
+		}
+		memmove(rd->buf, rd->buf + off, rd->have - off);
+		rd->have -= off;
+	}
+	return 1;
 }

@@ -1,13 +1,70 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * events.h - the structured event stream (--events PATH|-): JSON lines
+ *
+ * Included by the supervisor only. The format of every event kind is in
+ * docs/metrics.md ("Events").
  */
 #ifndef MOAT_EVENTS_H
 #define MOAT_EVENTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "shm/moat_shm.h"
+
+/* Every kind of event, in the order of the moat_events_total series. */
+enum events_kind {
+	EVENTS_START,
+	EVENTS_STOP,
+	EVENTS_VIOLATION,
+	EVENTS_TERMINATION,
+	EVENTS_CHILD_EXIT,
+	EVENTS_POLICY_RELOAD,
+	EVENTS_DENIAL,		/* from the proxy */
+	EVENTS_DNS_DENIAL,	/* from the proxy */
+	EVENTS_LIMIT,		/* from the proxy */
+	EVENTS_KIND_COUNT
+};
+
+/*
+ * Proxy -> supervisor events travel on the control socketpair (FD_CONTROL in
+ * the proxy) as a 32-bit host-order length followed by that many bytes of
+ * compact JSON. A length above EVENTS_PROXY_MSG_MAX is a protocol violation.
+ */
+#define EVENTS_PROXY_MSG_MAX	(64u << 10)
+
+/* Proxy events written per second in the long run, and the burst allowed. */
+#define EVENTS_PROXY_RATE	200
+#define EVENTS_PROXY_BURST	1000
+
+/**
+ * struct events_stats - what the events module has seen since start
+ * @emitted:	events of each kind (counted even without --events)
+ * @violations:	violation events per enum moat_violation reason
+ * @reloads_ok, @reloads_failed: policy reloads
+ * @proxy_rejected: proxy messages that were not a valid event
+ * @proxy_suppressed: valid proxy events dropped by the rate limit
+ * @write_errors: lines that could not be written
+ */
+struct events_stats {
+	uint64_t emitted[EVENTS_KIND_COUNT];
+	uint64_t violations[MOAT_VIOL_COUNT];
+	uint64_t reloads_ok, reloads_failed;
+	uint64_t proxy_rejected, proxy_suppressed;
+	uint64_t write_errors;
+};
+
+/**
+ * struct events_reader - reassembly of the proxy's length-prefixed events
+ * @have:	bytes buffered in @buf
+ * @buf:	a partial message (length prefix included)
+ */
+struct events_reader {
+	uint32_t have;
+	uint8_t buf[4 + EVENTS_PROXY_MSG_MAX];
+};
 
 int events_open(const char *path, char *err, size_t errlen);
 void events_close(void);
@@ -18,5 +75,9 @@ void events_violation(const char *reason, const char *who, const struct moat_mai
 void events_child_exit(const char *who, int status, int signal);
 void events_reload(const char *path, bool ok, const char *err);
 int events_from_proxy(const char *json, size_t len);
+int events_reader_input(struct events_reader *rd, int fd, char *err, size_t errlen);
+void events_stats(struct events_stats *out);
+const char *events_kind_name(enum events_kind k);
+const char *events_violation_name(unsigned reason);
 
 #endif /* MOAT_EVENTS_H */

@@ -1,55 +1,52 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * guest.c - the guest port: frames between the guest and the frame rings
+ * guest.c - the guest port: spec parsing, frontend dispatch, ring plumbing
  *
  * Theory of Operation
  * -------------------
- * Runs in the supervisor's loop. The guest side is a tap device for now
- * (tap:IFNAME[@NETNS_PATH], opened inside that namespace as slirp4netns
- * does, or tap-fd:N). Guest -> stack: on readability we read frames
- * straight into reserved g2s records (no copy), check only the length, and
- * publish the batch with one flush (one wake at most). When g2s is full we
- * stop reading: the kernel's tap queue holds the rest and we resume when
- * the netstack releases space. Stack -> guest: on our eventfd we write
- * s2g records straight from the ring to the tap (the bytes are not parsed
- * here, so a peek without a copy is safe), and wait for POLLOUT when the
- * tap is full. The guest port does no parsing beyond the length check.
+ * Runs in the supervisor. The guest port moves Ethernet frames between the
+ * guest and the two frame rings of the shared region: it is the producer of
+ * g2s (guest -> netstack) and the consumer of s2g (netstack -> guest). It
+ * does no parsing beyond the frame length (DESIGN §4).
+ *
+ * Each frontend lives in its own file and fills a struct guest_ops:
+ *   guest_tap.c	tap:IFNAME[@NETNS], tap-fd:N	one frame per read/write
+ *   guest_stream.c	stream:PATH, stream-fd:N	u32 big-endian length + frame
+ *   guest_dgram.c	dgram:PATH, dgram-fd:N		one frame per datagram
+ *   guest_shm.c	shm:PATH			the VMM maps the rings itself
+ * This file parses --guest, opens the frontend before the children are
+ * forked (so every mistake is reported with exit status 2 and one line
+ * saying what to fix), attaches the rings, opens --pcap, and watches our
+ * eventfd, which the netstack writes when s2g gets data or g2s gets space.
+ *
+ * Batching rules every frontend follows: frames move in batches of up to
+ * GUEST_BATCH; a batch into g2s is published with one ring_flush() (at most
+ * one wake of the netstack), a batch out of s2g is handed back with one
+ * ring_release(). When g2s is full the frontend stops reading the guest
+ * (the kernel's queue or the socket buffer holds the rest) and resumes on
+ * our eventfd; when the guest side is full it stops draining s2g and
+ * resumes on EPOLLOUT. Nothing is dropped for lack of space.
+ *
+ * Trust: the guest and the netstack are both untrusted. Frames from the
+ * guest are only length-checked. Records in s2g are length-checked and
+ * written to the guest without being parsed (so they are not copied out
+ * first); a corrupt s2g ring means the netstack is compromised and is
+ * reported through guest_on_violation().
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/if_tun.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/log.h"
-#include "shm/ring.h"
-#include "supervisor/guest.h"
-
-#define BATCH	64
-
-struct guest {
-	struct guest_spec spec;
-	int fd;				/* tap */
-	struct loop *loop;
-	struct loop_watch w_fd, w_efd;
-	uint32_t fd_events;
-	struct ring g2s, s2g;
-	struct moat_guest_counters *cnt;
-	uint32_t max_frame;		/* mtu + 14 */
-	bool waiting_g2s;		/* reading paused: g2s full */
-	bool waiting_out;		/* writing paused: tap full */
-};
-
-static void count(uint64_t *c, uint64_t n)
-{
-	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
-}
+#include "supervisor/guest_int.h"
 
 /**
  * guest_spec_parse() - parse a --guest argument
@@ -118,50 +115,196 @@ int guest_spec_parse(const char *s, struct guest_spec *out, char *err, size_t er
 	return -1;
 }
 
-static int open_tap(const struct guest_spec *spec, char *err, size_t errlen)
+static const struct guest_ops *ops_for(enum guest_kind k)
 {
-	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI };
-	int self_ns = -1, target_ns = -1, fd = -1, saved;
+	switch (k) {
+	case GUEST_TAP:
+	case GUEST_TAP_FD:
+		return &guest_tap_ops;
+	case GUEST_STREAM:
+	case GUEST_STREAM_FD:
+		return &guest_stream_ops;
+	case GUEST_DGRAM:
+	case GUEST_DGRAM_FD:
+		return &guest_dgram_ops;
+	case GUEST_SHM:
+		return &guest_shm_ops;
+	}
+	return NULL;
+}
 
-	if (spec->netns[0]) {
-		self_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-		target_ns = open(spec->netns, O_RDONLY | O_CLOEXEC);
-		if (self_ns < 0 || target_ns < 0) {
-			snprintf(err, errlen, "cannot open network namespace %s: %s", spec->netns,
-				 strerror(errno));
-			goto out;
+static const char *type_name(int type)
+{
+	switch (type) {
+	case SOCK_STREAM:
+		return "stream";
+	case SOCK_DGRAM:
+		return "datagram";
+	case SOCK_SEQPACKET:
+		return "seqpacket";
+	}
+	return "other";
+}
+
+/**
+ * guest_check_fd() - check an inherited descriptor and make it ours
+ * @fd:		the descriptor
+ * @want_type:	SOCK_STREAM, SOCK_DGRAM (SOCK_SEQPACKET accepted too), or -1
+ *		for anything (a tap)
+ * @spec:	the --guest text, for the message
+ * @err:	one line saying what to fix
+ * @errlen:	size of @err
+ *
+ * Sets O_NONBLOCK and FD_CLOEXEC (the children must not inherit it).
+ * Return: 0 or -1 with @err set.
+ */
+int guest_check_fd(int fd, int want_type, const char *spec, char *err, size_t errlen)
+{
+	int type = 0, fl;
+	socklen_t tl = sizeof(type);
+
+	if (fcntl(fd, F_GETFD) < 0) {
+		snprintf(err, errlen, "%s: descriptor %d is not open (moat must inherit it: "
+			 "clear its close-on-exec flag)", spec, fd);
+		return -1;
+	}
+	if (want_type >= 0) {
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0) {
+			snprintf(err, errlen, "%s: descriptor %d is not a socket", spec, fd);
+			return -1;
 		}
-		if (setns(target_ns, CLONE_NEWNET) < 0) {
-			snprintf(err, errlen, "cannot enter network namespace %s: %s", spec->netns,
-				 strerror(errno));
-			goto out;
+		if (type != want_type &&
+		    !(want_type == SOCK_DGRAM && type == SOCK_SEQPACKET)) {
+			snprintf(err, errlen, "%s: descriptor %d is a %s socket, not a %s socket",
+				 spec, fd, type_name(type), type_name(want_type));
+			return -1;
 		}
 	}
-	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		snprintf(err, errlen, "%s: descriptor %d: %s", spec, fd, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Is someone serving @path? 1 yes, 0 no (stale), -errno can't tell. */
+static int unix_in_use(const char *path, int type)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0), rc;
+
+	if (fd < 0)
+		return -errno;
+	memcpy(sa.sun_path, path, strlen(path));
+	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (rc == 0)
+		rc = 1;
+	else if (errno == ECONNREFUSED)
+		rc = 0;
+	else if (errno == EPROTOTYPE)
+		rc = 1;		/* bound by a socket of another type: live */
+	else
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+static void dir_of(const char *path, char *dir, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		snprintf(dir, len, ".");
+	else if (slash == path)
+		snprintf(dir, len, "/");
+	else
+		snprintf(dir, len, "%.*s", (int)(slash - path), path);
+}
+
+/**
+ * guest_unix_listen() - create the socket a VMM connects or sends to
+ * @path:	filesystem path (at most 107 bytes)
+ * @type:	SOCK_STREAM (listens) or SOCK_DGRAM (only binds)
+ * @err:	one line saying what to fix
+ * @errlen:	size of @err
+ *
+ * A stale socket file (nobody serves it any more) is replaced; a live one,
+ * or anything that is not a socket, is left alone and reported.
+ *
+ * Return: the non-blocking, close-on-exec descriptor, or -1 with @err set.
+ */
+int guest_unix_listen(const char *path, int type, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	char dir[sizeof(sa.sun_path)];
+	int fd, e;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "%s: the socket path is longer than %zu bytes", path,
+			 sizeof(sa.sun_path) - 1);
+		return -1;
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "%s exists and is not a socket; remove it or choose "
+				 "another path", path);
+			return -1;
+		}
+		e = unix_in_use(path, type);
+		if (e == 1) {
+			snprintf(err, errlen, "%s is in use by another process", path);
+			return -1;
+		}
+		if (e == 0 && unlink(path) < 0) {
+			snprintf(err, errlen, "%s: cannot remove the stale socket: %s", path,
+				 strerror(errno));
+			return -1;
+		}
+	}
+	fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		snprintf(err, errlen, "cannot open /dev/net/tun: %s", strerror(errno));
-	} else {
-		memcpy(ifr.ifr_name, spec->ifname, strlen(spec->ifname));
-		if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-			snprintf(err, errlen, "cannot attach to tap %s%s%s: %s", spec->ifname,
-				 spec->netns[0] ? " in " : "", spec->netns, strerror(errno));
-			close(fd);
-			fd = -1;
-		}
+		snprintf(err, errlen, "%s: socket: %s", path, strerror(errno));
+		return -1;
 	}
-	if (self_ns >= 0 && target_ns >= 0 && setns(self_ns, CLONE_NEWNET) < 0) {
-		saved = errno;
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-		snprintf(err, errlen, "cannot return to our network namespace: %s", strerror(saved));
+	memcpy(sa.sun_path, path, strlen(path));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		e = errno;
+		dir_of(path, dir, sizeof(dir));
+		if (e == ENOENT || e == ENOTDIR)
+			snprintf(err, errlen, "cannot create socket %s: directory %s does not exist",
+				 path, dir);
+		else if (e == EACCES || e == EROFS)
+			snprintf(err, errlen, "cannot create socket %s: no permission to write in "
+				 "%s", path, dir);
+		else if (e == EADDRINUSE)
+			snprintf(err, errlen, "%s is in use", path);
+		else
+			snprintf(err, errlen, "cannot create socket %s: %s", path, strerror(e));
+		close(fd);
+		return -1;
 	}
-out:
-	if (self_ns >= 0)
-		close(self_ns);
-	if (target_ns >= 0)
-		close(target_ns);
+	if (type == SOCK_STREAM && listen(fd, 4) < 0) {
+		snprintf(err, errlen, "%s: listen: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return -1;
+	}
 	return fd;
+}
+
+/**
+ * guest_unix_unlink() - remove a socket file we created, if it still is one
+ * @path:	the path given to guest_unix_listen()
+ */
+void guest_unix_unlink(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
 }
 
 /**
@@ -175,136 +318,176 @@ out:
  */
 struct guest *guest_open(const struct guest_spec *spec, char *err, size_t errlen)
 {
-	struct guest *g;
-	int fd = -1;
+	struct guest *g = calloc(1, sizeof(*g));
 
-	switch (spec->kind) {
-	case GUEST_TAP:
-		fd = open_tap(spec, err, errlen);
-		break;
-	case GUEST_TAP_FD:
-		if (fcntl(spec->fd, F_GETFD) < 0) {
-			snprintf(err, errlen, "tap-fd:%d is not an open descriptor", spec->fd);
-			return NULL;
-		}
-		fd = spec->fd;
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-		fcntl(fd, F_SETFD, FD_CLOEXEC);
-		break;
-	default:
-		snprintf(err, errlen, "this frontend is not available yet");
-		return NULL;
-	}
-	if (fd < 0)
-		return NULL;
-	g = calloc(1, sizeof(*g));
 	if (!g) {
 		snprintf(err, errlen, "out of memory");
-		close(fd);
 		return NULL;
 	}
 	g->spec = *spec;
-	g->fd = fd;
+	g->ops = ops_for(spec->kind);
+	g->guest_efd = g->netstack_efd = -1;
+	if (!g->ops) {
+		snprintf(err, errlen, "unknown frontend");
+		free(g);
+		return NULL;
+	}
+	if (g->ops->open(g, err, errlen) < 0) {
+		if (g->fe)
+			g->ops->close(g);
+		free(g->fe);
+		free(g);
+		return NULL;
+	}
 	return g;
 }
 
-static void set_fd_events(struct guest *g)
+/**
+ * guest_g2s_pause() - g2s has no room for @len: pause input if it stays full
+ * @g:		port
+ * @len:	payload length that did not fit
+ *
+ * Return: true if input must pause (->waiting_g2s is set; our eventfd
+ * fires when the netstack releases space), false if room appeared meanwhile.
+ */
+bool guest_g2s_pause(struct guest *g, uint32_t len)
 {
-	uint32_t ev = (g->waiting_g2s ? 0 : EPOLLIN) | (g->waiting_out ? EPOLLOUT : 0);
-
-	if (ev != g->fd_events) {
-		loop_mod(g->loop, &g->w_fd, ev);
-		g->fd_events = ev;
-	}
+	if (ring_wait_space(&g->g2s, len))
+		return false;
+	g->waiting_g2s = true;
+	return true;
 }
 
-/* Guest -> g2s: read frames into reserved records, publish once. */
-static void guest_read(struct guest *g)
+/**
+ * guest_g2s_done() - end of an input batch: publish, count, flush the pcap
+ * @g:		port
+ * @frames:	frames committed to g2s in this batch
+ * @bytes:	their bytes
+ */
+void guest_g2s_done(struct guest *g, uint64_t frames, uint64_t bytes)
 {
-	uint64_t frames = 0, bytes = 0;
-
-	for (int i = 0; i < BATCH; i++) {
-		void *p;
-		ssize_t n;
-		int rc = ring_reserve(&g->g2s, g->max_frame + 1, &p);
-
-		if (rc == -ENOBUFS) {
-			if (!ring_wait_space(&g->g2s, g->max_frame + 1)) {
-				g->waiting_g2s = true;
-				break;
-			}
-			continue;
-		}
-		if (rc < 0) {
-			log_error("g2s ring: %s", strerror(-rc));
-			break;
-		}
-		n = read(g->fd, p, g->max_frame + 1);
-		if (n < 0)
-			break;
-		if (n < 14) {
-			count(&g->cnt->drops[MOAT_DROP_TOO_SHORT], 1);
-			continue;
-		}
-		if (n > g->max_frame) {
-			count(&g->cnt->drops[MOAT_DROP_TOO_LONG], 1);
-			continue;
-		}
-		ring_commit(&g->g2s, MOAT_REC_FRAME, (uint32_t)n);
-		frames++;
-		bytes += (uint64_t)n;
-	}
-	count(&g->cnt->tx_frames, frames);
-	count(&g->cnt->tx_bytes, bytes);
 	ring_flush(&g->g2s);
+	if (frames) {
+		guest_count(&g->cnt->tx_frames, frames);
+		guest_count(&g->cnt->tx_bytes, bytes);
+	}
+	if (g->pcap)
+		pcap_flush(g->pcap);
 }
 
-/* s2g -> guest: write records straight from the ring. */
-static void guest_write(struct guest *g)
+/**
+ * guest_s2g_done() - end of an output batch: hand space back, count
+ * @g:		port
+ * @frames:	frames written to the guest
+ * @bytes:	their bytes
+ */
+void guest_s2g_done(struct guest *g, uint64_t frames, uint64_t bytes)
 {
-	uint64_t frames = 0, bytes = 0;
+	ring_release(&g->s2g);
+	if (frames) {
+		guest_count(&g->cnt->rx_frames, frames);
+		guest_count(&g->cnt->rx_bytes, bytes);
+	}
+	if (g->pcap)
+		pcap_flush(g->pcap);
+}
 
-	g->waiting_out = false;
+static void s2g_corrupt(struct guest *g)
+{
+	if (g->s2g_broken)
+		return;
+	g->s2g_broken = true;
+	log_error("s2g ring corrupt; the netstack is not trusted any more");
+	if (g->on_violation)
+		g->on_violation("s2g ring corrupt");
+}
+
+/**
+ * guest_s2g_next() - the next frame for the guest, in place
+ * @g:		port
+ * @frame:	set to the frame inside the ring
+ *
+ * Records that are not frames of 14..MTU+14 bytes are stepped over (the
+ * netstack never writes them; the guest must not get them). The frame is
+ * not copied: the caller only hands the bytes to the guest, never parses
+ * them. Follow with ring_consume() once the frame is taken, and
+ * guest_s2g_done() at the end of the batch.
+ *
+ * Return: the frame length, -EAGAIN if s2g is empty (the consumer flag is
+ * set: the netstack will write our eventfd), -EBADMSG if s2g is corrupt.
+ */
+int guest_s2g_next(struct guest *g, const uint8_t **frame)
+{
 	for (;;) {
-		const uint8_t *p;
 		uint32_t type;
-		int n = ring_peek(&g->s2g, &type, &p);
+		int n = ring_peek(&g->s2g, &type, frame);
 
 		if (n == -EAGAIN) {
 			if (ring_prepare_sleep(&g->s2g))
-				break;
+				return -EAGAIN;
 			continue;
 		}
-		if (n < 0) {
-			log_error("s2g ring corrupt; the netstack is not trusted any more");
-			break;
+		if (n < 0 || g->s2g.corrupt) {
+			s2g_corrupt(g);
+			return -EBADMSG;
 		}
-		if (type == MOAT_REC_FRAME && n >= 14 && (uint32_t)n <= g->max_frame) {
-			if (write(g->fd, p, (size_t)n) < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
-				g->waiting_out = true;
-				break;
-			}
-			frames++;
-			bytes += (uint64_t)n;
-		}
+		if (type == MOAT_REC_FRAME && n >= 14 && (uint32_t)n <= g->max_frame)
+			return n;
 		ring_consume(&g->s2g);
-		if (frames % BATCH == 0)
-			ring_release(&g->s2g);
 	}
-	ring_release(&g->s2g);
-	count(&g->cnt->rx_frames, frames);
-	count(&g->cnt->rx_bytes, bytes);
 }
 
-static void on_fd(struct loop_watch *w, uint32_t events)
+/**
+ * guest_s2g_discard() - empty s2g while no guest is attached
+ * @g:	port
+ *
+ * A link without a peer behaves like a NIC without a cable: frames toward
+ * it are dropped, so a guest that connects later does not get stale ones.
+ */
+void guest_s2g_discard(struct guest *g)
 {
-	struct guest *g = w->arg;
+	const uint8_t *p;
+	uint64_t n = 0;
 
-	if (events & EPOLLOUT)
-		guest_write(g);
-	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-		guest_read(g);
-	set_fd_events(g);
+	while (guest_s2g_next(g, &p) > 0) {
+		ring_consume(&g->s2g);
+		n++;
+	}
+	ring_release(&g->s2g);
+	if (n)
+		log_debug("no guest attached: %llu frames toward the guest discarded",
+			  (unsigned long long)n);
+}
+
+/**
+ * guest_yield() - come back to s2g after the loop served other events
+ * @g:	port
+ *
+ * An output pass stops after GUEST_OUT_MAX frames so that a busy netstack
+ * cannot starve the guest -> netstack direction; writing our own eventfd
+ * brings us back on the next loop turn.
+ */
+void guest_yield(struct guest *g)
+{
+	uint64_t one = 1;
+
+	if (write(g->guest_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("guest port: eventfd: %s", strerror(errno));
+}
+
+/**
+ * guest_gone() - a guest that cannot come back went away: stop moat
+ * @g:		port
+ * @what:	"the tap", "stream-fd:5", ...
+ * @why:	the error or "closed"
+ *
+ * For a tap or an inherited descriptor there is no next client to wait
+ * for, so moat stops cleanly (exit 0), as a command exiting would.
+ */
+void guest_gone(struct guest *g, const char *what, const char *why)
+{
+	log_info("guest port: %s went away (%s); stopping", what, why);
+	g->loop->stop = 1;
 }
 
 static void on_efd(struct loop_watch *w, uint32_t events)
@@ -315,13 +498,12 @@ static void on_efd(struct loop_watch *w, uint32_t events)
 	(void)events;
 	if (read(w->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
-	if (!g->waiting_out)
-		guest_write(g);
+	if (!g->waiting_out && !g->s2g_broken)
+		g->ops->output(g);
 	if (g->waiting_g2s) {
 		g->waiting_g2s = false;
-		guest_read(g);
+		g->ops->input(g);
 	}
-	set_fd_events(g);
 }
 
 /**
@@ -333,36 +515,71 @@ static void on_efd(struct loop_watch *w, uint32_t events)
  * @netstack_efd: the netstack's eventfd (g2s data, s2g space)
  * @pcap_path:	--pcap, or NULL
  *
- * Return: 0 or -1.
+ * Return: 0 or -1 (the reason is logged).
  */
 int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd,
 		int netstack_efd, const char *pcap_path)
 {
+	char err[512];
+
 	g->loop = l;
+	g->region = r;
 	g->cnt = r->part[MOAT_PART_CNT_GUEST];
 	g->max_frame = r->hdr.mtu + 14;
-	(void)pcap_path;
+	g->guest_efd = guest_efd;
+	g->netstack_efd = netstack_efd;
+	if (g->spec.kind == GUEST_SHM) {
+		if (pcap_path) {
+			log_error("--pcap is not available with --guest shm: (the VMM moves the "
+				  "frames itself); remove --pcap");
+			return -1;
+		}
+		return g->ops->start(g);
+	}
+	if (pcap_path) {
+		g->pcap = pcap_open(pcap_path, g->max_frame, err, sizeof(err));
+		if (!g->pcap) {
+			log_error("%s", err);
+			return -1;
+		}
+	}
 	ring_attach(&g->g2s, r->part[MOAT_PART_RING_G2S], region_ring_capacity(r, MOAT_PART_RING_G2S),
 		    netstack_efd, guest_efd, &g->cnt->wakes_sent);
 	ring_attach(&g->s2g, r->part[MOAT_PART_RING_S2G], region_ring_capacity(r, MOAT_PART_RING_S2G),
 		    guest_efd, netstack_efd, &g->cnt->wakes_sent);
-	g->w_fd = (struct loop_watch){ .fd = g->fd, .cb = on_fd, .arg = g };
 	g->w_efd = (struct loop_watch){ .fd = guest_efd, .cb = on_efd, .arg = g };
-	g->fd_events = EPOLLIN;
-	if (loop_add(l, &g->w_fd, EPOLLIN) < 0 || loop_add(l, &g->w_efd, EPOLLIN) < 0)
+	if (loop_add(l, &g->w_efd, EPOLLIN) < 0) {
+		log_error("guest port: cannot watch the eventfd: %s", strerror(errno));
 		return -1;
-	ring_prepare_sleep(&g->s2g);
+	}
+	if (g->ops->start(g) < 0)
+		return -1;
+	/* Frames may already wait in s2g; the flag makes the netstack wake us. */
+	if (!g->waiting_out)
+		g->ops->output(g);
 	return 0;
 }
 
 /**
- * guest_close() - close the guest side
+ * guest_on_violation() - say whom to tell when the netstack corrupts s2g
+ * @g:	port
+ * @fn:	called once with a short detail; NULL to only log
+ */
+void guest_on_violation(struct guest *g, guest_violation_fn fn)
+{
+	g->on_violation = fn;
+}
+
+/**
+ * guest_close() - close the guest side (sockets we created are unlinked)
  * @g:	port (may be NULL)
  */
 void guest_close(struct guest *g)
 {
 	if (!g)
 		return;
-	close(g->fd);
+	g->ops->close(g);
+	pcap_close(g->pcap);
+	free(g->fe);
 	free(g);
 }

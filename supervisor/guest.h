@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * guest.h - the supervisor's guest port: frames between the guest and the
- * g2s/s2g rings (DESIGN §4)
+ * g2s/s2g rings (DESIGN §4, docs/frontends.md)
  */
 #ifndef MOAT_GUEST_H
 #define MOAT_GUEST_H
@@ -36,10 +36,18 @@ struct guest_spec {
 
 struct guest;
 
+/*
+ * Called once when the netstack's s2g ring fails validation (the netstack
+ * is compromised): the supervisor treats it as a MOAT_VIOL_RING_CORRUPT
+ * violation. @detail names the ring.
+ */
+typedef void (*guest_violation_fn)(const char *detail);
+
 int guest_spec_parse(const char *s, struct guest_spec *out, char *err, size_t errlen);
 struct guest *guest_open(const struct guest_spec *spec, char *err, size_t errlen);
 int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd,
 		int netstack_efd, const char *pcap_path);
+void guest_on_violation(struct guest *g, guest_violation_fn fn);
 void guest_close(struct guest *g);
 
 #endif /* MOAT_GUEST_H */

@@ -4,57 +4,882 @@
  *
  * Theory of Operation
  * -------------------
- * Placeholder until the metrics issue: renders a few counters for
- * --metrics-file. The HTTP endpoint arrives with issue 8.
+ * Runs in the supervisor. The three counter blocks of the shared region
+ * (guest port, netstack, proxy), the head and tail of the four rings and
+ * the supervisor's own event counters are rendered as Prometheus text
+ * format 0.0.4, one HELP and one TYPE line per family, by
+ * metrics_render_buf(). It reads everything with relaxed atomic loads and
+ * takes no lock: each counter has exactly one writer, and a scrape that
+ * sees one counter a moment later than another is what every exporter
+ * does. Values written by the confined children are untrusted but only
+ * displayed; labels come from fixed tables here, never from the region,
+ * so a compromised child cannot add series or break the format.
+ *
+ * --metrics HOST:PORT | [V6]:PORT | unix:PATH: we create and bind the
+ * listening socket ourselves (so a bad address fails metrics_start() with
+ * one clear line, and a unix socket works the same way as TCP) and hand it
+ * to libmicrohttpd, which serves it from its own internal polling thread.
+ * GET (or HEAD) /metrics answers 200; another path 404; another method
+ * 405. The handler renders into one of METRICS_HTTP_CONNECTIONS buffers
+ * allocated on first use and kept (the connection limit equals the number
+ * of buffers), and MHD sends straight from it and hands it back through
+ * the response's free callback: no allocation per scrape beyond MHD's own.
+ *
+ * --metrics-file PATH: the same text, written to PATH.tmp and renamed over
+ * PATH (atomic for readers such as node_exporter's textfile collector)
+ * at start, every METRICS_FILE_INTERVAL_MS from the main loop through
+ * metrics_tick(), and once more from metrics_final() at stop (clean or
+ * violation) with moat_up 0. No fsync: readers need atomicity, not
+ * durability across a host crash.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "common/log.h"
+#include "shm/ring.h"
+#include "supervisor/events.h"
 #include "supervisor/metrics.h"
 
-struct metrics {
-	int unused;
+/**
+ * struct metrics_slot - one rendered response, lent to MHD until it is sent
+ * @busy:	taken by a response (MHD thread only, atomic for clarity)
+ * @buf:	METRICS_BUF_SIZE bytes, allocated on first use
+ */
+struct metrics_slot {
+	atomic_bool busy;
+	char *buf;
 };
 
+struct metrics {
+	const struct region *r;
+	struct MHD_Daemon *mhd;
+	struct MHD_Response *r404, *r405, *r503;
+	struct metrics_slot slot[METRICS_HTTP_CONNECTIONS];
+	char address[160];		/* what we listen on, for logs and tests */
+	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *file, *tmp;		/* --metrics-file and PATH.tmp */
+	char *file_buf;
+	int64_t next_ms;		/* CLOCK_MONOTONIC of the next file write */
+	bool file_failing;		/* log a failing write once, not every 5 s */
+};
+
+/* Set by metrics_start() before the HTTP thread exists; read-only after. */
+static struct timespec start_time;
+
+/* ---- rendering -------------------------------------------------------- */
+
+/* An output buffer that, like snprintf, keeps counting past its end. */
+struct out {
+	char *p;
+	size_t cap, len;
+};
+
+static void __attribute__((format(printf, 2, 3))) outf(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	if (o->len < o->cap)
+		n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+	else
+		n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		o->len += (size_t)n;
+}
+
+static void family(struct out *o, const char *name, const char *type, const char *help)
+{
+	outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* @labels: "" or 'a="x",b="y"' (fixed strings from this file only) */
+static void sample(struct out *o, const char *name, const char *labels, uint64_t v)
+{
+	if (labels[0])
+		outf(o, "%s{%s} %llu\n", name, labels, (unsigned long long)v);
+	else
+		outf(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* A family of one unlabelled sample. */
+static void single(struct out *o, const char *name, const char *type, const char *help,
+		   uint64_t v)
+{
+	family(o, name, type, help);
+	sample(o, name, "", v);
+}
+
+/* A family with one label over a fixed list of values. */
+static void labelled(struct out *o, const char *name, const char *type, const char *help,
+		     const char *label, const char *const *values, const uint64_t *v, int n)
+{
+	char l[96];
+
+	family(o, name, type, help);
+	for (int i = 0; i < n; i++) {
+		snprintf(l, sizeof(l), "%s=\"%s\"", label, values[i]);
+		sample(o, name, l, v[i]);
+	}
+}
+
+static uint64_t ld(const uint64_t *p)
+{
+	return atomic_load_explicit((_Atomic uint64_t *)p, memory_order_relaxed);
+}
+
+static const char *const drop_names[MOAT_DROP_REASON_COUNT] = {
+	[MOAT_DROP_TOO_SHORT] = "too_short",
+	[MOAT_DROP_TOO_LONG] = "too_long",
+	[MOAT_DROP_RING_FULL] = "ring_full",
+	[MOAT_DROP_BAD_LENGTH] = "bad_length",
+	[MOAT_DROP_MALFORMED] = "malformed",
+	[MOAT_DROP_ETHERTYPE] = "ethertype",
+	[MOAT_DROP_FRAGMENT] = "fragment",
+	[MOAT_DROP_IP_OPTIONS] = "ip_options",
+	[MOAT_DROP_SPOOFED] = "spoofed",
+	[MOAT_DROP_NOT_FOR_US] = "not_for_us",
+	[MOAT_DROP_PROTOCOL] = "protocol",
+	[MOAT_DROP_DHCP] = "dhcp",
+	[MOAT_DROP_NO_MEMORY] = "no_memory",
+};
+static const char *const conn_names[MOAT_CONN_RESULT_COUNT] = {
+	"ok", "refused", "unreachable", "denied", "timeout", "limit"
+};
+static const char *const proto_names[MOAT_P_COUNT] = { "tcp", "udp", "icmp" };
+static const char *const dns_names[MOAT_DNS_RESULT_COUNT] = {
+	"forwarded", "denied", "rebind", "formerr", "servfail", "truncated", "upstream_bad"
+};
+static const char *const ring_names[4] = { "g2s", "s2g", "s2p", "p2s" };
+
+_Static_assert((int)EVENTS_KIND_COUNT <= 16 && (int)MOAT_VIOL_COUNT <= 16 &&
+	       (int)MOAT_DNS_RESULT_COUNT <= 16 && (int)MOAT_CONN_RESULT_COUNT <= 16,
+	       "the label tables below hold 16 values");
+
+static void render_supervisor(struct out *o, const struct region *r, bool up)
+{
+	struct events_stats es;
+	const char *names[16];
+	struct timespec st = start_time;
+
+	events_stats(&es);
+	single(o, "moat_up", "gauge",
+	       "1 while moat runs; 0 in the last --metrics-file, written at stop.", up);
+	family(o, "moat_info", "gauge", "Always 1; the version of moat is the label.");
+	sample(o, "moat_info", "version=\"" MOAT_VERSION "\"", 1);
+	family(o, "moat_start_time_seconds", "gauge",
+	       "When the supervisor started, in seconds since the Unix epoch.");
+	outf(o, "moat_start_time_seconds %lld.%06ld\n", (long long)st.tv_sec, st.tv_nsec / 1000);
+	single(o, "moat_mtu_bytes", "gauge", "IP MTU toward the guest.", r->hdr.mtu);
+
+	/* Reasons 1..: "none" is never a violation. */
+	for (int i = 1; i < MOAT_VIOL_COUNT; i++)
+		names[i - 1] = events_violation_name((unsigned)i);
+	labelled(o, "moat_policy_violations_total", "counter",
+		 "Fatal violations seen by the supervisor (each one kills the VM), by reason.",
+		 "reason", names, es.violations + 1, MOAT_VIOL_COUNT - 1);
+	{
+		static const char *const res[2] = { "ok", "error" };
+		uint64_t v[2] = { es.reloads_ok, es.reloads_failed };
+
+		labelled(o, "moat_policy_reloads_total", "counter",
+			 "SIGHUP policy reloads; on error the old policy stays in force.",
+			 "result", res, v, 2);
+	}
+	for (int i = 0; i < EVENTS_KIND_COUNT; i++)
+		names[i] = events_kind_name((enum events_kind)i);
+	labelled(o, "moat_events_total", "counter",
+		 "Events by kind (counted even without --events).", "event", names, es.emitted,
+		 EVENTS_KIND_COUNT);
+	single(o, "moat_events_rejected_total", "counter",
+	       "Messages from the proxy that were not a valid event.", es.proxy_rejected);
+	single(o, "moat_events_suppressed_total", "counter",
+	       "Valid proxy events not written because of the events rate limit.",
+	       es.proxy_suppressed);
+	single(o, "moat_events_write_errors_total", "counter",
+	       "Event lines that could not be written.", es.write_errors);
+}
+
+static void render_guest(struct out *o, const struct moat_guest_counters *g,
+			 const struct moat_netstack_counters *n,
+			 const struct moat_proxy_counters *p)
+{
+	single(o, "moat_guest_tx_frames_total", "counter",
+	       "Ethernet frames from the guest accepted by the guest port.", ld(&g->tx_frames));
+	single(o, "moat_guest_tx_bytes_total", "counter",
+	       "Bytes of Ethernet frames from the guest (header included, no FCS).",
+	       ld(&g->tx_bytes));
+	single(o, "moat_guest_rx_frames_total", "counter",
+	       "Ethernet frames delivered to the guest.", ld(&g->rx_frames));
+	single(o, "moat_guest_rx_bytes_total", "counter",
+	       "Bytes of Ethernet frames delivered to the guest (header included, no FCS).",
+	       ld(&g->rx_bytes));
+	family(o, "moat_guest_dropped_frames_total", "counter",
+	       "Guest frames dropped, by where (guest_port or netstack) and why.");
+	for (int i = 0; i < MOAT_DROP_REASON_COUNT; i++) {
+		char l[96];
+
+		snprintf(l, sizeof(l), "stage=\"guest_port\",reason=\"%s\"", drop_names[i]);
+		sample(o, "moat_guest_dropped_frames_total", l, ld(&g->drops[i]));
+		snprintf(l, sizeof(l), "stage=\"netstack\",reason=\"%s\"", drop_names[i]);
+		sample(o, "moat_guest_dropped_frames_total", l, ld(&n->drops[i]));
+	}
+	single(o, "moat_guest_clients_accepted_total", "counter",
+	       "Clients accepted by a stream or dgram guest frontend.", ld(&g->clients_accepted));
+	single(o, "moat_guest_clients_dropped_total", "counter",
+	       "Clients of a stream frontend dropped for a bad length prefix or an error.",
+	       ld(&g->clients_dropped));
+	{
+		static const char *const who[3] = { "guest_port", "netstack", "proxy" };
+		uint64_t v[3] = { ld(&g->wakes_sent), ld(&n->wakes_sent), ld(&p->wakes_sent) };
+
+		labelled(o, "moat_wakeups_total", "counter",
+			 "Eventfd writes to wake a peer, by the process that wrote them.",
+			 "process", who, v, 3);
+	}
+}
+
+static void render_rings(struct out *o, const struct region *r)
+{
+	uint64_t used[4], cap[4];
+
+	for (int i = 0; i < 4; i++) {
+		enum moat_part part = (enum moat_part)(MOAT_PART_RING_G2S + i);
+
+		cap[i] = r->part[part] ? region_ring_capacity(r, part) : 0;
+		used[i] = r->part[part] ? ring_used_bytes(r->part[part], cap[i]) : 0;
+	}
+	labelled(o, "moat_ring_used_bytes", "gauge",
+		 "Bytes published but not yet consumed in each shared-memory ring.", "ring",
+		 ring_names, used, 4);
+	labelled(o, "moat_ring_capacity_bytes", "gauge", "Data bytes of each ring.", "ring",
+		 ring_names, cap, 4);
+}
+
+static void render_netstack(struct out *o, const struct moat_netstack_counters *n)
+{
+	single(o, "moat_arp_replies_total", "counter",
+	       "ARP replies the netstack sent for the gateway and DNS addresses.",
+	       ld(&n->arp_replies));
+	{
+		static const char *const type[3] = { "offer", "ack", "nak" };
+		uint64_t v[3] = { ld(&n->dhcp_offers), ld(&n->dhcp_acks), ld(&n->dhcp_naks) };
+
+		labelled(o, "moat_dhcp_replies_total", "counter",
+			 "DHCPv4 messages the netstack sent to the guest, by type.", "type", type,
+			 v, 3);
+	}
+	single(o, "moat_icmp_echo_gateway_replies_total", "counter",
+	       "ICMP echo replies the netstack answered itself (gateway and DNS addresses).",
+	       ld(&n->icmp_echo_replies));
+	single(o, "moat_icmp_echo_relayed_total", "counter",
+	       "ICMP echo requests the netstack relayed to the proxy.", ld(&n->icmp_echo_relayed));
+	single(o, "moat_netstack_tcp_syns_total", "counter",
+	       "TCP SYNs from the guest that started a connect.", ld(&n->tcp_syns));
+	single(o, "moat_netstack_tcp_flows_opened_total", "counter",
+	       "TCP flows the netstack opened toward the guest.", ld(&n->tcp_flows_opened));
+	single(o, "moat_netstack_tcp_flows_closed_total", "counter",
+	       "TCP flows the netstack closed.", ld(&n->tcp_flows_closed));
+	single(o, "moat_netstack_tcp_flows_active", "gauge",
+	       "TCP flows open in the netstack.", ld(&n->tcp_flows_active));
+	single(o, "moat_netstack_tcp_table_full_total", "counter",
+	       "Guest SYNs refused because the netstack's flow table was full.",
+	       ld(&n->tcp_table_full));
+	single(o, "moat_netstack_udp_flows_opened_total", "counter",
+	       "UDP flows the netstack opened.", ld(&n->udp_flows_opened));
+	single(o, "moat_netstack_udp_flows_closed_total", "counter",
+	       "UDP flows the netstack closed or expired.", ld(&n->udp_flows_closed));
+	single(o, "moat_netstack_udp_flows_active", "gauge",
+	       "UDP flows open in the netstack.", ld(&n->udp_flows_active));
+	single(o, "moat_netstack_lwip_memory_errors_total", "counter",
+	       "lwIP allocations that failed (pool or heap exhausted).", ld(&n->lwip_mem_errors));
+	single(o, "moat_netstack_pcbs_in_use", "gauge", "lwIP TCP and UDP PCBs in use.",
+	       ld(&n->pcbs_in_use));
+	single(o, "moat_netstack_pbufs_in_use", "gauge", "lwIP pbufs in use.",
+	       ld(&n->pbufs_in_use));
+	single(o, "moat_netstack_tcp_listeners", "gauge",
+	       "lwIP listening PCBs (one per destination port in use).", ld(&n->listeners));
+	single(o, "moat_netstack_spoofed_frames_total", "counter",
+	       "Guest frames with a source MAC or IP other than the guest's.",
+	       ld(&n->spoofed_frames));
+	single(o, "moat_tcp_payload_tx_bytes_total", "counter",
+	       "TCP payload bytes from the guest, as the netstack received them.",
+	       ld(&n->tx_bytes_tcp));
+	single(o, "moat_tcp_payload_rx_bytes_total", "counter",
+	       "TCP payload bytes to the guest, as the netstack sent them.", ld(&n->rx_bytes_tcp));
+}
+
+static void render_proxy(struct out *o, const struct moat_proxy_counters *p)
+{
+	uint64_t v[16];
+
+	for (int i = 0; i < MOAT_CONN_RESULT_COUNT; i++)
+		v[i] = ld(&p->tcp_connections[i]);
+	labelled(o, "moat_tcp_connections_total", "counter",
+		 "Guest TCP connects decided by the proxy, by result.", "result", conn_names, v,
+		 MOAT_CONN_RESULT_COUNT);
+	single(o, "moat_tcp_connections_active", "gauge",
+	       "TCP connections the proxy is relaying.", ld(&p->tcp_active));
+	family(o, "moat_policy_denials_total", "counter",
+	       "Flows the policy denied, by direction and protocol.");
+	for (int d = 0; d < 2; d++)
+		for (int i = 0; i < MOAT_P_COUNT; i++) {
+			char l[64];
+
+			snprintf(l, sizeof(l), "direction=\"%s\",protocol=\"%s\"",
+				 d ? "ingress" : "egress", proto_names[i]);
+			sample(o, "moat_policy_denials_total", l,
+			       ld(d ? &p->denials_ingress[i] : &p->denials_egress[i]));
+		}
+	single(o, "moat_udp_flows_opened_total", "counter",
+	       "UDP flows the proxy opened a host socket for.", ld(&p->udp_flows_opened));
+	single(o, "moat_udp_flows_refused_total", "counter",
+	       "UDP flows the proxy refused (denied or over a limit).", ld(&p->udp_flows_refused));
+	single(o, "moat_udp_flows_active", "gauge", "UDP flows the proxy is relaying.",
+	       ld(&p->udp_flows_active));
+	for (int i = 0; i < MOAT_DNS_RESULT_COUNT; i++)
+		v[i] = ld(&p->dns_queries[i]);
+	labelled(o, "moat_dns_queries_total", "counter",
+		 "DNS queries from the guest handled by the forwarder, by result.", "result",
+		 dns_names, v, MOAT_DNS_RESULT_COUNT);
+	single(o, "moat_dns_pinned_addresses", "gauge",
+	       "Addresses remembered from allowed DNS answers (for domain rules).",
+	       ld(&p->dns_pins));
+	single(o, "moat_upstream_tx_bytes_total", "counter",
+	       "Bytes the proxy wrote to host sockets.", ld(&p->upstream_tx_bytes));
+	single(o, "moat_upstream_rx_bytes_total", "counter",
+	       "Bytes the proxy read from host sockets.", ld(&p->upstream_rx_bytes));
+	single(o, "moat_icmp_echo_upstream_requests_total", "counter",
+	       "ICMP echo requests the proxy sent on the host.", ld(&p->icmp_echo_sent));
+	single(o, "moat_icmp_echo_upstream_replies_total", "counter",
+	       "ICMP echo replies the proxy received on the host.", ld(&p->icmp_echo_replies));
+	single(o, "moat_limit_exceeded_total", "counter",
+	       "Times a policy limit was exceeded.", ld(&p->limit_exceeded));
+	single(o, "moat_proxy_bad_messages_total", "counter",
+	       "Malformed flow messages the proxy received from the netstack.",
+	       ld(&p->bad_messages));
+	single(o, "moat_policy_generation", "gauge",
+	       "Generation of the policy in force in the proxy (1 at start, +1 per reload).",
+	       ld(&p->policy_generation));
+}
+
+/**
+ * metrics_render_buf() - render every metric into a caller's buffer
+ * @r:		the region (the supervisor's full mapping; unmapped parts read as 0)
+ * @up:		the value of moat_up
+ * @buf:	output
+ * @cap:	size of @buf
+ *
+ * Like snprintf: writes at most @cap bytes (NUL-terminated if @cap > 0)
+ * and returns the length the whole text needs, so a return >= @cap means
+ * it was cut.
+ *
+ * Context: any thread; reads with relaxed atomics, allocates nothing.
+ * Return: length of the text, without the NUL.
+ */
+size_t metrics_render_buf(const struct region *r, bool up, char *buf, size_t cap)
+{
+	static const struct moat_guest_counters g0;
+	static const struct moat_netstack_counters n0;
+	static const struct moat_proxy_counters p0;
+	const struct moat_guest_counters *g = r->part[MOAT_PART_CNT_GUEST];
+	const struct moat_netstack_counters *n = r->part[MOAT_PART_CNT_NETSTACK];
+	const struct moat_proxy_counters *p = r->part[MOAT_PART_CNT_PROXY];
+	struct out o = { .p = buf, .cap = cap };
+
+	if (cap)
+		buf[0] = '\0';
+	render_supervisor(&o, r, up);
+	render_guest(&o, g ? g : &g0, n ? n : &n0, p ? p : &p0);
+	render_rings(&o, r);
+	render_netstack(&o, n ? n : &n0);
+	render_proxy(&o, p ? p : &p0);
+	return o.len;
+}
+
+/**
+ * metrics_render() - render every metric into a new buffer
+ * @r:		the region
+ * @len:	set to the length of the text
+ *
+ * Return: a NUL-terminated string the caller frees, or NULL (no memory).
+ */
 char *metrics_render(const struct region *r, size_t *len)
 {
-	const struct moat_guest_counters *g = r->part[MOAT_PART_CNT_GUEST];
-	char *buf = NULL;
-	size_t sz = 0;
-	FILE *f = open_memstream(&buf, &sz);
+	char *buf = malloc(METRICS_BUF_SIZE);
 
-	if (!f)
+	if (!buf)
 		return NULL;
-	fprintf(f, "moat_guest_tx_bytes_total %llu\n", (unsigned long long)g->tx_bytes);
-	fprintf(f, "moat_guest_rx_bytes_total %llu\n", (unsigned long long)g->rx_bytes);
-	fclose(f);
-	*len = sz;
+	*len = metrics_render_buf(r, true, buf, METRICS_BUF_SIZE);
+	if (*len >= METRICS_BUF_SIZE) {
+		free(buf);
+		return NULL;
+	}
 	return buf;
 }
 
-int metrics_start(struct metrics **out, const char *addr, const char *file,
-		  const struct region *r, char *err, size_t errlen)
+/* ---- the HTTP endpoint (MHD's thread) --------------------------------- */
+
+static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	(void)file;
-	(void)r;
-	*out = NULL;
-	if (addr) {
-		snprintf(err, errlen, "not available yet");
-		return -1;
-	}
-	return 0;
+	char buf[256];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	log_warn("metrics http: %s", buf);
 }
 
-int metrics_tick(struct metrics *m)
+static void slot_release(void *cls)
 {
-	(void)m;
+	struct metrics_slot *s = cls;
+
+	atomic_store_explicit(&s->busy, false, memory_order_release);
+}
+
+static struct metrics_slot *slot_take(struct metrics *m)
+{
+	for (int i = 0; i < METRICS_HTTP_CONNECTIONS; i++) {
+		struct metrics_slot *s = &m->slot[i];
+		bool f = false;
+
+		if (!atomic_compare_exchange_strong(&s->busy, &f, true))
+			continue;
+		if (!s->buf)
+			s->buf = malloc(METRICS_BUF_SIZE);
+		if (s->buf)
+			return s;
+		slot_release(s);
+		return NULL;
+	}
+	return NULL;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version,
+				  const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct metrics *m = cls;
+	struct MHD_Response *resp;
+	struct metrics_slot *s;
+	enum MHD_Result ret;
+	size_t len;
+
+	(void)version;
+	(void)upload_data;
+	(void)upload_data_size;
+	(void)con_cls;
+	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
+		return MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, m->r405);
+	if (strcmp(url, "/metrics"))
+		return MHD_queue_response(c, MHD_HTTP_NOT_FOUND, m->r404);
+	s = slot_take(m);
+	if (!s)
+		return MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, m->r503);
+	len = metrics_render_buf(m->r, true, s->buf, METRICS_BUF_SIZE);
+	if (len >= METRICS_BUF_SIZE) {
+		/* Cannot happen (a unit test renders the worst case); never send a cut text. */
+		slot_release(s);
+		return MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, m->r503);
+	}
+	resp = MHD_create_response_from_buffer_with_free_callback_cls(len, s->buf, slot_release, s);
+	if (!resp) {
+		slot_release(s);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, METRICS_CONTENT_TYPE);
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);	/* the slot goes back when MHD is done with it */
+	return ret;
+}
+
+static struct MHD_Response *static_response(const char *text, const char *allow)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)text,
+								  MHD_RESPMEM_PERSISTENT);
+
+	if (!r)
+		return NULL;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+	if (allow)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+	return r;
+}
+
+/* ---- the listening socket --------------------------------------------- */
+
+static int listen_unix(struct metrics *m, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (!path[0] || strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "unix socket path must be 1..%zu bytes",
+			 sizeof(sun.sun_path) - 1);
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	if (lstat(path, &st) == 0) {
+		/* A stale socket from a dead moat is replaced; a live one or a file is not. */
+		int probe;
+
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "%s exists and is not a socket", path);
+			goto fail;
+		}
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			close(probe);
+			snprintf(err, errlen, "%s is in use by another process", path);
+			goto fail;
+		}
+		if (probe >= 0)
+			close(probe);
+		unlink(path);
+	}
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		snprintf(err, errlen, "cannot bind %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	snprintf(m->unix_path, sizeof(m->unix_path), "%s", path);
+	snprintf(m->address, sizeof(m->address), "unix:%s", path);
+	return fd;
+fail:
+	close(fd);
 	return -1;
 }
 
+static int listen_inet(struct metrics *m, const char *spec, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	socklen_t sl;
+	char host[INET6_ADDRSTRLEN + 2], *end;
+	const char *colon, *port_s;
+	unsigned long port;
+	int fd, one = 1;
+	size_t hl;
+
+	if (spec[0] == '[') {
+		const char *close_br = strchr(spec, ']');
+
+		if (!close_br || close_br[1] != ':') {
+			snprintf(err, errlen, "'%s' is not [IPV6]:PORT", spec);
+			return -1;
+		}
+		hl = (size_t)(close_br - spec - 1);
+		port_s = close_br + 2;
+		if (hl >= sizeof(host))
+			goto bad_host;
+		memcpy(host, spec + 1, hl);
+		host[hl] = '\0';
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			goto bad_host;
+		sin6->sin6_family = AF_INET6;
+		sl = sizeof(*sin6);
+	} else {
+		colon = strrchr(spec, ':');
+		if (!colon) {
+			snprintf(err, errlen,
+				 "'%s' is not HOST:PORT, [IPV6]:PORT or unix:PATH", spec);
+			return -1;
+		}
+		hl = (size_t)(colon - spec);
+		port_s = colon + 1;
+		if (hl >= sizeof(host))
+			goto bad_host;
+		memcpy(host, spec, hl);
+		host[hl] = '\0';
+		sin->sin_family = AF_INET;
+		sl = sizeof(*sin);
+		if (!host[0])
+			sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (!strcmp(host, "localhost"))
+			sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			goto bad_host;
+	}
+	errno = 0;
+	port = strtoul(port_s, &end, 10);
+	if (!port_s[0] || *end || errno || port > 65535 || port_s[0] == '-' || port_s[0] == '+') {
+		snprintf(err, errlen, "'%s': port '%s' is not a number in 0..65535", spec, port_s);
+		return -1;
+	}
+	if (ss.ss_family == AF_INET6)
+		sin6->sin6_port = htons((uint16_t)port);
+	else
+		sin->sin_port = htons((uint16_t)port);
+
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+		snprintf(err, errlen, "cannot bind %s: %s", spec, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	/* Report the port actually bound (port 0 picks a free one). */
+	sl = sizeof(ss);
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		snprintf(m->address, sizeof(m->address), "[%s]:%u", host, ntohs(sin6->sin6_port));
+	} else {
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		snprintf(m->address, sizeof(m->address), "%s:%u", host, ntohs(sin->sin_port));
+	}
+	return fd;
+bad_host:
+	snprintf(err, errlen, "'%s': the host must be an IPv4 address, [IPv6], localhost or empty",
+		 spec);
+	return -1;
+}
+
+/* ---- --metrics-file ------------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Write the text to PATH.tmp and rename it over PATH. Return 0 or -errno. */
+static int write_file(struct metrics *m, bool up)
+{
+	size_t len = metrics_render_buf(m->r, up, m->file_buf, METRICS_BUF_SIZE), off = 0;
+	int fd, rc = 0;
+
+	if (len >= METRICS_BUF_SIZE)
+		return -EMSGSIZE;
+	fd = open(m->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return -errno;
+	while (off < len) {
+		ssize_t n = write(fd, m->file_buf + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			break;
+		}
+		off += (size_t)n;
+	}
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(m->tmp, m->file) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(m->tmp);
+	return rc;
+}
+
+static void write_file_logged(struct metrics *m, bool up)
+{
+	int rc = write_file(m, up);
+
+	if (rc && !m->file_failing)
+		log_warn("--metrics-file: cannot write %s: %s", m->file, strerror(-rc));
+	else if (!rc && m->file_failing)
+		log_info("--metrics-file: %s is written again", m->file);
+	m->file_failing = rc != 0;
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static void metrics_free(struct metrics *m)
+{
+	if (m->mhd)
+		MHD_stop_daemon(m->mhd);	/* closes the listening socket */
+	if (m->unix_path[0])
+		unlink(m->unix_path);
+	if (m->r404)
+		MHD_destroy_response(m->r404);
+	if (m->r405)
+		MHD_destroy_response(m->r405);
+	if (m->r503)
+		MHD_destroy_response(m->r503);
+	for (int i = 0; i < METRICS_HTTP_CONNECTIONS; i++)
+		free(m->slot[i].buf);
+	free(m->file);
+	free(m->tmp);
+	free(m->file_buf);
+	free(m);
+}
+
+/**
+ * metrics_start() - start serving --metrics and writing --metrics-file
+ * @out:	set to the new state, or NULL when neither is asked for
+ * @addr:	--metrics: "HOST:PORT", "[V6]:PORT", "unix:PATH", or NULL
+ * @file:	--metrics-file path, or NULL
+ * @r:		the region (must outlive the state)
+ * @err:	one line saying what is wrong, on failure
+ * @errlen:	size of @err
+ *
+ * Binds the address (port 0 picks a free port; metrics_address() says
+ * which), starts libmicrohttpd's thread on it, and writes @file once, so
+ * an unwritable path fails here rather than silently later. Call it with
+ * the signals the main loop handles already blocked, so that MHD's thread
+ * inherits the mask.
+ *
+ * Context: supervisor, before the loop.
+ * Return: 0, or -1 with @err set and nothing left running.
+ */
+int metrics_start(struct metrics **out, const char *addr, const char *file,
+		  const struct region *r, char *err, size_t errlen)
+{
+	struct metrics *m;
+	int fd = -1, rc;
+
+	*out = NULL;
+	clock_gettime(CLOCK_REALTIME, &start_time);
+	if (!addr && !file)
+		return 0;
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	m->r = r;
+	if (file) {
+		m->file = strdup(file);
+		if (m->file && asprintf(&m->tmp, "%s.tmp", file) < 0)
+			m->tmp = NULL;
+		m->file_buf = malloc(METRICS_BUF_SIZE);
+		if (!m->file || !m->tmp || !m->file_buf) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		rc = write_file(m, true);
+		if (rc) {
+			snprintf(err, errlen, "--metrics-file %s: %s", file, strerror(-rc));
+			goto fail;
+		}
+		m->next_ms = now_ms() + METRICS_FILE_INTERVAL_MS;
+	}
+	if (addr) {
+		fd = !strncmp(addr, "unix:", 5) ? listen_unix(m, addr + 5, err, errlen)
+						: listen_inet(m, addr, err, errlen);
+		if (fd < 0)
+			goto fail;
+		if (listen(fd, 16) < 0) {
+			snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
+			goto fail;
+		}
+		m->r404 = static_response("not found: moat serves /metrics only\n", NULL);
+		m->r405 = static_response("method not allowed\n", "GET, HEAD");
+		m->r503 = static_response("busy, try again\n", NULL);
+		if (!m->r404 || !m->r405 || !m->r503) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		m->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+					  0, NULL, NULL, on_request, m,
+					  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+					  MHD_OPTION_LISTEN_SOCKET, fd,
+					  MHD_OPTION_CONNECTION_LIMIT,
+					  (unsigned)METRICS_HTTP_CONNECTIONS,
+					  MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+					  MHD_OPTION_END);
+		if (!m->mhd) {
+			snprintf(err, errlen, "cannot start the HTTP server on %s", addr);
+			goto fail;
+		}
+		fd = -1;	/* MHD's now */
+		log_info("metrics: serving /metrics on %s", m->address);
+	}
+	*out = m;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	metrics_free(m);
+	return -1;
+}
+
+/**
+ * metrics_tick() - rewrite --metrics-file when it is due
+ * @m:	state, or NULL
+ *
+ * Context: supervisor main loop, before each wait.
+ * Return: milliseconds until the next write (the loop's epoll timeout), or
+ * -1 when there is no file to write.
+ */
+int metrics_tick(struct metrics *m)
+{
+	int64_t now;
+
+	if (!m || !m->file)
+		return -1;
+	now = now_ms();
+	if (now >= m->next_ms) {
+		write_file_logged(m, true);
+		m->next_ms = now + METRICS_FILE_INTERVAL_MS;
+	}
+	return (int)(m->next_ms - now);
+}
+
+/**
+ * metrics_address() - where the HTTP endpoint listens
+ * @m:	state, or NULL
+ *
+ * Return: "127.0.0.1:9100", "[::1]:9100" or "unix:/path" (the real port
+ * when 0 was asked for), or NULL if there is no endpoint.
+ */
+const char *metrics_address(const struct metrics *m)
+{
+	return m && m->mhd ? m->address : NULL;
+}
+
+/**
+ * metrics_final() - stop serving, write the file a last time, free
+ * @m:	state, or NULL
+ *
+ * The last --metrics-file has moat_up 0, so a textfile collector that
+ * keeps exporting it after moat is gone says so. A unix socket is removed.
+ *
+ * Context: supervisor, at a clean stop or after a violation's kill.
+ */
 void metrics_final(struct metrics *m)
 {
-	(void)m;
+	if (!m)
+		return;
+	if (m->mhd) {
+		MHD_stop_daemon(m->mhd);
+		m->mhd = NULL;
+	}
+	if (m->file)
+		write_file_logged(m, false);
+	metrics_free(m);
 }

@@ -110,12 +110,13 @@ struct supervisor {
 	bool stopping;
 	int exit_status;
 	struct loop loop;
-	struct loop_watch w_signal, w_efd, w_child[CHILD_COUNT], w_cmd;
+	struct loop_watch w_signal, w_efd, w_child[CHILD_COUNT], w_cmd, w_control;
 	struct guest *guest;
 	struct metrics *metrics;
 };
 
 static struct supervisor sv;
+static struct events_reader control_rd;	/* the proxy's events, reassembled */
 
 static const char run_usage[] =
 	"usage: moat run --guest SPEC [--policy FILE] [--vm-pid PID | -- COMMAND...]\n"
@@ -185,6 +186,15 @@ static void parse_subnet(struct run_opts *o, const char *s)
 	memcpy(o->subnet, &a, 4);
 }
 
+static void set_host_addr(struct publish_opt *p, const char *addr, const char *spec)
+{
+	size_t n = strlen(addr);
+
+	if (n == 0 || n >= sizeof(p->host_addr))
+		usage_error("--publish: bad address in '%s'", spec);
+	memcpy(p->host_addr, addr, n + 1);
+}
+
 static void parse_publish(struct run_opts *o, const char *s)
 {
 	struct publish_opt *p;
@@ -210,7 +220,7 @@ static void parse_publish(struct run_opts *o, const char *s)
 		if (!close || close[1] != ':')
 			usage_error("--publish: bad address in '%s'", s);
 		*close = '\0';
-		snprintf(p->host_addr, sizeof(p->host_addr), "%s", buf + 1);
+		set_host_addr(p, buf + 1, s);
 		parts[n++] = close + 2;
 		parts[n++] = strchr(close + 2, ':');
 		if (!parts[1])
@@ -220,7 +230,7 @@ static void parse_publish(struct run_opts *o, const char *s)
 		for (char *tok = strtok(buf, ":"); tok && n < 3; tok = strtok(NULL, ":"))
 			parts[n++] = tok;
 		if (n == 3) {
-			snprintf(p->host_addr, sizeof(p->host_addr), "%s", parts[0]);
+			set_host_addr(p, parts[0], s);
 			parts[0] = parts[1];
 			parts[1] = parts[2];
 		} else if (n == 2) {
@@ -653,6 +663,22 @@ static void on_child(struct loop_watch *w, uint32_t events)
 	violation(&m, "moat");
 }
 
+/* The proxy's events (length-prefixed JSON) on the control socket. */
+static void on_control(struct loop_watch *w, uint32_t events)
+{
+	struct moat_mailbox m = { .reason = MOAT_VIOL_BAD_MESSAGE, .rule = -1 };
+	int rc;
+
+	(void)events;
+	rc = events_reader_input(&control_rd, w->fd, m.detail, sizeof(m.detail));
+	if (rc == -EPROTO)
+		violation(&m, child_name[CHILD_PROXY]);
+	if (rc < 0)
+		log_warn("control socket: %s", strerror(-rc));
+	if (rc <= 0)
+		loop_del(&sv.loop, w);	/* the proxy's pidfd tells why it went */
+}
+
 static void reload_policy(void)
 {
 	struct policy *np = NULL;
@@ -860,6 +886,8 @@ int run_main(int argc, char **argv)
 	loop_add(&sv.loop, &sv.w_signal, EPOLLIN);
 	sv.w_efd = (struct loop_watch){ .fd = sv.efd[0], .cb = on_efd };
 	loop_add(&sv.loop, &sv.w_efd, EPOLLIN);
+	sv.w_control = (struct loop_watch){ .fd = sv.control_fd, .cb = on_control };
+	loop_add(&sv.loop, &sv.w_control, EPOLLIN);
 
 	send_policy(true);
 	if (guest_start(sv.guest, &sv.loop, &sv.region, sv.efd[1], sv.efd[2], sv.o.pcap_path) < 0)

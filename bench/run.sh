@@ -1,0 +1,51 @@
+#!/bin/bash
+# bench/run.sh — moat side by side with slirp4netns and pasta, in one run.
+#
+# usage: sudo bench/run.sh [-t SECONDS] [-m "1500 65520"] [-k "tcp rr crr"] [-p "slirp4netns pasta moat"]
+#
+# Builds moat (release, no test triggers) into build-bench/, then runs
+# ../shared/bench/peers.sh — the shared harness that drives every provider in
+# the same namespaces (moat-srv, moat-host, a guest namespace), same clients,
+# same servers — and prints its lines as a table:
+#   tcp  iperf3 Gbit/s (up = guest -> server, down = server -> guest), higher is better
+#   rr   sockperf TCP ping-pong latency, usec, lower is better
+#   crr  HTTP requests/s with a new connection each (ab -c 4), higher is better
+# Only numbers from the same run compare: the machine is small and shared.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+shared=${MOAT_SHARED:-$top/../shared}
+[ -x "$shared/bench/peers.sh" ] || { echo "bench: $shared/bench/peers.sh not found" >&2; exit 2; }
+[ "$(id -u)" -eq 0 ] || { echo "bench: run as root" >&2; exit 2; }
+
+args=("$@")
+"$top/scripts/setup.sh" >/dev/null
+for p in iperf3 sockperf apache2-utils nginx-light slirp4netns passt; do
+	dpkg-query -W -f='${Status}' $p 2>/dev/null | grep -q 'install ok installed' ||
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $p >/dev/null
+done
+cmake -S "$top" -B "$top/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C "$top/build-bench" moat >/dev/null
+
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+MOAT=$top/build-bench/moat "$shared/bench/peers.sh" "${args[@]}" | tee "$out"
+
+echo
+python3 - "$out" <<'PY'
+import sys, collections
+rows = collections.OrderedDict()
+provs = []
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) != 4:
+        continue
+    prov, mtu, kind, val = f
+    if prov not in provs:
+        provs.append(prov)
+    rows.setdefault((kind, mtu), {})[prov] = val
+print("| measurement | " + " | ".join(provs) + " |")
+print("|---|" + "---|" * len(provs))
+for (kind, mtu), vals in rows.items():
+    unit = {"up": "Gbit/s", "down": "Gbit/s", "rr": "usec", "crr": "req/s"}.get(kind, "")
+    print(f"| {kind} MTU {mtu} ({unit}) | " + " | ".join(vals.get(p, "-") for p in provs) + " |")
+PY

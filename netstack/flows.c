@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * flows.c - the netstack's side of the flow protocol (shm/flow.h)
+ *
+ * Theory of Operation
+ * -------------------
+ * Runs in moat-netstack. flows_emit() writes one record to s2p (a header
+ * struct plus bytes taken straight from a pbuf chain); when s2p is full it
+ * says so and marks s2p blocked, and the caller keeps what it owes (tcp.c)
+ * or drops a datagram (udp.c, icmp.c).
+ *
+ * flows_poll() drains p2s. The proxy is less trusted than the netstack's
+ * own state: every record is looked at through ring_peek(), its fixed
+ * header is copied out before it is read, and it must have the exact size
+ * of its type (DATA/DGRAM/ECHO_REPLY: header plus 1..FLOW_DATA_MAX bytes),
+ * a type the proxy may send, ids in the right half of the id space and
+ * fields in range. Anything else - or a corrupt ring - is a violation:
+ * reported to the supervisor through the mailbox, and the netstack stops.
+ * Payload bytes are not parsed, only copied (by tcp_write or into a pbuf),
+ * so they are used in place. Messages for unknown or dead ids are ignored.
+ *
+ * Backpressure: a record that needs s2g room (a datagram or an echo reply
+ * for the guest) waits in the ring until the guest port has drained s2g; a
+ * DATA record lwIP could not take in full (its memory is exhausted) waits
+ * too, with the part already written remembered, and is retried shortly.
+ * Either way the proxy sees p2s fill up; nothing is dropped.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "lwip/ip_addr.h"
+#include "lwip/sys.h"
+#include "netstack/stack.h"
+
+#define MEM_RETRY_MS	10
+
+/**
+ * flows_endpoint() - fill a flow endpoint from an lwIP address
+ * @e:		endpoint
+ * @a:		address
+ * @port:	port (host order)
+ */
+void flows_endpoint(struct flow_endpoint *e, const ip_addr_t *a, uint16_t port)
+{
+	memset(e, 0, sizeof(*e));
+	e->port = port;
+	if (IP_IS_V6(a)) {
+		e->family = 6;
+		memcpy(e->addr, ip_2_ip6(a)->addr, 16);
+	} else {
+		e->family = 4;
+		memcpy(e->addr, &ip_2_ip4(a)->addr, 4);
+	}
+}
+
+/**
+ * flows_endpoint_addr() - an lwIP address from a flow endpoint
+ * @e:	endpoint (from the proxy)
+ * @a:	filled in
+ *
+ * Return: 0, or -EINVAL for an unknown family or an address the guest
+ * could never have been talking to (unspecified, multicast source, loopback).
+ */
+int flows_endpoint_addr(const struct flow_endpoint *e, ip_addr_t *a)
+{
+	if (e->family == 4) {
+		uint32_t v;
+
+		memcpy(&v, e->addr, 4);
+		ip_addr_set_ip4_u32_val(*a, v);
+		return ip4_addr_isany_val(*ip_2_ip4(a)) || ip4_addr_isloopback(ip_2_ip4(a)) ? -EINVAL : 0;
+	}
+	if (e->family == 6) {
+		ip6_addr_t v;
+
+		memcpy(v.addr, e->addr, 16);
+		ip_addr_copy_from_ip6(*a, v);
+		return ip6_addr_isany(&v) || ip6_addr_isloopback(&v) ? -EINVAL : 0;
+	}
+	return -EINVAL;
+}
+
+/**
+ * flows_emit() - write one flow message to s2p
+ * @ns:		netstack
+ * @type:	enum flow_msg
+ * @hdr:	the message struct
+ * @hdrlen:	its size
+ * @p:		pbuf chain holding payload bytes, or NULL
+ * @off:	offset of the payload in @p
+ * @len:	payload length (0 if none)
+ *
+ * Return: 0; -ENOBUFS if s2p is full (ns->s2p_blocked set); -EBADMSG if
+ * s2p is corrupt (a violation was reported).
+ */
+int flows_emit(struct netstack *ns, uint32_t type, const void *hdr, uint32_t hdrlen,
+	       struct pbuf *p, uint32_t off, uint32_t len)
+{
+	uint8_t *rec;
+	void *r;
+	int rc;
+
+	rc = ring_reserve(&ns->s2p, hdrlen + len, &r);
+	if (rc == -ENOBUFS) {
+		ns->s2p_blocked = true;
+		return rc;
+	}
+	if (rc == -EBADMSG) {
+		stack_violation(ns, MOAT_VIOL_RING_CORRUPT, 0, "s2p ring corrupt");
+		return rc;
+	}
+	if (rc < 0)
+		return rc;
+	rec = r;
+	memcpy(rec, hdr, hdrlen);
+	if (len)
+		pbuf_copy_partial(p, rec + hdrlen, (u16_t)len, (u16_t)off);
+	ring_commit(&ns->s2p, type, hdrlen + len);
+	return 0;
+}
+
+/* Room a datagram of @len bytes needs in s2g, fragments and headers included. */
+static size_t s2g_need(const struct netstack *ns, uint32_t len)
+{
+	uint32_t per = ns->cfg.mtu > 100 ? ns->cfg.mtu - 60 : 40;
+
+	return len + (len / per + 1) * 128u;
+}
+
+static void bad(struct netstack *ns, uint32_t id, const char *what)
+{
+	log_error("bad message from the proxy: %s (flow %u)", what, id);
+	stack_violation(ns, MOAT_VIOL_BAD_MESSAGE, id, what);
+}
+
+enum { DISP_DONE, DISP_WAIT, DISP_BAD };
+
+static int dispatch(struct netstack *ns, uint32_t type, const uint8_t *rec, uint32_t n)
+{
+	switch (type) {
+	case FLOW_CONNECT_RESULT: {
+		struct flow_connect_result m;
+
+		if (n != sizeof(m))
+			return bad(ns, 0, "CONNECT_RESULT size"), DISP_BAD;
+		memcpy(&m, rec, sizeof(m));
+		if (!m.id || (m.id & FLOW_ID_INGRESS) || m.result >= MOAT_CONN_RESULT_COUNT)
+			return bad(ns, m.id, "CONNECT_RESULT field"), DISP_BAD;
+		conn_connect_result(ns, &m);
+		return DISP_DONE;
+	}
+	case FLOW_DATA: {
+		struct flow_data m;
+		uint32_t len, taken;
+		int rc;
+
+		if (n <= sizeof(m) || n - sizeof(m) > FLOW_DATA_MAX)
+			return bad(ns, 0, "DATA size"), DISP_BAD;
+		memcpy(&m, rec, sizeof(m));
+		len = n - (uint32_t)sizeof(m);
+		if (!m.id || ns->p2s_skip >= len)
+			return bad(ns, m.id, "DATA field"), DISP_BAD;
+		rc = conn_data(ns, m.id, rec + sizeof(m) + ns->p2s_skip, len - ns->p2s_skip, &taken);
+		if (rc == -EINVAL)
+			return bad(ns, m.id, "DATA beyond the credit given"), DISP_BAD;
+		if (rc == -EAGAIN) {
+			ns->p2s_skip += taken;
+			ns->p2s_paused = true;
+			ns->p2s_retry_ms = sys_now() + MEM_RETRY_MS;
+			return DISP_WAIT;
+		}
+		return DISP_DONE;
+	}
+	case FLOW_CREDIT: {
+		struct flow_credit m;
+
+		if (n != sizeof(m))
+			return bad(ns, 0, "CREDIT size"), DISP_BAD;
+		memcpy(&m, rec, sizeof(m));
+		if (!m.id || !m.bytes || conn_credit(ns, &m) < 0)
+			return bad(ns, m.id, "CREDIT for bytes never sent"), DISP_BAD;
+		return DISP_DONE;
+	}
+	case FLOW_SHUT_WR: {
+		struct flow_shut m;
+
+		if (n != sizeof(m))
+			return bad(ns, 0, "SHUT_WR size"), DISP_BAD;
+		memcpy(&m, rec, sizeof(m));
+		if (!m.id || conn_shut(ns, m.id) < 0)
+			return bad(ns, m.id, "SHUT_WR before the connection"), DISP_BAD;
+		return DISP_DONE;
+	}
+	case FLOW_CLOSE: {
+		struct flow_close m;
+
+		if (n != sizeof(m))
+			return bad(ns, 0, "CLOSE size"), DISP_BAD;
+		memcpy(&m, rec, sizeof(m));
+		if (!m.id || m.reset > 1)
+			return bad(ns, m.id, "CLOSE field"), DISP_BAD;
+		conn_close(ns, &m);
+		return DISP_DONE;
+	}
+	case FLOW_DGRAM: {
+		struct flow_dgram m;
+		ip_addr_t src, dst;
+		uint32_t len;
+
+		if (n < sizeof(m) || n - sizeof(m) > FLOW_DATA_MAX)
+			return bad(ns, 0, "DGRAM size"), DISP_BAD;
+		memcpy(&m, rec, sizeof(m));
+		len = n - (uint32_t)sizeof(m);
+		if (flows_endpoint_addr(&m.src, &src) < 0 || flows_endpoint_addr(&m.dst, &dst) < 0 ||
+		    m.src.family != m.dst.family || !m.src.port || !m.dst.port ||
+		    (m.dst.family == 4 && ip4_addr_get_u32(ip_2_ip4(&dst)) != ns->cfg.guest_ip4) ||
+		    (m.dst.family == 6 && ip6_addr_ismulticast(ip_2_ip6(&dst))))
+			return bad(ns, 0, "DGRAM addresses"), DISP_BAD;
+		if (!gif_s2g_room(ns, s2g_need(ns, len))) {
+			ns->p2s_paused = true;
+			ns->p2s_need_s2g = (uint32_t)s2g_need(ns, len);
+			return DISP_WAIT;
+		}
+		dgram_output(ns, &src, m.src.port, &dst, m.dst.port, rec + sizeof(m), len);
+		return DISP_DONE;
+	}
+	case FLOW_ECHO_REPLY: {
+		struct flow_echo m;
+		uint32_t len;
+
+		if (n < sizeof(m) || n - sizeof(m) > FLOW_DATA_MAX)
+			return bad(ns, 0, "ECHO_REPLY size"), DISP_BAD;
+		memcpy(&m, rec, sizeof(m));
+		len = n - (uint32_t)sizeof(m);
+		if (!gif_s2g_room(ns, s2g_need(ns, len))) {
+			ns->p2s_paused = true;
+			ns->p2s_need_s2g = (uint32_t)s2g_need(ns, len);
+			return DISP_WAIT;
+		}
+		if (ping_echo_reply_from_proxy(ns, &m, rec + sizeof(m), len) < 0)
+			return bad(ns, 0, "ECHO_REPLY addresses"), DISP_BAD;
+		return DISP_DONE;
+	}
+	case FLOW_ACCEPTED: {
+		struct flow_connect m;
+
+		if (n != sizeof(m))
+			return bad(ns, 0, "ACCEPTED size"), DISP_BAD;
+		memcpy(&m, rec, sizeof(m));
+		if (!(m.id & FLOW_ID_INGRESS) || !m.dst.port || !m.src.port ||
+		    (m.src.family != 4 && m.src.family != 6))
+			return bad(ns, m.id, "ACCEPTED field"), DISP_BAD;
+		if (conn_accepted(ns, &m) < 0)
+			return bad(ns, m.id, "ACCEPTED for a live id"), DISP_BAD;
+		return DISP_DONE;
+	}
+	default:
+		return bad(ns, 0, "unknown message type"), DISP_BAD;
+	}
+}
+
+/**
+ * flows_poll() - handle messages from the proxy
+ * @ns:		netstack
+ * @budget:	at most this many; ns->more is set if some are left
+ */
+void flows_poll(struct netstack *ns, unsigned budget)
+{
+	if (ns->p2s_paused) {
+		if (ns->p2s_need_s2g && !gif_s2g_room(ns, ns->p2s_need_s2g))
+			return;
+		if (!ns->p2s_need_s2g && (int32_t)(sys_now() - ns->p2s_retry_ms) < 0)
+			return;
+		ns->p2s_paused = false;
+		ns->p2s_need_s2g = 0;
+	}
+	while (budget-- && !ns->violation) {
+		const uint8_t *rec;
+		uint32_t type;
+		int n, rc;
+
+		n = ring_peek(&ns->p2s, &type, &rec);
+		if (n == -EAGAIN)
+			return;
+		if (n < 0) {
+			stack_violation(ns, MOAT_VIOL_RING_CORRUPT, 0, "p2s ring corrupt");
+			return;
+		}
+		rc = dispatch(ns, type, rec, (uint32_t)n);
+		if (rc != DISP_DONE)
+			return;
+		ns->p2s_skip = 0;
+		ring_consume(&ns->p2s);
+	}
+	ns->more = true;
+}

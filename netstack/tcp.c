@@ -1,0 +1,955 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tcp.c - TCP flows: connect before accept, credits, half-close, reaping
+ *
+ * Theory of Operation
+ * -------------------
+ * Runs in moat-netstack. Every guest TCP connection is one `struct conn` in
+ * a table of the header's max_tcp_connections entries (allocated before
+ * confinement), named toward the proxy by a flow id: slot + 1 in the low
+ * bits, a per-slot generation above, bit 31 clear (egress ids).
+ *
+ * Connect before accept (DESIGN §5). A guest SYN for a 4-tuple lwIP does not
+ * know is held here, not given to lwIP, and a FLOW_CONNECT goes to the proxy
+ * (retransmitted SYNs while pending are dropped). When CONNECT_RESULT says
+ * ok, an IP_ANY_TYPE listener for the destination port is made on demand
+ * (SOF_REUSEADDR; kept while used, closed after a minute idle) and the held
+ * SYN is fed to tcp_input(): lwIP answers SYN-ACK from the original
+ * destination, and the new pcb is found by its 4-tuple and bound to the
+ * flow. refused/denied/limit answer the guest with RST, unreachable/timeout
+ * with ICMP unreachable; either way the id is dead for both sides. A full
+ * table answers RST at once (tcp_table_full).
+ *
+ * Guest -> proxy. The recv callback queues pbuf chains (always ERR_OK; each
+ * chain at most 64 KiB because pbuf tot_len is 16-bit) and the pump turns
+ * them into FLOW_DATA records while s2p has room. tcp_recved() is called
+ * only for bytes the proxy credits back (FLOW_CREDIT), so the guest's window
+ * is the proxy's socket progress. The guest's FIN becomes FLOW_SHUT_WR after
+ * the queued data.
+ *
+ * Proxy -> guest. Once the connection is established the proxy gets credit
+ * equal to the free send buffer (pcb->snd_buf), and more as the guest ACKs
+ * (sent callback). FLOW_DATA beyond the credit given is a violation. Data is
+ * tcp_write()n with TCP_WRITE_FLAG_COPY in 16-bit chunks and each touched
+ * flow gets one tcp_output() per batch. Credit bounds the bytes to
+ * snd_buf, so tcp_write() can only fail when lwIP's memory (the arena) is
+ * exhausted; then the p2s record stays in the ring, the dispatcher remembers
+ * how much of it was taken and retries shortly: nothing is dropped, and the
+ * proxy sees backpressure.
+ *
+ * Endings. FLOW_SHUT_WR -> tcp_shutdown(pcb, 0, 1) (deferred until the
+ * handshake completed). When both sides have shut, the pcb is detached and
+ * tcp_close()d (lwIP finishes FIN/TIME_WAIT on its own) and CLOSE(reset=0)
+ * goes to the proxy. A guest RST or an lwIP abort (err callback) sends
+ * CLOSE(reset=1); CLOSE(reset=1) from the proxy aborts the pcb (RST to the
+ * guest), CLOSE(reset=0) closes it. After CLOSE either way the id is dead.
+ * A timer resets flows idle longer than the header's tcp_idle_timeout_s
+ * (five minutes once either side has shut: CLOSE_WAIT must not fill the
+ * table) and held SYNs the proxy never answered.
+ *
+ * Messages for unknown or dead ids are ignored (they may cross a CLOSE);
+ * impossible ones (too much data or credit) are violations (flows.c).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "common/log.h"
+#include "lwip/ip.h"
+#include "lwip/priv/tcp_priv.h"
+#include "lwip/prot/ip4.h"
+#include "lwip/prot/ip6.h"
+#include "lwip/sys.h"
+#include "lwip/tcp.h"
+#include "netstack/frame.h"
+#include "netstack/stack.h"
+
+/* Chains in a receive queue: consecutive chains sum to more than 64 KiB. */
+#define RXQ_MAX		((2 * TCP_WND) / 0xffff + 4)
+#define LISTEN_IDLE_MS	60000u
+#define HALF_CLOSED_IDLE_S 300u
+
+enum conn_state { CS_FREE, CS_PENDING, CS_HANDSHAKE, CS_OPEN, CS_DONE };
+
+struct dlist {
+	struct dlist *prev, *next;
+};
+
+/**
+ * struct conn - one TCP flow
+ * @id:		flow id (egress: generation | slot + 1)
+ * @state:	enum conn_state; CS_DONE: lwIP no longer has it, messages for
+ *		the proxy are still owed
+ * @v6:		address family
+ * @gaddr, @gport: the guest's end
+ * @raddr, @rport: the remote end (the original destination)
+ * @pcb:	lwIP's pcb while attached
+ * @syn:	the held SYN (payload at the IP header) while pending
+ * @need_connect, @need_shut, @need_close, @close_reset: owed s2p messages
+ * @proxy_fin:	SHUT_WR came from the proxy (tcp_shutdown done or deferred)
+ * @shut_applied: tcp_shutdown() was called for @proxy_fin
+ * @guest_fin:	the guest's FIN was received
+ * @credit:	credit given to the proxy and not yet used by DATA
+ * @credit_unsent: part of @credit not yet sent in a CREDIT message
+ * @rx_uncredited: bytes sent as DATA the proxy has not credited back
+ * @born_ms, @last_ms: creation and last activity (sys_now())
+ * @rxq:	queued pbuf chains from the guest, @rxq_head, @rxq_n
+ * @tx, @out, @pend: list links (s2p owed, tcp_output wanted, pending)
+ * @gen:	generation of this slot
+ */
+struct conn {
+	uint32_t id;
+	uint8_t state;
+	bool v6;
+	ip_addr_t gaddr, raddr;
+	uint16_t gport, rport;
+	struct tcp_pcb *pcb;
+	struct pbuf *syn;
+	bool need_connect, need_shut, need_close, close_reset;
+	bool proxy_fin, shut_applied, guest_fin;
+	uint32_t credit, credit_unsent, rx_uncredited;
+	uint32_t born_ms, last_ms;
+	struct pbuf *rxq[RXQ_MAX];
+	uint8_t rxq_head, rxq_n;
+	struct dlist tx, out, pend;
+	uint32_t gen;
+	struct conn *free_next;
+};
+
+static struct {
+	struct netstack *ns;
+	struct conn *tab;
+	uint32_t n, idx_bits;
+	struct conn *free;
+	struct dlist tx, out, pend;
+	uint64_t active;
+	struct tcp_pcb **lst;		/* listener per port */
+	uint32_t *lst_used;		/* last use per port (sys_now()) */
+	uint16_t *lports;		/* ports with a listener */
+	uint32_t nlports;
+} T;
+
+#define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+static void dl_init(struct dlist *h)
+{
+	h->prev = h->next = h;
+}
+
+static bool dl_linked(const struct dlist *e)
+{
+	return e->next != NULL;
+}
+
+static void dl_add_tail(struct dlist *h, struct dlist *e)
+{
+	if (dl_linked(e))
+		return;
+	e->prev = h->prev;
+	e->next = h;
+	h->prev->next = e;
+	h->prev = e;
+}
+
+static void dl_del(struct dlist *e)
+{
+	if (!dl_linked(e))
+		return;
+	e->prev->next = e->next;
+	e->next->prev = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void tx_mark(struct conn *c)
+{
+	dl_add_tail(&T.tx, &c->tx);
+}
+
+static void out_mark(struct conn *c)
+{
+	dl_add_tail(&T.out, &c->out);
+}
+
+/**
+ * conn_init() - allocate the flow table and listener tables
+ * @ns:	netstack (cfg.max_conns set)
+ *
+ * Context: before confinement (maps memory).
+ * Return: 0 or -ENOMEM.
+ */
+int conn_init(struct netstack *ns)
+{
+	size_t tab_bytes = (size_t)ns->cfg.max_conns * sizeof(struct conn);
+	size_t lst_bytes = 65536 * (sizeof(struct tcp_pcb *) + sizeof(uint32_t) + sizeof(uint16_t));
+	uint8_t *m;
+
+	memset(&T, 0, sizeof(T));
+	T.ns = ns;
+	T.n = ns->cfg.max_conns;
+	while ((1u << T.idx_bits) <= T.n)
+		T.idx_bits++;
+	m = mmap(NULL, tab_bytes + lst_bytes, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		return -ENOMEM;
+	T.tab = (struct conn *)(void *)m;
+	T.lst = (struct tcp_pcb **)(void *)(m + tab_bytes);
+	T.lst_used = (uint32_t *)(void *)(m + tab_bytes + 65536 * sizeof(struct tcp_pcb *));
+	T.lports = (uint16_t *)(void *)((uint8_t *)T.lst_used + 65536 * sizeof(uint32_t));
+	for (uint32_t i = T.n; i-- > 0;) {
+		T.tab[i].free_next = T.free;
+		T.free = &T.tab[i];
+	}
+	dl_init(&T.tx);
+	dl_init(&T.out);
+	dl_init(&T.pend);
+	log_debug("pool: tcp flow table entries=%u bytes=%zu (%zu per flow, %d rx chains each)",
+		  T.n, tab_bytes, sizeof(struct conn), (int)RXQ_MAX);
+	log_debug("pool: tcp listener tables bytes=%zu (one listener per destination port)",
+		  lst_bytes);
+	return 0;
+}
+
+static struct conn *conn_alloc(void)
+{
+	struct conn *c = T.free;
+	uint32_t slot, gen;
+
+	if (!c)
+		return NULL;
+	T.free = c->free_next;
+	slot = (uint32_t)(c - T.tab);
+	gen = c->gen + 1;
+	memset(c, 0, sizeof(*c));
+	c->gen = gen;
+	c->id = ((gen << T.idx_bits) | (slot + 1)) & (FLOW_ID_INGRESS - 1);
+	if ((c->id >> T.idx_bits) == 0)	/* generation wrapped to 0: keep ids unique-ish, nonzero */
+		c->id |= 1u << T.idx_bits;
+	c->born_ms = c->last_ms = sys_now();
+	return c;
+}
+
+static struct conn *conn_lookup(uint32_t id)
+{
+	uint32_t slot = id & ((1u << T.idx_bits) - 1);
+	struct conn *c;
+
+	if (id == 0 || (id & FLOW_ID_INGRESS) || slot == 0 || slot > T.n)
+		return NULL;
+	c = &T.tab[slot - 1];
+	return c->state != CS_FREE && c->id == id ? c : NULL;
+}
+
+static void rxq_clear(struct conn *c)
+{
+	while (c->rxq_n) {
+		pbuf_free(c->rxq[c->rxq_head]);
+		c->rxq_head = (uint8_t)((c->rxq_head + 1) % RXQ_MAX);
+		c->rxq_n--;
+	}
+}
+
+static void conn_free(struct conn *c)
+{
+	if (c->syn)
+		pbuf_free(c->syn);
+	rxq_clear(c);
+	dl_del(&c->tx);
+	dl_del(&c->out);
+	dl_del(&c->pend);
+	c->state = CS_FREE;
+	c->pcb = NULL;
+	c->syn = NULL;
+	c->free_next = T.free;
+	T.free = c;
+}
+
+static void count_closed(struct netstack *ns, struct conn *c)
+{
+	if (c->state == CS_OPEN) {
+		cnt_add(&ns->cnt->tcp_flows_closed, 1);
+		T.active--;
+		cnt_set(&ns->cnt->tcp_flows_active, T.active);
+	}
+}
+
+/* Take lwIP's pcb away from the flow: no more callbacks. */
+static struct tcp_pcb *detach(struct conn *c)
+{
+	struct tcp_pcb *pcb = c->pcb;
+
+	if (pcb) {
+		tcp_arg(pcb, NULL);
+		tcp_recv(pcb, NULL);
+		tcp_sent(pcb, NULL);
+		tcp_err(pcb, NULL);
+	}
+	c->pcb = NULL;
+	return pcb;
+}
+
+/* The flow is over for lwIP; tell the proxy (after queued data unless reset). */
+static void finish(struct conn *c, bool reset)
+{
+	count_closed(T.ns, c);
+	c->state = CS_DONE;
+	c->need_close = true;
+	c->close_reset = reset;
+	if (reset) {
+		rxq_clear(c);
+		c->need_shut = false;
+	}
+	dl_del(&c->out);
+	tx_mark(c);
+}
+
+static void abort_conn(struct conn *c)
+{
+	struct tcp_pcb *pcb = detach(c);
+
+	if (pcb)
+		tcp_abort(pcb);
+}
+
+static void close_pcb(struct conn *c)
+{
+	struct tcp_pcb *pcb = detach(c);
+
+	if (pcb && tcp_close(pcb) != ERR_OK)
+		tcp_abort(pcb);
+}
+
+/* Both directions are finished: let lwIP complete the close by itself. */
+static void maybe_finish(struct conn *c)
+{
+	if (c->state == CS_OPEN && c->guest_fin && c->shut_applied) {
+		close_pcb(c);
+		finish(c, false);
+	}
+}
+
+static void give_credit(struct conn *c)
+{
+	uint32_t buf, avail;
+
+	if (!c->pcb || c->state != CS_OPEN || c->proxy_fin)
+		return;
+	buf = c->pcb->snd_buf;
+	avail = buf > c->credit ? buf - c->credit : 0;
+	/* Batch small increments unless the proxy has nothing left. */
+	if (avail >= 4096 || (avail && c->credit == 0)) {
+		c->credit += avail;
+		c->credit_unsent += avail;
+		tx_mark(c);
+	}
+}
+
+static bool rxq_push(struct conn *c, struct pbuf *p)
+{
+	if (c->rxq_n) {
+		struct pbuf *tail = c->rxq[(c->rxq_head + c->rxq_n - 1) % RXQ_MAX];
+
+		if ((uint32_t)tail->tot_len + p->tot_len <= 0xffff) {
+			pbuf_cat(tail, p);
+			return true;
+		}
+	}
+	if (c->rxq_n == RXQ_MAX)
+		return false;
+	c->rxq[(c->rxq_head + c->rxq_n) % RXQ_MAX] = p;
+	c->rxq_n++;
+	return true;
+}
+
+static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
+{
+	struct conn *c = arg;
+
+	if (!c) {
+		if (p) {
+			tcp_recved(pcb, p->tot_len);
+			pbuf_free(p);
+		}
+		return ERR_OK;
+	}
+	c->last_ms = sys_now();
+	if (!p) {
+		if (!c->guest_fin) {
+			c->guest_fin = true;
+			c->need_shut = true;
+			tx_mark(c);
+		}
+		maybe_finish(c);
+		return ERR_OK;
+	}
+	if (err != ERR_OK) {
+		pbuf_free(p);
+		return ERR_OK;
+	}
+	/* Only if the queue bound were wrong: lwIP keeps it and offers it again. */
+	if (!rxq_push(c, p))
+		return ERR_MEM;
+	tx_mark(c);
+	return ERR_OK;
+}
+
+static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
+{
+	struct conn *c = arg;
+
+	(void)pcb;
+	(void)len;
+	if (c) {
+		c->last_ms = sys_now();
+		give_credit(c);
+	}
+	return ERR_OK;
+}
+
+static void on_err(void *arg, err_t err)
+{
+	struct conn *c = arg;
+
+	if (!c)
+		return;
+	c->pcb = NULL;		/* lwIP freed it */
+	if (c->state == CS_HANDSHAKE || c->state == CS_OPEN)
+		finish(c, err != ERR_CLSD);
+}
+
+static err_t on_accept(void *arg, struct tcp_pcb *npcb, err_t err)
+{
+	struct conn *c = arg;
+	struct netstack *ns = T.ns;
+
+	if (!c || err != ERR_OK || c->pcb != npcb || c->state != CS_HANDSHAKE) {
+		tcp_abort(npcb);
+		return ERR_ABRT;
+	}
+	c->state = CS_OPEN;
+	c->last_ms = sys_now();
+	tcp_nagle_disable(npcb);
+	cnt_add(&ns->cnt->tcp_flows_opened, 1);
+	T.active++;
+	cnt_set(&ns->cnt->tcp_flows_active, T.active);
+	if (c->proxy_fin && !c->shut_applied) {
+		c->shut_applied = true;
+		tcp_shutdown(npcb, 0, 1);
+		out_mark(c);
+	} else {
+		give_credit(c);
+	}
+	return ERR_OK;
+}
+
+static struct tcp_pcb *find_pcb(struct tcp_pcb *list, const struct conn *c)
+{
+	for (struct tcp_pcb *pcb = list; pcb; pcb = pcb->next)
+		if (pcb->remote_port == c->gport && pcb->local_port == c->rport &&
+		    ip_addr_cmp(&pcb->remote_ip, &c->gaddr) && ip_addr_cmp(&pcb->local_ip, &c->raddr))
+			return pcb;
+	return NULL;
+}
+
+static struct conn *find_pending(const struct conn *key)
+{
+	for (struct dlist *e = T.pend.next; e != &T.pend; e = e->next) {
+		struct conn *c = container_of(e, struct conn, pend);
+
+		if (c->gport == key->gport && c->rport == key->rport &&
+		    ip_addr_cmp(&c->gaddr, &key->gaddr) && ip_addr_cmp(&c->raddr, &key->raddr))
+			return c;
+	}
+	return NULL;
+}
+
+/* RST answering the held SYN @syn (payload at the IP header). */
+static void rst_syn(struct conn *c, struct pbuf *syn, uint16_t l4_off)
+{
+	uint8_t th[20];
+	uint32_t seg;
+
+	if (pbuf_copy_partial(syn, th, 20, l4_off) != 20)
+		return;
+	seg = (uint32_t)syn->tot_len - l4_off - (uint32_t)(th[12] >> 4) * 4u;
+	tcp_rst(NULL, 0, rd32(th + 4) + 1 + seg, &c->raddr, &c->gaddr, c->rport, c->gport);
+}
+
+static uint16_t syn_l4_off(const struct conn *c)
+{
+	return c->v6 ? IP6_HLEN : IP_HLEN;
+}
+
+/**
+ * conn_input() - a TCP segment from the guest
+ * @ns:		netstack
+ * @p:		the IP packet (validated, reassembled, payload at the IP
+ *		header, transport header at @l4_off); consumed
+ * @v6:		family
+ * @l4_off:	offset of the TCP header
+ */
+void conn_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off)
+{
+	struct conn key, *c;
+	struct tcp_pcb *tw;
+	uint8_t th[20];
+
+	if (l4_off != (v6 ? IP6_HLEN : IP_HLEN) || pbuf_copy_partial(p, th, 20, l4_off) != 20) {
+		stack_drop(ns, MOAT_DROP_MALFORMED);
+		pbuf_free(p);
+		return;
+	}
+	memset(&key, 0, sizeof(key));
+	key.v6 = v6;
+	if (v6) {
+		const struct ip6_hdr *h = p->payload;
+
+		ip_addr_copy_from_ip6_packed(key.gaddr, h->src);
+		ip_addr_copy_from_ip6_packed(key.raddr, h->dest);
+	} else {
+		const struct ip_hdr *h = p->payload;
+
+		ip_addr_copy_from_ip4(key.gaddr, h->src);
+		ip_addr_copy_from_ip4(key.raddr, h->dest);
+	}
+	key.gport = rd16(th);
+	key.rport = rd16(th + 2);
+
+	if ((th[13] & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
+		if (find_pcb(tcp_active_pcbs, &key)) {
+			gif_feed_tcp(ns, p);	/* lwIP knows it: a retransmitted SYN */
+			return;
+		}
+		tw = find_pcb(tcp_tw_pcbs, &key);
+		if (tw)
+			tcp_abort(tw);		/* port reuse after TIME_WAIT: a new connection */
+		if (find_pending(&key)) {
+			pbuf_free(p);		/* retransmission while the proxy connects */
+			return;
+		}
+		cnt_add(&ns->cnt->tcp_syns, 1);
+		c = conn_alloc();
+		if (!c) {
+			cnt_add(&ns->cnt->tcp_table_full, 1);
+			rst_syn(&key, p, l4_off);
+			pbuf_free(p);
+			return;
+		}
+		c->state = CS_PENDING;
+		c->v6 = v6;
+		c->gaddr = key.gaddr;
+		c->raddr = key.raddr;
+		c->gport = key.gport;
+		c->rport = key.rport;
+		c->syn = p;
+		c->need_connect = true;
+		dl_add_tail(&T.pend, &c->pend);
+		tx_mark(c);
+		return;
+	}
+	if (T.pend.next != &T.pend) {
+		c = find_pending(&key);
+		if (c) {
+			if (th[13] & TCP_RST) {
+				/* The guest gave up before the proxy answered. */
+				dl_del(&c->pend);
+				pbuf_free(c->syn);
+				c->syn = NULL;
+				if (c->need_connect) {
+					conn_free(c);
+				} else {
+					c->state = CS_DONE;
+					c->need_close = true;
+					c->close_reset = true;
+					tx_mark(c);
+				}
+			}
+			pbuf_free(p);
+			return;
+		}
+	}
+	gif_feed_tcp(ns, p);
+}
+
+static struct tcp_pcb *listener_get(uint16_t port)
+{
+	struct tcp_pcb *pcb, *lpcb;
+
+	if (T.lst[port]) {
+		T.lst_used[port] = sys_now();
+		return T.lst[port];
+	}
+	pcb = tcp_new_ip_type(IPADDR_TYPE_ANY);
+	if (!pcb)
+		return NULL;
+	ip_set_option(pcb, SOF_REUSEADDR);
+	if (tcp_bind(pcb, IP_ANY_TYPE, port) != ERR_OK) {
+		tcp_abort(pcb);
+		return NULL;
+	}
+	lpcb = tcp_listen_with_backlog(pcb, TCP_DEFAULT_LISTEN_BACKLOG);
+	if (!lpcb) {
+		tcp_abort(pcb);
+		return NULL;
+	}
+	tcp_arg(lpcb, NULL);
+	tcp_accept(lpcb, on_accept);
+	T.lst[port] = lpcb;
+	T.lst_used[port] = sys_now();
+	T.lports[T.nlports++] = port;
+	cnt_set(&T.ns->cnt->listeners, T.nlports);
+	return lpcb;
+}
+
+/**
+ * conn_connect_result() - the proxy's answer to FLOW_CONNECT
+ * @ns:	netstack
+ * @m:	validated message (id egress, result in range)
+ */
+void conn_connect_result(struct netstack *ns, const struct flow_connect_result *m)
+{
+	struct conn *c = conn_lookup(m->id);
+	struct pbuf *syn;
+
+	if (!c || c->state != CS_PENDING || c->need_connect)
+		return;
+	dl_del(&c->pend);
+	syn = c->syn;
+	c->syn = NULL;
+	c->last_ms = sys_now();
+	switch (m->result) {
+	case MOAT_CONN_OK:
+		if (!listener_get(c->rport)) {
+			cnt_add(&ns->cnt->lwip_mem_errors, 1);
+			rst_syn(c, syn, syn_l4_off(c));
+			pbuf_free(syn);
+			finish(c, true);
+			return;
+		}
+		c->state = CS_HANDSHAKE;
+		gif_feed_tcp(ns, syn);
+		c->pcb = find_pcb(tcp_active_pcbs, c);
+		if (!c->pcb) {
+			cnt_add(&ns->cnt->lwip_mem_errors, 1);
+			finish(c, true);
+			return;
+		}
+		tcp_arg(c->pcb, c);
+		tcp_recv(c->pcb, on_recv);
+		tcp_sent(c->pcb, on_sent);
+		tcp_err(c->pcb, on_err);
+		return;
+	case MOAT_CONN_UNREACHABLE:
+	case MOAT_CONN_TIMEOUT:
+		ping_unreachable(ns, syn, c->v6);
+		break;
+	default:		/* refused, denied, limit */
+		rst_syn(c, syn, syn_l4_off(c));
+		break;
+	}
+	pbuf_free(syn);
+	conn_free(c);
+}
+
+/**
+ * conn_data() - FLOW_DATA from the proxy: bytes for the guest
+ * @ns:		netstack
+ * @id:		flow id
+ * @data:	payload (in the ring; copied by tcp_write)
+ * @len:	payload length
+ * @taken:	set to the bytes consumed
+ *
+ * Return: 0, -EAGAIN if lwIP ran out of memory part-way (retry the rest
+ * later), -EINVAL if the proxy exceeded its credit (a violation).
+ */
+int conn_data(struct netstack *ns, uint32_t id, const uint8_t *data, uint32_t len,
+	      uint32_t *taken)
+{
+	struct conn *c = conn_lookup(id);
+	uint32_t off = 0;
+
+	*taken = len;
+	if (!c || c->state == CS_DONE)
+		return 0;			/* dead: crossed our CLOSE */
+	if (c->proxy_fin || len > c->credit - c->credit_unsent)
+		return -EINVAL;
+	if (!c->pcb)
+		return 0;
+	while (off < len) {
+		uint32_t chunk = len - off > 0xffff ? 0xffff : len - off;
+		err_t err = tcp_write(c->pcb, data + off, (u16_t)chunk,
+				      TCP_WRITE_FLAG_COPY | (off + chunk < len ? TCP_WRITE_FLAG_MORE : 0));
+
+		if (err == ERR_MEM)
+			break;
+		if (err != ERR_OK) {		/* the connection is going away */
+			off = len;
+			break;
+		}
+		off += chunk;
+	}
+	c->credit -= off;
+	cnt_add(&ns->cnt->rx_bytes_tcp, off);
+	c->last_ms = sys_now();
+	out_mark(c);
+	*taken = off;
+	if (off < len) {
+		cnt_add(&ns->cnt->lwip_mem_errors, 1);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+/**
+ * conn_credit() - FLOW_CREDIT from the proxy: it wrote bytes to its socket
+ * @ns:	netstack
+ * @m:	message
+ *
+ * Return: 0, or -EINVAL if it credits more than it was sent (a violation).
+ */
+int conn_credit(struct netstack *ns, const struct flow_credit *m)
+{
+	struct conn *c = conn_lookup(m->id);
+	uint32_t n = m->bytes;
+
+	(void)ns;
+	if (!c || c->state == CS_DONE)
+		return 0;
+	if (n > c->rx_uncredited)
+		return -EINVAL;
+	c->rx_uncredited -= n;
+	c->last_ms = sys_now();
+	if (!c->pcb)
+		return 0;
+	while (n) {
+		u16_t chunk = n > 0xffff ? 0xffff : (u16_t)n;
+
+		tcp_recved(c->pcb, chunk);
+		n -= chunk;
+	}
+	return 0;
+}
+
+/**
+ * conn_shut() - FLOW_SHUT_WR from the proxy: the remote will send no more
+ * @ns:	netstack
+ * @id:	flow id
+ *
+ * Return: 0 (a repeated SHUT_WR is ignored).
+ */
+int conn_shut(struct netstack *ns, uint32_t id)
+{
+	struct conn *c = conn_lookup(id);
+
+	(void)ns;
+	if (!c || c->state == CS_DONE || c->proxy_fin)
+		return 0;
+	if (c->state == CS_PENDING)
+		return -EINVAL;			/* no connection to shut yet */
+	c->proxy_fin = true;
+	c->last_ms = sys_now();
+	if (c->state == CS_OPEN && c->pcb) {
+		c->shut_applied = true;
+		tcp_shutdown(c->pcb, 0, 1);
+		out_mark(c);
+		maybe_finish(c);
+	}
+	return 0;
+}
+
+/**
+ * conn_close() - FLOW_CLOSE from the proxy: the flow is gone
+ * @ns:	netstack
+ * @m:	message (reset validated 0 or 1)
+ */
+void conn_close(struct netstack *ns, const struct flow_close *m)
+{
+	struct conn *c = conn_lookup(m->id);
+
+	if (!c)
+		return;
+	switch (c->state) {
+	case CS_PENDING:
+		if (c->syn)
+			rst_syn(c, c->syn, syn_l4_off(c));
+		break;
+	case CS_HANDSHAKE:
+	case CS_OPEN:
+		count_closed(ns, c);
+		if (m->reset)
+			abort_conn(c);
+		else
+			close_pcb(c);
+		break;
+	default:
+		break;
+	}
+	conn_free(c);
+}
+
+/* Send what the flow owes the proxy, in order; false if s2p is full. */
+static bool pump_one(struct netstack *ns, struct conn *c)
+{
+	if (c->need_connect) {
+		struct flow_connect m;
+
+		memset(&m, 0, sizeof(m));
+		m.id = c->id;
+		flows_endpoint(&m.src, &c->gaddr, c->gport);
+		flows_endpoint(&m.dst, &c->raddr, c->rport);
+		if (flows_emit(ns, FLOW_CONNECT, &m, sizeof(m), NULL, 0, 0) < 0)
+			return false;
+		c->need_connect = false;
+	}
+	if (c->credit_unsent) {
+		struct flow_credit m = { .id = c->id, .bytes = c->credit_unsent };
+
+		if (flows_emit(ns, FLOW_CREDIT, &m, sizeof(m), NULL, 0, 0) < 0)
+			return false;
+		c->credit_unsent = 0;
+	}
+	while (c->rxq_n) {
+		struct pbuf *q = c->rxq[c->rxq_head];
+		struct flow_data m = { .id = c->id };
+
+		if (flows_emit(ns, FLOW_DATA, &m, sizeof(m), q, 0, q->tot_len) < 0)
+			return false;
+		c->rx_uncredited += q->tot_len;
+		cnt_add(&ns->cnt->tx_bytes_tcp, q->tot_len);
+		pbuf_free(q);
+		c->rxq_head = (uint8_t)((c->rxq_head + 1) % RXQ_MAX);
+		c->rxq_n--;
+	}
+	if (c->need_shut) {
+		struct flow_shut m = { .id = c->id };
+
+		if (flows_emit(ns, FLOW_SHUT_WR, &m, sizeof(m), NULL, 0, 0) < 0)
+			return false;
+		c->need_shut = false;
+	}
+	if (c->need_close) {
+		struct flow_close m = { .id = c->id, .reset = c->close_reset };
+
+		if (flows_emit(ns, FLOW_CLOSE, &m, sizeof(m), NULL, 0, 0) < 0)
+			return false;
+		conn_free(c);
+	}
+	return true;
+}
+
+/**
+ * conn_pump() - send owed flow messages while s2p has room
+ * @ns:	netstack
+ */
+void conn_pump(struct netstack *ns)
+{
+	while (T.tx.next != &T.tx) {
+		struct dlist *e = T.tx.next;
+		struct conn *c = container_of(e, struct conn, tx);
+
+		if (!pump_one(ns, c))
+			return;			/* ns->s2p_blocked is set */
+		dl_del(e);
+	}
+}
+
+/**
+ * conn_output() - one tcp_output() per flow that got data or a FIN
+ * @ns:	netstack
+ */
+void conn_output(struct netstack *ns)
+{
+	(void)ns;
+	while (T.out.next != &T.out) {
+		struct dlist *e = T.out.next;
+		struct conn *c = container_of(e, struct conn, out);
+
+		dl_del(e);
+		if (c->pcb)
+			tcp_output(c->pcb);
+	}
+}
+
+static uint32_t count_pcbs(struct tcp_pcb *list)
+{
+	uint32_t n = 0;
+
+	for (; list; list = list->next)
+		n++;
+	return n;
+}
+
+/**
+ * conn_timer() - once a second: reap idle flows and unanswered SYNs, close
+ * idle listeners, refresh the pcb counters
+ * @ns:	netstack
+ */
+void conn_timer(struct netstack *ns)
+{
+	uint32_t now = sys_now(), i;
+
+	for (i = 0; i < T.n; i++) {
+		struct conn *c = &T.tab[i];
+		uint32_t idle_s;
+
+		switch (c->state) {
+		case CS_PENDING:
+			if (now - c->born_ms <= ns->cfg.connect_timeout_ms + 5000u)
+				break;
+			log_debug("flow %u: no connect result from the proxy", c->id);
+			ping_unreachable(ns, c->syn, c->v6);
+			dl_del(&c->pend);
+			if (c->need_connect) {
+				conn_free(c);
+			} else {
+				pbuf_free(c->syn);
+				c->syn = NULL;
+				finish(c, true);
+			}
+			break;
+		case CS_HANDSHAKE:
+		case CS_OPEN:
+			idle_s = ns->cfg.tcp_idle_s;
+			if ((c->guest_fin || c->proxy_fin) && idle_s > HALF_CLOSED_IDLE_S)
+				idle_s = HALF_CLOSED_IDLE_S;
+			if (now - c->last_ms > idle_s * 1000u) {
+				log_debug("flow %u: idle for %us, reset", c->id, idle_s);
+				abort_conn(c);
+				finish(c, true);
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	for (i = 0; i < T.nlports;) {
+		uint16_t port = T.lports[i];
+
+		if (now - T.lst_used[port] > LISTEN_IDLE_MS) {
+			tcp_close(T.lst[port]);
+			T.lst[port] = NULL;
+			T.lports[i] = T.lports[--T.nlports];
+			continue;
+		}
+		i++;
+	}
+	cnt_set(&ns->cnt->listeners, T.nlports);
+	cnt_set(&ns->cnt->pcbs_in_use, count_pcbs(tcp_active_pcbs) + count_pcbs(tcp_tw_pcbs) +
+		T.nlports);
+}
+
+/**
+ * conn_accepted() - FLOW_ACCEPTED: a host client connected to a published port
+ * @ns:	netstack
+ * @m:	validated message (ingress id)
+ *
+ * Return: 0 (ingress is answered refused until it is implemented).
+ */
+int conn_accepted(struct netstack *ns, const struct flow_connect *m)
+{
+	struct flow_connect_result r = { .id = m->id, .result = MOAT_CONN_REFUSED };
+
+	flows_emit(ns, FLOW_CONNECT_RESULT, &r, sizeof(r), NULL, 0, 0);
+	return 0;
+}

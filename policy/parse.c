@@ -1,0 +1,930 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * parse.c - the policy file: strict JSON schema to struct policy
+ *
+ * Theory of Operation
+ * -------------------
+ * The supervisor parses the policy file before it forks anything and
+ * refuses to start on any error; on SIGHUP it parses the new file fully
+ * before swapping it in. The proxy parses the normalized text the
+ * supervisor sends it (policy_to_json()) with this same code. So this is
+ * the one gate every policy passes, and it fails closed: unknown keys,
+ * wrong types, values out of range, a missing default -- all are errors,
+ * never a silent "allow".
+ *
+ * jansson does the JSON: json_loadb() with JSON_REJECT_DUPLICATES; it
+ * rejects invalid UTF-8, NUL bytes and nesting deeper than 2048 levels
+ * without recursing further. Files over POLICY_MAX_FILE_SIZE are refused
+ * before jansson sees them. Syntax errors carry jansson's position:
+ * "FILE:LINE:COL: message". jansson keeps no positions for values, so
+ * schema errors name the field instead: "FILE: rules[3].ports[0].end:
+ * must be an integer 0..65535". Values echoed in messages are truncated
+ * and stripped of control characters: the file is not trusted to be
+ * printable.
+ *
+ * Normalization happens here, once: names lowercased without their dots
+ * at the ends, CIDRs folded (IPv4-mapped to IPv4, host bits cleared), port
+ * ranges sorted and merged (the full range 0..65535 is no filter at all),
+ * "icmpv4"/"icmpv6" folded to icmp, and icmp dropped from the protocols of
+ * a rule with a port filter (icmp has no ports to pass it). Matching
+ * (match.c) and serializing (emit.c) rely on that form.
+ *
+ * Library code: never exits; every function returns -1 with the reason
+ * in the caller's buffer and frees what it built. Reading files, the
+ * default policy and freeing are in policy.c.
+ */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "policy/policy_int.h"
+
+#define PATH_MAX_LEN	256	/* field paths in messages */
+#define SHOW_MAX	64	/* characters of a value echoed in a message */
+
+struct ctx {
+	const char *file;
+	char *err;
+	size_t errlen;
+};
+
+/* ------------------------------------------------------------------ */
+/* Error messages                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Copy @s for a message: printable ASCII only, at most SHOW_MAX characters. */
+static const char *show(char *buf, size_t n, const char *s)
+{
+	size_t i = 0, o = 0;
+
+	for (; s[i] && o + 4 < n && i < SHOW_MAX; i++, o++)
+		buf[o] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	if (s[i] && o + 4 < n) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+static int schema_err(struct ctx *c, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int schema_err(struct ctx *c, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (!c->err || !c->errlen)
+		return -1;
+	n = snprintf(c->err, c->errlen, "%s: %s%s", c->file, path, *path ? ": " : "");
+	if (n < 0 || (size_t)n >= c->errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* A path too long for its buffer (never, with the schema's depth) ends in "...". */
+static void path_truncated(char *buf, int n)
+{
+	if (n < 0 || n >= PATH_MAX_LEN)
+		memcpy(buf + PATH_MAX_LEN - 4, "...", 4);
+}
+
+static void path_key(char *buf, const char *parent, const char *key)
+{
+	char k[SHOW_MAX + 8];
+
+	path_truncated(buf, snprintf(buf, PATH_MAX_LEN, "%s%s%s", parent, *parent ? "." : "",
+				     show(k, sizeof(k), key)));
+}
+
+static void path_index(char *buf, const char *parent, size_t i)
+{
+	path_truncated(buf, snprintf(buf, PATH_MAX_LEN, "%s[%zu]", parent, i));
+}
+
+/* Every key of @obj must be in @allowed (NULL-terminated). */
+static int check_keys(struct ctx *c, json_t *obj, const char *path, const char *const *allowed)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(obj, key, v) {
+		char p[PATH_MAX_LEN], list[256] = "";
+		size_t o = 0;
+		bool ok = false;
+
+		for (const char *const *a = allowed; *a; a++)
+			if (!strcmp(key, *a))
+				ok = true;
+		if (ok)
+			continue;
+		for (const char *const *a = allowed; *a && o < sizeof(list); a++)
+			o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", o ? ", " : "", *a);
+		path_key(p, path, key);
+		return schema_err(c, p, "unknown key (expected one of: %s)", list);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Scalars                                                             */
+/* ------------------------------------------------------------------ */
+
+static int get_int(struct ctx *c, json_t *j, const char *path, json_int_t min, json_int_t max,
+		   json_int_t *out)
+{
+	if (!json_is_integer(j) || json_integer_value(j) < min || json_integer_value(j) > max) {
+		if (max == INT64_MAX)
+			return schema_err(c, path, "must be an integer of at least %lld",
+					  (long long)min);
+		return schema_err(c, path, "must be an integer %lld..%lld", (long long)min,
+				  (long long)max);
+	}
+	*out = json_integer_value(j);
+	return 0;
+}
+
+static int get_bool(struct ctx *c, json_t *j, const char *path, bool *out)
+{
+	if (!json_is_boolean(j))
+		return schema_err(c, path, "must be true or false");
+	*out = json_is_true(j);
+	return 0;
+}
+
+/* A string that must be one of @words (NULL-terminated): its index. */
+static int get_word(struct ctx *c, json_t *j, const char *path, const char *const *words,
+		    const char *expect)
+{
+	char v[SHOW_MAX + 8];
+
+	if (!json_is_string(j))
+		return schema_err(c, path, "must be %s", expect);
+	for (int i = 0; words[i]; i++)
+		if (!strcmp(json_string_value(j), words[i]))
+			return i;
+	return schema_err(c, path, "\"%s\" is not %s", show(v, sizeof(v), json_string_value(j)),
+			  expect);
+}
+
+static int get_action(struct ctx *c, json_t *j, const char *path, bool *allow)
+{
+	static const char *const words[] = { "allow", "deny", NULL };
+	int i = get_word(c, j, path, words, "\"allow\" or \"deny\"");
+
+	if (i < 0)
+		return -1;
+	*allow = i == 0;
+	return 0;
+}
+
+/* Digits only, 1..65535. */
+static int port_from_text(const char *s, size_t n, uint16_t *out)
+{
+	unsigned long v = 0;
+
+	if (!n || n > 5)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return -1;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+/*
+ * "192.0.2.1", "192.0.2.1:5353", "2001:db8::1", "[2001:db8::1]",
+ * "[2001:db8::1]:53". An IPv6 address with a port needs the brackets.
+ */
+static int parse_hostport(const char *s, struct policy_addr *a, uint16_t *port)
+{
+	char buf[64];
+	const char *colon;
+	size_t n = strlen(s);
+
+	*port = 53;
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+
+		if (!end || (size_t)(end - s - 1) >= sizeof(buf))
+			return -1;
+		memcpy(buf, s + 1, (size_t)(end - s - 1));
+		buf[end - s - 1] = '\0';
+		if (policy_addr_parse(buf, a) < 0 || a->family != AF_INET6)
+			return -1;
+		if (!end[1])
+			return 0;
+		return end[1] == ':' ? port_from_text(end + 2, strlen(end + 2), port) : -1;
+	}
+	if (policy_addr_parse(s, a) == 0)
+		return 0;
+	colon = strrchr(s, ':');
+	if (!colon || (size_t)(colon - s) >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, (size_t)(colon - s));
+	buf[colon - s] = '\0';
+	if (policy_addr_parse(buf, a) < 0 || a->family != AF_INET)
+		return -1;
+	return port_from_text(colon + 1, n - (size_t)(colon - s) - 1, port);
+}
+
+/* ------------------------------------------------------------------ */
+/* Destinations                                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * "addr/prefix" or a bare address (a /32 or /128). IPv4-mapped IPv6 with a
+ * prefix of 96 or more is folded to IPv4; host bits are cleared
+ * (10.1.2.3/8 is 10.0.0.0/8).
+ */
+static const char *parse_cidr(const char *s, struct policy_addr *net, int *prefix)
+{
+	char buf[64];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+	int max, pre;
+
+	if (alen >= sizeof(buf))
+		return "is not a CIDR like 10.0.0.0/8 or 2001:db8::/32";
+	memcpy(buf, s, alen);
+	buf[alen] = '\0';
+	if (policy_addr_parse(buf, net) < 0)
+		return "is not a CIDR like 10.0.0.0/8 or 2001:db8::/32";
+	max = net->family == AF_INET ? 32 : 128;
+	pre = max;
+	if (slash) {
+		const char *d = slash + 1;
+
+		if (!*d || strlen(d) > 3)
+			return net->family == AF_INET ? "has a bad prefix length (must be 0..32)" :
+			       "has a bad prefix length (must be 0..128)";
+		pre = 0;
+		for (; *d; d++) {
+			if (*d < '0' || *d > '9')
+				return net->family == AF_INET ? "has a bad prefix length (must be 0..32)" :
+				       "has a bad prefix length (must be 0..128)";
+			pre = pre * 10 + (*d - '0');
+		}
+		if (pre > max)
+			return net->family == AF_INET ? "has a bad prefix length (must be 0..32)" :
+			       "has a bad prefix length (must be 0..128)";
+	}
+	if (net->family == AF_INET6 && pre >= 96) {
+		struct policy_addr n4;
+
+		policy_addr_normalize(net, &n4);
+		if (n4.family == AF_INET) {
+			*net = n4;
+			pre -= 96;
+		}
+	}
+	/* Clear the host bits. */
+	for (int bit = pre; bit < (net->family == AF_INET ? 32 : 128); bit++)
+		net->addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+	if (net->family == AF_INET)
+		memset(net->addr + 4, 0, 12);
+	*prefix = pre;
+	return NULL;
+}
+
+/*
+ * A DNS name: one dot at either end is dropped (".example.com" reads
+ * naturally as a suffix, "example.com." is an FQDN), lowercased; labels of
+ * letters, digits, '-' and '_', 1..63 characters; at most 253 in all.
+ */
+static const char *parse_name(const char *s, char **out)
+{
+	size_t n = strlen(s), label = 0;
+	char *name;
+
+	if (strchr(s, '*'))
+		return "is not a domain name (wildcards are not supported: use domain_suffix)";
+	if (strpbrk(s, ":/@?#"))
+		return "is not a domain name (no scheme, port, path or user: just the name)";
+	if (n && s[0] == '.')
+		s++, n--;
+	if (n && s[n - 1] == '.')
+		n--;
+	if (!n)
+		return "is not a domain name (it is empty)";
+	if (n > 253)
+		return "is not a domain name (longer than 253 characters)";
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+
+		if (ch == '.') {
+			if (!label)
+				return "is not a domain name (empty label)";
+			label = 0;
+			continue;
+		}
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+			return "is not a domain name (a label may hold letters, digits, '-' and '_')";
+		if (++label > 63)
+			return "is not a domain name (a label is longer than 63 characters)";
+	}
+	if (!label)
+		return "is not a domain name (empty label)";
+	name = malloc(n + 1);
+	if (!name)
+		return "out of memory";
+	for (size_t i = 0; i < n; i++)
+		name[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
+	name[n] = '\0';
+	*out = name;
+	return NULL;
+}
+
+static int parse_destination(struct ctx *c, json_t *j, const char *path, struct policy_rule *r)
+{
+	static const char *const groups[] = {
+		[POLICY_GROUP_UNSPECIFIED] = "", [POLICY_GROUP_HOST] = "host",
+		[POLICY_GROUP_METADATA] = "metadata", [POLICY_GROUP_LOOPBACK] = "loopback",
+		[POLICY_GROUP_PRIVATE] = "private", [POLICY_GROUP_LINK_LOCAL] = "link_local",
+		[POLICY_GROUP_MULTICAST] = "multicast", [POLICY_GROUP_PUBLIC] = "public", NULL
+	};
+	static const char *const keys[] = { "cidr", "domain", "domain_suffix", "group", NULL };
+	const char *key, *why;
+	char p[PATH_MAX_LEN], v[SHOW_MAX + 8];
+	json_t *val;
+	int g;
+
+	if (json_is_string(j) && !strcmp(json_string_value(j), "any")) {
+		r->kind = POLICY_DEST_ANY;
+		return 0;
+	}
+	if (!json_is_object(j) || json_object_size(j) != 1) {
+		if (json_is_object(j) && json_object_size(j) > 1)
+			return schema_err(c, path, "must have exactly one of cidr, domain, domain_suffix, group");
+		return schema_err(c, path, "must be \"any\" or an object with one of cidr, domain, "
+				  "domain_suffix, group");
+	}
+	if (check_keys(c, j, path, keys) < 0)
+		return -1;
+	key = json_object_iter_key(json_object_iter(j));
+	val = json_object_iter_value(json_object_iter(j));
+	path_key(p, path, key);
+	if (!json_is_string(val))
+		return schema_err(c, p, "must be a string");
+	if (!strcmp(key, "group")) {
+		g = get_word(c, val, p, groups + 1, "one of public, private, loopback, link_local, "
+			     "metadata, multicast, host");
+		if (g < 0)
+			return -1;
+		r->kind = POLICY_DEST_GROUP;
+		r->group = (enum policy_group)(g + 1);
+		return 0;
+	}
+	if (!strcmp(key, "cidr")) {
+		why = parse_cidr(json_string_value(val), &r->net, &r->prefix);
+		r->kind = POLICY_DEST_CIDR;
+	} else {
+		why = parse_name(json_string_value(val), &r->name);
+		r->kind = strcmp(key, "domain") ? POLICY_DEST_SUFFIX : POLICY_DEST_DOMAIN;
+	}
+	if (why)
+		return schema_err(c, p, "\"%s\" %s", show(v, sizeof(v), json_string_value(val)), why);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Protocols and ports                                                 */
+/* ------------------------------------------------------------------ */
+
+static int parse_protocols(struct ctx *c, json_t *j, const char *path, unsigned int *protos,
+			   bool *named_icmp)
+{
+	static const char *const words[] = { "tcp", "udp", "icmp", "icmpv4", "icmpv6", NULL };
+	static const unsigned int bits[] = { POLICY_PROTO_TCP, POLICY_PROTO_UDP, POLICY_PROTO_ICMP,
+					     POLICY_PROTO_ICMP, POLICY_PROTO_ICMP };
+	size_t i;
+	json_t *v;
+
+	*protos = 0;
+	*named_icmp = false;
+	if (!json_is_array(j))
+		return schema_err(c, path, "must be a list of protocols (tcp, udp, icmp)");
+	json_array_foreach(j, i, v) {
+		char p[PATH_MAX_LEN];
+		int w;
+
+		path_index(p, path, i);
+		w = get_word(c, v, p, words, "one of tcp, udp, icmp, icmpv4, icmpv6");
+		if (w < 0)
+			return -1;
+		*protos |= bits[w];
+		if (bits[w] == POLICY_PROTO_ICMP)
+			*named_icmp = true;
+	}
+	if (!*protos)
+		*protos = POLICY_PROTO_ALL;	/* [] = every protocol */
+	return 0;
+}
+
+static int port_cmp(const void *a, const void *b)
+{
+	const struct policy_port_range *x = a, *y = b;
+
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return x->end < y->end ? -1 : x->end > y->end;
+}
+
+static int parse_ports(struct ctx *c, json_t *j, const char *path, struct policy_rule *r)
+{
+	static const char *const keys[] = { "start", "end", NULL };
+	struct policy_port_range *pr;
+	size_t i, n;
+	json_t *v;
+	int m;
+
+	if (!json_is_array(j))
+		return schema_err(c, path, "must be a list of ports or {\"start\", \"end\"} ranges");
+	n = json_array_size(j);
+	if (!n)
+		return 0;			/* [] = every port */
+	if (n > POLICY_MAX_PORT_RANGES)
+		return schema_err(c, path, "more than %d port ranges", POLICY_MAX_PORT_RANGES);
+	pr = calloc(n, sizeof(*pr));
+	if (!pr)
+		return schema_err(c, path, "out of memory");
+	r->ports = pr;
+	r->n_ports = (int)n;
+	json_array_foreach(j, i, v) {
+		char p[PATH_MAX_LEN], q[PATH_MAX_LEN];
+		json_int_t s, e;
+
+		path_index(p, path, i);
+		if (json_is_integer(v)) {
+			if (get_int(c, v, p, 0, 65535, &s) < 0)
+				return -1;
+			e = s;
+		} else if (json_is_object(v)) {
+			if (check_keys(c, v, p, keys) < 0)
+				return -1;
+			path_key(q, p, "start");
+			if (!json_object_get(v, "start"))
+				return schema_err(c, q, "missing (a range needs start and end)");
+			if (get_int(c, json_object_get(v, "start"), q, 0, 65535, &s) < 0)
+				return -1;
+			path_key(q, p, "end");
+			if (!json_object_get(v, "end"))
+				return schema_err(c, q, "missing (a range needs start and end)");
+			if (get_int(c, json_object_get(v, "end"), q, 0, 65535, &e) < 0)
+				return -1;
+			if (s > e)
+				return schema_err(c, p, "start %lld is greater than end %lld",
+						  (long long)s, (long long)e);
+		} else {
+			return schema_err(c, p, "must be a port number or {\"start\", \"end\"}");
+		}
+		pr[i].start = (uint16_t)s;
+		pr[i].end = (uint16_t)e;
+	}
+	/* Sort and merge overlapping or adjacent ranges. */
+	qsort(pr, n, sizeof(*pr), port_cmp);
+	m = 0;
+	for (i = 1; i < n; i++) {
+		if ((int)pr[i].start <= (int)pr[m].end + 1) {
+			if (pr[i].end > pr[m].end)
+				pr[m].end = pr[i].end;
+		} else {
+			pr[++m] = pr[i];
+		}
+	}
+	r->n_ports = m + 1;
+	if (r->n_ports == 1 && pr[0].start == 0 && pr[0].end == 65535) {
+		free(pr);			/* every port: no filter */
+		r->ports = NULL;
+		r->n_ports = 0;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Rules                                                               */
+/* ------------------------------------------------------------------ */
+
+static int parse_rule(struct ctx *c, json_t *j, const char *path, struct policy_rule *r)
+{
+	static const char *const keys[] = { "direction", "destination", "protocols", "ports",
+					    "action", "terminate", NULL };
+	static const char *const dirs[] = { "egress", "ingress", "any", NULL };
+	static const unsigned int dir_bits[] = { POLICY_EGRESS, POLICY_INGRESS,
+						 POLICY_EGRESS | POLICY_INGRESS };
+	char p[PATH_MAX_LEN];
+	bool named_icmp = false;
+	json_t *v;
+	int d;
+
+	r->protocols = POLICY_PROTO_ALL;
+	if (!json_is_object(j))
+		return schema_err(c, path, "must be an object (a rule)");
+	if (check_keys(c, j, path, keys) < 0)
+		return -1;
+
+	path_key(p, path, "direction");
+	v = json_object_get(j, "direction");
+	if (!v)
+		return schema_err(c, p, "missing (\"egress\", \"ingress\" or \"any\")");
+	d = get_word(c, v, p, dirs, "\"egress\", \"ingress\" or \"any\"");
+	if (d < 0)
+		return -1;
+	r->directions = dir_bits[d];
+
+	path_key(p, path, "destination");
+	v = json_object_get(j, "destination");
+	if (!v)
+		return schema_err(c, p, "missing (\"any\", {\"cidr\": ...}, {\"domain\": ...}, "
+				  "{\"domain_suffix\": ...} or {\"group\": ...})");
+	if (parse_destination(c, v, p, r) < 0)
+		return -1;
+
+	path_key(p, path, "protocols");
+	v = json_object_get(j, "protocols");
+	if (v && parse_protocols(c, v, p, &r->protocols, &named_icmp) < 0)
+		return -1;
+
+	path_key(p, path, "ports");
+	v = json_object_get(j, "ports");
+	if (v && parse_ports(c, v, p, r) < 0)
+		return -1;
+	if (named_icmp && r->n_ports)
+		return schema_err(c, p, "icmp has no ports: put icmp in a rule of its own, "
+				  "without ports");
+	/* A rule with ports can only match tcp and udp: say so in its protocols. */
+	if (r->n_ports)
+		r->protocols &= ~(unsigned int)POLICY_PROTO_ICMP;
+
+	path_key(p, path, "action");
+	v = json_object_get(j, "action");
+	if (!v)
+		return schema_err(c, p, "missing (\"allow\" or \"deny\")");
+	if (get_action(c, v, p, &r->allow) < 0)
+		return -1;
+
+	path_key(p, path, "terminate");
+	v = json_object_get(j, "terminate");
+	if (v) {
+		if (get_bool(c, v, p, &r->terminate) < 0)
+			return -1;
+		if (r->terminate && r->allow)
+			return schema_err(c, p, "only a deny rule can terminate");
+	}
+	return 0;
+}
+
+static int parse_rules(struct ctx *c, json_t *j, struct policy *pol)
+{
+	size_t i, n;
+	json_t *v;
+
+	if (!json_is_array(j))
+		return schema_err(c, "rules", "must be a list of rules");
+	n = json_array_size(j);
+	if (n > POLICY_MAX_RULES)
+		return schema_err(c, "rules", "more than %d rules", POLICY_MAX_RULES);
+	if (!n)
+		return 0;
+	pol->rules = calloc(n, sizeof(*pol->rules));
+	if (!pol->rules)
+		return schema_err(c, "rules", "out of memory");
+	json_array_foreach(j, i, v) {
+		char p[PATH_MAX_LEN];
+
+		pol->n_rules = (int)i + 1;	/* so policy_free() sees what was built */
+		path_index(p, "rules", i);
+		if (parse_rule(c, v, p, &pol->rules[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* dns, limits, publish                                                */
+/* ------------------------------------------------------------------ */
+
+static int parse_dns(struct ctx *c, json_t *j, struct policy_dns *dns)
+{
+	static const char *const keys[] = { "nameservers", "rebind_protection", "timeout_ms", NULL };
+	char p[PATH_MAX_LEN], v[SHOW_MAX + 8];
+	json_int_t t;
+	json_t *ns, *x;
+	size_t i;
+
+	if (!json_is_object(j))
+		return schema_err(c, "dns", "must be an object");
+	if (check_keys(c, j, "dns", keys) < 0)
+		return -1;
+	ns = json_object_get(j, "nameservers");
+	if (ns) {
+		if (!json_is_array(ns))
+			return schema_err(c, "dns.nameservers", "must be a list of addresses");
+		if (json_array_size(ns) > POLICY_MAX_NAMESERVERS)
+			return schema_err(c, "dns.nameservers", "more than %d nameservers",
+					  POLICY_MAX_NAMESERVERS);
+		json_array_foreach(ns, i, x) {
+			struct policy_addr *a = &dns->nameservers[i].addr;
+
+			path_index(p, "dns.nameservers", i);
+			if (!json_is_string(x))
+				return schema_err(c, p, "must be a string like \"192.0.2.53\", "
+						  "\"192.0.2.53:5353\" or \"[2001:db8::53]:53\"");
+			if (parse_hostport(json_string_value(x), a, &dns->nameservers[i].port) < 0)
+				return schema_err(c, p, "\"%s\" is not an address like \"192.0.2.53\", "
+						  "\"192.0.2.53:5353\" or \"[2001:db8::53]:53\"",
+						  show(v, sizeof(v), json_string_value(x)));
+			if (policy_classify(NULL, a) == POLICY_GROUP_UNSPECIFIED)
+				return schema_err(c, p, "\"%s\" is the unspecified address",
+						  show(v, sizeof(v), json_string_value(x)));
+			dns->n_nameservers = (int)i + 1;
+		}
+	}
+	x = json_object_get(j, "rebind_protection");
+	if (x && get_bool(c, x, "dns.rebind_protection", &dns->rebind_protection) < 0)
+		return -1;
+	x = json_object_get(j, "timeout_ms");
+	if (x) {
+		if (get_int(c, x, "dns.timeout_ms", 1, 60000, &t) < 0)
+			return -1;
+		dns->timeout_ms = (uint32_t)t;
+	}
+	return 0;
+}
+
+static int parse_limit(struct ctx *c, json_t *j, const char *path, struct policy_limit *l)
+{
+	static const char *const keys[] = { "limit", "on_exceed", NULL };
+	static const char *const words[] = { "refuse", "terminate", NULL };
+	char p[PATH_MAX_LEN];
+	json_int_t v;
+	json_t *x;
+
+	l->on_exceed = POLICY_EXCEED_REFUSE;
+	if (json_is_object(j)) {
+		if (check_keys(c, j, path, keys) < 0)
+			return -1;
+		path_key(p, path, "limit");
+		x = json_object_get(j, "limit");
+		if (!x)
+			return schema_err(c, p, "missing (a positive integer)");
+		if (get_int(c, x, p, 1, INT64_MAX, &v) < 0)
+			return -1;
+		path_key(p, path, "on_exceed");
+		x = json_object_get(j, "on_exceed");
+		if (x) {
+			int w = get_word(c, x, p, words, "\"refuse\" or \"terminate\"");
+
+			if (w < 0)
+				return -1;
+			l->on_exceed = w ? POLICY_EXCEED_TERMINATE : POLICY_EXCEED_REFUSE;
+		}
+	} else if (json_is_integer(j)) {
+		if (get_int(c, j, path, 1, INT64_MAX, &v) < 0)
+			return -1;
+	} else {
+		return schema_err(c, path, "must be a positive integer or {\"limit\": N, "
+				  "\"on_exceed\": \"refuse\" | \"terminate\"}");
+	}
+	l->value = (uint64_t)v;
+	l->set = true;
+	return 0;
+}
+
+static int parse_limits(struct ctx *c, json_t *j, struct policy_limits *lim)
+{
+	static const char *const keys[] = { "max_tcp_connections", "max_udp_flows",
+					    "new_connections_per_second", "egress_bytes_per_second",
+					    "ingress_bytes_per_second", NULL };
+	struct policy_limit *slots[] = { &lim->max_tcp_connections, &lim->max_udp_flows,
+					 &lim->new_connections_per_second,
+					 &lim->egress_bytes_per_second,
+					 &lim->ingress_bytes_per_second };
+
+	if (!json_is_object(j))
+		return schema_err(c, "limits", "must be an object");
+	if (check_keys(c, j, "limits", keys) < 0)
+		return -1;
+	for (int i = 0; keys[i]; i++) {
+		json_t *x = json_object_get(j, keys[i]);
+		char p[PATH_MAX_LEN];
+
+		path_key(p, "limits", keys[i]);
+		if (x && parse_limit(c, x, p, slots[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int parse_publish(struct ctx *c, json_t *j, struct policy *pol)
+{
+	static const char *const keys[] = { "host_address", "host_port", "guest_port", "protocol",
+					    NULL };
+	static const char *const protos[] = { "tcp", "udp", NULL };
+	size_t i, n;
+	json_t *v;
+
+	if (!json_is_array(j))
+		return schema_err(c, "publish", "must be a list");
+	n = json_array_size(j);
+	if (n > POLICY_MAX_PUBLISH)
+		return schema_err(c, "publish", "more than %d published ports", POLICY_MAX_PUBLISH);
+	if (!n)
+		return 0;
+	pol->publish = calloc(n, sizeof(*pol->publish));
+	if (!pol->publish)
+		return schema_err(c, "publish", "out of memory");
+	json_array_foreach(j, i, v) {
+		struct policy_publish *pb = &pol->publish[i];
+		char p[PATH_MAX_LEN], q[PATH_MAX_LEN], s[SHOW_MAX + 8];
+		json_int_t port;
+		json_t *x;
+		int w;
+
+		path_index(p, "publish", i);
+		if (!json_is_object(v))
+			return schema_err(c, p, "must be an object");
+		if (check_keys(c, v, p, keys) < 0)
+			return -1;
+		path_key(q, p, "host_address");
+		x = json_object_get(v, "host_address");
+		if (!x) {
+			policy_addr_parse("127.0.0.1", &pb->host_addr);
+		} else if (!json_is_string(x) ||
+			   policy_addr_parse(json_string_value(x), &pb->host_addr) < 0) {
+			return schema_err(c, q, "%s%s%s must be an IP address like \"127.0.0.1\"",
+					  json_is_string(x) ? "\"" : "",
+					  json_is_string(x) ? show(s, sizeof(s), json_string_value(x)) : "",
+					  json_is_string(x) ? "\"" : "");
+		}
+		path_key(q, p, "host_port");
+		x = json_object_get(v, "host_port");
+		if (!x)
+			return schema_err(c, q, "missing (1..65535)");
+		if (get_int(c, x, q, 1, 65535, &port) < 0)
+			return -1;
+		pb->host_port = (uint16_t)port;
+		path_key(q, p, "guest_port");
+		x = json_object_get(v, "guest_port");
+		if (!x)
+			return schema_err(c, q, "missing (1..65535)");
+		if (get_int(c, x, q, 1, 65535, &port) < 0)
+			return -1;
+		pb->guest_port = (uint16_t)port;
+		path_key(q, p, "protocol");
+		x = json_object_get(v, "protocol");
+		pb->proto = POLICY_PROTO_TCP;
+		if (x) {
+			w = get_word(c, x, q, protos, "\"tcp\" or \"udp\"");
+			if (w < 0)
+				return -1;
+			pb->proto = w ? POLICY_PROTO_UDP : POLICY_PROTO_TCP;
+		}
+		for (size_t k = 0; k < i; k++) {
+			const struct policy_publish *o = &pol->publish[k];
+
+			if (o->proto == pb->proto && o->host_port == pb->host_port &&
+			    o->host_addr.family == pb->host_addr.family &&
+			    !memcmp(o->host_addr.addr, pb->host_addr.addr, 16))
+				return schema_err(c, p, "publishes the same host address and port as "
+						  "publish[%zu]", k);
+		}
+		pol->n_publish = (int)i + 1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The document                                                        */
+/* ------------------------------------------------------------------ */
+
+static int parse_document(struct ctx *c, json_t *root, struct policy *pol)
+{
+	static const char *const keys[] = { "default_egress", "default_ingress", "rules", "dns",
+					    "limits", "publish", NULL };
+	json_t *v;
+
+	if (!json_is_object(root))
+		return schema_err(c, "", "the policy must be a JSON object, not a list");
+	if (check_keys(c, root, "", keys) < 0)
+		return -1;
+	v = json_object_get(root, "default_egress");
+	if (!v)
+		return schema_err(c, "default_egress", "missing (\"allow\" or \"deny\"; a policy "
+				  "must say what happens to egress no rule matches)");
+	if (get_action(c, v, "default_egress", &pol->default_egress_allow) < 0)
+		return -1;
+	v = json_object_get(root, "default_ingress");
+	if (!v)
+		return schema_err(c, "default_ingress", "missing (\"allow\" or \"deny\"; a policy "
+				  "must say what happens to ingress no rule matches)");
+	if (get_action(c, v, "default_ingress", &pol->default_ingress_allow) < 0)
+		return -1;
+	v = json_object_get(root, "rules");
+	if (v && parse_rules(c, v, pol) < 0)
+		return -1;
+	v = json_object_get(root, "dns");
+	if (v && parse_dns(c, v, &pol->dns) < 0)
+		return -1;
+	v = json_object_get(root, "limits");
+	if (v && parse_limits(c, v, &pol->limits) < 0)
+		return -1;
+	v = json_object_get(root, "publish");
+	if (v && parse_publish(c, v, pol) < 0)
+		return -1;
+	return 0;
+}
+
+static bool all_space(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+			return false;
+	return true;
+}
+
+/**
+ * policy_parse() - parse and validate a policy
+ * @text:	the JSON text (need not be NUL-terminated)
+ * @len:	its length in bytes
+ * @filename:	the name used in error messages (NULL: "policy")
+ * @env:	the "host" group's addresses, copied into the policy (may be NULL)
+ * @out:	on success, the new policy (free with policy_free())
+ * @err:	on failure, one line: "FILE:LINE:COL: message" for a JSON syntax
+ *		error, "FILE: PATH: message" for a schema error (may be NULL)
+ * @errlen:	size of @err
+ *
+ * Return: 0, or -1 with @err filled and *@out NULL.
+ */
+int policy_parse(const char *text, size_t len, const char *filename, const struct policy_env *env,
+		 struct policy **out, char *err, size_t errlen)
+{
+	struct ctx c = { filename ? filename : "policy", err, errlen };
+	struct policy *pol;
+	json_error_t je;
+	json_t *root;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!out)
+		return schema_err(&c, "", "internal error: no place for the result");
+	*out = NULL;
+	if (!text && len)
+		return schema_err(&c, "", "internal error: no text");
+	if (len > POLICY_MAX_FILE_SIZE)
+		return schema_err(&c, "", "the file is larger than 1 MiB (%zu bytes); "
+				  "a policy is a few kilobytes", len);
+	if (!len || all_space(text, len))
+		return schema_err(&c, "", "the file is empty; a policy needs at least "
+				  "default_egress and default_ingress");
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (!root) {
+		char why[sizeof(je.text)];
+
+		/* jansson quotes the input near the error: keep it printable, one line. */
+		for (size_t i = 0; i < sizeof(why); i++) {
+			why[i] = (je.text[i] >= 0x20 && je.text[i] < 0x7f) || !je.text[i] ?
+				 je.text[i] : '?';
+			if (!je.text[i])
+				break;
+		}
+		why[sizeof(why) - 1] = '\0';
+		if (err && errlen)
+			snprintf(err, errlen, "%s:%d:%d: %s", c.file, je.line, je.column, why);
+		return -1;
+	}
+	pol = calloc(1, sizeof(*pol));
+	if (!pol) {
+		json_decref(root);
+		return schema_err(&c, "", "out of memory");
+	}
+	pol->dns.rebind_protection = true;
+	pol->dns.timeout_ms = 2000;
+	if (env) {
+		pol->env = *env;
+		if (pol->env.n_host < 0)
+			pol->env.n_host = 0;
+		if (pol->env.n_host > 4)
+			pol->env.n_host = 4;
+	}
+	if (parse_document(&c, root, pol) < 0) {
+		json_decref(root);
+		policy_free(pol);
+		return -1;
+	}
+	json_decref(root);
+	*out = pol;
+	return 0;
+}

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * policy.h - moat's network policy: parse a JSON policy file, decide flows
+ *
+ * The one public header of the policy module (DESIGN §8). The supervisor
+ * parses the file (and refuses to start on any error), the proxy decides
+ * every flow and DNS query with it, `moat policy` explains it. A built
+ * struct policy is immutable: a reload builds a new one and swaps it.
+ *
+ * Deciding (policy_decide*, policy_address_rule_allows, policy_classify)
+ * never allocates, never blocks and may run in any process. Parsing and
+ * serializing allocate (jansson) and never exit: they return -1 with a
+ * reason in the caller's buffer, or NULL.
+ *
+ * The full schema and semantics are in docs/policy.md.
+ */
+#ifndef MOAT_POLICY_H
+#define MOAT_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Largest policy file accepted, checked before parsing. */
+#define POLICY_MAX_FILE_SIZE	(1u << 20)
+/* Bounds on what one policy may hold. */
+#define POLICY_MAX_RULES	4096
+#define POLICY_MAX_PORT_RANGES	1024	/* per rule */
+#define POLICY_MAX_PUBLISH	64
+#define POLICY_MAX_NAMESERVERS	8
+
+enum policy_direction { POLICY_EGRESS = 1, POLICY_INGRESS = 2 };
+enum policy_proto { POLICY_PROTO_TCP = 1, POLICY_PROTO_UDP = 2, POLICY_PROTO_ICMP = 4 };
+#define POLICY_PROTO_ALL	(POLICY_PROTO_TCP | POLICY_PROTO_UDP | POLICY_PROTO_ICMP)
+
+enum policy_group {
+	POLICY_GROUP_UNSPECIFIED,
+	POLICY_GROUP_HOST,
+	POLICY_GROUP_METADATA,
+	POLICY_GROUP_LOOPBACK,
+	POLICY_GROUP_PRIVATE,
+	POLICY_GROUP_LINK_LOCAL,
+	POLICY_GROUP_MULTICAST,
+	POLICY_GROUP_PUBLIC,
+};
+
+enum policy_on_exceed { POLICY_EXCEED_REFUSE, POLICY_EXCEED_TERMINATE };
+
+struct policy;			/* opaque, immutable once built */
+
+/* An address: family AF_INET (addr[0..3] used) or AF_INET6 (16 bytes). */
+struct policy_addr {
+	int family;
+	uint8_t addr[16];
+};
+
+/* What the proxy asks about one flow. */
+struct policy_flow {
+	enum policy_direction direction;
+	enum policy_proto proto;
+	struct policy_addr dst;		/* egress: destination; ingress: the host-side peer (may be unspecified) */
+	uint16_t port;			/* egress: destination port; ingress: guest port; 0 for icmp */
+	const char *const *names;	/* DNS names this dst was resolved from (pinned), NULL-terminated, may be NULL */
+};
+
+struct policy_decision {
+	bool allow;
+	bool terminate;			/* deny by a "terminate": true rule: a fatal violation */
+	int rule;			/* 0-based index in rules[], or -1 for the direction's default */
+};
+
+struct policy_limit {
+	uint64_t value;
+	enum policy_on_exceed on_exceed;
+	bool set;
+};
+
+struct policy_limits {
+	struct policy_limit max_tcp_connections, max_udp_flows, new_connections_per_second,
+			    egress_bytes_per_second, ingress_bytes_per_second;
+};
+
+struct policy_dns {
+	struct {
+		struct policy_addr addr;
+		uint16_t port;
+	} nameservers[POLICY_MAX_NAMESERVERS];
+	int n_nameservers;		/* 0 = use the host's /etc/resolv.conf (read by the supervisor) */
+	bool rebind_protection;		/* default true */
+	uint32_t timeout_ms;		/* per upstream try, default 2000 */
+};
+
+struct policy_publish {
+	struct policy_addr host_addr;
+	uint16_t host_port, guest_port;
+	enum policy_proto proto;
+};
+
+/* The gateway addresses that make up the "host" group are supplied by the caller (they depend on --subnet). */
+struct policy_env {
+	struct policy_addr host[4];
+	int n_host;
+};
+
+/* Building and freeing (parse.c, policy.c). Errors: "FILE:LINE:COL: msg" or "FILE: PATH: msg". */
+int policy_parse(const char *text, size_t len, const char *filename, const struct policy_env *env,
+		 struct policy **out, char *err, size_t errlen);
+int policy_load_file(const char *path, const struct policy_env *env, struct policy **out,
+		     char *err, size_t errlen);
+struct policy *policy_default(const struct policy_env *env);
+const char *policy_default_text(void);
+void policy_free(struct policy *p);
+
+/* Deciding (match.c): no allocation. */
+struct policy_decision policy_decide(const struct policy *p, const struct policy_flow *f);
+struct policy_decision policy_decide_dns(const struct policy *p, const char *qname);
+bool policy_address_rule_allows(const struct policy *p, const struct policy_addr *a,
+				enum policy_proto proto, uint16_t port);
+enum policy_group policy_classify(const struct policy_env *env, const struct policy_addr *a);
+const char *policy_group_name(enum policy_group g);
+const char *policy_proto_name(enum policy_proto proto);
+bool policy_has_domain_rules(const struct policy *p);
+int policy_rule_count(const struct policy *p);
+
+/* Addresses (match.c). */
+int policy_addr_parse(const char *s, struct policy_addr *out);
+int policy_addr_format(const struct policy_addr *a, char *buf, size_t len);
+
+/* The rest of the document (policy.c): valid as long as the policy. */
+const struct policy_limits *policy_limits(const struct policy *p);
+const struct policy_dns *policy_dns(const struct policy *p);
+int policy_publish(const struct policy *p, const struct policy_publish **out);
+
+/* Serializing and comparing (emit.c). */
+char *policy_to_json(const struct policy *p);
+bool policy_equal(const struct policy *a, const struct policy *b);
+
+/* Explaining (explain.c): snprintf-like, first line machine-readable. */
+int policy_explain(const struct policy *p, const struct policy_flow *f, char *buf, size_t len);
+int policy_explain_dns(const struct policy *p, const char *qname, char *buf, size_t len);
+
+#endif /* MOAT_POLICY_H */

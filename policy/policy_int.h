@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * policy_int.h - the policy module's private structures
+ *
+ * Included only by the policy module's own .c files. Everyone else sees struct policy as opaque
+ * through policy/policy.h.
+ */
+#ifndef MOAT_POLICY_INT_H
+#define MOAT_POLICY_INT_H
+
+#include "policy/policy.h"
+
+enum policy_dest_kind {
+	POLICY_DEST_ANY,
+	POLICY_DEST_CIDR,
+	POLICY_DEST_DOMAIN,
+	POLICY_DEST_SUFFIX,
+	POLICY_DEST_GROUP,
+};
+
+struct policy_port_range {
+	uint16_t start, end;		/* inclusive */
+};
+
+struct policy_rule {
+	unsigned int directions;	/* POLICY_EGRESS | POLICY_INGRESS bits, never 0 */
+	unsigned int protocols;		/* enum policy_proto bits, never 0; no icmp if n_ports */
+	enum policy_dest_kind kind;
+	struct policy_addr net;		/* CIDR: v4-mapped folded to v4, host bits cleared */
+	int prefix;
+	enum policy_group group;	/* POLICY_DEST_GROUP */
+	char *name;			/* DOMAIN/SUFFIX: lowercase, no dot at either end */
+	struct policy_port_range *ports;	/* sorted, disjoint, not adjacent */
+	int n_ports;			/* 0 = every port (no port filter) */
+	bool allow;
+	bool terminate;			/* only ever set on a deny rule */
+};
+
+struct policy {
+	bool default_egress_allow;
+	bool default_ingress_allow;
+	struct policy_rule *rules;
+	int n_rules;
+	struct policy_limits limits;
+	struct policy_dns dns;
+	struct policy_publish *publish;
+	int n_publish;
+	struct policy_env env;		/* copy of the caller's, for the "host" group */
+};
+
+/* Why a rule did not match a flow or a query (match.c, used by explain.c). */
+enum policy_miss {
+	POLICY_MISS_NONE,		/* it matched */
+	POLICY_MISS_DIRECTION,
+	POLICY_MISS_PROTOCOL,
+	POLICY_MISS_PORT,
+	POLICY_MISS_DESTINATION,
+	POLICY_MISS_UNSPECIFIED,	/* only "any" matches the unspecified address */
+	POLICY_MISS_DNS_KIND,		/* cidr and non-host group rules never match a query */
+	POLICY_MISS_DNS_PORTS,		/* an any/host rule that does not admit udp/tcp 53 */
+};
+
+void policy_addr_normalize(const struct policy_addr *in, struct policy_addr *out);
+bool policy_ports_contain(const struct policy_rule *r, uint16_t port);
+enum policy_miss policy_rule_check(const struct policy_rule *r, const struct policy_flow *f,
+				   enum policy_group g);
+enum policy_miss policy_rule_check_dns(const struct policy_rule *r, const char *qname);
+bool policy_name_matches(const char *name, const char *rule_name, bool suffix);
+bool policy_flow_valid(const struct policy_flow *f);
+
+#endif /* MOAT_POLICY_INT_H */

@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * udp.c - the proxy's UDP flows
+ *
+ * Theory of Operation
+ * -------------------
+ * Runs in moat-proxy. The netstack hands every guest datagram to us as
+ * DGRAM(src = guest, dst = remote); the ones for the DNS address's port 53
+ * go to the forwarder (dnsfwd.c) instead. A flow is the pair (guest
+ * address and port, remote address and port); the first datagram of a
+ * flow is decided by the policy (with the pinned DNS names), checked
+ * against the limits (the region header's max_udp_flows and the policy's
+ * max_udp_flows and connection rate), and then gets its own connected
+ * socket, so only the remote's answers come back and the kernel picks a
+ * random source port. Later datagrams of the flow are sent without
+ * another decision; a denied flow is remembered (bounded) so that its
+ * datagrams are dropped and counted without an event each, and decided
+ * anew after a policy reload.
+ *
+ * Answers are received straight into the p2s ring as DGRAM(src = the
+ * remote as the guest addressed it, dst = the guest); when the ring is
+ * full the socket stops being read until the netstack frees space (the
+ * kernel's buffer then drops, as UDP may). The gateway address means the
+ * host: such flows are sent to 127.0.0.1 / ::1, answers still come from
+ * the gateway address. Flows expire after the header's udp_idle_timeout_s
+ * without traffic either way.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "proxy/relay.h"
+
+#define UDP_BUCKETS		1024
+#define UDP_DENIED_MAX		1024	/* remembered denied flows */
+#define UDP_IDLE_DEFAULT_S	60
+
+struct udp_flow {
+	struct proxy *px;
+	struct flow_endpoint guest, remote;
+	struct udp_flow *hnext;
+	struct px_list all;
+	struct relay_waiter waiter;
+	uv_udp_t sock;
+	bool denied, sock_open, receiving, closed;
+	uint64_t last_ms, generation;
+};
+
+struct udp_state {
+	struct udp_flow *hash[UDP_BUCKETS];
+	struct px_list all, denied;
+	uint64_t active, n_denied;
+};
+
+static uint32_t key_hash(const struct flow_endpoint *a, const struct flow_endpoint *b)
+{
+	uint32_t h = 2166136261u;
+	const struct flow_endpoint *e[2] = { a, b };
+
+	for (int k = 0; k < 2; k++) {
+		h = (h ^ e[k]->family) * 16777619u;
+		h = (h ^ (e[k]->port & 0xff)) * 16777619u;
+		h = (h ^ (e[k]->port >> 8)) * 16777619u;
+		for (int i = 0; i < (e[k]->family == 4 ? 4 : 16); i++)
+			h = (h ^ e[k]->addr[i]) * 16777619u;
+	}
+	return h & (UDP_BUCKETS - 1);
+}
+
+static bool ep_equal(const struct flow_endpoint *a, const struct flow_endpoint *b)
+{
+	return a->family == b->family && a->port == b->port &&
+	       !memcmp(a->addr, b->addr, a->family == 4 ? 4 : 16);
+}
+
+static struct udp_flow *flow_find(struct proxy *px, const struct flow_endpoint *guest,
+				  const struct flow_endpoint *remote)
+{
+	struct udp_flow *f = px->udp->hash[key_hash(guest, remote)];
+
+	while (f && !(ep_equal(&f->guest, guest) && ep_equal(&f->remote, remote)))
+		f = f->hnext;
+	return f;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void flow_free(struct proxy *px, struct udp_flow *f)
+{
+	struct udp_state *st = px->udp;
+	struct udp_flow **b = &st->hash[key_hash(&f->guest, &f->remote)];
+
+	while (*b && *b != f)
+		b = &(*b)->hnext;
+	if (*b)
+		*b = f->hnext;
+	px_list_del(&f->all);
+	px_list_del(&f->waiter.node);
+	f->closed = true;
+	if (f->denied) {
+		st->n_denied--;
+	} else {
+		st->active--;
+		CNT_SUB(px, udp_flows_active, 1);
+	}
+	if (f->sock_open)
+		uv_close((uv_handle_t *)&f->sock, on_closed);
+	else
+		free(f);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct udp_flow *f = h->data;
+	uint32_t got;
+	uint8_t *p;
+
+	(void)suggested;
+	buf->base = NULL;
+	buf->len = 0;
+	p = relay_reserve(f->px, sizeof(struct flow_dgram), FLOW_DATA_MAX, &got);
+	if (!p || got < FLOW_DATA_MAX)
+		return;		/* a datagram must fit whole */
+	buf->base = (char *)p + sizeof(struct flow_dgram);
+	buf->len = got;
+}
+
+static void recv_stop(struct udp_flow *f)
+{
+	if (f->receiving) {
+		uv_udp_recv_stop(&f->sock);
+		f->receiving = false;
+	}
+}
+
+static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
+		    unsigned flags)
+{
+	struct udp_flow *f = h->data;
+	struct proxy *px = f->px;
+	struct flow_dgram d;
+
+	if (f->closed)
+		return;
+	if (nread == UV_ENOBUFS) {
+		recv_stop(f);
+		relay_wait(px, &f->waiter);
+		return;
+	}
+	if (nread < 0 || !addr || !buf->base || (flags & UV_UDP_PARTIAL))
+		return;	/* ICMP errors on the connected socket, EAGAIN, truncation */
+	memset(&d, 0, sizeof(d));
+	d.src = f->remote;
+	d.dst = f->guest;
+	memcpy(buf->base - sizeof(d), &d, sizeof(d));
+	relay_commit(px, FLOW_DGRAM, (uint32_t)(sizeof(d) + (size_t)nread));
+	f->last_ms = uv_now(&px->loop);
+	CNT_ADD(px, upstream_rx_bytes, (uint64_t)nread);
+	relay_limit(px, limits_bytes_done(&px->limits, true, (uint64_t)nread, f->last_ms),
+		    LIMIT_INGRESS_BYTES, 0, MOAT_P_UDP, &f->remote);
+}
+
+static void recv_start(struct udp_flow *f)
+{
+	if (!f->receiving && !f->closed && f->sock_open &&
+	    uv_udp_recv_start(&f->sock, on_alloc, on_recv) == 0)
+		f->receiving = true;
+}
+
+static void waiter_resume(struct relay_waiter *w)
+{
+	recv_start(px_container_of(w, struct udp_flow, waiter));
+}
+
+static struct udp_flow *flow_new(struct proxy *px, const struct flow_endpoint *guest,
+				 const struct flow_endpoint *remote, bool denied)
+{
+	struct udp_state *st = px->udp;
+	struct udp_flow *f = calloc(1, sizeof(*f));
+	uint32_t b = key_hash(guest, remote);
+
+	if (!f)
+		return NULL;
+	f->px = px;
+	f->guest = *guest;
+	f->remote = *remote;
+	f->denied = denied;
+	f->generation = px->generation;
+	f->last_ms = uv_now(&px->loop);
+	f->sock.data = f;
+	px_list_init(&f->waiter.node);
+	f->waiter.resume = waiter_resume;
+	f->hnext = st->hash[b];
+	st->hash[b] = f;
+	if (denied) {
+		px_list_add_tail(&st->denied, &f->all);
+		st->n_denied++;
+	} else {
+		px_list_add_tail(&st->all, &f->all);
+		st->active++;
+		CNT_ADD(px, udp_flows_active, 1);
+		CNT_ADD(px, udp_flows_opened, 1);
+	}
+	return f;
+}
+
+static int open_socket(struct proxy *px, struct udp_flow *f)
+{
+	struct sockaddr_storage ss;
+	int rc;
+
+	relay_sockaddr(px, &f->remote, relay_is_host(px, &f->remote), &ss);
+	rc = uv_udp_init(&px->loop, &f->sock);
+	if (rc < 0)
+		return rc;
+	f->sock.data = f;
+	f->sock_open = true;
+	rc = uv_udp_connect(&f->sock, (struct sockaddr *)&ss);
+	if (rc < 0)
+		return rc;
+	recv_start(f);
+	return 0;
+}
+
+/**
+ * udp_input() - a datagram from the guest (not for the DNS forwarder)
+ * @px:		proxy
+ * @d:		addresses (validated)
+ * @data:	payload
+ * @len:	its length
+ */
+void udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *data, uint32_t len)
+{
+	struct udp_state *st = px->udp;
+	struct udp_flow *f;
+	uint64_t now = uv_now(&px->loop);
+	uv_buf_t b;
+	int rc;
+
+	if (relay_is_dns(px, &d->dst))
+		return;		/* only port 53 listens there */
+	f = flow_find(px, &d->src, &d->dst);
+	if (f && f->denied && f->generation != px->generation) {
+		flow_free(px, f);	/* decided under an older policy: decide again */
+		f = NULL;
+	}
+	if (!f) {
+		struct policy_decision dec = relay_decide(px, POLICY_EGRESS, POLICY_PROTO_UDP, &d->dst);
+		enum limit_kind which;
+
+		if (relay_denied(px, dec, POLICY_EGRESS, POLICY_PROTO_UDP, &d->dst, 0)) {
+			if (st->n_denied >= UDP_DENIED_MAX)
+				flow_free(px, px_container_of(st->denied.next, struct udp_flow, all));
+			flow_new(px, &d->src, &d->dst, true);
+			return;
+		}
+		enum limit_verdict v = limits_new_flow(&px->limits, false, st->active, now, &which);
+
+		if (relay_limit(px, v, which, 0, MOAT_P_UDP, &d->dst)) {
+			CNT_ADD(px, udp_flows_refused, 1);
+			return;
+		}
+		f = flow_new(px, &d->src, &d->dst, false);
+		if (!f)
+			return;
+		rc = open_socket(px, f);
+		if (rc < 0) {
+			log_debug("udp: cannot open a flow socket: %s", uv_strerror(rc));
+			flow_free(px, f);
+			return;
+		}
+	}
+	if (f->denied) {
+		CNT_ADD(px, denials_egress[MOAT_P_UDP], 1);
+		f->last_ms = now;
+		return;
+	}
+	f->last_ms = now;
+	if (limits_bytes_allowed(&px->limits, false, len, now) < len)
+		return;		/* shaped: a datagram cannot wait, it is dropped */
+	b = uv_buf_init((char *)data, len);
+	rc = uv_udp_try_send(&f->sock, &b, 1, NULL);
+	if (rc < 0) {
+		log_debug("udp: send: %s", uv_strerror(rc));
+		return;
+	}
+	CNT_ADD(px, upstream_tx_bytes, len);
+	relay_limit(px, limits_bytes_done(&px->limits, false, len, now), LIMIT_EGRESS_BYTES, 0,
+		    MOAT_P_UDP, &d->dst);
+}
+
+static void expire(struct proxy *px, struct px_list *list, uint64_t now_ms, uint64_t idle_ms)
+{
+	struct px_list *n, *nx;
+
+	for (n = list->next; n != list; n = nx) {
+		struct udp_flow *f = px_container_of(n, struct udp_flow, all);
+
+		nx = n->next;
+		if (now_ms - f->last_ms >= idle_ms)
+			flow_free(px, f);
+	}
+}
+
+/**
+ * udp_tick() - expire idle flows
+ * @px:		proxy
+ * @now_ms:	current time
+ */
+void udp_tick(struct proxy *px, uint64_t now_ms)
+{
+	uint64_t idle_ms = (uint64_t)(px->region.hdr.udp_idle_timeout_s ?
+				      px->region.hdr.udp_idle_timeout_s : UDP_IDLE_DEFAULT_S) * 1000;
+
+	expire(px, &px->udp->all, now_ms, idle_ms);
+	expire(px, &px->udp->denied, now_ms, idle_ms);
+}
+
+/**
+ * udp_init() - UDP state
+ * @px:	proxy
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int udp_init(struct proxy *px)
+{
+	struct udp_state *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return -ENOMEM;
+	px_list_init(&st->all);
+	px_list_init(&st->denied);
+	px->udp = st;
+	return 0;
+}
+
+/**
+ * udp_fini() - close every flow, free the state
+ * @px:	proxy
+ */
+void udp_fini(struct proxy *px)
+{
+	struct udp_state *st = px->udp;
+
+	if (!st)
+		return;
+	while (!px_list_empty(&st->all))
+		flow_free(px, px_container_of(st->all.next, struct udp_flow, all));
+	while (!px_list_empty(&st->denied))
+		flow_free(px, px_container_of(st->denied.next, struct udp_flow, all));
+	uv_run(&px->loop, UV_RUN_NOWAIT);
+	free(st);
+	px->udp = NULL;
+}

@@ -1,0 +1,464 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest_dgram.c - the datagram frontend: dgram:PATH and dgram-fd:N
+ *
+ * Theory of Operation
+ * -------------------
+ * Runs in the supervisor's loop (guest.c dispatches here). One frame per
+ * datagram, as vfkit, krunkit, libkrun's unixgram and QEMU's `-netdev
+ * dgram` send them. Frames move with recvmmsg()/sendmmsg(), a batch per
+ * system call: received datagrams land in a private batch buffer and are
+ * copied into g2s (recvmmsg needs every buffer up front, and a g2s
+ * reservation is one record at a time), one flush per batch; frames toward
+ * the guest go out straight from s2g, no copy.
+ *
+ * dgram:PATH binds a unix datagram socket at PATH and learns the peer from
+ * the first datagram that carries a sender address (the VMM must bind its
+ * own socket, or we could not answer). From then on datagrams from any
+ * other address are dropped (MOAT_DROP_SPOOFED) while the peer is alive;
+ * when the peer has gone (its socket no longer accepts a connect(), or a
+ * send to it is refused), the next sender becomes the peer, so a restarted
+ * VMM reattaches. A datagram of exactly "VFKT" is vfkit's old handshake,
+ * sent first to announce the sender: it is consumed, never a frame. With
+ * no peer, frames toward the guest are discarded (a link without a peer).
+ *
+ * We do not connect() the bound socket to the peer: that would make the
+ * kernel refuse a restarted VMM until we happened to send something (a
+ * connected unix datagram socket learns that its peer died only from a
+ * refused send). The price is that poll() does not report when the peer's
+ * receive queue has room again (Linux does that for connected sockets
+ * only), so when a send is refused with EAGAIN we retry from a timer: 50 us,
+ * doubling up to 2 ms while nothing goes out. The queue limit
+ * (net.unix.max_dgram_qlen, often 10) does not apply to a peer that
+ * connect()ed its socket to ours, as vfkit and libkrun do; a peer that
+ * only uses sendto() (QEMU's -netdev dgram) meets it. dgram-fd:N is a connected socket (a socketpair end): the peer
+ * is implicit, EPOLLOUT works, and a refused send means the peer closed,
+ * which stops moat (nobody can come back on an inherited descriptor).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "supervisor/guest_int.h"
+
+#define DGRAM_READS		4	/* recvmmsg calls per wake */
+#define DGRAM_RETRY_MIN_NS	50000	/* peer queue full: first retry after 50 us, */
+#define DGRAM_RETRY_MAX_NS	2000000	/* doubling while nothing goes out, up to 2 ms */
+
+struct dgram {
+	int fd;
+	struct loop_watch w;
+	uint32_t events;
+	bool parked;
+	bool bound;			/* dgram:PATH: learn the peer */
+	bool have_peer;
+	bool seqpacket;			/* dgram-fd:N may be a seqpacket socket */
+	int alive;			/* peer liveness probed this batch: -1 unknown */
+	struct sockaddr_un peer;
+	socklen_t peer_len;
+	int tfd;			/* retry timer (dgram:PATH) */
+	struct loop_watch wt;
+	bool timer_armed;
+	long retry_ns;			/* next retry delay */
+	uint64_t foreign;		/* datagrams dropped from strangers */
+	char what[128];
+	uint8_t *in;			/* GUEST_BATCH buffers of max_frame + 1 */
+	struct mmsghdr msgs[GUEST_BATCH];
+	struct iovec iov[GUEST_BATCH];
+	struct sockaddr_un from[GUEST_BATCH];
+};
+
+static int dgram_open(struct guest *g, char *err, size_t errlen)
+{
+	struct dgram *d = calloc(1, sizeof(*d));
+
+	if (!d) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	g->fe = d;
+	d->fd = d->tfd = -1;
+	if (g->spec.kind == GUEST_DGRAM_FD) {
+		snprintf(d->what, sizeof(d->what), "dgram-fd:%d", g->spec.fd);
+		if (guest_check_fd(g->spec.fd, SOCK_DGRAM, d->what, err, errlen) < 0)
+			return -1;
+		d->fd = g->spec.fd;
+		d->have_peer = true;
+		{
+			int type = 0;
+			socklen_t tl = sizeof(type);
+
+			getsockopt(d->fd, SOL_SOCKET, SO_TYPE, &type, &tl);
+			d->seqpacket = type == SOCK_SEQPACKET;
+		}
+		return 0;
+	}
+	snprintf(d->what, sizeof(d->what), "dgram:%s", g->spec.path);
+	d->bound = true;
+	d->fd = guest_unix_listen(g->spec.path, SOCK_DGRAM, err, errlen);
+	if (d->fd < 0)
+		return -1;
+	d->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (d->tfd < 0) {
+		snprintf(err, errlen, "timerfd: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void dgram_set_events(struct guest *g)
+{
+	struct dgram *d = g->fe;
+	/* An unconnected socket's EPOLLOUT says nothing about the peer: timer. */
+	uint32_t ev = (g->waiting_g2s ? 0 : EPOLLIN) |
+		      (g->waiting_out && !d->bound ? EPOLLOUT : 0);
+
+	if (!ev) {
+		if (!d->parked)
+			loop_del(g->loop, &d->w);
+		d->parked = true;
+	} else if (d->parked) {
+		loop_add(g->loop, &d->w, ev);
+		d->parked = false;
+	} else if (ev != d->events) {
+		loop_mod(g->loop, &d->w, ev);
+	}
+	d->events = ev;
+}
+
+/* Retry a send the peer's full queue refused; back off while nothing moves. */
+static void dgram_arm_retry(struct guest *g, bool progress)
+{
+	struct dgram *d = g->fe;
+	struct itimerspec its = { 0 };
+
+	if (progress || d->retry_ns < DGRAM_RETRY_MIN_NS)
+		d->retry_ns = DGRAM_RETRY_MIN_NS;
+	else if (d->retry_ns < DGRAM_RETRY_MAX_NS)
+		d->retry_ns *= 2;
+	its.it_value.tv_nsec = d->retry_ns;
+	if (!d->timer_armed && timerfd_settime(d->tfd, 0, &its, NULL) == 0)
+		d->timer_armed = true;
+}
+
+/* For logs: @buf must hold sizeof(sun_path) + 1 bytes. */
+static const char *addr_str(const struct sockaddr_un *sa, socklen_t len, char *buf)
+{
+	size_t n = len > offsetof(struct sockaddr_un, sun_path) ?
+		   len - offsetof(struct sockaddr_un, sun_path) : 0;
+
+	if (!n)
+		return "(unbound)";
+	if (sa->sun_path[0] == '\0') {	/* abstract */
+		snprintf(buf, sizeof(sa->sun_path) + 1, "@%.*s", (int)(n - 1), sa->sun_path + 1);
+		return buf;
+	}
+	snprintf(buf, sizeof(sa->sun_path) + 1, "%.*s", (int)strnlen(sa->sun_path, n), sa->sun_path);
+	return buf;
+}
+
+/* Does a socket still serve the peer's address? */
+static bool peer_alive(struct dgram *d)
+{
+	int fd, rc;
+
+	if (d->alive >= 0)
+		return d->alive;
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return true;
+	rc = connect(fd, (struct sockaddr *)&d->peer, d->peer_len);
+	/* EPERM: alive, but connected to someone (us, as vfkit does). */
+	d->alive = rc == 0 || (errno != ECONNREFUSED && errno != ENOENT);
+	close(fd);
+	return d->alive;
+}
+
+static void peer_lost(struct guest *g, const char *why)
+{
+	struct dgram *d = g->fe;
+	char a[sizeof(d->peer.sun_path) + 1];
+
+	if (!d->bound) {
+		guest_gone(g, d->what, why);
+		return;
+	}
+	log_info("guest port: %s: peer %s gone (%s); waiting for the next", d->what,
+		 addr_str(&d->peer, d->peer_len, a), why);
+	d->have_peer = false;
+	g->waiting_out = false;
+	guest_count(&g->cnt->clients_dropped, 1);
+	guest_s2g_discard(g);
+}
+
+/* dgram:PATH: may a datagram from @from be taken? Learns the peer. */
+static bool dgram_accept_sender(struct guest *g, const struct sockaddr_un *from, socklen_t len)
+{
+	struct dgram *d = g->fe;
+	char a[sizeof(d->peer.sun_path) + 1], b[sizeof(d->peer.sun_path) + 1];
+
+	if (len <= offsetof(struct sockaddr_un, sun_path)) {
+		if (d->foreign++ == 0)
+			log_warn("guest port: %s: datagram from an unbound socket dropped (the "
+				 "VMM must bind its socket so moat can answer)", d->what);
+		guest_count(&g->cnt->drops[MOAT_DROP_SPOOFED], 1);
+		return false;
+	}
+	if (d->have_peer && len == d->peer_len && !memcmp(from, &d->peer, len))
+		return true;
+	if (d->have_peer && peer_alive(d)) {
+		if (d->foreign++ % 1024 == 0)
+			log_warn("guest port: %s: datagrams from %s dropped: the peer is %s",
+				 d->what, addr_str(from, len, a), addr_str(&d->peer, d->peer_len, b));
+		guest_count(&g->cnt->drops[MOAT_DROP_SPOOFED], 1);
+		return false;
+	}
+	if (d->have_peer)
+		peer_lost(g, "no longer bound");
+	memcpy(&d->peer, from, len);
+	d->peer_len = len;
+	d->have_peer = true;
+	d->alive = 1;
+	guest_count(&g->cnt->clients_accepted, 1);
+	log_info("guest port: %s: peer is %s", d->what, addr_str(from, len, a));
+	/* Whatever s2g holds now was meant for nobody. */
+	guest_s2g_discard(g);
+	return true;
+}
+
+/* How many max-size frames surely fit in g2s now (a wrap may waste one). */
+static unsigned g2s_room(struct guest *g)
+{
+	uint64_t rec = (sizeof(struct moat_rec_hdr) + g->max_frame + MOAT_REC_ALIGN - 1) &
+		       ~(uint64_t)(MOAT_REC_ALIGN - 1);
+	uint64_t free_bytes = ring_free_bytes(&g->g2s);
+
+	if (free_bytes < 2 * rec)
+		return 0;
+	free_bytes = (free_bytes - rec) / rec;
+	return free_bytes > GUEST_BATCH ? GUEST_BATCH : (unsigned)free_bytes;
+}
+
+static void dgram_input(struct guest *g)
+{
+	struct dgram *d = g->fe;
+	uint64_t frames = 0, bytes = 0;
+	uint32_t bufsz = g->max_frame + 1;
+
+	d->alive = -1;
+	for (int round = 0; round < DGRAM_READS; round++) {
+		unsigned want = g2s_room(g);
+		int n;
+
+		if (!want) {
+			if (guest_g2s_pause(g, g->max_frame))
+				break;
+			want = 1;
+		}
+		for (unsigned i = 0; i < want; i++) {
+			d->iov[i] = (struct iovec){ d->in + (size_t)i * bufsz, bufsz };
+			d->msgs[i].msg_hdr = (struct msghdr){
+				.msg_name = d->bound ? &d->from[i] : NULL,
+				.msg_namelen = d->bound ? sizeof(d->from[i]) : 0,
+				.msg_iov = &d->iov[i], .msg_iovlen = 1,
+			};
+		}
+		n = recvmmsg(d->fd, d->msgs, want, MSG_DONTWAIT, NULL);
+		if (n < 0) {
+			if (errno == ECONNREFUSED && !d->bound)
+				peer_lost(g, "closed");
+			else if (errno != EAGAIN && errno != EINTR)
+				log_warn("guest port: %s: recvmmsg: %s", d->what, strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			const uint8_t *p = d->iov[i].iov_base;
+			uint32_t len = d->msgs[i].msg_len;
+
+			if (d->bound && !dgram_accept_sender(g, &d->from[i], d->msgs[i].msg_hdr.msg_namelen))
+				continue;
+			if (len == 4 && !memcmp(p, "VFKT", 4))
+				continue;	/* vfkit's handshake */
+			if (d->seqpacket && len == 0) {
+				peer_lost(g, "closed");	/* end of a seqpacket connection */
+				goto out;
+			}
+			if ((d->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len > g->max_frame) {
+				guest_count(&g->cnt->drops[MOAT_DROP_TOO_LONG], 1);
+				continue;
+			}
+			if (len < 14) {
+				guest_count(&g->cnt->drops[MOAT_DROP_TOO_SHORT], 1);
+				continue;
+			}
+			if (ring_push(&g->g2s, MOAT_REC_FRAME, p, len) < 0) {
+				/* Cannot happen (room was checked) unless g2s is corrupt. */
+				guest_count(&g->cnt->drops[MOAT_DROP_RING_FULL], 1);
+				continue;
+			}
+			if (g->pcap)
+				pcap_frame(g->pcap, p, len);
+			frames++;
+			bytes += len;
+		}
+		if ((unsigned)n < want)
+			break;
+	}
+out:
+	guest_g2s_done(g, frames, bytes);
+	dgram_set_events(g);
+}
+
+static void dgram_output(struct guest *g)
+{
+	struct dgram *d = g->fe;
+	uint64_t frames = 0, bytes = 0;
+
+	g->waiting_out = false;
+	if (!d->have_peer) {
+		guest_s2g_discard(g);
+		dgram_set_events(g);
+		return;
+	}
+	while (frames < GUEST_OUT_MAX) {
+		struct mmsghdr msgs[GUEST_BATCH];
+		struct iovec iov[GUEST_BATCH];
+		uint64_t start[GUEST_BATCH];
+		const uint8_t *p;
+		int k = 0, n, sent;
+
+		while (k < GUEST_BATCH && (n = guest_s2g_next(g, &p)) > 0) {
+			start[k] = g->s2g.tail;
+			iov[k] = (struct iovec){ (void *)p, (size_t)n };
+			msgs[k].msg_hdr = (struct msghdr){
+				.msg_name = d->bound ? &d->peer : NULL,
+				.msg_namelen = d->bound ? d->peer_len : 0,
+				.msg_iov = &iov[k], .msg_iovlen = 1,
+			};
+			ring_consume(&g->s2g);
+			k++;
+		}
+		if (!k)
+			break;
+		sent = sendmmsg(d->fd, msgs, (unsigned)k, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (sent < 0) {
+			int e = errno;
+
+			if (e == EAGAIN || e == ENOBUFS || e == EINTR) {
+				g->s2g.tail = start[0];
+				g->waiting_out = true;
+				if (d->bound)
+					dgram_arm_retry(g, frames > 0);
+			} else if (e == ECONNREFUSED || e == ENOENT || e == ENOTCONN || e == EPIPE) {
+				peer_lost(g, strerror(e));
+			} else {
+				/* This frame cannot be sent (EMSGSIZE, ...): skip it, like a wire. */
+				log_debug("guest port: %s: send: %s", d->what, strerror(e));
+				if (k > 1) {
+					g->s2g.tail = start[1];
+					continue;
+				}
+			}
+			break;
+		}
+		for (int i = 0; i < sent; i++) {
+			if (g->pcap)
+				pcap_frame(g->pcap, iov[i].iov_base, (uint32_t)iov[i].iov_len);
+			bytes += iov[i].iov_len;
+		}
+		frames += (uint64_t)sent;
+		if (sent < k) {
+			g->s2g.tail = start[sent];	/* the next call reports why */
+			continue;
+		}
+		if (k < GUEST_BATCH)
+			break;
+	}
+	if (frames >= GUEST_OUT_MAX && !g->waiting_out)
+		guest_yield(g);
+	guest_s2g_done(g, frames, bytes);
+	dgram_set_events(g);
+}
+
+static void dgram_on_fd(struct loop_watch *w, uint32_t events)
+{
+	struct guest *g = w->arg;
+
+	if (events & EPOLLOUT)
+		dgram_output(g);
+	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && !g->waiting_g2s)
+		dgram_input(g);
+}
+
+static void dgram_on_timer(struct loop_watch *w, uint32_t events)
+{
+	struct guest *g = w->arg;
+	struct dgram *d = g->fe;
+	uint64_t v;
+
+	(void)events;
+	if (read(d->tfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	d->timer_armed = false;
+	if (g->waiting_out)
+		dgram_output(g);
+}
+
+static int dgram_start(struct guest *g)
+{
+	struct dgram *d = g->fe;
+
+	d->in = malloc((size_t)GUEST_BATCH * (g->max_frame + 1));
+	if (!d->in) {
+		log_error("guest port: out of memory");
+		return -1;
+	}
+	d->w = (struct loop_watch){ .fd = d->fd, .cb = dgram_on_fd, .arg = g };
+	d->events = EPOLLIN;
+	if (loop_add(g->loop, &d->w, EPOLLIN) < 0) {
+		log_error("guest port: cannot watch %s: %s", d->what, strerror(errno));
+		return -1;
+	}
+	if (d->tfd >= 0) {
+		d->wt = (struct loop_watch){ .fd = d->tfd, .cb = dgram_on_timer, .arg = g };
+		if (loop_add(g->loop, &d->wt, EPOLLIN) < 0)
+			return -1;
+	}
+	if (!d->bound)
+		guest_count(&g->cnt->clients_accepted, 1);
+	return 0;
+}
+
+static void dgram_close(struct guest *g)
+{
+	struct dgram *d = g->fe;
+
+	if (!d)
+		return;
+	if (d->fd >= 0) {
+		close(d->fd);
+		if (d->bound)
+			guest_unix_unlink(g->spec.path);
+	}
+	if (d->tfd >= 0)
+		close(d->tfd);
+	free(d->in);
+}
+
+const struct guest_ops guest_dgram_ops = {
+	.name = "dgram",
+	.open = dgram_open,
+	.start = dgram_start,
+	.input = dgram_input,
+	.output = dgram_output,
+	.close = dgram_close,
+};

@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest_tap.c - the tap frontend: tap:IFNAME[@NETNS_PATH] and tap-fd:N
+ *
+ * Theory of Operation
+ * -------------------
+ * Runs in the supervisor's loop (guest.c dispatches here). The tap is
+ * opened inside NETNS_PATH (setns, open, setns back), as slirp4netns does,
+ * or inherited as tap-fd:N. It must already exist: moat attaches to it and
+ * never creates one, so a typo is an error instead of a new, unconfigured
+ * device.
+ *
+ * Guest -> g2s: a tap hands out one frame per read(2), so we read straight
+ * into reserved g2s records (no copy), check only the length, and publish
+ * the batch with one flush. When g2s is full we stop reading: the kernel's
+ * tap queue holds the rest, and our eventfd fires when the netstack
+ * releases space. s2g -> guest: records are written straight from the ring
+ * (the bytes are not parsed here, so no copy is needed); when the tap's
+ * queue is full (EAGAIN, or ENOBUFS) we wait for EPOLLOUT.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "supervisor/guest_int.h"
+
+struct tap {
+	int fd;
+	struct loop_watch w;
+	uint32_t events;
+};
+
+static int attach_tap(const struct guest_spec *spec, char *err, size_t errlen)
+{
+	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI };
+	const char *in = spec->netns[0] ? " in " : "";
+	int fd;
+
+	/* TUNSETIFF would create a missing device: refuse that instead. */
+	if (!if_nametoindex(spec->ifname)) {
+		snprintf(err, errlen, "tap %s does not exist%s%s (create it first, e.g. "
+			 "`ip tuntap add dev %s mode tap`)", spec->ifname, in, spec->netns,
+			 spec->ifname);
+		return -1;
+	}
+	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open /dev/net/tun: %s", strerror(errno));
+		return -1;
+	}
+	memcpy(ifr.ifr_name, spec->ifname, strlen(spec->ifname));
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		int e = errno;
+
+		if (e == EBUSY)
+			snprintf(err, errlen, "tap %s%s%s is already attached to another process",
+				 spec->ifname, in, spec->netns);
+		else if (e == EINVAL)
+			snprintf(err, errlen, "%s%s%s is not a tap device (or not one with "
+				 "IFF_NO_PI)", spec->ifname, in, spec->netns);
+		else if (e == EPERM)
+			snprintf(err, errlen, "no permission to attach to tap %s%s%s (it belongs to "
+				 "another user, or moat lacks CAP_NET_ADMIN)", spec->ifname, in,
+				 spec->netns);
+		else
+			snprintf(err, errlen, "cannot attach to tap %s%s%s: %s", spec->ifname, in,
+				 spec->netns, strerror(e));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int open_tap(const struct guest_spec *spec, char *err, size_t errlen)
+{
+	int self_ns = -1, target_ns = -1, fd = -1, saved;
+
+	if (!spec->netns[0])
+		return attach_tap(spec, err, errlen);
+	self_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	target_ns = open(spec->netns, O_RDONLY | O_CLOEXEC);
+	if (self_ns < 0 || target_ns < 0) {
+		if (target_ns < 0 && errno == ENOENT)
+			snprintf(err, errlen, "network namespace %s does not exist", spec->netns);
+		else
+			snprintf(err, errlen, "cannot open network namespace %s: %s", spec->netns,
+				 strerror(errno));
+		goto out;
+	}
+	if (setns(target_ns, CLONE_NEWNET) < 0) {
+		snprintf(err, errlen, "cannot enter network namespace %s: %s", spec->netns,
+			 errno == EINVAL ? "not a network namespace" : strerror(errno));
+		goto out;
+	}
+	fd = attach_tap(spec, err, errlen);
+	if (setns(self_ns, CLONE_NEWNET) < 0) {
+		saved = errno;
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+		snprintf(err, errlen, "cannot return to our network namespace: %s", strerror(saved));
+	}
+out:
+	if (self_ns >= 0)
+		close(self_ns);
+	if (target_ns >= 0)
+		close(target_ns);
+	return fd;
+}
+
+static int tap_open(struct guest *g, char *err, size_t errlen)
+{
+	struct tap *t = calloc(1, sizeof(*t));
+	char what[32];
+
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	g->fe = t;
+	t->fd = -1;
+	if (g->spec.kind == GUEST_TAP) {
+		t->fd = open_tap(&g->spec, err, errlen);
+		return t->fd < 0 ? -1 : 0;
+	}
+	snprintf(what, sizeof(what), "tap-fd:%d", g->spec.fd);
+	if (guest_check_fd(g->spec.fd, -1, what, err, errlen) < 0)
+		return -1;
+	t->fd = g->spec.fd;
+	return 0;
+}
+
+static void tap_set_events(struct guest *g)
+{
+	struct tap *t = g->fe;
+	uint32_t ev = (g->waiting_g2s ? 0 : EPOLLIN) | (g->waiting_out ? EPOLLOUT : 0);
+
+	if (ev != t->events) {
+		loop_mod(g->loop, &t->w, ev);
+		t->events = ev;
+	}
+}
+
+/* Guest -> g2s: read frames into reserved records, publish once. */
+static void tap_input(struct guest *g)
+{
+	struct tap *t = g->fe;
+	uint64_t frames = 0, bytes = 0;
+
+	for (int i = 0; i < GUEST_BATCH; i++) {
+		void *p;
+		ssize_t n;
+		int rc = ring_reserve(&g->g2s, g->max_frame + 1, &p);
+
+		if (rc == -ENOBUFS) {
+			if (guest_g2s_pause(g, g->max_frame + 1))
+				break;
+			i--;
+			continue;
+		}
+		if (rc < 0) {
+			log_error("g2s ring: %s", strerror(-rc));
+			break;
+		}
+		n = read(t->fd, p, g->max_frame + 1);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				guest_gone(g, "the tap", strerror(errno));
+			break;
+		}
+		if (n < 14) {
+			guest_count(&g->cnt->drops[MOAT_DROP_TOO_SHORT], 1);
+			continue;
+		}
+		if (n > g->max_frame) {
+			guest_count(&g->cnt->drops[MOAT_DROP_TOO_LONG], 1);
+			continue;
+		}
+		if (g->pcap)
+			pcap_frame(g->pcap, p, (uint32_t)n);
+		ring_commit(&g->g2s, MOAT_REC_FRAME, (uint32_t)n);
+		frames++;
+		bytes += (uint64_t)n;
+	}
+	guest_g2s_done(g, frames, bytes);
+	tap_set_events(g);
+}
+
+/* s2g -> guest: write records straight from the ring. */
+static void tap_output(struct guest *g)
+{
+	struct tap *t = g->fe;
+	uint64_t frames = 0, bytes = 0;
+	const uint8_t *p;
+	int n;
+
+	g->waiting_out = false;
+	while ((n = guest_s2g_next(g, &p)) > 0) {
+		if (frames == GUEST_OUT_MAX) {
+			guest_yield(g);
+			break;
+		}
+		if (write(t->fd, p, (size_t)n) < 0) {
+			if (errno == EAGAIN || errno == ENOBUFS) {
+				g->waiting_out = true;
+				break;
+			}
+			/* EIO: the tap is down; the frame is lost like on a wire. */
+		} else {
+			if (g->pcap)
+				pcap_frame(g->pcap, p, (uint32_t)n);
+			frames++;
+			bytes += (uint64_t)n;
+		}
+		ring_consume(&g->s2g);
+		if (frames % GUEST_BATCH == 0)
+			ring_release(&g->s2g);
+	}
+	guest_s2g_done(g, frames, bytes);
+	tap_set_events(g);
+}
+
+static void tap_on_fd(struct loop_watch *w, uint32_t events)
+{
+	struct guest *g = w->arg;
+
+	if (events & EPOLLOUT)
+		tap_output(g);
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		tap_input(g);
+	tap_set_events(g);
+}
+
+static int tap_start(struct guest *g)
+{
+	struct tap *t = g->fe;
+
+	t->w = (struct loop_watch){ .fd = t->fd, .cb = tap_on_fd, .arg = g };
+	t->events = EPOLLIN;
+	if (loop_add(g->loop, &t->w, EPOLLIN) < 0) {
+		log_error("guest port: cannot watch the tap: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void tap_close(struct guest *g)
+{
+	struct tap *t = g->fe;
+
+	if (t && t->fd >= 0)
+		close(t->fd);
+}
+
+const struct guest_ops guest_tap_ops = {
+	.name = "tap",
+	.open = tap_open,
+	.start = tap_start,
+	.input = tap_input,
+	.output = tap_output,
+	.close = tap_close,
+};

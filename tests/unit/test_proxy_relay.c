@@ -1,0 +1,949 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_proxy_relay.c - the proxy in-process, with the test playing the
+ * netstack and the supervisor: message validation, violations, TCP
+ * connect/relay/credits/half-close/reset, denials and their events,
+ * terminate rules, UDP flows, the DNS forwarder against a fake upstream.
+ * Everything on 127.0.0.1; no root needed.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy/dns.h"
+#include "proxy/relay.h"
+#include "shm/flow.h"
+#include "shm/region.h"
+#include "shm/ring.h"
+
+static struct proxy px;
+static struct region region;
+static struct ring s2p, p2s;	/* our (the netstack's) side: producer, consumer */
+static int efd_sup, efd_ns, efd_px, ctl[2];
+static _Alignas(8) uint8_t rbuf[FLOW_RECORD_MAX];
+static uint32_t mbox_seq;
+
+static const char POLICY_FMT[] =
+	"{\"default_egress\":\"allow\",\"default_ingress\":\"allow\",\"rules\":["
+	"{\"direction\":\"egress\",\"destination\":{\"cidr\":\"127.0.0.2/32\"},\"action\":\"deny\"},"
+	"{\"direction\":\"egress\",\"destination\":{\"cidr\":\"127.0.0.3/32\"},"
+	"\"action\":\"deny\",\"terminate\":true},"
+	"{\"direction\":\"egress\",\"destination\":{\"domain\":\"blocked.test\"},\"action\":\"deny\"},"
+	"{\"direction\":\"egress\",\"destination\":{\"domain_suffix\":\"pinned.test\"},\"protocols\":[\"tcp\"],"
+	"\"ports\":[{\"start\":1,\"end\":65535}],\"action\":\"allow\"},"
+	"{\"direction\":\"egress\",\"destination\":{\"cidr\":\"127.0.0.4/32\"},\"action\":\"deny\"}"
+	"]%s}";
+
+static void send_doc(const char *doc)
+{
+	uint32_t len = (uint32_t)strlen(doc);
+
+	cr_assert_eq(write(ctl[0], &len, 4), 4);
+	cr_assert_eq(write(ctl[0], doc, len), (ssize_t)len);
+}
+
+static void send_policy(const char *extra, int generation)
+{
+	char pol[4096], doc[8192];
+
+	snprintf(pol, sizeof(pol), POLICY_FMT, extra ? extra : "");
+	snprintf(doc, sizeof(doc), "{\"policy\":%s,\"generation\":%d,\"nameservers\":[]}", pol,
+		 generation);
+	send_doc(doc);
+}
+
+static long now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void spin(void)
+{
+	uv_run(&px.loop, UV_RUN_NOWAIT);
+	usleep(100);
+}
+
+static void run_ms(int ms)
+{
+	long end = now_ms() + ms;
+
+	while (now_ms() < end)
+		spin();
+}
+
+/* A proxy with the test policy plus @extra (e.g. ",\"dns\":{...}"). */
+static void start(const char *extra)
+{
+	struct moat_shm_header h = { 0 };
+	struct region_config cfg = { .frame_ring_bytes = 1 << 16, .flow_ring_bytes = 1 << 20 };
+	long end;
+
+	h.guest_ip4[0] = 10, h.guest_ip4[2] = 2, h.guest_ip4[3] = 15;
+	h.gateway_ip4[0] = 10, h.gateway_ip4[2] = 2, h.gateway_ip4[3] = 2;
+	h.dns_ip4[0] = 10, h.dns_ip4[2] = 2, h.dns_ip4[3] = 3;
+	h.connect_timeout_ms = 1500;
+	h.max_tcp_connections = 64;
+	h.max_udp_flows = 4;
+	h.udp_idle_timeout_s = 60;
+	h.tcp_idle_timeout_s = 7200;
+	h.log_level = 1;
+	cr_assert_eq(region_create(&cfg, &h, &region), 0);
+	efd_sup = eventfd(0, EFD_NONBLOCK);
+	efd_ns = eventfd(0, EFD_NONBLOCK);
+	efd_px = eventfd(0, EFD_NONBLOCK);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, ctl), 0);
+	memset(&px, 0, sizeof(px));
+	px.region = region;
+	px.efd_self = efd_px;
+	px.efd_netstack = efd_ns;
+	px.efd_supervisor = efd_sup;
+	px.control_fd = ctl[1];
+	cr_assert_eq(uv_loop_init(&px.loop), 0);
+	cr_assert_eq(relay_init(&px), 0);
+	ring_attach(&s2p, region.part[MOAT_PART_RING_S2P],
+		    region_ring_capacity(&region, MOAT_PART_RING_S2P), efd_px, -1, NULL);
+	ring_attach(&p2s, region.part[MOAT_PART_RING_P2S],
+		    region_ring_capacity(&region, MOAT_PART_RING_P2S), -1, efd_px, NULL);
+	mbox_seq = 0;
+	send_policy(extra, 1);
+	end = now_ms() + 2000;
+	while (!px.policy && now_ms() < end)
+		spin();
+	cr_assert_not_null(px.policy, "the proxy took no policy");
+}
+
+static void stop(void)
+{
+	relay_fini(&px);
+	uv_loop_close(&px.loop);
+	region_unmap(&region);
+	close(efd_sup);
+	close(efd_ns);
+	close(efd_px);
+	close(ctl[0]);
+	close(ctl[1]);
+}
+
+static void push(uint32_t type, const void *msg, uint32_t len)
+{
+	cr_assert_eq(ring_push(&s2p, type, msg, len), 0);
+	ring_flush(&s2p);
+}
+
+static void pushv(uint32_t type, const void *hdr, uint32_t hlen, const void *data, uint32_t dlen)
+{
+	struct iovec iov[2] = { { (void *)hdr, hlen }, { (void *)data, dlen } };
+
+	cr_assert_eq(ring_pushv(&s2p, type, iov, 2), 0);
+	ring_flush(&s2p);
+}
+
+/* Next p2s record of @type (others are skipped into *skipped if given), or -1 on timeout. */
+static int expect(uint32_t type, int timeout_ms)
+{
+	long end = now_ms() + timeout_ms;
+
+	for (;;) {
+		uint32_t t;
+		int n = ring_pop(&p2s, &t, rbuf, sizeof(rbuf));
+
+		if (n >= 0) {
+			ring_release(&p2s);
+			if (t == type)
+				return n;
+			continue;
+		}
+		cr_assert_eq(n, -EAGAIN);
+		if (now_ms() > end)
+			return -1;
+		spin();
+	}
+}
+
+static struct flow_endpoint ep4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port)
+{
+	struct flow_endpoint e = { .family = 4, .port = port };
+
+	e.addr[0] = a, e.addr[1] = b, e.addr[2] = c, e.addr[3] = d;
+	return e;
+}
+
+static struct flow_endpoint guest_ep(uint16_t port)
+{
+	return ep4(10, 0, 2, 15, port);
+}
+
+static int tcp_listener(uint16_t *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(fd, 16), 0);
+	getsockname(fd, (struct sockaddr *)&sa, &len);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+static int accept_wait(int lfd)
+{
+	long end = now_ms() + 3000;
+
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+
+		if (fd >= 0)
+			return fd;
+		cr_assert(now_ms() < end, "no connection arrived");
+		spin();
+	}
+}
+
+static uint32_t connect_flow(uint32_t id, struct flow_endpoint dst)
+{
+	struct flow_connect c = { .id = id, .src = guest_ep((uint16_t)(40000 + id)), .dst = dst };
+	struct flow_connect_result r;
+	int n;
+
+	push(FLOW_CONNECT, &c, sizeof(c));
+	n = expect(FLOW_CONNECT_RESULT, 3000);
+	cr_assert_eq(n, (int)sizeof(r), "no CONNECT_RESULT");
+	memcpy(&r, rbuf, sizeof(r));
+	cr_assert_eq(r.id, id);
+	return r.result;
+}
+
+/* The next event the proxy sent to the "supervisor", or NULL. */
+static char *read_event(int timeout_ms)
+{
+	static char buf[4096];
+	long end = now_ms() + timeout_ms;
+	uint32_t len;
+
+	while (now_ms() < end) {
+		ssize_t n = recv(ctl[0], &len, 4, MSG_DONTWAIT | MSG_PEEK);
+
+		if (n == 4) {
+			cr_assert_lt(len, sizeof(buf));
+			recv(ctl[0], &len, 4, 0);
+			cr_assert_eq(recv(ctl[0], buf, len, MSG_WAITALL), (ssize_t)len);
+			buf[len] = '\0';
+			return buf;
+		}
+		spin();
+	}
+	return NULL;
+}
+
+static bool violation_posted(uint32_t *reason, int32_t *rule)
+{
+	struct moat_mailbox *mb = region.part[MOAT_PART_MBOX_PROXY];
+	uint32_t seq = __atomic_load_n(&mb->seq, __ATOMIC_ACQUIRE);
+
+	if (seq == mbox_seq)
+		return false;
+	mbox_seq = seq;
+	*reason = mb->reason;
+	*rule = mb->rule;
+	return true;
+}
+
+static struct moat_proxy_counters *cnt(void)
+{
+	return region.part[MOAT_PART_CNT_PROXY];
+}
+
+/* ---- validation --------------------------------------------------- */
+
+Test(relay, validate_records)
+{
+	struct flow_connect c = { .id = 5, .src = guest_ep(1000), .dst = ep4(1, 2, 3, 4, 80) };
+	struct flow_connect_result r = { .id = FLOW_ID_INGRESS | 1, .result = MOAT_CONN_OK };
+	struct flow_credit cr = { .id = 5, .bytes = 10 };
+	struct flow_close cl = { .id = 5, .reset = 1 };
+	struct flow_shut sh = { .id = 5 };
+	uint8_t data[sizeof(struct flow_dgram) + 10] = { 0 };
+	struct flow_dgram d = { .src = guest_ep(1000), .dst = ep4(1, 2, 3, 4, 53) };
+	struct flow_echo e = { .peer = ep4(1, 2, 3, 4, 0), .guest = guest_ep(0) };
+	struct flow_connect bad;
+
+	cr_assert_eq(relay_validate(FLOW_CONNECT, &c, sizeof(c)), 0);
+	cr_assert_eq(relay_validate(FLOW_CONNECT, &c, sizeof(c) - 1), -EBADMSG);
+	cr_assert_eq(relay_validate(FLOW_CONNECT, &c, sizeof(c) + 8), -EBADMSG);
+	bad = c, bad.id = 0;
+	cr_assert_eq(relay_validate(FLOW_CONNECT, &bad, sizeof(bad)), -EBADMSG);
+	bad = c, bad.id = FLOW_ID_INGRESS | 3;		/* not an egress id */
+	cr_assert_eq(relay_validate(FLOW_CONNECT, &bad, sizeof(bad)), -EBADMSG);
+	bad = c, bad.dst.family = 5;
+	cr_assert_eq(relay_validate(FLOW_CONNECT, &bad, sizeof(bad)), -EBADMSG);
+	bad = c, bad.dst.family = 6;			/* families differ */
+	cr_assert_eq(relay_validate(FLOW_CONNECT, &bad, sizeof(bad)), -EBADMSG);
+	bad = c, bad.dst.port = 0;
+	cr_assert_eq(relay_validate(FLOW_CONNECT, &bad, sizeof(bad)), -EBADMSG);
+
+	cr_assert_eq(relay_validate(FLOW_CONNECT_RESULT, &r, sizeof(r)), 0);
+	r.result = MOAT_CONN_RESULT_COUNT;
+	cr_assert_eq(relay_validate(FLOW_CONNECT_RESULT, &r, sizeof(r)), -EBADMSG);
+	r.result = 0, r.id = 7;				/* results only for ingress ids */
+	cr_assert_eq(relay_validate(FLOW_CONNECT_RESULT, &r, sizeof(r)), -EBADMSG);
+
+	memcpy(data, &cr, 8);
+	cr_assert_eq(relay_validate(FLOW_DATA, data, 9), 0);
+	cr_assert_eq(relay_validate(FLOW_DATA, data, 8), -EBADMSG);	/* no payload */
+	cr_assert_eq(relay_validate(FLOW_DATA, data, 8 + FLOW_DATA_MAX + 1), -EBADMSG);
+	cr_assert_eq(relay_validate(FLOW_CREDIT, &cr, sizeof(cr)), 0);
+	cr_assert_eq(relay_validate(FLOW_CREDIT, &cr, 4), -EBADMSG);
+	cr_assert_eq(relay_validate(FLOW_SHUT_WR, &sh, sizeof(sh)), 0);
+	cr_assert_eq(relay_validate(FLOW_CLOSE, &cl, sizeof(cl)), 0);
+	cl.reset = 2;
+	cr_assert_eq(relay_validate(FLOW_CLOSE, &cl, sizeof(cl)), -EBADMSG);
+
+	memcpy(data, &d, sizeof(d));
+	cr_assert_eq(relay_validate(FLOW_DGRAM, data, sizeof(data)), 0);
+	cr_assert_eq(relay_validate(FLOW_DGRAM, data, sizeof(d)), 0);	/* empty datagram */
+	cr_assert_eq(relay_validate(FLOW_DGRAM, data, sizeof(d) - 1), -EBADMSG);
+	d.src.port = 0;
+	memcpy(data, &d, sizeof(d));
+	cr_assert_eq(relay_validate(FLOW_DGRAM, data, sizeof(data)), -EBADMSG);
+	cr_assert_eq(relay_validate(FLOW_ECHO, &e, sizeof(e)), 0);
+	e.guest.family = 6;
+	cr_assert_eq(relay_validate(FLOW_ECHO, &e, sizeof(e)), -EBADMSG);
+
+	/* p2s-only and unknown types. */
+	cr_assert_eq(relay_validate(FLOW_ECHO_REPLY, &e, sizeof(e)), -EBADMSG);
+	cr_assert_eq(relay_validate(FLOW_ACCEPTED, &c, sizeof(c)), -EBADMSG);
+	cr_assert_eq(relay_validate(FLOW_MSG_END, &c, sizeof(c)), -EBADMSG);
+	cr_assert_eq(relay_validate(1, &c, sizeof(c)), -EBADMSG);
+}
+
+Test(relay, malformed_record_is_a_violation)
+{
+	struct flow_credit cr = { .id = 5, .bytes = 1 };
+	uint32_t reason;
+	int32_t rule;
+
+	start(NULL);
+	push(FLOW_CREDIT, &cr, 7);	/* wrong size */
+	run_ms(50);
+	cr_assert(violation_posted(&reason, &rule));
+	cr_assert_eq(reason, MOAT_VIOL_BAD_MESSAGE);
+	cr_assert(px.violation);
+	cr_assert_eq(cnt()->bad_messages, 1);
+	/* Nothing more is processed. */
+	push(FLOW_CREDIT, &cr, sizeof(cr));
+	run_ms(20);
+	cr_assert_eq(ring_used_bytes(s2p.ctl, s2p.cap) > 0, true);
+	stop();
+}
+
+Test(relay, corrupt_ring_is_a_violation)
+{
+	struct moat_ring_ctl *c = region.part[MOAT_PART_RING_S2P];
+	uint32_t reason;
+	int32_t rule;
+	uint64_t one = 1;
+
+	start(NULL);
+	c = region.part[MOAT_PART_RING_S2P];
+	__atomic_store_n(&c->head, c->tail + s2p.cap * 2, __ATOMIC_RELEASE);
+	cr_assert_eq(write(efd_px, &one, 8), 8);
+	run_ms(50);
+	cr_assert(violation_posted(&reason, &rule));
+	cr_assert_eq(reason, MOAT_VIOL_RING_CORRUPT);
+	stop();
+}
+
+Test(relay, unknown_ids_are_ignored)
+{
+	struct flow_credit cr = { .id = 77, .bytes = 100 };
+	struct flow_close cl = { .id = 78, .reset = 1 };
+	struct flow_shut sh = { .id = 79 };
+	uint8_t d[16] = { 80, 0, 0, 0, 0, 0, 0, 0, 'x' };
+	uint32_t reason;
+	int32_t rule;
+
+	start(NULL);
+	push(FLOW_CREDIT, &cr, sizeof(cr));
+	push(FLOW_CLOSE, &cl, sizeof(cl));
+	push(FLOW_SHUT_WR, &sh, sizeof(sh));
+	push(FLOW_DATA, d, 9);
+	run_ms(50);
+	cr_assert_not(violation_posted(&reason, &rule));
+	cr_assert_eq(expect(FLOW_CLOSE, 10), -1);
+	stop();
+}
+
+/* ---- TCP ---------------------------------------------------------- */
+
+Test(relay, tcp_relay_credits_half_close)
+{
+	uint16_t port;
+	int lfd = tcp_listener(&port), sfd;
+	struct flow_data dh = { .id = 1 };
+	struct flow_credit cr = { .id = 1 };
+	struct flow_shut sh = { .id = 1 };
+	char buf[70000], msg[] = "hello server";
+	uint64_t got = 0, credited = 0;
+	long end;
+	int n;
+
+	start(NULL);
+	cr_assert_eq(connect_flow(1, ep4(127, 0, 0, 1, port)), MOAT_CONN_OK);
+	sfd = accept_wait(lfd);
+	cr_assert_eq(cnt()->tcp_connections[MOAT_CONN_OK], 1);
+	cr_assert_eq(cnt()->tcp_active, 1);
+
+	/* guest -> server, and the credit comes back */
+	pushv(FLOW_DATA, &dh, sizeof(dh), msg, sizeof(msg));
+	end = now_ms() + 2000;
+	while (credited < sizeof(msg) && now_ms() < end) {
+		n = expect(FLOW_CREDIT, 50);
+		if (n == sizeof(cr)) {
+			memcpy(&cr, rbuf, sizeof(cr));
+			cr_assert_eq(cr.id, 1);
+			credited += cr.bytes;
+		}
+	}
+	cr_assert_eq(credited, sizeof(msg));
+	n = (int)recv(sfd, buf, sizeof(buf), 0);
+	cr_assert_eq(n, (int)sizeof(msg));
+	cr_assert_str_eq(buf, msg);
+
+	/* server -> guest only within credit */
+	memset(buf, 'z', sizeof(buf));
+	cr_assert_eq(send(sfd, buf, 50000, 0), 50000);
+	run_ms(30);
+	cr_assert_eq(expect(FLOW_DATA, 20), -1, "data without credit");
+	cr.id = 1;
+	cr.bytes = 1000;
+	push(FLOW_CREDIT, &cr, sizeof(cr));
+	end = now_ms() + 2000;
+	while (now_ms() < end && got < 1000) {
+		n = expect(FLOW_DATA, 20);
+		if (n > 0)
+			got += (uint64_t)n - sizeof(dh);
+	}
+	cr_assert_eq(got, 1000);
+	run_ms(30);
+	cr_assert_eq(expect(FLOW_DATA, 20), -1, "more data than credit");
+	cr.bytes = 100000;
+	push(FLOW_CREDIT, &cr, sizeof(cr));
+	end = now_ms() + 2000;
+	while (now_ms() < end && got < 50000) {
+		n = expect(FLOW_DATA, 20);
+		if (n > 0) {
+			cr_assert_leq(n - (int)sizeof(dh), FLOW_DATA_MAX);
+			got += (uint64_t)n - sizeof(dh);
+		}
+	}
+	cr_assert_eq(got, 50000);
+	cr_assert_eq(cnt()->upstream_rx_bytes, 50000);
+
+	/* half-close: the guest shuts, the server sees EOF, answers, closes */
+	push(FLOW_SHUT_WR, &sh, sizeof(sh));
+	end = now_ms() + 2000;
+	for (;;) {
+		n = (int)recv(sfd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0)
+			break;
+		cr_assert(now_ms() < end, "no EOF at the server");
+		spin();
+	}
+	cr_assert_eq(send(sfd, "bye", 3, 0), 3);
+	close(sfd);
+	cr_assert_gt(expect(FLOW_DATA, 2000), 0);
+	cr_assert_eq(memcmp(rbuf + sizeof(dh), "bye", 3), 0);
+	cr_assert_eq(expect(FLOW_SHUT_WR, 2000), (int)sizeof(sh));
+	cr_assert_eq(expect(FLOW_CLOSE, 2000), (int)sizeof(struct flow_close));
+	cr_assert_eq(((struct flow_close *)rbuf)->reset, 0);
+	run_ms(20);
+	cr_assert_eq(cnt()->tcp_active, 0);
+	close(lfd);
+	stop();
+}
+
+Test(relay, tcp_refused_and_gateway_means_host)
+{
+	uint16_t port;
+	int lfd = tcp_listener(&port), sfd;
+
+	close(lfd);	/* nothing listens on port now */
+	start(NULL);
+	cr_assert_eq(connect_flow(2, ep4(127, 0, 0, 1, port)), MOAT_CONN_REFUSED);
+	lfd = tcp_listener(&port);
+	/* 10.0.2.2 is the host: dialled as 127.0.0.1 */
+	cr_assert_eq(connect_flow(3, ep4(10, 0, 2, 2, port)), MOAT_CONN_OK);
+	sfd = accept_wait(lfd);
+	close(sfd);
+	close(lfd);
+	stop();
+}
+
+Test(relay, tcp_upstream_reset_and_guest_reset)
+{
+	uint16_t port;
+	int lfd = tcp_listener(&port), sfd;
+	struct linger lg = { 1, 0 };
+	struct flow_close cl = { .id = 5, .reset = 1 };
+	struct flow_credit cr = { .id = 4, .bytes = 1000 };
+	char b[8];
+	long end;
+	int n;
+
+	start(NULL);
+	cr_assert_eq(connect_flow(4, ep4(127, 0, 0, 1, port)), MOAT_CONN_OK);
+	push(FLOW_CREDIT, &cr, sizeof(cr));
+	sfd = accept_wait(lfd);
+	setsockopt(sfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(sfd);	/* RST */
+	cr_assert_eq(expect(FLOW_CLOSE, 2000), (int)sizeof(cl));
+	cr_assert_eq(((struct flow_close *)rbuf)->reset, 1);
+
+	/* The guest resets: the server sees ECONNRESET. */
+	cr_assert_eq(connect_flow(5, ep4(127, 0, 0, 1, port)), MOAT_CONN_OK);
+	sfd = accept_wait(lfd);
+	push(FLOW_CLOSE, &cl, sizeof(cl));
+	end = now_ms() + 2000;
+	for (;;) {
+		n = (int)recv(sfd, b, sizeof(b), MSG_DONTWAIT);
+		if (n < 0 && errno != EAGAIN)
+			break;
+		cr_assert_neq(n, 0, "orderly EOF instead of a reset");
+		cr_assert(now_ms() < end, "no reset at the server");
+		spin();
+	}
+	cr_assert_eq(errno, ECONNRESET);
+	close(sfd);
+	close(lfd);
+	stop();
+}
+
+Test(relay, tcp_denied_with_event)
+{
+	char *ev;
+	uint32_t reason;
+	int32_t rule;
+
+	start(NULL);
+	cr_assert_eq(connect_flow(6, ep4(127, 0, 0, 2, 80)), MOAT_CONN_DENIED);
+	cr_assert_eq(cnt()->tcp_connections[MOAT_CONN_DENIED], 1);
+	cr_assert_eq(cnt()->denials_egress[MOAT_P_TCP], 1);
+	ev = read_event(1000);
+	cr_assert_not_null(ev);
+	cr_assert_str_eq(ev, "{\"event\":\"denial\",\"direction\":\"egress\",\"protocol\":\"tcp\","
+			     "\"dst\":\"127.0.0.2\",\"dst_port\":80,\"rule\":0,\"flow\":6}");
+	cr_assert_not(violation_posted(&reason, &rule));
+	stop();
+}
+
+Test(relay, tcp_terminate_rule_posts_violation)
+{
+	uint32_t reason;
+	int32_t rule;
+	struct flow_connect c = { .id = 7, .src = guest_ep(1234), .dst = ep4(127, 0, 0, 3, 80) };
+
+	start(NULL);
+	push(FLOW_CONNECT, &c, sizeof(c));
+	run_ms(30);
+	cr_assert(violation_posted(&reason, &rule));
+	cr_assert_eq(reason, MOAT_VIOL_POLICY_TERMINATE);
+	cr_assert_eq(rule, 1);
+	{
+		struct moat_mailbox *mb = region.part[MOAT_PART_MBOX_PROXY];
+
+		cr_assert_eq(mb->flow, 7);
+		cr_assert_eq(mb->dst_port, 80);
+		cr_assert_eq(mb->dst_addr[3], 3);
+	}
+	stop();
+}
+
+Test(relay, tcp_policy_reload_applies_to_new_connections)
+{
+	uint16_t port;
+	int lfd = tcp_listener(&port);
+	char doc[512];
+
+	start(NULL);
+	cr_assert_eq(connect_flow(8, ep4(127, 0, 0, 1, port)), MOAT_CONN_OK);
+	snprintf(doc, sizeof(doc), "{\"policy\":{\"default_egress\":\"deny\",\"default_ingress\":\"allow\","
+		 "\"rules\":[]},\"generation\":2}");
+	send_doc(doc);
+	run_ms(50);
+	cr_assert_eq(px.generation, 2);
+	cr_assert_eq(cnt()->policy_generation, 2);
+	cr_assert_eq(connect_flow(9, ep4(127, 0, 0, 1, port)), MOAT_CONN_DENIED);
+	/* A broken document changes nothing. */
+	send_doc("{\"policy\":{\"default_egress\":\"allow\"},\"generation\":3}");
+	send_doc("{\"policy\":{},\"generation\":4,\"bogus\":1}");
+	run_ms(50);
+	cr_assert_eq(px.generation, 2);
+	cr_assert_eq(connect_flow(10, ep4(127, 0, 0, 1, port)), MOAT_CONN_DENIED);
+	close(lfd);
+	stop();
+}
+
+Test(relay, tcp_limit_refuses)
+{
+	uint16_t port;
+	int lfd = tcp_listener(&port);
+	char *ev;
+
+	start(",\"limits\":{\"max_tcp_connections\":{\"limit\":2,\"on_exceed\":\"refuse\"}}");
+	cr_assert_eq(connect_flow(11, ep4(127, 0, 0, 1, port)), MOAT_CONN_OK);
+	cr_assert_eq(connect_flow(12, ep4(127, 0, 0, 1, port)), MOAT_CONN_OK);
+	cr_assert_eq(connect_flow(13, ep4(127, 0, 0, 1, port)), MOAT_CONN_LIMIT);
+	cr_assert_eq(cnt()->limit_exceeded, 1);
+	ev = read_event(1000);
+	cr_assert_not_null(ev);
+	cr_assert(strstr(ev, "\"event\":\"limit\"") && strstr(ev, "max_tcp_connections"), "%s", ev);
+	close(lfd);
+	stop();
+}
+
+/* ---- UDP ---------------------------------------------------------- */
+
+static int udp_server(uint16_t *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	getsockname(fd, (struct sockaddr *)&sa, &len);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+static int udp_recv_wait(int fd, void *buf, size_t len, struct sockaddr_in *from)
+{
+	long end = now_ms() + 2000;
+	socklen_t fl = sizeof(*from);
+
+	for (;;) {
+		int n = (int)recvfrom(fd, buf, len, 0, (struct sockaddr *)from, &fl);
+
+		if (n >= 0)
+			return n;
+		if (now_ms() > end)
+			return -1;
+		spin();
+	}
+}
+
+Test(relay, udp_flow_echo_deny_and_cap)
+{
+	uint16_t port;
+	int sfd = udp_server(&port);
+	struct flow_dgram d = { .src = guest_ep(5000), .dst = ep4(127, 0, 0, 1, port) };
+	struct sockaddr_in from;
+	char buf[100];
+	int n;
+
+	start(NULL);
+	pushv(FLOW_DGRAM, &d, sizeof(d), "ping", 4);
+	n = udp_recv_wait(sfd, buf, sizeof(buf), &from);
+	cr_assert_eq(n, 4);
+	cr_assert_eq(sendto(sfd, "pong!", 5, 0, (struct sockaddr *)&from, sizeof(from)), 5);
+	n = expect(FLOW_DGRAM, 2000);
+	cr_assert_eq(n, (int)sizeof(d) + 5);
+	{
+		struct flow_dgram r;
+
+		memcpy(&r, rbuf, sizeof(r));
+		cr_assert_eq(r.src.port, port);		/* from the remote */
+		cr_assert_eq(r.dst.port, 5000);		/* to the guest */
+		cr_assert_eq(memcmp(rbuf + sizeof(r), "pong!", 5), 0);
+	}
+	cr_assert_eq(cnt()->udp_flows_opened, 1);
+	/* Same flow: no new socket. */
+	pushv(FLOW_DGRAM, &d, sizeof(d), "again", 5);
+	cr_assert_eq(udp_recv_wait(sfd, buf, sizeof(buf), &from), 5);
+	cr_assert_eq(cnt()->udp_flows_opened, 1);
+
+	/* Denied destination: dropped and counted, one event. */
+	d.dst = ep4(127, 0, 0, 2, 9);
+	pushv(FLOW_DGRAM, &d, sizeof(d), "x", 1);
+	pushv(FLOW_DGRAM, &d, sizeof(d), "x", 1);
+	run_ms(30);
+	cr_assert_eq(cnt()->denials_egress[MOAT_P_UDP], 2);
+	cr_assert_not_null(read_event(500));
+	cr_assert_null(read_event(50));
+
+	/* The header caps flows at 4. */
+	for (int i = 0; i < 6; i++) {
+		d.src = guest_ep((uint16_t)(6000 + i));
+		d.dst = ep4(127, 0, 0, 1, port);
+		pushv(FLOW_DGRAM, &d, sizeof(d), "y", 1);
+	}
+	run_ms(50);
+	cr_assert_eq(cnt()->udp_flows_active, 4);
+	cr_assert_eq(cnt()->udp_flows_refused, 3);
+	close(sfd);
+	stop();
+}
+
+/* ---- DNS ---------------------------------------------------------- */
+
+static size_t build_query(uint8_t *b, uint16_t id, const char *name, uint16_t type)
+{
+	size_t n = 12;
+
+	memset(b, 0, 12);
+	b[0] = (uint8_t)(id >> 8), b[1] = (uint8_t)id;
+	b[2] = 1;		/* RD */
+	b[5] = 1;		/* one question */
+	while (*name) {
+		const char *dot = strchr(name, '.');
+		size_t l = dot ? (size_t)(dot - name) : strlen(name);
+
+		b[n++] = (uint8_t)l;
+		memcpy(b + n, name, l);
+		n += l;
+		name += l + (dot ? 1 : 0);
+	}
+	b[n++] = 0;
+	b[n++] = 0, b[n++] = (uint8_t)type;
+	b[n++] = 0, b[n++] = 1;
+	return n;
+}
+
+/* Answer query @q (length @qn) with one A record a.b.c.d. */
+static size_t build_answer(uint8_t *b, const uint8_t *q, size_t qn, uint8_t a, uint8_t bb,
+			   uint8_t c, uint8_t d)
+{
+	memcpy(b, q, qn);
+	b[2] |= 0x80;
+	b[3] = 0x80;
+	b[7] = 1;
+	b[qn++] = 0xc0, b[qn++] = 12;
+	b[qn++] = 0, b[qn++] = 1, b[qn++] = 0, b[qn++] = 1;
+	b[qn++] = 0, b[qn++] = 0, b[qn++] = 0, b[qn++] = 60;
+	b[qn++] = 0, b[qn++] = 4;
+	b[qn++] = a, b[qn++] = bb, b[qn++] = c, b[qn++] = d;
+	return qn;
+}
+
+static int dns_roundtrip(int ufd, const char *name, uint8_t *ans, bool upstream_answers,
+			 const uint8_t addr[4])
+{
+	struct flow_dgram d = { .src = guest_ep(5353), .dst = ep4(10, 0, 2, 3, 53) };
+	uint8_t q[512], up[512], a[512];
+	struct sockaddr_in from;
+	size_t qn = build_query(q, 0xabcd, name, 1);
+	int n;
+
+	pushv(FLOW_DGRAM, &d, sizeof(d), q, (uint32_t)qn);
+	if (upstream_answers) {
+		n = udp_recv_wait(ufd, up, sizeof(up), &from);
+		cr_assert_eq(n, (int)qn, "the query did not reach upstream");
+		cr_assert_eq(memcmp(up + 2, q + 2, qn - 2), 0);
+		n = (int)build_answer(a, up, qn, addr[0], addr[1], addr[2], addr[3]);
+		cr_assert_eq(sendto(ufd, a, (size_t)n, 0, (struct sockaddr *)&from, sizeof(from)), n);
+	}
+	n = expect(FLOW_DGRAM, 3000);
+	cr_assert_gt(n, (int)sizeof(d));
+	{
+		struct flow_dgram r;
+
+		memcpy(&r, rbuf, sizeof(r));
+		cr_assert_eq(r.src.port, 53);
+		cr_assert_eq(r.src.addr[3], 3);
+		cr_assert_eq(r.dst.port, 5353);
+	}
+	memcpy(ans, rbuf + sizeof(d), (size_t)n - sizeof(d));
+	cr_assert_eq(ans[0], 0xab);
+	cr_assert_eq(ans[1], 0xcd);
+	return n - (int)sizeof(d);
+}
+
+Test(relay, dns_forward_deny_rebind_pin)
+{
+	uint16_t port;
+	int ufd = udp_server(&port);
+	char extra[128];
+	uint8_t ans[512], up[512];
+	struct sockaddr_in from;
+	static const uint8_t pub[4] = { 203, 0, 113, 9 }, priv[4] = { 10, 1, 2, 3 },
+			     p4[4] = { 127, 0, 0, 4 };
+	const char *names[4];
+	int n;
+
+	snprintf(extra, sizeof(extra), ",\"dns\":{\"nameservers\":[\"127.0.0.1:%u\"],\"timeout_ms\":500}",
+		 port);
+	start(extra);
+
+	/* Allowed: forwarded, answered, pinned. */
+	n = dns_roundtrip(ufd, "www.Example.test", ans, true, pub);
+	cr_assert_gt(n, 12);
+	cr_assert_eq(ans[3] & 0xf, 0);
+	cr_assert_eq(ans[7], 1);
+	cr_assert_eq(pins_lookup(&px.pins, 4, pub, uv_now(&px.loop), names, 4), 1);
+	cr_assert_str_eq(names[0], "www.example.test");
+	cr_assert_eq(cnt()->dns_queries[MOAT_DNS_FORWARDED], 1);
+
+	/* Denied: NXDOMAIN, never upstream, an event. */
+	n = dns_roundtrip(ufd, "blocked.test", ans, false, NULL);
+	cr_assert_eq(ans[3] & 0xf, 3);
+	run_ms(50);
+	cr_assert_eq(recvfrom(ufd, up, sizeof(up), MSG_DONTWAIT, NULL, NULL), -1);
+	cr_assert_eq(cnt()->dns_queries[MOAT_DNS_DENIED], 1);
+	{
+		char *ev = read_event(500);
+
+		cr_assert_not_null(ev);
+		cr_assert(strstr(ev, "\"event\":\"dns_denial\"") && strstr(ev, "\"name\":\"blocked.test\""),
+			  "%s", ev);
+	}
+
+	/* Rebind: a private answer becomes NXDOMAIN. */
+	n = dns_roundtrip(ufd, "evil.test", ans, true, priv);
+	cr_assert_eq(ans[3] & 0xf, 3);
+	cr_assert_eq(cnt()->dns_queries[MOAT_DNS_REBIND], 1);
+
+	/* A domain_suffix rule allows a connection only through a pinned name. */
+	cr_assert_eq(connect_flow(20, ep4(127, 0, 0, 4, 9)), MOAT_CONN_DENIED);
+	pins_add(&px.pins, 4, p4, "a.pinned.test", 60, uv_now(&px.loop));
+	cr_assert_neq(connect_flow(21, ep4(127, 0, 0, 4, 9)), MOAT_CONN_DENIED);
+
+	/* Malformed query: FORMERR. */
+	{
+		struct flow_dgram d = { .src = guest_ep(5353), .dst = ep4(10, 0, 2, 3, 53) };
+		uint8_t q[20] = { 0x11, 0x22, 1, 0, 0, 2 };
+
+		pushv(FLOW_DGRAM, &d, sizeof(d), q, sizeof(q));
+		n = expect(FLOW_DGRAM, 1000);
+		cr_assert_eq(n, (int)sizeof(d) + 12);
+		cr_assert_eq(rbuf[sizeof(d) + 3] & 0xf, 1);
+		cr_assert_eq(cnt()->dns_queries[MOAT_DNS_FORMERR], 1);
+	}
+
+	/* An answer with the wrong id is ignored; upstream silence is SERVFAIL. */
+	{
+		struct flow_dgram d = { .src = guest_ep(5353), .dst = ep4(10, 0, 2, 3, 53) };
+		uint8_t q[512], a[512];
+		size_t qn = build_query(q, 0xabcd, "slow.test", 1);
+
+		pushv(FLOW_DGRAM, &d, sizeof(d), q, (uint32_t)qn);
+		n = udp_recv_wait(ufd, up, sizeof(up), &from);
+		cr_assert_eq(n, (int)qn);
+		up[0] ^= 0xff;
+		n = (int)build_answer(a, up, qn, 1, 2, 3, 4);
+		sendto(ufd, a, (size_t)n, 0, (struct sockaddr *)&from, sizeof(from));
+		n = expect(FLOW_DGRAM, 2000);
+		cr_assert_gt(n, (int)sizeof(d) + 3);
+		cr_assert_eq(rbuf[sizeof(d) + 3] & 0xf, 2, "expected SERVFAIL after the timeout");
+		cr_assert_eq(cnt()->dns_queries[MOAT_DNS_SERVFAIL], 1);
+	}
+	close(ufd);
+	stop();
+}
+
+Test(relay, dns_failover_and_truncation)
+{
+	uint16_t dead, port;
+	int d0 = udp_server(&dead), ufd = udp_server(&port);
+	char extra[160];
+	uint8_t q[512], up[1400], a[1400];
+	struct sockaddr_in from;
+	struct flow_dgram d = { .src = guest_ep(5353), .dst = ep4(10, 0, 2, 3, 53) };
+	size_t qn;
+	int n;
+
+	close(d0);	/* ICMP port unreachable from the first server */
+	snprintf(extra, sizeof(extra),
+		 ",\"dns\":{\"nameservers\":[\"127.0.0.1:%u\",\"127.0.0.1:%u\"],\"timeout_ms\":500}",
+		 dead, port);
+	start(extra);
+	qn = build_query(q, 0xabcd, "big.test", 1);
+	pushv(FLOW_DGRAM, &d, sizeof(d), q, (uint32_t)qn);
+	n = udp_recv_wait(ufd, up, sizeof(up), &from);
+	cr_assert_eq(n, (int)qn, "no failover to the second server");
+	/* 60 A records: more than 512 bytes. */
+	memcpy(a, up, qn);
+	a[2] |= 0x80;
+	a[3] = 0x80;
+	a[7] = 60;
+	n = (int)qn;
+	for (int i = 0; i < 60; i++) {
+		uint8_t rr[16] = { 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, (uint8_t)i };
+
+		memcpy(a + n, rr, 16);
+		n += 16;
+	}
+	sendto(ufd, a, (size_t)n, 0, (struct sockaddr *)&from, sizeof(from));
+	n = expect(FLOW_DGRAM, 2000);
+	cr_assert_eq(n, (int)(sizeof(d) + qn), "not truncated to the question");
+	cr_assert(rbuf[sizeof(d) + 2] & 0x02, "TC not set");
+	cr_assert_eq(cnt()->dns_queries[MOAT_DNS_TRUNCATED], 1);
+	close(ufd);
+	stop();
+}
+
+Test(relay, dns_over_tcp)
+{
+	uint16_t port;
+	int ufd = udp_server(&port), lfd, sfd;
+	char extra[128];
+	struct flow_data dh = { .id = 30 };
+	struct flow_credit cr = { .id = 30, .bytes = 4096 };
+	struct flow_shut sh = { .id = 30 };
+	uint8_t q[512], m[514], up[600], a[600];
+	size_t qn;
+	uint16_t tport;
+	long end;
+	int n;
+
+	close(ufd);
+	lfd = tcp_listener(&tport);
+	snprintf(extra, sizeof(extra), ",\"dns\":{\"nameservers\":[\"127.0.0.1:%u\"],\"timeout_ms\":1000}",
+		 tport);
+	start(extra);
+	cr_assert_eq(connect_flow(30, ep4(10, 0, 2, 3, 53)), MOAT_CONN_OK);
+	push(FLOW_CREDIT, &cr, sizeof(cr));
+	qn = build_query(q, 0xabcd, "tcp.test", 1);
+	m[0] = 0, m[1] = (uint8_t)qn;
+	memcpy(m + 2, q, qn);
+	pushv(FLOW_DATA, &dh, sizeof(dh), m, (uint32_t)qn + 2);
+	/* The forwarder asks upstream over TCP. */
+	sfd = accept_wait(lfd);
+	end = now_ms() + 2000;
+	n = 0;
+	while (n < (int)qn + 2 && now_ms() < end) {
+		int k = (int)recv(sfd, up + n, sizeof(up) - (size_t)n, MSG_DONTWAIT);
+
+		if (k > 0)
+			n += k;
+		spin();
+	}
+	cr_assert_eq(n, (int)qn + 2);
+	n = (int)build_answer(a + 2, up + 2, qn, 203, 0, 113, 50);
+	a[0] = 0, a[1] = (uint8_t)n;
+	cr_assert_eq(send(sfd, a, (size_t)n + 2, 0), n + 2);
+	n = expect(FLOW_DATA, 2000);
+	cr_assert_eq(n, (int)sizeof(dh) + (int)a[1] + 2);
+	cr_assert_eq(rbuf[sizeof(dh) + 2], 0xab);
+	/* The guest shuts: SHUT_WR and CLOSE come back. */
+	push(FLOW_SHUT_WR, &sh, sizeof(sh));
+	cr_assert_eq(expect(FLOW_SHUT_WR, 1000), (int)sizeof(sh));
+	cr_assert_eq(expect(FLOW_CLOSE, 1000), (int)sizeof(struct flow_close));
+	close(sfd);
+	close(lfd);
+	stop();
+}
