@@ -50,7 +50,7 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
-static void vlog(int level, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 2, 0))) vlog(int level, const char *fmt, va_list ap)
 {
 	char buf[1024];
 	int n, m;

@@ -294,7 +294,7 @@ static void parse_options(struct run_opts *o, int argc, char **argv)
 
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case O_GUEST:
 			if (guest_spec_parse(optarg, &o->guest, err, sizeof(err)) < 0)

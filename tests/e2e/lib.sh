@@ -92,13 +92,13 @@ moat_start() {
 	fi
 }
 
-# moat_stop: SIGTERM and wait; echoes the exit status.
+# moat_stop: SIGTERM and wait; the exit status is left in MOAT_RC.
+# (Call it directly, not as $(moat_stop): a subshell cannot wait for moat.)
 moat_stop() {
-	local rc=0
+	MOAT_RC=0
 	kill -TERM "$MOAT_PID" 2>/dev/null || true
-	wait "$MOAT_PID" || rc=$?
+	wait "$MOAT_PID" || MOAT_RC=$?
 	MOAT_PID=
-	echo $rc
 }
 
 # bg CMD...: run a helper process (a server) in the background; killed at exit.

@@ -75,7 +75,7 @@ expect_rc "moat run --help" 0 "$MOAT" run --help &&
 usage_error "unknown option" "--bogus" "$MOAT" run --guest "$G" --bogus
 usage_error "unknown short option" "'-x'|-x" "$MOAT" run --guest "$G" -x
 usage_error "missing --guest" "--guest" "$MOAT" run
-usage_error "option without its value" "--mtu" "$MOAT" run --guest "$G" --mtu
+usage_error "option without its value" "--mtu.*(value|argument)" "$MOAT" run --guest "$G" --mtu
 usage_error "stray argument" "stray" "$MOAT" run --guest "$G" stray
 usage_error "unknown frontend" "bogus:x|frontend" "$MOAT" run --guest bogus:x
 usage_error "tap without a name" "tap" "$MOAT" run --guest tap:

@@ -153,8 +153,10 @@ SIZE=$((2 * 1024 * 1024))
 mkdir -p "$WORK/www"
 head -c $SIZE /dev/urandom >"$WORK/www/blob"
 echo ok >"$WORK/www/small"
-bg in_srv busybox httpd -f -p $SRV_IP:8080 -h "$WORK/www"
-bg in_srv busybox httpd -f -p $PRIV_IP:8080 -h "$WORK/www"
+# Not through the in_srv function: bg must get the pid that becomes httpd, or
+# the server outlives the test (and holds ctest's output pipe open).
+bg ip netns exec "$SRV" busybox httpd -f -p $SRV_IP:8080 -h "$WORK/www" >/dev/null 2>&1
+bg ip netns exec "$SRV" busybox httpd -f -p $PRIV_IP:8080 -h "$WORK/www" >/dev/null 2>&1
 wait_for 5 in_srv busybox wget -q -O /dev/null "http://$SRV_IP:8080/small" ||
 	fail "the test's own web server did not start"
 TCP_OK=
@@ -213,7 +215,11 @@ if [ "$want" -gt "$(val "$WORK/moat.prom" moat_guest_tx_frames_total)" ]; then
 	echo "--metrics-file rewritten while running"
 fi
 check_format "$WORK/moat.prom"
-rc=$(moat_stop)
+# Not rc=$(moat_stop): wait cannot wait for moat from a command substitution.
+kill -TERM "$MOAT_PID"
+rc=0
+wait "$MOAT_PID" || rc=$?
+MOAT_PID=
 [ "$rc" = 0 ] || fail "moat exited $rc on SIGTERM"
 check_format "$WORK/moat.prom"
 [ "$(val "$WORK/moat.prom" moat_up)" = 0 ] || fail "the last metrics file does not say moat_up 0"

@@ -12,12 +12,14 @@
 #ifndef MOAT_NETSTACK_HARNESS_H
 #define MOAT_NETSTACK_HARNESS_H
 
-#include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "netstack/stack.h"
 #include "shm/flow.h"
@@ -49,13 +51,13 @@ static void nh_init_cfg(uint32_t mtu, uint32_t max_conns, uint8_t anti_spoof, ui
 
 	memset(&h, 0, sizeof(h));
 	h.mtu = mtu;
-	v = htonl(NH_GUEST_IP);
+	v = htobe32(NH_GUEST_IP);
 	memcpy(h.guest_ip4, &v, 4);
-	v = htonl(NH_GW_IP);
+	v = htobe32(NH_GW_IP);
 	memcpy(h.gateway_ip4, &v, 4);
-	v = htonl(NH_DNS_IP);
+	v = htobe32(NH_DNS_IP);
 	memcpy(h.dns_ip4, &v, 4);
-	v = htonl(0xffffff00u);
+	v = htobe32(0xffffff00u);
 	memcpy(h.netmask4, &v, 4);
 	memcpy(h.gateway_mac, nh_gw_mac, 6);
 	h.guest_ip6[0] = 0xfd, h.guest_ip6[15] = 15;
@@ -108,21 +110,45 @@ static void nh_poll(void)
 	stack_wake(&H.ns);
 }
 
-static void nh_guest_send(const void *frame, size_t len)
+/* Push a frame into g2s; false if the ring is full. */
+static bool nh_guest_try_send(const void *frame, size_t len)
 {
 	if (ring_push(&H.g2s, MOAT_REC_FRAME, frame, (uint32_t)len) < 0)
-		abort();
+		return false;
 	ring_flush(&H.g2s);
+	return true;
 }
 
-/* Next frame the netstack sent to the guest: length, or -1 if none. */
-static int nh_guest_recv(uint8_t *buf, size_t size)
+static void nh_guest_send(const void *frame, size_t len)
+{
+	if (!nh_guest_try_send(frame, len)) {
+		fprintf(stderr, "g2s full\n");
+		abort();
+	}
+}
+
+/* Next frame the netstack sent to the guest, any ethertype: length or -1. */
+static int nh_guest_recv_any(uint8_t *buf, size_t size)
 {
 	uint32_t type;
 	int n = ring_pop(&H.s2g, &type, buf, (uint32_t)size);
 
 	ring_release(&H.s2g);
 	return n < 0 ? -1 : n;
+}
+
+/*
+ * Next IPv4 or ARP frame the netstack sent to the guest: length, or -1 if
+ * none. IPv6 frames (the Router Advertisement the guest's first frame
+ * triggers) are skipped.
+ */
+static int nh_guest_recv(uint8_t *buf, size_t size)
+{
+	int n;
+
+	while ((n = nh_guest_recv_any(buf, size)) >= 14 && buf[12] == 0x86 && buf[13] == 0xdd)
+		;
+	return n;
 }
 
 static void nh_proxy_send(uint32_t type, const void *msg, size_t len)

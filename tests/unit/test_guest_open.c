@@ -57,8 +57,7 @@ Test(guest_open, bad_specs_do_not_parse)
 		"", "tap", "tap:", "tap:@/x", "tap:averyveryverylongname0", "tap:t0@",
 		"stream", "stream:", "dgram:", "shm:", "tap-fd:", "tap-fd:x", "stream-fd:-1",
 		"dgram-fd:99999999", "vhost:foo",
-		"stream:/a/very/long/path/that/goes/on/and/on/and/on/and/on/and/on/and/on/and/on/"
-		"and/on/and/on/and/on/and/on/and/on/and/on/x.sock",
+		"stream:/a/very/long/path/that/goes/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/x.sock",
 	};
 	struct guest_spec gs;
 

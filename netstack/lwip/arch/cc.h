@@ -15,10 +15,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#ifndef BYTE_ORDER		/* <endian.h> defines it with _DEFAULT_SOURCE */
 #if __BYTE_ORDER == __LITTLE_ENDIAN
 #define BYTE_ORDER LITTLE_ENDIAN
 #else
 #define BYTE_ORDER BIG_ENDIAN
+#endif
 #endif
 
 #define LWIP_NO_INTTYPES_H	0

@@ -1,0 +1,627 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_netstack_flows.c - the netstack's TCP/UDP/ICMP flows, in process
+ *
+ * The test is both the guest (it builds frames and runs a small TCP peer)
+ * and the proxy (it reads and writes flow messages), around a real
+ * netstack (lwIP included) over real rings. Each Criterion test runs in its
+ * own process, so each gets a fresh lwIP.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+#include "netstack_harness.h"
+
+static uint8_t fbuf[70000], rbuf[70000], mbuf[FLOW_RECORD_MAX];
+
+/* ---- a small guest TCP peer -------------------------------------------- */
+
+struct gtcp {
+	uint32_t dst;
+	uint16_t sport, dport;
+	uint32_t snd_nxt, snd_una, rcv_nxt;
+	uint32_t peer_wnd;		/* bytes, scale applied */
+	uint8_t peer_scale;
+	uint8_t *rx;			/* bytes received in order */
+	size_t rxlen, rxcap;
+	bool got_fin, got_rst, got_synack;
+	uint32_t id;			/* flow id seen by the proxy */
+	unsigned acks_sent;
+};
+
+static bool g_try_send(struct gtcp *c, uint8_t flags, const void *data, size_t len)
+{
+	size_t n = nh_tcp4(fbuf, NH_GUEST_IP, c->sport, c->dst, c->dport, c->snd_nxt, c->rcv_nxt,
+			   flags, 0xffff, NULL, 0, data, len);
+
+	if (!nh_guest_try_send(fbuf, n))
+		return false;
+	c->snd_nxt += (uint32_t)len + ((flags & 0x01) ? 1 : 0);
+	return true;
+}
+
+static void g_send(struct gtcp *c, uint8_t flags, const void *data, size_t len)
+{
+	cr_assert(g_try_send(c, flags, data, len), "g2s full");
+}
+
+static void g_syn(struct gtcp *c)
+{
+	/* MSS 1460, SACK permitted, window scale 7 */
+	static const uint8_t opts[] = { 2, 4, 0x05, 0xb4, 4, 2, 1, 3, 3, 7, 0, 0 };
+	size_t n = nh_tcp4(fbuf, NH_GUEST_IP, c->sport, c->dst, c->dport, c->snd_nxt - 1, 0, 0x02,
+			   0xffff, opts, sizeof(opts), NULL, 0);
+
+	nh_guest_send(fbuf, n);
+}
+
+/* Read every frame the netstack sent; feed the TCP ones for @c. Returns frames read. */
+static int g_drain(struct gtcp *c, bool ack)
+{
+	int frames = 0, n;
+	bool need_ack = false;
+
+	while ((n = nh_guest_recv(rbuf, sizeof(rbuf))) >= 0) {
+		struct nh_pkt p;
+
+		frames++;
+		if (!c || !nh_parse4(rbuf, (size_t)n, &p) || p.proto != 6 || p.dport != c->sport)
+			continue;
+		cr_assert(p.csum_ok, "bad checksum on a segment to the guest");
+		cr_assert(!memcmp(p.dst_mac, nh_guest_mac, 6));
+		if (p.flags & 0x04) {
+			c->got_rst = true;
+			continue;
+		}
+		if ((p.flags & 0x12) == 0x12) {
+			c->got_synack = true;
+			c->rcv_nxt = p.seq + 1;
+			c->snd_una = p.ack;
+			need_ack = true;
+			continue;
+		}
+		if (p.flags & 0x10) {
+			if ((int32_t)(p.ack - c->snd_una) > 0)
+				c->snd_una = p.ack;
+			c->peer_wnd = (uint32_t)p.win << 7;
+		}
+		if (p.seq == c->rcv_nxt && p.dlen) {
+			if (c->rxlen + p.dlen > c->rxcap) {
+				c->rxcap = (c->rxlen + p.dlen) * 2;
+				c->rx = realloc(c->rx, c->rxcap);
+			}
+			memcpy(c->rx + c->rxlen, p.data, p.dlen);
+			c->rxlen += p.dlen;
+			c->rcv_nxt += (uint32_t)p.dlen;
+			need_ack = true;
+		} else if (p.dlen) {
+			need_ack = true;	/* out of order or duplicate: dup ACK */
+		}
+		if ((p.flags & 0x01) && p.seq + p.dlen == c->rcv_nxt && !c->got_fin) {
+			c->got_fin = true;
+			c->rcv_nxt++;
+			need_ack = true;
+		}
+	}
+	if (c && ack && need_ack) {
+		g_send(c, 0x10, NULL, 0);
+		c->acks_sent++;
+	}
+	return frames;
+}
+
+/* Collect one message of @want type from s2p (skipping none); its length or -1. */
+static int p_expect(uint32_t want, void *out, size_t size)
+{
+	uint32_t type;
+	int n = nh_proxy_recv(&type, mbuf, sizeof(mbuf));
+
+	if (n < 0)
+		return -1;
+	cr_assert_eq(type, want, "proxy got message type %u, want %u", type, want);
+	if (out)
+		memcpy(out, mbuf, (size_t)n < size ? (size_t)n : size);
+	return n;
+}
+
+static void conn_result(uint32_t id, uint32_t result)
+{
+	struct flow_connect_result r = { .id = id, .result = result };
+
+	nh_proxy_send(FLOW_CONNECT_RESULT, &r, sizeof(r));
+}
+
+/* SYN, CONNECT, result ok, SYN-ACK, ACK, first CREDIT. Returns the credit. */
+static uint32_t g_connect(struct gtcp *c, uint16_t sport, uint16_t dport)
+{
+	struct flow_connect fc;
+	struct flow_credit cr;
+
+	memset(c, 0, sizeof(*c));
+	c->dst = NH_REMOTE_IP;
+	c->sport = sport;
+	c->dport = dport;
+	c->snd_nxt = 1001;
+	g_syn(c);
+	nh_poll();
+	cr_assert_eq(g_drain(c, false), 0, "the SYN must be held, not answered");
+	cr_assert_gt(p_expect(FLOW_CONNECT, &fc, sizeof(fc)), 0, "no CONNECT");
+	cr_assert_eq(fc.src.family, 4);
+	cr_assert_eq(fc.src.port, sport);
+	cr_assert_eq(fc.dst.port, dport);
+	cr_assert_eq(nh_get32(fc.dst.addr), NH_REMOTE_IP);
+	cr_assert_eq(nh_get32(fc.src.addr), NH_GUEST_IP);
+	cr_assert(fc.id && fc.id < FLOW_ID_INGRESS);
+	c->id = fc.id;
+	conn_result(c->id, MOAT_CONN_OK);
+	nh_poll();
+	g_drain(c, true);
+	cr_assert(c->got_synack, "no SYN-ACK after CONNECT_RESULT ok");
+	nh_poll();
+	cr_assert_gt(p_expect(FLOW_CREDIT, &cr, sizeof(cr)), 0, "no initial CREDIT");
+	cr_assert_eq(cr.id, c->id);
+	cr_assert_gt(cr.bytes, 60000);
+	return cr.bytes;
+}
+
+static void p_data(uint32_t id, const void *data, size_t len)
+{
+	struct flow_data d = { .id = id };
+
+	nh_proxy_send2(FLOW_DATA, &d, sizeof(d), data, len);
+}
+
+static void p_credit(uint32_t id, uint32_t n)
+{
+	struct flow_credit c = { .id = id, .bytes = n };
+
+	nh_proxy_send(FLOW_CREDIT, &c, sizeof(c));
+}
+
+Test(netstack_flows, connect_before_accept_and_data_both_ways)
+{
+	struct gtcp c;
+	struct flow_data d;
+	int n;
+
+	nh_init();
+	g_connect(&c, 40000, 80);
+	cr_assert_eq(nh_cnt()->tcp_syns, 1);
+	cr_assert_eq(nh_cnt()->tcp_flows_opened, 1);
+	cr_assert_eq(nh_cnt()->tcp_flows_active, 1);
+
+	/* guest -> proxy */
+	g_send(&c, 0x18, "hello", 5);
+	nh_poll();
+	n = p_expect(FLOW_DATA, &d, sizeof(d));
+	cr_assert_eq(n, (int)sizeof(d) + 5);
+	cr_assert_eq(d.id, c.id);
+	cr_assert(!memcmp(mbuf + sizeof(d), "hello", 5));
+	p_credit(c.id, 5);
+
+	/* proxy -> guest */
+	p_data(c.id, "world!", 6);
+	nh_poll();
+	g_drain(&c, true);
+	cr_assert_eq(c.rxlen, 6);
+	cr_assert(!memcmp(c.rx, "world!", 6));
+	cr_assert_eq(nh_cnt()->rx_bytes_tcp, 6);
+	cr_assert_eq(nh_cnt()->tx_bytes_tcp, 5);
+	cr_assert(!H.ns.violation);
+	free(c.rx);
+}
+
+Test(netstack_flows, retransmitted_syn_is_dropped_while_pending)
+{
+	struct gtcp c = { .dst = NH_REMOTE_IP, .sport = 40001, .dport = 443, .snd_nxt = 5 };
+	uint32_t type;
+
+	nh_init();
+	g_syn(&c);
+	nh_poll();
+	g_syn(&c);
+	g_syn(&c);
+	nh_poll();
+	cr_assert_gt(p_expect(FLOW_CONNECT, NULL, 0), 0);
+	cr_assert_eq(nh_proxy_recv(&type, mbuf, sizeof(mbuf)), -1, "one CONNECT only");
+	cr_assert_eq(g_drain(&c, false), 0);
+	cr_assert_eq(nh_cnt()->tcp_syns, 1);
+}
+
+Test(netstack_flows, refused_gets_rst_unreachable_gets_icmp)
+{
+	struct gtcp c = { .dst = NH_REMOTE_IP, .sport = 40002, .dport = 22, .snd_nxt = 77 };
+	struct flow_connect fc;
+	struct nh_pkt p;
+	int n;
+
+	nh_init();
+	g_syn(&c);
+	nh_poll();
+	p_expect(FLOW_CONNECT, &fc, sizeof(fc));
+	conn_result(fc.id, MOAT_CONN_REFUSED);
+	nh_poll();
+	n = nh_guest_recv(rbuf, sizeof(rbuf));
+	cr_assert_gt(n, 0, "no RST");
+	cr_assert(nh_parse4(rbuf, (size_t)n, &p));
+	cr_assert_eq(p.proto, 6);
+	cr_assert(p.flags & 0x04, "not a RST");
+	cr_assert_eq(p.ack, 77, "RST must acknowledge the SYN");
+	cr_assert_eq(p.src, NH_REMOTE_IP);
+	cr_assert_eq(p.sport, 22);
+	cr_assert(p.csum_ok);
+
+	c.sport = 40003;
+	g_syn(&c);
+	nh_poll();
+	p_expect(FLOW_CONNECT, &fc, sizeof(fc));
+	conn_result(fc.id, MOAT_CONN_UNREACHABLE);
+	nh_poll();
+	n = nh_guest_recv(rbuf, sizeof(rbuf));
+	cr_assert_gt(n, 0, "no ICMP");
+	cr_assert(nh_parse4(rbuf, (size_t)n, &p));
+	cr_assert_eq(p.proto, 1);
+	cr_assert_eq(p.type, 3);
+	cr_assert_eq(p.code, 1);
+	cr_assert_eq(p.src, NH_GW_IP);
+	cr_assert_eq(p.dst, NH_GUEST_IP);
+	cr_assert(p.csum_ok);
+	/* The quoted header is the SYN's. */
+	cr_assert_eq(nh_get32(p.data + 16), NH_REMOTE_IP);
+
+	/* A late result for a dead id is ignored. */
+	conn_result(fc.id, MOAT_CONN_OK);
+	nh_poll();
+	cr_assert_eq(g_drain(NULL, false), 0);
+	cr_assert(!H.ns.violation);
+}
+
+Test(netstack_flows, full_table_answers_rst)
+{
+	struct gtcp a = { .dst = NH_REMOTE_IP, .sport = 1000, .dport = 80, .snd_nxt = 1 };
+	struct gtcp b = { .dst = NH_REMOTE_IP, .sport = 1001, .dport = 80, .snd_nxt = 1 };
+
+	nh_init_cfg(1500, 1, 1, 1u << 20);
+	g_syn(&a);
+	g_syn(&b);
+	nh_poll();
+	g_drain(&b, false);
+	cr_assert(b.got_rst, "the second SYN must be reset");
+	cr_assert_eq(nh_cnt()->tcp_table_full, 1);
+	cr_assert_gt(p_expect(FLOW_CONNECT, NULL, 0), 0);
+}
+
+Test(netstack_flows, half_close_both_ways_then_close)
+{
+	struct gtcp c;
+	struct flow_shut s;
+	struct flow_close cl;
+
+	nh_init();
+	g_connect(&c, 40010, 80);
+	g_send(&c, 0x11, NULL, 0);		/* guest FIN */
+	nh_poll();
+	g_drain(&c, true);
+	cr_assert_gt(p_expect(FLOW_SHUT_WR, &s, sizeof(s)), 0, "guest FIN must become SHUT_WR");
+	cr_assert_eq(s.id, c.id);
+	/* The proxy still sends data, then its own FIN. */
+	p_data(c.id, "bye", 3);
+	s.id = c.id;
+	nh_proxy_send(FLOW_SHUT_WR, &s, sizeof(s));
+	nh_poll();
+	g_drain(&c, true);
+	cr_assert_eq(c.rxlen, 3);
+	cr_assert(c.got_fin, "proxy SHUT_WR must become a FIN");
+	nh_poll();
+	cr_assert_gt(p_expect(FLOW_CLOSE, &cl, sizeof(cl)), 0, "no CLOSE after both FINs");
+	cr_assert_eq(cl.id, c.id);
+	cr_assert_eq(cl.reset, 0);
+	cr_assert_eq(nh_cnt()->tcp_flows_closed, 1);
+	cr_assert_eq(nh_cnt()->tcp_flows_active, 0);
+	cr_assert(!H.ns.violation);
+	free(c.rx);
+}
+
+Test(netstack_flows, guest_rst_and_proxy_reset)
+{
+	struct gtcp c, d;
+	struct flow_close cl;
+
+	nh_init();
+	g_connect(&c, 40020, 80);
+	g_send(&c, 0x04, NULL, 0);
+	nh_poll();
+	cr_assert_gt(p_expect(FLOW_CLOSE, &cl, sizeof(cl)), 0, "guest RST must become CLOSE");
+	cr_assert_eq(cl.id, c.id);
+	cr_assert_eq(cl.reset, 1);
+
+	g_connect(&d, 40021, 80);
+	cl.id = d.id;
+	cl.reset = 1;
+	nh_proxy_send(FLOW_CLOSE, &cl, sizeof(cl));
+	nh_poll();
+	g_drain(&d, false);
+	cr_assert(d.got_rst, "proxy CLOSE reset must reset the guest");
+	/* Data for the dead id afterwards is ignored, not a violation. */
+	p_data(d.id, "late", 4);
+	nh_poll();
+	cr_assert(!H.ns.violation);
+	cr_assert_eq(nh_cnt()->tcp_flows_active, 0);
+}
+
+/* Bulk both ways with flow control: every byte arrives, in order. */
+Test(netstack_flows, bulk_with_credits_and_backpressure, .timeout = 60)
+{
+	enum { UP = 3 << 20, DOWN = 3 << 20 };
+	uint8_t *up = malloc(UP), *down = malloc(DOWN), *got = malloc(UP);
+	size_t up_sent = 0, down_sent = 0, got_len = 0;
+	uint32_t credit;
+	struct gtcp c;
+
+	for (size_t i = 0; i < UP; i++)
+		up[i] = (uint8_t)(i * 7 + (i >> 12));
+	for (size_t i = 0; i < DOWN; i++)
+		down[i] = (uint8_t)(i * 13 + (i >> 9));
+	/* A small s2g (64 KiB) makes lwIP's output hit a full ring. */
+	nh_init_cfg(1500, 16, 1, 65536);
+	credit = g_connect(&c, 40030, 8080);
+	c.peer_wnd = 65535;
+	for (int round = 0; round < 200000 && (got_len < UP || c.rxlen < DOWN); round++) {
+		uint32_t type;
+		int n;
+
+		/* guest sends within the window it was given */
+		while (up_sent < UP && (uint32_t)(c.snd_nxt - c.snd_una) + 1460 <= c.peer_wnd) {
+			size_t chunk = UP - up_sent < 1460 ? UP - up_sent : 1460;
+
+			if (!g_try_send(&c, 0x10, up + up_sent, chunk))
+				break;
+			up_sent += chunk;
+			if (round % 3 == 0)
+				break;
+		}
+		/* proxy sends within its credit */
+		if (down_sent < DOWN && credit) {
+			size_t chunk = DOWN - down_sent;
+
+			if (chunk > credit)
+				chunk = credit;
+			if (chunk > 20000)
+				chunk = 20000;
+			p_data(c.id, down + down_sent, chunk);
+			down_sent += chunk;
+			credit -= (uint32_t)chunk;
+		}
+		nh_poll();
+		while ((n = nh_proxy_recv(&type, mbuf, sizeof(mbuf))) >= 0) {
+			if (type == FLOW_CREDIT) {
+				struct flow_credit cr;
+
+				memcpy(&cr, mbuf, sizeof(cr));
+				credit += cr.bytes;
+			} else if (type == FLOW_DATA) {
+				size_t dl = (size_t)n - sizeof(struct flow_data);
+
+				cr_assert_leq(got_len + dl, UP);
+				memcpy(got + got_len, mbuf + sizeof(struct flow_data), dl);
+				got_len += dl;
+				p_credit(c.id, (uint32_t)dl);
+			}
+		}
+		/* the guest reads s2g only every other round: the ring fills */
+		if (round % 2 == 0)
+			g_drain(&c, true);
+		cr_assert(!H.ns.violation);
+	}
+	cr_assert_eq(got_len, UP, "proxy got %zu of %d bytes", got_len, UP);
+	cr_assert(!memcmp(got, up, UP), "guest->proxy bytes differ");
+	cr_assert_eq(c.rxlen, DOWN, "guest got %zu of %d bytes", c.rxlen, DOWN);
+	cr_assert(!memcmp(c.rx, down, DOWN), "proxy->guest bytes differ");
+	free(up);
+	free(down);
+	free(got);
+	free(c.rx);
+}
+
+Test(netstack_flows, udp_both_ways)
+{
+	struct flow_dgram d;
+	struct nh_pkt p;
+	size_t n;
+	int m;
+
+	nh_init();
+	n = nh_udp4(fbuf, nh_guest_mac, NH_GUEST_IP, 5555, NH_REMOTE_IP, 53, "query", 5);
+	nh_guest_send(fbuf, n);
+	nh_poll();
+	m = p_expect(FLOW_DGRAM, &d, sizeof(d));
+	cr_assert_eq(m, (int)sizeof(d) + 5);
+	cr_assert_eq(d.src.port, 5555);
+	cr_assert_eq(d.dst.port, 53);
+	cr_assert_eq(nh_get32(d.dst.addr), NH_REMOTE_IP);
+	cr_assert(!memcmp(mbuf + sizeof(d), "query", 5));
+
+	/* the answer, from the remote's address */
+	struct flow_dgram r = { .src = d.dst, .dst = d.src };
+
+	nh_proxy_send2(FLOW_DGRAM, &r, sizeof(r), "answer", 6);
+	nh_poll();
+	m = nh_guest_recv(rbuf, sizeof(rbuf));
+	cr_assert_gt(m, 0);
+	cr_assert(nh_parse4(rbuf, (size_t)m, &p));
+	cr_assert_eq(p.proto, 17);
+	cr_assert_eq(p.src, NH_REMOTE_IP);
+	cr_assert_eq(p.sport, 53);
+	cr_assert_eq(p.dst, NH_GUEST_IP);
+	cr_assert_eq(p.dport, 5555);
+	cr_assert_eq(p.dlen, 6);
+	cr_assert(p.csum_ok);
+
+	/* a big one is fragmented toward the guest */
+	static uint8_t big[20000];
+	int frags = 0;
+
+	memset(big, 0x5a, sizeof(big));
+	nh_proxy_send2(FLOW_DGRAM, &r, sizeof(r), big, sizeof(big));
+	nh_poll();
+	while ((m = nh_guest_recv(rbuf, sizeof(rbuf))) > 0) {
+		cr_assert(nh_parse4(rbuf, (size_t)m, &p));
+		cr_assert(p.frag);
+		cr_assert_leq(m, 1514);
+		frags++;
+	}
+	cr_assert_eq(frags, 14);
+}
+
+Test(netstack_flows, echo_local_and_relayed)
+{
+	struct flow_echo e;
+	struct nh_pkt p;
+	size_t n;
+	int m;
+
+	nh_init();
+	n = nh_echo4(fbuf, NH_GUEST_IP, NH_GW_IP, 7, 1, "abcdefgh", 8);
+	nh_guest_send(fbuf, n);
+	nh_poll();
+	m = nh_guest_recv(rbuf, sizeof(rbuf));
+	cr_assert_gt(m, 0);
+	cr_assert(nh_parse4(rbuf, (size_t)m, &p));
+	cr_assert_eq(p.type, 0);
+	cr_assert_eq(p.src, NH_GW_IP);
+	cr_assert_eq(p.dlen, 8);
+	cr_assert(!memcmp(p.data, "abcdefgh", 8));
+	cr_assert(p.csum_ok);
+	cr_assert_eq(nh_cnt()->icmp_echo_replies, 1);
+
+	n = nh_echo4(fbuf, NH_GUEST_IP, NH_REMOTE_IP, 9, 2, "xyz", 3);
+	nh_guest_send(fbuf, n);
+	nh_poll();
+	cr_assert_eq(nh_guest_recv(rbuf, sizeof(rbuf)), -1, "remote echo is not answered locally");
+	m = p_expect(FLOW_ECHO, &e, sizeof(e));
+	cr_assert_eq(m, (int)sizeof(e) + 3);
+	cr_assert_eq(e.ident, 9);
+	cr_assert_eq(e.seq, 2);
+	cr_assert_eq(nh_get32(e.peer.addr), NH_REMOTE_IP);
+	nh_proxy_send2(FLOW_ECHO_REPLY, &e, sizeof(e), "xyz", 3);
+	nh_poll();
+	m = nh_guest_recv(rbuf, sizeof(rbuf));
+	cr_assert_gt(m, 0);
+	cr_assert(nh_parse4(rbuf, (size_t)m, &p));
+	cr_assert_eq(p.type, 0);
+	cr_assert_eq(p.src, NH_REMOTE_IP);
+	cr_assert_eq(nh_get16(p.l4 + 4), 9);
+	cr_assert(p.csum_ok);
+}
+
+/* ---- malformed messages from the proxy are violations ------------------ */
+
+static void expect_violation(uint32_t reason)
+{
+	nh_poll();
+	cr_assert(H.ns.violation, "no violation reported");
+	cr_assert_eq(H.ns.mbox->reason, reason);
+	cr_assert_eq(H.ns.mbox->seq, 1);
+}
+
+Test(netstack_flows, bad_message_size_is_a_violation)
+{
+	struct flow_credit c = { .id = 1, .bytes = 1 };
+
+	nh_init();
+	nh_proxy_send(FLOW_CREDIT, &c, sizeof(c) - 1);
+	expect_violation(MOAT_VIOL_BAD_MESSAGE);
+}
+
+Test(netstack_flows, unknown_type_is_a_violation)
+{
+	uint32_t x = 1;
+
+	nh_init();
+	nh_proxy_send(999, &x, sizeof(x));
+	expect_violation(MOAT_VIOL_BAD_MESSAGE);
+}
+
+Test(netstack_flows, connect_from_proxy_is_a_violation)
+{
+	struct flow_connect fc = { .id = 5 };
+
+	nh_init();
+	nh_proxy_send(FLOW_CONNECT, &fc, sizeof(fc));
+	expect_violation(MOAT_VIOL_BAD_MESSAGE);
+}
+
+Test(netstack_flows, data_beyond_credit_is_a_violation)
+{
+	static uint8_t big[65536];
+	struct gtcp c;
+	uint32_t credit;
+
+	nh_init();
+	credit = g_connect(&c, 40040, 80);
+	while (credit >= sizeof(big)) {
+		p_data(c.id, big, sizeof(big));
+		credit -= sizeof(big);
+		nh_poll();
+		cr_assert(!H.ns.violation);
+	}
+	p_data(c.id, big, credit + 1);
+	expect_violation(MOAT_VIOL_BAD_MESSAGE);
+}
+
+Test(netstack_flows, credit_for_unsent_bytes_is_a_violation)
+{
+	struct gtcp c;
+
+	nh_init();
+	g_connect(&c, 40041, 80);
+	p_credit(c.id, 1);
+	expect_violation(MOAT_VIOL_BAD_MESSAGE);
+}
+
+Test(netstack_flows, bad_result_value_is_a_violation)
+{
+	nh_init();
+	conn_result(3, MOAT_CONN_RESULT_COUNT);
+	expect_violation(MOAT_VIOL_BAD_MESSAGE);
+}
+
+Test(netstack_flows, messages_for_unknown_ids_are_ignored)
+{
+	struct flow_shut s = { .id = 12345 };
+	struct flow_close cl = { .id = 777, .reset = 1 };
+
+	nh_init();
+	conn_result(4242, MOAT_CONN_OK);
+	p_data(4243, "x", 1);
+	nh_proxy_send(FLOW_SHUT_WR, &s, sizeof(s));
+	nh_proxy_send(FLOW_CLOSE, &cl, sizeof(cl));
+	p_credit(99, 10);
+	nh_poll();
+	cr_assert(!H.ns.violation);
+}
+
+Test(netstack_flows, corrupt_p2s_is_a_violation)
+{
+	struct moat_ring_ctl *ctl;
+
+	nh_init();
+	ctl = H.ns.region.part[MOAT_PART_RING_P2S];
+	ctl->head = ctl->tail + (1ull << 40);	/* more than the capacity */
+	expect_violation(MOAT_VIOL_RING_CORRUPT);
+}
+
+Test(netstack_flows, dgram_to_another_address_is_a_violation)
+{
+	struct flow_dgram r;
+
+	nh_init();
+	memset(&r, 0, sizeof(r));
+	r.src.family = r.dst.family = 4;
+	r.src.port = 53;
+	r.dst.port = 5555;
+	nh_put32(r.src.addr, NH_REMOTE_IP);
+	nh_put32(r.dst.addr, 0x0a000209u);	/* not the guest */
+	nh_proxy_send2(FLOW_DGRAM, &r, sizeof(r), "x", 1);
+	expect_violation(MOAT_VIOL_BAD_MESSAGE);
+}
