@@ -118,7 +118,9 @@ p99 = lat[int(len(lat) * 0.99)] * 1e6 if lat else 0
 print("%d %d %.0f %.0f %.2f %d" % (len(lat), errors, mean, p99, ru.ru_utime + ru.ru_stime, size))
 PY
 
-cpu() { awk '{ print $14 + $15 }' "/proc/$moat/stat"; }	# supervisor utime+stime, ticks
+alive() { kill -0 "$moat" 2>/dev/null; }
+# the supervisor's utime + stime in ticks (0 once it is gone)
+cpu() { awk '{ print $14 + $15 }' "/proc/$moat/stat" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
 gbps() { python3 -c 'import json, sys
 try: print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))
@@ -127,6 +129,7 @@ except Exception: print("fail")'; }
 # one MODE DIR: one transfer; prints "MODE DIR gbps sup_cpu_s [scrapes errors mean_us p99_us scraper_cpu_s bytes]"
 one() {
 	local mode=$1 dir=$2 sp= c0 c1 g s=""
+	alive || { echo "scrape.sh: moat is gone; its log:" >&2; tail -n 20 "$work/moat.log" >&2; exit 1; }
 	if [ "$mode" = on ]; then
 		ip netns exec $HOST python3 "$work/scraper.py" $MPORT "$IV" >"$work/scr.out" &
 		sp=$!
@@ -141,7 +144,8 @@ one() {
 		wait $sp || true
 		s=$(cat "$work/scr.out")
 	fi
-	echo "$mode $dir $g $(python3 -c "print('%.2f' % (($c1 - $c0) / $hz))") $s"
+	alive || g=fail
+	echo "$mode $dir $g $(python3 -c "print('%.2f' % ((${c1:-0} - ${c0:-0}) / $hz))") $s"
 }
 
 echo "moat $MOAT, MTU $MTU, $T s per transfer, $R rounds, scrape every $IV ms" >&2

@@ -12,7 +12,9 @@
  * IPv6 (payload length, at most a fragment header as extension), and, for
  * packets that are not fragments, the TCP/UDP/ICMP header
  * (frame_check_l4(), which the input path calls again on reassembled
- * packets). The answer is FRAME_OK or the enum moat_drop_reason to count.
+ * packets). The answer is FRAME_OK, the enum moat_drop_reason to count, or
+ * FRAME_IGNORE for the multicast group management every guest sends (IGMP,
+ * MLD), which is dropped without being counted: it is not an error.
  *
  * Trust: the guest controls every byte. Nothing here allocates or keeps
  * state; the functions only read within the given length.
@@ -72,6 +74,9 @@ static int check_ip4(const uint8_t *ip, size_t len, struct frame_info *fi)
 	tot = rd16(ip + 2);
 	if (tot < hl || tot > len)
 		return MOAT_DROP_MALFORMED;
+	/* IGMP reports (with their router alert option) are the guest's group chatter. */
+	if (ip[9] == 2 && (ip[16] & 0xf0) == 0xe0)
+		return FRAME_IGNORE;
 	if (hl > IP4_HLEN)
 		return MOAT_DROP_IP_OPTIONS;
 	/* Destination 0.0.0.0 and martian sources or destinations. */
@@ -140,6 +145,9 @@ static int check_ip6(const uint8_t *ip, size_t len, struct frame_info *fi)
 			return MOAT_DROP_FRAGMENT;
 		/* Atomic fragments (offset 0, no M) go through reassembly too. */
 	}
+	/* MLD reports: a hop-by-hop router alert to a link-scope group. */
+	if (next == 0 && ip[24] == 0xff && (ip[25] & 0x0f) <= 2)
+		return FRAME_IGNORE;
 	/* Hop-by-hop, routing, destination options and the rest: options. */
 	if (next == 0 || next == 43 || next == 60 || next == 51 || next == 50 || next == 135 ||
 	    next == 139 || next == 140 || next == IP6_NEXTH_FRAG)
@@ -160,7 +168,8 @@ static int check_ip6(const uint8_t *ip, size_t len, struct frame_info *fi)
  * @len:	its length
  * @fi:		filled with what was found
  *
- * Return: FRAME_OK, or the enum moat_drop_reason to count the drop under.
+ * Return: FRAME_OK, FRAME_IGNORE, or the enum moat_drop_reason to count
+ * the drop under.
  */
 int frame_check(const struct frame_cfg *cfg, const uint8_t *f, size_t len, struct frame_info *fi)
 {

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #define FRAME_OK		(-1)	/* frame_check() passed */
+#define FRAME_IGNORE		(-2)	/* multicast group chatter (IGMP, MLD): drop, uncounted */
 
 #define ETH_HLEN		14
 #define ETHTYPE_IP4		0x0800

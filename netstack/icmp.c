@@ -68,16 +68,14 @@ static int send_icmp(struct netstack *ns, struct pbuf *p, const ip_addr_t *src,
 	return err == ERR_OK ? 0 : -EIO;
 }
 
-static struct pbuf *icmp_alloc(struct netstack *ns, uint32_t len)
+static struct pbuf *icmp_alloc(uint32_t len)
 {
 	struct pbuf *p;
 
 	if (len > 0xffffu - IP6_HLEN)
 		return NULL;
 	p = pbuf_alloc(PBUF_IP, (u16_t)len, PBUF_RAM);
-	if (!p)
-		cnt_add(&ns->cnt->lwip_mem_errors, 1);
-	else
+	if (p)
 		memset(p->payload, 0, 8 < len ? 8 : len);
 	return p;
 }
@@ -100,7 +98,7 @@ int ping_send_echo_reply(struct netstack *ns, const ip_addr_t *src, const ip_add
 			 uint16_t ident, uint16_t seq, struct pbuf *data, uint16_t data_off,
 			 const uint8_t *bytes, uint32_t len)
 {
-	struct pbuf *p = icmp_alloc(ns, 8 + len);
+	struct pbuf *p = icmp_alloc(8 + len);
 	uint8_t *h;
 
 	if (!p)
@@ -184,7 +182,7 @@ void ping_input4(struct netstack *ns, struct pbuf *p)
 static void send_na(struct netstack *ns, const ip6_addr_t *target, const ip_addr_t *to,
 		    bool solicited)
 {
-	struct pbuf *p = icmp_alloc(ns, 32);
+	struct pbuf *p = icmp_alloc(32);
 	ip_addr_t src;
 	uint8_t *h;
 
@@ -207,7 +205,7 @@ static void send_na(struct netstack *ns, const ip6_addr_t *target, const ip_addr
  */
 static void router_advert(struct netstack *ns)
 {
-	struct pbuf *p = icmp_alloc(ns, 16 + 8 + 8 + 32);
+	struct pbuf *p = icmp_alloc(16 + 8 + 8 + 32);
 	ip_addr_t src, dst;
 	uint8_t *h, *o;
 
@@ -303,6 +301,7 @@ void ping_input6(struct netstack *ns, struct pbuf *p, uint16_t l4_off)
 	}
 	case ICMP6_NA:
 	case ICMP6_RA:
+	case 130: case 131: case 132: case 143:	/* MLD */
 		return;			/* the guest's own announcements */
 	default:
 		stack_drop(ns, MOAT_DROP_PROTOCOL);
@@ -378,7 +377,7 @@ void ping_unreachable(struct netstack *ns, struct pbuf *orig, bool v6)
 	}
 	if (quote > orig->tot_len)
 		quote = orig->tot_len;
-	p = icmp_alloc(ns, 8 + quote);
+	p = icmp_alloc(8 + quote);
 	if (!p)
 		return;
 	h = p->payload;

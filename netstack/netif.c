@@ -122,6 +122,31 @@ bool gif_s2g_room(struct netstack *ns, size_t bytes)
 	return ring_free_bytes(&ns->s2g) >= bytes + 64;
 }
 
+/*
+ * The guest has not sent a frame yet, so its MAC is unknown: ask for it
+ * (ARP "who has guest, tell gateway") and report ERR_MEM so that lwIP keeps
+ * the segment; gif_input() retries the output once the MAC is learned.
+ */
+static err_t mac_unknown(struct netstack *ns)
+{
+	uint8_t a[28];
+
+	if (!ns->mac_wait) {
+		wr16(a, 1);
+		wr16(a + 2, ETHTYPE_IP4);
+		a[4] = 6;
+		a[5] = 4;
+		wr16(a + 6, 1);
+		memcpy(a + 8, ns->cfg.gw_mac, 6);
+		memcpy(a + 14, &ns->cfg.gw_ip4, 4);
+		memset(a + 18, 0, 6);
+		memcpy(a + 24, &ns->cfg.guest_ip4, 4);
+		if (gif_send_frame(ns, bcast_mac, ETHTYPE_ARP, a, sizeof(a)) == 0)
+			ns->mac_wait = true;
+	}
+	return ERR_MEM;
+}
+
 static err_t output4(struct netif *netif, struct pbuf *p, const ip4_addr_t *dst)
 {
 	struct netstack *ns = netif->state;
@@ -132,7 +157,7 @@ static err_t output4(struct netif *netif, struct pbuf *p, const ip4_addr_t *dst)
 	    (a | ns->cfg.mask4) == IPADDR_BROADCAST)
 		mac = bcast_mac;
 	else if (!ns->guest_mac_known)
-		return ERR_RTE;
+		return mac_unknown(ns);
 	return linkout(ns, mac, ETHTYPE_IP4, p);
 }
 
@@ -151,7 +176,7 @@ static err_t output6(struct netif *netif, struct pbuf *p, const ip6_addr_t *dst)
 		return linkout(ns, mac, ETHTYPE_IP6, p);
 	}
 	if (!ns->guest_mac_known)
-		return ERR_RTE;
+		return mac_unknown(ns);
 	return linkout(ns, ns->guest_mac, ETHTYPE_IP6, p);
 }
 
@@ -354,7 +379,8 @@ static void gif_input(struct netstack *ns, struct pbuf *p)
 
 	rc = frame_check(&fcfg, f, p->len, &fi);
 	if (rc != FRAME_OK) {
-		stack_drop(ns, rc);
+		if (rc != FRAME_IGNORE)
+			stack_drop(ns, rc);
 		pbuf_free(p);
 		return;
 	}
@@ -364,6 +390,10 @@ static void gif_input(struct netstack *ns, struct pbuf *p)
 		log_info("guest MAC %02x:%02x:%02x:%02x:%02x:%02x", f[6], f[7], f[8], f[9], f[10],
 			 f[11]);
 		ping_guest_seen(ns);
+		if (ns->mac_wait) {
+			ns->mac_wait = false;
+			ns->s2g_blocked = true;		/* stack_poll() retries lwIP's output */
+		}
 	}
 	if (ns->cfg.anti_spoof && spoofed(ns, f, &fi)) {
 		cnt_add(&ns->cnt->spoofed_frames, 1);
@@ -418,7 +448,6 @@ void gif_poll(struct netstack *ns, unsigned budget)
 			p = pbuf_alloc(PBUF_RAW, (u16_t)n, PBUF_RAM);
 			if (!p) {
 				stack_drop(ns, MOAT_DROP_NO_MEMORY);
-				cnt_add(&ns->cnt->lwip_mem_errors, 1);
 				ring_consume(&ns->g2s);
 				continue;
 			}

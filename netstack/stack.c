@@ -87,6 +87,24 @@ static void count_frag_drops(struct netstack *ns)
 	}
 }
 
+/*
+ * lwIP memory counters. Every arena block is a memp element (counted per
+ * pool by MEMP_STATS) or a PBUF_RAM pbuf (lwIP's only other mem_malloc
+ * user), so pbufs in use = blocks - memp elements + memp-allocated pbufs.
+ */
+static void count_memory(struct netstack *ns)
+{
+	struct arena_stats st;
+	uint64_t memp_used = 0;
+
+	arena_get_stats(&st);
+	for (int i = 0; i < MEMP_MAX; i++)
+		memp_used += lwip_stats.memp[i]->used;
+	cnt_set(&ns->cnt->pbufs_in_use, st.allocs - memp_used + lwip_stats.memp[MEMP_PBUF]->used +
+		lwip_stats.memp[MEMP_PBUF_POOL]->used);
+	cnt_set(&ns->cnt->lwip_mem_errors, st.failures + ns->mem_errs);
+}
+
 static void tick(void *arg)
 {
 	struct netstack *ns = arg;
@@ -94,6 +112,7 @@ static void tick(void *arg)
 	ticks++;
 	conn_timer(ns);
 	count_frag_drops(ns);
+	count_memory(ns);
 	if (ns->guest_mac_known && ticks % RA_INTERVAL_S == 0)
 		ping_guest_seen(ns);
 	sys_timeout(TICK_MS, tick, ns);
@@ -147,8 +166,10 @@ int stack_init(struct netstack *ns, const struct stack_fds *fds)
 	ns->mbox = r->part[MOAT_PART_MBOX_NETSTACK];
 	ns->violation = false;
 	ns->guest_mac_known = false;
+	ns->mac_wait = false;
 	ns->s2g_blocked = ns->s2p_blocked = ns->p2s_paused = ns->more = false;
 	ns->p2s_skip = ns->p2s_need_s2g = 0;
+	ns->mem_errs = 0;
 	ring_attach(&ns->g2s, r->part[MOAT_PART_RING_G2S], region_ring_capacity(r, MOAT_PART_RING_G2S),
 		    -1, fds->guest, &ns->cnt->wakes_sent);
 	ring_attach(&ns->s2g, r->part[MOAT_PART_RING_S2G], region_ring_capacity(r, MOAT_PART_RING_S2G),

@@ -67,6 +67,7 @@ struct stack_fds {
  * @netif:	lwIP's view of the guest link
  * @guest_mac:	learned from the guest's first valid frame
  * @guest_mac_known: whether @guest_mac is set
+ * @mac_wait:	output waits for the guest's MAC (an ARP request was sent)
  * @s2g_blocked: an output found s2g full; retry lwIP output when space returns
  * @s2p_blocked: a flow message waits for room in s2p
  * @p2s_paused:	p2s processing waits (s2g space or lwIP memory)
@@ -74,6 +75,7 @@ struct stack_fds {
  * @p2s_need_s2g: bytes of s2g room the paused p2s record waits for (0: memory)
  * @p2s_skip:	bytes of the p2s record at the head already handled
  * @more:	a budget ran out; poll again before sleeping
+ * @mem_errs:	lwIP refusals that were not arena failures (a full send queue)
  */
 struct netstack {
 	struct region region;
@@ -86,11 +88,13 @@ struct netstack {
 	struct netif netif;
 	uint8_t guest_mac[6];
 	bool guest_mac_known;
+	bool mac_wait;
 	bool s2g_blocked, s2p_blocked, p2s_paused;
 	uint32_t p2s_retry_ms;
 	uint32_t p2s_need_s2g;
 	uint32_t p2s_skip;
 	bool more;
+	uint64_t mem_errs;
 };
 
 /* Relaxed atomic counter updates (the supervisor reads them concurrently). */

@@ -97,11 +97,16 @@ struct dlist {
  * @rxq:	queued pbuf chains from the guest, @rxq_head, @rxq_n
  * @tx, @out, @pend: list links (s2p owed, tcp_output wanted, pending)
  * @gen:	generation of this slot
+ * @ingress:	opened by the proxy for a published port (id from the proxy)
+ * @need_result, @result: an ingress CONNECT_RESULT owed to the proxy
  */
 struct conn {
 	uint32_t id;
 	uint8_t state;
 	bool v6;
+	bool ingress;
+	bool need_result;
+	uint8_t result;
 	ip_addr_t gaddr, raddr;
 	uint16_t gport, rport;
 	struct tcp_pcb *pcb;
@@ -112,7 +117,7 @@ struct conn {
 	uint32_t born_ms, last_ms;
 	struct pbuf *rxq[RXQ_MAX];
 	uint8_t rxq_head, rxq_n;
-	struct dlist tx, out, pend;
+	struct dlist tx, out, pend, ing;
 	uint32_t gen;
 	struct conn *free_next;
 };
@@ -122,7 +127,7 @@ static struct {
 	struct conn *tab;
 	uint32_t n, idx_bits;
 	struct conn *free;
-	struct dlist tx, out, pend;
+	struct dlist tx, out, pend, ing;
 	uint64_t active;
 	struct tcp_pcb **lst;		/* listener per port */
 	uint32_t *lst_used;		/* last use per port (sys_now()) */
@@ -204,6 +209,7 @@ int conn_init(struct netstack *ns)
 	dl_init(&T.tx);
 	dl_init(&T.out);
 	dl_init(&T.pend);
+	dl_init(&T.ing);
 	log_debug("pool: tcp flow table entries=%u bytes=%zu (%zu per flow, %d rx chains each)",
 		  T.n, tab_bytes, sizeof(struct conn), (int)RXQ_MAX);
 	log_debug("pool: tcp listener tables bytes=%zu (one listener per destination port)",
@@ -235,7 +241,16 @@ static struct conn *conn_lookup(uint32_t id)
 	uint32_t slot = id & ((1u << T.idx_bits) - 1);
 	struct conn *c;
 
-	if (id == 0 || (id & FLOW_ID_INGRESS) || slot == 0 || slot > T.n)
+	if (id & FLOW_ID_INGRESS) {
+		/* Published ports are few: a list, not an index. */
+		for (struct dlist *e = T.ing.next; e != &T.ing; e = e->next) {
+			c = container_of(e, struct conn, ing);
+			if (c->id == id)
+				return c;
+		}
+		return NULL;
+	}
+	if (id == 0 || slot == 0 || slot > T.n)
 		return NULL;
 	c = &T.tab[slot - 1];
 	return c->state != CS_FREE && c->id == id ? c : NULL;
@@ -258,6 +273,7 @@ static void conn_free(struct conn *c)
 	dl_del(&c->tx);
 	dl_del(&c->out);
 	dl_del(&c->pend);
+	dl_del(&c->ing);
 	c->state = CS_FREE;
 	c->pcb = NULL;
 	c->syn = NULL;
@@ -414,6 +430,14 @@ static void on_err(void *arg, err_t err)
 	if (!c)
 		return;
 	c->pcb = NULL;		/* lwIP freed it */
+	if (c->ingress && c->state == CS_HANDSHAKE) {
+		/* The guest refused (RST) or never answered our SYN. */
+		c->state = CS_DONE;
+		c->need_result = true;
+		c->result = err == ERR_RST ? MOAT_CONN_REFUSED : MOAT_CONN_TIMEOUT;
+		tx_mark(c);
+		return;
+	}
 	if (c->state == CS_HANDSHAKE || c->state == CS_OPEN)
 		finish(c, err != ERR_CLSD);
 }
@@ -423,6 +447,8 @@ static err_t on_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 	struct conn *c = arg;
 	struct netstack *ns = T.ns;
 
+	if (!npcb)
+		return ERR_MEM;		/* lwIP had no pcb for the SYN; the guest retransmits */
 	if (!c || err != ERR_OK || c->pcb != npcb || c->state != CS_HANDSHAKE) {
 		tcp_abort(npcb);
 		return ERR_ABRT;
@@ -621,7 +647,6 @@ void conn_connect_result(struct netstack *ns, const struct flow_connect_result *
 	switch (m->result) {
 	case MOAT_CONN_OK:
 		if (!listener_get(c->rport)) {
-			cnt_add(&ns->cnt->lwip_mem_errors, 1);
 			rst_syn(c, syn, syn_l4_off(c));
 			pbuf_free(syn);
 			finish(c, true);
@@ -631,7 +656,6 @@ void conn_connect_result(struct netstack *ns, const struct flow_connect_result *
 		gif_feed_tcp(ns, syn);
 		c->pcb = find_pcb(tcp_active_pcbs, c);
 		if (!c->pcb) {
-			cnt_add(&ns->cnt->lwip_mem_errors, 1);
 			finish(c, true);
 			return;
 		}
@@ -695,7 +719,7 @@ int conn_data(struct netstack *ns, uint32_t id, const uint8_t *data, uint32_t le
 	out_mark(c);
 	*taken = off;
 	if (off < len) {
-		cnt_add(&ns->cnt->lwip_mem_errors, 1);
+		ns->mem_errs++;		/* the arena counts its own failures */
 		return -EAGAIN;
 	}
 	return 0;
@@ -791,6 +815,17 @@ void conn_close(struct netstack *ns, const struct flow_close *m)
 /* Send what the flow owes the proxy, in order; false if s2p is full. */
 static bool pump_one(struct netstack *ns, struct conn *c)
 {
+	if (c->need_result) {
+		struct flow_connect_result m = { .id = c->id, .result = c->result };
+
+		if (flows_emit(ns, FLOW_CONNECT_RESULT, &m, sizeof(m), NULL, 0, 0) < 0)
+			return false;
+		c->need_result = false;
+		if (c->result != MOAT_CONN_OK) {
+			conn_free(c);		/* the id is dead for both sides */
+			return true;
+		}
+	}
 	if (c->need_connect) {
 		struct flow_connect m;
 
@@ -939,17 +974,96 @@ void conn_timer(struct netstack *ns)
 		T.nlports);
 }
 
+static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
+{
+	struct conn *c = arg;
+	struct netstack *ns = T.ns;
+
+	if (!c || err != ERR_OK || c->state != CS_HANDSHAKE)
+		return ERR_OK;
+	c->state = CS_OPEN;
+	c->last_ms = sys_now();
+	tcp_nagle_disable(pcb);
+	cnt_add(&ns->cnt->tcp_flows_opened, 1);
+	T.active++;
+	cnt_set(&ns->cnt->tcp_flows_active, T.active);
+	c->need_result = true;
+	c->result = MOAT_CONN_OK;
+	tx_mark(c);
+	if (c->proxy_fin && !c->shut_applied) {
+		c->shut_applied = true;
+		tcp_shutdown(pcb, 0, 1);
+		out_mark(c);
+	} else {
+		give_credit(c);
+	}
+	return ERR_OK;
+}
+
 /**
  * conn_accepted() - FLOW_ACCEPTED: a host client connected to a published port
  * @ns:	netstack
- * @m:	validated message (ingress id)
+ * @m:	validated message (ingress id, ports non-zero)
  *
- * Return: 0 (ingress is answered refused until it is implemented).
+ * lwIP connects to the guest's address and port from the client's address
+ * (the gateway's when the client is on host loopback or speaks IPv6: the
+ * guest is reached over IPv4) and CONNECT_RESULT follows when the guest
+ * accepts, refuses or does not answer.
+ *
+ * Return: 0, or -EINVAL if the id is already in use (a violation).
  */
 int conn_accepted(struct netstack *ns, const struct flow_connect *m)
 {
-	struct flow_connect_result r = { .id = m->id, .result = MOAT_CONN_REFUSED };
+	ip_addr_t src, guest;
+	struct tcp_pcb *pcb;
+	struct conn *c;
 
-	flows_emit(ns, FLOW_CONNECT_RESULT, &r, sizeof(r), NULL, 0, 0);
+	if (conn_lookup(m->id))
+		return -EINVAL;
+	c = conn_alloc();
+	if (!c) {
+		struct flow_connect_result r = { .id = m->id, .result = MOAT_CONN_LIMIT };
+
+		cnt_add(&ns->cnt->tcp_table_full, 1);
+		flows_emit(ns, FLOW_CONNECT_RESULT, &r, sizeof(r), NULL, 0, 0);
+		return 0;
+	}
+	c->id = m->id;
+	c->ingress = true;
+	c->state = CS_HANDSHAKE;
+	dl_add_tail(&T.ing, &c->ing);
+	if (m->src.family != 4 || flows_endpoint_addr(&m->src, &src) < 0 ||
+	    ip4_addr_get_u32(ip_2_ip4(&src)) == ns->cfg.guest_ip4)
+		ip_addr_set_ip4_u32_val(src, ns->cfg.gw_ip4);
+	ip_addr_set_ip4_u32_val(guest, ns->cfg.guest_ip4);
+	c->gaddr = guest;
+	c->raddr = src;
+	c->gport = m->dst.port;
+	c->rport = m->src.port;
+	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+	if (!pcb)
+		goto refuse;
+	ip_set_option(pcb, SOF_REUSEADDR);
+	if (tcp_bind(pcb, &src, c->rport) != ERR_OK && tcp_bind(pcb, &src, 0) != ERR_OK) {
+		tcp_abort(pcb);
+		goto refuse;
+	}
+	c->rport = pcb->local_port;
+	c->pcb = pcb;
+	tcp_arg(pcb, c);
+	tcp_recv(pcb, on_recv);
+	tcp_sent(pcb, on_sent);
+	tcp_err(pcb, on_err);
+	if (tcp_connect(pcb, &guest, c->gport, on_connected) != ERR_OK) {
+		abort_conn(c);
+		goto refuse;
+	}
+	out_mark(c);
+	return 0;
+refuse:
+	c->state = CS_DONE;
+	c->need_result = true;
+	c->result = MOAT_CONN_REFUSED;
+	tx_mark(c);
 	return 0;
 }

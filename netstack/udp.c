@@ -113,10 +113,8 @@ int dgram_output(struct netstack *ns, const ip_addr_t *src, uint16_t sport, cons
 	if (len > max)
 		return -EMSGSIZE;
 	p = pbuf_alloc(PBUF_IP, (u16_t)(8 + len), PBUF_RAM);
-	if (!p) {
-		cnt_add(&ns->cnt->lwip_mem_errors, 1);
+	if (!p)
 		return -ENOMEM;
-	}
 	u = p->payload;
 	wr16(u, sport);
 	wr16(u + 2, dport);

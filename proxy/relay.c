@@ -850,6 +850,18 @@ int relay_init(struct proxy *px)
 	    (rc = uv_idle_init(&px->loop, &px->idle)) < 0 ||
 	    (rc = uv_timer_init(&px->loop, &px->tick)) < 0)
 		return rc;
+	/*
+	 * libuv opens /dev/null the first time a stream handle is made (its
+	 * reserve fd for EMFILE, loop->emfile_fd). Make one now, before the
+	 * seccomp filter forbids openat.
+	 */
+	{
+		static uv_tcp_t dummy;
+
+		if ((rc = uv_tcp_init(&px->loop, &dummy)) < 0)
+			return rc;
+		uv_close((uv_handle_t *)&dummy, NULL);
+	}
 	if ((rc = tcp_init(px)) < 0 || (rc = udp_init(px)) < 0 || (rc = dnsfwd_init(px)) < 0 ||
 	    (rc = icmp_init(px)) < 0 || (rc = control_init(px)) < 0)
 		return rc;

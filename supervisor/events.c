@@ -338,16 +338,18 @@ struct field_spec {
 
 static const struct field_spec denial_fields[] = {
 	{ "direction", T_STR }, { "protocol", T_STR }, { "dst", T_STR }, { "dst_port", T_INT },
-	{ "src_port", T_INT }, { "rule", T_INT }, { "flow", T_INT }, { "terminate", T_BOOL },
+	{ "src", T_STR }, { "guest_port", T_INT }, { "rule", T_INT }, { "flow", T_INT },
+	{ "terminate", T_BOOL },
 	{ NULL, 0 }
 };
 static const struct field_spec dns_denial_fields[] = {
-	{ "qname", T_STR }, { "qtype", T_STR | T_INT }, { "reason", T_STR }, { "rule", T_INT },
+	{ "direction", T_STR }, { "protocol", T_STR }, { "name", T_STR }, { "dst", T_STR },
+	{ "dst_port", T_INT }, { "rule", T_INT }, { "flow", T_INT }, { "terminate", T_BOOL },
 	{ NULL, 0 }
 };
 static const struct field_spec limit_fields[] = {
-	{ "limit", T_STR }, { "value", T_INT }, { "max", T_INT }, { "on_exceed", T_STR },
-	{ "protocol", T_STR }, { "flow", T_INT },
+	{ "limit", T_STR }, { "action", T_STR }, { "protocol", T_STR }, { "dst", T_STR },
+	{ "dst_port", T_INT }, { "flow", T_INT },
 	{ NULL, 0 }
 };
 

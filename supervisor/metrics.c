@@ -627,7 +627,7 @@ static int listen_inet(struct metrics *m, const char *spec, char *err, size_t er
 	}
 	errno = 0;
 	port = strtoul(port_s, &end, 10);
-	if (!port_s[0] || *end || errno || port > 65535 || port_s[0] == '-' || port_s[0] == '+') {
+	if (port_s[0] < '0' || port_s[0] > '9' || *end || errno || port > 65535) {
 		snprintf(err, errlen, "'%s': port '%s' is not a number in 0..65535", spec, port_s);
 		return -1;
 	}

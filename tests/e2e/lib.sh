@@ -33,7 +33,8 @@ need ip
 cleanup() {
 	local rc=$?
 	[ -n "$MOAT_PID" ] && kill "$MOAT_PID" 2>/dev/null && wait "$MOAT_PID" 2>/dev/null
-	for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	# A background shell function runs in a subshell: end its children too.
+	for p in "${BG_PIDS[@]}"; do pkill -TERM -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
 	for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	ip netns del "$GUEST" 2>/dev/null || true
 	ip netns del "$HOST" 2>/dev/null || true

@@ -103,6 +103,7 @@ check_format() {
 	fi
 }
 
+[ -z "${KEEP_WORK:-}" ] || echo "work directory: $WORK"
 topo_up
 guest_up 1500 static
 # A quiet guest: no IPv6 router solicitations or MLD reports in the byte counts.

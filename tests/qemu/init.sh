@@ -48,7 +48,7 @@ finish() {
 }
 
 STEPS=dhcp,ping,http,connect,sh
-PING= HTTP= CONNECT= SH=
+PING="" HTTP="" CONNECT="" SH=""
 for w in $(cat /proc/cmdline); do
 	case "$w" in
 	moat.steps=*) STEPS=${w#moat.steps=} ;;
@@ -71,7 +71,7 @@ while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do
 	i=$((i + 1))
 done
 if [ -z "$ok" ] || [ ! -e /sys/class/net/eth0 ]; then
-	result link FAIL "no eth0 (modules: $(cat /etc/modules.order | tr '\n' ' '))"
+	result link FAIL "no eth0 (modules: $(tr '\n' ' ' </etc/modules.order))"
 	finish
 fi
 ip link set lo up
@@ -108,7 +108,8 @@ step_http() {
 	[ -n "$HTTP" ] || { say "STEP http skipped (no moat.http)"; return; }
 	say "STEP http http://$HTTP"
 	rm -f /tmp/body
-	if wget -q -T 10 -O /tmp/body "http://$HTTP" 2>/tmp/wget.err; then
+	# Not wget -T: busybox-static 1.35's wget segfaults with it.
+	if timeout 20 wget -q -O /tmp/body "http://$HTTP" 2>/tmp/wget.err; then
 		sed 's/^/MOAT-BODY /' /tmp/body
 		result http PASS "bytes=$(wc -c </tmp/body) sha256=$(sha256sum /tmp/body | cut -c1-64)"
 	else

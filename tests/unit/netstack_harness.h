@@ -41,7 +41,7 @@ struct nh {
 
 static struct nh H;
 
-static void nh_init_cfg(uint32_t mtu, uint32_t max_conns, uint8_t anti_spoof, uint64_t frame_ring)
+static inline void nh_init_cfg(uint32_t mtu, uint32_t max_conns, uint8_t anti_spoof, uint64_t frame_ring)
 {
 	struct region_config rc = { .frame_ring_bytes = frame_ring, .flow_ring_bytes = 1u << 20 };
 	struct stack_fds fds = { -1, -1, -1 };
@@ -89,7 +89,7 @@ static void nh_init_cfg(uint32_t mtu, uint32_t max_conns, uint8_t anti_spoof, ui
 		    -1, -1, NULL);
 }
 
-static void nh_init(void)
+static inline void nh_init(void)
 {
 	nh_init_cfg(1500, 64, 1, 1u << 20);
 }
@@ -100,7 +100,7 @@ static struct moat_netstack_counters *nh_cnt(void)
 }
 
 /* Run the netstack until it has nothing left to do right now. */
-static void nh_poll(void)
+static inline void nh_poll(void)
 {
 	for (int i = 0; i < 64; i++) {
 		stack_poll(&H.ns);
@@ -111,7 +111,7 @@ static void nh_poll(void)
 }
 
 /* Push a frame into g2s; false if the ring is full. */
-static bool nh_guest_try_send(const void *frame, size_t len)
+static inline bool nh_guest_try_send(const void *frame, size_t len)
 {
 	if (ring_push(&H.g2s, MOAT_REC_FRAME, frame, (uint32_t)len) < 0)
 		return false;
@@ -119,7 +119,7 @@ static bool nh_guest_try_send(const void *frame, size_t len)
 	return true;
 }
 
-static void nh_guest_send(const void *frame, size_t len)
+static inline void nh_guest_send(const void *frame, size_t len)
 {
 	if (!nh_guest_try_send(frame, len)) {
 		fprintf(stderr, "g2s full\n");
@@ -128,7 +128,7 @@ static void nh_guest_send(const void *frame, size_t len)
 }
 
 /* Next frame the netstack sent to the guest, any ethertype: length or -1. */
-static int nh_guest_recv_any(uint8_t *buf, size_t size)
+static inline int nh_guest_recv_any(uint8_t *buf, size_t size)
 {
 	uint32_t type;
 	int n = ring_pop(&H.s2g, &type, buf, (uint32_t)size);
@@ -142,7 +142,7 @@ static int nh_guest_recv_any(uint8_t *buf, size_t size)
  * none. IPv6 frames (the Router Advertisement the guest's first frame
  * triggers) are skipped.
  */
-static int nh_guest_recv(uint8_t *buf, size_t size)
+static inline int nh_guest_recv(uint8_t *buf, size_t size)
 {
 	int n;
 
@@ -151,14 +151,14 @@ static int nh_guest_recv(uint8_t *buf, size_t size)
 	return n;
 }
 
-static void nh_proxy_send(uint32_t type, const void *msg, size_t len)
+static inline void nh_proxy_send(uint32_t type, const void *msg, size_t len)
 {
 	if (ring_push(&H.p2s, type, msg, (uint32_t)len) < 0)
 		abort();
 	ring_flush(&H.p2s);
 }
 
-static void nh_proxy_send2(uint32_t type, const void *hdr, size_t hlen, const void *data,
+static inline void nh_proxy_send2(uint32_t type, const void *hdr, size_t hlen, const void *data,
 			   size_t dlen)
 {
 	struct iovec iov[2] = { { (void *)hdr, hlen }, { (void *)data, dlen } };
@@ -169,7 +169,7 @@ static void nh_proxy_send2(uint32_t type, const void *hdr, size_t hlen, const vo
 }
 
 /* Next message from the netstack to the proxy: length, or -1 if none. */
-static int nh_proxy_recv(uint32_t *type, uint8_t *buf, size_t size)
+static inline int nh_proxy_recv(uint32_t *type, uint8_t *buf, size_t size)
 {
 	int n = ring_pop(&H.s2p, type, buf, (uint32_t)size);
 
@@ -179,7 +179,7 @@ static int nh_proxy_recv(uint32_t *type, uint8_t *buf, size_t size)
 
 /* ---- checksums and builders ------------------------------------------ */
 
-static uint32_t nh_sum(const void *data, size_t len, uint32_t sum)
+static inline uint32_t nh_sum(const void *data, size_t len, uint32_t sum)
 {
 	const uint8_t *p = data;
 
@@ -193,35 +193,35 @@ static uint32_t nh_sum(const void *data, size_t len, uint32_t sum)
 	return sum;
 }
 
-static uint16_t nh_fold(uint32_t sum)
+static inline uint16_t nh_fold(uint32_t sum)
 {
 	while (sum >> 16)
 		sum = (sum & 0xffff) + (sum >> 16);
 	return (uint16_t)~sum;
 }
 
-static void nh_put16(uint8_t *p, uint16_t v)
+static inline void nh_put16(uint8_t *p, uint16_t v)
 {
 	p[0] = (uint8_t)(v >> 8), p[1] = (uint8_t)v;
 }
 
-static void nh_put32(uint8_t *p, uint32_t v)
+static inline void nh_put32(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
 }
 
-static uint16_t nh_get16(const uint8_t *p)
+static inline uint16_t nh_get16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] << 8 | p[1]);
 }
 
-static uint32_t nh_get32(const uint8_t *p)
+static inline uint32_t nh_get32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 /* Ethernet + IPv4 header around an L4 payload that is already in place at f+34. */
-static size_t nh_ip4(uint8_t *f, const uint8_t *src_mac, uint32_t src, uint32_t dst, uint8_t proto,
+static inline size_t nh_ip4(uint8_t *f, const uint8_t *src_mac, uint32_t src, uint32_t dst, uint8_t proto,
 		     size_t l4len)
 {
 	uint8_t *ip = f + 14;
@@ -243,7 +243,7 @@ static size_t nh_ip4(uint8_t *f, const uint8_t *src_mac, uint32_t src, uint32_t 
 	return 34 + l4len;
 }
 
-static uint32_t nh_pseudo4(uint32_t src, uint32_t dst, uint8_t proto, size_t len)
+static inline uint32_t nh_pseudo4(uint32_t src, uint32_t dst, uint8_t proto, size_t len)
 {
 	uint8_t ph[12];
 
@@ -256,7 +256,7 @@ static uint32_t nh_pseudo4(uint32_t src, uint32_t dst, uint8_t proto, size_t len
 }
 
 /* A TCP segment from the guest; @opts may be NULL. */
-static size_t nh_tcp4(uint8_t *f, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport,
+static inline size_t nh_tcp4(uint8_t *f, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport,
 		      uint32_t seq, uint32_t ack, uint8_t flags, uint16_t win, const uint8_t *opts,
 		      size_t optlen, const void *data, size_t dlen)
 {
@@ -279,7 +279,7 @@ static size_t nh_tcp4(uint8_t *f, uint32_t src, uint16_t sport, uint32_t dst, ui
 	return nh_ip4(f, nh_guest_mac, src, dst, 6, hl + dlen);
 }
 
-static size_t nh_udp4(uint8_t *f, const uint8_t *mac, uint32_t src, uint16_t sport, uint32_t dst,
+static inline size_t nh_udp4(uint8_t *f, const uint8_t *mac, uint32_t src, uint16_t sport, uint32_t dst,
 		      uint16_t dport, const void *data, size_t dlen)
 {
 	uint8_t *u = f + 34;
@@ -293,7 +293,7 @@ static size_t nh_udp4(uint8_t *f, const uint8_t *mac, uint32_t src, uint16_t spo
 	return nh_ip4(f, mac, src, dst, 17, 8 + dlen);
 }
 
-static size_t nh_echo4(uint8_t *f, uint32_t src, uint32_t dst, uint16_t ident, uint16_t seq,
+static inline size_t nh_echo4(uint8_t *f, uint32_t src, uint32_t dst, uint16_t ident, uint16_t seq,
 		       const void *data, size_t dlen)
 {
 	uint8_t *c = f + 34;
@@ -329,7 +329,7 @@ struct nh_pkt {
 };
 
 /* Parse an IPv4 frame from the netstack; checksums are verified. */
-static bool nh_parse4(const uint8_t *f, size_t len, struct nh_pkt *p)
+static inline bool nh_parse4(const uint8_t *f, size_t len, struct nh_pkt *p)
 {
 	const uint8_t *ip = f + 14;
 	size_t hl, tot;

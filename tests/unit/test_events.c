@@ -161,8 +161,10 @@ Test(events, proxy_rejects_what_is_not_a_known_event)
 		"{\"event\":\"denial\",\"dst_port\":\"443\"}",
 		"{\"event\":\"denial\",\"rule\":1.5}",
 		"{\"event\":\"denial\",\"dst\":[\"1.2.3.4\"]}",
-		"{\"event\":\"dns_denial\",\"qname\":7}",
-		"{\"event\":\"limit\",\"value\":\"lots\"}",
+		"{\"event\":\"dns_denial\",\"name\":7}",
+		"{\"event\":\"dns_denial\",\"terminate\":\"yes\"}",
+		"{\"event\":\"limit\",\"action\":1}",
+		"{\"event\":\"denial\",\"guest_port\":true}",
 	};
 	struct events_stats st;
 	json_t *all;
@@ -189,12 +191,12 @@ Test(events, proxy_events_are_stamped_and_filtered)
 			   "\"protocol\":\"tcp\",\"dst\":\"10.88.0.10\",\"dst_port\":8080,"
 			   "\"rule\":-1,\"flow\":5,\"nested\":{\"a\":1},\"list\":[1,2],"
 			   "\"Bad-Key\":\"x\",\"note\":\"caf\xc3\xa9\",\"n\":null,\"f\":1.5}"), 0);
-	cr_assert_eq(proxy("{\"event\":\"dns_denial\",\"qname\":\"evil.example.\",\"qtype\":1,"
-			   "\"reason\":\"denied\",\"rule\":3}"), 0);
-	cr_assert_eq(proxy("{\"event\":\"dns_denial\",\"qname\":\"a.example.\",\"qtype\":\"AAAA\"}"),
+	cr_assert_eq(proxy("{\"event\":\"dns_denial\",\"direction\":\"egress\",\"protocol\":\"udp\","
+			   "\"name\":\"evil.example.\",\"rule\":3}"), 0);
+	cr_assert_eq(proxy("{\"event\":\"dns_denial\",\"name\":\"a.example.\",\"qtype\":28}"),
 		     0);
-	cr_assert_eq(proxy("{\"event\":\"limit\",\"limit\":\"max_tcp_connections\",\"value\":65,"
-			   "\"max\":64,\"on_exceed\":\"refuse\"}"), 0);
+	cr_assert_eq(proxy("{\"event\":\"limit\",\"limit\":\"max_tcp_connections\","
+			   "\"action\":\"refuse\",\"protocol\":\"tcp\",\"max\":64,\"flow\":3}"), 0);
 	{
 		char msg[1400];
 
@@ -220,7 +222,7 @@ Test(events, proxy_events_are_stamped_and_filtered)
 	cr_assert_null(json_object_get(o, "f"), "reals are not copied");
 	o = json_array_get(all, 1);
 	cr_assert_str_eq(json_string_value(json_object_get(o, "event")), "dns_denial");
-	cr_assert_str_eq(json_string_value(json_object_get(o, "qname")), "evil.example.");
+	cr_assert_str_eq(json_string_value(json_object_get(o, "name")), "evil.example.");
 	o = json_array_get(all, 3);
 	cr_assert_str_eq(json_string_value(json_object_get(o, "event")), "limit");
 	cr_assert_eq(json_integer_value(json_object_get(o, "max")), 64);
@@ -285,7 +287,7 @@ Test(events, reader_reassembles_cut_messages)
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
 	frame(stream, &len, "{\"event\":\"denial\",\"flow\":1}");
 	frame(stream, &len, "not json at all");
-	frame(stream, &len, "{\"event\":\"dns_denial\",\"qname\":\"x.\"}");
+	frame(stream, &len, "{\"event\":\"dns_denial\",\"name\":\"x.\"}");
 	frame(stream, &len, "{\"event\":\"limit\",\"limit\":\"max_udp_flows\"}");
 	/* Nothing there yet: still open. */
 	cr_assert_eq(events_reader_input(&rd, sp[0], err, sizeof(err)), 1);

@@ -610,11 +610,11 @@ Test(metrics, bad_addresses_fail_with_one_line)
 {
 	static const char *const bad[] = {
 		"nonsense", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:-1",
-		"127.0.0.1:80x", "300.1.1.1:80", "[::1", "[::1]", "[::1]80", "[nothex]:80",
+		"127.0.0.1:80x", "127.0.0.1: 80", "127.0.0.1:+80", "300.1.1.1:80", "[::1", "[::1]", "[::1]80", "[nothex]:80",
 		"example.com:80", "unix:", "198.51.100.1:9100" /* not a local address */,
 		"unix:/nonexistent-dir/x.sock",
-		"unix:/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock",
+		("unix:/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock"),
 	};
 	struct metrics *m;
 	char err[256];

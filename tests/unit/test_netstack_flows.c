@@ -625,3 +625,240 @@ Test(netstack_flows, dgram_to_another_address_is_a_violation)
 	nh_proxy_send2(FLOW_DGRAM, &r, sizeof(r), "x", 1);
 	expect_violation(MOAT_VIOL_BAD_MESSAGE);
 }
+
+/* ---- ingress: published ports ------------------------------------------ */
+
+static void accepted(uint32_t id, uint32_t src_ip, uint16_t sport, uint16_t gport)
+{
+	struct flow_connect a;
+
+	memset(&a, 0, sizeof(a));
+	a.id = id;
+	a.src.family = a.dst.family = 4;
+	nh_put32(a.src.addr, src_ip);
+	a.src.port = sport;
+	nh_put32(a.dst.addr, NH_GUEST_IP);
+	a.dst.port = gport;
+	nh_proxy_send(FLOW_ACCEPTED, &a, sizeof(a));
+}
+
+/* The SYN the netstack sends into the guest. */
+static void expect_syn(struct nh_pkt *p, uint16_t gport)
+{
+	int n = nh_guest_recv(rbuf, sizeof(rbuf));
+
+	cr_assert_gt(n, 0, "no SYN toward the guest");
+	cr_assert(nh_parse4(rbuf, (size_t)n, p));
+	cr_assert_eq(p->proto, 6);
+	cr_assert_eq(p->flags & 0x12, 0x02);
+	cr_assert_eq(p->dst, NH_GUEST_IP);
+	cr_assert_eq(p->dport, gport);
+	cr_assert(p->csum_ok);
+}
+
+Test(netstack_flows, ingress_connects_into_the_guest)
+{
+	const uint32_t id = FLOW_ID_INGRESS | 7;
+	struct flow_connect_result r;
+	struct flow_credit cr;
+	struct flow_data d;
+	struct gtcp g;
+	struct nh_pkt p;
+	size_t n;
+
+	nh_init();
+	/* The guest has spoken (its MAC is known): the SYN goes out at once. */
+	n = nh_echo4(fbuf, NH_GUEST_IP, NH_GW_IP, 1, 1, "x", 1);
+	nh_guest_send(fbuf, n);
+	nh_poll();
+	cr_assert_gt(nh_guest_recv(rbuf, sizeof(rbuf)), 0);
+	accepted(id, NH_REMOTE_IP, 5555, 8080);
+	nh_poll();
+	expect_syn(&p, 8080);
+	cr_assert_eq(p.src, NH_REMOTE_IP, "the client's address is kept");
+	cr_assert_eq(p.sport, 5555);
+	/* The guest accepts: SYN-ACK. */
+	memset(&g, 0, sizeof(g));
+	g.dst = p.src;
+	g.sport = 8080;
+	g.dport = p.sport;
+	g.rcv_nxt = p.seq + 1;
+	g.snd_nxt = 50000;
+	n = nh_tcp4(fbuf, NH_GUEST_IP, 8080, p.src, p.sport, 49999, g.rcv_nxt, 0x12, 0xffff,
+		    (const uint8_t[]){ 2, 4, 0x05, 0xb4 }, 4, NULL, 0);
+	nh_guest_send(fbuf, n);
+	nh_poll();
+	cr_assert_gt(p_expect(FLOW_CONNECT_RESULT, &r, sizeof(r)), 0, "no CONNECT_RESULT");
+	cr_assert_eq(r.id, id);
+	cr_assert_eq(r.result, MOAT_CONN_OK);
+	cr_assert_gt(p_expect(FLOW_CREDIT, &cr, sizeof(cr)), 0, "no CREDIT after ok");
+	g_drain(&g, false);
+	/* data both ways */
+	g_send(&g, 0x18, "from guest", 10);
+	nh_poll();
+	cr_assert_eq(p_expect(FLOW_DATA, &d, sizeof(d)), (int)sizeof(d) + 10);
+	cr_assert_eq(d.id, id);
+	p_data(id, "from host", 9);
+	nh_poll();
+	g_drain(&g, true);
+	cr_assert_eq(g.rxlen, 9);
+	cr_assert(!H.ns.violation);
+	free(g.rx);
+}
+
+Test(netstack_flows, ingress_refused_by_the_guest)
+{
+	const uint32_t id = FLOW_ID_INGRESS | 9;
+	struct flow_connect_result r;
+	struct nh_pkt p;
+	size_t n;
+
+	nh_init();
+	accepted(id, 0x7f000001, 6000, 9090);	/* from host loopback: shown as the gateway */
+	nh_poll();
+	/* The guest never spoke: the netstack asks for its MAC first. */
+	n = (size_t)nh_guest_recv(rbuf, sizeof(rbuf));
+	cr_assert_eq(n, 42, "no ARP request for the guest");
+	cr_assert_eq(nh_get16(rbuf + 12), 0x0806);
+	cr_assert_eq(nh_get16(rbuf + 20), 1);
+	cr_assert_eq(nh_get32(rbuf + 38), NH_GUEST_IP);
+	memcpy(fbuf, rbuf + 6, 6);
+	memcpy(fbuf + 6, nh_guest_mac, 6);
+	memcpy(fbuf + 12, rbuf + 12, 30);
+	nh_put16(fbuf + 20, 2);
+	memcpy(fbuf + 22, nh_guest_mac, 6);
+	nh_put32(fbuf + 28, NH_GUEST_IP);
+	memcpy(fbuf + 32, rbuf + 22, 10);
+	nh_guest_send(fbuf, 42);		/* the ARP reply */
+	nh_poll();
+	expect_syn(&p, 9090);
+	cr_assert_eq(p.src, NH_GW_IP);
+	n = nh_tcp4(fbuf, NH_GUEST_IP, 9090, p.src, p.sport, 0, p.seq + 1, 0x14, 0, NULL, 0, NULL, 0);
+	nh_guest_send(fbuf, n);
+	nh_poll();
+	cr_assert_gt(p_expect(FLOW_CONNECT_RESULT, &r, sizeof(r)), 0);
+	cr_assert_eq(r.id, id);
+	cr_assert_eq(r.result, MOAT_CONN_REFUSED);
+	/* the id is dead: a second ACCEPTED with it is fine */
+	accepted(id, NH_REMOTE_IP, 6001, 9090);
+	nh_poll();
+	cr_assert(!H.ns.violation);
+}
+
+Test(netstack_flows, ingress_id_reuse_while_live_is_a_violation)
+{
+	nh_init();
+	accepted(FLOW_ID_INGRESS | 3, NH_REMOTE_IP, 1, 80);
+	accepted(FLOW_ID_INGRESS | 3, NH_REMOTE_IP, 2, 80);
+	expect_violation(MOAT_VIOL_BAD_MESSAGE);
+}
+
+/* ---- IPv6 --------------------------------------------------------------- */
+
+static const uint8_t g6[16] = { 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34 };
+static const uint8_t r6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10 };
+
+static size_t tcp6(uint8_t *f, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
+		   uint8_t flags, const void *data, size_t dlen)
+{
+	uint8_t *ip = f + 14, *t = f + 54, ph[40];
+	size_t l4 = 20 + dlen;
+
+	memcpy(f, nh_gw_mac, 6);
+	memcpy(f + 6, nh_guest_mac, 6);
+	nh_put16(f + 12, 0x86dd);
+	memset(ip, 0, 40);
+	ip[0] = 0x60;
+	nh_put16(ip + 4, (uint16_t)l4);
+	ip[6] = 6;
+	ip[7] = 64;
+	memcpy(ip + 8, g6, 16);
+	memcpy(ip + 24, r6, 16);
+	memset(t, 0, 20);
+	nh_put16(t, sport);
+	nh_put16(t + 2, dport);
+	nh_put32(t + 4, seq);
+	nh_put32(t + 8, ack);
+	t[12] = 0x50;
+	t[13] = flags;
+	nh_put16(t + 14, 0xffff);
+	if (dlen)
+		memcpy(t + 20, data, dlen);
+	memcpy(ph, g6, 16);
+	memcpy(ph + 16, r6, 16);
+	nh_put32(ph + 32, (uint32_t)l4);
+	memset(ph + 36, 0, 3);
+	ph[39] = 6;
+	nh_put16(t + 16, nh_fold(nh_sum(t, l4, nh_sum(ph, 40, 0))));
+	return 54 + l4;
+}
+
+/* Next IPv6 TCP segment to the guest: its TCP header, or NULL. */
+static const uint8_t *recv_tcp6(void)
+{
+	int n;
+
+	while ((n = nh_guest_recv_any(rbuf, sizeof(rbuf))) > 0)
+		if (nh_get16(rbuf + 12) == 0x86dd && rbuf[20] == 6 && n >= 74)
+			return rbuf + 54;
+	return NULL;
+}
+
+Test(netstack_flows, ipv6_tcp)
+{
+	struct flow_connect fc;
+	struct flow_data d;
+	const uint8_t *t;
+	uint32_t srv_seq;
+	size_t n;
+
+	nh_init();
+	n = tcp6(fbuf, 41000, 443, 100, 0, 0x02, NULL, 0);
+	nh_guest_send(fbuf, n);
+	nh_poll();
+	cr_assert_gt(p_expect(FLOW_CONNECT, &fc, sizeof(fc)), 0);
+	cr_assert_eq(fc.src.family, 6);
+	cr_assert(!memcmp(fc.src.addr, g6, 16));
+	cr_assert(!memcmp(fc.dst.addr, r6, 16));
+	conn_result(fc.id, MOAT_CONN_OK);
+	nh_poll();
+	t = recv_tcp6();
+	cr_assert(t, "no SYN-ACK over IPv6");
+	cr_assert_eq(t[13] & 0x12, 0x12);
+	cr_assert(!memcmp(rbuf + 14 + 8, r6, 16), "SYN-ACK from the original destination");
+	srv_seq = nh_get32(t + 4);
+	n = tcp6(fbuf, 41000, 443, 101, srv_seq + 1, 0x10, NULL, 0);
+	nh_guest_send(fbuf, n);
+	n = tcp6(fbuf, 41000, 443, 101, srv_seq + 1, 0x18, "v6 data", 7);
+	nh_guest_send(fbuf, n);
+	nh_poll();
+	cr_assert_gt(p_expect(FLOW_CREDIT, NULL, 0), 0);
+	cr_assert_eq(p_expect(FLOW_DATA, &d, sizeof(d)), (int)sizeof(d) + 7);
+	cr_assert_eq(d.id, fc.id);
+	cr_assert(!memcmp(mbuf + sizeof(d), "v6 data", 7));
+	cr_assert(!H.ns.violation);
+}
+
+Test(netstack_flows, guest_gives_up_while_pending)
+{
+	struct gtcp c = { .dst = NH_REMOTE_IP, .sport = 40100, .dport = 80, .snd_nxt = 9 };
+	struct flow_connect fc;
+	struct flow_close cl;
+	size_t n;
+
+	nh_init();
+	g_syn(&c);
+	nh_poll();
+	p_expect(FLOW_CONNECT, &fc, sizeof(fc));
+	n = nh_tcp4(fbuf, NH_GUEST_IP, c.sport, c.dst, c.dport, 9, 0, 0x04, 0, NULL, 0, NULL, 0);
+	nh_guest_send(fbuf, n);
+	nh_poll();
+	cr_assert_gt(p_expect(FLOW_CLOSE, &cl, sizeof(cl)), 0, "the proxy must hear the guest gave up");
+	cr_assert_eq(cl.id, fc.id);
+	cr_assert_eq(cl.reset, 1);
+	/* the result arriving afterwards is for a dead id */
+	conn_result(fc.id, MOAT_CONN_OK);
+	nh_poll();
+	cr_assert_eq(g_drain(&c, false), 0);
+	cr_assert(!H.ns.violation);
+}

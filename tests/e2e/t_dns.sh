@@ -1,0 +1,113 @@
+#!/bin/bash
+# t_dns.sh — the DNS forwarder at 10.0.2.3:53 (issue 7).
+#
+# dnsmasq in $SRV is the upstream (a test zone from --host-record), named in
+# the policy's dns.nameservers. From the guest, with dig:
+#  - an allowed name is answered over UDP and over TCP;
+#  - a denied name gets NXDOMAIN and never reaches dnsmasq (its query log),
+#    and a dns_denial event is written;
+#  - rebind protection: a name resolving to a private address gets NXDOMAIN,
+#    unless an address rule allows that address;
+#  - a big answer comes back truncated (TC) over UDP and dig's TCP retry
+#    gets all of it through the forwarder's TCP path;
+#  - failover: with a dead first nameserver (blackholed) the second answers;
+#  - a domain_suffix rule allows a connection only once the name was
+#    resolved through the forwarder (the address is pinned);
+#  - a malformed query gets FORMERR and the forwarder keeps working.
+source "$(dirname "$0")/lib.sh"
+need dig dnsmasq curl python3
+
+PY="python3 $MOAT_SRC/tests/e2e/proxy_servers.py"
+CLIENT="python3 $MOAT_SRC/tests/e2e/proxy_client.py"
+metric() { curl -s --unix-socket "$WORK/metrics.sock" http://moat/metrics | awk -v m="$1" '$1 == m {print $2}'; }
+DIG="dig @10.0.2.3 +time=5 +tries=1"
+policy() { # policy NAMESERVERS_JSON
+	cat >"$WORK/policy.json" <<P
+{ "default_egress": "deny", "default_ingress": "allow",
+  "dns": { "nameservers": $1, "timeout_ms": 1000 },
+  "rules": [
+    { "direction": "egress", "destination": { "domain": "blocked.test" }, "action": "deny" },
+    { "direction": "egress", "destination": { "domain_suffix": "pinned.test" },
+      "protocols": ["tcp"], "action": "allow" },
+    { "direction": "egress", "destination": { "cidr": "10.88.0.11/32" }, "action": "allow" },
+    { "direction": "egress", "destination": { "group": "host" }, "protocols": ["udp", "tcp"],
+      "ports": [{ "start": 53, "end": 53 }], "action": "allow" } ] }
+P
+}
+
+topo_up
+guest_up 1500 static
+ip -n "$SRV" route add blackhole 198.51.100.0/24
+many=()
+for i in $(seq 1 40); do many+=(--host-record="many.test,203.0.113.$((100 + i))"); done
+bg ip netns exec "$SRV" dnsmasq --no-daemon --no-resolv --no-hosts --user=root \
+	--listen-address=203.0.113.10 --bind-interfaces --log-queries --log-facility=- \
+	--host-record=public.test,203.0.113.10 --host-record=www.pinned.test,203.0.113.10 \
+	--host-record=evil.test,10.88.0.10 --host-record=ok.test,10.88.0.11 \
+	--host-record=blocked.test,203.0.113.10 "${many[@]}" 2>"$WORK/dnsmasq.log"
+echo hi >"$WORK/hi.txt"
+bg ip netns exec "$SRV" $PY http 203.0.113.10 8080 "$WORK"
+wait_for 10 in_srv dig @203.0.113.10 +time=1 +tries=1 public.test || fail "dnsmasq did not start"
+wait_for 10 in_srv bash -c "echo >/dev/tcp/203.0.113.10/8080" || fail "http server did not start"
+policy '["203.0.113.10"]'
+moat_start --policy "$WORK/policy.json" --events "$WORK/events.jsonl" --metrics "unix:$WORK/metrics.sock"
+
+r=$(in_guest $DIG +short public.test)
+[ "$r" = 203.0.113.10 ] || fail "public.test over UDP: '$r'"
+r=$(in_guest $DIG +tcp +short public.test)
+[ "$r" = 203.0.113.10 ] || fail "public.test over TCP: '$r'"
+echo "allowed name: answered over UDP and TCP"
+
+in_guest $DIG blocked.test >"$WORK/dig.txt" || fail "dig blocked.test failed: $(cat "$WORK/dig.txt")"
+grep -q 'status: NXDOMAIN' "$WORK/dig.txt" || fail "blocked.test: $(grep status "$WORK/dig.txt")"
+in_guest $DIG +tcp blocked.test | grep -q 'status: NXDOMAIN' || fail "blocked.test over TCP not NXDOMAIN"
+sleep 0.5
+grep -q 'blocked.test' "$WORK/dnsmasq.log" && fail "the denied name reached dnsmasq"
+grep -q 'public.test' "$WORK/dnsmasq.log" || fail "dnsmasq logs no queries at all (the check above is void)"
+wait_for 5 grep -q '"event":"dns_denial".*"name":"blocked.test"' "$WORK/events.jsonl" ||
+	fail "no dns_denial event"
+echo "denied name: NXDOMAIN, never upstream, event written"
+
+grep -q 'status: NXDOMAIN' <(in_guest $DIG evil.test) || fail "evil.test (10.88.0.10) was not blocked"
+r=$(in_guest $DIG +short ok.test)
+[ "$r" = 10.88.0.11 ] || fail "ok.test (allowed by a cidr rule): '$r'"
+[ "$(metric 'moat_dns_queries_total{result="rebind"}')" -ge 1 ] || fail "rebind counter"
+echo "rebind: private answer NXDOMAIN unless an address rule allows it"
+
+in_guest dig @10.0.2.3 +time=5 +tries=1 +noedns many.test >"$WORK/many.txt" || fail "dig many.test failed"
+grep -q 'Truncated, retrying in TCP mode' "$WORK/many.txt" || fail "no truncation: $(head -20 "$WORK/many.txt")"
+n=$(grep -c '^many.test\..*IN.*A.*203.0.113' "$WORK/many.txt")
+[ "$n" = 40 ] || fail "many.test over TCP: $n records, want 40"
+echo "big answer: TC over UDP, all 40 records after the TCP retry"
+
+# Pins: www.pinned.test's address is allowed only after it was resolved.
+r=$(in_guest $CLIENT connect 203.0.113.10 8080 10)
+[ "$r" = ECONNREFUSED ] || fail "connect before resolving: $r, want ECONNREFUSED (denied)"
+[ "$(in_guest $DIG +short www.pinned.test)" = 203.0.113.10 ] || fail "www.pinned.test not resolved"
+[ "$(in_guest curl -sS -m 10 http://203.0.113.10:8080/hi.txt)" = hi ] ||
+	fail "connect after resolving a pinned.test name was not allowed"
+[ "$(metric moat_dns_pinned_addresses)" -ge 1 ] || fail "no pinned addresses in the metrics"
+echo "domain_suffix: denied before resolving, allowed after (pinned)"
+
+# Malformed query: FORMERR, and the forwarder goes on.
+in_guest python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+s.sendto(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05abc", ("10.0.2.3", 53))
+r = s.recv(512)
+assert r[:2] == b"\x12\x34" and r[3] & 15 == 1, r
+' || fail "a malformed query did not get FORMERR"
+[ "$(in_guest $DIG +short public.test)" = 203.0.113.10 ] || fail "the forwarder stopped after FORMERR"
+echo "malformed query: FORMERR"
+
+# Failover: the first nameserver is blackholed.
+policy '["198.51.100.53", "203.0.113.10"]'
+kill -HUP "$MOAT_PID"
+wait_for 5 bash -c "[ \"\$(curl -s --unix-socket $WORK/metrics.sock http://moat/metrics |
+	awk '\$1 == \"moat_policy_generation\" {print \$2}')\" = 2 ]" || fail "reload not taken"
+t0=$(date +%s%N)
+r=$(in_guest $DIG +short public.test)
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$r" = 203.0.113.10 ] || fail "failover: '$r'"
+echo "failover: answered by the second nameserver after $ms ms (timeout_ms 1000)"
+pass "forward, deny, rebind, truncation + TCP, pins, FORMERR, failover"

@@ -1,0 +1,81 @@
+#!/bin/bash
+# t_udp.sh — UDP flows through the proxy (issue 7).
+#
+# A UDP echo server in $SRV. From the guest:
+#  - datagrams come back from the address the guest sent them to;
+#  - 100 concurrent flows (100 sockets) all get their echo;
+#  - the flow cap (--max-udp-flows 150): 100 more flows while the first 100
+#    are alive get only 50 echoes, and 50 flows are counted refused;
+#  - after the idle timeout (60 s) the flows are gone and 100 new flows work;
+#  - a denied destination gets nothing, counted and reported as an event;
+#  - 10.0.2.2:PORT reaches a UDP server on 127.0.0.1:PORT in $HOST.
+source "$(dirname "$0")/lib.sh"
+need curl python3
+
+PY="python3 $MOAT_SRC/tests/e2e/proxy_servers.py"
+CLIENT="python3 $MOAT_SRC/tests/e2e/proxy_client.py"
+metric() { curl -s --unix-socket "$WORK/metrics.sock" http://moat/metrics | awk -v m="$1" '$1 == m {print $2}'; }
+
+topo_up
+guest_up 1500 static
+bg ip netns exec "$SRV" $PY udpecho 203.0.113.10 7000
+bg ip netns exec "$HOST" $PY udpecho 127.0.0.1 7007
+cat >"$WORK/policy.json" <<'P'
+{ "default_egress": "deny", "default_ingress": "allow",
+  "rules": [
+    { "direction": "egress", "destination": { "group": "public" }, "action": "allow" },
+    { "direction": "egress", "destination": { "group": "host" }, "protocols": ["udp"],
+      "ports": [{ "start": 7007, "end": 7007 }], "action": "allow" } ] }
+P
+sleep 1
+moat_start --policy "$WORK/policy.json" --max-udp-flows 150 --events "$WORK/events.jsonl" \
+	--metrics "unix:$WORK/metrics.sock"
+
+wait_for 10 bash -c "[ \"\$(ip netns exec $GUEST $CLIENT udp 203.0.113.10 7000 1 1200)\" = 1 ]" ||
+	fail "no echo"
+in_guest python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+s.sendto(b"who", ("203.0.113.10", 7000))
+data, peer = s.recvfrom(100)
+assert data == b"who" and peer == ("203.0.113.10", 7000), (data, peer)
+' || fail "the echo did not come from 203.0.113.10:7000"
+echo "echo: from the address the guest sent to"
+
+base=$(metric moat_udp_flows_active)
+n=$(in_guest $CLIENT udp 203.0.113.10 7000 100)
+[ "$n" = 100 ] || fail "100 concurrent flows: $n echoes"
+echo "100 concurrent flows: 100 echoes ($(metric moat_udp_flows_active) flows active)"
+
+# 100 more while those are alive: the cap of 150 lets 150 - active through.
+active=$(metric moat_udp_flows_active)
+refused0=$(metric moat_udp_flows_refused_total)
+n=$(in_guest $CLIENT udp 203.0.113.10 7000 100)
+want=$((150 - active))
+[ "$n" = "$want" ] || fail "over the cap: $n echoes, want $want (active before: $active)"
+refused=$(($(metric moat_udp_flows_refused_total) - refused0))
+[ "$refused" = $((100 - want)) ] || fail "refused counter grew by $refused, want $((100 - want))"
+echo "cap 150: $n of 100 more flows echoed, $refused refused"
+
+# Denied destination.
+n=$(in_guest $CLIENT udp 10.88.0.10 7000 1)
+[ "$n" = 0 ] || fail "a denied destination echoed"
+[ "$(metric 'moat_policy_denials_total{direction="egress",protocol="udp"}')" -ge 1 ] || fail "no udp denial counted"
+wait_for 5 grep -q '"event":"denial".*"protocol":"udp".*"dst":"10.88.0.10"' "$WORK/events.jsonl" ||
+	fail "no udp denial event"
+echo "denied destination: dropped, counted, event"
+
+# The host through the gateway address.
+n=$(in_guest $CLIENT udp 10.0.2.2 7007 1)
+[ "$n" = 1 ] || fail "10.0.2.2:7007 did not reach 127.0.0.1:7007 in the host namespace"
+echo "10.0.2.2:7007 reaches 127.0.0.1:7007"
+
+# Idle expiry (the header's udp_idle_timeout_s, 60 s).
+echo "waiting for the flows to expire..."
+wait_for 75 bash -c "[ \"\$(curl -s --unix-socket $WORK/metrics.sock http://moat/metrics |
+	awk '\$1 == \"moat_udp_flows_active\" {print \$2}')\" = 0 ]" ||
+	fail "flows did not expire: $(metric moat_udp_flows_active) active"
+n=$(in_guest $CLIENT udp 203.0.113.10 7000 100)
+[ "$n" = 100 ] || fail "after expiry: $n echoes of 100"
+echo "idle expiry: all flows gone, 100 new flows work"
+pass "echo, 100 flows, cap, denial, host, idle expiry"
