@@ -39,13 +39,23 @@ cleanup() {
 	ip netns del "$GUEST" 2>/dev/null || true
 	ip netns del "$HOST" 2>/dev/null || true
 	ip netns del "$SRV" 2>/dev/null || true
+	rm -rf "/etc/netns/$SRV" "/etc/netns/$HOST" "/etc/netns/$GUEST"
 	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 	return $rc
 }
 trap cleanup EXIT
 
 # topo_up: the server and host namespaces of topology.sh, under our prefix.
+# Each namespace gets its own resolv.conf (`ip netns exec` bind-mounts
+# /etc/netns/NS/resolv.conf): the machine's resolver is unreachable from
+# them, and a server doing a reverse lookup at start (python3 -m http.server
+# does) would hang for its timeout. $SRV asks 127.0.0.1 (fails at once);
+# $HOST, whose resolv.conf moat reads at start for its upstreams, asks
+# 203.0.113.10, where a DNS test can run dnsmasq.
 topo_up() {
+	mkdir -p "/etc/netns/$SRV" "/etc/netns/$HOST"
+	echo "nameserver 127.0.0.1" >"/etc/netns/$SRV/resolv.conf"
+	echo "nameserver $SRV_IP" >"/etc/netns/$HOST/resolv.conf"
 	ip netns add "$SRV"
 	ip netns add "$HOST"
 	ip -n "$SRV" link set lo up
@@ -65,6 +75,8 @@ topo_up() {
 # 10.0.2.15/24 via 10.0.2.2 by hand (otherwise the test runs a DHCP client).
 guest_up() {
 	local mtu=${1:-1500}
+	mkdir -p "/etc/netns/$GUEST"
+	echo "nameserver 10.0.2.3" >"/etc/netns/$GUEST/resolv.conf"
 	ip netns add "$GUEST"
 	ip -n "$GUEST" link set lo up
 	ip -n "$GUEST" tuntap add dev tap0 mode tap

@@ -6,7 +6,8 @@
 # `-netdev stream` (QEMU connects as the client to moat's stream:PATH). The
 # guest kernel's own stack must get the DHCP lease 10.0.2.15, get 3 ping
 # replies from the gateway 10.0.2.2, and fetch a random token over HTTP from
-# a server in the server namespace through moat's netstack and proxy. moat
+# a server in the server namespace through moat's netstack and proxy, and
+# a 4 MiB random file whose sha256 must match. moat
 # must still be running when the guest has powered off, and stop cleanly.
 # Skipped (77) when QEMU or the kernel cannot be installed or prepared.
 source "$(dirname "$0")/lib.sh"
@@ -25,7 +26,8 @@ MOAT_PID=$!
 read -r -t 20 _ <"$WORK/ready" || fail "moat did not become ready"
 
 qemu_start "stream,id=n0,server=off,addr.type=unix,addr.path=$SOCK" \
-	"moat.steps=dhcp,ping,http" "moat.http=$SRV_IP:8080/token.txt"
+	"moat.steps=dhcp,ping,http,fetch" "moat.http=$SRV_IP:8080/token.txt" \
+	"moat.fetch=$SRV_IP:8080/blob.bin"
 qemu_wait
 guest_report
 
@@ -35,7 +37,9 @@ serial_has '^MOAT-RESULT dhcp PASS lease=10\.0\.2\.15/24 router=10\.0\.2\.2 ' \
 serial_has '^MOAT-RESULT ping PASS received=3 target=10\.0\.2\.2 ' "ping 10.0.2.2 did not get 3 replies"
 serial_has "^MOAT-BODY $TOKEN\$" "the guest did not fetch the token through moat"
 serial_has '^MOAT-RESULT http PASS' "the HTTP step failed"
-serial_has '^MOAT-DONE pass=4 fail=0' "not every guest step passed"
+serial_has "^MOAT-RESULT fetch PASS bytes=4194304 sha256=$BLOB_SHA " \
+	"the guest's copy of the 4 MiB file differs (or the fetch failed)"
+serial_has '^MOAT-DONE pass=5 fail=0' "not every guest step passed"
 grep -q "GET /token.txt" "$WORK/http.log" || fail "the server did not see the request"
 grep -q "client connected" "$WORK/moat.log" || fail "moat did not log QEMU's connection"
 
@@ -46,4 +50,4 @@ wait "$MOAT_PID" || moat_stop_rc=$?
 MOAT_PID=
 [ $moat_stop_rc -eq 0 ] || fail "moat exited with $moat_stop_rc on SIGTERM"
 [ ! -e "$SOCK" ] || fail "moat left its socket behind"
-pass "QEMU guest over -netdev stream: DHCP 10.0.2.15, 3 ping replies, HTTP token through moat"
+pass "QEMU guest over -netdev stream: DHCP 10.0.2.15, 3 ping replies, HTTP token and 4 MiB intact through moat"

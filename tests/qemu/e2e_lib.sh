@@ -86,11 +86,14 @@ serial_has() {
 }
 
 # http_up: a python3 http.server on $SRV_IP:8080 serving $WORK/www, with a
-# random token in $WORK/www/token.txt (TOKEN).
+# random token in $WORK/www/token.txt (TOKEN) and 4 MiB of random bytes in
+# $WORK/www/blob.bin (sha256 BLOB_SHA).
 http_up() {
 	mkdir -p "$WORK/www"
 	TOKEN=moat-qemu-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 	echo "$TOKEN" >"$WORK/www/token.txt"
+	head -c $((4 << 20)) /dev/urandom >"$WORK/www/blob.bin"
+	BLOB_SHA=$(sha256sum "$WORK/www/blob.bin" | cut -c1-64)
 	# Not `python3 -m http.server --bind`: its server_bind() does a reverse
 	# DNS lookup of the address, which times out in the namespaces.
 	bg ip netns exec "$SRV" python3 -u -c '

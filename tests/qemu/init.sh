@@ -7,13 +7,15 @@
 # (console=ttyS0) as stdio. It mounts proc/sys/dev, insmods the virtio-net
 # modules in the order of /etc/modules.order, waits for eth0, and then runs
 # the steps listed in moat.steps= (comma separated, default
-# "dhcp,ping,http,connect,sh"); a step whose parameter is not on the command
+# "dhcp,ping,http,fetch,connect,sh"); a step whose parameter is not on the command
 # line is skipped. Parameters, all from /proc/cmdline:
 #
 #   moat.steps=a,b,...   which steps, in this order
 #   moat.ping=ADDR       ping -c 3 ADDR (default: the DHCP router)
 #   moat.http=HOST:PORT[/PATH]  wget the URL; each body line is echoed as
 #                        "MOAT-BODY <line>"
+#   moat.fetch=HOST:PORT/PATH  wget a (binary) file; only its size and
+#                        sha256 are printed
 #   moat.connect=HOST:PORT  nc to HOST:PORT and send one HTTP request line
 #   moat.sh=BASE64       a shell script, base64-encoded (no spaces needed)
 #
@@ -47,13 +49,14 @@ finish() {
 	sleep 5
 }
 
-STEPS=dhcp,ping,http,connect,sh
-PING="" HTTP="" CONNECT="" SH=""
+STEPS=dhcp,ping,http,fetch,connect,sh
+PING="" HTTP="" FETCH="" CONNECT="" SH=""
 for w in $(cat /proc/cmdline); do
 	case "$w" in
 	moat.steps=*) STEPS=${w#moat.steps=} ;;
 	moat.ping=*) PING=${w#moat.ping=} ;;
 	moat.http=*) HTTP=${w#moat.http=} ;;
+	moat.fetch=*) FETCH=${w#moat.fetch=} ;;
 	moat.connect=*) CONNECT=${w#moat.connect=} ;;
 	moat.sh=*) SH=${w#moat.sh=} ;;
 	esac
@@ -118,6 +121,19 @@ step_http() {
 	fi
 }
 
+step_fetch() {
+	[ -n "$FETCH" ] || { say "STEP fetch skipped (no moat.fetch)"; return; }
+	say "STEP fetch http://$FETCH"
+	rm -f /tmp/fetch
+	if timeout 60 wget -q -O /tmp/fetch "http://$FETCH" 2>/tmp/wget.err; then
+		result fetch PASS "bytes=$(wc -c </tmp/fetch) sha256=$(sha256sum /tmp/fetch | cut -c1-64)"
+	else
+		cat /tmp/wget.err
+		result fetch FAIL "wget http://$FETCH failed"
+	fi
+	rm -f /tmp/fetch
+}
+
 step_connect() {
 	[ -n "$CONNECT" ] || { say "STEP connect skipped (no moat.connect)"; return; }
 	h=${CONNECT%:*} p=${CONNECT##*:}
@@ -138,7 +154,7 @@ step_sh() {
 
 for s in $(echo "$STEPS" | tr ',' ' '); do
 	case "$s" in
-	dhcp | ping | http | connect | sh) "step_$s" ;;
+	dhcp | ping | http | fetch | connect | sh) "step_$s" ;;
 	*) result "$s" FAIL "unknown step" ;;
 	esac
 done
