@@ -23,8 +23,15 @@ for p in iperf3 sockperf apache2-utils nginx-light slirp4netns passt; do
 	dpkg-query -W -f='${Status}' $p 2>/dev/null | grep -q 'install ok installed' ||
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $p >/dev/null
 done
-cmake -S "$top" -B "$top/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-ninja -C "$top/build-bench" moat >/dev/null
+# Say why when the build fails (with set -e and the output thrown away, a
+# failed build used to end the script without a word).
+log=$(mktemp)
+if ! { cmake -S "$top" -B "$top/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release &&
+	ninja -C "$top/build-bench" moat; } >"$log" 2>&1; then
+	tail -n 40 "$log" >&2; rm -f "$log"
+	echo "bench: building moat failed (build-bench/)" >&2; exit 1
+fi
+rm -f "$log"
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

@@ -140,6 +140,7 @@ static int check_keys(struct ctx *c, json_t *obj, const char *path, const char *
 static int get_int(struct ctx *c, json_t *j, const char *path, json_int_t min, json_int_t max,
 		   json_int_t *out)
 {
+	*out = 0;	/* gcc -O3 cannot see that callers stop on an error */
 	if (!json_is_integer(j) || json_integer_value(j) < min || json_integer_value(j) > max) {
 		if (max == INT64_MAX)
 			return schema_err(c, path, "must be an integer of at least %lld",

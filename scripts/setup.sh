@@ -20,7 +20,8 @@ PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
 	libuv1-dev libseccomp-dev libcap-ng-dev libcriterion-dev libjansson-dev
 	libmicrohttpd-dev
 	iproute2 iputils-ping curl iperf3 busybox dnsutils dnsmasq-base
-	netcat-openbsd python3 xz-utils ca-certificates prometheus)
+	netcat-openbsd python3 xz-utils ca-certificates prometheus
+	qemu-system-x86 linux-image-amd64)
 
 need_root() {
 	if [ "$(id -u)" -ne 0 ]; then

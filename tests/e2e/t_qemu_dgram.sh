@@ -6,9 +6,9 @@
 # datagram to moat's dgram:PATH, which learns QEMU as its peer from the
 # first one. The guest kernel must get the DHCP lease 10.0.2.15, 3 ping
 # replies from 10.0.2.2, a random token over HTTP through moat and a 4 MiB
-# random file whose sha256 must match; moat
-# must outlive the guest and stop cleanly. Skipped (77) when QEMU or the
-# kernel cannot be installed or prepared.
+# random file whose sha256 must match; moat must outlive the guest and stop
+# cleanly. Skipped (77) when QEMU or the kernel cannot be installed or
+# prepared.
 source "$(dirname "$0")/lib.sh"
 source "$MOAT_SRC/tests/qemu/e2e_lib.sh"
 

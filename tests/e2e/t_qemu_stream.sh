@@ -6,9 +6,9 @@
 # `-netdev stream` (QEMU connects as the client to moat's stream:PATH). The
 # guest kernel's own stack must get the DHCP lease 10.0.2.15, get 3 ping
 # replies from the gateway 10.0.2.2, and fetch a random token over HTTP from
-# a server in the server namespace through moat's netstack and proxy, and
-# a 4 MiB random file whose sha256 must match. moat
-# must still be running when the guest has powered off, and stop cleanly.
+# a server in the server namespace through moat's netstack and proxy, and a
+# 4 MiB random file whose sha256 must match. moat must still be running when
+# the guest has powered off, and stop cleanly.
 # Skipped (77) when QEMU or the kernel cannot be installed or prepared.
 source "$(dirname "$0")/lib.sh"
 source "$MOAT_SRC/tests/qemu/e2e_lib.sh"

@@ -93,6 +93,7 @@ http_up() {
 	TOKEN=moat-qemu-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 	echo "$TOKEN" >"$WORK/www/token.txt"
 	head -c $((4 << 20)) /dev/urandom >"$WORK/www/blob.bin"
+	# shellcheck disable=SC2034  # used by the tests that source this file
 	BLOB_SHA=$(sha256sum "$WORK/www/blob.bin" | cut -c1-64)
 	# Not `python3 -m http.server --bind`: its server_bind() does a reverse
 	# DNS lookup of the address, which times out in the namespaces.
