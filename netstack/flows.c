@@ -120,12 +120,17 @@ int flows_emit(struct netstack *ns, uint32_t type, const void *hdr, uint32_t hdr
 	return 0;
 }
 
-/* Room a datagram of @len bytes needs in s2g, fragments and headers included. */
+/*
+ * Room a datagram of @len bytes needs in s2g, fragments and headers
+ * included; at most half the ring, so that a small ring cannot stall p2s
+ * for good (the rest of such a datagram may then be lost, as UDP may).
+ */
 static size_t s2g_need(const struct netstack *ns, uint32_t len)
 {
 	uint32_t per = ns->cfg.mtu > 100 ? ns->cfg.mtu - 60 : 40;
+	size_t need = len + (len / per + 1) * 128u;
 
-	return len + (len / per + 1) * 128u;
+	return need > ns->s2g.cap / 2 ? ns->s2g.cap / 2 : need;
 }
 
 static void bad(struct netstack *ns, uint32_t id, const char *what)

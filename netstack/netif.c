@@ -43,6 +43,7 @@
 #include "lwip/prot/ip6.h"
 #include "lwip/priv/tcp_priv.h"
 #include "lwip/stats.h"
+#include "lwip/sys.h"
 #include "lwip/tcp.h"
 #include "netstack/frame.h"
 #include "netstack/stack.h"
@@ -124,14 +125,15 @@ bool gif_s2g_room(struct netstack *ns, size_t bytes)
 
 /*
  * The guest has not sent a frame yet, so its MAC is unknown: ask for it
- * (ARP "who has guest, tell gateway") and report ERR_MEM so that lwIP keeps
- * the segment; gif_input() retries the output once the MAC is learned.
+ * (ARP "who has guest, tell gateway", at most once a second) and report
+ * ERR_MEM so that lwIP keeps the segment; gif_input() retries the output
+ * once the MAC is learned.
  */
 static err_t mac_unknown(struct netstack *ns)
 {
 	uint8_t a[28];
 
-	if (!ns->mac_wait) {
+	if (!ns->mac_wait || sys_now() - ns->mac_asked_ms >= 1000) {
 		wr16(a, 1);
 		wr16(a + 2, ETHTYPE_IP4);
 		a[4] = 6;
@@ -141,8 +143,10 @@ static err_t mac_unknown(struct netstack *ns)
 		memcpy(a + 14, &ns->cfg.gw_ip4, 4);
 		memset(a + 18, 0, 6);
 		memcpy(a + 24, &ns->cfg.guest_ip4, 4);
-		if (gif_send_frame(ns, bcast_mac, ETHTYPE_ARP, a, sizeof(a)) == 0)
+		if (gif_send_frame(ns, bcast_mac, ETHTYPE_ARP, a, sizeof(a)) == 0) {
 			ns->mac_wait = true;
+			ns->mac_asked_ms = sys_now();
+		}
 	}
 	return ERR_MEM;
 }

@@ -279,7 +279,7 @@ uint32_t stack_prepare_sleep(struct netstack *ns)
 		return 0;
 	if (ns->s2g_blocked && ring_wait_space(&ns->s2g, ns->cfg.mtu + 14u))
 		return 0;
-	if (ns->s2p_blocked && ring_wait_space(&ns->s2p, (uint32_t)FLOW_RECORD_MAX))
+	if (ns->s2p_blocked && ring_wait_space(&ns->s2p, RING_MAX_RECORD(ns->s2p.cap)))
 		return 0;
 	if (ns->p2s_paused && ns->p2s_need_s2g && ring_wait_space(&ns->s2g, ns->p2s_need_s2g))
 		return 0;

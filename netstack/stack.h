@@ -68,6 +68,7 @@ struct stack_fds {
  * @guest_mac:	learned from the guest's first valid frame
  * @guest_mac_known: whether @guest_mac is set
  * @mac_wait:	output waits for the guest's MAC (an ARP request was sent)
+ * @mac_asked_ms: when that ARP request went out (sys_now())
  * @s2g_blocked: an output found s2g full; retry lwIP output when space returns
  * @s2p_blocked: a flow message waits for room in s2p
  * @p2s_paused:	p2s processing waits (s2g space or lwIP memory)
@@ -89,6 +90,7 @@ struct netstack {
 	uint8_t guest_mac[6];
 	bool guest_mac_known;
 	bool mac_wait;
+	uint32_t mac_asked_ms;
 	bool s2g_blocked, s2p_blocked, p2s_paused;
 	uint32_t p2s_retry_ms;
 	uint32_t p2s_need_s2g;

@@ -847,12 +847,18 @@ static bool pump_one(struct netstack *ns, struct conn *c)
 	while (c->rxq_n) {
 		struct pbuf *q = c->rxq[c->rxq_head];
 		struct flow_data m = { .id = c->id };
+		uint32_t max = RING_MAX_RECORD(ns->s2p.cap) - (uint32_t)sizeof(m);
+		uint16_t chunk = q->tot_len > max ? (uint16_t)max : q->tot_len;
 
-		if (flows_emit(ns, FLOW_DATA, &m, sizeof(m), q, 0, q->tot_len) < 0)
+		if (flows_emit(ns, FLOW_DATA, &m, sizeof(m), q, 0, chunk) < 0)
 			return false;
-		c->rx_uncredited += q->tot_len;
-		cnt_add(&ns->cnt->tx_bytes_tcp, q->tot_len);
-		pbuf_free(q);
+		c->rx_uncredited += chunk;
+		cnt_add(&ns->cnt->tx_bytes_tcp, chunk);
+		q = pbuf_free_header(q, chunk);
+		if (q) {
+			c->rxq[c->rxq_head] = q;	/* a small s2p ring: the rest next */
+			continue;
+		}
 		c->rxq_head = (uint8_t)((c->rxq_head + 1) % RXQ_MAX);
 		c->rxq_n--;
 	}

@@ -617,6 +617,15 @@ static void __attribute__((noreturn)) violation(const struct moat_mailbox *m, co
 	exit(EXIT_VIOLATION);
 }
 
+/* The guest port found s2g corrupt: the netstack is not to be trusted. */
+static void guest_port_violation(const char *detail)
+{
+	struct moat_mailbox m = { .reason = MOAT_VIOL_RING_CORRUPT, .rule = -1 };
+
+	snprintf(m.detail, sizeof(m.detail), "%s", detail);
+	violation(&m, "moat");
+}
+
 static void check_mailboxes(void)
 {
 	static const enum moat_part part[2] = { MOAT_PART_MBOX_NETSTACK, MOAT_PART_MBOX_PROXY };
@@ -890,6 +899,7 @@ int run_main(int argc, char **argv)
 	loop_add(&sv.loop, &sv.w_control, EPOLLIN);
 
 	send_policy(true);
+	guest_on_violation(sv.guest, guest_port_violation);
 	if (guest_start(sv.guest, &sv.loop, &sv.region, sv.efd[1], sv.efd[2], sv.o.pcap_path) < 0)
 		fatalx(EXIT_RUNTIME, "cannot start the guest port");
 	if (metrics_start(&sv.metrics, sv.o.metrics_addr, sv.o.metrics_file, &sv.region, err,

@@ -42,7 +42,11 @@ assert data == b"who" and peer == ("203.0.113.10", 7000), (data, peer)
 ' || fail "the echo did not come from 203.0.113.10:7000"
 echo "echo: from the address the guest sent to"
 
-base=$(metric moat_udp_flows_active)
+# The host through the gateway address.
+n=$(in_guest $CLIENT udp 10.0.2.2 7007 1)
+[ "$n" = 1 ] || fail "10.0.2.2:7007 did not reach 127.0.0.1:7007 in the host namespace"
+echo "10.0.2.2:7007 reaches 127.0.0.1:7007"
+
 n=$(in_guest $CLIENT udp 203.0.113.10 7000 100)
 [ "$n" = 100 ] || fail "100 concurrent flows: $n echoes"
 echo "100 concurrent flows: 100 echoes ($(metric moat_udp_flows_active) flows active)"
@@ -64,11 +68,6 @@ n=$(in_guest $CLIENT udp 10.88.0.10 7000 1)
 wait_for 5 grep -q '"event":"denial".*"protocol":"udp".*"dst":"10.88.0.10"' "$WORK/events.jsonl" ||
 	fail "no udp denial event"
 echo "denied destination: dropped, counted, event"
-
-# The host through the gateway address.
-n=$(in_guest $CLIENT udp 10.0.2.2 7007 1)
-[ "$n" = 1 ] || fail "10.0.2.2:7007 did not reach 127.0.0.1:7007 in the host namespace"
-echo "10.0.2.2:7007 reaches 127.0.0.1:7007"
 
 # Idle expiry (the header's udp_idle_timeout_s, 60 s).
 echo "waiting for the flows to expire..."

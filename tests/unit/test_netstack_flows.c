@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "netstack_harness.h"
 
@@ -861,4 +862,117 @@ Test(netstack_flows, guest_gives_up_while_pending)
 	nh_poll();
 	cr_assert_eq(g_drain(&c, false), 0);
 	cr_assert(!H.ns.violation);
+}
+
+/* ---- lwIP memory exhausted: the proxy is paused, nothing is lost ---------- */
+
+static void g_drain_all(struct gtcp *cs, int n, bool ack)
+{
+	int k;
+
+	while ((k = nh_guest_recv(rbuf, sizeof(rbuf))) >= 0) {
+		struct nh_pkt p;
+
+		if (!nh_parse4(rbuf, (size_t)k, &p) || p.proto != 6)
+			continue;
+		for (int i = 0; i < n; i++) {
+			struct gtcp *c = &cs[i];
+
+			if (p.dport != c->sport)
+				continue;
+			if (p.flags & 0x10)
+				c->snd_una = p.ack;
+			if (p.seq == c->rcv_nxt && p.dlen) {
+				if (c->rxlen + p.dlen > c->rxcap) {
+					c->rxcap = (c->rxlen + p.dlen) * 2;
+					c->rx = realloc(c->rx, c->rxcap);
+				}
+				memcpy(c->rx + c->rxlen, p.data, p.dlen);
+				c->rxlen += p.dlen;
+				c->rcv_nxt += (uint32_t)p.dlen;
+			}
+		}
+	}
+	for (int i = 0; ack && i < n; i++)
+		g_send(&cs[i], 0x10, NULL, 0);
+}
+
+Test(netstack_flows, lwip_memory_exhaustion_pauses_the_proxy, .timeout = 120)
+{
+	enum { N = 64 };
+	static struct gtcp cs[N];
+	static uint32_t credit[N], sent[N];
+	static uint8_t chunk[65536];
+	bool paused = false;
+	uint64_t total = 0, want = 0;
+
+	for (size_t i = 0; i < sizeof(chunk); i++)
+		chunk[i] = (uint8_t)(i * 31);
+	/* 64 flows: a 32 MiB arena; 64 x 384 KiB of unacknowledged data does not fit. */
+	nh_init_cfg(1500, N, 1, 8u << 20);
+	for (int i = 0; i < N; i++) {
+		credit[i] = g_connect(&cs[i], (uint16_t)(42000 + i), 80);
+		want += credit[i];
+	}
+	/* The proxy spends every credit; the guest reads but never acknowledges. */
+	for (int round = 0; round < 1000; round++) {
+		bool any = false;
+
+		for (int i = 0; i < N; i++) {
+			uint32_t n = credit[i] - sent[i];
+
+			if (!n)
+				continue;
+			if (n > sizeof(chunk))
+				n = sizeof(chunk);
+			if (ring_free_bytes(&H.p2s) < n + 4096)
+				break;
+			p_data(cs[i].id, chunk, n);
+			sent[i] += n;
+			any = true;
+		}
+		nh_poll();
+		g_drain_all(cs, N, false);
+		cr_assert(!H.ns.violation);
+		paused |= H.ns.p2s_paused;
+		if (!any && ring_used_bytes(H.p2s.ctl, H.p2s.cap) == 0)
+			break;
+		if (paused)
+			break;
+	}
+	cr_assert(paused, "lwIP never ran out of memory; the test proves nothing");
+	cr_assert_gt(nh_cnt()->lwip_mem_errors + H.ns.mem_errs, 0);
+	/* Now the guest acknowledges: memory comes back, p2s resumes, all bytes arrive. */
+	for (int round = 0; round < 20000; round++) {
+		for (int i = 0; i < N; i++) {
+			uint32_t n = credit[i] - sent[i];
+
+			if (n > sizeof(chunk))
+				n = sizeof(chunk);
+			if (n && ring_free_bytes(&H.p2s) >= n + 4096) {
+				p_data(cs[i].id, chunk, n);
+				sent[i] += n;
+			}
+		}
+		nh_poll();
+		g_drain_all(cs, N, true);
+		cr_assert(!H.ns.violation);
+		total = 0;
+		for (int i = 0; i < N; i++)
+			total += cs[i].rxlen;
+		if (total == want)
+			break;
+		if (H.ns.p2s_paused)
+			usleep(2000);		/* the netstack retries after 10 ms */
+	}
+	cr_assert_eq(total, want, "the guest got %llu of %llu bytes", (unsigned long long)total,
+		     (unsigned long long)want);
+	for (int i = 0; i < N; i++) {
+		for (uint32_t off = 0; off < cs[i].rxlen; off += sizeof(chunk)) {
+			uint32_t n = cs[i].rxlen - off < sizeof(chunk) ? cs[i].rxlen - off : sizeof(chunk);
+
+			cr_assert(!memcmp(cs[i].rx + off, chunk, n), "flow %d: bytes differ at %u", i, off);
+		}
+		free(cs[i].rx);
+	}
 }

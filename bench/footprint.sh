@@ -1,0 +1,271 @@
+#!/bin/bash
+# bench/footprint.sh — start-up time and memory per sandbox: moat, slirp4netns
+# and pasta side by side, in one run.
+#
+# usage: sudo bench/footprint.sh [-n ROUNDS] [-t SECONDS] [-m MTU] [-p "moat slirp4netns pasta"]
+#   MOAT=path/to/moat   the binary (default: a Release build in build-bench/, built here)
+#
+# Layout: ../shared/bench/topology.sh's moat-srv (servers on 203.0.113.10) and
+# moat-host (where every provider runs; its only route leads to moat-srv), and
+# a fresh, empty guest namespace `moat-guest` per start (the names peers.sh
+# uses: run one benchmark at a time). Nothing leaves these namespaces.
+#   moat         tap0 made in moat-guest (10.0.2.15/24 via 10.0.2.2), then
+#                `moat run --guest tap:tap0@/run/netns/moat-guest --ready-fd N`
+#   slirp4netns  `slirp4netns --configure --netns-type=path --ready-fd N
+#                /run/netns/moat-guest tap0` (it makes and configures tap0)
+#   pasta        `pasta -f --config-net --runas 0 --netns /run/netns/moat-guest`
+#                (this pasta drops to nobody when run as root and then cannot
+#                enter a root-owned namespace; --runas 0 keeps root — the
+#                data path and memory are the same either way)
+#
+# Each round starts every provider once (providers alternate inside a round, so
+# drift on a noisy machine hits all alike) and measures:
+#   ready ms   exec -> the line on --ready-fd (moat, slirp4netns; pasta has none)
+#   reach ms   exec -> the first TCP connect from the guest namespace to the
+#              server that succeeds (a prober started in moat-guest before the
+#              exec retries a non-blocking connect every ~1 ms; moat only
+#              answers the guest's SYN once its proxy has connected upstream,
+#              so this is end to end for all three). moat's tap0 exists before
+#              moat does, so its ARP retry is lowered to 10 ms: a probe sent
+#              before moat holds the tap must not wait a kernel second.
+#   PSS MiB    sum of Pss over /proc/PID/smaps_rollup of the provider's
+#              processes (moat: supervisor, netstack, proxy; the shared memfd is
+#              split between them by PSS, so the sum counts it once):
+#              idle (1 s after reach), peak during iperf3 up then down
+#              (-t SECONDS each, sampled every 100 ms), and 1 s after.
+# The table shows the median over rounds (start-up also min..max).
+# Only numbers from the same run compare: the machine is small and shared.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+shared=${MOAT_SHARED:-$top/../shared}
+N=5 T=3 MTU=1500 PROVIDERS="moat slirp4netns pasta"
+while getopts n:t:m:p: o; do case $o in
+	n) N=$OPTARG ;; t) T=$OPTARG ;; m) MTU=$OPTARG ;; p) PROVIDERS=$OPTARG ;;
+	*) sed -n '4,5p' "$0" >&2; exit 2 ;; esac; done
+[ "$(id -u)" -eq 0 ] || { echo "footprint: run as root (network namespaces)" >&2; exit 2; }
+[ -x "$shared/bench/topology.sh" ] || { echo "footprint: $shared/bench/topology.sh not found" >&2; exit 2; }
+for t in ip iperf3 python3; do
+	command -v $t >/dev/null || { echo "footprint: needs $t" >&2; exit 2; }
+done
+
+if [[ " $PROVIDERS " == *" moat "* && -z "${MOAT:-}" ]]; then
+	MOAT=$top/build-bench/moat
+	log=$(mktemp)
+	if ! { cmake -S "$top" -B "$top/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release &&
+		ninja -C "$top/build-bench" moat; } >"$log" 2>&1; then
+		tail -n 40 "$log" >&2; rm -f "$log"
+		echo "footprint: building moat failed (build-bench/)" >&2; exit 1
+	fi
+	rm -f "$log"
+fi
+export MOAT="${MOAT:-}"
+
+SRV_IP=203.0.113.10 IPERF_PORT=5298 PROBE_PORT=5300
+work=$(mktemp -d /tmp/footprint.XXXXXX); chmod 755 "$work"
+pids=""
+cleanup() {
+	[ -n "$pids" ] && kill $pids 2>/dev/null
+	[ -f "$work/iperf.pid" ] && kill "$(cat "$work/iperf.pid")" 2>/dev/null
+	wait 2>/dev/null
+	ip netns del moat-guest 2>/dev/null
+	"$shared/bench/topology.sh" down
+	rm -rf "$work"
+}
+trap cleanup EXIT
+"$shared/bench/topology.sh" up
+ip netns exec moat-srv iperf3 -s -B $SRV_IP -p $IPERF_PORT -D --pidfile "$work/iperf.pid"
+# The probe target: accept, close, repeat.
+ip netns exec moat-srv python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(128)
+while True:
+    c, _ = s.accept(); c.close()' $SRV_IP $PROBE_PORT & pids="$pids $!"
+sleep 0.5
+
+python3 - "$work" "$N" "$T" "$MTU" "$SRV_IP" "$IPERF_PORT" "$PROBE_PORT" $PROVIDERS <<'PY'
+import ctypes, os, select, signal, statistics, subprocess, sys, threading, time
+
+work, N, T, MTU, SRV, IPORT, PPORT = sys.argv[1:8]
+N, T, MTU, IPORT, PPORT = int(N), int(T), int(MTU), int(IPORT), int(PPORT)
+providers = sys.argv[8:]
+GNS = "moat-guest"
+GPATH = "/run/netns/" + GNS
+
+# The driver itself enters moat-host, so the providers it starts run there
+# without an `ip netns exec` in the timed path.
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open("/run/netns/moat-host", os.O_RDONLY)
+if libc.setns(fd, 0x40000000) != 0:          # CLONE_NEWNET
+    sys.exit("footprint: setns moat-host: %s" % os.strerror(ctypes.get_errno()))
+os.close(fd)
+
+def sh(*a, check=True):
+    return subprocess.run(a, check=check, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+PROBER = r'''
+import errno, os, select, socket, sys, time
+dst = (sys.argv[1], int(sys.argv[2]))
+print("armed", flush=True)
+while True:
+    s = socket.socket(); s.setblocking(False)
+    e = s.connect_ex(dst)
+    if e in (0, errno.EINPROGRESS):
+        _, w, _ = select.select([], [s], [], 0.005)
+        if w and s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+            print("%.6f" % time.monotonic(), flush=True); break
+    else:
+        time.sleep(0.001)
+    s.close()
+'''
+
+def guest_up(p):
+    sh("ip", "netns", "del", GNS, check=False)
+    sh("ip", "netns", "add", GNS)
+    sh("ip", "-n", GNS, "link", "set", "lo", "up")
+    if p == "moat":
+        sh("ip", "-n", GNS, "tuntap", "add", "dev", "tap0", "mode", "tap")
+        # Probes start before moat holds the tap, so the first ARP request is
+        # lost: retry it every 10 ms, not every second. (slirp4netns and pasta
+        # make their device and route when they are already serving.)
+        sh("ip", "netns", "exec", GNS, "sysctl", "-q", "-w",
+           "net.ipv4.neigh.tap0.retrans_time_ms=10")
+        sh("ip", "-n", GNS, "link", "set", "tap0", "mtu", str(MTU), "up")
+        sh("ip", "-n", GNS, "addr", "add", "10.0.2.15/24", "dev", "tap0")
+        sh("ip", "-n", GNS, "route", "add", "default", "via", "10.0.2.2")
+
+def argv(p, rfd):
+    if p == "moat":
+        return [os.environ["MOAT"], "run", "--guest", "tap:tap0@" + GPATH, "--mtu", str(MTU),
+                "--ready-fd", str(rfd)]
+    if p == "slirp4netns":
+        return ["slirp4netns", "--configure", "--mtu", str(MTU), "--netns-type=path",
+                "--ready-fd", str(rfd), GPATH, "tap0"]
+    if p == "pasta":
+        return ["pasta", "-f", "--config-net", "-m", str(MTU), "--runas", "0",
+                "--netns", GPATH]
+    raise SystemExit("footprint: unknown provider " + p)
+
+def tree(root):
+    """root and all its descendants"""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            st = open("/proc/%s/stat" % d).read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        x = todo.pop()
+        out.append(x)
+        todo.extend(kids.get(x, []))
+    return out
+
+def pss_kib(root):
+    total = 0
+    for pid in tree(root):
+        try:
+            for line in open("/proc/%d/smaps_rollup" % pid):
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            pass
+    return total
+
+def iperf(extra, root, peak):
+    """one iperf3 run from the guest; samples the provider's PSS meanwhile"""
+    proc = subprocess.Popen(["ip", "netns", "exec", GNS, "iperf3", "-c", SRV, "-p", str(IPORT),
+                             "-t", str(T)] + extra,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None:
+        peak[0] = max(peak[0], pss_kib(root))
+        time.sleep(0.1)
+    return proc.returncode == 0
+
+res = {p: {"ready": [], "reach": [], "nproc": [], "idle": [], "peak": [], "after": [],
+           "fail": []} for p in providers}
+
+for rnd in range(N):
+    for p in providers:
+        r = res[p]
+        guest_up(p)
+        prober = subprocess.Popen(["ip", "netns", "exec", GNS, "python3", "-c", PROBER,
+                                   SRV, str(PPORT)], stdout=subprocess.PIPE, text=True)
+        assert prober.stdout.readline().strip() == "armed"
+        rd, wr = os.pipe()
+        log = open(os.path.join(work, "%s.%d.log" % (p, rnd)), "w")
+        t0 = time.monotonic()
+        prov = subprocess.Popen(argv(p, wr), pass_fds=(wr,), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log)
+        os.close(wr)
+        t_ready = None
+        if p != "pasta":
+            if select.select([rd], [], [], 10)[0] and os.read(rd, 64):
+                t_ready = time.monotonic()
+        os.close(rd)
+        line = ""
+        if select.select([prober.stdout], [], [], 10)[0]:
+            line = prober.stdout.readline().strip()
+        if line:
+            r["reach"].append((float(line) - t0) * 1e3)
+            if t_ready is not None:
+                r["ready"].append((t_ready - t0) * 1e3)
+            time.sleep(1)
+            r["nproc"].append(len(tree(prov.pid)))
+            r["idle"].append(pss_kib(prov.pid))
+            peak = [0]
+            ok = iperf([], prov.pid, peak) and iperf(["-R"], prov.pid, peak)
+            time.sleep(1)
+            if ok:
+                r["peak"].append(peak[0])
+                r["after"].append(pss_kib(prov.pid))
+            else:
+                r["fail"].append("round %d: iperf3 failed" % rnd)
+        else:
+            r["fail"].append("round %d: guest never reached the server" % rnd)
+        if prober.poll() is None:
+            prober.kill()
+        prober.wait()
+        prov.send_signal(signal.SIGTERM)
+        try:
+            prov.wait(5)
+        except subprocess.TimeoutExpired:
+            prov.kill(); prov.wait()
+        log.close()
+        print("%-12s round %d: %s" % (p, rnd + 1, " ".join(
+            "%s=%s" % (k, ("%.1f" % v[-1]) if isinstance(v[-1], float) else v[-1])
+            for k, v in r.items() if v and k != "fail")), file=sys.stderr)
+    sh("ip", "netns", "del", GNS, check=False)
+
+def ms(v):
+    if not v:
+        return "-"
+    return "%.1f (%.1f..%.1f)" % (statistics.median(v), min(v), max(v))
+
+def mib(v):
+    return "%.1f" % (statistics.median(v) / 1024) if v else "-"
+
+rows = [
+    ("processes", lambda r: str(max(r["nproc"])) if r["nproc"] else "-"),
+    ("start: exec -> ready-fd, ms", lambda r: ms(r["ready"])),
+    ("start: exec -> guest reaches server, ms", lambda r: ms(r["reach"])),
+    ("PSS idle, MiB", lambda r: mib(r["idle"])),
+    ("PSS peak during iperf3 up+down, MiB", lambda r: mib(r["peak"])),
+    ("PSS after the transfer, MiB", lambda r: mib(r["after"])),
+]
+print()
+print("MTU %d, %d rounds, iperf3 -t %d each way; median (min..max)" % (MTU, N, T))
+print()
+print("| measurement | " + " | ".join(providers) + " |")
+print("|---|" + "---|" * len(providers))
+for name, f in rows:
+    print("| %s | %s |" % (name, " | ".join(f(res[p]) for p in providers)))
+for p in providers:
+    for f in res[p]["fail"]:
+        print("%s: %s (logs in the work dir are removed at exit)" % (p, f), file=sys.stderr)
+PY
