@@ -33,7 +33,7 @@ cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	for ns in $GUEST $HOST $SRV; do ip netns del $ns 2>/dev/null || true; done
-	rm -rf "/etc/netns/$HOST" "$work"
+	rm -rf "/etc/netns/$HOST" "/etc/netns/$SRV" "$work"
 }
 trap cleanup EXIT
 for ns in $GUEST $HOST $SRV; do ip netns del $ns 2>/dev/null || true; done
@@ -57,7 +57,11 @@ ip -n $SRV route add default via 10.77.0.1 dev ms0
 ip -n $GUEST tuntap add dev tap0 mode tap
 ip -n $GUEST link set tap0 up
 
-# Servers in the "outside world".
+# Servers in the "outside world". Each namespace gets its own resolv.conf
+# (`ip netns exec` shows /etc/netns/NS/resolv.conf): python's http.server
+# looks its address up at start and would wait for the machine's resolver.
+mkdir -p /etc/netns/$SRV
+echo "nameserver 127.0.0.1" >/etc/netns/$SRV/resolv.conf
 mkdir -p "$work/www"
 echo "hello from the public internet (203.0.113.10)" >"$work/www/index.html"
 ip netns exec $SRV python3 -m http.server 80 --bind $SRV_IP --directory "$work/www" \
@@ -73,6 +77,16 @@ pids+=($!)
 # moat reads the host's resolv.conf at start; `ip netns exec` shows it this one.
 mkdir -p /etc/netns/$HOST
 echo "nameserver $SRV_IP" >/etc/netns/$HOST/resolv.conf
+for ip in $SRV_IP $PRIV_IP; do
+	for _ in $(seq 100); do
+		ip netns exec $SRV curl -sf -o /dev/null "http://$ip/" && break
+		sleep 0.1
+	done
+done
+for _ in $(seq 100); do
+	[ -n "$(ip netns exec $SRV dig +short +time=1 +tries=1 @$SRV_IP www.demo.example)" ] && break
+	sleep 0.1
+done
 
 say "moat run (default policy) with metrics on $METRICS and events on $work/events.jsonl"
 mkfifo "$work/ready"
@@ -115,7 +129,7 @@ say "guest: curl http://$PRIV_IP/ (private: denied by the default policy)"
 ip netns exec $GUEST curl -sS -m 5 http://$PRIV_IP/ || true
 
 say "guest: dig @10.0.2.3 www.demo.example (DNS through moat's forwarder)"
-ip netns exec $GUEST dig +short +time=2 +tries=1 @10.0.2.3 www.demo.example || true
+ip netns exec $GUEST dig +short +time=3 +tries=2 @10.0.2.3 www.demo.example || true
 
 say "metrics (curl http://$METRICS/metrics, moat_ lines with values > 0)"
 ip netns exec $HOST curl -sS -m 5 "http://$METRICS/metrics" |
