@@ -33,7 +33,11 @@
 #              processes (moat: supervisor, netstack, proxy; the shared memfd is
 #              split between them by PSS, so the sum counts it once):
 #              idle (1 s after reach), peak during iperf3 up then down
-#              (-t SECONDS each, sampled every 100 ms), and 1 s after.
+#              (-t SECONDS each, sampled every 100 ms), and 1 s after. In
+#              brackets: Pss_Anon + Pss_Shmem, i.e. without file pages (code
+#              and libraries, whose PSS depends on how many other processes on
+#              the machine map the same files), so it is what one more sandbox
+#              costs.
 #   CPU s/GB   user + system CPU of the provider's processes during each iperf3
 #              run, per GB received: what the data path costs, which on a
 #              shared 2-core machine is steadier than Gbit/s (the kernel's tap
@@ -69,6 +73,7 @@ SRV_IP=203.0.113.10 IPERF_PORT=5298 PROBE_PORT=5300
 work=$(mktemp -d /tmp/footprint.XXXXXX); chmod 755 "$work"
 pids=""
 cleanup() {
+	set +e
 	[ -n "$pids" ] && kill $pids 2>/dev/null
 	[ -f "$work/iperf.pid" ] && kill "$(cat "$work/iperf.pid")" 2>/dev/null
 	wait 2>/dev/null
@@ -182,16 +187,19 @@ def tree(root):
     return out
 
 def pss_kib(root):
-    total = 0
+    """(Pss, Pss_Anon + Pss_Shmem) in KiB, summed over root and its descendants"""
+    total = own = 0
     for pid in tree(root):
         try:
             for line in open("/proc/%d/smaps_rollup" % pid):
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-                    break
+                f = line.split()
+                if f[0] == "Pss:":
+                    total += int(f[1])
+                elif f[0] in ("Pss_Anon:", "Pss_Shmem:"):
+                    own += int(f[1])
         except OSError:
             pass
-    return total
+    return (total, own)
 
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -217,7 +225,7 @@ def iperf(extra, root, peak):
     out = []
     threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True).start()
     while proc.poll() is None:
-        peak[0] = max(peak[0], pss_kib(root))
+        peak[0] = max(peak[0], pss_kib(root))	# (Pss, anon+shmem), compared as a pair
         time.sleep(0.1)
     c1 = cpu_s(root)
     time.sleep(0.1)
@@ -258,7 +266,7 @@ for rnd in range(N):
             time.sleep(1)
             r["nproc"].append(len(tree(prov.pid)))
             r["idle"].append(pss_kib(prov.pid))
-            peak = [0]
+            peak = [(0, 0)]
             up = iperf([], prov.pid, peak)
             down = iperf(["-R"], prov.pid, peak) if up is not None else None
             time.sleep(1)
@@ -285,7 +293,8 @@ for rnd in range(N):
             os.replace(log.name, keep)
             r["fail"][-1] += " (its log: %s)" % keep
         print("%-12s round %d: %s" % (p, rnd + 1, " ".join(
-            "%s=%s" % (k, ("%.2f" % v[-1]) if isinstance(v[-1], float) else v[-1])
+            "%s=%s" % (k, ("%.2f" % v[-1]) if isinstance(v[-1], float) else
+                       ("%d/%d" % v[-1]) if isinstance(v[-1], tuple) else v[-1])
             for k, v in r.items() if v and k != "fail")), file=sys.stderr)
     sh("ip", "netns", "del", GNS, check=False)
 
@@ -298,15 +307,19 @@ def sec(v):
     return "%.2f" % statistics.median(v) if v else "-"
 
 def mib(v):
-    return "%.1f" % (statistics.median(v) / 1024) if v else "-"
+    """median Pss (median anon + shmem)"""
+    if not v:
+        return "-"
+    return "%.1f (%.1f)" % (statistics.median(x[0] for x in v) / 1024,
+                            statistics.median(x[1] for x in v) / 1024)
 
 rows = [
     ("processes", lambda r: str(max(r["nproc"])) if r["nproc"] else "-"),
     ("start: exec -> ready-fd, ms", lambda r: ms(r["ready"])),
     ("start: exec -> guest reaches server, ms", lambda r: ms(r["reach"])),
-    ("PSS idle, MiB", lambda r: mib(r["idle"])),
-    ("PSS peak during iperf3 up+down, MiB", lambda r: mib(r["peak"])),
-    ("PSS after the transfer, MiB", lambda r: mib(r["after"])),
+    ("PSS idle, MiB (without file pages)", lambda r: mib(r["idle"])),
+    ("PSS peak during iperf3 up+down, MiB (without file pages)", lambda r: mib(r["peak"])),
+    ("PSS after the transfer, MiB (without file pages)", lambda r: mib(r["after"])),
     ("CPU s per GB, up (guest -> server)", lambda r: sec(r["cpu_up"])),
     ("CPU s per GB, down (server -> guest)", lambda r: sec(r["cpu_down"])),
 ]

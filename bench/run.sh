@@ -2,6 +2,7 @@
 # bench/run.sh — moat side by side with slirp4netns and pasta, in one run.
 #
 # usage: sudo bench/run.sh [-t SECONDS] [-m "1500 65520"] [-k "tcp rr crr"] [-p "slirp4netns pasta moat"]
+#   MOAT=path/to/moat   measure this binary instead of building one (e.g. to compare two builds)
 #
 # Builds moat (release, no test triggers) into build-bench/, then runs
 # ../shared/bench/peers.sh — the shared harness that drives every provider in
@@ -23,19 +24,24 @@ for p in iperf3 sockperf apache2-utils nginx-light slirp4netns passt; do
 	dpkg-query -W -f='${Status}' $p 2>/dev/null | grep -q 'install ok installed' ||
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $p >/dev/null
 done
-# Say why when the build fails (with set -e and the output thrown away, a
-# failed build used to end the script without a word).
-log=$(mktemp)
-if ! { cmake -S "$top" -B "$top/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release &&
-	ninja -C "$top/build-bench" moat; } >"$log" 2>&1; then
-	tail -n 40 "$log" >&2; rm -f "$log"
-	echo "bench: building moat failed (build-bench/)" >&2; exit 1
+if [ -n "${MOAT:-}" ]; then
+	[ -x "$MOAT" ] || { echo "bench: MOAT=$MOAT is not an executable" >&2; exit 2; }
+else
+	# Say why when the build fails (with set -e and the output thrown away,
+	# a failed build used to end the script without a word).
+	MOAT=$top/build-bench/moat
+	log=$(mktemp)
+	if ! { cmake -S "$top" -B "$top/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release &&
+		ninja -C "$top/build-bench" moat; } >"$log" 2>&1; then
+		tail -n 40 "$log" >&2; rm -f "$log"
+		echo "bench: building moat failed (build-bench/)" >&2; exit 1
+	fi
+	rm -f "$log"
 fi
-rm -f "$log"
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-MOAT=$top/build-bench/moat "$shared/bench/peers.sh" "${args[@]}" | tee "$out"
+MOAT=$MOAT "$shared/bench/peers.sh" "${args[@]}" | tee "$out"
 
 echo
 python3 - "$out" <<'PY'
@@ -47,6 +53,8 @@ for line in open(sys.argv[1]):
     if len(f) != 4:
         continue
     prov, mtu, kind, val = f
+    if kind == "-":          # "PROVIDER MTU - skip": not installed
+        continue
     if prov not in provs:
         provs.append(prov)
     rows.setdefault((kind, mtu), {})[prov] = val

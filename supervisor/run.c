@@ -794,7 +794,9 @@ static void drop_supervisor_privileges(void)
 int run_main(int argc, char **argv)
 {
 	struct moat_shm_header proto = { 0 };
-	struct region_config rc = { .frame_ring_bytes = 8u << 20, .flow_ring_bytes = 8u << 20 };
+	/* 1 MiB rings: room for 16 frames of MTU 65520 or ~700 of 1500, and they stay
+	 * in cache (8 MiB rings measured 10-16% slower at MTU 65520, bench/). */
+	struct region_config rc = { .frame_ring_bytes = 1u << 20, .flow_ring_bytes = 1u << 20 };
 	char err[512];
 	int sp[2];
 	sigset_t mask;
