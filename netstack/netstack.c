@@ -135,6 +135,14 @@ int netstack_main(void)
 				break;
 		}
 	}
+	if (!ns.violation) {
+		/* A requested stop: reset the guest's open connections (the RSTs go out
+		 * through s2g; the supervisor passes them on before it closes the port). */
+		uint32_t n = conn_reset_all(&ns);
+
+		ring_flush(&ns.s2g);
+		log_debug("stopping: reset %u open connections", n);
+	}
 	if (ns.violation) {
 		/* Reported through the mailbox; wait for the supervisor to end us. */
 		while (!stop_requested)

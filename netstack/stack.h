@@ -161,6 +161,7 @@ int conn_data(struct netstack *ns, uint32_t id, const uint8_t *data, uint32_t le
 int conn_credit(struct netstack *ns, const struct flow_credit *m);
 int conn_shut(struct netstack *ns, uint32_t id);
 void conn_close(struct netstack *ns, const struct flow_close *m);
+uint32_t conn_reset_all(struct netstack *ns);
 int conn_accepted(struct netstack *ns, const struct flow_connect *m);
 
 /* flows.c: s2p helpers and the p2s dispatch */

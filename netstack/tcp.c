@@ -813,6 +813,30 @@ void conn_close(struct netstack *ns, const struct flow_close *m)
 }
 
 /* Send what the flow owes the proxy, in order; false if s2p is full. */
+/**
+ * conn_reset_all() - abort every flow lwIP still holds: RST to the guest
+ * @ns:	netstack
+ *
+ * Context: the netstack on a requested stop (SIGTERM), so that the guest's
+ * connections fail at once instead of hanging until they time out.
+ * Return: number of flows reset.
+ */
+uint32_t conn_reset_all(struct netstack *ns)
+{
+	uint32_t n = 0;
+
+	(void)ns;
+	for (uint32_t i = 0; i < T.n; i++) {
+		struct conn *c = &T.tab[i];
+
+		if (c->state == CS_FREE || !c->pcb)
+			continue;
+		abort_conn(c);
+		n++;
+	}
+	return n;
+}
+
 static bool pump_one(struct netstack *ns, struct conn *c)
 {
 	if (c->need_result) {

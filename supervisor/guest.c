@@ -490,6 +490,19 @@ void guest_gone(struct guest *g, const char *what, const char *why)
 	g->loop->stop = 1;
 }
 
+/**
+ * guest_flush() - pass everything now in s2g to the guest, without waiting
+ * @g:	port (may be NULL)
+ *
+ * Context: the supervisor's clean stop, after the netstack has exited, so
+ * that its last frames (the RSTs of open connections) reach the guest.
+ */
+void guest_flush(struct guest *g)
+{
+	if (g && g->ops->output && !g->waiting_out && !g->s2g_broken)
+		g->ops->output(g);
+}
+
 static void on_efd(struct loop_watch *w, uint32_t events)
 {
 	struct guest *g = w->arg;

@@ -48,6 +48,7 @@ struct guest *guest_open(const struct guest_spec *spec, char *err, size_t errlen
 int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd,
 		int netstack_efd, const char *pcap_path);
 void guest_on_violation(struct guest *g, guest_violation_fn fn);
+void guest_flush(struct guest *g);
 void guest_close(struct guest *g);
 
 #endif /* MOAT_GUEST_H */

@@ -938,6 +938,8 @@ int run_main(int argc, char **argv)
 		waitpid(sv.cmd_pid, NULL, 0);
 	}
 	stop_children();
+	/* Pass on what the netstack sent last (the RSTs of open connections). */
+	guest_flush(sv.guest);
 	guest_close(sv.guest);
 	metrics_final(sv.metrics);
 	events_stop(0);
