@@ -208,13 +208,15 @@ int control_apply(struct proxy *px, const char *json, size_t len, char *err, siz
 
 			n_ns = 0;
 			json_array_foreach(v, i, s) {
-				if (!json_is_string(s) ||
-				    parse_hostport(json_string_value(s), &ns[n_ns < POLICY_MAX_NAMESERVERS ? n_ns : 0]) < 0) {
+				struct sockaddr_storage one;
+
+				if (!json_is_string(s) || parse_hostport(json_string_value(s), &one) < 0) {
 					snprintf(err, errlen, "control document: bad nameserver entry %zu", i);
 					goto out;
 				}
+				/* Beyond the policy's own bound: the first ones are enough. */
 				if (n_ns < POLICY_MAX_NAMESERVERS)
-					n_ns++;
+					ns[n_ns++] = one;
 			}
 		} else if (!strcmp(key, "publish")) {
 			if (parse_publish(v, pub, &n_pub, err, errlen) < 0)

@@ -41,7 +41,7 @@ struct echo_session {
 	struct proxy *px;
 	struct flow_endpoint peer, guest;
 	uint16_t ident;
-	bool denied, polling;
+	bool denied, nosock, polling;
 	int fd;
 	uv_poll_t poll;
 	uint64_t last_ms, generation;
@@ -191,12 +191,12 @@ void icmp_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data
 		px_list_add_tail(&st->sessions, &s->node);
 		st->count++;
 		if (!denied && open_socket(px, s) < 0)
-			s->denied = true;	/* no socket: drop for a while, do not retry each echo */
+			s->nosock = true;	/* drop for a while, do not retry each echo */
 	} else if (s->denied) {
 		CNT_ADD(px, denials_egress[MOAT_P_ICMP], 1);
 	}
 	s->last_ms = uv_now(&px->loop);
-	if (s->denied || !s->polling)
+	if (s->denied || s->nosock || !s->polling)
 		return;
 	b[0] = e->peer.family == 4 ? 8 : 128;	/* echo request */
 	b[1] = 0;

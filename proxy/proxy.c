@@ -11,12 +11,13 @@
  * reach nothing the policy denies.
  *
  * Start-up, in this order: close every other fd, map the header, our
- * counters and mailbox and the two flow rings, seed jansson's hash (it
- * would otherwise open /dev/urandom on first use, after the filter is
- * in), create the libuv loop and every handle (relay_init()), drop
- * capabilities, set rlimits, load the seccomp allowlist (sockets yes;
- * files, exec and credentials no). Then the loop: our eventfd wakes us for
- * s2p records and p2s space, the control socket brings configuration.
+ * counters and mailbox and the two flow rings, ignore SIGPIPE, seed
+ * jansson's hash (it would otherwise open /dev/urandom on first use,
+ * after the filter is in), create the libuv loop and every handle
+ * (relay_init()), drop capabilities, set rlimits, load the seccomp
+ * allowlist (sockets yes; files, exec and credentials no). Then the
+ * loop: our eventfd wakes us for s2p records and p2s space, the control
+ * socket brings configuration.
  * The proxy keeps its network namespace: it is the process that owns the
  * real sockets.
  */
@@ -24,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -61,13 +63,12 @@ static void proxy_seccomp(void)
 {
 	scmp_filter_ctx ctx = confine_seccomp_init();
 
-	ALLOW(ctx, read);		/* eventfd */
-	ALLOW(ctx, write);		/* eventfds, stderr log */
-	ALLOW(ctx, readv);		/* libuv stream reads (uv__read uses read or readv) */
-	ALLOW(ctx, writev);		/* libuv stream writes */
+	ALLOW(ctx, read);		/* eventfd; libuv stream reads (uv__read) */
+	ALLOW(ctx, write);		/* eventfds, stderr log; libuv stream writes of one buffer */
+	ALLOW(ctx, writev);		/* libuv stream writes of several buffers (DNS over TCP) */
 	ALLOW(ctx, close);		/* closing upstream sockets */
 	ALLOW(ctx, epoll_wait);		/* libuv's poll phase */
-	ALLOW(ctx, epoll_pwait);	/* libuv's poll phase (glibc's epoll_wait is epoll_pwait) */
+	ALLOW(ctx, epoll_pwait);	/* the same where epoll_wait is epoll_pwait (arm64) */
 	ALLOW(ctx, epoll_ctl);		/* libuv registers fds */
 	ALLOW(ctx, clock_gettime);	/* libuv's loop time when the vDSO falls back */
 	/* Upstream TCP/UDP/ping sockets: IPv4 and IPv6 only (no unix, no netlink, no raw packet). */
@@ -79,23 +80,21 @@ static void proxy_seccomp(void)
 	ALLOW(ctx, accept4);		/* published ports */
 	ALLOW(ctx, getsockopt);		/* SO_ERROR after a non-blocking connect */
 	ALLOW(ctx, setsockopt);		/* TCP_NODELAY, SO_LINGER 0 for resets, SO_REUSEADDR */
-	ALLOW(ctx, getsockname);	/* libuv */
-	ALLOW(ctx, getpeername);	/* published ports: the client's address; libuv */
-	ALLOW(ctx, sendto);		/* UDP, DNS, ping, control events (send) */
+	ALLOW(ctx, getpeername);	/* published ports: the client's address */
+	ALLOW(ctx, sendto);		/* ping requests, control events (send) */
 	ALLOW(ctx, recvfrom);		/* ping replies, control documents (recv) */
 	ALLOW(ctx, sendmsg);		/* libuv UDP sends */
 	ALLOW(ctx, recvmsg);		/* libuv UDP receives */
 	ALLOW(ctx, shutdown);		/* half-close toward the upstream */
-	/* libuv sets O_NONBLOCK and FD_CLOEXEC with ioctl: only those two requests. */
+	/* uv_poll_init() sets O_NONBLOCK with ioctl (ping sockets): only that request. */
 	ALLOW_ARG(ctx, ioctl, SCMP_A1(SCMP_CMP_EQ, FIONBIO));
-	ALLOW_ARG(ctx, ioctl, SCMP_A1(SCMP_CMP_EQ, FIOCLEX));
 	ALLOW(ctx, brk);		/* malloc */
 	/* malloc of large blocks: never executable memory. */
 	ALLOW_ARG(ctx, mmap, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
 	ALLOW(ctx, munmap);		/* free of large blocks */
 	ALLOW(ctx, mremap);		/* realloc of large blocks */
-	ALLOW(ctx, madvise);		/* glibc malloc trimming */
-	ALLOW(ctx, futex);		/* glibc locks (uncontended: single thread) */
+	ALLOW(ctx, madvise);		/* glibc malloc trimming (never seen; too cheap to die for) */
+	ALLOW(ctx, futex);		/* glibc locks (single thread: never seen; likewise) */
 	ALLOW(ctx, getrandom);		/* DNS query ids */
 	confine_seccomp_load(ctx);
 }
@@ -123,6 +122,8 @@ int proxy_main(void)
 	if (rc < 0)
 		fatalx(1, "cannot map the shared region: %s", strerror(-rc));
 	log_init("moat-proxy", px.region.hdr.log_level);
+	/* A write to a socket the peer reset must be EPIPE, not a fatal signal. */
+	signal(SIGPIPE, SIG_IGN);
 	json_object_seed(0);
 	px.efd_self = FD_EFD_PROXY;
 	px.efd_netstack = FD_EFD_NETSTACK;

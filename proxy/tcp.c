@@ -58,7 +58,8 @@
 #include "proxy/relay.h"
 
 #define TCP_BUCKETS		4096
-#define TCP_MAX_UNACKED		(64ull << 20)	/* guest bytes not yet credited back */
+#define TCP_MAX_UNACKED		(16ull << 20)	/* guest bytes not yet credited back, per flow */
+#define TCP_MAX_BUFFERED	(512ull << 20)	/* the same, all flows together */
 #define TCP_MAX_CREDIT		(1ull << 30)	/* credit the netstack may grant */
 #define TCP_CONNECT_TIMEOUT_MS	10000		/* if the header says 0 */
 #define TCP_DRAIN_MAX_MS	60000		/* graceful close of a flow the netstack closed */
@@ -124,6 +125,7 @@ struct tcp_state {
 	struct tcp_flow *hash[TCP_BUCKETS];
 	struct px_list all, dirty, shaped, listeners;
 	uint64_t count, active;
+	uint64_t buffered;		/* sum of the flows' unacked */
 	uint32_t next_ingress;
 	uv_timer_t shape_timer;
 	bool shape_armed;
@@ -195,6 +197,14 @@ static struct tcp_flow *flow_new(struct proxy *px, uint32_t id)
 	return f;
 }
 
+static void unacked_sub(struct proxy *px, struct tcp_flow *f, uint64_t n)
+{
+	if (n > f->unacked)
+		n = f->unacked;
+	f->unacked -= n;
+	px->tcp->buffered -= n;
+}
+
 static void mark_dirty(struct tcp_flow *f)
 {
 	if (!px_list_linked(&f->dirty))
@@ -250,6 +260,7 @@ static void close_handles(struct proxy *px, struct tcp_flow *f, bool reset)
 	if (f->st == ST_CLOSED)
 		return;
 	flow_unhash(px, f);
+	unacked_sub(px, f, f->unacked);
 	f->st = ST_CLOSED;
 	f->reading = false;
 	px_list_del(&f->all);
@@ -512,7 +523,7 @@ static void credit_return(struct proxy *px, struct tcp_flow *f)
 	c.bytes = (uint32_t)n;
 	relay_send(px, FLOW_CREDIT, &c, sizeof(c));
 	f->owed -= n;
-	f->unacked -= n < f->unacked ? n : f->unacked;
+	unacked_sub(px, f, n);
 	relay_limit(px, limits_bytes_done(&px->limits, false, n, now), LIMIT_EGRESS_BYTES, f->id,
 		    MOAT_P_TCP, &f->dst);
 	if (f->owed)
@@ -616,7 +627,8 @@ void tcp_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint32_t
 		return;
 	}
 	f->unacked += len;
-	if (f->unacked > TCP_MAX_UNACKED) {
+	px->tcp->buffered += len;
+	if (f->unacked > TCP_MAX_UNACKED || px->tcp->buffered > TCP_MAX_BUFFERED) {
 		CNT_ADD(px, bad_messages, 1);
 		relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, id, MOAT_P_TCP, &f->dst,
 				"DATA beyond any window (flow control overrun)");

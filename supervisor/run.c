@@ -846,15 +846,9 @@ int run_main(int argc, char **argv)
 	proto.udp_idle_timeout_s = 60;
 	if (sv.o.test_trigger)
 		proto.flags |= MOAT_HDR_F_TEST_TRIGGERS;
-	{
-		const struct policy_limits *lim = policy_limits(sv.policy);
-
-		if (lim->max_tcp_connections.set &&
-		    lim->max_tcp_connections.value < proto.max_tcp_connections)
-			proto.max_tcp_connections = (uint32_t)lim->max_tcp_connections.value;
-		if (lim->max_udp_flows.set && lim->max_udp_flows.value < proto.max_udp_flows)
-			proto.max_udp_flows = (uint32_t)lim->max_udp_flows.value;
-	}
+	/* The policy's limits (connections, flows) are enforced by the proxy, so a
+	 * limit can refuse or terminate and a reload can change it; the tables
+	 * themselves are sized by the command line only. */
 	int rcode = region_create(&rc, &proto, &sv.region);
 
 	if (rcode < 0) {

@@ -2,6 +2,7 @@
 # proxy_client.py — small clients for the proxy's end-to-end tests (run in $GUEST).
 #
 #   connect HOST PORT [TIMEOUT]   print "ok" or the errno name of the failed connect
+#   burst HOST PORT N             N connects one after the other; print how many worked
 #   halfclose HOST PORT           send 1000 bytes, shut write, read to EOF; print the reply's
 #                                 first line and the byte count ("got 1000 100009")
 #   readrst HOST PORT             send a line, read: print "reset", "eof" or "data"
@@ -39,6 +40,15 @@ def main():
             print("client-timeout")
         except OSError as e:
             print(err_name(e))
+    elif mode == "burst":
+        ok = 0
+        for _ in range(int(sys.argv[4])):
+            try:
+                connect(host, port, 10.0).close()
+                ok += 1
+            except OSError:
+                pass
+        print(ok)
     elif mode == "halfclose":
         s = connect(host, port)
         s.sendall(b"q" * 1000)

@@ -5,7 +5,8 @@
 #  - datagrams come back from the address the guest sent them to;
 #  - 100 concurrent flows (100 sockets) all get their echo;
 #  - the flow cap (--max-udp-flows 150): 100 more flows while the first 100
-#    are alive get only 50 echoes, and 50 flows are counted refused;
+#    are alive fill the table to 150; the rest are counted refused and get
+#    no echo;
 #  - after the idle timeout (60 s) the flows are gone and 100 new flows work;
 #  - a denied destination gets nothing, counted and reported as an event;
 #  - 10.0.2.2:PORT reaches a UDP server on 127.0.0.1:PORT in $HOST.
@@ -51,15 +52,17 @@ n=$(in_guest $CLIENT udp 203.0.113.10 7000 100)
 [ "$n" = 100 ] || fail "100 concurrent flows: $n echoes"
 echo "100 concurrent flows: 100 echoes ($(metric moat_udp_flows_active) flows active)"
 
-# 100 more while those are alive: the cap of 150 lets 150 - active through.
-active=$(metric moat_udp_flows_active)
+# 100 more while those are alive: only as many as the cap of 150 leaves are
+# opened. (A new socket may reuse the source port of a closed one of the
+# first round: that flow still exists and needs no room. So count flows.)
 refused0=$(metric moat_udp_flows_refused_total)
 n=$(in_guest $CLIENT udp 203.0.113.10 7000 100)
-want=$((150 - active))
-[ "$n" = "$want" ] || fail "over the cap: $n echoes, want $want (active before: $active)"
 refused=$(($(metric moat_udp_flows_refused_total) - refused0))
-[ "$refused" = $((100 - want)) ] || fail "refused counter grew by $refused, want $((100 - want))"
-echo "cap 150: $n of 100 more flows echoed, $refused refused"
+active=$(metric moat_udp_flows_active)
+[ "$active" = 150 ] || fail "over the cap: $active flows active, want 150"
+[ "$refused" -ge 1 ] && [ $((n + refused)) = 100 ] ||
+	fail "over the cap: $n echoes and $refused refused, want 100 in all and some refused"
+echo "cap 150: $n of 100 more flows echoed, $refused refused, 150 active"
 
 # Denied destination.
 n=$(in_guest $CLIENT udp 10.88.0.10 7000 1)
