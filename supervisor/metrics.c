@@ -350,7 +350,7 @@ static void render_proxy(struct out *o, const struct moat_proxy_counters *p)
 	single(o, "moat_udp_flows_opened_total", "counter",
 	       "UDP flows the proxy opened a host socket for.", ld(&p->udp_flows_opened));
 	single(o, "moat_udp_flows_refused_total", "counter",
-	       "UDP flows the proxy refused (denied or over a limit).", ld(&p->udp_flows_refused));
+	       "UDP flows the proxy refused for a limit (denials are in moat_policy_denials_total).", ld(&p->udp_flows_refused));
 	single(o, "moat_udp_flows_active", "gauge", "UDP flows the proxy is relaying.",
 	       ld(&p->udp_flows_active));
 	for (int i = 0; i < MOAT_DNS_RESULT_COUNT; i++)

@@ -112,3 +112,41 @@ import socket; socket.create_connection(('$SRV_IP', 8080), 1).close()" ||
 guest_report() {
 	tr -d '\r' <"$SERIAL" | grep -E '^MOAT-(BOOT|RESULT|DONE)' || true
 }
+
+# qemu_network_run FRONTEND NETDEV: start moat in $HOST with --guest FRONTEND,
+# boot the guest with `-netdev NETDEV` running the steps dhcp, ping, http and
+# fetch, and check every step on the serial console: the lease 10.0.2.15/24
+# via 10.0.2.2, 3 ping replies, the HTTP token, the 4 MiB file intact. moat
+# must outlive the guest and stop cleanly (exit 0) on SIGTERM.
+qemu_network_run() {
+	local frontend=$1 netdev=$2 rc=0
+
+	rm -f "$WORK/ready"
+	mkfifo "$WORK/ready"
+	ip netns exec "$HOST" "$MOAT" run --guest "$frontend" --ready-fd 9 \
+		--metrics-file "$WORK/metrics.prom" 9>"$WORK/ready" >"$WORK/moat.log" 2>&1 &
+	MOAT_PID=$!
+	read -r -t 20 _ <"$WORK/ready" || fail "moat did not become ready"
+
+	qemu_start "$netdev" "moat.steps=dhcp,ping,http,fetch" "moat.http=$SRV_IP:8080/token.txt" \
+		"moat.fetch=$SRV_IP:8080/blob.bin"
+	qemu_wait
+	guest_report
+
+	serial_has '^MOAT-RESULT link PASS' "the guest found no virtio-net eth0"
+	serial_has '^MOAT-RESULT dhcp PASS lease=10\.0\.2\.15/24 router=10\.0\.2\.2 ' \
+		"the guest did not get the lease 10.0.2.15/24 via 10.0.2.2"
+	serial_has '^MOAT-RESULT ping PASS received=3 target=10\.0\.2\.2 ' "ping 10.0.2.2 did not get 3 replies"
+	serial_has "^MOAT-BODY $TOKEN\$" "the guest did not fetch the token through moat"
+	serial_has '^MOAT-RESULT http PASS' "the HTTP step failed"
+	serial_has "^MOAT-RESULT fetch PASS bytes=4194304 sha256=$BLOB_SHA " \
+		"the guest's copy of the 4 MiB file differs (or the fetch failed)"
+	serial_has '^MOAT-DONE pass=5 fail=0' "not every guest step passed"
+	grep -q "GET /token.txt" "$WORK/http.log" || fail "the server did not see the request"
+
+	kill -0 "$MOAT_PID" 2>/dev/null || fail "moat is not running after the guest powered off"
+	kill -TERM "$MOAT_PID"
+	wait "$MOAT_PID" || rc=$?
+	MOAT_PID=
+	[ $rc -eq 0 ] || fail "moat exited with $rc on SIGTERM"
+}
