@@ -1074,7 +1074,13 @@ int conn_accepted(struct netstack *ns, const struct flow_connect *m)
 	if (!pcb)
 		goto refuse;
 	ip_set_option(pcb, SOF_REUSEADDR);
-	if (tcp_bind(pcb, &src, c->rport) != ERR_OK && tcp_bind(pcb, &src, 0) != ERR_OK) {
+	/*
+	 * A fresh local port from lwIP's allocator, not the host client's port:
+	 * a host client on loopback may reuse a port whose last connection the
+	 * guest still holds in TIME_WAIT (tcp_tw_reuse), and the guest would
+	 * then refuse our SYN.
+	 */
+	if (tcp_bind(pcb, &src, 0) != ERR_OK) {
 		tcp_abort(pcb);
 		goto refuse;
 	}

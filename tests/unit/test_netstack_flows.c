@@ -677,7 +677,7 @@ Test(netstack_flows, ingress_connects_into_the_guest)
 	nh_poll();
 	expect_syn(&p, 8080);
 	cr_assert_eq(p.src, NH_REMOTE_IP, "the client's address is kept");
-	cr_assert_eq(p.sport, 5555);
+	cr_assert_neq(p.sport, 0, "a local port of lwIP's own (not the host client's 5555)");
 	/* The guest accepts: SYN-ACK. */
 	memset(&g, 0, sizeof(g));
 	g.dst = p.src;
