@@ -218,24 +218,32 @@ int ring_push(struct ring *r, uint32_t type, const void *buf, uint32_t len)
 	return ring_pushv(r, type, &iov, 1);
 }
 
+/*
+ * Publish our side's counter (head or tail) and wake the other side if it
+ * said it sleeps. The full fence orders the counter store before the load
+ * of the flag and pairs with the fence in ring_prepare_sleep() /
+ * ring_wait_space(): either the sleeper sees the new counter, or we see its
+ * flag.
+ */
+static void publish(struct ring *r, uint64_t *counter, uint64_t value, uint32_t *waiting, int efd)
+{
+	if (value == r->pub)
+		return;
+	store_release(counter, value);
+	r->pub = value;
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit((_Atomic uint32_t *)waiting, memory_order_relaxed) &&
+	    atomic_exchange_explicit((_Atomic uint32_t *)waiting, 0, memory_order_relaxed))
+		wake(efd, r->wakes);
+}
+
 /**
  * ring_flush() - publish everything committed and wake a sleeping consumer
  * @r:	producer view
- *
- * The full fence orders our head store before the load of cons_waiting, and
- * pairs with the fence in ring_prepare_sleep(): either the consumer sees the
- * new head, or we see its flag.
  */
 void ring_flush(struct ring *r)
 {
-	if (r->head == r->pub)
-		return;
-	store_release(&r->ctl->head, r->head);
-	r->pub = r->head;
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit((_Atomic uint32_t *)&r->ctl->cons_waiting, memory_order_relaxed) &&
-	    atomic_exchange_explicit((_Atomic uint32_t *)&r->ctl->cons_waiting, 0, memory_order_relaxed))
-		wake(r->cons_efd, r->wakes);
+	publish(r, &r->ctl->head, r->head, &r->ctl->cons_waiting, r->cons_efd);
 }
 
 /**
@@ -391,14 +399,7 @@ void ring_consume(struct ring *r)
  */
 void ring_release(struct ring *r)
 {
-	if (r->tail == r->pub)
-		return;
-	store_release(&r->ctl->tail, r->tail);
-	r->pub = r->tail;
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit((_Atomic uint32_t *)&r->ctl->prod_waiting, memory_order_relaxed) &&
-	    atomic_exchange_explicit((_Atomic uint32_t *)&r->ctl->prod_waiting, 0, memory_order_relaxed))
-		wake(r->prod_efd, r->wakes);
+	publish(r, &r->ctl->tail, r->tail, &r->ctl->prod_waiting, r->prod_efd);
 }
 
 /**
