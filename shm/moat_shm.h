@@ -172,8 +172,7 @@ struct moat_netstack_counters {
 	uint64_t arp_replies, icmp_echo_replies, dhcp_offers, dhcp_acks, dhcp_naks;
 	uint64_t tcp_syns, tcp_flows_opened, tcp_flows_closed, tcp_flows_active;
 	uint64_t tcp_table_full;
-	uint64_t udp_flows_opened, udp_flows_closed, udp_flows_active;
-	uint64_t icmp_echo_relayed;
+	uint64_t icmp_echo_relayed;	/* UDP flows are the proxy's: no counters here */
 	uint64_t lwip_mem_errors;
 	uint64_t pcbs_in_use, pbufs_in_use, listeners;
 	uint64_t spoofed_frames;

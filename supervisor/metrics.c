@@ -301,12 +301,6 @@ static void render_netstack(struct out *o, const struct moat_netstack_counters *
 	single(o, "moat_netstack_tcp_table_full_total", "counter",
 	       "Guest SYNs refused because the netstack's flow table was full.",
 	       ld(&n->tcp_table_full));
-	single(o, "moat_netstack_udp_flows_opened_total", "counter",
-	       "UDP flows the netstack opened.", ld(&n->udp_flows_opened));
-	single(o, "moat_netstack_udp_flows_closed_total", "counter",
-	       "UDP flows the netstack closed or expired.", ld(&n->udp_flows_closed));
-	single(o, "moat_netstack_udp_flows_active", "gauge",
-	       "UDP flows open in the netstack.", ld(&n->udp_flows_active));
 	single(o, "moat_netstack_lwip_memory_errors_total", "counter",
 	       "lwIP allocations that failed (pool or heap exhausted).", ld(&n->lwip_mem_errors));
 	single(o, "moat_netstack_pcbs_in_use", "gauge", "lwIP TCP and UDP PCBs in use.",
