@@ -1,7 +1,7 @@
 #!/bin/bash
 # demo.sh — set everything up and show moat's main job on an embedded default.
 #
-#   sudo scripts/demo.sh
+#   scripts/demo.sh      (as root)
 #
 # Builds moat, then makes three network namespaces (the layout of
 # ../shared/bench/topology.sh, under the prefix "moat-demo"):

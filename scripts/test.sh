@@ -1,7 +1,7 @@
 #!/bin/bash
 # test.sh — set everything up and run moat's whole test suite. Safe to run twice.
 #
-#   sudo scripts/test.sh
+#   scripts/test.sh      (as root)
 #
 # 1. scripts/setup.sh: Debian packages and lwIP's source (Debian source package);
 # 2. build/       release build (gcc, hardening, test triggers): unit + end-to-end tests;

@@ -11,14 +11,14 @@
  * directly.
  *
  * Events the proxy sees (denial, dns_denial, limit) arrive on the control
- * socketpair as a 32-bit host-order length and that many bytes of JSON.
- * events_reader_input() reassembles them from non-blocking reads into a
- * fixed buffer; a length above EVENTS_PROXY_MSG_MAX can only come from a
- * broken or compromised proxy and is returned as -EPROTO, which run.c turns
- * into a bad_message violation. Each message is then parsed as untrusted
- * JSON by events_from_proxy(): it must be an object of a known proxy kind
- * (jansson rejects invalid UTF-8, NUL bytes and, as asked, duplicate keys),
- * the documented fields of its kind must have their documented types, and
+ * channel (common/channel.h). events_reader_input() reassembles them with
+ * the channel's reader, from non-blocking reads into one buffer of
+ * CHANNEL_EVENT_MAX allocated on first use; a length of 0 or above
+ * CHANNEL_EVENT_MAX can only come from a broken or compromised proxy and is
+ * returned as -EPROTO, which run.c turns into a bad_message violation.
+ * Each message is then parsed as untrusted JSON by events_from_proxy():
+ * it must be an object of a known proxy kind (jansson rejects invalid
+ * UTF-8, NUL bytes and, as asked, duplicate keys), the documented fields of its kind must have their documented types, and
  * of the rest only scalar fields with tame key names are copied. The
  * supervisor stamps the time and the kind itself and re-serializes, so a
  * compromised proxy cannot inject arbitrary lines; a token bucket
@@ -469,66 +469,64 @@ int events_from_proxy(const char *json, size_t len)
 	return 0;
 }
 
+/* channel_msg_cb: one complete message from the proxy. Never fails: a bad event is not fatal. */
+static int reader_msg(void *arg, const char *msg, size_t len)
+{
+	(void)arg;
+	if (events_from_proxy(msg, len) < 0) {
+		uint64_t r = atomic_load_explicit(&n_proxy_rejected, memory_order_relaxed);
+
+		/* 1, 2, 4, 8, ...: enough to notice, never a flood. */
+		if (!(r & (r - 1)))
+			log_warn("events: dropped a malformed event from the proxy (%llu so far)",
+				 (unsigned long long)r);
+	}
+	return 0;
+}
+
 /**
  * events_reader_input() - read what the proxy sent and write its events
- * @rd:		reassembly state for this connection (zeroed at start)
+ * @rd:		reassembly state for this connection (zeroed at start; the
+ *		first call allocates its buffer, events_reader_fini() frees it)
  * @fd:		our end of the control socketpair (a stream socket)
  * @err:	why, when -EPROTO is returned
  * @errlen:	size of @err
  *
- * Reads without blocking (MSG_DONTWAIT, so the fd itself stays blocking
- * for the supervisor's configuration writes) until the socket is drained
- * or 16 reads were made (the loop is level-triggered and calls again).
- * Each complete message goes to events_from_proxy(); malformed JSON is
- * counted there, not fatal.
+ * Reads without blocking (MSG_DONTWAIT, whatever the fd's O_NONBLOCK flag)
+ * until the socket is drained or CHANNEL_READ_BUDGET bytes were read (the
+ * loop is level-triggered and calls again). Each complete message goes to
+ * events_from_proxy(); malformed JSON is counted there, not fatal.
  *
  * Context: supervisor main thread, when @fd is readable.
  * Return: 1 if the channel is still open, 0 on end of file, -EPROTO if the
- * proxy broke the framing (a length above EVENTS_PROXY_MSG_MAX), another
- * -errno if reading failed.
+ * proxy broke the framing (a length of 0 or above CHANNEL_EVENT_MAX),
+ * -ENOMEM if the first call could not allocate, another -errno if reading
+ * failed.
  */
 int events_reader_input(struct events_reader *rd, int fd, char *err, size_t errlen)
 {
-	for (int round = 0; round < 16; round++) {
-		ssize_t n = recv(fd, rd->buf + rd->have, sizeof(rd->buf) - rd->have, MSG_DONTWAIT);
-		uint32_t off = 0, len;
+	char why[128];
+	int rc;
 
-		if (n == 0) {
-			if (rd->have)
-				log_warn("events: the proxy closed its channel mid-message (%u bytes)",
-					 rd->have);
-			return 0;
-		}
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 1;
-			return -errno;
-		}
-		rd->have += (uint32_t)n;
-		while (rd->have - off >= sizeof(len)) {
-			memcpy(&len, rd->buf + off, sizeof(len));
-			if (len > EVENTS_PROXY_MSG_MAX) {
-				snprintf(err, errlen, "proxy event of %u bytes (at most %u)", len,
-					 EVENTS_PROXY_MSG_MAX);
-				return -EPROTO;
-			}
-			if (rd->have - off - sizeof(len) < len)
-				break;
-			if (events_from_proxy((const char *)rd->buf + off + sizeof(len), len) < 0) {
-				uint64_t r = atomic_load_explicit(&n_proxy_rejected,
-								  memory_order_relaxed);
-
-				/* 1, 2, 4, 8, ...: enough to notice, never a flood. */
-				if (!(r & (r - 1)))
-					log_warn("events: dropped a malformed event from the proxy "
-						 "(%llu so far)", (unsigned long long)r);
-			}
-			off += (uint32_t)sizeof(len) + len;
-		}
-		memmove(rd->buf, rd->buf + off, rd->have - off);
-		rd->have -= off;
+	if (!rd->in.buf) {
+		rc = channel_in_init(&rd->in, CHANNEL_EVENT_MAX);
+		if (rc < 0)
+			return rc;
 	}
-	return 1;
+	rc = channel_in_read(&rd->in, fd, reader_msg, NULL, why, sizeof(why));
+	if (rc == -EPROTO)
+		snprintf(err, errlen, "control channel: %s", why);
+	if (rc == 0 && channel_in_pending(&rd->in))
+		log_warn("events: the proxy closed its channel mid-message (%zu bytes)",
+			 channel_in_pending(&rd->in));
+	return rc;
+}
+
+/**
+ * events_reader_fini() - free a reader's buffer
+ * @rd:	reader (used or still zeroed); may be called twice
+ */
+void events_reader_fini(struct events_reader *rd)
+{
+	channel_in_fini(&rd->in);
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/channel.h"
 #include "shm/moat_shm.h"
 
 /* Every kind of event, in the order of the moat_events_total series. */
@@ -29,13 +30,10 @@ enum events_kind {
 };
 
 /*
- * Proxy -> supervisor events travel on the control socketpair (FD_CONTROL in
- * the proxy) as a 32-bit host-order length followed by that many bytes of
- * compact JSON. A length above EVENTS_PROXY_MSG_MAX is a protocol violation.
+ * Proxy -> supervisor events travel on the control channel (common/channel.h:
+ * framing, CHANNEL_EVENT_MAX, the kinds); a framing error is a violation.
+ * Proxy events written per second in the long run, and the burst allowed:
  */
-#define EVENTS_PROXY_MSG_MAX	(64u << 10)
-
-/* Proxy events written per second in the long run, and the burst allowed. */
 #define EVENTS_PROXY_RATE	200
 #define EVENTS_PROXY_BURST	1000
 
@@ -57,13 +55,12 @@ struct events_stats {
 };
 
 /**
- * struct events_reader - reassembly of the proxy's length-prefixed events
- * @have:	bytes buffered in @buf
- * @buf:	a partial message (length prefix included)
+ * struct events_reader - reassembly of the proxy's framed events
+ * @in:	the channel reader; zeroed at start, set up by the first
+ *	events_reader_input() (limit CHANNEL_EVENT_MAX)
  */
 struct events_reader {
-	uint32_t have;
-	uint8_t buf[4 + EVENTS_PROXY_MSG_MAX];
+	struct channel_in in;
 };
 
 int events_open(const char *path, char *err, size_t errlen);
@@ -76,6 +73,7 @@ void events_child_exit(const char *who, int status, int signal);
 void events_reload(const char *path, bool ok, const char *err);
 int events_from_proxy(const char *json, size_t len);
 int events_reader_input(struct events_reader *rd, int fd, char *err, size_t errlen);
+void events_reader_fini(struct events_reader *rd);
 void events_stats(struct events_stats *out);
 const char *events_kind_name(enum events_kind k);
 const char *events_violation_name(unsigned reason);

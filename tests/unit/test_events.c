@@ -8,7 +8,8 @@
  * line written must be one valid JSON object with "ts" (RFC 3339 UTC,
  * microseconds) and "event". events_reader_input() must reassemble
  * length-prefixed messages however the stream is cut, and report a length
- * above EVENTS_PROXY_MSG_MAX as -EPROTO. Criterion runs each test in its
+ * of 0 or above CHANNEL_EVENT_MAX as -EPROTO (the framing itself is tested
+ * in test_channel.c). Criterion runs each test in its
  * own process, so the module's static state starts fresh every time.
  */
 #define _GNU_SOURCE
@@ -296,7 +297,7 @@ Test(events, reader_reassembles_cut_messages)
 		cr_assert_eq(write(sp[1], stream + i, 1), 1);
 		cr_assert_eq(events_reader_input(&rd, sp[0], err, sizeof(err)), 1);
 	}
-	cr_assert_eq(rd.have, 0);
+	cr_assert_eq(channel_in_pending(&rd.in), 0);
 	/* All of it at once, twice. */
 	cr_assert_eq(write(sp[1], stream, len), (ssize_t)len);
 	cr_assert_eq(write(sp[1], stream, len), (ssize_t)len);
@@ -314,9 +315,9 @@ Test(events, reader_reassembles_cut_messages)
 Test(events, reader_accepts_the_largest_message)
 {
 	static struct events_reader rd;
-	static char stream[4 + EVENTS_PROXY_MSG_MAX];
+	static char stream[4 + CHANNEL_EVENT_MAX];
 	char err[128];
-	uint32_t len = EVENTS_PROXY_MSG_MAX;
+	uint32_t len = CHANNEL_EVENT_MAX;
 	size_t off = 0;
 	int sp[2];
 	json_t *all;
@@ -335,7 +336,7 @@ Test(events, reader_accepts_the_largest_message)
 		off += (size_t)n;
 		cr_assert_eq(events_reader_input(&rd, sp[0], err, sizeof(err)), 1);
 	}
-	cr_assert_eq(rd.have, 0);
+	cr_assert_eq(channel_in_pending(&rd.in), 0);
 	all = lines();
 	cr_assert_eq(json_array_size(all), 1, "the maximum-size event was lost");
 	cr_assert_null(json_object_get(json_array_get(all, 0), "pad"), "a 64 KiB field copied");
@@ -348,7 +349,7 @@ Test(events, reader_reports_oversized_length_as_protocol_error)
 {
 	static struct events_reader rd;
 	char stream[64], err[128] = "";
-	uint32_t huge = EVENTS_PROXY_MSG_MAX + 1;
+	uint32_t huge = CHANNEL_EVENT_MAX + 1;
 	size_t len = 0;
 	int sp[2];
 
@@ -366,6 +367,33 @@ Test(events, reader_reports_oversized_length_as_protocol_error)
 
 	cr_assert_eq(json_array_size(all), 1);
 	json_decref(all);
+	events_reader_fini(&rd);
+	events_reader_fini(&rd);	/* twice is harmless */
+}
+
+Test(events, reader_reports_zero_length_as_protocol_error)
+{
+	static struct events_reader rd;
+	char stream[64], err[128] = "";
+	uint32_t zero = 0;
+	size_t len = 0;
+	int sp[2];
+
+	/* An empty message cannot be an event: the stream is broken, not the JSON. */
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	frame(stream, &len, "{\"event\":\"denial\"}");
+	memcpy(stream + len, &zero, 4);
+	len += 4;
+	cr_assert_eq(write(sp[1], stream, len), (ssize_t)len);
+	cr_assert_eq(events_reader_input(&rd, sp[0], err, sizeof(err)), -EPROTO);
+	cr_assert_not_null(strstr(err, "control channel"), "%s", err);
+	close(sp[0]);
+	close(sp[1]);
+	json_t *all = lines();
+
+	cr_assert_eq(json_array_size(all), 1);
+	json_decref(all);
+	events_reader_fini(&rd);
 }
 
 Test(events, counted_without_a_stream)
