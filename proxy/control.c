@@ -4,8 +4,9 @@
  *
  * Theory of Operation
  * -------------------
- * One stream socket to the supervisor (shm/control.h), both ways framed as
- * a 32-bit length in host order followed by that many bytes of JSON.
+ * One stream socket to the supervisor. The protocol (framing, limits, the
+ * documents and the events) is common/channel.h; the framing and the
+ * non-blocking I/O are common/channel.c, shared with the supervisor.
  *
  * Supervisor -> proxy: configuration documents, one at start-up and one
  * per successful SIGHUP reload. Each is parsed strictly (duplicate keys and
@@ -16,13 +17,20 @@
  * afterwards (new connections, new UDP flows, DNS queries) uses the new
  * policy while established flows carry on. Nameservers and published
  * ports are taken from the first document. A document that fails to parse
- * changes nothing; at start-up that is fatal (no policy, no proxy).
+ * changes nothing; at start-up that is fatal (no policy, no proxy), and so
+ * is a framing error (a length of 0 or above CHANNEL_CONFIG_MAX).
+ * Documents are reassembled by a channel_in whose one buffer of
+ * CHANNEL_CONFIG_MAX is allocated at init and touched only as far as the
+ * largest document really sent.
  *
  * Proxy -> supervisor: events, one compact JSON object each ("denial",
  * "dns_denial", "limit"), which the supervisor validates, stamps and
- * writes to --events. This side never blocks: events go into a bounded
- * buffer written whenever the socket takes them; a full buffer drops the
- * event and counts it (logged once in a while).
+ * writes to --events. This side never blocks: events go into a channel_out
+ * of CHANNEL_PROXY_QUEUE_MAX bytes written whenever the socket takes them
+ * (UV_WRITABLE is armed only while bytes wait); a full queue drops the
+ * event and counts it (logged once in a while). The supervisor does not
+ * depend on these events, so a dropped one costs a line in --events, never
+ * a decision.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -33,20 +41,30 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/channel.h"
 #include "common/log.h"
 #include "proxy/relay.h"
-#include "shm/control.h"
 
-#define CONTROL_OUT_MAX	(1u << 20)	/* event bytes waiting for the supervisor */
-
+/**
+ * struct control - the proxy's end of the control channel
+ * @poll:	libuv watch on px->control_fd
+ * @in:		configuration documents being reassembled
+ * @out:	events waiting for the supervisor
+ * @px:		back pointer, for the channel callback
+ * @reject:	why the last document was refused (for the start-up error)
+ * @dropped, @dropped_logged: events dropped for a full queue; last logged count
+ * @writable_armed: UV_WRITABLE is in the poll mask
+ * @out_dead:	a write failed: the supervisor is gone; events are dropped
+ * @dead:	the channel is closed; nothing more is read or written
+ */
 struct control {
 	uv_poll_t poll;
-	uint8_t *in;
-	size_t in_len, in_cap;
-	uint8_t *out;
-	size_t out_len;
+	struct channel_in in;
+	struct channel_out out;
+	struct proxy *px;
+	char reject[512];
 	uint64_t dropped, dropped_logged;
-	bool writable_armed, dead;
+	bool writable_armed, out_dead, dead;
 };
 
 /* "1.2.3.4:53" or "[2001:db8::1]:53" */
@@ -241,7 +259,6 @@ int control_apply(struct proxy *px, const char *json, size_t len, char *err, siz
 		free(text);
 		if (rc < 0)
 			goto out;
-		rc = -1;
 	}
 
 	/* Everything parsed: put it in force. */
@@ -285,58 +302,53 @@ out:
 
 static void on_control(uv_poll_t *h, int status, int events);
 
+/* UV_WRITABLE only while events wait: a writable socket would wake us forever. */
 static void arm(struct proxy *px)
 {
 	struct control *c = px->ctl;
-	int ev = UV_READABLE | (c->out_len ? UV_WRITABLE : 0);
+	bool want = !c->out_dead && channel_out_pending(&c->out) != 0;
 
-	if (c->dead)
+	if (c->dead || c->writable_armed == want)
 		return;
-	if (c->writable_armed != (c->out_len != 0)) {
-		c->writable_armed = c->out_len != 0;
-		uv_poll_start(&c->poll, ev, on_control);
-	}
+	c->writable_armed = want;
+	uv_poll_start(&c->poll, UV_READABLE | (want ? UV_WRITABLE : 0), on_control);
 }
 
 static void flush_out(struct proxy *px)
 {
 	struct control *c = px->ctl;
+	int rc;
 
-	while (c->out_len && !c->dead) {
-		ssize_t n = send(px->control_fd, c->out, c->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN)
-				c->out_len = 0;	/* the supervisor is gone; reading sees EOF */
-			break;
-		}
-		memmove(c->out, c->out + n, c->out_len - (size_t)n);
-		c->out_len -= (size_t)n;
+	if (c->out_dead)
+		return;
+	rc = channel_out_flush(&c->out, px->control_fd);
+	if (rc < 0) {
+		/* The supervisor is gone; reading sees EOF and stops the loop. */
+		log_debug("control: cannot write events: %s", strerror(-rc));
+		c->out_dead = true;
 	}
 }
 
 /**
  * control_event() - send one event object to the supervisor, never blocking
  * @px:		proxy
- * @json:	compact JSON object
+ * @json:	compact JSON object, at most CHANNEL_EVENT_MAX bytes
+ *
+ * The event is queued and written as far as the socket takes it now; the
+ * rest goes out when the socket is writable. When the queue is full (the
+ * supervisor is not reading) or the event is too large, it is dropped and
+ * counted.
  */
 void control_event(struct proxy *px, const char *json)
 {
 	struct control *c = px->ctl;
-	size_t len = strlen(json);
-	uint32_t l32 = (uint32_t)len;
 
-	if (!c || c->dead)
+	if (!c || c->dead || c->out_dead)
 		return;
-	if (c->out_len + sizeof(l32) + len > CONTROL_OUT_MAX) {
+	if (channel_out_push(&c->out, json, strlen(json)) < 0) {
 		c->dropped++;
 		return;
 	}
-	memcpy(c->out + c->out_len, &l32, sizeof(l32));
-	memcpy(c->out + c->out_len + sizeof(l32), json, len);
-	c->out_len += sizeof(l32) + len;
 	flush_out(px);
 	arm(px);
 }
@@ -437,36 +449,33 @@ void control_event_limit(struct proxy *px, const char *limit, bool terminate, ui
 	emit(px, o);
 }
 
-/* Parse every complete document in the input buffer. */
-static int consume(struct proxy *px)
+/* channel_msg_cb: one complete configuration document. */
+static int on_document(void *arg, const char *msg, size_t len)
+{
+	struct control *c = arg;
+	struct proxy *px = c->px;
+
+	if (control_apply(px, msg, len, c->reject, sizeof(c->reject)) == 0)
+		return 0;
+	if (!px->policy)
+		return -1;	/* at start-up: no policy, no proxy */
+	log_error("control: configuration rejected, the old policy stays: %s", c->reject);
+	c->reject[0] = '\0';	/* only a start-up rejection is reported by on_control() */
+	return 0;
+}
+
+/* The channel is gone or broken: stop the loop (with @status when non-zero). */
+static void control_stop(struct proxy *px, int status)
 {
 	struct control *c = px->ctl;
-	size_t off = 0;
 
-	while (c->in_len - off >= sizeof(uint32_t)) {
-		uint32_t len;
-		char err[512];
-
-		memcpy(&len, c->in + off, sizeof(len));
-		if (len == 0 || len > CONTROL_MSG_MAX) {
-			log_error("control: bad frame length %u", len);
-			return -1;
-		}
-		if (c->in_len - off - sizeof(len) < len)
-			break;
-		if (control_apply(px, (const char *)c->in + off + sizeof(len), len, err,
-				  sizeof(err)) < 0) {
-			if (!px->policy) {
-				log_error("control: start-up configuration rejected: %s", err);
-				return -1;
-			}
-			log_error("control: configuration rejected, the old policy stays: %s", err);
-		}
-		off += sizeof(len) + len;
+	c->dead = true;
+	uv_poll_stop(&c->poll);
+	if (status) {
+		px->violation = true;	/* stop processing */
+		px->exit_status = status;
 	}
-	memmove(c->in, c->in + off, c->in_len - off);
-	c->in_len -= off;
-	return 0;
+	uv_stop(&px->loop);
 }
 
 static void on_control(uv_poll_t *h, int status, int events)
@@ -475,64 +484,31 @@ static void on_control(uv_poll_t *h, int status, int events)
 	struct control *c = px->ctl;
 
 	if (status < 0 || (events & UV_DISCONNECT && !(events & UV_READABLE))) {
-		c->dead = true;
-		uv_poll_stop(h);
-		uv_stop(&px->loop);
+		control_stop(px, 0);
 		return;
 	}
 	if (events & UV_WRITABLE) {
 		flush_out(px);
 		arm(px);
 	}
-	if (!(events & UV_READABLE))
-		return;
-	for (;;) {
-		ssize_t n;
+	if (events & UV_READABLE) {
+		char err[256];
+		int rc = channel_in_read(&c->in, px->control_fd, on_document, c, err, sizeof(err));
 
-		if (c->in_cap - c->in_len < 65536 && c->in_cap < CONTROL_MSG_MAX + 8) {
-			size_t ncap = c->in_cap ? c->in_cap * 2 : 65536;
-			uint8_t *p;
-
-			if (ncap > CONTROL_MSG_MAX + 8)
-				ncap = CONTROL_MSG_MAX + 8;
-			p = realloc(c->in, ncap);
-			if (!p) {
-				log_error("control: out of memory");
-				uv_stop(&px->loop);
-				return;
-			}
-			c->in = p;
-			c->in_cap = ncap;
-		}
-		if (c->in_len == c->in_cap) {
-			log_error("control: document too large");
-			uv_stop(&px->loop);
+		if (rc == -EPROTO) {
+			if (c->reject[0])
+				log_error("control: start-up configuration rejected: %s", c->reject);
+			else
+				log_error("control: %s", err);
+			control_stop(px, 1);
 			return;
 		}
-		n = recv(px->control_fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				break;
-			log_error("control: read: %s", strerror(errno));
-			n = 0;
-		}
-		if (n == 0) {
+		if (rc < 0)
+			log_error("control: read: %s", strerror(-rc));
+		if (rc <= 0) {
 			/* The supervisor is gone or stopping us: so are we. */
 			log_info("control channel closed; stopping");
-			c->dead = true;
-			uv_poll_stop(h);
-			uv_stop(&px->loop);
-			return;
-		}
-		c->in_len += (size_t)n;
-		if (consume(px) < 0) {
-			c->dead = true;
-			uv_poll_stop(h);
-			px->violation = true;	/* stop processing */
-			px->exit_status = 1;
-			uv_stop(&px->loop);
+			control_stop(px, 0);
 			return;
 		}
 	}
@@ -556,12 +532,16 @@ int control_init(struct proxy *px)
 
 	if (!c)
 		return -ENOMEM;
-	c->out = malloc(CONTROL_OUT_MAX);
-	if (!c->out) {
+	rc = channel_in_init(&c->in, CHANNEL_CONFIG_MAX);
+	if (rc == 0)
+		rc = channel_out_init(&c->out, CHANNEL_EVENT_MAX, CHANNEL_PROXY_QUEUE_MAX);
+	if (rc < 0) {
+		channel_in_fini(&c->in);
 		free(c);
-		return -ENOMEM;
+		return rc;
 	}
 	px->ctl = c;
+	c->px = px;
 	c->poll.data = px;
 	rc = uv_poll_init(&px->loop, &c->poll, px->control_fd);
 	if (rc < 0)
@@ -586,8 +566,8 @@ void control_fini(struct proxy *px)
 		return;
 	uv_close((uv_handle_t *)&c->poll, ctl_closed);
 	uv_run(&px->loop, UV_RUN_NOWAIT);
-	free(c->in);
-	free(c->out);
+	channel_in_fini(&c->in);
+	channel_out_fini(&c->out);
 	free(c);
 	px->ctl = NULL;
 }
