@@ -18,8 +18,13 @@
  * took from the validated header, checks each record's length against what
  * was published and what is contiguous, and copies the record out (or, with
  * ring_peek(), hands out a pointer only to code that does not parse the
- * bytes). A failed check sets ->corrupt, which stays set; callers report a
- * MOAT_VIOL_RING_CORRUPT violation and stop using the ring.
+ * bytes). A record's header is read and checked once: ring_peek() keeps
+ * the validated size for ring_consume(). The producer checks the tail the
+ * same way (ahead of its head, or more than a capacity behind it, is
+ * impossible). A failed check sets ->corrupt, which stays set: every call
+ * then says -EBADMSG, distinct from -ENOBUFS (full, wait) and -EAGAIN
+ * (empty), and callers report a MOAT_VIOL_RING_CORRUPT violation and stop
+ * using the ring.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -251,8 +256,11 @@ void ring_flush(struct ring *r)
  * @r:		producer view
  * @len:	payload length wanted
  *
- * Return: true if the record fits now (do not sleep), false if the producer
- * may sleep on its eventfd: the consumer will write it after releasing space.
+ * Return: true if the producer must not sleep: the record fits now, or the
+ * ring is corrupt (->corrupt is set; the next ring_reserve() says -EBADMSG,
+ * so a caller that retries cannot loop on a corrupt ring); false if the
+ * producer may sleep on its eventfd: the consumer will write it after
+ * releasing space.
  */
 bool ring_wait_space(struct ring *r, uint32_t len)
 {
@@ -333,6 +341,7 @@ int ring_pop(struct ring *r, uint32_t *type, void *buf, uint32_t bufsize)
 	uint64_t pos;
 	int rc;
 
+	r->peeked = 0;
 	if (r->corrupt)
 		return -EBADMSG;
 	rc = next_record(r, &pos, &h);
@@ -354,7 +363,8 @@ int ring_pop(struct ring *r, uint32_t *type, void *buf, uint32_t bufsize)
  *
  * Only for consumers that do not parse the bytes (the guest port writing a
  * frame to a tap): the peer may change them while we look. The length is
- * validated. Follow with ring_consume().
+ * validated once, here, and remembered: ring_consume() steps over exactly
+ * what was validated. Follow with ring_consume().
  *
  * Return: payload length, -EAGAIN if empty, -EBADMSG if corrupt.
  */
@@ -364,6 +374,7 @@ int ring_peek(struct ring *r, uint32_t *type, const uint8_t **payload)
 	uint64_t pos;
 	int rc;
 
+	r->peeked = 0;
 	if (r->corrupt)
 		return -EBADMSG;
 	rc = next_record(r, &pos, &h);
@@ -371,26 +382,26 @@ int ring_peek(struct ring *r, uint32_t *type, const uint8_t **payload)
 		return rc ? rc : -EAGAIN;
 	*type = h.type;
 	*payload = r->data + pos + HDR_SIZE;
+	r->peeked = rec_size(h.len);
 	return (int)h.len;
 }
 
 /**
  * ring_consume() - step over the record last returned by ring_peek()
  * @r:	consumer view
+ *
+ * Moves the tail by the size ring_peek() validated, never by what the
+ * header says now: the peer may rewrite it between the peek and here, and
+ * reading it again would let it move our tail anywhere (a double fetch).
+ * Without a successful peek since the last consume or pop this does
+ * nothing.
  */
 void ring_consume(struct ring *r)
 {
-	struct moat_rec_hdr h;
-
-	memcpy(&h, r->data + (r->tail & r->mask), sizeof(h));
-	/* Re-validated: the peer may have rewritten the header since the peek. */
-	if (h.type == MOAT_REC_WRAP || h.len > RING_MAX_RECORD(r->cap) ||
-	    rec_size(h.len) > r->cap - (r->tail & r->mask) ||
-	    rec_size(h.len) > load_acquire(&r->ctl->head) - r->tail) {
-		r->corrupt = true;
+	if (r->corrupt || !r->peeked)
 		return;
-	}
-	r->tail += rec_size(h.len);
+	r->tail += r->peeked;
+	r->peeked = 0;
 }
 
 /**

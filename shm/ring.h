@@ -28,8 +28,21 @@ struct ring {
 	int cons_efd;		/* written to wake the consumer, -1 if none */
 	int prod_efd;		/* written to wake a producer waiting for space */
 	uint64_t *wakes;	/* counter bumped per eventfd write, may be NULL */
+	uint64_t peeked;	/* consumer: size of the record ring_peek() validated, 0 if none */
 	bool corrupt;		/* sticky: validation failed once */
 };
+
+/*
+ * Errors, the same on every call that can fail:
+ *   -ENOBUFS	the ring is full (producer): a state, not a fault; wait for
+ *		space with ring_wait_space() and retry
+ *   -EAGAIN	the ring is empty (consumer)
+ *   -EBADMSG	the ring is corrupt: the peer published an impossible head,
+ *		tail or record. Sticky (->corrupt stays set); the caller reports
+ *		a MOAT_VIOL_RING_CORRUPT violation and never uses the ring again
+ *   -EMSGSIZE	the record is larger than the ring allows (producer), or than
+ *		the caller's buffer (ring_pop(): the record is skipped)
+ */
 
 /* Largest payload a ring of capacity @cap accepts (keeps progress possible). */
 #define RING_MAX_RECORD(cap)	((uint32_t)((cap) / 4 - sizeof(struct moat_rec_hdr)))
