@@ -5,6 +5,7 @@
 #ifndef MOAT_MAILBOX_H
 #define MOAT_MAILBOX_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "shm/moat_shm.h"
@@ -31,5 +32,6 @@ struct mailbox_report {
 
 void mailbox_post(struct moat_mailbox *mb, int supervisor_efd, const struct mailbox_report *rep);
 int mailbox_take(struct moat_mailbox *mb, uint32_t *last_seq, struct moat_mailbox *out);
+void mailbox_escape(char *dst, size_t dstlen, const char *src, size_t srclen);
 
 #endif /* MOAT_MAILBOX_H */

@@ -166,6 +166,59 @@ Test(mailbox, forged_detail_without_nul)
 	munmap(mb, 4096);
 }
 
+/*
+ * The detail goes into the log and the events as words: a hostile child's
+ * control bytes, terminal escapes, newlines, quotes and backslashes come
+ * out escaped, printable and NUL-terminated.
+ */
+Test(mailbox, detail_is_escaped)
+{
+	static const char forged[] = "ring\ncorrupt\x1b[31m \"q\" back\\slash \x7f\xff\x01 ok";
+	struct moat_mailbox *mb = shared_mailbox();
+	struct moat_mailbox out;
+	uint32_t last = 0;
+
+	memcpy(mb->detail, forged, sizeof(forged));
+	__atomic_store_n(&mb->seq, 1, __ATOMIC_RELEASE);
+	cr_assert_eq(mailbox_take(mb, &last, &out), 1);
+	cr_assert_str_eq(out.detail,
+			 "ring\\x0acorrupt\\x1b[31m \\\"q\\\" back\\\\slash \\x7f\\xff\\x01 ok");
+	for (const char *c = out.detail; *c; c++)
+		cr_assert(*c >= 0x20 && *c <= 0x7e, "byte 0x%02x left in the detail", (unsigned char)*c);
+	munmap(mb, 4096);
+}
+
+/* A detail of nothing but escapes is cut at a whole escape, never in one. */
+Test(mailbox, escaped_detail_cut_at_a_whole_escape)
+{
+	struct moat_mailbox *mb = shared_mailbox();
+	struct moat_mailbox out;
+	uint32_t last = 0;
+	size_t len;
+
+	memset(mb->detail, 0x1b, sizeof(mb->detail));	/* and no NUL */
+	__atomic_store_n(&mb->seq, 1, __ATOMIC_RELEASE);
+	cr_assert_eq(mailbox_take(mb, &last, &out), 1);
+	len = strlen(out.detail);
+	cr_assert_lt(len, sizeof(out.detail));
+	cr_assert_eq(len % 4, 0, "an escape was cut: %zu bytes", len);
+	cr_assert_eq(len, (sizeof(out.detail) - 1) / 4 * 4);
+	for (size_t i = 0; i < len; i += 4)
+		cr_assert(!memcmp(out.detail + i, "\\x1b", 4), "escape %zu is wrong", i / 4);
+	/* The same rules straight through the helper, into a tiny buffer. */
+	{
+		char small[6];
+
+		mailbox_escape(small, sizeof(small), "ab\"cd", 5);
+		cr_assert_str_eq(small, "ab\\\"c");
+		mailbox_escape(small, sizeof(small), "\x01\x02", 2);
+		cr_assert_str_eq(small, "\\x01");
+		mailbox_escape(small, 1, "abc", 3);
+		cr_assert_str_eq(small, "");
+	}
+	munmap(mb, 4096);
+}
+
 Test(mailbox, unknown_reason_is_mapped_safely)
 {
 	static const uint32_t bad[] = { MOAT_VIOL_COUNT, MOAT_VIOL_COUNT + 1, 1000, 0x80000000u,
