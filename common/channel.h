@@ -75,8 +75,9 @@
 
 /*
  * The supervisor's outgoing queue: one document being written and one
- * waiting. A reload that does not fit is not lost: documents supersede each
- * other, so the supervisor sends the newest policy once the queue drains.
+ * waiting. A reload that does not fit is refused like a bad policy file
+ * (the old policy stays in force; the policy_reload event says why), and
+ * a proxy that takes nothing at all meets CHANNEL_DRAIN_TIMEOUT_MS.
  */
 #define CHANNEL_SUPERVISOR_QUEUE_MAX	(2u * (CHANNEL_HDR + CHANNEL_CONFIG_MAX))
 
