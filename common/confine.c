@@ -6,6 +6,10 @@
  * -------------------
  * Called by the netstack and the proxy right after exec, in this order,
  * before they read any guest data:
+ *   0. confine_parent_death(): SIGKILL when the supervisor dies, and exit
+ *      now if it already has (the parent is no longer the pid the
+ *      supervisor passed us). Called again after the credential changes of
+ *      stages 2 and 3, which may clear the setting;
  *   1. confine_close_fds(): nothing but the fds handed over stays open;
  *   2. confine_netns() (netstack only): an empty network namespace, so even
  *      a seccomp bypass finds no network. As root a plain unshare; without
@@ -13,14 +17,18 @@
  *   3. confine_drop_caps(), confine_limits(): no capabilities (libcap-ng,
  *      bounding set included when we may change it), no new privileges, not
  *      dumpable, no processes, no file writes, few fds, no core dumps;
- *   4. confine_seccomp_init() / ALLOW() / confine_seccomp_load(): an
- *      allowlist whose default is SCMP_ACT_KILL_PROCESS; libseccomp checks
- *      the architecture first and kills on a foreign one.
+ *   4. confine_seccomp_init() / ALLOW() / ALLOW_ARG() /
+ *      confine_seccomp_load(): an allowlist whose default is
+ *      SCMP_ACT_KILL_PROCESS; libseccomp checks the architecture first and
+ *      kills on a foreign one. ALLOW_ARG() restricts a syscall to argument
+ *      values (the netstack's read/write to its own fds, the proxy's mmap to
+ *      anonymous memory).
  * Any failure is fatal: a child that cannot confine itself must not run.
  *
  * Sanitizer builds (MOAT_SANITIZE) add the calls ASan/UBSan's runtime makes
  * behind the program's back (mmap for shadow memory, reading /proc/self/maps
- * on a report); release builds never have them. A debug seccomp build
+ * on a report), unconditionally: a role's argument-restricted rule for the
+ * same syscall then adds nothing. Release builds never have them. A debug seccomp build
  * (MOAT_SECCOMP_TRAP) uses SCMP_ACT_TRAP and logs the offending syscall.
  */
 #define _GNU_SOURCE
@@ -33,12 +41,41 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/confine.h"
 #include "common/log.h"
+
+/**
+ * confine_parent_death() - die with the supervisor, or now if it is gone
+ * @supervisor:	the supervisor's pid, as it passed it on our command line
+ *
+ * Sets PR_SET_PDEATHSIG to SIGKILL, then checks that our parent is still
+ * @supervisor: if the supervisor died before the prctl, we were already
+ * reparented (to init or a subreaper) and no signal will ever come, so we
+ * exit at once. The kernel clears the setting when the effective or
+ * filesystem uid or gid changes or the capabilities grow (a user namespace,
+ * prctl(2)), so the roles call this first thing and again after their last
+ * credential change, before the seccomp filter (prctl and getppid are not on
+ * it). The signal is sent when the thread that forked us ends: the
+ * supervisor forks its children from its main thread.
+ *
+ * Context: a role at start-up. Exits (status 1) if the parent changed.
+ */
+void confine_parent_death(pid_t supervisor)
+{
+	pid_t parent;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		fatal("prctl(PR_SET_PDEATHSIG)");
+	parent = getppid();
+	if (parent != supervisor) {
+		log_error("supervisor %d is gone (parent now %d); exiting", (int)supervisor,
+			  (int)parent);
+		_exit(1);
+	}
+}
 
 /**
  * confine_close_fds() - close every descriptor above @last_kept
@@ -123,14 +160,6 @@ static void set_limit(int resource, rlim_t v, const char *name)
 		fatal("setrlimit(%s)", name);
 }
 
-/* Is @fd a regular file (`moat run 2>moat.log`)? */
-static bool is_regular_file(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /**
  * confine_limits() - tight resource limits
  * @nofile:	RLIMIT_NOFILE for the role
@@ -140,16 +169,17 @@ static bool is_regular_file(int fd)
  * RLIMIT_FSIZE 0 forbids growing any file; no core dumps.
  *
  * RLIMIT_FSIZE applies to every write, including those to descriptors we
- * inherited: with stdout or stderr redirected to a regular file, a limit
- * of 0 would kill us with SIGXFSZ at the first log line. It is left alone
- * then; the seccomp allowlists open no files, so that log is the only file
- * we could write anyway.
+ * inherited, and it is set unconditionally: the supervisor hands its
+ * children /dev/null as stdin and stdout and a pipe it drains into its own
+ * log as stderr (common/fds.h), so a child never writes a file, even when
+ * `moat run 2>moat.log` sends the supervisor's own log to one. A role
+ * started with a regular file on a descriptor dies of SIGXFSZ at its first
+ * write there instead of filling a disk.
  */
 void confine_limits(unsigned long nofile)
 {
 	set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC");
-	if (!is_regular_file(STDOUT_FILENO) && !is_regular_file(STDERR_FILENO))
-		set_limit(RLIMIT_FSIZE, 0, "RLIMIT_FSIZE");
+	set_limit(RLIMIT_FSIZE, 0, "RLIMIT_FSIZE");
 	set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE");
 	set_limit(RLIMIT_NOFILE, nofile, "RLIMIT_NOFILE");
 }
@@ -239,6 +269,29 @@ void confine_allow(scmp_filter_ctx ctx, int nr, const char *name)
 	/* -EEXIST: already allowed (sanitizer extras); fine. */
 	if (rc < 0 && rc != -EEXIST)
 		fatalx(1, "seccomp: cannot allow %s: %s", name, strerror(-rc));
+}
+
+/**
+ * confine_allow_arg() - allow one syscall when its arguments match
+ * @ctx:	filter
+ * @nr:		syscall number (SCMP_SYS)
+ * @name:	for the error message
+ * @n:		number of conditions in @cmp (1..6)
+ * @cmp:	argument conditions, all of which must hold (SCMP_A0() ...)
+ *
+ * One rule; add one per allowed value to allow several (rules are ORed).
+ * Next to an unconditional rule for the same syscall (sanitizer builds,
+ * confine_seccomp_init()) the condition adds nothing, and libseccomp may
+ * say so with -EEXIST: that is fine, the syscall stays allowed as before.
+ */
+void confine_allow_arg(scmp_filter_ctx ctx, int nr, const char *name, unsigned int n,
+		       const struct scmp_arg_cmp *cmp)
+{
+	int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, n, cmp);
+
+	if (rc < 0 && rc != -EEXIST)
+		fatalx(1, "seccomp: cannot allow %s with %u argument conditions: %s", name, n,
+		       strerror(-rc));
 }
 
 /**

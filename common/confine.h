@@ -7,7 +7,9 @@
 
 #include <seccomp.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
+void confine_parent_death(pid_t supervisor);
 void confine_close_fds(int last_kept);
 int confine_netns(void);
 void confine_drop_caps(void);
@@ -21,5 +23,19 @@ void confine_seccomp_load(scmp_filter_ctx ctx);
  */
 #define ALLOW(ctx, name)	confine_allow((ctx), SCMP_SYS(name), #name)
 void confine_allow(scmp_filter_ctx ctx, int nr, const char *name);
+
+/*
+ * ALLOW_ARG(ctx, name, cmp...) - add one syscall allowed only when every
+ * argument condition holds (SCMP_A0(...), SCMP_A1(...), ...: one rule, the
+ * conditions ANDed). Several calls for the same syscall are ORed: one rule
+ * per allowed value.
+ */
+#define ALLOW_ARG(ctx, name, ...)						\
+	confine_allow_arg((ctx), SCMP_SYS(name), #name,				\
+			  sizeof((const struct scmp_arg_cmp[]){ __VA_ARGS__ }) /	\
+				  sizeof(struct scmp_arg_cmp),			\
+			  (const struct scmp_arg_cmp[]){ __VA_ARGS__ })
+void confine_allow_arg(scmp_filter_ctx ctx, int nr, const char *name, unsigned int n,
+		       const struct scmp_arg_cmp *cmp);
 
 #endif /* MOAT_CONFINE_H */

@@ -42,17 +42,6 @@
 #include "proxy/relay.h"
 #include "shm/region.h"
 
-/* One rule with one argument condition (libseccomp). */
-static void allow_arg(scmp_filter_ctx ctx, int nr, const char *name, struct scmp_arg_cmp cmp)
-{
-	int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, cmp);
-
-	if (rc < 0 && rc != -EEXIST)
-		fatalx(1, "seccomp: cannot allow %s: %s", name, strerror(-rc));
-}
-
-#define ALLOW_ARG(ctx, name, cmp)	allow_arg((ctx), SCMP_SYS(name), #name, (cmp))
-
 /*
  * The proxy's allowlist: libuv's loop (epoll), sockets toward the
  * upstream, the eventfds and the control socket, and malloc. Checked with

@@ -52,6 +52,15 @@ static void netstack_like_filter(void)
 	confine_seccomp_load(ctx);
 }
 
+static void become_nobody(void)
+{
+	if (geteuid() == 0) {
+		/* An ordinary user: RLIMIT_NPROC does not bind uid 0; root needs no user namespace. */
+		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(60);
+	}
+}
+
 static int wait_child(pid_t pid)
 {
 	int status = 0;
@@ -264,6 +273,154 @@ Test(confine_seccomp, real_netstack_dies_of_sigsys_on_socket, .timeout = 60)
 }
 
 /* ------------------------------------------------------------------ */
+/* Parent death                                                         */
+/* ------------------------------------------------------------------ */
+
+/* Child's stderr to /dev/null: confine_parent_death() logs before it exits. */
+static void quiet_stderr(void)
+{
+	int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
+		_exit(120);
+	close(fd);
+}
+
+Test(confine_parent_death, right_supervisor_arms_sigkill)
+{
+	pid_t pid = fork();
+	int status;
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int sig = 0;
+
+		confine_parent_death(getppid());
+		if (prctl(PR_GET_PDEATHSIG, &sig, 0, 0, 0) < 0 || sig != SIGKILL)
+			_exit(121);
+		_exit(0);
+	}
+	status = wait_child(pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status 0x%x", status);
+}
+
+Test(confine_parent_death, wrong_supervisor_exits_at_once)
+{
+	pid_t pid = fork();
+	int status;
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		quiet_stderr();
+		confine_parent_death(getpid());		/* never our own parent */
+		_exit(0);
+	}
+	status = wait_child(pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+		  "a child whose parent is not the supervisor went on (status 0x%x)", status);
+}
+
+/*
+ * The supervisor dies: its child must be killed. T (a subreaper, so that
+ * the orphan is reparented to it and T can wait for it) forks A, the
+ * "supervisor"; A forks B, which calls confine_parent_death(A) and sleeps;
+ * A exits. B must be dead of SIGKILL within 1 s.
+ * T's status: 0 ok, 2 B ended otherwise, 3 B still alive after 1 s, >= 10 set-up.
+ */
+Test(confine_parent_death, child_dies_with_its_supervisor)
+{
+	pid_t t = fork();
+	int status;
+
+	cr_assert_geq(t, 0);
+	if (t == 0) {
+		int ready[2], report[2], st = 0;
+		pid_t a, b = 0;
+
+		if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0 || pipe(ready) < 0 ||
+		    pipe(report) < 0)
+			_exit(10);
+		a = fork();
+		if (a < 0)
+			_exit(11);
+		if (a == 0) {
+			pid_t bb = fork();
+
+			if (bb < 0)
+				_exit(12);
+			if (bb == 0) {
+				pid_t me = getpid();
+
+				confine_parent_death(getppid());
+				if (write(ready[1], &me, sizeof(me)) != sizeof(me))
+					_exit(13);
+				for (;;)
+					pause();
+			}
+			/* The "supervisor": wait until B is armed, tell T, die. */
+			if (read(ready[0], &bb, sizeof(bb)) != sizeof(bb) ||
+			    write(report[1], &bb, sizeof(bb)) != sizeof(bb))
+				_exit(14);
+			_exit(0);
+		}
+		close(report[1]);
+		if (read(report[0], &b, sizeof(b)) != sizeof(b) || b <= 0)
+			_exit(15);
+		if (waitpid(a, &st, 0) != a)
+			_exit(16);
+		for (int ms = 0; ms < 1000; ms += 10) {
+			pid_t w = waitpid(b, &st, WNOHANG);
+
+			if (w == b)
+				_exit(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? 0 : 2);
+			if (w < 0)
+				_exit(17);
+			usleep(10000);
+		}
+		kill(b, SIGKILL);
+		waitpid(b, &st, 0);
+		_exit(3);
+	}
+	status = wait_child(t);
+	cr_assert(WIFEXITED(status), "status 0x%x", status);
+	cr_assert_neq(WEXITSTATUS(status), 2, "the child ended, but not of SIGKILL");
+	cr_assert_neq(WEXITSTATUS(status), 3, "the child outlived its supervisor by 1 s");
+	cr_assert_eq(WEXITSTATUS(status), 0, "set-up failed (%d)", WEXITSTATUS(status));
+}
+
+/*
+ * An unprivileged netstack makes a user namespace, a credential change that
+ * clears the parent-death signal (prctl(2)); the second call re-arms it,
+ * and getppid() inside the new namespace still names the supervisor.
+ */
+Test(confine_parent_death, rearmed_after_the_user_namespace)
+{
+	pid_t pid = fork();
+	int status;
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		pid_t parent = getppid();
+		int sig = -1;
+
+		become_nobody();	/* itself a credential change: arm after it */
+		confine_parent_death(parent);
+		if (confine_netns() < 0)
+			_exit(77);
+		if (prctl(PR_GET_PDEATHSIG, &sig, 0, 0, 0) < 0)
+			_exit(122);
+		confine_parent_death(parent);
+		if (prctl(PR_GET_PDEATHSIG, &sig, 0, 0, 0) < 0 || sig != SIGKILL)
+			_exit(123);
+		_exit(0);
+	}
+	status = wait_child(pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		cr_skip_test("no user namespace here");
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status 0x%x", status);
+}
+
+/* ------------------------------------------------------------------ */
 /* Capabilities, no_new_privs, dumpable                                 */
 /* ------------------------------------------------------------------ */
 
@@ -375,15 +532,6 @@ Test(confine_caps, root_powers_are_gone)
 /* Resource limits                                                      */
 /* ------------------------------------------------------------------ */
 
-static void become_nobody(void)
-{
-	if (geteuid() == 0) {
-		/* RLIMIT_NPROC does not bind uid 0 at all: test as an ordinary user. */
-		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
-			_exit(60);
-	}
-}
-
 Test(confine_limits, limits_are_set)
 {
 	pid_t pid = fork();
@@ -468,14 +616,15 @@ Test(confine_limits, fsize_zero_forbids_file_writes)
 }
 
 /*
- * `moat run 2>moat.log`: the children inherit a regular file as stderr and
- * log to it after confining themselves. RLIMIT_FSIZE 0 would kill them with
- * SIGXFSZ at their first line, so the log must keep working.
+ * `moat run 2>moat.log`: the supervisor logs to the file, but its children
+ * get a pipe on stderr (common/fds.h). RLIMIT_FSIZE is 0 whatever stderr
+ * is: a child handed a regular file dies of SIGXFSZ at its first line there
+ * instead of writing it.
  */
-Test(confine_limits, logging_to_a_regular_file_survives)
+Test(confine_limits, fsize_is_zero_even_with_a_regular_file_on_stderr)
 {
 	int fd = memfd_create("log", MFD_CLOEXEC);
-	char buf[256] = "";
+	char buf[64] = "";
 	pid_t pid;
 	int status;
 
@@ -484,19 +633,25 @@ Test(confine_limits, logging_to_a_regular_file_survives)
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		if (dup2(fd, STDERR_FILENO) < 0)
+		struct rlimit rl;
+
+		if (dup2(fd, STDERR_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0)
 			_exit(85);
 		confine_limits(64);
+		if (getrlimit(RLIMIT_FSIZE, &rl) || rl.rlim_cur != 0 || rl.rlim_max != 0)
+			_exit(86);
+		signal(SIGXFSZ, SIG_DFL);
 		log_init("moat-test", LOG_LVL_INFO);
-		log_warn("still alive");
+		log_warn("this line must not reach the file");
 		_exit(0);
 	}
 	status = wait_child(pid);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		  "a confined child died logging to a file (status 0x%x%s)", status,
-		  WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ ? ", SIGXFSZ" : "");
-	cr_assert_gt(pread(fd, buf, sizeof(buf) - 1, 0), 14);
-	cr_assert(strstr(buf, "warn moat-test: still alive\n"), "log file holds: %s", buf);
+	cr_assert(!(WIFEXITED(status) && WEXITSTATUS(status) == 86),
+		  "RLIMIT_FSIZE is not 0 with a regular file on stderr");
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ,
+		  "logging to a regular file under RLIMIT_FSIZE 0 did not raise SIGXFSZ (status 0x%x)",
+		  status);
+	cr_assert_eq(pread(fd, buf, sizeof(buf) - 1, 0), 14, "the file grew: %s", buf);
 	close(fd);
 }
 
@@ -539,13 +694,13 @@ Test(confine_fds, close_fds_keeps_only_the_low_ones)
 		hi = fcntl(0, F_DUPFD, 900);
 		if (hi < 900)
 			_exit(101);
-		if (dup2(0, FD_LAST) < 0)
+		if (dup2(0, FD_LAST_PROXY) < 0)
 			_exit(102);
-		confine_close_fds(FD_LAST);
-		for (int fd = 0; fd <= FD_LAST; fd++)
+		confine_close_fds(FD_LAST_PROXY);
+		for (int fd = 0; fd <= FD_LAST_PROXY; fd++)
 			if (fcntl(fd, F_GETFD) < 0 && fd > 2)
 				_exit(103);
-		for (int fd = FD_LAST + 1; fd < 1024; fd++)
+		for (int fd = FD_LAST_PROXY + 1; fd < 1024; fd++)
 			if (fcntl(fd, F_GETFD) >= 0)
 				_exit(104);
 		_exit(0);
