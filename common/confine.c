@@ -9,7 +9,7 @@
  *   0. confine_parent_death(): SIGKILL when the supervisor dies, and exit
  *      now if it already has (the parent is no longer the pid the
  *      supervisor passed us). Called again after the credential changes of
- *      stages 2 and 3, which may clear the setting;
+ *      stages 2 and 3, since a credential change may clear the setting;
  *   1. confine_close_fds(): nothing but the fds handed over stays open;
  *   2. confine_netns() (netstack only): an empty network namespace, so even
  *      a seccomp bypass finds no network. As root a plain unshare; without
@@ -28,7 +28,9 @@
  * Sanitizer builds (MOAT_SANITIZE) add the calls ASan/UBSan's runtime makes
  * behind the program's back (mmap for shadow memory, reading /proc/self/maps
  * on a report), unconditionally: a role's argument-restricted rule for the
- * same syscall then adds nothing. Release builds never have them. A debug seccomp build
+ * same syscall then adds nothing. They also run LeakSanitizer's check when
+ * the filter goes on rather than at exit, where it could not run. Release
+ * builds never have any of this. A debug seccomp build
  * (MOAT_SECCOMP_TRAP) uses SCMP_ACT_TRAP and logs the offending syscall.
  */
 #define _GNU_SOURCE
@@ -47,6 +49,10 @@
 #include "common/confine.h"
 #include "common/log.h"
 
+#ifdef MOAT_SANITIZE
+#include <sanitizer/lsan_interface.h>
+#endif
+
 /**
  * confine_parent_death() - die with the supervisor, or now if it is gone
  * @supervisor:	the supervisor's pid, as it passed it on our command line
@@ -55,10 +61,12 @@
  * @supervisor: if the supervisor died before the prctl, we were already
  * reparented (to init or a subreaper) and no signal will ever come, so we
  * exit at once. The kernel clears the setting when the effective or
- * filesystem uid or gid changes or the capabilities grow (a user namespace,
- * prctl(2)), so the roles call this first thing and again after their last
- * credential change, before the seccomp filter (prctl and getppid are not on
- * it). The signal is sent when the thread that forked us ends: the
+ * filesystem uid or gid changes or the permitted capabilities grow
+ * (prctl(2), commit_creds()). The roles' own changes (a user namespace
+ * they own, dropping capabilities) do not clear it on today's kernels, but
+ * the roles call this first thing and again after their last credential
+ * change anyway, before the seccomp filter (prctl and getppid are not on
+ * it): one syscall keeps it true whatever set-up becomes. The signal is sent when the thread that forked us ends: the
  * supervisor forks its children from its main thread.
  *
  * Context: a role at start-up. Exits (status 1) if the parent changed.
@@ -300,7 +308,18 @@ void confine_allow_arg(scmp_filter_ctx ctx, int nr, const char *name, unsigned i
  */
 void confine_seccomp_load(scmp_filter_ctx ctx)
 {
-	int rc = seccomp_load(ctx);
+	int rc;
+
+#ifdef MOAT_SANITIZE
+	/*
+	 * LeakSanitizer's check at exit stops the world with clone and ptrace,
+	 * which no allowlist has: a clean exit would die of SIGSYS. Check now,
+	 * while we still may; LSan then skips the check at exit (what leaks
+	 * later goes unreported).
+	 */
+	__lsan_do_leak_check();
+#endif
+	rc = seccomp_load(ctx);
 
 	seccomp_release(ctx);
 	if (rc < 0)
