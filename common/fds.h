@@ -25,7 +25,6 @@ enum {
 	FD_CONTROL,		/* proxy only: socketpair to the supervisor (common/channel.h) */
 	FD_LAST_NETSTACK = FD_LIFELINE,
 	FD_LAST_PROXY = FD_CONTROL,
-	FD_LAST = FD_CONTROL,		/* old name, going away */
 };
 
 #endif /* MOAT_FDS_H */

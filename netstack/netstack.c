@@ -4,18 +4,24 @@
  *
  * Theory of Operation
  * -------------------
- * Re-executed by the supervisor as "moat-netstack __netstack" with the
- * region and eventfds at the numbers of common/fds.h. Before it reads a
- * single guest byte it: closes every other fd, maps only the parts it needs
- * (header, its counters and mailbox, the four rings), moves into an empty
- * network namespace, drops all capabilities, sets tight rlimits, and loads
- * the seccomp allowlist below. lwIP's memory is static (lwipopts.h), so
- * nothing after that needs brk or mmap.
+ * Re-executed by the supervisor as "moat-netstack __netstack PID" with the
+ * region, the eventfds and the lifeline at the numbers of common/fds.h.
+ * Before it reads a single guest byte it: arranges to die with the
+ * supervisor (PID; confine_parent_death()), closes every other fd, maps
+ * only the parts it needs (header, its counters and mailbox, the four
+ * rings) and closes the region's fd, moves into an empty network
+ * namespace, drops all capabilities, sets tight rlimits, re-arms the
+ * parent-death signal (a credential change may clear it) and loads the
+ * seccomp allowlist below. lwIP's memory is static (lwipopts.h), so nothing
+ * after that needs brk or mmap.
  *
  * The loop: drain g2s (guest frames) and p2s (flow messages from the
  * proxy), run lwIP's timers, flush the rings we produce (one wake each per
- * batch), then sleep in ppoll() on our one eventfd with the timeout lwIP's
- * next timer asks for, after telling each consumed ring that we sleep.
+ * batch), then sleep in ppoll() on our eventfd and the lifeline with the
+ * timeout lwIP's next timer asks for, after telling each consumed ring that
+ * we sleep. The lifeline is the read end of a pipe only the supervisor can
+ * write: when it hangs up (or, against the contract, becomes readable) the
+ * supervisor is gone, and we exit at once, with nothing to hand over.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,17 +41,32 @@
 #include "netstack/stack.h"
 #include "shm/region.h"
 
-/*
- * The netstack's whole allowlist. Anything else kills the process, which
- * the supervisor treats as a fatal violation.
+/**
+ * netstack_seccomp() - load the netstack's whole allowlist
+ *
+ * Anything else kills the process, which the supervisor treats as a fatal
+ * violation. read and write are allowed on the fds of common/fds.h we use
+ * and nothing else: not the lifeline (ppoll watches it, nothing reads it),
+ * not stdin or stdout, and no descriptor a bug might leave open.
+ *
+ * Context: the netstack, last step of its confinement; the unit tests apply
+ * it to forked children. Irreversible.
  */
-static void netstack_seccomp(void)
+void netstack_seccomp(void)
 {
 	scmp_filter_ctx ctx = confine_seccomp_init();
 
-	ALLOW(ctx, read);		/* our eventfd */
-	ALLOW(ctx, write);		/* peers' eventfds, the supervisor's eventfd, stderr log */
-	ALLOW(ctx, ppoll);		/* sleep on our eventfd until lwIP's next timer */
+	/* our eventfd: the count of wakes (g2s, p2s data; s2g, s2p space) */
+	ALLOW_ARG(ctx, read, SCMP_A0(SCMP_CMP_EQ, FD_EFD_NETSTACK));
+	/* wake the supervisor: a violation in our mailbox */
+	ALLOW_ARG(ctx, write, SCMP_A0(SCMP_CMP_EQ, FD_EFD_SUPERVISOR));
+	/* wake the guest port: s2g data, g2s space */
+	ALLOW_ARG(ctx, write, SCMP_A0(SCMP_CMP_EQ, FD_EFD_GUEST));
+	/* wake the proxy: s2p data, p2s space */
+	ALLOW_ARG(ctx, write, SCMP_A0(SCMP_CMP_EQ, FD_EFD_PROXY));
+	/* our log: a pipe the supervisor drains (common/log.c writes with write(2)) */
+	ALLOW_ARG(ctx, write, SCMP_A0(SCMP_CMP_EQ, STDERR_FILENO));
+	ALLOW(ctx, ppoll);		/* sleep on our eventfd and the lifeline until lwIP's next timer */
 	ALLOW(ctx, clock_gettime);	/* sys_now() when the vDSO falls back to the syscall */
 	ALLOW(ctx, rt_sigprocmask);	/* ppoll's signal mask handling in libc */
 	confine_seccomp_load(ctx);
@@ -59,13 +80,25 @@ static void on_term(int sig)
 	stop_requested = 1;
 }
 
+/* The lifeline fired: the supervisor is gone, so are we (nothing to hand over). */
+static void __attribute__((noreturn)) supervisor_gone(short revents)
+{
+	log_error("supervisor gone (lifeline %s); exiting",
+		  revents & POLLHUP ? "hung up" : revents & POLLIN ? "readable" : "broken");
+	_exit(1);
+}
+
 /**
  * netstack_main() - entry of the moat-netstack role
+ * @supervisor:	the supervisor's pid (our parent), from the command line
  *
- * Context: a freshly exec'd child of the supervisor.
- * Return: exit status (0 on a requested stop).
+ * Context: a freshly exec'd child of the supervisor, fds as in common/fds.h
+ * (up to FD_LAST_NETSTACK).
+ * Return: exit status (0 on a requested stop). Exits 1 at once when the
+ * supervisor is gone: before start-up (our parent is not @supervisor) or
+ * later (the lifeline fired).
  */
-int netstack_main(void)
+int netstack_main(pid_t supervisor)
 {
 	uint32_t parts = REGION_PART_BIT(MOAT_PART_HEADER) |
 			 REGION_PART_BIT(MOAT_PART_CNT_NETSTACK) |
@@ -81,10 +114,14 @@ int netstack_main(void)
 
 	prctl(PR_SET_NAME, "moat-netstack");
 	log_init("moat-netstack", LOG_LVL_INFO);
-	confine_close_fds(FD_EFD_PROXY);
+	confine_parent_death(supervisor);
+	confine_close_fds(FD_LAST_NETSTACK);
 	rc = region_map(FD_REGION, parts, &ns.region);
 	if (rc < 0)
 		fatalx(1, "cannot map the shared region: %s", strerror(-rc));
+	/* The mappings stay; the fd would let us map or write any part of the region. */
+	close(FD_REGION);
+	ns.region.fd = -1;
 	log_init("moat-netstack", ns.region.hdr.log_level);
 
 	rc = confine_netns();
@@ -97,7 +134,9 @@ int netstack_main(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	confine_drop_caps();
-	confine_limits(FD_EFD_PROXY + 1);
+	confine_limits(FD_LAST_NETSTACK + 1);
+	/* Credential changes (the user namespace, capabilities) may clear it (prctl(2)). */
+	confine_parent_death(supervisor);
 	netstack_seccomp();
 
 #ifdef MOAT_TEST_TRIGGERS
@@ -111,7 +150,10 @@ int netstack_main(void)
 #endif
 
 	while (!stop_requested) {
-		struct pollfd pfd = { .fd = FD_EFD_NETSTACK, .events = POLLIN };
+		struct pollfd pfd[2] = {
+			{ .fd = FD_EFD_NETSTACK, .events = POLLIN },
+			{ .fd = FD_LIFELINE, .events = POLLIN },
+		};
 		struct timespec ts, *tsp = NULL;
 		uint32_t sleep_ms;
 
@@ -126,9 +168,11 @@ int netstack_main(void)
 			ts.tv_nsec = (long)(sleep_ms % 1000) * 1000000L;
 			tsp = &ts;
 		}
-		rc = ppoll(&pfd, 1, tsp, NULL);
+		rc = ppoll(pfd, 2, tsp, NULL);
+		if (rc > 0 && pfd[1].revents)
+			supervisor_gone(pfd[1].revents);
 		stack_wake(&ns);
-		if (rc > 0) {
+		if (rc > 0 && pfd[0].revents) {
 			uint64_t v;
 
 			if (read(FD_EFD_NETSTACK, &v, sizeof(v)) < 0 && errno != EAGAIN)
@@ -145,8 +189,12 @@ int netstack_main(void)
 	}
 	if (ns.violation) {
 		/* Reported through the mailbox; wait for the supervisor to end us. */
-		while (!stop_requested)
-			ppoll(NULL, 0, NULL, NULL);
+		while (!stop_requested) {
+			struct pollfd life = { .fd = FD_LIFELINE, .events = POLLIN };
+
+			if (ppoll(&life, 1, NULL, NULL) > 0 && life.revents)
+				supervisor_gone(life.revents);
+		}
 	}
 	return 0;
 }

@@ -4,20 +4,24 @@
  *
  * Theory of Operation
  * -------------------
- * Re-executed by the supervisor as "moat-proxy __proxy". The proxy is the
- * policy enforcement point: every connect, datagram, DNS query and publish
- * is decided here against the policy the supervisor sent on the control
- * channel (FD_CONTROL, shm/control.h), so even a compromised netstack can
- * reach nothing the policy denies.
+ * Re-executed by the supervisor as "moat-proxy __proxy PID". The proxy is
+ * the policy enforcement point: every connect, datagram, DNS query and
+ * publish is decided here against the policy the supervisor sent on the
+ * control channel (FD_CONTROL, common/channel.h), so even a compromised
+ * netstack can reach nothing the policy denies.
  *
- * Start-up, in this order: close every other fd, map the header, our
- * counters and mailbox and the two flow rings, ignore SIGPIPE, seed
- * jansson's hash (it would otherwise open /dev/urandom on first use,
- * after the filter is in), create the libuv loop and every handle
- * (relay_init()), drop capabilities, set rlimits, load the seccomp
- * allowlist (sockets yes; files, exec and credentials no). Then the
- * loop: our eventfd wakes us for s2p records and p2s space, the control
- * socket brings configuration.
+ * Start-up, in this order: arrange to die with the supervisor (PID;
+ * confine_parent_death()), close every other fd, map the header, our
+ * counters and mailbox and the two flow rings and close the region's fd,
+ * ignore SIGPIPE, seed jansson's hash (it would otherwise open
+ * /dev/urandom on first use, after the filter is in), create the libuv
+ * loop and every handle (relay_init(), and the lifeline's poll here), drop
+ * capabilities, set rlimits, re-arm the parent-death signal, load the
+ * seccomp allowlist (sockets yes; files, file mappings, exec and
+ * credentials no). Then the loop: our eventfd wakes us for s2p records and
+ * p2s space, the control socket brings configuration, and the lifeline (a
+ * pipe only the supervisor can write) tells us the supervisor is gone: we
+ * exit at once, with nothing to hand over.
  * The proxy keeps its network namespace: it is the process that owns the
  * real sockets.
  */
@@ -42,13 +46,19 @@
 #include "proxy/relay.h"
 #include "shm/region.h"
 
-/*
- * The proxy's allowlist: libuv's loop (epoll), sockets toward the
- * upstream, the eventfds and the control socket, and malloc. Checked with
- * strace against a whole test run (docs/proxy.md). Nothing that opens
- * files, executes programs, changes credentials or maps executable memory.
+/**
+ * proxy_seccomp() - load the proxy's allowlist
+ *
+ * libuv's loop (epoll), sockets toward the upstream, the eventfds, the
+ * lifeline and the control socket, and malloc. Checked with strace against
+ * a whole test run (docs/proxy.md). Nothing that opens files, executes
+ * programs, changes credentials, maps executable memory or maps a file:
+ * the region's parts are mapped before, and its fd is closed.
+ *
+ * Context: the proxy, last step of its confinement; the unit tests apply it
+ * to forked children. Irreversible.
  */
-static void proxy_seccomp(void)
+void proxy_seccomp(void)
 {
 	scmp_filter_ctx ctx = confine_seccomp_init();
 
@@ -78,8 +88,9 @@ static void proxy_seccomp(void)
 	/* uv_poll_init() sets O_NONBLOCK with ioctl (ping sockets): only that request. */
 	ALLOW_ARG(ctx, ioctl, SCMP_A1(SCMP_CMP_EQ, FIONBIO));
 	ALLOW(ctx, brk);		/* malloc */
-	/* malloc of large blocks: never executable memory. */
-	ALLOW_ARG(ctx, mmap, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+	/* malloc of large blocks: anonymous memory only (no file, no memfd), never executable. */
+	ALLOW_ARG(ctx, mmap, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0),
+		  SCMP_A3(SCMP_CMP_MASKED_EQ, MAP_ANONYMOUS, MAP_ANONYMOUS));
 	ALLOW(ctx, munmap);		/* free of large blocks */
 	ALLOW(ctx, mremap);		/* realloc of large blocks */
 	ALLOW(ctx, madvise);		/* glibc malloc trimming (never seen; too cheap to die for) */
@@ -88,28 +99,48 @@ static void proxy_seccomp(void)
 	confine_seccomp_load(ctx);
 }
 
+/* The lifeline fired: the supervisor is gone, so are we (nothing to hand over). */
+static void on_lifeline(uv_poll_t *h, int status, int events)
+{
+	(void)h;
+	if (status < 0)
+		log_error("supervisor gone (lifeline: %s); exiting", uv_strerror(status));
+	else
+		log_error("supervisor gone (lifeline %s); exiting",
+			  events & UV_DISCONNECT ? "hung up" : "readable");
+	_exit(1);
+}
+
 /**
  * proxy_main() - entry of the moat-proxy role
+ * @supervisor:	the supervisor's pid (our parent), from the command line
  *
- * Context: a freshly exec'd child of the supervisor.
- * Return: exit status.
+ * Context: a freshly exec'd child of the supervisor, fds as in common/fds.h
+ * (up to FD_LAST_PROXY).
+ * Return: exit status. Exits 1 at once when the supervisor is gone: before
+ * start-up (our parent is not @supervisor) or later (the lifeline fired).
  */
-int proxy_main(void)
+int proxy_main(pid_t supervisor)
 {
 	uint32_t parts = REGION_PART_BIT(MOAT_PART_HEADER) |
 			 REGION_PART_BIT(MOAT_PART_CNT_PROXY) |
 			 REGION_PART_BIT(MOAT_PART_MBOX_PROXY) |
 			 REGION_PART_BIT(MOAT_PART_RING_S2P) | REGION_PART_BIT(MOAT_PART_RING_P2S);
 	static struct proxy px;
+	static uv_poll_t lifeline;
 	unsigned long nofile;
 	int rc;
 
 	prctl(PR_SET_NAME, "moat-proxy");
 	log_init("moat-proxy", LOG_LVL_INFO);
-	confine_close_fds(FD_LAST);
+	confine_parent_death(supervisor);
+	confine_close_fds(FD_LAST_PROXY);
 	rc = region_map(FD_REGION, parts, &px.region);
 	if (rc < 0)
 		fatalx(1, "cannot map the shared region: %s", strerror(-rc));
+	/* The mappings stay; the fd would let us map any part of the region. */
+	close(FD_REGION);
+	px.region.fd = -1;
 	log_init("moat-proxy", px.region.hdr.log_level);
 	/* A write to a socket the peer reset must be EPIPE, not a fatal signal. */
 	signal(SIGPIPE, SIG_IGN);
@@ -123,10 +154,20 @@ int proxy_main(void)
 	rc = relay_init(&px);
 	if (rc < 0)
 		fatalx(1, "cannot set up the relay: %s", strerror(-rc));
+	/*
+	 * Any event on the lifeline ends us. Unreferenced: it must never be what
+	 * keeps uv_run() going (a stop is uv_stop() from the control channel).
+	 */
+	if ((rc = uv_poll_init(&px.loop, &lifeline, FD_LIFELINE)) < 0 ||
+	    (rc = uv_poll_start(&lifeline, UV_READABLE | UV_DISCONNECT, on_lifeline)) < 0)
+		fatalx(1, "cannot watch the lifeline: %s", uv_strerror(rc));
+	uv_unref((uv_handle_t *)&lifeline);
 	/* A socket per TCP connection and UDP flow, DNS and ping sockets, slack. */
 	nofile = (unsigned long)px.region.hdr.max_tcp_connections + px.region.hdr.max_udp_flows + 512;
 	confine_drop_caps();
 	confine_limits(nofile < 4096 ? 4096 : nofile);
+	/* Capability changes may have cleared the parent-death signal (prctl(2)). */
+	confine_parent_death(supervisor);
 	proxy_seccomp();
 	uv_run(&px.loop, UV_RUN_DEFAULT);
 	return px.exit_status;

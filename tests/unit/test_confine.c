@@ -1,24 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_confine.c - the confinement stages of common/confine.c
+ * test_confine.c - the confinement stages of common/confine.c and the
+ * roles' own allowlists
  *
  * Every stage is irreversible, so each test confines a forked child and
  * looks at how it ends: the child reports through its exit status or a
  * pipe, and only the parent (the Criterion worker) asserts.
  *
- * The seccomp tests use the netstack's allowlist twice: a copy of its
- * ALLOW() lines (netstack/netstack.c, netstack_seccomp()) for a unit test
- * that runs everywhere, and the real moat binary started as the netstack
- * role with the test trigger set in the region header (builds with
- * -DMOAT_TEST_TRIGGERS=ON only), which calls socket() right after its own
- * filter went on.
+ * The seccomp tests apply the real allowlists, netstack_seccomp() and
+ * proxy_seccomp(), to a forked child that holds descriptors at the numbers
+ * of common/fds.h (and a few others a role must not touch). The last
+ * section starts the real moat binary as each role, as the supervisor
+ * would: it checks the command line, the descriptor table of a confined
+ * role, the lifeline and, in builds with -DMOAT_TEST_TRIGGERS=ON, that the
+ * netstack's own filter kills it when it calls socket().
+ *
+ * Sanitizer builds (MOAT_SANITIZE) allow read, write and mmap on every
+ * descriptor for the ASan runtime (common/confine.c): the tests of the
+ * argument filters on them are skipped there.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,25 +40,23 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/confine.h"
 #include "common/fds.h"
 #include "common/log.h"
+#include "netstack/netstack.h"
+#include "proxy/proxy.h"
 #include "shm/region.h"
 
-/* The netstack's allowlist, as in netstack_seccomp() (keep in step). */
-static void netstack_like_filter(void)
-{
-	scmp_filter_ctx ctx = confine_seccomp_init();
-
-	ALLOW(ctx, read);
-	ALLOW(ctx, write);
-	ALLOW(ctx, ppoll);
-	ALLOW(ctx, clock_gettime);
-	ALLOW(ctx, rt_sigprocmask);
-	confine_seccomp_load(ctx);
-}
+/* Descriptors of the filtered child beyond those of common/fds.h. */
+enum {
+	FD_T_OTHER_W = FD_CONTROL,	/* a pipe's write end: "another fd" for the netstack */
+	FD_T_OTHER_R,			/* its read end, one byte in it */
+	FD_T_MEMFD,			/* a 4 KiB memfd, like the region */
+	FD_T_FILE,			/* a regular file (the test binary) */
+};
 
 static void become_nobody(void)
 {
@@ -69,6 +75,20 @@ static int wait_child(pid_t pid)
 	return status;
 }
 
+/* Wait up to @ms for @pid; 0 and *@status, or -1 (still running). */
+static int wait_child_ms(pid_t pid, int ms, int *status)
+{
+	for (int t = 0; t <= ms; t += 10) {
+		pid_t w = waitpid(pid, status, WNOHANG);
+
+		cr_assert_geq(w, 0);
+		if (w == pid)
+			return 0;
+		usleep(10000);
+	}
+	return -1;
+}
+
 static void assert_sigsys(int status, const char *what)
 {
 	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS,
@@ -77,34 +97,104 @@ static void assert_sigsys(int status, const char *what)
 		  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 }
 
+/* Child: move @fd above the numbers we place (so no placement clobbers it). */
+static int high_fd(int fd)
+{
+	int high = fd < 0 ? -1 : fcntl(fd, F_DUPFD, 100);
+
+	if (high < 0)
+		_exit(21);
+	close(fd);
+	return high;
+}
+
+/* Child: put @high (from high_fd()) at @target. */
+static void place_fd(int high, int target)
+{
+	if (dup2(high, target) < 0)
+		_exit(22);
+	close(high);
+}
+
 /*
- * Child: filter on, prove an allowed call still works (write a byte to the
- * pipe), then @forbidden(). Returns the status; *@wrote is whether the byte
- * came, so a death before the forbidden call cannot pass for the right one.
+ * Child, before the filter: the descriptors a role holds (eventfds with a
+ * count at 4..6, @report at FD_EFD_PROXY, the lifeline's read end with a
+ * byte in it at FD_LIFELINE), and some it must not use (see FD_T_*).
  */
-static int run_filtered(void (*forbidden)(void), bool *wrote)
+static void child_fds(int report)
+{
+	int p[2], high = high_fd(report), r, w;
+
+	if (syscall(SYS_close_range, 3U, 99U, 0U) < 0)
+		_exit(24);
+	for (int fd = FD_EFD_SUPERVISOR; fd <= FD_EFD_NETSTACK; fd++)
+		place_fd(high_fd(eventfd(1, EFD_NONBLOCK)), fd);
+	place_fd(high, FD_EFD_PROXY);
+	if (pipe(p) < 0 || write(p[1], "l", 1) != 1)
+		_exit(25);
+	close(p[1]);	/* it hangs up too: readable and POLLHUP */
+	place_fd(high_fd(p[0]), FD_LIFELINE);
+	if (pipe(p) < 0 || write(p[1], "o", 1) != 1)
+		_exit(26);
+	r = high_fd(p[0]);
+	w = high_fd(p[1]);
+	place_fd(w, FD_T_OTHER_W);
+	place_fd(r, FD_T_OTHER_R);
+	place_fd(high_fd(memfd_create("confine-test", 0)), FD_T_MEMFD);
+	if (ftruncate(FD_T_MEMFD, 4096) < 0)
+		_exit(27);
+	place_fd(high_fd(open("/proc/self/exe", O_RDONLY)), FD_T_FILE);
+}
+
+/*
+ * Child: descriptors as a role has them, @filter on, prove an allowed call
+ * still works (write a byte to the pipe at FD_EFD_PROXY), then @call().
+ * Returns the status; *@wrote is whether the byte came, so a death before
+ * @call cannot pass for the right one.
+ */
+static int run_filtered(void (*filter)(void), void (*call)(void), bool *wrote)
 {
 	int p[2];
 	char c = 0;
 	pid_t pid;
-	int status;
 
 	cr_assert_eq(pipe(p), 0);
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		close(p[0]);
-		netstack_like_filter();
-		if (write(p[1], "x", 1) != 1)
+		child_fds(p[1]);
+		filter();
+		if (write(FD_EFD_PROXY, "x", 1) != 1)
 			_exit(20);
-		forbidden();
+		call();
 		_exit(0);
 	}
 	close(p[1]);
 	*wrote = read(p[0], &c, 1) == 1 && c == 'x';
 	close(p[0]);
-	status = wait_child(pid);
-	return status;
+	return wait_child(pid);
+}
+
+/* @call must kill a child under @filter with SIGSYS. */
+static void assert_killed(void (*filter)(void), void (*call)(void), const char *what)
+{
+	bool wrote;
+	int status = run_filtered(filter, call, &wrote);
+
+	cr_assert(wrote, "%s: the filter killed the allowed write() before the call", what);
+	assert_sigsys(status, what);
+}
+
+/* @call must leave a child under @filter alive, ending with _exit(0). */
+static void assert_survives(void (*filter)(void), void (*call)(void), const char *what)
+{
+	bool wrote;
+	int status = run_filtered(filter, call, &wrote);
+
+	cr_assert(wrote, "%s: the filter killed the allowed write()", what);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status 0x%x%s", what,
+		  status, WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS ? " (SIGSYS)" : "");
 }
 
 static void call_socket(void)
@@ -112,7 +202,7 @@ static void call_socket(void)
 	(void)socket(AF_INET, SOCK_STREAM, 0);
 }
 
-static void call_socket_raw(void)
+static void call_socket_unix(void)
 {
 	syscall(SYS_socket, AF_UNIX, SOCK_DGRAM, 0);
 }
@@ -134,66 +224,200 @@ static void call_execve(void)
 	syscall(SYS_execve, "/bin/true", argv, NULL);
 }
 
-static void __attribute__((unused)) call_mmap(void)
-{
-	/* Release builds: no mmap after start (sanitizer builds need it). */
-	syscall(SYS_mmap, NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-}
-
 static void call_ptrace(void)
 {
 	syscall(SYS_ptrace, 0, 0, 0, 0);
 }
 
-Test(confine_seccomp, netstack_filter_kills_socket)
+/* Release builds: no mmap at all in the netstack (sanitizer builds need it). */
+static void __attribute__((unused)) call_mmap_anon(void)
 {
-	bool wrote;
-	int status = run_filtered(call_socket, &wrote);
+	void *m = (void *)syscall(SYS_mmap, NULL, 4096, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	cr_assert(wrote, "the filter killed an allowed write()");
-	assert_sigsys(status, "socket()");
-	status = run_filtered(call_socket_raw, &wrote);
-	cr_assert(wrote);
-	assert_sigsys(status, "syscall(SYS_socket)");
+	if (m == MAP_FAILED)
+		_exit(30);
+	syscall(SYS_munmap, m, 4096);
+	m = (void *)syscall(SYS_mmap, NULL, 4096, PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		_exit(31);
+	syscall(SYS_munmap, m, 4096);
 }
 
-Test(confine_seccomp, netstack_filter_kills_other_calls)
+static void __attribute__((unused)) call_mmap_memfd(void)
 {
-	static const struct {
-		void (*call)(void);
-		const char *name;
-	} calls[] = {
-		{ call_fork, "clone" },
-		{ call_execve, "execve" },
-		{ call_ptrace, "ptrace" },
-#ifndef MOAT_SANITIZE
-		/* Sanitizer builds allow these for the ASan runtime (confine.c). */
-		{ call_openat, "openat" },
-		{ call_mmap, "mmap" },
-#endif
-	};
+	syscall(SYS_mmap, NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, FD_T_MEMFD, 0);
+}
 
-	for (unsigned i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
-		bool wrote;
-		int status = run_filtered(calls[i].call, &wrote);
+static void __attribute__((unused)) call_mmap_memfd_private(void)
+{
+	syscall(SYS_mmap, NULL, 4096, PROT_READ, MAP_PRIVATE, FD_T_MEMFD, 0);
+}
 
-		cr_assert(wrote);
-		assert_sigsys(status, calls[i].name);
-	}
+static void __attribute__((unused)) call_mmap_file(void)
+{
+	syscall(SYS_mmap, NULL, 4096, PROT_READ, MAP_PRIVATE, FD_T_FILE, 0);
+}
+
+static void __attribute__((unused)) call_mmap_exec(void)
+{
+	syscall(SYS_mmap, NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}
+
+/* What the netstack does: eventfds, ppoll on the lifeline, its log. */
+static void call_netstack_io(void)
+{
+	struct pollfd pfd = { .fd = FD_LIFELINE, .events = POLLIN };
+	struct timespec zero = { 0, 0 };
+	uint64_t one = 1, v;
+
+	if (syscall(SYS_read, FD_EFD_NETSTACK, &v, sizeof(v)) != sizeof(v) || v != 1)
+		_exit(32);
+	if (ppoll(&pfd, 1, &zero, NULL) != 1 || !(pfd.revents & POLLHUP))
+		_exit(33);
+	if (syscall(SYS_write, FD_EFD_SUPERVISOR, &one, sizeof(one)) != sizeof(one) ||
+	    syscall(SYS_write, FD_EFD_GUEST, &one, sizeof(one)) != sizeof(one))
+		_exit(34);
+	if (syscall(SYS_write, STDERR_FILENO, "", 0) != 0)
+		_exit(35);
+}
+
+static void __attribute__((unused)) call_write_stdout(void)
+{
+	syscall(SYS_write, STDOUT_FILENO, "", 0);
+}
+
+static void __attribute__((unused)) call_write_other(void)
+{
+	syscall(SYS_write, FD_T_OTHER_W, "w", 1);
+}
+
+static void __attribute__((unused)) call_write_memfd(void)
+{
+	syscall(SYS_write, FD_T_MEMFD, "w", 1);
+}
+
+static void __attribute__((unused)) call_write_own_eventfd(void)
+{
+	uint64_t one = 1;
+
+	syscall(SYS_write, FD_EFD_NETSTACK, &one, sizeof(one));
+}
+
+static void __attribute__((unused)) call_read_other(void)
+{
+	char c;
+
+	syscall(SYS_read, FD_T_OTHER_R, &c, 1);
+}
+
+static void __attribute__((unused)) call_read_lifeline(void)
+{
+	char c;
+
+	syscall(SYS_read, FD_LIFELINE, &c, 1);
+}
+
+static void __attribute__((unused)) call_read_memfd(void)
+{
+	char c;
+
+	syscall(SYS_read, FD_T_MEMFD, &c, 1);
+}
+
+static void __attribute__((unused)) call_read_stdin(void)
+{
+	char c;
+
+	syscall(SYS_read, STDIN_FILENO, &c, 0);
 }
 
 static void do_nothing(void)
 {
 }
 
-Test(confine_seccomp, allowed_calls_survive)
-{
-	bool wrote;
-	int status = run_filtered(do_nothing, &wrote);
+static const struct {
+	void (*call)(void);
+	const char *name;
+} always_killed[] = {
+	{ call_socket_unix, "socket(AF_UNIX)" },
+	{ call_fork, "clone" },
+	{ call_execve, "execve" },
+	{ call_ptrace, "ptrace" },
+#ifndef MOAT_SANITIZE
+	/* Sanitizer builds allow openat for the ASan runtime (confine.c). */
+	{ call_openat, "openat" },
+#endif
+};
 
-	cr_assert(wrote);
-	/* _exit() is exit_group: allowed for everybody. */
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status 0x%x", status);
+Test(confine_seccomp, netstack_filter_kills_socket)
+{
+	assert_killed(netstack_seccomp, call_socket, "netstack: socket(AF_INET)");
+	assert_killed(netstack_seccomp, call_socket_unix, "netstack: syscall(SYS_socket)");
+}
+
+Test(confine_seccomp, netstack_filter_kills_other_calls)
+{
+	for (unsigned i = 0; i < sizeof(always_killed) / sizeof(always_killed[0]); i++)
+		assert_killed(netstack_seccomp, always_killed[i].call, always_killed[i].name);
+#ifndef MOAT_SANITIZE
+	assert_killed(netstack_seccomp, call_mmap_anon, "netstack: mmap");
+#endif
+}
+
+Test(confine_seccomp, netstack_filter_allows_its_own_io)
+{
+	assert_survives(netstack_seccomp, do_nothing, "netstack: _exit (exit_group)");
+	assert_survives(netstack_seccomp, call_netstack_io, "netstack: eventfds, lifeline, log");
+}
+
+Test(confine_seccomp, netstack_filter_kills_io_on_other_fds)
+{
+#ifdef MOAT_SANITIZE
+	cr_skip_test("sanitizer builds allow read and write on every fd (common/confine.c)");
+#else
+	static const struct {
+		void (*call)(void);
+		const char *name;
+	} calls[] = {
+		{ call_write_stdout, "write(1)" },
+		{ call_write_other, "write to another pipe" },
+		{ call_write_memfd, "write to a memfd" },
+		{ call_write_own_eventfd, "write to its own eventfd" },
+		{ call_read_other, "read from another pipe" },
+		{ call_read_lifeline, "read from the lifeline (ppoll only)" },
+		{ call_read_memfd, "read from a memfd" },
+		{ call_read_stdin, "read(0)" },
+	};
+
+	for (unsigned i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
+		assert_killed(netstack_seccomp, calls[i].call, calls[i].name);
+#endif
+}
+
+Test(confine_seccomp, proxy_filter_allows_anonymous_mmap)
+{
+	assert_survives(proxy_seccomp, do_nothing, "proxy: _exit (exit_group)");
+	assert_survives(proxy_seccomp, call_mmap_anon, "proxy: anonymous mmap");
+}
+
+Test(confine_seccomp, proxy_filter_kills_file_mappings)
+{
+#ifdef MOAT_SANITIZE
+	cr_skip_test("sanitizer builds allow every mmap (common/confine.c)");
+#else
+	assert_killed(proxy_seccomp, call_mmap_memfd, "proxy: mmap of a memfd, shared");
+	assert_killed(proxy_seccomp, call_mmap_memfd_private, "proxy: mmap of a memfd, private");
+	assert_killed(proxy_seccomp, call_mmap_file, "proxy: mmap of a file");
+	assert_killed(proxy_seccomp, call_mmap_exec, "proxy: executable anonymous mmap");
+#endif
+}
+
+Test(confine_seccomp, proxy_filter_kills_other_calls)
+{
+	for (unsigned i = 0; i < sizeof(always_killed) / sizeof(always_killed[0]); i++)
+		assert_killed(proxy_seccomp, always_killed[i].call, always_killed[i].name);
 }
 
 #if defined(__x86_64__)
@@ -212,65 +436,27 @@ static void call_x32_getpid(void)
 	syscall(0x40000000L | SYS_getpid);
 }
 
-Test(confine_seccomp, foreign_architecture_is_killed)
+/* Does this kernel run i386 syscalls at all (CONFIG_IA32_EMULATION)? */
+static bool have_ia32(void)
 {
-	bool wrote;
-	int status = run_filtered(call_i386_getpid, &wrote);
+	pid_t pid = fork();
 
-	cr_assert(wrote);
-	assert_sigsys(status, "i386 getpid via int 0x80");
-	status = run_filtered(call_x32_getpid, &wrote);
-	cr_assert(wrote);
-	assert_sigsys(status, "x32 getpid");
-}
-#endif
-
-/* The real netstack, started as the moat binary would start it. */
-Test(confine_seccomp, real_netstack_dies_of_sigsys_on_socket, .timeout = 60)
-{
-#ifndef MOAT_TEST_TRIGGERS
-	cr_skip_test("needs -DMOAT_TEST_TRIGGERS=ON");
-#else
-	struct region_config cfg = { .frame_ring_bytes = 1u << 16, .flow_ring_bytes = 1u << 16 };
-	struct moat_shm_header proto = {
-		.mtu = 1500,
-		.guest_ip4 = { 10, 0, 2, 15 }, .gateway_ip4 = { 10, 0, 2, 2 },
-		.dns_ip4 = { 10, 0, 2, 3 }, .netmask4 = { 255, 255, 255, 0 },
-		.gateway_mac = { 0x52, 0x55, 10, 0, 2, 2 }, .prefix4 = 24,
-		.anti_spoof = 1, .log_level = 1, .max_tcp_connections = 16, .max_udp_flows = 16,
-		.connect_timeout_ms = 1000, .tcp_idle_timeout_s = 60, .udp_idle_timeout_s = 60,
-		.flags = MOAT_HDR_F_TEST_TRIGGERS,
-	};
-	struct region r;
-	int efd[4], status;
-	pid_t pid;
-
-	cr_assert_eq(region_create(&cfg, &proto, &r), 0);
-	for (int i = 0; i < 4; i++)
-		cr_assert_geq(efd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), 0);
-	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		int from[5] = { r.fd, efd[0], efd[1], efd[2], efd[3] };
-		char *argv[] = { "moat-netstack", "__netstack", NULL };
-
-		for (int i = 0; i < 5; i++)
-			if ((from[i] = fcntl(from[i], F_DUPFD, 64)) < 0)
-				_exit(30);
-		for (int i = 0; i < 5; i++)
-			if (dup2(from[i], FD_REGION + i) < 0)
-				_exit(31);
-		execv(MOAT_BINARY, argv);
-		_exit(32);
+		call_i386_getpid();
+		_exit(0);
 	}
-	status = wait_child(pid);
-	assert_sigsys(status, "moat-netstack with the seccomp test trigger");
-	for (int i = 0; i < 4; i++)
-		close(efd[i]);
-	munmap(r.part[MOAT_PART_HEADER], r.hdr.region_size);
-	close(r.fd);
-#endif
+	return wait_child(pid) == 0;
 }
+
+Test(confine_seccomp, foreign_architecture_is_killed)
+{
+	assert_killed(netstack_seccomp, call_x32_getpid, "x32 getpid");
+	if (!have_ia32())
+		cr_skip_test("x32 checked; this kernel has no i386 syscalls (int 0x80 faults)");
+	assert_killed(netstack_seccomp, call_i386_getpid, "i386 getpid via int 0x80");
+}
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Parent death                                                         */
@@ -389,9 +575,10 @@ Test(confine_parent_death, child_dies_with_its_supervisor)
 }
 
 /*
- * An unprivileged netstack makes a user namespace, a credential change that
- * clears the parent-death signal (prctl(2)); the second call re-arms it,
- * and getppid() inside the new namespace still names the supervisor.
+ * A credential change may clear the parent-death signal (prctl(2): a new
+ * euid does); the second call re-arms it. An unprivileged netstack calls it
+ * inside its new user namespace, where getppid() must still name the
+ * supervisor, or the role would exit.
  */
 Test(confine_parent_death, rearmed_after_the_user_namespace)
 {
@@ -403,12 +590,10 @@ Test(confine_parent_death, rearmed_after_the_user_namespace)
 		pid_t parent = getppid();
 		int sig = -1;
 
-		become_nobody();	/* itself a credential change: arm after it */
 		confine_parent_death(parent);
+		become_nobody();	/* as root: a new euid, which clears the setting */
 		if (confine_netns() < 0)
 			_exit(77);
-		if (prctl(PR_GET_PDEATHSIG, &sig, 0, 0, 0) < 0)
-			_exit(122);
 		confine_parent_death(parent);
 		if (prctl(PR_GET_PDEATHSIG, &sig, 0, 0, 0) < 0 || sig != SIGKILL)
 			_exit(123);
@@ -424,14 +609,19 @@ Test(confine_parent_death, rearmed_after_the_user_namespace)
 /* Capabilities, no_new_privs, dumpable                                 */
 /* ------------------------------------------------------------------ */
 
-/* Read "Field:\tvalue" from /proc/self/status into @out. */
-static int status_field(const char *field, char *out, size_t outlen)
+/* Read "Field:\tvalue" from /proc/@pid/status (0: self) into @out. */
+static int status_field_of(pid_t pid, const char *field, char *out, size_t outlen)
 {
-	FILE *f = fopen("/proc/self/status", "re");
-	char line[256];
+	char path[64], line[256];
+	FILE *f;
 	size_t fl = strlen(field);
 	int found = -1;
 
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/status");
+	f = fopen(path, "re");
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f)) {
@@ -447,6 +637,11 @@ static int status_field(const char *field, char *out, size_t outlen)
 	}
 	fclose(f);
 	return found;
+}
+
+static int status_field(const char *field, char *out, size_t outlen)
+{
+	return status_field_of(0, field, out, outlen);
 }
 
 Test(confine_caps, drop_caps_clears_everything)
@@ -768,4 +963,302 @@ Test(confine_netns, unprivileged_gets_an_empty_namespace_through_a_user_namespac
 	if (rc == 77)
 		cr_skip_test("unprivileged user namespaces are disabled here");
 	cr_assert_eq(rc, 0, "exit %d", rc);
+}
+
+/* ------------------------------------------------------------------ */
+/* The real roles, started as the supervisor starts them                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A role of the real binary, with the descriptors of common/fds.h: 0 and 1
+ * /dev/null, 2 a pipe we read (@err), the region, the four eventfds, the
+ * lifeline's read end (we hold the write end, @lifeline) and, for the
+ * proxy, a socketpair (@control, our end).
+ */
+struct role {
+	pid_t pid;
+	int lifeline, control, err;
+	struct region region;
+	int efd[4];
+};
+
+static void role_start(struct role *ro, const char *role, const char *supervisor_arg,
+		       uint32_t flags)
+{
+	struct region_config cfg = { .frame_ring_bytes = 1u << 16, .flow_ring_bytes = 1u << 16 };
+	struct moat_shm_header proto = {
+		.mtu = 1500,
+		.guest_ip4 = { 10, 0, 2, 15 }, .gateway_ip4 = { 10, 0, 2, 2 },
+		.dns_ip4 = { 10, 0, 2, 3 }, .netmask4 = { 255, 255, 255, 0 },
+		.gateway_mac = { 0x52, 0x55, 10, 0, 2, 2 }, .prefix4 = 24,
+		.anti_spoof = 1, .log_level = 1, .max_tcp_connections = 16, .max_udp_flows = 16,
+		.connect_timeout_ms = 1000, .tcp_idle_timeout_s = 60, .udp_idle_timeout_s = 60,
+		.flags = flags,
+	};
+	bool proxy = !strcmp(role, "__proxy");
+	int life[2], err[2], sp[2] = { -1, -1 }, devnull;
+	char self[16];
+
+	memset(ro, 0, sizeof(*ro));
+	cr_assert_eq(region_create(&cfg, &proto, &ro->region), 0);
+	for (int i = 0; i < 4; i++)
+		cr_assert_geq(ro->efd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), 0);
+	cr_assert_eq(pipe2(life, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(err, O_CLOEXEC), 0);
+	if (proxy)
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	cr_assert_geq(devnull = open("/dev/null", O_RDWR | O_CLOEXEC), 0);
+	snprintf(self, sizeof(self), "%d", (int)getpid());
+	ro->pid = fork();
+	cr_assert_geq(ro->pid, 0);
+	if (ro->pid == 0) {
+		int from[] = { devnull, devnull, err[1], ro->region.fd, ro->efd[0], ro->efd[1],
+			       ro->efd[2], ro->efd[3], life[0], sp[1] };
+		int n = proxy ? 10 : 9;
+		char *argv[] = { proxy ? "moat-proxy" : "moat-netstack", (char *)role,
+				 (char *)(supervisor_arg ? supervisor_arg : self), NULL };
+
+		if (supervisor_arg && !supervisor_arg[0])
+			argv[2] = NULL;		/* no pid at all */
+		for (int i = 0; i < n; i++)
+			if ((from[i] = fcntl(from[i], F_DUPFD_CLOEXEC, 64)) < 0)
+				_exit(30);
+		for (int i = 0; i < n; i++)
+			if (dup2(from[i], i) < 0)
+				_exit(31);
+		execv(MOAT_BINARY, argv);
+		_exit(32);
+	}
+	close(devnull);
+	close(life[0]);
+	close(err[1]);
+	if (proxy)
+		close(sp[1]);
+	ro->lifeline = life[1];
+	ro->err = err[0];
+	ro->control = sp[0];
+}
+
+/* What the role wrote to stderr (it has exited: the pipe is at EOF). */
+static void role_log(struct role *ro, char *buf, size_t len)
+{
+	size_t n = 0;
+	ssize_t r;
+
+	while (n < len - 1 && (r = read(ro->err, buf + n, len - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+}
+
+static void role_end(struct role *ro)
+{
+	int status;
+
+	if (ro->pid > 0 && waitpid(ro->pid, &status, WNOHANG) == 0) {
+		kill(ro->pid, SIGKILL);
+		waitpid(ro->pid, &status, 0);
+	}
+	if (ro->lifeline >= 0)
+		close(ro->lifeline);
+	if (ro->control >= 0)
+		close(ro->control);
+	close(ro->err);
+	for (int i = 0; i < 4; i++)
+		close(ro->efd[i]);
+	munmap(ro->region.part[MOAT_PART_HEADER], ro->region.hdr.region_size);
+	close(ro->region.fd);
+}
+
+/* Wait until the role's seccomp filter is on (it is then in its loop). */
+static void role_wait_confined(struct role *ro)
+{
+	char v[16] = "";
+
+	for (int t = 0; t < 5000; t += 10) {
+		if (status_field_of(ro->pid, "Seccomp", v, sizeof(v)) == 0 && !strcmp(v, "2"))
+			return;
+		usleep(10000);
+	}
+	cr_assert_fail("the role did not confine itself within 5 s (Seccomp: %s)", v);
+}
+
+/*
+ * The role's open descriptors: *@mask gets bit N for fd N < 64; no fd may be
+ * the memfd. Returns false if /proc/PID/fd is closed to us (a non-dumpable
+ * process of our uid, unless we are root).
+ */
+static bool role_fds(struct role *ro, uint64_t *mask)
+{
+	char dir[64], path[384], target[256];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)ro->pid);
+	d = opendir(dir);
+	if (!d && (errno == EACCES || errno == EPERM))
+		return false;
+	cr_assert(d, "opendir %s: %s", dir, strerror(errno));
+	*mask = 0;
+	while ((de = readdir(d))) {
+		ssize_t n;
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		fd = atoi(de->d_name);
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		n = readlink(path, target, sizeof(target) - 1);
+		if (n < 0)
+			continue;	/* closed meanwhile */
+		target[n] = '\0';
+		cr_assert(strncmp(target, "/memfd:", 7), "fd %d is still the region: %s", fd, target);
+		if (fd < 64)
+			*mask |= 1ULL << fd;
+	}
+	closedir(d);
+	return true;
+}
+
+static void assert_exit(int status, int code, const char *what)
+{
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == code,
+		  "%s: expected exit %d, got %s %d", what, code,
+		  WIFSIGNALED(status) ? "signal" : "exit status",
+		  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
+
+Test(confine_roles, netstack_dies_of_sigsys_on_socket, .timeout = 60)
+{
+#ifndef MOAT_TEST_TRIGGERS
+	cr_skip_test("needs -DMOAT_TEST_TRIGGERS=ON");
+#else
+	struct role ro;
+
+	role_start(&ro, "__netstack", NULL, MOAT_HDR_F_TEST_TRIGGERS);
+	assert_sigsys(wait_child(ro.pid), "moat-netstack with the seccomp test trigger");
+	ro.pid = 0;
+	role_end(&ro);
+#endif
+}
+
+/* A missing or malformed supervisor pid, or one that is not our parent: exit 1 at once. */
+Test(confine_roles, a_role_refuses_a_bad_or_wrong_supervisor, .timeout = 60)
+{
+	static const char *roles[] = { "__netstack", "__proxy" };
+	char wrong[16], log[4096];
+
+	snprintf(wrong, sizeof(wrong), "%d", (int)getppid());	/* not the role's parent */
+	for (unsigned r = 0; r < 2; r++) {
+		const char *args[] = { "", "0", "-5", "+5", " 5", "05", "5x", "99999999999", wrong };
+
+		for (unsigned i = 0; i < sizeof(args) / sizeof(args[0]); i++) {
+			struct role ro;
+			int status;
+
+			role_start(&ro, roles[r], args[i], 0);
+			cr_assert_eq(wait_child_ms(ro.pid, 5000, &status), 0,
+				     "%s '%s' still runs after 5 s", roles[r], args[i]);
+			assert_exit(status, 1, args[i]);
+			role_log(&ro, log, sizeof(log));
+			cr_assert(strstr(log, i + 1 < sizeof(args) / sizeof(args[0])
+					 ? "supervisor's pid" : "is gone"),
+				  "%s '%s': no reason logged: %s", roles[r], args[i], log);
+			ro.pid = 0;
+			role_end(&ro);
+		}
+	}
+}
+
+/* Confined, the netstack holds its fds of common/fds.h and nothing else; no memfd. */
+Test(confine_roles, netstack_keeps_only_its_fds_and_exits_with_the_lifeline, .timeout = 60)
+{
+	const uint64_t want = 0x7 | 1ULL << FD_EFD_SUPERVISOR | 1ULL << FD_EFD_GUEST |
+			      1ULL << FD_EFD_NETSTACK | 1ULL << FD_EFD_PROXY | 1ULL << FD_LIFELINE;
+	char log[4096];
+	struct role ro;
+	uint64_t fds;
+	int status;
+
+	role_start(&ro, "__netstack", NULL, 0);
+	role_wait_confined(&ro);
+	if (role_fds(&ro, &fds))
+		cr_assert_eq(fds, want, "netstack fds 0x%llx, want 0x%llx", (unsigned long long)fds,
+			     (unsigned long long)want);
+	else
+		cr_log_warn("/proc/PID/fd of a non-dumpable process needs root: fds not checked");
+	close(ro.lifeline);
+	ro.lifeline = -1;
+	cr_assert_eq(wait_child_ms(ro.pid, 1000, &status), 0,
+		     "the netstack outlived its lifeline by 1 s");
+	assert_exit(status, 1, "netstack, lifeline closed");
+	role_log(&ro, log, sizeof(log));
+	cr_assert(strstr(log, "supervisor gone"), "no line about the lifeline: %s", log);
+	ro.pid = 0;
+	role_end(&ro);
+}
+
+/* SIGTERM is still a clean stop: the lifeline in the poll set does not fire on its own. */
+Test(confine_roles, netstack_stops_cleanly_on_sigterm, .timeout = 60)
+{
+	struct role ro;
+	int status;
+
+	role_start(&ro, "__netstack", NULL, 0);
+	role_wait_confined(&ro);
+	usleep(200000);		/* a few loop turns */
+	cr_assert_eq(waitpid(ro.pid, &status, WNOHANG), 0, "the netstack ended by itself");
+	cr_assert_eq(kill(ro.pid, SIGTERM), 0);
+	cr_assert_eq(wait_child_ms(ro.pid, 5000, &status), 0, "no stop 5 s after SIGTERM");
+	assert_exit(status, 0, "netstack, SIGTERM");
+	ro.pid = 0;
+	role_end(&ro);
+}
+
+Test(confine_roles, proxy_holds_no_memfd_and_exits_with_the_lifeline, .timeout = 60)
+{
+	char log[4096];
+	struct role ro;
+	uint64_t fds;
+	int status;
+
+	role_start(&ro, "__proxy", NULL, 0);
+	role_wait_confined(&ro);
+	if (role_fds(&ro, &fds)) {
+		const uint64_t need = 0x7 | 1ULL << FD_EFD_SUPERVISOR | 1ULL << FD_EFD_GUEST |
+				      1ULL << FD_EFD_NETSTACK | 1ULL << FD_EFD_PROXY |
+				      1ULL << FD_LIFELINE | 1ULL << FD_CONTROL;
+
+		cr_assert_eq(fds & need, need, "proxy fds 0x%llx", (unsigned long long)fds);
+	} else {
+		cr_log_warn("/proc/PID/fd of a non-dumpable process needs root: fds not checked");
+	}
+	close(ro.lifeline);
+	ro.lifeline = -1;
+	cr_assert_eq(wait_child_ms(ro.pid, 1000, &status), 0,
+		     "the proxy outlived its lifeline by 1 s");
+	assert_exit(status, 1, "proxy, lifeline closed");
+	role_log(&ro, log, sizeof(log));
+	cr_assert(strstr(log, "supervisor gone"), "no line about the lifeline: %s", log);
+	ro.pid = 0;
+	role_end(&ro);
+}
+
+/* A closed control channel still ends uv_run(): the lifeline's handle does not hold it. */
+Test(confine_roles, proxy_stops_when_the_control_channel_closes, .timeout = 60)
+{
+	char log[4096];
+	struct role ro;
+	int status;
+
+	role_start(&ro, "__proxy", NULL, 0);
+	role_wait_confined(&ro);
+	close(ro.control);
+	ro.control = -1;
+	cr_assert_eq(wait_child_ms(ro.pid, 5000, &status), 0,
+		     "the proxy runs on 5 s after its control channel closed");
+	role_log(&ro, log, sizeof(log));
+	assert_exit(status, 0, "proxy, control channel closed");
+	cr_assert_null(strstr(log, "supervisor gone"), "the lifeline fired: %s", log);
+	ro.pid = 0;
+	role_end(&ro);
 }
