@@ -66,8 +66,9 @@
  * they own, dropping capabilities) do not clear it on today's kernels, but
  * the roles call this first thing and again after their last credential
  * change anyway, before the seccomp filter (prctl and getppid are not on
- * it): one syscall keeps it true whatever set-up becomes. The signal is sent when the thread that forked us ends: the
- * supervisor forks its children from its main thread.
+ * it): one syscall keeps it true whatever set-up becomes. The signal is
+ * sent when the thread that forked us ends: the supervisor must fork its
+ * children from a thread that lives as long as it does (its main thread).
  *
  * Context: a role at start-up. Exits (status 1) if the parent changed.
  */
