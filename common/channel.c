@@ -54,6 +54,7 @@
 #include <time.h>
 
 #include "common/channel.h"
+#include "common/confine.h"
 
 /**
  * channel_now_ms() - the clock of the stall timer
@@ -359,4 +360,16 @@ int channel_in_read(struct channel_in *r, int fd, channel_msg_cb on_msg, void *a
 			return rc;
 	}
 	return 1;
+}
+
+/**
+ * channel_seccomp() - the calls this module makes, for a confined process
+ * @ctx:	the filter of a process that speaks the channel (the supervisor's;
+ *		the proxy's list names them itself, next to libuv's)
+ */
+void channel_seccomp(scmp_filter_ctx ctx)
+{
+	ALLOW(ctx, sendto);		/* channel_out_flush(): send(MSG_DONTWAIT | MSG_NOSIGNAL) */
+	ALLOW(ctx, recvfrom);		/* channel_in_read(): recv(MSG_DONTWAIT) */
+	ALLOW(ctx, clock_gettime);	/* the stall clock, when the vDSO falls back */
 }

@@ -61,6 +61,7 @@
 #ifndef MOAT_CHANNEL_H
 #define MOAT_CHANNEL_H
 
+#include <seccomp.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -155,5 +156,6 @@ void channel_in_fini(struct channel_in *r);
 int channel_in_read(struct channel_in *r, int fd, channel_msg_cb on_msg, void *arg, char *err,
 		    size_t errlen);
 size_t channel_in_pending(const struct channel_in *r);
+void channel_seccomp(scmp_filter_ctx ctx);
 
 #endif /* MOAT_CHANNEL_H */

@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/confine.h"
 #include "common/log.h"
 #include "shm/ring.h"
 #include "supervisor/events.h"
@@ -876,4 +877,43 @@ void metrics_final(struct metrics *m)
 	if (m->file)
 		write_file_logged(m, false);
 	metrics_free(m);
+}
+
+/**
+ * metrics_seccomp() - the calls the metrics make once the supervisor is confined
+ * @ctx:	the supervisor's filter (supervisor/sandbox.c)
+ * @m:		state, or NULL (nothing to add)
+ *
+ * libmicrohttpd's thread serves /metrics; --metrics-file is rewritten as
+ * PATH.tmp renamed over PATH. Both were set up before the filter: no bind,
+ * no listen here.
+ */
+void metrics_seccomp(scmp_filter_ctx ctx, const struct metrics *m)
+{
+	if (!m)
+		return;
+	if (m->file) {
+		ALLOW(ctx, openat);	/* PATH.tmp, created anew each time */
+		ALLOW(ctx, rename);	/* PATH.tmp over PATH: readers never see half a file */
+		ALLOW(ctx, unlink);	/* PATH.tmp after a failed write */
+	}
+	if (m->mhd) {
+		ALLOW(ctx, select);	/* libmicrohttpd's internal polling thread */
+		ALLOW(ctx, pselect6);	/* the same where libc's select() is pselect6 */
+		ALLOW(ctx, poll);	/* libmicrohttpd's wake-up checks */
+		ALLOW(ctx, accept4);	/* scrapers' connections */
+		ALLOW(ctx, accept);	/* the same on builds without accept4 */
+		ALLOW(ctx, recvfrom);	/* requests */
+		ALLOW(ctx, sendto);	/* responses */
+		ALLOW(ctx, sendmsg);	/* responses (headers and body together) */
+		ALLOW(ctx, writev);	/* the same on some paths */
+		ALLOW(ctx, setsockopt);	/* TCP_NODELAY/TCP_CORK on responses */
+		ALLOW(ctx, getsockopt);	/* socket state checks */
+		ALLOW(ctx, getsockname);	/* the accepted socket's address family */
+		ALLOW(ctx, fcntl);	/* non-blocking, close-on-exec accepted sockets */
+		ALLOW(ctx, shutdown);	/* closing a connection */
+		ALLOW(ctx, exit);	/* the thread's end at metrics_final() */
+		ALLOW(ctx, set_robust_list);	/* thread bookkeeping in glibc */
+		ALLOW(ctx, rseq);	/* the same */
+	}
 }

@@ -8,6 +8,7 @@
 #ifndef MOAT_METRICS_H
 #define MOAT_METRICS_H
 
+#include <seccomp.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -29,6 +30,7 @@ int metrics_start(struct metrics **out, const char *addr, const char *file,
 int metrics_tick(struct metrics *m);
 void metrics_final(struct metrics *m);
 const char *metrics_address(const struct metrics *m);
+void metrics_seccomp(scmp_filter_ctx ctx, const struct metrics *m);
 size_t metrics_render_buf(const struct region *r, bool up, char *buf, size_t cap);
 char *metrics_render(const struct region *r, size_t *len);
 
