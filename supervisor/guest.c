@@ -22,16 +22,23 @@
  * Batching rules every frontend follows: frames move in batches of up to
  * GUEST_BATCH; a batch into g2s is published with one ring_flush() (at most
  * one wake of the netstack), a batch out of s2g is handed back with one
- * ring_release(). When g2s is full the frontend stops reading the guest
- * (the kernel's queue or the socket buffer holds the rest) and resumes on
- * our eventfd; when the guest side is full it stops draining s2g and
- * resumes on EPOLLOUT. Nothing is dropped for lack of space.
+ * ring_release(). Every failed push into g2s goes to guest_g2s_blocked():
+ * when g2s is full the frontend stops reading the guest (the kernel's
+ * queue or the socket buffer holds the rest) and resumes on our eventfd;
+ * when the guest side is full it stops draining s2g and resumes on
+ * EPOLLOUT. Nothing is dropped for lack of space, with one exception: a
+ * datagram already received when g2s turns out full (only a netstack that
+ * moves its tail back can cause that) is counted as MOAT_DROP_RING_FULL.
  *
  * Trust: the guest and the netstack are both untrusted. Frames from the
  * guest are only length-checked. Records in s2g are length-checked and
  * written to the guest without being parsed (so they are not copied out
- * first); a corrupt s2g ring means the netstack is compromised and is
- * reported through guest_on_violation().
+ * first). A ring that fails validation on either side - an impossible
+ * head in s2g, an impossible tail in g2s - means the netstack (or whoever
+ * else can write the region) is compromised: it is reported once through
+ * guest_on_violation() as "s2g ring corrupt" / "g2s ring corrupt" and never
+ * touched again; input or output stops instead of retrying, so a forged
+ * ring can never make the supervisor spin.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -358,6 +365,53 @@ bool guest_g2s_pause(struct guest *g, uint32_t len)
 	return true;
 }
 
+static void g2s_corrupt(struct guest *g)
+{
+	if (g->g2s_broken)
+		return;
+	g->g2s_broken = true;
+	g->waiting_g2s = false;
+	log_error("g2s ring corrupt (the netstack published an impossible tail); input from "
+		  "the guest stops");
+	if (g->on_violation)
+		g->on_violation("g2s ring corrupt");
+}
+
+/**
+ * guest_g2s_blocked() - a push into g2s failed: retry, or stop reading?
+ * @g:		port
+ * @rc:		what ring_reserve() / ring_push() returned (not 0)
+ * @len:	payload length that did not go in
+ *
+ * The one place a frontend takes a failed push to, so that every frontend
+ * tells the cases apart the same way: -ENOBUFS (full) pauses input until
+ * the netstack releases space (guest_g2s_pause()); -EBADMSG (the netstack
+ * wrote an impossible tail) is reported once through guest_on_violation()
+ * as "g2s ring corrupt", and input stays off for good (->g2s_broken), so a
+ * frontend that is called again can never spin on a ring it may not
+ * touch. Anything else cannot happen (guest_start() checked that a frame
+ * fits) and stops moat as a runtime error.
+ *
+ * Return: false if the push may be retried now (room appeared meanwhile),
+ * true if the frontend must stop reading the guest (guest_input_off()).
+ */
+bool guest_g2s_blocked(struct guest *g, int rc, uint32_t len)
+{
+	if (rc == -ENOBUFS && !g->g2s.corrupt) {
+		if (guest_g2s_pause(g, len))
+			return true;
+		if (!g->g2s.corrupt)
+			return false;
+	}
+	if (rc == -EBADMSG || g->g2s.corrupt) {
+		g2s_corrupt(g);
+		return true;
+	}
+	g->g2s_broken = true;
+	guest_fail(g, "g2s ring", strerror(-rc));
+	return true;
+}
+
 /**
  * guest_g2s_done() - end of an input batch: publish, count, flush the pcap
  * @g:		port
@@ -491,6 +545,36 @@ void guest_gone(struct guest *g, const char *what, const char *why)
 }
 
 /**
+ * guest_fail() - the guest side failed for good: stop moat with an error
+ * @g:		port
+ * @what:	"stream-fd:5", ...
+ * @why:	what went wrong, in words
+ *
+ * Like guest_gone(), but the stop is a runtime error, not a VMM leaving:
+ * guest_failed() says so afterwards, and the supervisor exits 1.
+ */
+void guest_fail(struct guest *g, const char *what, const char *why)
+{
+	log_error("guest port: %s: %s; stopping", what, why);
+	g->failed = true;
+	g->loop->stop = 1;
+}
+
+/**
+ * guest_failed() - did the guest port stop moat because of an error?
+ * @g:	port (may be NULL)
+ *
+ * Context: the supervisor, after its loop stopped and before guest_close().
+ * Return: true if the stop was a runtime error (exit 1): a stream-fd peer
+ * sent a bad length prefix, or g2s could not be written for a reason that
+ * is not a violation; false for a clean stop (the VMM left, SIGTERM).
+ */
+bool guest_failed(const struct guest *g)
+{
+	return g && g->failed;
+}
+
+/**
  * guest_flush() - pass everything now in s2g to the guest, without waiting
  * @g:	port (may be NULL)
  *
@@ -513,7 +597,7 @@ static void on_efd(struct loop_watch *w, uint32_t events)
 		return;
 	if (!g->waiting_out && !g->s2g_broken)
 		g->ops->output(g);
-	if (g->waiting_g2s) {
+	if (g->waiting_g2s && !g->g2s_broken) {
 		g->waiting_g2s = false;
 		g->ops->input(g);
 	}
@@ -558,6 +642,12 @@ int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd
 	}
 	ring_attach(&g->g2s, r->part[MOAT_PART_RING_G2S], region_ring_capacity(r, MOAT_PART_RING_G2S),
 		    netstack_efd, guest_efd, &g->cnt->wakes_sent);
+	/* The tap reserves one byte more than a frame to see oversize reads. */
+	if (g->max_frame + 1 > RING_MAX_RECORD(g->g2s.cap)) {
+		log_error("guest port: frames of %u bytes do not fit a g2s ring of %llu bytes",
+			  g->max_frame, (unsigned long long)g->g2s.cap);
+		return -1;
+	}
 	ring_attach(&g->s2g, r->part[MOAT_PART_RING_S2G], region_ring_capacity(r, MOAT_PART_RING_S2G),
 		    guest_efd, netstack_efd, &g->cnt->wakes_sent);
 	g->w_efd = (struct loop_watch){ .fd = guest_efd, .cb = on_efd, .arg = g };
@@ -574,9 +664,10 @@ int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd
 }
 
 /**
- * guest_on_violation() - say whom to tell when the netstack corrupts s2g
+ * guest_on_violation() - say whom to tell when a frame ring is corrupt
  * @g:	port
- * @fn:	called once with a short detail; NULL to only log
+ * @fn:	called once per ring ("g2s ring corrupt", "s2g ring corrupt");
+ *	NULL to only log. The ring is not touched again either way.
  */
 void guest_on_violation(struct guest *g, guest_violation_fn fn)
 {

@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <net/if.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "shm/region.h"
@@ -37,9 +38,10 @@ struct guest_spec {
 struct guest;
 
 /*
- * Called once when the netstack's s2g ring fails validation (the netstack
- * is compromised): the supervisor treats it as a MOAT_VIOL_RING_CORRUPT
- * violation. @detail names the ring.
+ * Called once per frame ring (g2s, s2g) that fails validation (the netstack,
+ * or whoever else writes the region, is compromised): the supervisor treats
+ * it as a MOAT_VIOL_RING_CORRUPT violation. @detail names the ring
+ * ("g2s ring corrupt", "s2g ring corrupt").
  */
 typedef void (*guest_violation_fn)(const char *detail);
 
@@ -49,6 +51,7 @@ int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd
 		int netstack_efd, const char *pcap_path);
 void guest_on_violation(struct guest *g, guest_violation_fn fn);
 void guest_flush(struct guest *g);
+bool guest_failed(const struct guest *g);
 void guest_close(struct guest *g);
 
 #endif /* MOAT_GUEST_H */

@@ -60,7 +60,10 @@ struct guest_ops {
  * @pcap:	--pcap, or NULL (the data path tests this one pointer)
  * @waiting_g2s: input paused because g2s is full
  * @waiting_out: output paused because the guest side is full
+ * @g2s_broken:	g2s failed validation (an impossible tail): input is off for good
  * @s2g_broken:	s2g failed validation: the netstack is not trusted any more
+ * @failed:	the guest side failed in a way that is a runtime error (a
+ *		stream-fd peer out of step): guest_failed()
  * @fe:		the frontend's private state (guest_tap.c etc.)
  * @on_violation: guest_on_violation(), or NULL
  */
@@ -77,7 +80,9 @@ struct guest {
 	struct pcap *pcap;
 	bool waiting_g2s;
 	bool waiting_out;
+	bool g2s_broken;
 	bool s2g_broken;
+	bool failed;
 	void *fe;
 	guest_violation_fn on_violation;
 };
@@ -93,13 +98,21 @@ static inline void guest_count(uint64_t *c, uint64_t n)
 	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
 }
 
+/* Must the frontend stop reading the guest (g2s full, or corrupt for good)? */
+static inline bool guest_input_off(const struct guest *g)
+{
+	return g->waiting_g2s || g->g2s_broken;
+}
+
 int guest_s2g_next(struct guest *g, const uint8_t **frame);
 void guest_s2g_discard(struct guest *g);
 void guest_yield(struct guest *g);
 void guest_gone(struct guest *g, const char *what, const char *why);
+void guest_fail(struct guest *g, const char *what, const char *why);
 void guest_g2s_done(struct guest *g, uint64_t frames, uint64_t bytes);
 void guest_s2g_done(struct guest *g, uint64_t frames, uint64_t bytes);
 bool guest_g2s_pause(struct guest *g, uint32_t len);
+bool guest_g2s_blocked(struct guest *g, int rc, uint32_t len);
 int guest_check_fd(int fd, int want_type, const char *spec, char *err, size_t errlen);
 int guest_unix_listen(const char *path, int type, char *err, size_t errlen);
 void guest_unix_unlink(const char *path);

@@ -22,8 +22,11 @@
  * client is dropped (MOAT_DROP_BAD_LENGTH) and the next one accepted. A
  * length that is a possible frame but above MTU + 14 is skipped and counted
  * (MOAT_DROP_TOO_LONG), as a tap drops such a frame, and the connection
- * stays. When g2s is full we stop reading; the socket buffer holds the
- * rest, and the frames already in our buffer wait for our eventfd.
+ * stays. A stream-fd:N peer has nobody to be replaced by, so a bad length
+ * from it stops moat as a runtime error (guest_fail(): exit 1), not as the
+ * VMM leaving. When g2s is full we stop reading; the socket buffer holds
+ * the rest, and the frames already in our buffer wait for our eventfd. A
+ * corrupt g2s (guest_g2s_blocked()) stops reading for good.
  *
  * s2g -> guest: frames are gathered straight from the ring (no copy) into
  * one sendmsg() per batch, each behind its length prefix. The socket may
@@ -98,7 +101,7 @@ static void stream_set_events(struct guest *g)
 
 	if (s->cfd < 0)
 		return;
-	ev = (g->waiting_g2s ? 0 : EPOLLIN) | (g->waiting_out ? EPOLLOUT : 0);
+	ev = (guest_input_off(g) ? 0 : EPOLLIN) | (g->waiting_out ? EPOLLOUT : 0);
 	/* epoll reports a hang-up even with an empty mask: leave the set instead. */
 	if (!ev) {
 		if (!s->parked)
@@ -128,7 +131,11 @@ static void stream_drop(struct guest *g, const char *why, bool bad)
 	guest_count(&g->cnt->clients_dropped, 1);
 	guest_s2g_discard(g);
 	if (s->lfd < 0) {
-		guest_gone(g, s->what, why);
+		/* Nobody can reconnect: bad framing is an error, not a VMM leaving. */
+		if (bad)
+			guest_fail(g, s->what, why);
+		else
+			guest_gone(g, s->what, why);
 		return;
 	}
 	log_msg(bad ? LOG_LVL_WARN : LOG_LVL_INFO,
@@ -138,8 +145,9 @@ static void stream_drop(struct guest *g, const char *why, bool bad)
 
 /*
  * Cut frames out of the input buffer into g2s.
- * Return: 0 when more bytes are needed, 1 when g2s is full (paused), -1
- * when the client was dropped.
+ * Return: 0 when more bytes are needed, 1 when input must stop (g2s full:
+ * paused; or corrupt: reported, off for good), -1 when the client was
+ * dropped.
  */
 static int stream_parse(struct guest *g, uint64_t *frames, uint64_t *bytes)
 {
@@ -166,7 +174,8 @@ static int stream_parse(struct guest *g, uint64_t *frames, uint64_t *bytes)
 			char why[64];
 
 			guest_count(&g->cnt->drops[MOAT_DROP_BAD_LENGTH], 1);
-			snprintf(why, sizeof(why), "bad length prefix %u", len);
+			snprintf(why, sizeof(why), s->lfd < 0 ? "the VMM sent a bad length prefix %u" :
+				 "bad length prefix %u", len);
 			stream_drop(g, why, true);
 			return -1;
 		}
@@ -179,14 +188,10 @@ static int stream_parse(struct guest *g, uint64_t *frames, uint64_t *bytes)
 		if (avail < 4 + len)
 			break;
 		rc = ring_push(&g->g2s, MOAT_REC_FRAME, p + 4, len);
-		if (rc == -ENOBUFS) {
-			if (guest_g2s_pause(g, len))
+		if (rc < 0) {
+			if (guest_g2s_blocked(g, rc, len))
 				return 1;
 			continue;
-		}
-		if (rc < 0) {
-			log_error("g2s ring: %s", strerror(-rc));
-			return 1;
 		}
 		if (g->pcap)
 			pcap_frame(g->pcap, p + 4, len);
@@ -352,7 +357,7 @@ static void stream_on_client(struct loop_watch *w, uint32_t events)
 
 	if ((events & EPOLLOUT) && s->cfd >= 0)
 		stream_output(g);
-	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && s->cfd >= 0 && !g->waiting_g2s)
+	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && s->cfd >= 0 && !guest_input_off(g))
 		stream_input(g);
 }
 
@@ -361,10 +366,10 @@ static void stream_watch_client(struct guest *g)
 	struct stream *s = g->fe;
 
 	s->wc = (struct loop_watch){ .fd = s->cfd, .cb = stream_on_client, .arg = g };
-	s->cevents = EPOLLIN;
-	s->parked = false;
-	loop_add(g->loop, &s->wc, EPOLLIN);
+	s->cevents = 0;
+	s->parked = true;
 	guest_count(&g->cnt->clients_accepted, 1);
+	stream_set_events(g);	/* EPOLLIN, unless g2s is corrupt */
 }
 
 static void stream_on_listen(struct loop_watch *w, uint32_t events)

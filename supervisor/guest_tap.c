@@ -14,7 +14,9 @@
  * into reserved g2s records (no copy), check only the length, and publish
  * the batch with one flush. When g2s is full we stop reading: the kernel's
  * tap queue holds the rest, and our eventfd fires when the netstack
- * releases space. s2g -> guest: records are written straight from the ring
+ * releases space; a corrupt g2s (guest_g2s_blocked()) stops reading for
+ * good, and the tap leaves the epoll set while there is nothing to wait
+ * for (a deleted tap would report EPOLLERR forever). s2g -> guest: records are written straight from the ring
  * (the bytes are not parsed here, so no copy is needed); when the tap's
  * queue is full (EAGAIN, or ENOBUFS) we wait for EPOLLOUT.
  */
@@ -37,6 +39,7 @@ struct tap {
 	int fd;
 	struct loop_watch w;
 	uint32_t events;
+	bool parked;		/* watch removed: nothing to wait for */
 };
 
 static int attach_tap(const struct guest_spec *spec, char *err, size_t errlen)
@@ -142,12 +145,24 @@ static int tap_open(struct guest *g, char *err, size_t errlen)
 static void tap_set_events(struct guest *g)
 {
 	struct tap *t = g->fe;
-	uint32_t ev = (g->waiting_g2s ? 0 : EPOLLIN) | (g->waiting_out ? EPOLLOUT : 0);
+	uint32_t ev = (guest_input_off(g) ? 0 : EPOLLIN) | (g->waiting_out ? EPOLLOUT : 0);
 
-	if (ev != t->events) {
+	/*
+	 * epoll reports EPOLLERR even with an empty mask, and a tap whose
+	 * device was deleted is always in error: leave the set instead of
+	 * waking for nothing.
+	 */
+	if (!ev) {
+		if (!t->parked)
+			loop_del(g->loop, &t->w);
+		t->parked = true;
+	} else if (t->parked) {
+		loop_add(g->loop, &t->w, ev);
+		t->parked = false;
+	} else if (ev != t->events) {
 		loop_mod(g->loop, &t->w, ev);
-		t->events = ev;
 	}
+	t->events = ev;
 }
 
 /* Guest -> g2s: read frames into reserved records, publish once. */
@@ -161,15 +176,11 @@ static void tap_input(struct guest *g)
 		ssize_t n;
 		int rc = ring_reserve(&g->g2s, g->max_frame + 1, &p);
 
-		if (rc == -ENOBUFS) {
-			if (guest_g2s_pause(g, g->max_frame + 1))
+		if (rc < 0) {
+			if (guest_g2s_blocked(g, rc, g->max_frame + 1))
 				break;
 			i--;
 			continue;
-		}
-		if (rc < 0) {
-			log_error("g2s ring: %s", strerror(-rc));
-			break;
 		}
 		n = read(t->fd, p, g->max_frame + 1);
 		if (n < 0) {
@@ -235,7 +246,7 @@ static void tap_on_fd(struct loop_watch *w, uint32_t events)
 
 	if (events & EPOLLOUT)
 		tap_output(g);
-	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && !guest_input_off(g))
 		tap_input(g);
 	tap_set_events(g);
 }

@@ -7,7 +7,10 @@
  * a frontend with guest_open()/guest_start() on a private loop, and holds
  * the netstack's views: the consumer of g2s and the producer of s2g, wired
  * to the eventfds exactly as netstack/ wires them. pump() runs the loop
- * until it has been idle for a moment.
+ * until it has been idle for a moment. h_forge_*() play a hostile netstack
+ * writing impossible ring state; h_busy_turns() tells a spinning port from
+ * an idle one; violations reported through guest_on_violation() are
+ * recorded in h_violations / h_violation.
  */
 #ifndef MOAT_TEST_GUEST_HARNESS_H
 #define MOAT_TEST_GUEST_HARNESS_H
@@ -45,6 +48,16 @@ struct harness {
 	char err[512];
 };
 
+/* What guest_on_violation() reported, in this test process. */
+static int h_violations;
+static char h_violation[128];
+
+static inline void h_on_violation(const char *detail)
+{
+	h_violations++;
+	snprintf(h_violation, sizeof(h_violation), "%s", detail);
+}
+
 static inline void h_region(struct harness *h, unsigned mtu, uint64_t ring_bytes)
 {
 	struct moat_shm_header proto = { .mtu = mtu };
@@ -79,6 +92,9 @@ static inline void h_start(struct harness *h, const char *spec, const char *pcap
 	cr_assert_eq(guest_spec_parse(spec, &gs, h->err, sizeof(h->err)), 0, "%s", h->err);
 	h->g = guest_open(&gs, h->err, sizeof(h->err));
 	cr_assert(h->g, "guest_open(%s): %s", spec, h->err);
+	h_violations = 0;
+	h_violation[0] = '\0';
+	guest_on_violation(h->g, h_on_violation);
 	cr_assert_eq(guest_start(h->g, &h->loop, &h->r, h->gefd, h->nefd, pcap), 0);
 }
 
@@ -154,13 +170,53 @@ static inline void h_check_frame(const uint8_t *buf, uint32_t len, uint32_t want
 	cr_assert(!memcmp(buf, ref, len), "frame %u: contents differ", seq);
 }
 
+/*
+ * Run the loop for about @ms and count the turns that dispatched events:
+ * an idle port has none, a port spinning on a ring it cannot use has one
+ * per millisecond.
+ */
+static inline int h_busy_turns(struct harness *h, int ms)
+{
+	int busy = 0;
+
+	for (int i = 0; i < ms && !h->loop.stop; i++)
+		if (loop_run_once(&h->loop, 1) > 0)
+			busy++;
+	return busy;
+}
+
+static inline struct moat_ring_ctl *h_ctl(struct harness *h, enum moat_part part)
+{
+	return h->r.part[part];
+}
+
+/* A hostile netstack "releases" g2s space that was never written: tail > head. */
+static inline void h_forge_g2s_tail(struct harness *h)
+{
+	struct moat_ring_ctl *c = h_ctl(h, MOAT_PART_RING_G2S);
+
+	__atomic_store_n(&c->tail, __atomic_load_n(&c->head, __ATOMIC_RELAXED) + 4096,
+			 __ATOMIC_RELEASE);
+}
+
+/* A hostile netstack publishes more s2g than the ring holds, and wakes us. */
+static inline void h_forge_s2g_head(struct harness *h)
+{
+	struct moat_ring_ctl *c = h_ctl(h, MOAT_PART_RING_S2G);
+	uint64_t one = 1;
+
+	__atomic_store_n(&c->head, __atomic_load_n(&c->tail, __ATOMIC_RELAXED) +
+			 region_ring_capacity(&h->r, MOAT_PART_RING_S2G) + 4096, __ATOMIC_RELEASE);
+	cr_assert_eq(write(h->gefd, &one, sizeof(one)), sizeof(one));
+}
+
 static inline int h_connect(const char *path, int type)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 
 	cr_assert(fd >= 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.107s", path);
 	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect %s: %s", path,
 		     strerror(errno));
 	return fd;

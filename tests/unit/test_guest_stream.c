@@ -330,3 +330,113 @@ Test(guest_stream, stream_fd_peer_leaving_stops_moat)
 	cr_assert_eq(h.loop.stop, 1);
 	cr_assert_eq(h_cnt(&h.cnt->clients_dropped), 1);
 }
+
+/*
+ * stream-fd: has nobody to take over after a bad length prefix: moat stops
+ * as a runtime error (guest_failed(): exit 1), unlike a peer that leaves.
+ */
+Test(guest_stream, stream_fd_bad_length_is_a_runtime_error)
+{
+	uint8_t f[100], buf[200];
+	uint32_t be = htonl(13);
+	char spec[32];
+	int sp[2], n;
+
+	memset(&h, 0, sizeof(h));
+	h_region(&h, 1500, 1 << 20);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	snprintf(spec, sizeof(spec), "stream-fd:%d", sp[0]);
+	h_start(&h, spec, NULL);
+	h_stream_send(sp[1], f, h_frame(f, 60, 1));
+	h_write_all(sp[1], &be, 4);
+	h_pump(&h);
+	cr_assert_eq(h.loop.stop, 1, "a bad length from stream-fd: must stop moat");
+	cr_assert(guest_failed(h.g), "and the stop must be an error, not a clean exit");
+	cr_assert_eq(h_cnt(&h.cnt->drops[MOAT_DROP_BAD_LENGTH]), 1);
+	n = h_pop(&h, buf, sizeof(buf));
+	h_check_frame(buf, (uint32_t)n, 60, 1);
+	close(sp[1]);
+}
+
+Test(guest_stream, stream_fd_peer_leaving_is_not_a_failure)
+{
+	char spec[32];
+	int sp[2];
+
+	memset(&h, 0, sizeof(h));
+	h_region(&h, 1500, 1 << 20);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	snprintf(spec, sizeof(spec), "stream-fd:%d", sp[0]);
+	h_start(&h, spec, NULL);
+	close(sp[1]);
+	h_pump(&h);
+	cr_assert_eq(h.loop.stop, 1);
+	cr_assert_not(guest_failed(h.g));
+}
+
+/* A bad length on stream:PATH only drops that client: not a failure. */
+Test(guest_stream, stream_path_bad_length_is_not_a_failure)
+{
+	uint32_t be = htonl(0);
+	int c;
+
+	h_setup(&h, "stream", 1500, 1 << 20, NULL);
+	c = h_connect(h.path, SOCK_STREAM);
+	h_write_all(c, &be, 4);
+	h_pump(&h);
+	cr_assert_eq(h.loop.stop, 0);
+	cr_assert_not(guest_failed(h.g));
+	close(c);
+}
+
+/*
+ * A hostile netstack writes a g2s tail ahead of our head: the first push
+ * that sees it reports "g2s ring corrupt" once, reading stops, and the
+ * port goes idle instead of spinning on the unread bytes.
+ */
+Test(guest_stream, forged_g2s_tail_is_a_violation_not_a_spin)
+{
+	uint8_t f[200], buf[200];
+	int c;
+
+	h_setup(&h, "stream", 1500, 1 << 20, NULL);
+	c = h_connect(h.path, SOCK_STREAM);
+	h_stream_send(c, f, h_frame(f, 60, 1));
+	h_pump(&h);
+	cr_assert_eq(h_pop(&h, buf, sizeof(buf)), 60);
+	h_release(&h);
+	h_pump(&h);
+	h_forge_g2s_tail(&h);
+	for (uint32_t i = 0; i < 20; i++)
+		h_stream_send(c, f, h_frame(f, 60, 2 + i));
+	h_pump(&h);
+	cr_assert_eq(h_violations, 1, "%d violations reported", h_violations);
+	cr_assert_str_eq(h_violation, "g2s ring corrupt");
+	cr_assert_eq(h_busy_turns(&h, 200), 0, "the port spins on a corrupt g2s");
+	/* More bytes, even a new wake from the netstack: still once, still idle. */
+	h_stream_send(c, f, h_frame(f, 60, 99));
+	cr_assert_eq(write(h.gefd, &(uint64_t){ 1 }, 8), 8);
+	cr_assert_leq(h_busy_turns(&h, 200), 1);
+	cr_assert_eq(h_violations, 1);
+	cr_assert_eq(h_cnt(&h.cnt->tx_frames), 1, "nothing may be written to a corrupt ring");
+	cr_assert_eq(h_cnt(&h.cnt->drops[MOAT_DROP_RING_FULL]), 0);
+	close(c);
+}
+
+/* The same for s2g: a forged head is reported once and output stops. */
+Test(guest_stream, forged_s2g_head_is_a_violation_not_a_spin)
+{
+	int c;
+
+	h_setup(&h, "stream", 1500, 1 << 20, NULL);
+	c = h_connect(h.path, SOCK_STREAM);
+	h_pump(&h);
+	h_forge_s2g_head(&h);
+	h_pump(&h);
+	cr_assert_eq(h_violations, 1);
+	cr_assert_str_eq(h_violation, "s2g ring corrupt");
+	cr_assert_eq(write(h.gefd, &(uint64_t){ 1 }, 8), 8);
+	cr_assert_leq(h_busy_turns(&h, 200), 1);
+	cr_assert_eq(h_violations, 1);
+	close(c);
+}
