@@ -14,13 +14,28 @@
  *
  * dgram:PATH binds a unix datagram socket at PATH and learns the peer from
  * the first datagram that carries a sender address (the VMM must bind its
- * own socket, or we could not answer). From then on datagrams from any
- * other address are dropped (MOAT_DROP_SPOOFED) while the peer is alive;
- * when the peer has gone (its socket no longer accepts a connect(), or a
- * send to it is refused), the next sender becomes the peer, so a restarted
- * VMM reattaches. A datagram of exactly "VFKT" is vfkit's old handshake,
- * sent first to announce the sender: it is consumed, never a frame. With
- * no peer, frames toward the guest are discarded (a link without a peer).
+ * own socket, or we could not answer). A path alone is a weak name: once
+ * its owner is gone anyone who can write the directory may bind it again
+ * and would get the guest's frames. So the socket has SO_PASSCRED on, every
+ * datagram carries its sender's pid and uid (SCM_CREDENTIALS, filled in by
+ * the kernel, not by the sender), and the peer is the triple (path, pid,
+ * uid) of its first datagram, plus the inode of the socket file at that
+ * path. While the peer lives:
+ *   - a datagram from another address, or from the peer's path with other
+ *     credentials, is dropped (MOAT_DROP_SPOOFED; an impostor on the peer's
+ *     path is logged once);
+ *   - the peer process is watched through a pidfd, and its exit ends the
+ *     peer at once; before each output pass the socket file at the path
+ *     must still be the one we learned (a re-bound path is a new inode),
+ *     so frames never go to a process that re-bound the path of a peer
+ *     that died or closed its socket. A send refused because nobody serves
+ *     the path ends the peer too.
+ * When the peer has gone, the next sender becomes the peer, so a restarted
+ * VMM reattaches - but only one with the uid of the first peer, the owner
+ * of the link: a sender with another uid is dropped as spoofed. A datagram
+ * of exactly "VFKT" is vfkit's old handshake, sent first to announce the
+ * sender: it is consumed, never a frame. With no peer, frames toward the
+ * guest are discarded (a link without a peer).
  *
  * We do not connect() the bound socket to the peer: that would make the
  * kernel refuse a restarted VMM until we happened to send something (a
@@ -31,9 +46,16 @@
  * doubling up to 2 ms while nothing goes out. The queue limit
  * (net.unix.max_dgram_qlen, often 10) does not apply to a peer that
  * connect()ed its socket to ours, as vfkit and libkrun do; a peer that
- * only uses sendto() (QEMU's -netdev dgram) meets it. dgram-fd:N is a connected socket (a socketpair end): the peer
- * is implicit, EPOLLOUT works, and a refused send means the peer closed,
- * which stops moat (nobody can come back on an inherited descriptor).
+ * only uses sendto() (QEMU's -netdev dgram) meets it. dgram-fd:N is a
+ * connected socket (a socketpair end): the peer is implicit, EPOLLOUT
+ * works, and a refused send means the peer closed, which stops moat
+ * (nobody can come back on an inherited descriptor).
+ *
+ * g2s: before each recvmmsg() we take only as many datagrams as surely fit
+ * (a datagram cannot be left in the socket once received). A push that
+ * still fails goes to guest_g2s_blocked(): full (only a netstack moving its
+ * tail back can do that) drops the datagram as MOAT_DROP_RING_FULL and
+ * pauses input; corrupt is a violation and input stops for good.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -43,6 +65,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -65,6 +89,16 @@ struct dgram {
 	int alive;			/* peer liveness probed this batch: -1 unknown */
 	struct sockaddr_un peer;
 	socklen_t peer_len;
+	struct ucred peer_cred;		/* dgram:PATH: the peer's pid and uid */
+	bool have_owner;		/* a peer was learned once: @owner_uid is set */
+	uid_t owner_uid;		/* uid every later peer must have */
+	bool peer_ino_known;		/* the socket file at the peer's path, if any */
+	dev_t peer_dev;
+	ino_t peer_ino;
+	struct timespec peer_mtime;	/* inode numbers are reused at once: with the time */
+	int pidfd;			/* the peer process, -1 if none */
+	struct loop_watch wp;
+	uint64_t impostors;		/* peer's path, other credentials */
 	int tfd;			/* retry timer (dgram:PATH) */
 	struct loop_watch wt;
 	bool timer_armed;
@@ -75,6 +109,10 @@ struct dgram {
 	struct mmsghdr msgs[GUEST_BATCH];
 	struct iovec iov[GUEST_BATCH];
 	struct sockaddr_un from[GUEST_BATCH];
+	union {				/* SCM_CREDENTIALS of each datagram */
+		char buf[CMSG_SPACE(sizeof(struct ucred))];
+		struct cmsghdr align;
+	} cmsg[GUEST_BATCH];
 };
 
 static int dgram_open(struct guest *g, char *err, size_t errlen)
@@ -86,7 +124,7 @@ static int dgram_open(struct guest *g, char *err, size_t errlen)
 		return -1;
 	}
 	g->fe = d;
-	d->fd = d->tfd = -1;
+	d->fd = d->tfd = d->pidfd = -1;
 	if (g->spec.kind == GUEST_DGRAM_FD) {
 		snprintf(d->what, sizeof(d->what), "dgram-fd:%d", g->spec.fd);
 		if (guest_check_fd(g->spec.fd, SOCK_DGRAM, d->what, err, errlen) < 0)
@@ -107,6 +145,11 @@ static int dgram_open(struct guest *g, char *err, size_t errlen)
 	d->fd = guest_unix_listen(g->spec.path, SOCK_DGRAM, err, errlen);
 	if (d->fd < 0)
 		return -1;
+	/* Every datagram then names its sender's pid and uid (set by the kernel). */
+	if (setsockopt(d->fd, SOL_SOCKET, SO_PASSCRED, &(int){ 1 }, sizeof(int)) < 0) {
+		snprintf(err, errlen, "%s: SO_PASSCRED: %s", d->what, strerror(errno));
+		return -1;
+	}
 	d->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (d->tfd < 0) {
 		snprintf(err, errlen, "timerfd: %s", strerror(errno));
@@ -119,7 +162,7 @@ static void dgram_set_events(struct guest *g)
 {
 	struct dgram *d = g->fe;
 	/* An unconnected socket's EPOLLOUT says nothing about the peer: timer. */
-	uint32_t ev = (g->waiting_g2s ? 0 : EPOLLIN) |
+	uint32_t ev = (guest_input_off(g) ? 0 : EPOLLIN) |
 		      (g->waiting_out && !d->bound ? EPOLLOUT : 0);
 
 	if (!ev) {
@@ -166,13 +209,31 @@ static const char *addr_str(const struct sockaddr_un *sa, socklen_t len, char *b
 	return buf;
 }
 
-/* Does a socket still serve the peer's address? */
+/* Is the socket file at the peer's path still the one we learned? */
+static bool peer_same_socket(const struct dgram *d)
+{
+	struct stat st;
+
+	if (!d->peer_ino_known)
+		return true;	/* abstract address, or not ours to stat: pidfd only */
+	if (lstat(d->peer.sun_path, &st) < 0)
+		return errno != ENOENT && errno != ENOTDIR;	/* can't tell: keep it */
+	return S_ISSOCK(st.st_mode) && st.st_dev == d->peer_dev && st.st_ino == d->peer_ino &&
+	       st.st_mtim.tv_sec == d->peer_mtime.tv_sec &&
+	       st.st_mtim.tv_nsec == d->peer_mtime.tv_nsec;
+}
+
+/* Does the peer's socket still serve the peer's address? */
 static bool peer_alive(struct dgram *d)
 {
 	int fd, rc;
 
 	if (d->alive >= 0)
 		return d->alive;
+	if (!peer_same_socket(d)) {
+		d->alive = 0;
+		return false;
+	}
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return true;
@@ -195,13 +256,89 @@ static void peer_lost(struct guest *g, const char *why)
 	log_info("guest port: %s: peer %s gone (%s); waiting for the next", d->what,
 		 addr_str(&d->peer, d->peer_len, a), why);
 	d->have_peer = false;
+	d->peer_ino_known = false;
+	if (d->pidfd >= 0) {
+		loop_del(g->loop, &d->wp);
+		close(d->pidfd);
+		d->pidfd = -1;
+	}
 	g->waiting_out = false;
 	guest_count(&g->cnt->clients_dropped, 1);
 	guest_s2g_discard(g);
 }
 
-/* dgram:PATH: may a datagram from @from be taken? Learns the peer. */
-static bool dgram_accept_sender(struct guest *g, const struct sockaddr_un *from, socklen_t len)
+/* The peer process exited: nothing it left bound at its path is the peer. */
+static void dgram_on_pidfd(struct loop_watch *w, uint32_t events)
+{
+	struct guest *g = w->arg;
+
+	(void)events;
+	peer_lost(g, "its process exited");
+}
+
+/* Remember what makes the peer the peer, beyond its path. */
+static void peer_learn_identity(struct guest *g, const struct ucred *cred)
+{
+	struct dgram *d = g->fe;
+	struct stat st;
+	int fd;
+
+	d->peer_cred = *cred;
+	d->have_owner = true;
+	d->owner_uid = cred->uid;
+	d->peer_ino_known = d->peer.sun_path[0] != '\0' && lstat(d->peer.sun_path, &st) == 0 &&
+			    S_ISSOCK(st.st_mode);
+	if (d->peer_ino_known) {
+		d->peer_dev = st.st_dev;
+		d->peer_ino = st.st_ino;
+		d->peer_mtime = st.st_mtim;
+	}
+	/* pid 0: the sender is in a pid namespace we cannot see; the path checks remain. */
+	fd = cred->pid > 0 ? (int)syscall(SYS_pidfd_open, cred->pid, 0) : -1;
+	if (fd < 0)
+		return;
+	d->pidfd = fd;
+	d->wp = (struct loop_watch){ .fd = fd, .cb = dgram_on_pidfd, .arg = g };
+	if (loop_add(g->loop, &d->wp, EPOLLIN) < 0) {
+		close(fd);
+		d->pidfd = -1;
+	}
+}
+
+static bool same_cred(const struct ucred *a, const struct ucred *b)
+{
+	return a->pid == b->pid && a->uid == b->uid;
+}
+
+/* The sender's credentials from a received datagram; false if there are none. */
+static bool dgram_cred(struct msghdr *mh, struct ucred *out)
+{
+	bool found = false;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET)
+			continue;
+		if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(*out))) {
+			memcpy(out, CMSG_DATA(c), sizeof(*out));
+			found = true;
+		} else if (c->cmsg_type == SCM_RIGHTS) {
+			/* Our buffer has no room for any, but never keep a sender's fds. */
+			size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+			for (size_t i = 0; i < n; i++) {
+				int fd;
+
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				close(fd);
+			}
+		}
+	}
+	return found;
+}
+
+/* dgram:PATH: may a datagram from @from, sent by @cred, be taken? Learns the peer. */
+static bool dgram_accept_sender(struct guest *g, const struct sockaddr_un *from, socklen_t len,
+				const struct ucred *cred)
 {
 	struct dgram *d = g->fe;
 	char a[sizeof(d->peer.sun_path) + 1], b[sizeof(d->peer.sun_path) + 1];
@@ -213,8 +350,19 @@ static bool dgram_accept_sender(struct guest *g, const struct sockaddr_un *from,
 		guest_count(&g->cnt->drops[MOAT_DROP_SPOOFED], 1);
 		return false;
 	}
-	if (d->have_peer && len == d->peer_len && !memcmp(from, &d->peer, len))
-		return true;
+	if (d->have_peer && len == d->peer_len && !memcmp(from, &d->peer, len)) {
+		if (same_cred(cred, &d->peer_cred))
+			return true;
+		if (peer_alive(d)) {
+			if (d->impostors++ == 0)
+				log_warn("guest port: %s: datagram from the peer's path %s by pid %d "
+					 "uid %u dropped: the peer is pid %d uid %u", d->what,
+					 addr_str(from, len, a), (int)cred->pid, (unsigned)cred->uid,
+					 (int)d->peer_cred.pid, (unsigned)d->peer_cred.uid);
+			guest_count(&g->cnt->drops[MOAT_DROP_SPOOFED], 1);
+			return false;
+		}
+	}
 	if (d->have_peer && peer_alive(d)) {
 		if (d->foreign++ % 1024 == 0)
 			log_warn("guest port: %s: datagrams from %s dropped: the peer is %s",
@@ -222,14 +370,26 @@ static bool dgram_accept_sender(struct guest *g, const struct sockaddr_un *from,
 		guest_count(&g->cnt->drops[MOAT_DROP_SPOOFED], 1);
 		return false;
 	}
+	if (d->have_owner && cred->uid != d->owner_uid) {
+		if (d->foreign++ % 1024 == 0)
+			log_warn("guest port: %s: datagrams from %s (uid %u) dropped: only uid %u, "
+				 "the first peer's, may attach", d->what, addr_str(from, len, a),
+				 (unsigned)cred->uid, (unsigned)d->owner_uid);
+		guest_count(&g->cnt->drops[MOAT_DROP_SPOOFED], 1);
+		return false;
+	}
 	if (d->have_peer)
 		peer_lost(g, "no longer bound");
+	memset(&d->peer, 0, sizeof(d->peer));	/* sun_path is used as a C string */
 	memcpy(&d->peer, from, len);
 	d->peer_len = len;
 	d->have_peer = true;
 	d->alive = 1;
+	d->impostors = 0;
+	peer_learn_identity(g, cred);
 	guest_count(&g->cnt->clients_accepted, 1);
-	log_info("guest port: %s: peer is %s", d->what, addr_str(from, len, a));
+	log_info("guest port: %s: peer is %s (pid %d uid %u)", d->what, addr_str(from, len, a),
+		 (int)cred->pid, (unsigned)cred->uid);
 	/* Whatever s2g holds now was meant for nobody. */
 	guest_s2g_discard(g);
 	return true;
@@ -255,12 +415,14 @@ static void dgram_input(struct guest *g)
 	uint32_t bufsz = g->max_frame + 1;
 
 	d->alive = -1;
-	for (int round = 0; round < DGRAM_READS; round++) {
+	for (int round = 0; round < DGRAM_READS && !guest_input_off(g); round++) {
 		unsigned want = g2s_room(g);
+		bool full = false;
 		int n;
 
 		if (!want) {
-			if (guest_g2s_pause(g, g->max_frame))
+			/* ring_free_bytes() said 0: full, or an impossible tail. */
+			if (guest_g2s_blocked(g, g->g2s.corrupt ? -EBADMSG : -ENOBUFS, g->max_frame))
 				break;
 			want = 1;
 		}
@@ -270,9 +432,11 @@ static void dgram_input(struct guest *g)
 				.msg_name = d->bound ? &d->from[i] : NULL,
 				.msg_namelen = d->bound ? sizeof(d->from[i]) : 0,
 				.msg_iov = &d->iov[i], .msg_iovlen = 1,
+				.msg_control = d->bound ? d->cmsg[i].buf : NULL,
+				.msg_controllen = d->bound ? sizeof(d->cmsg[i].buf) : 0,
 			};
 		}
-		n = recvmmsg(d->fd, d->msgs, want, MSG_DONTWAIT, NULL);
+		n = recvmmsg(d->fd, d->msgs, want, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);
 		if (n < 0) {
 			if (errno == ECONNREFUSED && !d->bound)
 				peer_lost(g, "closed");
@@ -283,9 +447,20 @@ static void dgram_input(struct guest *g)
 		for (int i = 0; i < n; i++) {
 			const uint8_t *p = d->iov[i].iov_base;
 			uint32_t len = d->msgs[i].msg_len;
+			int rc;
 
-			if (d->bound && !dgram_accept_sender(g, &d->from[i], d->msgs[i].msg_hdr.msg_namelen))
-				continue;
+			if (d->bound) {
+				/*
+				 * Absent only if the kernel ignored SO_PASSCRED: such
+				 * datagrams all look alike and are told apart by path.
+				 */
+				struct ucred cred = { .pid = -1, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+
+				dgram_cred(&d->msgs[i].msg_hdr, &cred);
+				if (!dgram_accept_sender(g, &d->from[i], d->msgs[i].msg_hdr.msg_namelen,
+							 &cred))
+					continue;
+			}
 			if (len == 4 && !memcmp(p, "VFKT", 4))
 				continue;	/* vfkit's handshake */
 			if (d->seqpacket && len == 0) {
@@ -300,16 +475,24 @@ static void dgram_input(struct guest *g)
 				guest_count(&g->cnt->drops[MOAT_DROP_TOO_SHORT], 1);
 				continue;
 			}
-			if (ring_push(&g->g2s, MOAT_REC_FRAME, p, len) < 0) {
-				/* Cannot happen (room was checked) unless g2s is corrupt. */
+			rc = ring_push(&g->g2s, MOAT_REC_FRAME, p, len);
+			if (rc == -ENOBUFS) {
+				/* Received already: it cannot wait in the socket any more. */
 				guest_count(&g->cnt->drops[MOAT_DROP_RING_FULL], 1);
+				full = true;
 				continue;
+			}
+			if (rc < 0) {
+				guest_g2s_blocked(g, rc, len);
+				goto out;
 			}
 			if (g->pcap)
 				pcap_frame(g->pcap, p, len);
 			frames++;
 			bytes += len;
 		}
+		if (full && guest_g2s_blocked(g, -ENOBUFS, g->max_frame))
+			break;
 		if ((unsigned)n < want)
 			break;
 	}
@@ -324,6 +507,9 @@ static void dgram_output(struct guest *g)
 	uint64_t frames = 0, bytes = 0;
 
 	g->waiting_out = false;
+	/* A path re-bound by someone else since we learned it is not the peer. */
+	if (d->bound && d->have_peer && !peer_same_socket(d))
+		peer_lost(g, "its socket file was replaced");
 	if (!d->have_peer) {
 		guest_s2g_discard(g);
 		dgram_set_events(g);
@@ -395,7 +581,7 @@ static void dgram_on_fd(struct loop_watch *w, uint32_t events)
 
 	if (events & EPOLLOUT)
 		dgram_output(g);
-	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && !g->waiting_g2s)
+	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && !guest_input_off(g))
 		dgram_input(g);
 }
 
@@ -451,6 +637,8 @@ static void dgram_close(struct guest *g)
 	}
 	if (d->tfd >= 0)
 		close(d->tfd);
+	if (d->pidfd >= 0)
+		close(d->pidfd);
 	free(d->in);
 }
 
