@@ -52,6 +52,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/confine.h"
 #include "common/log.h"
 #include "supervisor/guest_int.h"
 
@@ -672,6 +673,52 @@ int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd
 void guest_on_violation(struct guest *g, guest_violation_fn fn)
 {
 	g->on_violation = fn;
+}
+
+/**
+ * guest_seccomp() - add the calls the guest port makes at run time
+ * @ctx:	the supervisor's filter (sandbox_filter())
+ * @g:		port from guest_open() (may be NULL: nothing to add)
+ *
+ * Every frontend's calls are added, whichever one runs: the list is short
+ * and one list is easier to check (tests/unit/test_guest_seccomp.c runs
+ * the stream, dgram and shm frontends and --pcap under it with nothing
+ * else but the loop's wait; the tap only reads and writes). Nothing done
+ * only before the filter goes on
+ * is here: opening the tap, socket/bind/listen of the socket paths,
+ * SO_PASSCRED, timerfd_create, fcntl on inherited descriptors, opening
+ * --pcap, malloc of the frontends' buffers (guest_start()).
+ *
+ * Context: the supervisor, after guest_start() and before the filter is
+ * loaded.
+ */
+void guest_seccomp(scmp_filter_ctx ctx, const struct guest *g)
+{
+	if (!g)
+		return;
+	/* Every frontend, and guest.c's eventfd watch. */
+	ALLOW(ctx, read);		/* our eventfd; tap frames; stream bytes; timerfd; shm EOF */
+	ALLOW(ctx, write);		/* the netstack's eventfd (ring wakes); tap frames; --pcap */
+	ALLOW(ctx, epoll_ctl);		/* watches paused and resumed (backpressure), clients */
+	ALLOW(ctx, close);		/* clients that leave; probe sockets; a dead peer's pidfd */
+	/* stream: and shm: serve the next VMM that connects. */
+	ALLOW(ctx, accept4);		/* a reconnecting VMM (one client at a time) */
+	ALLOW(ctx, sendmsg);		/* stream: a batch of frames; shm: the hello with the fds */
+	ALLOW(ctx, sendto);		/* stream: the rest of a cut frame (send()) */
+	/* dgram: */
+	ALLOW(ctx, recvmmsg);		/* a batch of datagrams with their credentials */
+	ALLOW(ctx, sendmmsg);		/* a batch of frames toward the peer */
+	ALLOW(ctx, timerfd_settime);	/* retry a send the peer's full queue refused */
+	ALLOW(ctx, socket);		/* peer_alive(): a unix dgram socket to probe the peer's path */
+	ALLOW(ctx, connect);		/* peer_alive(): does anyone still serve that path? */
+	ALLOW(ctx, pidfd_open);		/* watch the peer process: its exit ends the peer */
+	ALLOW(ctx, newfstatat);		/* lstat(): is the peer's socket file still the same? */
+	ALLOW(ctx, lstat);		/* the same on libcs that still call lstat */
+	/* At close (the clean stop, after the filter): our socket file goes. */
+	ALLOW(ctx, unlink);		/* guest_unix_unlink() of stream:/dgram:/shm: PATH */
+	ALLOW(ctx, unlinkat);		/* the same where libc's unlink() is unlinkat (arm64) */
+	ALLOW(ctx, munmap);		/* free() of the stream/dgram buffers (mmap-sized) */
+	ALLOW(ctx, brk);		/* free() trimming the heap */
 }
 
 /**

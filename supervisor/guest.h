@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <net/if.h>
+#include <seccomp.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -52,6 +53,7 @@ int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd
 void guest_on_violation(struct guest *g, guest_violation_fn fn);
 void guest_flush(struct guest *g);
 bool guest_failed(const struct guest *g);
+void guest_seccomp(scmp_filter_ctx ctx, const struct guest *g);
 void guest_close(struct guest *g);
 
 #endif /* MOAT_GUEST_H */
