@@ -211,6 +211,7 @@ enum moat_violation {
 	MOAT_VIOL_RING_CORRUPT,		/* a ring failed validation */
 	MOAT_VIOL_BAD_MESSAGE,		/* a malformed flow message */
 	MOAT_VIOL_CHILD_EXIT,		/* a child process died */
+	MOAT_VIOL_CHILD_STALLED,	/* the proxy took no control document in time */
 	MOAT_VIOL_COUNT
 };
 

@@ -72,7 +72,8 @@ static const char *const kind_names[EVENTS_KIND_COUNT] = {
 };
 
 static const char *const violation_names[MOAT_VIOL_COUNT] = {
-	"none", "policy_terminate", "limit", "spoof", "ring_corrupt", "bad_message", "child_exit"
+	"none", "policy_terminate", "limit", "spoof", "ring_corrupt", "bad_message", "child_exit",
+	"child_stalled"
 };
 
 static void bump(_Atomic uint64_t *c)

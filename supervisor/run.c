@@ -5,26 +5,35 @@
  * Theory of Operation
  * -------------------
  * The parent of everything. In order:
- *   1. parse the command line and the policy; any error exits 2 before
+ *   1. parse and check the command line and the policy, resolve --user,
+ *      open the guest port (a tap may need privileges we drop later),
+ *      --events, --pcap and the metrics listener: any error exits 2 before
  *      anything is forked (fail closed, say what to fix);
- *   2. open the guest port (a tap may need privileges we drop later);
- *   3. create the shared region and four eventfds, a control socketpair for
- *      the proxy, and re-execute /proc/self/exe twice as the netstack and
- *      the proxy with those at the fixed numbers of common/fds.h;
- *   4. start the command after `--` in its own process group, if any;
- *   5. drop capabilities we no longer need (we keep CAP_KILL for the hook);
- *   6. run the loop: guest port I/O, mailboxes, signals, child exits.
+ *   2. create the shared region, four eventfds, a control socketpair for
+ *      the proxy, the lifeline pipe (the children see its read end hang up
+ *      when we die) and the pipe the children log into;
+ *   3. fork the --on-violation runner (supervisor/hook.c), re-execute
+ *      /proc/self/exe twice as the netstack and the proxy with those at the
+ *      fixed numbers of common/fds.h, start the command after `--` in its
+ *      own process group: all through proc_fork(), so none outlives us;
+ *   4. confine ourselves (supervisor/sandbox.c): --user, CAP_KILL only,
+ *      no_new_privs, a seccomp allowlist;
+ *   5. run the loop: guest port I/O, mailboxes, signals, child exits, the
+ *      control channel, the children's log lines.
  *
  * Child death is fatal (DESIGN §1): a pidfd per child wakes the loop; an
- * exit we did not ask for is a MOAT_VIOL_CHILD_EXIT violation. A violation,
- * from a mailbox or a child's death, runs the termination hook: an event,
- * SIGKILL to the VM (pidfd for --vm-pid, the process group of the `--`
- * command), --on-violation, stop the children, exit 3. SIGTERM and SIGINT
- * stop everything cleanly with 0; SIGHUP reloads the policy.
+ * exit we did not ask for is a MOAT_VIOL_CHILD_EXIT violation. So is a
+ * proxy that does not take a control document within
+ * CHANNEL_DRAIN_TIMEOUT_MS: the channel is non-blocking both ways and a
+ * stopped proxy must not freeze the process that kills the VM. A violation
+ * runs the termination hook: an event, SIGKILL to the VM (pidfd for
+ * --vm-pid, the process group of the `--` command), --on-violation, stop
+ * the children, exit 3. SIGTERM and SIGINT stop everything cleanly with 0
+ * (a command that ignores SIGTERM is killed after PROC_STOP_GRACE_MS);
+ * SIGHUP reloads the policy.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <cap-ng.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -50,14 +59,18 @@
 #include "common/fds.h"
 #include "common/log.h"
 #include "policy/policy.h"
-#include "shm/control.h"
+#include "common/channel.h"
+#include "common/confine.h"
 #include "shm/mailbox.h"
 #include "shm/region.h"
 #include "supervisor/events.h"
 #include "supervisor/guest.h"
+#include "supervisor/hook.h"
 #include "supervisor/loop.h"
 #include "supervisor/metrics.h"
+#include "supervisor/proc.h"
 #include "supervisor/run.h"
+#include "supervisor/sandbox.h"
 
 #define EXIT_RUNTIME	1
 #define EXIT_USAGE	2
@@ -82,6 +95,7 @@ struct run_opts {
 	int n_publish;
 	unsigned max_connections, max_udp_flows, connect_timeout_ms;
 	const char *metrics_addr, *metrics_file, *events_path, *pcap_path, *on_violation;
+	const char *user;
 	int ready_fd;
 	int anti_spoof;
 	int log_level;
@@ -96,21 +110,22 @@ struct supervisor {
 	struct region region;
 	struct policy *policy;
 	struct policy_env env;
+	struct sandbox_user user;
 	int efd[4];			/* supervisor, guest, netstack, proxy */
 	int control_fd;			/* our end of the proxy's control socket */
-	pid_t child_pid[CHILD_COUNT];
-	int child_pidfd[CHILD_COUNT];
-	bool child_gone[CHILD_COUNT];
+	struct channel_out control_out;	/* documents the proxy has not taken yet */
+	bool control_armed;		/* EPOLLOUT asked for on control_fd */
+	int lifeline[2];		/* read end: the children's FD_LIFELINE; write end: ours only */
+	int log_pipe[2];		/* the children's stderr; we drain the read end */
+	struct proc child[CHILD_COUNT];
+	struct proc cmd;		/* `--` command (its own process group) */
+	struct hook hook;		/* --on-violation runner */
 	int vm_pidfd;			/* --vm-pid */
-	pid_t cmd_pid;			/* `--` command (its own process group) */
-	int cmd_pidfd;
-	int cmd_status;
 	uint32_t mbox_seq[2];
 	uint64_t generation;
 	bool stopping;
-	int exit_status;
 	struct loop loop;
-	struct loop_watch w_signal, w_efd, w_child[CHILD_COUNT], w_cmd, w_control;
+	struct loop_watch w_signal, w_efd, w_child[CHILD_COUNT], w_cmd, w_control, w_log;
 	struct guest *guest;
 	struct metrics *metrics;
 };
@@ -124,7 +139,7 @@ static const char run_usage[] =
 	"                [--max-connections N] [--max-udp-flows N] [--connect-timeout MS]\n"
 	"                [--metrics ADDR] [--metrics-file PATH] [--events PATH|-] [--pcap PATH]\n"
 	"                [--ready-fd N] [--on-violation PROGRAM] [--anti-spoof off|drop|terminate]\n"
-	"                [--log-level error|warn|info|debug]\n"
+	"                [--user NAME] [--log-level error|warn|info|debug]\n"
 	"\n"
 	"  --guest SPEC       tap:IFNAME[@NETNS_PATH] | tap-fd:N | stream:PATH | stream-fd:N |\n"
 	"                     dgram:PATH | dgram-fd:N | shm:PATH\n"
@@ -142,6 +157,8 @@ static const char run_usage[] =
 	"  --ready-fd N       write one line to fd N once the guest port is up\n"
 	"  --on-violation P   run P (with MOAT_VIOLATION_* set) after killing the VM\n"
 	"  --anti-spoof MODE  spoofed guest sources: off, drop (default) or terminate\n"
+	"  --user NAME        started as root, run as NAME after set-up (default nobody;\n"
+	"                     root keeps uid 0, still without capabilities but CAP_KILL)\n"
 	"Exit status: 0 clean stop, 1 runtime error, 2 usage or configuration error,\n"
 	"3 fatal violation (the VM was killed).\n";
 
@@ -253,7 +270,7 @@ static void parse_options(struct run_opts *o, int argc, char **argv)
 {
 	enum { O_GUEST = 256, O_POLICY, O_VMPID, O_MTU, O_SUBNET, O_PUBLISH, O_MAXCONN,
 	       O_MAXUDP, O_CTIMEOUT, O_METRICS, O_METRICS_FILE, O_EVENTS, O_PCAP, O_READY,
-	       O_ONVIOL, O_ANTISPOOF, O_LOGLEVEL, O_HELP, O_TEST_TRIGGER };
+	       O_ONVIOL, O_ANTISPOOF, O_LOGLEVEL, O_USER, O_HELP, O_TEST_TRIGGER };
 	static const struct option longopts[] = {
 		{ "guest", required_argument, NULL, O_GUEST },
 		{ "policy", required_argument, NULL, O_POLICY },
@@ -272,6 +289,7 @@ static void parse_options(struct run_opts *o, int argc, char **argv)
 		{ "on-violation", required_argument, NULL, O_ONVIOL },
 		{ "anti-spoof", required_argument, NULL, O_ANTISPOOF },
 		{ "log-level", required_argument, NULL, O_LOGLEVEL },
+		{ "user", required_argument, NULL, O_USER },
 		{ "help", no_argument, NULL, O_HELP },
 #ifdef MOAT_TEST_TRIGGERS
 		{ "test-trigger-seccomp", no_argument, NULL, O_TEST_TRIGGER },
@@ -330,6 +348,7 @@ static void parse_options(struct run_opts *o, int argc, char **argv)
 			if (o->log_level < 0)
 				usage_error("--log-level: '%s' is not error, warn, info or debug", optarg);
 			break;
+		case O_USER: o->user = optarg; break;
 		case O_HELP:
 		case 'h':
 			fputs(run_usage, stdout);
@@ -350,6 +369,11 @@ static void parse_options(struct run_opts *o, int argc, char **argv)
 		usage_error("--guest is required, e.g. --guest tap:tap0@/run/netns/guest");
 	if (o->vm_pid && o->command)
 		usage_error("--vm-pid and -- COMMAND exclude each other");
+	if (o->pcap_path && o->guest.kind == GUEST_SHM)
+		usage_error("--pcap is not available with --guest shm: (the VMM moves the frames "
+			    "itself); remove --pcap");
+	if (o->ready_fd >= 0 && fcntl(o->ready_fd, F_GETFD) < 0)
+		usage_error("--ready-fd %d: not an open descriptor", o->ready_fd);
 }
 
 /* The addresses of the guest network, slirp-style, from --subnet. */
@@ -387,29 +411,42 @@ static void make_env(struct policy_env *env, const struct moat_shm_header *h)
 	env->n_host = 3;
 }
 
-/* Re-execute ourselves as @role with the region and channels at fixed fds. */
-static pid_t spawn_child(enum child_role role, int control_child_fd)
+/*
+ * Re-execute ourselves as @role (common/fds.h): stdin and stdout /dev/null,
+ * stderr our log pipe, the region, the eventfds, the lifeline's read end and,
+ * for the proxy, the control socket at their fixed numbers.
+ */
+static void spawn_child(enum child_role role, int control_child_fd, int devnull)
 {
 	int map[][2] = {
+		{ devnull, STDIN_FILENO },
+		{ devnull, STDOUT_FILENO },
+		{ sv.log_pipe[1], STDERR_FILENO },
 		{ sv.region.fd, FD_REGION },
 		{ sv.efd[0], FD_EFD_SUPERVISOR },
 		{ sv.efd[1], FD_EFD_GUEST },
 		{ sv.efd[2], FD_EFD_NETSTACK },
 		{ sv.efd[3], FD_EFD_PROXY },
+		{ sv.lifeline[0], FD_LIFELINE },
 		{ control_child_fd, FD_CONTROL },
 	};
-	int nmap = role == CHILD_PROXY ? 6 : 5;
-	pid_t pid = fork();
+	int nmap = role == CHILD_PROXY ? 10 : 9;
+	char supervisor[16];
+	pid_t pid;
 
-	if (pid < 0)
+	snprintf(supervisor, sizeof(supervisor), "%d", (int)getpid());
+	pid = proc_fork(&sv.child[role], false);
+	if (pid < 0) {
+		errno = -pid;
 		fatal("fork");
+	}
 	if (pid > 0)
-		return pid;
+		return;
 
-	/* Child. Move each fd above the fixed range first, then into place. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Child: async-signal-safe calls only (libmicrohttpd's thread may run).
+	 * Move each fd above the fixed range first (close-on-exec), then into place. */
 	for (int i = 0; i < nmap; i++) {
-		int tmp = fcntl(map[i][0], F_DUPFD, 64);
+		int tmp = fcntl(map[i][0], F_DUPFD_CLOEXEC, 64);
 
 		if (tmp < 0)
 			_exit(127);
@@ -419,43 +456,54 @@ static pid_t spawn_child(enum child_role role, int control_child_fd)
 		if (dup2(map[i][0], map[i][1]) < 0)
 			_exit(127);
 	{
+		sigset_t none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
+	{
 		char *argv[] = { (char *)child_name[role],
-				 role == CHILD_NETSTACK ? "__netstack" : "__proxy", NULL };
+				 role == CHILD_NETSTACK ? "__netstack" : "__proxy", supervisor, NULL };
 
 		execv("/proc/self/exe", argv);
 	}
 	_exit(127);
 }
 
-static void send_control(const char *json)
+static void violation_simple(enum moat_violation reason, const char *who, const char *fmt, ...)
+	__attribute__((noreturn, format(printf, 3, 4)));
+
+/* Write what the proxy will take now; wait for EPOLLOUT for the rest. */
+static void control_flush(void)
 {
-	uint32_t len = (uint32_t)strlen(json);
-	struct iovec iov[2] = { { &len, sizeof(len) }, { (void *)json, len } };
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-	size_t want = sizeof(len) + len;
+	int rc = channel_out_flush(&sv.control_out, sv.control_fd);
+	bool want_out = rc == 1;
 
-	while (want) {
-		ssize_t n = sendmsg(sv.control_fd, &mh, MSG_NOSIGNAL);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			log_error("cannot send configuration to the proxy: %s", strerror(errno));
-			return;
-		}
-		want -= (size_t)n;
-		while (n > 0 && mh.msg_iovlen) {
-			size_t k = (size_t)n < mh.msg_iov->iov_len ? (size_t)n : mh.msg_iov->iov_len;
-
-			mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + k;
-			mh.msg_iov->iov_len -= k;
-			n -= (ssize_t)k;
-			if (!mh.msg_iov->iov_len) {
-				mh.msg_iov++;
-				mh.msg_iovlen--;
-			}
-		}
+	if (rc < 0)	/* the proxy closed its end: its pidfd says why, and that is fatal */
+		log_warn("control socket: %s", strerror(-rc));
+	if (want_out != sv.control_armed) {
+		loop_mod(&sv.loop, &sv.w_control, EPOLLIN | (want_out ? EPOLLOUT : 0));
+		sv.control_armed = want_out;
 	}
+}
+
+/*
+ * A proxy that has not taken a queued document within
+ * CHANNEL_DRAIN_TIMEOUT_MS is stopped or compromised: a fatal violation.
+ * Return: milliseconds left (the loop's timeout), or -1 when nothing waits.
+ */
+static int control_deadline_ms(void)
+{
+	uint64_t stalled = channel_out_stalled_ms(&sv.control_out);
+
+	if (!channel_out_pending(&sv.control_out))
+		return -1;
+	if (stalled >= CHANNEL_DRAIN_TIMEOUT_MS)
+		violation_simple(MOAT_VIOL_CHILD_STALLED, child_name[CHILD_PROXY],
+				 "%s took no control document for %d s (%zu bytes waiting)",
+				 child_name[CHILD_PROXY], CHANNEL_DRAIN_TIMEOUT_MS / 1000,
+				 channel_out_pending(&sv.control_out));
+	return (int)(CHANNEL_DRAIN_TIMEOUT_MS - stalled);
 }
 
 /* nameserver lines of /etc/resolv.conf, as "addr:port" JSON strings */
@@ -486,110 +534,135 @@ static json_t *host_nameservers(void)
 	return a;
 }
 
-static void send_policy(bool initial)
+
+/*
+ * The proxy's configuration document (common/channel.h) for @p; the
+ * nameservers and published ports go with the first one only.
+ * Return: the text (free()), or NULL.
+ */
+static char *config_document(const struct policy *p, uint64_t generation, bool initial)
 {
-	char *pol = policy_to_json(sv.policy);
+	char *pol = policy_to_json(p);
 	json_t *doc = json_object(), *polj;
 	json_error_t jerr;
 	char *text;
 
 	polj = pol ? json_loads(pol, 0, &jerr) : NULL;
 	free(pol);
-	if (!polj)
-		fatalx(EXIT_RUNTIME, "cannot serialize the policy");
+	if (!polj || !doc) {
+		json_decref(polj);
+		json_decref(doc);
+		return NULL;
+	}
 	json_object_set_new(doc, "policy", polj);
-	json_object_set_new(doc, "generation", json_integer((json_int_t)++sv.generation));
+	json_object_set_new(doc, "generation", json_integer((json_int_t)generation));
 	if (initial) {
 		json_t *pubs = json_array();
 
 		json_object_set_new(doc, "nameservers", host_nameservers());
 		for (int i = 0; i < sv.o.n_publish; i++) {
-			const struct publish_opt *p = &sv.o.publish[i];
+			const struct publish_opt *pb = &sv.o.publish[i];
 
 			json_array_append_new(pubs, json_pack("{s:s,s:i,s:i,s:s}",
-				"host_address", p->host_addr, "host_port", (int)p->host_port,
-				"guest_port", (int)p->guest_port, "protocol", p->udp ? "udp" : "tcp"));
+				"host_address", pb->host_addr, "host_port", (int)pb->host_port,
+				"guest_port", (int)pb->guest_port, "protocol", pb->udp ? "udp" : "tcp"));
 		}
 		json_object_set_new(doc, "publish", pubs);
 	}
 	text = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
+	return text;
+}
+
+/*
+ * Queue @p for the proxy as generation sv.generation + 1. Nothing blocks:
+ * the queue is bounded, and a full one (the proxy has not taken the last
+ * documents) refuses this one.
+ * Return: 0, or -errno (-ENOBUFS, -EMSGSIZE, -ENOMEM) with nothing queued.
+ */
+static int send_policy(const struct policy *p, bool initial)
+{
+	char *text = config_document(p, sv.generation + 1, initial);
+	int rc;
+
 	if (!text)
-		fatalx(EXIT_RUNTIME, "cannot serialize the proxy configuration");
-	send_control(text);
+		return -ENOMEM;
+	rc = channel_out_push(&sv.control_out, text, strlen(text));
 	free(text);
+	if (rc < 0)
+		return rc;
+	sv.generation++;
+	control_flush();
+	return 0;
+}
+
+/* Drain what the children logged into our stderr (they write whole lines). */
+static void on_log(struct loop_watch *w, uint32_t events)
+{
+	char buf[16384];
+
+	(void)events;
+	for (int i = 0; i < 8; i++) {
+		ssize_t n = read(w->fd, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				loop_del(&sv.loop, w);	/* every child is gone */
+			return;
+		}
+		if (write(STDERR_FILENO, buf, (size_t)n) < 0)
+			return;	/* our stderr is gone: nothing to tell */
+	}
 }
 
 static void stop_children(void)
 {
 	for (int i = 0; i < CHILD_COUNT; i++)
-		if (!sv.child_gone[i] && sv.child_pidfd[i] >= 0)
-			syscall(SYS_pidfd_send_signal, sv.child_pidfd[i], SIGTERM, NULL, 0);
+		proc_signal(&sv.child[i], SIGTERM);
 	for (int i = 0; i < CHILD_COUNT; i++) {
-		struct pollfd pfd = { .fd = sv.child_pidfd[i], .events = POLLIN };
-
-		if (sv.child_gone[i] || sv.child_pidfd[i] < 0)
-			continue;
-		if (poll(&pfd, 1, 1000) <= 0)
-			syscall(SYS_pidfd_send_signal, sv.child_pidfd[i], SIGKILL, NULL, 0);
-		waitpid(sv.child_pid[i], NULL, 0);
-		sv.child_gone[i] = true;
+		if (proc_wait(&sv.child[i], 1000) == 0) {
+			proc_signal(&sv.child[i], SIGKILL);
+			proc_wait(&sv.child[i], -1);
+		}
 	}
+	/* Their last words (why a child died) are still in the pipe. */
+	on_log(&sv.w_log, 0);
 }
 
 static void kill_vm(void)
 {
+	int rc;
+
 	if (sv.vm_pidfd >= 0) {
 		if (syscall(SYS_pidfd_send_signal, sv.vm_pidfd, SIGKILL, NULL, 0) < 0)
 			log_error("cannot kill the VM (pid %d): %s", (int)sv.o.vm_pid, strerror(errno));
-	} else if (sv.cmd_pid > 0) {
-		if (kill(-sv.cmd_pid, SIGKILL) < 0 && errno != ESRCH)
-			log_error("cannot kill the command's process group %d: %s", (int)sv.cmd_pid,
-				  strerror(errno));
+	} else if (sv.cmd.pid > 0) {
+		rc = proc_signal(&sv.cmd, SIGKILL);
+		if (rc < 0 && rc != -ESRCH)
+			log_error("cannot kill the command's process group %d: %s", (int)sv.cmd.pid,
+				  strerror(-rc));
 	}
 }
 
-static const char *const viol_name[MOAT_VIOL_COUNT] = {
-	"none", "policy_terminate", "limit", "spoof", "ring_corrupt", "bad_message", "child_exit"
-};
 
 static void run_on_violation(const struct moat_mailbox *m, const char *who)
 {
-	char rule[16], flow[16], vm[16], dst[80] = "";
-	pid_t pid;
+	struct hook_info info = { .rule = (int)m->rule, .flow = m->flow };
 
-	if (!sv.o.on_violation)
-		return;
-	snprintf(rule, sizeof(rule), "%d", (int)m->rule);
-	snprintf(flow, sizeof(flow), "%u", m->flow);
-	snprintf(vm, sizeof(vm), "%d", sv.o.vm_pid ? (int)sv.o.vm_pid : (int)sv.cmd_pid);
+	snprintf(info.reason, sizeof(info.reason), "%s", events_violation_name(m->reason));
+	snprintf(info.detail, sizeof(info.detail), "%s", m->detail);
+	snprintf(info.process, sizeof(info.process), "%s", who);
+	info.vm_pid = sv.o.vm_pid ? (int)sv.o.vm_pid : (int)sv.cmd.pid;
 	if (m->dst_family == 4 || m->dst_family == 6) {
 		char a[INET6_ADDRSTRLEN];
 
 		inet_ntop(m->dst_family == 4 ? AF_INET : AF_INET6, m->dst_addr, a, sizeof(a));
-		snprintf(dst, sizeof(dst), m->dst_family == 4 ? "%s:%u" : "[%s]:%u", a, m->dst_port);
+		snprintf(info.destination, sizeof(info.destination),
+			 m->dst_family == 4 ? "%s:%u" : "[%s]:%u", a, m->dst_port);
 	}
-	pid = fork();
-	if (pid == 0) {
-		setenv("MOAT_VIOLATION_REASON", viol_name[m->reason], 1);
-		setenv("MOAT_VIOLATION_RULE", rule, 1);
-		setenv("MOAT_VIOLATION_FLOW", flow, 1);
-		setenv("MOAT_VIOLATION_DETAIL", m->detail, 1);
-		setenv("MOAT_VIOLATION_DESTINATION", dst, 1);
-		setenv("MOAT_VIOLATION_PROCESS", who, 1);
-		setenv("MOAT_VIOLATION_VM_PID", vm, 1);
-		execl("/bin/sh", "sh", "-c", sv.o.on_violation, (char *)NULL);
-		_exit(127);
-	}
-	if (pid > 0) {
-		/* Bounded: the hook must not keep a dead sandbox's supervisor alive. */
-		for (int i = 0; i < 500; i++) {
-			if (waitpid(pid, NULL, WNOHANG) == pid)
-				return;
-			usleep(10000);
-		}
-		log_warn("--on-violation program still running after 5 s; not waiting");
-	}
+	hook_run(&sv.hook, &info);
 }
 
 /**
@@ -600,15 +673,15 @@ static void run_on_violation(const struct moat_mailbox *m, const char *who)
 static void __attribute__((noreturn)) violation(const struct moat_mailbox *m, const char *who)
 {
 	struct timespec t0, t1;
+	const char *reason = events_violation_name(m->reason);
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	kill_vm();
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	events_violation(viol_name[m->reason < MOAT_VIOL_COUNT ? m->reason : 0], who, m,
+	events_violation(reason, who, m,
 			 (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000);
 	log_error("fatal violation: reason=%s process=%s rule=%d flow=%u detail=\"%s\"; VM killed",
-		  viol_name[m->reason < MOAT_VIOL_COUNT ? m->reason : 0], who, (int)m->rule, m->flow,
-		  m->detail);
+		  reason, who, (int)m->rule, m->flow, m->detail);
 	sv.stopping = true;
 	run_on_violation(m, who);
 	stop_children();
@@ -617,13 +690,22 @@ static void __attribute__((noreturn)) violation(const struct moat_mailbox *m, co
 	exit(EXIT_VIOLATION);
 }
 
+/* A violation the supervisor found itself: @fmt says what, for the detail. */
+static void violation_simple(enum moat_violation reason, const char *who, const char *fmt, ...)
+{
+	struct moat_mailbox m = { .reason = reason, .rule = -1 };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m.detail, sizeof(m.detail), fmt, ap);
+	va_end(ap);
+	violation(&m, who);
+}
+
 /* The guest port found s2g corrupt: the netstack is not to be trusted. */
 static void guest_port_violation(const char *detail)
 {
-	struct moat_mailbox m = { .reason = MOAT_VIOL_RING_CORRUPT, .rule = -1 };
-
-	snprintf(m.detail, sizeof(m.detail), "%s", detail);
-	violation(&m, "moat");
+	violation_simple(MOAT_VIOL_RING_CORRUPT, "moat", "%s", detail);
 }
 
 static void check_mailboxes(void)
@@ -649,49 +731,61 @@ static void on_efd(struct loop_watch *w, uint32_t events)
 static void on_child(struct loop_watch *w, uint32_t events)
 {
 	int role = (int)(w - sv.w_child);
-	struct moat_mailbox m = { .reason = MOAT_VIOL_CHILD_EXIT, .rule = -1 };
-	siginfo_t si = { 0 };
+	const siginfo_t *si = &sv.child[role].si;
 
 	(void)events;
-	if (waitid(P_PIDFD, (id_t)w->fd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+	if (proc_reap(&sv.child[role]) != 1)
 		return;
-	sv.child_gone[role] = true;
 	loop_del(&sv.loop, w);
 	/* A child's mailbox report comes first: it says why it is dying. */
 	check_mailboxes();
 	if (sv.stopping)
 		return;
-	if (si.si_code == CLD_EXITED)
-		snprintf(m.detail, sizeof(m.detail), "%s exited with status %d", child_name[role],
-			 si.si_status);
-	else
-		snprintf(m.detail, sizeof(m.detail), "%s killed by signal %d%s", child_name[role],
-			 si.si_status, si.si_status == SIGSYS ? " (seccomp)" : "");
-	events_child_exit(child_name[role], si.si_code == CLD_EXITED ? si.si_status : -1,
-			  si.si_code == CLD_EXITED ? 0 : si.si_status);
-	violation(&m, "moat");
+	events_child_exit(child_name[role], si->si_code == CLD_EXITED ? si->si_status : -1,
+			  si->si_code == CLD_EXITED ? 0 : si->si_status);
+	on_log(&sv.w_log, 0);
+	if (si->si_code == CLD_EXITED)
+		violation_simple(MOAT_VIOL_CHILD_EXIT, "moat", "%s exited with status %d",
+				 child_name[role], si->si_status);
+	violation_simple(MOAT_VIOL_CHILD_EXIT, "moat", "%s killed by signal %d%s",
+			 child_name[role], si->si_status, si->si_status == SIGSYS ? " (seccomp)" : "");
 }
 
-/* The proxy's events (length-prefixed JSON) on the control socket. */
+/* The control socket: the proxy's events in, documents out. */
 static void on_control(struct loop_watch *w, uint32_t events)
 {
-	struct moat_mailbox m = { .reason = MOAT_VIOL_BAD_MESSAGE, .rule = -1 };
+	char err[160];
 	int rc;
 
-	(void)events;
-	rc = events_reader_input(&control_rd, w->fd, m.detail, sizeof(m.detail));
+	if (events & EPOLLOUT)
+		control_flush();
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
+	rc = events_reader_input(&control_rd, w->fd, err, sizeof(err));
 	if (rc == -EPROTO)
-		violation(&m, child_name[CHILD_PROXY]);
+		violation_simple(MOAT_VIOL_BAD_MESSAGE, child_name[CHILD_PROXY], "%s", err);
 	if (rc < 0)
 		log_warn("control socket: %s", strerror(-rc));
-	if (rc <= 0)
+	if (rc <= 0) {
 		loop_del(&sv.loop, w);	/* the proxy's pidfd tells why it went */
+		sv.control_armed = false;
+	}
+}
+
+/* What reading a policy file takes once the supervisor is confined. */
+static void reload_seccomp(scmp_filter_ctx ctx)
+{
+	ALLOW(ctx, openat);	/* SIGHUP: open --policy (and --metrics-file's PATH.tmp) */
+	ALLOW(ctx, fstat);	/* stdio's buffer size for the policy file */
+	ALLOW(ctx, newfstatat);	/* the same, where fstat is fstatat */
+	ALLOW(ctx, lseek);	/* jansson's file reader */
 }
 
 static void reload_policy(void)
 {
 	struct policy *np = NULL;
 	char err[512];
+	int rc;
 
 	if (!sv.o.policy_path) {
 		log_info("SIGHUP: no --policy file; the default policy stays");
@@ -702,9 +796,18 @@ static void reload_policy(void)
 		events_reload(sv.o.policy_path, false, err);
 		return;
 	}
+	rc = send_policy(np, false);
+	if (rc < 0) {
+		snprintf(err, sizeof(err), "%s: cannot hand the policy to the proxy: %s%s",
+			 sv.o.policy_path, strerror(-rc),
+			 rc == -ENOBUFS ? " (it has not taken the previous reloads yet)" : "");
+		log_error("policy reload failed, the old policy stays in force: %s", err);
+		events_reload(sv.o.policy_path, false, err);
+		policy_free(np);
+		return;
+	}
 	policy_free(sv.policy);
 	sv.policy = np;
-	send_policy(false);
 	log_info("policy reloaded from %s generation=%llu", sv.o.policy_path,
 		 (unsigned long long)sv.generation);
 	events_reload(sv.o.policy_path, true, NULL);
@@ -712,15 +815,14 @@ static void reload_policy(void)
 
 static void on_cmd_exit(struct loop_watch *w, uint32_t events)
 {
-	siginfo_t si = { 0 };
+	const siginfo_t *si = &sv.cmd.si;
 
 	(void)events;
-	if (waitid(P_PIDFD, (id_t)w->fd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+	if (proc_reap(&sv.cmd) != 1)
 		return;
 	loop_del(&sv.loop, w);
-	log_info("command exited (%s %d); stopping", si.si_code == CLD_EXITED ? "status" : "signal",
-		 si.si_status);
-	sv.cmd_pid = 0;
+	log_info("command exited (%s %d); stopping", si->si_code == CLD_EXITED ? "status" : "signal",
+		 si->si_status);
 	sv.loop.stop = 1;
 }
 
@@ -739,49 +841,51 @@ static void on_signal(struct loop_watch *w, uint32_t events)
 		case SIGHUP:
 			reload_policy();
 			break;
-		case SIGCHLD:
-			/* Children are watched through pidfds; reap hook leftovers. */
-			while (waitpid(-1, NULL, WNOHANG) > 0) {
-			}
-			break;
 		}
 	}
 }
 
 static void start_command(void)
 {
-	pid_t pid = fork();
+	pid_t pid = proc_fork(&sv.cmd, true);
 
-	if (pid < 0)
+	if (pid < 0) {
+		errno = -pid;
 		fatal("fork");
+	}
 	if (pid == 0) {
 		sigset_t none;
 
-		setpgid(0, 0);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		execvp(sv.o.command[0], sv.o.command);
-		fprintf(stderr, "moat: cannot run %s: %s\n", sv.o.command[0], strerror(errno));
+		dprintf(STDERR_FILENO, "moat: cannot run %s: %s\n", sv.o.command[0], strerror(errno));
 		_exit(127);
 	}
-	setpgid(pid, pid);
-	sv.cmd_pid = pid;
-	sv.cmd_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (sv.cmd_pidfd < 0)
-		fatal("pidfd_open(command)");
-	sv.w_cmd = (struct loop_watch){ .fd = sv.cmd_pidfd, .cb = on_cmd_exit };
+	sv.w_cmd = (struct loop_watch){ .fd = sv.cmd.pidfd, .cb = on_cmd_exit };
 	loop_add(&sv.loop, &sv.w_cmd, EPOLLIN);
 }
 
-/* Keep only CAP_KILL (to kill a VM owned by another user) once set up. */
-static void drop_supervisor_privileges(void)
+/* Become --user with CAP_KILL only, and load our own allowlist. */
+static void confine_supervisor(void)
 {
-	if (geteuid() != 0)
-		return;
-	capng_clear(CAPNG_SELECT_BOTH);
-	capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, CAP_KILL);
-	if (capng_apply(CAPNG_SELECT_BOTH) < 0)
-		log_warn("cannot drop the supervisor's capabilities");
+	scmp_filter_ctx ctx = sandbox_filter();
+
+	proc_seccomp(ctx);
+	channel_seccomp(ctx);
+	reload_seccomp(ctx);
+	guest_seccomp(ctx, sv.guest);
+	metrics_seccomp(ctx, sv.metrics);
+	sandbox_enter(&sv.user, ctx);
+}
+
+/* Pipes with a close-on-exec end for us (the children get theirs by dup2). */
+static void make_pipe(int p[2], int read_flags)
+{
+	if (pipe2(p, O_CLOEXEC) < 0)
+		fatal("pipe");
+	if (read_flags && fcntl(p[0], F_SETFL, read_flags) < 0)
+		fatal("fcntl");
 }
 
 /**
@@ -798,15 +902,24 @@ int run_main(int argc, char **argv)
 	 * in cache (8 MiB rings measured 10-16% slower at MTU 65520, bench/). */
 	struct region_config rc = { .frame_ring_bytes = 1u << 20, .flow_ring_bytes = 1u << 20 };
 	char err[512];
-	int sp[2];
+	int sp[2], devnull;
 	sigset_t mask;
 
 	memset(&sv, 0, sizeof(sv));
-	sv.vm_pidfd = sv.cmd_pidfd = -1;
-	sv.child_pidfd[0] = sv.child_pidfd[1] = -1;
+	sv.vm_pidfd = -1;
+	proc_init(&sv.cmd);
+	for (int i = 0; i < CHILD_COUNT; i++)
+		proc_init(&sv.child[i]);
 	parse_options(&sv.o, argc, argv);
 	log_init("moat", sv.o.log_level);
 
+	/* 1. Everything that can be refused, before anything is forked. */
+	if (sandbox_user_lookup(sv.o.user, &sv.user, err, sizeof(err)) < 0 ||
+	    (sv.o.metrics_file && sandbox_check_dir(&sv.user, sv.o.metrics_file, err,
+						    sizeof(err)) < 0)) {
+		fprintf(stderr, "moat: %s\n", err);
+		return EXIT_USAGE;
+	}
 	fill_addresses(&proto, &sv.o);
 	make_env(&sv.env, &proto);
 	if (sv.o.policy_path) {
@@ -833,9 +946,11 @@ int run_main(int argc, char **argv)
 	}
 	if (events_open(sv.o.events_path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "moat: --events: %s\n", err);
+		guest_close(sv.guest);
 		return EXIT_USAGE;
 	}
 
+	/* 2. The region, its eventfds and the channels. */
 	proto.mtu = sv.o.mtu;
 	proto.anti_spoof = (uint8_t)sv.o.anti_spoof;
 	proto.log_level = (uint8_t)sv.o.log_level;
@@ -855,35 +970,56 @@ int run_main(int argc, char **argv)
 		errno = -rcode;
 		fatal("cannot create the shared region");
 	}
+	/* Signals through a signalfd, blocked before libmicrohttpd's thread starts
+	 * so that it inherits the mask; every child unblocks them before exec. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	signal(SIGPIPE, SIG_IGN);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	if (metrics_start(&sv.metrics, sv.o.metrics_addr, sv.o.metrics_file, &sv.region, err,
+			  sizeof(err)) < 0) {
+		fprintf(stderr, "moat: --metrics: %s\n", err);
+		guest_close(sv.guest);
+		return EXIT_USAGE;
+	}
+	/* Written once as root: make it the user's, who rewrites it from now on. */
+	if (sv.o.metrics_file && sv.user.change &&
+	    lchown(sv.o.metrics_file, sv.user.uid, sv.user.gid) < 0)
+		log_warn("--metrics-file: cannot give %s to user %s: %s", sv.o.metrics_file,
+			 sv.user.name, strerror(errno));
 	for (int i = 0; i < 4; i++) {
 		sv.efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (sv.efd[i] < 0)
 			fatal("eventfd");
 	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sp) < 0)
 		fatal("socketpair");
 	sv.control_fd = sp[0];
+	if (channel_out_init(&sv.control_out, CHANNEL_CONFIG_MAX, CHANNEL_SUPERVISOR_QUEUE_MAX) < 0)
+		fatal("control queue");
+	make_pipe(sv.lifeline, 0);
+	make_pipe(sv.log_pipe, O_NONBLOCK);
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (devnull < 0)
+		fatal("/dev/null");
 
-	/* Signals through a signalfd; children start with an empty mask. */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGCHLD);
-	signal(SIGPIPE, SIG_IGN);
 
 	if (loop_init(&sv.loop) < 0)
 		fatal("epoll");
+	/* 3. The processes: the hook's runner, the two roles, the command. */
+	if (hook_start(&sv.hook, sv.o.on_violation) < 0)
+		fatal("cannot start the --on-violation runner");
 	for (int i = 0; i < CHILD_COUNT; i++) {
-		sv.child_pid[i] = spawn_child(i, sp[1]);
-		sv.child_pidfd[i] = (int)syscall(SYS_pidfd_open, sv.child_pid[i], 0);
-		if (sv.child_pidfd[i] < 0)
-			fatal("pidfd_open");
-		sv.w_child[i] = (struct loop_watch){ .fd = sv.child_pidfd[i], .cb = on_child };
+		spawn_child(i, sp[1], devnull);
+		sv.w_child[i] = (struct loop_watch){ .fd = sv.child[i].pidfd, .cb = on_child };
 		loop_add(&sv.loop, &sv.w_child[i], EPOLLIN);
 	}
 	close(sp[1]);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
+	close(sv.lifeline[0]);	/* the write end stays ours alone, until we die */
+	close(sv.log_pipe[1]);
+	close(devnull);
 	sv.w_signal.fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sv.w_signal.fd < 0)
 		fatal("signalfd");
@@ -893,33 +1029,39 @@ int run_main(int argc, char **argv)
 	loop_add(&sv.loop, &sv.w_efd, EPOLLIN);
 	sv.w_control = (struct loop_watch){ .fd = sv.control_fd, .cb = on_control };
 	loop_add(&sv.loop, &sv.w_control, EPOLLIN);
+	sv.w_log = (struct loop_watch){ .fd = sv.log_pipe[0], .cb = on_log };
+	loop_add(&sv.loop, &sv.w_log, EPOLLIN);
 
-	send_policy(true);
+	if (send_policy(sv.policy, true) < 0)
+		fatalx(EXIT_RUNTIME, "cannot hand the policy to the proxy");
 	guest_on_violation(sv.guest, guest_port_violation);
 	if (guest_start(sv.guest, &sv.loop, &sv.region, sv.efd[1], sv.efd[2], sv.o.pcap_path) < 0)
 		fatalx(EXIT_RUNTIME, "cannot start the guest port");
-	if (metrics_start(&sv.metrics, sv.o.metrics_addr, sv.o.metrics_file, &sv.region, err,
-			  sizeof(err)) < 0) {
-		fprintf(stderr, "moat: --metrics: %s\n", err);
-		stop_children();
-		return EXIT_USAGE;
-	}
 	if (sv.o.command)
 		start_command();
-	drop_supervisor_privileges();
-	log_info("running netstack=%d proxy=%d mtu=%u guest=%u.%u.%u.%u gateway=%u.%u.%u.%u",
-		 (int)sv.child_pid[0], (int)sv.child_pid[1], sv.o.mtu,
+
+	/* 4. Nothing privileged is left to do. */
+	confine_supervisor();
+	log_info("running netstack=%d proxy=%d mtu=%u guest=%u.%u.%u.%u gateway=%u.%u.%u.%u "
+		 "user=%s",
+		 (int)sv.child[0].pid, (int)sv.child[1].pid, sv.o.mtu,
 		 proto.guest_ip4[0], proto.guest_ip4[1], proto.guest_ip4[2], proto.guest_ip4[3],
-		 proto.gateway_ip4[0], proto.gateway_ip4[1], proto.gateway_ip4[2], proto.gateway_ip4[3]);
-	events_start((int)sv.child_pid[0], (int)sv.child_pid[1]);
+		 proto.gateway_ip4[0], proto.gateway_ip4[1], proto.gateway_ip4[2], proto.gateway_ip4[3],
+		 sv.user.name);
+	events_start((int)sv.child[0].pid, (int)sv.child[1].pid);
 	if (sv.o.ready_fd >= 0) {
 		dprintf(sv.o.ready_fd, "ready\n");
 		close(sv.o.ready_fd);
 	}
 
+	/* 5. The loop. */
 	while (!sv.loop.stop) {
-		int n = loop_run_once(&sv.loop, metrics_tick(sv.metrics));
+		int timeout = metrics_tick(sv.metrics), deadline = control_deadline_ms();
+		int n;
 
+		if (deadline >= 0 && (timeout < 0 || deadline < timeout))
+			timeout = deadline;
+		n = loop_run_once(&sv.loop, timeout);
 		if (n < 0)
 			fatal("epoll_wait");
 		check_mailboxes();
@@ -927,17 +1069,16 @@ int run_main(int argc, char **argv)
 
 	/* Clean stop. */
 	sv.stopping = true;
-	if (sv.cmd_pid > 0) {
-		kill(-sv.cmd_pid, SIGTERM);
-		waitpid(sv.cmd_pid, NULL, 0);
-	}
+	proc_stop(&sv.cmd, PROC_STOP_GRACE_MS);
 	stop_children();
+	hook_fini(&sv.hook);
 	/* Pass on what the netstack sent last (the RSTs of open connections). */
 	guest_flush(sv.guest);
 	guest_close(sv.guest);
 	metrics_final(sv.metrics);
 	events_stop(0);
 	events_close();
+	channel_out_fini(&sv.control_out);
 	policy_free(sv.policy);
 	return 0;
 }

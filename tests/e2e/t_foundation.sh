@@ -131,12 +131,16 @@ try:
 except OSError as e:
     if e.errno != errno.EPERM:
         sys.exit(f"F_ADD_SEALS: {e}")
-# The children hold the same file at fd 3 (common/fds.h FD_REGION).
+# The children map the same file but hold no descriptor of it: they closed
+# FD_REGION once mapped (common/fds.h), so none can map more of it later.
 ino = os.fstat(fd).st_ino
 for pid in (ns, px):
-    st = os.stat(f"/proc/{pid}/fd/3")
-    if st.st_ino != ino:
-        sys.exit(f"process {pid}: fd 3 is not the region")
+    maps = [l for l in open(f"/proc/{pid}/maps") if "/memfd:moat" in l]
+    if not maps or any(int(l.split()[4]) != ino for l in maps):
+        sys.exit(f"process {pid}: does not map the region")
+    for f in os.listdir(f"/proc/{pid}/fd"):
+        if "memfd" in os.readlink(f"/proc/{pid}/fd/{f}"):
+            sys.exit(f"process {pid}: holds the region at fd {f}")
 print(f"region {path}: {size} bytes, seals {seals:#x}")
 EOF
 pass "the region is a memfd sealed against shrink, grow and further seals"
