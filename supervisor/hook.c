@@ -53,7 +53,7 @@ static void __attribute__((noreturn)) runner(int fd, const char *program)
 	 * allocate. Variables past HOOK_ENV_MAX of moat's own are not passed. */
 	static char vars[7][720];
 	static char *envp[HOOK_ENV_MAX + 8];
-	struct hook_info info;
+	struct hook_info info = { .rule = -1 };
 	char num[3][16];
 	size_t have = 0, n_env = 0;
 	sigset_t none;
