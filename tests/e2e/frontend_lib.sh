@@ -40,7 +40,9 @@ moat_stop_ok() {
 # background; its pid goes to VMM_PID and its output to $WORK/NAME.log.
 vmm() {
 	local name=$1; shift
-	ip netns exec "$GUEST" "$@" >"$WORK/$name.log" 2>&1 &
+	# umask 0: a dgram VMM's socket must be writable by moat's unprivileged
+	# supervisor, which sends the guest's frames to it (docs/architecture.md).
+	(umask 000; exec ip netns exec "$GUEST" "$@") >"$WORK/$name.log" 2>&1 &
 	VMM_PID=$!
 	BG_PIDS+=($VMM_PID)
 }

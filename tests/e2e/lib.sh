@@ -18,7 +18,9 @@ P=${E2E_PREFIX:-mt$$}
 SRV=$P-srv HOST=$P-host GUEST=$P-guest
 SRV_IP=203.0.113.10 PRIV_IP=10.88.0.10
 WORK=$(mktemp -d /tmp/moat-e2e.XXXXXX)
-chmod 755 "$WORK"
+# moat's supervisor runs as nobody after set-up and rewrites --metrics-file
+# (PATH.tmp renamed over PATH) in this directory.
+chmod 777 "$WORK"
 MOAT_PID=
 BG_PIDS=()
 

@@ -52,7 +52,10 @@ qemu_start() {
 	qemu_cmd "$@"
 	: >"$SERIAL"
 	QEMU_T0=$SECONDS
-	ip netns exec "$HOST" timeout -k 5 "$QEMU_TIMEOUT" "${QEMU_CMD[@]}" >"$WORK/qemu.log" 2>&1 &
+	# umask 0: with -netdev dgram, moat's unprivileged supervisor sends to
+	# QEMU's socket, so it must be writable by it (docs/frontends.md).
+	(umask 000; exec ip netns exec "$HOST" timeout -k 5 "$QEMU_TIMEOUT" "${QEMU_CMD[@]}") \
+		>"$WORK/qemu.log" 2>&1 &
 	QEMU_PID=$!
 	BG_PIDS+=("$QEMU_PID")
 }
