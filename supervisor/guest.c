@@ -605,42 +605,50 @@ static void on_efd(struct loop_watch *w, uint32_t events)
 }
 
 /**
+ * guest_open_pcap() - open --pcap for the frames this port will move
+ * @g:		port from guest_open()
+ * @path:	--pcap
+ * @mtu:	the guest's MTU (frames are captured whole: MTU + 14 bytes)
+ * @err:	one line saying what to fix
+ * @errlen:	size of @err
+ *
+ * Context: set-up, before anything is forked, so a bad path is refused
+ * before a process exists.
+ * Return: 0, or -1 with @err set (also for --guest shm:, where the VMM
+ * moves the frames itself).
+ */
+int guest_open_pcap(struct guest *g, const char *path, unsigned mtu, char *err, size_t errlen)
+{
+	if (g->spec.kind == GUEST_SHM) {
+		snprintf(err, errlen, "--pcap is not available with --guest shm: (the VMM moves the "
+			 "frames itself); remove --pcap");
+		return -1;
+	}
+	g->pcap = pcap_open(path, mtu + 14, err, errlen);
+	return g->pcap ? 0 : -1;
+}
+
+/**
  * guest_start() - attach the rings and start moving frames
  * @g:		port from guest_open()
  * @l:		the supervisor's loop
  * @r:		the region (supervisor's full mapping)
  * @guest_efd:	our eventfd (s2g data, g2s space)
  * @netstack_efd: the netstack's eventfd (g2s data, s2g space)
- * @pcap_path:	--pcap, or NULL
  *
  * Return: 0 or -1 (the reason is logged).
  */
 int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd,
-		int netstack_efd, const char *pcap_path)
+		int netstack_efd)
 {
-	char err[512];
-
 	g->loop = l;
 	g->region = r;
 	g->cnt = r->part[MOAT_PART_CNT_GUEST];
 	g->max_frame = r->hdr.mtu + 14;
 	g->guest_efd = guest_efd;
 	g->netstack_efd = netstack_efd;
-	if (g->spec.kind == GUEST_SHM) {
-		if (pcap_path) {
-			log_error("--pcap is not available with --guest shm: (the VMM moves the "
-				  "frames itself); remove --pcap");
-			return -1;
-		}
+	if (g->spec.kind == GUEST_SHM)
 		return g->ops->start(g);
-	}
-	if (pcap_path) {
-		g->pcap = pcap_open(pcap_path, g->max_frame, err, sizeof(err));
-		if (!g->pcap) {
-			log_error("%s", err);
-			return -1;
-		}
-	}
 	ring_attach(&g->g2s, r->part[MOAT_PART_RING_G2S], region_ring_capacity(r, MOAT_PART_RING_G2S),
 		    netstack_efd, guest_efd, &g->cnt->wakes_sent);
 	/* The tap reserves one byte more than a frame to see oversize reads. */

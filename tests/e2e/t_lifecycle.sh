@@ -1,7 +1,7 @@
 #!/bin/bash
 # t_lifecycle.sh — one lifetime, least privilege (issue 11), on the real binary:
-#  1. refused starts (bad options, a bad policy, --pcap with shm, an unknown
-#     --user, a --metrics-file the unprivileged user could not replace, a bad
+#  1. refused starts (bad options, a bad policy, --pcap with shm or in a
+#     missing directory, an unknown --user, a --metrics-file the unprivileged user could not replace, a bad
 #     --metrics address) exit 2 and leave no process behind;
 #  2. the supervisor runs as nobody with CAP_KILL only, no_new_privs and a
 #     seccomp filter; the children hold no memfd, log through a pipe, and
@@ -13,23 +13,6 @@
 #  5. a clean stop with a `--` command that ignores SIGTERM is bounded.
 source "$(dirname "$0")/lib.sh"
 need python3 pgrep setsid
-
-# gone PID: true once /proc/PID no longer exists or is a zombie
-gone() {
-	[ ! -e "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]
-}
-
-# wait_child NAME: the pid of moat's child NAME
-wait_child() {
-	local pid=
-	for _ in $(seq 50); do
-		pid=$(child_pid "$1" || true)
-		[ -n "$pid" ] && break
-		sleep 0.1
-	done
-	[ -n "$pid" ] || fail "no $1 under moat ($MOAT_PID)"
-	echo "$pid"
-}
 
 # live_in_session SID: processes of session SID that are still running
 live_in_session() {
@@ -52,6 +35,7 @@ refused=(
 	"--guest tap:tap0@/run/netns/$GUEST --metrics 203.0.113.300:1"
 	"--guest tap:tap0@/run/netns/$GUEST --ready-fd 77"
 	"--guest stream:$WORK/nodir/s.sock"
+	"--guest tap:tap0@/run/netns/$GUEST --pcap $WORK/nodir/x.pcap"
 )
 for round in 1 2 3; do
 	for args in "${refused[@]}"; do
@@ -78,8 +62,8 @@ pass "${#refused[@]} kinds of refused start, 3 rounds: exit 2, one line, no proc
 # moat's own stderr is a regular file here (moat_start sends it to moat.log).
 moat_start --events "$WORK/events.jsonl" -- sleep 600
 SUP=$MOAT_PID
-NS=$(wait_child moat-netstack)
-PX=$(wait_child moat-proxy)
+NS=$(moat_child moat-netstack)
+PX=$(moat_child moat-proxy)
 CMD=$(pgrep -P "$SUP" -x sleep | head -n1)
 [ -n "$CMD" ] || fail "no -- command under moat"
 uid=$(proc_status "$SUP" Uid)
@@ -145,7 +129,7 @@ chmod 644 "$WORK/big.json" "$WORK/small.json"
 cp "$WORK/small.json" "$WORK/policy.json"
 moat_start --policy "$WORK/policy.json" --events "$WORK/events2.jsonl" -- sleep 600
 SUP=$MOAT_PID
-PX=$(wait_child moat-proxy)
+PX=$(moat_child moat-proxy)
 CMD=$(pgrep -P "$SUP" -x sleep | head -n1)
 kill -STOP "$PX"
 cp "$WORK/big.json" "$WORK/policy.json"

@@ -95,7 +95,10 @@ static inline void h_start(struct harness *h, const char *spec, const char *pcap
 	h_violations = 0;
 	h_violation[0] = '\0';
 	guest_on_violation(h->g, h_on_violation);
-	cr_assert_eq(guest_start(h->g, &h->loop, &h->r, h->gefd, h->nefd, pcap), 0);
+	if (pcap)
+		cr_assert_eq(guest_open_pcap(h->g, pcap, h->r.hdr.mtu, h->err, sizeof(h->err)), 0,
+			     "%s", h->err);
+	cr_assert_eq(guest_start(h->g, &h->loop, &h->r, h->gefd, h->nefd), 0);
 }
 
 static inline void h_setup(struct harness *h, const char *kind, unsigned mtu,

@@ -134,5 +134,7 @@ Test(guest_shm, pcap_is_refused)
 	cr_assert_eq(guest_spec_parse(spec, &gs, h.err, sizeof(h.err)), 0);
 	h.g = guest_open(&gs, h.err, sizeof(h.err));
 	cr_assert(h.g);
-	cr_assert_eq(guest_start(h.g, &h.loop, &h.r, h.gefd, h.nefd, pcap), -1);
+	cr_assert_eq(guest_open_pcap(h.g, pcap, 1500, h.err, sizeof(h.err)), -1);
+	cr_assert(strstr(h.err, "not available with --guest shm"), "%s", h.err);
+	cr_assert_eq(access(pcap, F_OK), -1, "the refused pcap was created");
 }
