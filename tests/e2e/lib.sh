@@ -134,3 +134,20 @@ proc_status() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
 
 # moat_children: pids of moat-netstack and moat-proxy under $MOAT_PID
 child_pid() { pgrep -P "$MOAT_PID" -x "$1" | head -n1; }
+
+# moat_child NAME: the pid of moat's child NAME, waiting up to 5 s for it
+moat_child() {
+	local pid=
+	for _ in $(seq 50); do
+		pid=$(child_pid "$1" || true)
+		[ -n "$pid" ] && break
+		sleep 0.1
+	done
+	[ -n "$pid" ] || fail "no $1 process under moat ($MOAT_PID)"
+	echo "$pid"
+}
+
+# gone PID: true once /proc/PID no longer exists or is a zombie
+gone() {
+	[ ! -e "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]
+}

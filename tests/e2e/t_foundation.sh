@@ -5,23 +5,6 @@
 source "$(dirname "$0")/lib.sh"
 need python3 pgrep nsenter
 
-# the_pid NAME: the pid of moat's child with comm NAME (waits a moment for it)
-the_pid() {
-	local pid=
-	for _ in $(seq 50); do
-		pid=$(child_pid "$1" || true)
-		[ -n "$pid" ] && break
-		sleep 0.1
-	done
-	[ -n "$pid" ] || fail "no $1 process under moat ($MOAT_PID)"
-	echo "$pid"
-}
-
-# gone PID: true once /proc/PID no longer exists (reaped) or is a zombie
-gone() {
-	[ ! -e "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]
-}
-
 # wait_gone SECONDS PID...
 wait_gone() {
 	local t=$1; shift
@@ -56,8 +39,8 @@ guest_up 1500 static
 moat_start --events "$WORK/events.jsonl"
 SUP=$MOAT_PID
 [ "$(cat "/proc/$SUP/comm")" = moat ] || fail "supervisor comm is '$(cat "/proc/$SUP/comm")', not moat"
-NS=$(the_pid moat-netstack)
-PX=$(the_pid moat-proxy)
+NS=$(moat_child moat-netstack)
+PX=$(moat_child moat-proxy)
 [ "$(cat "/proc/$NS/comm")" = moat-netstack ] || fail "netstack comm"
 [ "$(cat "/proc/$PX/comm")" = moat-proxy ] || fail "proxy comm"
 [ "$(proc_status "$NS" PPid)" = "$SUP" ] || fail "netstack's parent is not the supervisor"
@@ -160,8 +143,8 @@ sleep 1000 &
 VM=$!
 moat_start --vm-pid "$VM" --events "$WORK/events2.jsonl"
 SUP=$MOAT_PID
-NS=$(the_pid moat-netstack)
-PX=$(the_pid moat-proxy)
+NS=$(moat_child moat-netstack)
+PX=$(moat_child moat-proxy)
 kill -KILL "$PX"
 rc=0
 wait "$MOAT_PID" || rc=$?
