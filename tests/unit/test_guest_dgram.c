@@ -4,6 +4,9 @@
  * batches both ways, learning the peer (with and without vfkit's "VFKT"),
  * strangers, a restarted peer, and a peer whose queue is full.
  */
+#define _GNU_SOURCE
+#include <sys/wait.h>
+
 #include "guest_harness.h"
 
 static struct harness h;

@@ -7,6 +7,8 @@
  * port is closed (its socket unlinked) under the filter. A call missing
  * from the list kills the child with SIGSYS.
  */
+#define _GNU_SOURCE
+#include <fcntl.h>
 #include <seccomp.h>
 #include <sys/epoll.h>
 #include <sys/wait.h>
