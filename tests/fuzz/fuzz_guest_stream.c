@@ -77,7 +77,7 @@ static void init(void)
 	    guest_spec_parse(s, &spec, err, sizeof(err)) < 0)
 		abort();
 	g = guest_open(&spec, err, sizeof(err));
-	if (!g || guest_start(g, &lp, &r, gefd, nefd, NULL) < 0)
+	if (!g || guest_start(g, &lp, &r, gefd, nefd) < 0)
 		abort();
 	ring_attach(&g2s, r.part[MOAT_PART_RING_G2S], region_ring_capacity(&r, MOAT_PART_RING_G2S),
 		    -1, gefd, NULL);
