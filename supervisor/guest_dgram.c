@@ -102,6 +102,7 @@ struct dgram {
 	int tfd;			/* retry timer (dgram:PATH) */
 	struct loop_watch wt;
 	bool timer_armed;
+	bool denied_logged;		/* the peer's socket refused us (EACCES): said once */
 	long retry_ns;			/* next retry delay */
 	uint64_t foreign;		/* datagrams dropped from strangers */
 	char what[128];
@@ -256,6 +257,7 @@ static void peer_lost(struct guest *g, const char *why)
 	log_info("guest port: %s: peer %s gone (%s); waiting for the next", d->what,
 		 addr_str(&d->peer, d->peer_len, a), why);
 	d->have_peer = false;
+	d->denied_logged = false;
 	d->peer_ino_known = false;
 	if (d->pidfd >= 0) {
 		loop_del(g->loop, &d->wp);
@@ -548,6 +550,13 @@ static void dgram_output(struct guest *g)
 				peer_lost(g, strerror(e));
 			} else {
 				/* This frame cannot be sent (EMSGSIZE, ...): skip it, like a wire. */
+				if ((e == EACCES || e == EPERM) && !d->denied_logged) {
+					d->denied_logged = true;
+					log_warn("guest port: %s: the VMM's socket refuses moat (%s): moat "
+						 "runs as uid %u after set-up; make the VMM's socket "
+						 "writable for it (umask 0) or use --user",
+						 d->what, strerror(e), (unsigned)geteuid());
+				}
 				log_debug("guest port: %s: send: %s", d->what, strerror(e));
 				if (k > 1) {
 					g->s2g.tail = start[1];
