@@ -4,7 +4,7 @@
  *
  * Theory of Operation
  * -------------------
- * Runs in moat-netstack, called by netif.c for ARP frames that passed
+ * Runs in moat-netstack, called by guestif.c for ARP frames that passed
  * frame_check() (Ethernet/IPv4 ARP, complete) and anti-spoofing. The guest
  * reaches every address through the gateway, so the netstack answers
  * requests for exactly two addresses, the gateway's and the DNS server's,

@@ -6,8 +6,8 @@
  * -------------------
  * Runs in moat-netstack. flows_emit() writes one record to s2p (a header
  * struct plus bytes taken straight from a pbuf chain); when s2p is full it
- * says so and marks s2p blocked, and the caller keeps what it owes (tcp.c)
- * or drops a datagram (udp.c, icmp.c).
+ * says so and marks s2p blocked, and the caller keeps what it owes (conn.c)
+ * or drops a datagram (dgram.c, icmpgw.c).
  *
  * flows_poll() drains p2s. The proxy is less trusted than the netstack's
  * own state: every record is looked at through ring_peek(), its fixed

@@ -4,9 +4,9 @@
  * (netstack.c), the lwIP glue and the protocol files. Private to netstack/:
  * only files in netstack/ and the netstack's own tests include it.
  *
- * Prefixes: stack_ (stack.c), gif_ (netif.c, the guest interface), arp_
- * (arp.c), dhcps_ (dhcp.c, the DHCP server), ping_ (icmp.c), dgram_
- * (udp.c), conn_ (tcp.c, TCP flows), flows_ (flows.c, the p2s dispatch).
+ * Prefixes: stack_ (stack.c), gif_ (guestif.c, the guest interface), arp_
+ * (arp.c), dhcps_ (dhcps.c, the DHCP server), ping_ (icmpgw.c), dgram_
+ * (dgram.c), conn_ (conn.c, TCP flows), flows_ (flows.c, the p2s dispatch).
  * lwIP owns netif_, icmp_, udp_, tcp_ and dhcp_.
  */
 #ifndef MOAT_STACK_H
@@ -119,7 +119,7 @@ void stack_drop(struct netstack *ns, int reason);
 void stack_violation(struct netstack *ns, uint32_t reason, uint32_t flow, const char *detail);
 int sys_arch_init(void);
 
-/* netif.c: the guest link */
+/* guestif.c: the guest link */
 int gif_init(struct netstack *ns);
 void gif_poll(struct netstack *ns, unsigned budget);
 int gif_send_frame(struct netstack *ns, const uint8_t *dst_mac, uint16_t ethertype,
@@ -130,10 +130,10 @@ bool gif_s2g_room(struct netstack *ns, size_t bytes);
 /* arp.c */
 void arp_input(struct netstack *ns, const uint8_t *frame, size_t len);
 
-/* dhcp.c: the server's glue (the parser is in dhcp.h) */
+/* dhcps.c: the server's glue (the parser is in dhcps.h) */
 void dhcps_input(struct netstack *ns, struct pbuf *p, uint16_t udp_off, uint16_t udp_len);
 
-/* icmp.c */
+/* icmpgw.c */
 void ping_input4(struct netstack *ns, struct pbuf *p);
 void ping_input6(struct netstack *ns, struct pbuf *p, uint16_t l4_off);
 int ping_echo_reply_from_proxy(struct netstack *ns, const struct flow_echo *e,
@@ -144,12 +144,12 @@ int ping_send_echo_reply(struct netstack *ns, const ip_addr_t *src, const ip_add
 			 uint16_t ident, uint16_t seq, struct pbuf *data, uint16_t data_off,
 			 const uint8_t *bytes, uint32_t len);
 
-/* udp.c */
+/* dgram.c */
 void dgram_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off);
 int dgram_output(struct netstack *ns, const ip_addr_t *src, uint16_t sport, const ip_addr_t *dst,
 		 uint16_t dport, const uint8_t *data, uint32_t len);
 
-/* tcp.c: TCP flows */
+/* conn.c: TCP flows */
 int conn_init(struct netstack *ns);
 void conn_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off);
 void conn_pump(struct netstack *ns);

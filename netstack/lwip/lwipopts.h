@@ -12,9 +12,9 @@
  * exhausted arena makes lwIP return ERR_MEM, which the glue counts.
  *
  * lwIP sees only what moat's own input path hands it: ARP, DHCP, ICMP and
- * UDP never reach lwIP (netstack/arp.c, dhcp.c, icmp.c, udp.c parse them);
+ * UDP never reach lwIP (netstack/arp.c, dhcps.c, icmpgw.c, dgram.c parse them);
  * TCP segments are validated and then given to tcp_input() directly for
- * any destination address (netstack/netif.c), and IPv4/IPv6 fragments go
+ * any destination address (netstack/guestif.c), and IPv4/IPv6 fragments go
  * through lwIP's bounded reassembly first. Checksums of guest input are not
  * checked (every length is validated by netstack/frame.c instead, and a
  * guest's virtual link does not corrupt bits); checksums of output are
@@ -92,11 +92,11 @@ void arena_lwip_free(void *ptr);
 #define LWIP_BROADCAST_PING		0
 #define LWIP_MULTICAST_PING		0
 #define LWIP_RAW			0
-#define LWIP_DHCP			0	/* moat serves DHCP itself (dhcp.c) */
+#define LWIP_DHCP			0	/* moat serves DHCP itself (dhcps.c) */
 #define LWIP_AUTOIP			0
 #define LWIP_IGMP			0
 #define LWIP_DNS			0
-#define LWIP_UDP			0	/* udp.c builds and parses datagrams itself */
+#define LWIP_UDP			0	/* dgram.c builds and parses datagrams itself */
 
 /* ---- IPv6 ------------------------------------------------------------- */
 #define LWIP_IPV6			1
@@ -133,7 +133,7 @@ void arena_lwip_free(void *ptr);
 #define LWIP_CALLBACK_API		1
 #define LWIP_EVENT_API			0
 #define TCP_LISTEN_BACKLOG		0
-#define SO_REUSE			1	/* SOF_REUSEADDR on listeners (tcp.c) */
+#define SO_REUSE			1	/* SOF_REUSEADDR on listeners (conn.c) */
 /*
  * The largest MSS an MTU of 65520 allows; the MSS actually used is derived
  * from the netif MTU and the guest's SYN (TCP_CALCULATE_EFF_SEND_MSS).

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "netstack/dhcp.h"
+#include "netstack/dhcps.h"
 #include "netstack/frame.h"
 #include "../unit/netstack_harness.h"
 

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_netstack_dhcp.c - the DHCP server's parser and replies
- * (netstack/dhcp.c), called directly and through a whole netstack.
+ * (netstack/dhcps.c), called directly and through a whole netstack.
  */
 #include <criterion/criterion.h>
 
-#include "netstack/dhcp.h"
+#include "netstack/dhcps.h"
 #include "netstack_harness.h"
 
 static uint8_t m[1024];

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dhcp.h - the netstack's DHCPv4 server: message parser and reply builder.
+ * dhcps.h - the netstack's DHCPv4 server: message parser and reply builder.
  * Pure functions without lwIP (unit tests and fuzzers call them directly).
  * Private to netstack/ and its tests.
  */

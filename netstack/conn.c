@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tcp.c - TCP flows: connect before accept, credits, half-close, reaping
+ * conn.c - TCP flows: connect before accept, credits, half-close, reaping
  *
  * Theory of Operation
  * -------------------

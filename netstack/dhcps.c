@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dhcp.c - the DHCPv4 server for the guest
+ * dhcps.c - the DHCPv4 server for the guest
  *
  * Theory of Operation
  * -------------------
@@ -8,7 +8,7 @@
  * the guest's DHCP itself, slirp-style: there is exactly one lease, the
  * guest address from the region header, with the gateway as router and
  * server id, the DNS address, the subnet mask and the interface MTU. The
- * input path (netif.c -> udp.c) hands over UDP datagrams to port 67 that are
+ * input path (guestif.c -> dgram.c) hands over UDP datagrams to port 67 that are
  * broadcast or addressed to the gateway.
  *
  *   DISCOVER -> OFFER        REQUEST for the guest address -> ACK
@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "lwip/ip4_addr.h"
-#include "netstack/dhcp.h"
+#include "netstack/dhcps.h"
 #include "netstack/frame.h"
 #include "netstack/stack.h"
 

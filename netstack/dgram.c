@@ -1,16 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * udp.c - guest UDP datagrams to and from the proxy
+ * dgram.c - guest UDP datagrams to and from the proxy
  *
  * Theory of Operation
  * -------------------
  * Runs in moat-netstack. UDP does not go through lwIP's udp_input(): lwIP
  * has no wildcard port, and UDP needs no state in the netstack ("flows are
- * the proxy's business", shm/flow.h). A validated guest datagram (netif.c
+ * the proxy's business", shm/flow.h). A validated guest datagram (guestif.c
  * checked the header and the UDP length against the IP length) becomes one
  * FLOW_DGRAM record on s2p with src = the guest and dst = where it was
  * going, whatever that address is; DHCP to the server port on the gateway
- * or broadcast goes to dhcp.c instead; other broadcast and multicast
+ * or broadcast goes to dhcps.c instead; other broadcast and multicast
  * datagrams are dropped (NOT_FOR_US). When s2p is full the datagram is
  * dropped and counted (RING_FULL): UDP is allowed to lose, TCP never is.
  *
@@ -27,7 +27,7 @@
 #include "lwip/ip6.h"
 #include "lwip/prot/ip4.h"
 #include "lwip/prot/ip6.h"
-#include "netstack/dhcp.h"
+#include "netstack/dhcps.h"
 #include "netstack/frame.h"
 #include "netstack/stack.h"
 

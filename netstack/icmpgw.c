@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * icmp.c - ICMP toward the guest: echo, unreachables, IPv6 ND and RA
+ * icmpgw.c - ICMP toward the guest: echo, unreachables, IPv6 ND and RA
  *
  * Theory of Operation
  * -------------------
@@ -20,7 +20,7 @@
  *     frame) a Router Advertisement with the guest's /64 for SLAAC, the MTU
  *     and the on-link flag off, so every destination is reached through us.
  * Everything else the guest sends over ICMP is dropped (PROTOCOL).
- * Packets arrive validated (netif.c) with the ICMP header present.
+ * Packets arrive validated (guestif.c) with the ICMP header present.
  */
 #include <errno.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * netif.c - the guest link: g2s frames in, s2g frames out, input dispatch
+ * guestif.c - the guest link: g2s frames in, s2g frames out, input dispatch
  *
  * Theory of Operation
  * -------------------
@@ -26,10 +26,10 @@
  * Valid frames are dispatched by protocol, for any destination address
  * (DESIGN §6): ARP to arp.c; IPv4/IPv6 fragments through lwIP's bounded
  * reassembly (ip4_reass/ip6_reass), after which the transport header is
- * validated again; then TCP to tcp.c (which holds new SYNs and hands
+ * validated again; then TCP to conn.c (which holds new SYNs and hands
  * everything else to lwIP's tcp_input() through gif_feed_tcp(), which sets
- * up lwIP's ip_data as ip4_input()/ip6_input() would), UDP to udp.c and
- * ICMP to icmp.c.
+ * up lwIP's ip_data as ip4_input()/ip6_input() would), UDP to dgram.c and
+ * ICMP to icmpgw.c.
  */
 #include <errno.h>
 #include <string.h>
