@@ -129,24 +129,30 @@ static int open_socket(struct proxy *px, struct echo_session *s)
 	int fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			fam == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6);
 	socklen_t len;
+	int rc;
 
 	if (fd < 0) {
+		rc = -errno;	/* before log_warn() can change it */
 		if (!px->icmp->warned) {
 			log_warn("icmp: no ping socket (%s); is our group in "
 				 "net.ipv4.ping_group_range? Echo requests are dropped",
-				 strerror(errno));
+				 strerror(-rc));
 			px->icmp->warned = true;
 		}
-		return -errno;
+		return rc;
 	}
 	ep.port = 0;
 	len = (socklen_t)relay_sockaddr(px, &ep, false, &ss);
-	if (connect(fd, (struct sockaddr *)&ss, len) < 0 ||
-	    uv_poll_init(&px->loop, &s->poll, fd) < 0) {
-		int e = -errno;
-
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+		rc = -errno;
 		close(fd);
-		return e ? e : -EIO;
+		return rc;
+	}
+	/* libuv returns its error (a negative errno); it does not set errno. */
+	rc = uv_poll_init(&px->loop, &s->poll, fd);
+	if (rc < 0) {
+		close(fd);
+		return rc;
 	}
 	s->fd = fd;
 	s->poll.data = s;
