@@ -568,7 +568,7 @@ void conn_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off)
 
 	if ((th[13] & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
 		if (find_pcb(tcp_active_pcbs, &key)) {
-			gif_feed_tcp(ns, p);	/* lwIP knows it: a retransmitted SYN */
+			guestif_feed_tcp(ns, p);	/* lwIP knows it: a retransmitted SYN */
 			return;
 		}
 		tw = find_pcb(tcp_tw_pcbs, &key);
@@ -620,7 +620,7 @@ void conn_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off)
 			return;
 		}
 	}
-	gif_feed_tcp(ns, p);
+	guestif_feed_tcp(ns, p);
 }
 
 static struct tcp_pcb *listener_get(uint16_t port)
@@ -678,7 +678,7 @@ void conn_connect_result(struct netstack *ns, const struct flow_connect_result *
 			return;
 		}
 		c->state = CS_HANDSHAKE;
-		gif_feed_tcp(ns, syn);
+		guestif_feed_tcp(ns, syn);
 		c->pcb = find_pcb(tcp_active_pcbs, c);
 		if (!c->pcb) {
 			finish(c, true);
@@ -691,7 +691,7 @@ void conn_connect_result(struct netstack *ns, const struct flow_connect_result *
 		return;
 	case MOAT_CONN_UNREACHABLE:
 	case MOAT_CONN_TIMEOUT:
-		ping_unreachable(ns, syn, c->v6);
+		icmpgw_unreachable(ns, syn, c->v6);
 		break;
 	default:		/* refused, denied, limit */
 		rst_syn(c, syn, syn_l4_off(c));
@@ -988,7 +988,7 @@ void conn_timer(struct netstack *ns)
 			if (now - c->born_ms <= ns->cfg.connect_timeout_ms + 5000u)
 				break;
 			log_debug("flow %u: no connect result from the proxy", c->id);
-			ping_unreachable(ns, c->syn, c->v6);
+			icmpgw_unreachable(ns, c->syn, c->v6);
 			dl_del(&c->pend);
 			if (c->need_connect) {
 				conn_free(c);

@@ -222,7 +222,7 @@ static int dispatch(struct netstack *ns, uint32_t type, const uint8_t *rec, uint
 		    (m.dst.family == 4 && ip4_addr_get_u32(ip_2_ip4(&dst)) != ns->cfg.guest_ip4) ||
 		    (m.dst.family == 6 && ip6_addr_ismulticast(ip_2_ip6(&dst))))
 			return bad(ns, 0, "DGRAM addresses"), DISP_BAD;
-		if (!gif_s2g_room(ns, s2g_need(ns, len))) {
+		if (!guestif_s2g_room(ns, s2g_need(ns, len))) {
 			ns->p2s_paused = true;
 			ns->p2s_need_s2g = (uint32_t)s2g_need(ns, len);
 			return DISP_WAIT;
@@ -238,12 +238,12 @@ static int dispatch(struct netstack *ns, uint32_t type, const uint8_t *rec, uint
 			return bad(ns, 0, "ECHO_REPLY size"), DISP_BAD;
 		memcpy(&m, rec, sizeof(m));
 		len = n - (uint32_t)sizeof(m);
-		if (!gif_s2g_room(ns, s2g_need(ns, len))) {
+		if (!guestif_s2g_room(ns, s2g_need(ns, len))) {
 			ns->p2s_paused = true;
 			ns->p2s_need_s2g = (uint32_t)s2g_need(ns, len);
 			return DISP_WAIT;
 		}
-		if (ping_echo_reply_from_proxy(ns, &m, rec + sizeof(m), len) < 0)
+		if (icmpgw_echo_reply_from_proxy(ns, &m, rec + sizeof(m), len) < 0)
 			return bad(ns, 0, "ECHO_REPLY addresses"), DISP_BAD;
 		return DISP_DONE;
 	}
@@ -273,7 +273,7 @@ static int dispatch(struct netstack *ns, uint32_t type, const uint8_t *rec, uint
 void flows_poll(struct netstack *ns, unsigned budget)
 {
 	if (ns->p2s_paused) {
-		if (ns->p2s_need_s2g && !gif_s2g_room(ns, ns->p2s_need_s2g))
+		if (ns->p2s_need_s2g && !guestif_s2g_room(ns, ns->p2s_need_s2g))
 			return;
 		if (!ns->p2s_need_s2g && (int32_t)(sys_now() - ns->p2s_retry_ms) < 0)
 			return;

@@ -13,8 +13,8 @@
  * our eventfd because we announced the wait with ring_wait_space()). Records
  * are published once per loop iteration (stack.c flushes), not per frame.
  *
- * Input: gif_poll() copies each g2s record out of the ring into an
- * exact-size lwIP pbuf (one copy, no double fetch), and gif_input() then
+ * Input: guestif_poll() copies each g2s record out of the ring into an
+ * exact-size lwIP pbuf (one copy, no double fetch), and guestif_input() then
  * trusts only that copy. Every frame passes frame_check() first (lengths,
  * header consistency, no IP options, known ethertypes and protocols, MAC
  * destination ours or broadcast/multicast); a failure is counted under its
@@ -27,7 +27,7 @@
  * (DESIGN §6): ARP to arp.c; IPv4/IPv6 fragments through lwIP's bounded
  * reassembly (ip4_reass/ip6_reass), after which the transport header is
  * validated again; then TCP to conn.c (which holds new SYNs and hands
- * everything else to lwIP's tcp_input() through gif_feed_tcp(), which sets
+ * everything else to lwIP's tcp_input() through guestif_feed_tcp(), which sets
  * up lwIP's ip_data as ip4_input()/ip6_input() would), UDP to dgram.c and
  * ICMP to icmpgw.c.
  */
@@ -81,7 +81,7 @@ static err_t linkout(struct netstack *ns, const uint8_t *dst, uint16_t type, str
 }
 
 /**
- * gif_send_frame() - send a frame built by moat's own code (ARP)
+ * guestif_send_frame() - send a frame built by moat's own code (ARP)
  * @ns:		netstack
  * @dst_mac:	destination MAC
  * @ethertype:	ETHTYPE_*
@@ -90,8 +90,8 @@ static err_t linkout(struct netstack *ns, const uint8_t *dst, uint16_t type, str
  *
  * Return: 0, or -ENOBUFS if s2g is full (the frame is not sent).
  */
-int gif_send_frame(struct netstack *ns, const uint8_t *dst_mac, uint16_t ethertype,
-		   const void *l3, size_t l3len)
+int guestif_send_frame(struct netstack *ns, const uint8_t *dst_mac, uint16_t ethertype,
+		       const void *l3, size_t l3len)
 {
 	uint8_t *f;
 	void *rec;
@@ -112,13 +112,13 @@ int gif_send_frame(struct netstack *ns, const uint8_t *dst_mac, uint16_t etherty
 }
 
 /**
- * gif_s2g_room() - whether s2g can take @bytes of frames now
+ * guestif_s2g_room() - whether s2g can take @bytes of frames now
  * @ns:		netstack
  * @bytes:	frame bytes about to be sent (record overhead is added)
  *
  * Return: true if they fit.
  */
-bool gif_s2g_room(struct netstack *ns, size_t bytes)
+bool guestif_s2g_room(struct netstack *ns, size_t bytes)
 {
 	return ring_free_bytes(&ns->s2g) >= bytes + 64;
 }
@@ -126,7 +126,7 @@ bool gif_s2g_room(struct netstack *ns, size_t bytes)
 /*
  * The guest has not sent a frame yet, so its MAC is unknown: ask for it
  * (ARP "who has guest, tell gateway", at most once a second) and report
- * ERR_MEM so that lwIP keeps the segment; gif_input() retries the output
+ * ERR_MEM so that lwIP keeps the segment; guestif_input() retries the output
  * once the MAC is learned.
  */
 static err_t mac_unknown(struct netstack *ns)
@@ -143,7 +143,7 @@ static err_t mac_unknown(struct netstack *ns)
 		memcpy(a + 14, &ns->cfg.gw_ip4, 4);
 		memset(a + 18, 0, 6);
 		memcpy(a + 24, &ns->cfg.guest_ip4, 4);
-		if (gif_send_frame(ns, bcast_mac, ETHTYPE_ARP, a, sizeof(a)) == 0) {
+		if (guestif_send_frame(ns, bcast_mac, ETHTYPE_ARP, a, sizeof(a)) == 0) {
 			ns->mac_wait = true;
 			ns->mac_asked_ms = sys_now();
 		}
@@ -208,12 +208,12 @@ static err_t netif_setup(struct netif *netif)
 }
 
 /**
- * gif_init() - create lwIP's netif for the guest link
+ * guestif_init() - create lwIP's netif for the guest link
  * @ns:	netstack (configuration filled in)
  *
  * Return: 0 or -1.
  */
-int gif_init(struct netstack *ns)
+int guestif_init(struct netstack *ns)
 {
 	ip4_addr_t ip, mask, gw;
 	ip6_addr_t ll;
@@ -321,7 +321,7 @@ static void input4(struct netstack *ns, struct pbuf *p, const struct frame_info 
 		dgram_input(ns, p, false, IP_HLEN);
 		break;
 	default:
-		ping_input4(ns, p);
+		icmpgw_input4(ns, p);
 		break;
 	}
 	pbuf_free(p);
@@ -368,14 +368,14 @@ static void input6(struct netstack *ns, struct pbuf *p, const struct frame_info 
 		dgram_input(ns, p, true, l4_off);
 		break;
 	default:
-		ping_input6(ns, p, l4_off);
+		icmpgw_input6(ns, p, l4_off);
 		break;
 	}
 	pbuf_free(p);
 }
 
 /* One frame, in a private single pbuf; consumes @p. */
-static void gif_input(struct netstack *ns, struct pbuf *p)
+static void guestif_input(struct netstack *ns, struct pbuf *p)
 {
 	const uint8_t *f = p->payload;
 	struct frame_info fi;
@@ -393,7 +393,7 @@ static void gif_input(struct netstack *ns, struct pbuf *p)
 		ns->guest_mac_known = true;
 		log_info("guest MAC %02x:%02x:%02x:%02x:%02x:%02x", f[6], f[7], f[8], f[9], f[10],
 			 f[11]);
-		ping_guest_seen(ns);
+		icmpgw_guest_seen(ns);
 		if (ns->mac_wait) {
 			ns->mac_wait = false;
 			ns->s2g_blocked = true;		/* stack_poll() retries lwIP's output */
@@ -421,13 +421,13 @@ static void gif_input(struct netstack *ns, struct pbuf *p)
 }
 
 /**
- * gif_poll() - take guest frames from g2s
+ * guestif_poll() - take guest frames from g2s
  * @ns:		netstack
  * @budget:	at most this many frames; ns->more is set if some are left
  *
  * A corrupt ring is a violation: it is reported and the loop stops.
  */
-void gif_poll(struct netstack *ns, unsigned budget)
+void guestif_poll(struct netstack *ns, unsigned budget)
 {
 	while (budget-- && !ns->violation) {
 		const uint8_t *rec;
@@ -458,7 +458,7 @@ void gif_poll(struct netstack *ns, unsigned budget)
 			/* The one read of the shared bytes; only the copy is parsed. */
 			memcpy(p->payload, rec, (size_t)n);
 			ring_consume(&ns->g2s);
-			gif_input(ns, p);
+			guestif_input(ns, p);
 			continue;
 		}
 		ring_consume(&ns->g2s);
@@ -467,7 +467,7 @@ void gif_poll(struct netstack *ns, unsigned budget)
 }
 
 /**
- * gif_feed_tcp() - hand a TCP segment to lwIP, whatever its destination
+ * guestif_feed_tcp() - hand a TCP segment to lwIP, whatever its destination
  * @ns:	netstack
  * @p:	IPv4 or IPv6 packet, payload at the IP header, transport header
  *	directly after the fixed header; consumed
@@ -475,7 +475,7 @@ void gif_poll(struct netstack *ns, unsigned budget)
  * Sets lwIP's ip_data as ip4_input()/ip6_input() do before they call
  * tcp_input() (ip4.c:683-686, 515-516) and clears it afterwards.
  */
-void gif_feed_tcp(struct netstack *ns, struct pbuf *p)
+void guestif_feed_tcp(struct netstack *ns, struct pbuf *p)
 {
 	const uint8_t *h = p->payload;
 	u16_t hlen;

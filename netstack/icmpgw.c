@@ -11,7 +11,7 @@
  *     addresses) is answered here (icmp_echo_replies);
  *   - an echo request to any other address becomes a FLOW_ECHO record for
  *     the proxy, which pings for real if the policy allows; its
- *     FLOW_ECHO_REPLY comes back through ping_echo_reply_from_proxy() and
+ *     FLOW_ECHO_REPLY comes back through icmpgw_echo_reply_from_proxy() and
  *     is sent to the guest from the original destination;
  *   - a held SYN whose connect failed with `unreachable` or `timeout` gets
  *     an ICMP host (v6: address) unreachable from the gateway;
@@ -81,7 +81,7 @@ static struct pbuf *icmp_alloc(uint32_t len)
 }
 
 /**
- * ping_send_echo_reply() - send an echo reply to the guest
+ * icmpgw_send_echo_reply() - send an echo reply to the guest
  * @ns:		netstack
  * @src:	who answers (the address the guest pinged)
  * @dst:	the guest
@@ -94,9 +94,9 @@ static struct pbuf *icmp_alloc(uint32_t len)
  *
  * Return: 0, -ENOMEM or -EIO.
  */
-int ping_send_echo_reply(struct netstack *ns, const ip_addr_t *src, const ip_addr_t *dst,
-			 uint16_t ident, uint16_t seq, struct pbuf *data, uint16_t data_off,
-			 const uint8_t *bytes, uint32_t len)
+int icmpgw_send_echo_reply(struct netstack *ns, const ip_addr_t *src, const ip_addr_t *dst,
+			   uint16_t ident, uint16_t seq, struct pbuf *data, uint16_t data_off,
+			   const uint8_t *bytes, uint32_t len)
 {
 	struct pbuf *p = icmp_alloc(8 + len);
 	uint8_t *h;
@@ -143,11 +143,11 @@ static void relay_echo(struct netstack *ns, struct pbuf *p, const ip_addr_t *src
 }
 
 /**
- * ping_input4() - an ICMPv4 message from the guest
+ * icmpgw_input4() - an ICMPv4 message from the guest
  * @ns:	netstack
  * @p:	the IPv4 packet (validated, reassembled); not freed here
  */
-void ping_input4(struct netstack *ns, struct pbuf *p)
+void icmpgw_input4(struct netstack *ns, struct pbuf *p)
 {
 	const struct ip_hdr *iph = p->payload;
 	uint32_t d = ip4_addr_get_u32(&iph->dest);
@@ -170,8 +170,8 @@ void ping_input4(struct netstack *ns, struct pbuf *p)
 	ip_addr_copy_from_ip4(src, iph->src);
 	ip_addr_copy_from_ip4(dst, iph->dest);
 	if (is_gateway4(ns, d)) {
-		if (!ping_send_echo_reply(ns, &dst, &src, rd16(h + 4), rd16(h + 6), p, IP_HLEN + 8,
-					  NULL, p->tot_len - IP_HLEN - 8u))
+		if (!icmpgw_send_echo_reply(ns, &dst, &src, rd16(h + 4), rd16(h + 6), p, IP_HLEN + 8,
+					    NULL, p->tot_len - IP_HLEN - 8u))
 			cnt_add(&ns->cnt->icmp_echo_replies, 1);
 		return;
 	}
@@ -200,7 +200,7 @@ static void send_na(struct netstack *ns, const ip6_addr_t *target, const ip_addr
 }
 
 /**
- * ping_router_advert() - send a Router Advertisement to all nodes
+ * router_advert() - send a Router Advertisement to all nodes
  * @ns:	netstack
  */
 static void router_advert(struct netstack *ns)
@@ -238,12 +238,12 @@ static void router_advert(struct netstack *ns)
 }
 
 /**
- * ping_input6() - an ICMPv6 message from the guest
+ * icmpgw_input6() - an ICMPv6 message from the guest
  * @ns:		netstack
  * @p:		the IPv6 packet (validated, reassembled); not freed here
  * @l4_off:	offset of the ICMPv6 header
  */
-void ping_input6(struct netstack *ns, struct pbuf *p, uint16_t l4_off)
+void icmpgw_input6(struct netstack *ns, struct pbuf *p, uint16_t l4_off)
 {
 	const struct ip6_hdr *ip6h = p->payload;
 	uint16_t len = (uint16_t)(p->tot_len - l4_off);
@@ -265,8 +265,8 @@ void ping_input6(struct netstack *ns, struct pbuf *p, uint16_t l4_off)
 			return;
 		}
 		if (is_gateway6(ns, ip_2_ip6(&dst))) {
-			if (!ping_send_echo_reply(ns, &dst, &src, rd16(h + 4), rd16(h + 6), p,
-						  (uint16_t)(l4_off + 8), NULL, len - 8u))
+			if (!icmpgw_send_echo_reply(ns, &dst, &src, rd16(h + 4), rd16(h + 6), p,
+						    (uint16_t)(l4_off + 8), NULL, len - 8u))
 				cnt_add(&ns->cnt->icmp_echo_replies, 1);
 			return;
 		}
@@ -310,19 +310,19 @@ void ping_input6(struct netstack *ns, struct pbuf *p, uint16_t l4_off)
 }
 
 /**
- * ping_guest_seen() - the guest's first frame: advertise the IPv6 router
+ * icmpgw_guest_seen() - the guest's first frame: advertise the IPv6 router
  * @ns:	netstack
  *
  * A guest whose Router Solicitations went out before moat attached would
  * otherwise wait for its next one.
  */
-void ping_guest_seen(struct netstack *ns)
+void icmpgw_guest_seen(struct netstack *ns)
 {
 	router_advert(ns);
 }
 
 /**
- * ping_echo_reply_from_proxy() - FLOW_ECHO_REPLY: the remote answered
+ * icmpgw_echo_reply_from_proxy() - FLOW_ECHO_REPLY: the remote answered
  * @ns:		netstack
  * @e:		the message (validated sizes; addresses checked here)
  * @data:	payload
@@ -331,8 +331,8 @@ void ping_guest_seen(struct netstack *ns)
  * Return: 0 (sent or dropped like a lost ping), -EINVAL for impossible
  * addresses (a violation).
  */
-int ping_echo_reply_from_proxy(struct netstack *ns, const struct flow_echo *e,
-			       const uint8_t *data, uint32_t len)
+int icmpgw_echo_reply_from_proxy(struct netstack *ns, const struct flow_echo *e,
+				 const uint8_t *data, uint32_t len)
 {
 	ip_addr_t peer, guest;
 
@@ -345,17 +345,17 @@ int ping_echo_reply_from_proxy(struct netstack *ns, const struct flow_echo *e,
 		return -EINVAL;
 	if (len > (IP_IS_V6(&guest) ? 0xffffu - 8u : 0xffffu - 8u - IP_HLEN))
 		return 0;
-	ping_send_echo_reply(ns, &peer, &guest, e->ident, e->seq, NULL, 0, data, len);
+	icmpgw_send_echo_reply(ns, &peer, &guest, e->ident, e->seq, NULL, 0, data, len);
 	return 0;
 }
 
 /**
- * ping_unreachable() - tell the guest its connection attempt cannot succeed
+ * icmpgw_unreachable() - tell the guest its connection attempt cannot succeed
  * @ns:		netstack
  * @orig:	the held packet (payload at the IP header); not freed here
  * @v6:		its family
  */
-void ping_unreachable(struct netstack *ns, struct pbuf *orig, bool v6)
+void icmpgw_unreachable(struct netstack *ns, struct pbuf *orig, bool v6)
 {
 	uint32_t quote = v6 ? orig->tot_len : IP_HLEN + 8u;
 	struct pbuf *p;

@@ -114,7 +114,7 @@ static void tick(void *arg)
 	count_frag_drops(ns);
 	count_memory(ns);
 	if (ns->guest_mac_known && ticks % RA_INTERVAL_S == 0)
-		ping_guest_seen(ns);
+		icmpgw_guest_seen(ns);
 	sys_timeout(TICK_MS, tick, ns);
 }
 
@@ -193,7 +193,7 @@ int stack_init(struct netstack *ns, const struct stack_fds *fds)
 		return rc;
 	}
 	lwip_init();
-	if (gif_init(ns) < 0) {
+	if (guestif_init(ns) < 0) {
 		log_error("cannot create the guest interface");
 		return -ENOMEM;
 	}
@@ -227,7 +227,7 @@ int stack_init(struct netstack *ns, const struct stack_fds *fds)
 /* lwIP output that failed on a full s2g: try again now that there is room. */
 static void retry_output(struct netstack *ns)
 {
-	if (!ns->s2g_blocked || !gif_s2g_room(ns, ns->cfg.mtu + 14u))
+	if (!ns->s2g_blocked || !guestif_s2g_room(ns, ns->cfg.mtu + 14u))
 		return;
 	ns->s2g_blocked = false;
 	for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
@@ -244,7 +244,7 @@ void stack_poll(struct netstack *ns)
 	if (ns->violation)
 		return;
 	ns->more = false;
-	gif_poll(ns, FRAME_BUDGET);
+	guestif_poll(ns, FRAME_BUDGET);
 	if (!ns->violation)
 		flows_poll(ns, MSG_BUDGET);
 	if (!ns->violation)

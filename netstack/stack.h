@@ -4,10 +4,13 @@
  * (netstack.c), the lwIP glue and the protocol files. Private to netstack/:
  * only files in netstack/ and the netstack's own tests include it.
  *
- * Prefixes: stack_ (stack.c), gif_ (guestif.c, the guest interface), arp_
- * (arp.c), dhcps_ (dhcps.c, the DHCP server), ping_ (icmpgw.c), dgram_
- * (dgram.c), conn_ (conn.c, TCP flows), flows_ (flows.c, the p2s dispatch).
- * lwIP owns netif_, icmp_, udp_, tcp_ and dhcp_.
+ * Prefixes: each file's non-static functions carry the file's name:
+ * stack_ (stack.c), guestif_ (guestif.c, the guest interface), arp_
+ * (arp.c), dhcps_ (dhcps.c, the DHCP server), icmpgw_ (icmpgw.c, ICMP as
+ * the gateway answers it), dgram_ (dgram.c, UDP flows), conn_ (conn.c, TCP
+ * flows), flows_ (flows.c, the p2s dispatch). lwIP owns netif_, icmp_,
+ * udp_, tcp_, dhcp_, etharp_, ip4_/ip6_, nd6_, pbuf_ and sys_ (sys_arch.c
+ * implements lwIP's port API and is the one exception).
  */
 #ifndef MOAT_STACK_H
 #define MOAT_STACK_H
@@ -120,12 +123,12 @@ void stack_violation(struct netstack *ns, uint32_t reason, uint32_t flow, const 
 int sys_arch_init(void);
 
 /* guestif.c: the guest link */
-int gif_init(struct netstack *ns);
-void gif_poll(struct netstack *ns, unsigned budget);
-int gif_send_frame(struct netstack *ns, const uint8_t *dst_mac, uint16_t ethertype,
-		   const void *l3, size_t l3len);
-void gif_feed_tcp(struct netstack *ns, struct pbuf *p);
-bool gif_s2g_room(struct netstack *ns, size_t bytes);
+int guestif_init(struct netstack *ns);
+void guestif_poll(struct netstack *ns, unsigned budget);
+int guestif_send_frame(struct netstack *ns, const uint8_t *dst_mac, uint16_t ethertype,
+		       const void *l3, size_t l3len);
+void guestif_feed_tcp(struct netstack *ns, struct pbuf *p);
+bool guestif_s2g_room(struct netstack *ns, size_t bytes);
 
 /* arp.c */
 void arp_input(struct netstack *ns, const uint8_t *frame, size_t len);
@@ -134,15 +137,15 @@ void arp_input(struct netstack *ns, const uint8_t *frame, size_t len);
 void dhcps_input(struct netstack *ns, struct pbuf *p, uint16_t udp_off, uint16_t udp_len);
 
 /* icmpgw.c */
-void ping_input4(struct netstack *ns, struct pbuf *p);
-void ping_input6(struct netstack *ns, struct pbuf *p, uint16_t l4_off);
-int ping_echo_reply_from_proxy(struct netstack *ns, const struct flow_echo *e,
-			       const uint8_t *data, uint32_t len);
-void ping_unreachable(struct netstack *ns, struct pbuf *orig, bool v6);
-void ping_guest_seen(struct netstack *ns);
-int ping_send_echo_reply(struct netstack *ns, const ip_addr_t *src, const ip_addr_t *dst,
-			 uint16_t ident, uint16_t seq, struct pbuf *data, uint16_t data_off,
-			 const uint8_t *bytes, uint32_t len);
+void icmpgw_input4(struct netstack *ns, struct pbuf *p);
+void icmpgw_input6(struct netstack *ns, struct pbuf *p, uint16_t l4_off);
+int icmpgw_echo_reply_from_proxy(struct netstack *ns, const struct flow_echo *e,
+				 const uint8_t *data, uint32_t len);
+void icmpgw_unreachable(struct netstack *ns, struct pbuf *orig, bool v6);
+void icmpgw_guest_seen(struct netstack *ns);
+int icmpgw_send_echo_reply(struct netstack *ns, const ip_addr_t *src, const ip_addr_t *dst,
+			   uint16_t ident, uint16_t seq, struct pbuf *data, uint16_t data_off,
+			   const uint8_t *bytes, uint32_t len);
 
 /* dgram.c */
 void dgram_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off);
