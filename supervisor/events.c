@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/rate.h"
 #include "supervisor/events.h"
 
 #define FIELD_MAX	32	/* fields copied from one proxy event */
@@ -377,26 +378,12 @@ static bool tame_key(const char *k)
 	return n > 0;
 }
 
-/* Token bucket over CLOCK_MONOTONIC: may one more proxy event be written? */
+/* May one more proxy event be written? */
 static bool rate_allows(void)
 {
-	static double tokens = EVENTS_PROXY_BURST;
-	static struct timespec last;
-	struct timespec now;
-	double dt;
+	static struct rate r = RATE_INIT(EVENTS_PROXY_RATE, EVENTS_PROXY_BURST);
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (last.tv_sec || last.tv_nsec) {
-		dt = (double)(now.tv_sec - last.tv_sec) + (double)(now.tv_nsec - last.tv_nsec) / 1e9;
-		tokens += dt * EVENTS_PROXY_RATE;
-		if (tokens > EVENTS_PROXY_BURST)
-			tokens = EVENTS_PROXY_BURST;
-	}
-	last = now;
-	if (tokens < 1.0)
-		return false;
-	tokens -= 1.0;
-	return true;
+	return rate_take(&r, 1);
 }
 
 static int reject(json_t *in)
