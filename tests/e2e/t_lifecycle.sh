@@ -93,6 +93,23 @@ done
 grep -q "moat-netstack\|moat-proxy" "$WORK/moat.log" || true
 pass "children: no memfd descriptor, stderr a pipe, stdout /dev/null, RLIMIT_FSIZE 0"
 
+# A child that floods its stderr cannot fill a disk through the supervisor:
+# write 16 MB into the netstack's log pipe (a second write end, opened
+# through /proc) and see that moat's log grew by little more than the burst.
+before=$(stat -c %s "$WORK/moat.log")
+timeout 60 python3 - "/proc/$NS/fd/2" <<'EOF' || fail "could not write 16 MB into the netstack's log pipe"
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+line = b"warn moat-netstack: " + b"x" * 979 + b"\n"
+for _ in range(16000):
+    os.write(fd, line)
+EOF
+grew=$(($(stat -c %s "$WORK/moat.log") - before))
+[ "$grew" -lt 4000000 ] || fail "16 MB of child log made moat's log grow by $grew bytes"
+grep -q "dropping their lines" "$WORK/moat.log" || fail "the dropped child log was not reported"
+[ "$(proc_status "$SUP" State | cut -c1)" != Z ] || fail "the supervisor died of the flood"
+pass "a child flooding its log: 16 MB offered, moat's log grew by $((grew / 1000)) kB, the drop reported"
+
 ###########################################################################
 # 3. kill -9 of the supervisor: nothing outlives it
 ###########################################################################
