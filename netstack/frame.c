@@ -30,7 +30,7 @@
 #define IP4_OFFMASK	0x1fff
 
 /* Addresses the guest may never use as a source or destination. */
-static bool ip4_martian(const uint8_t *a)
+static bool martian4(const uint8_t *a)
 {
 	return a[0] == 127 || (a[0] & 0xf0) == 0xe0 || a[0] >= 240;
 }
@@ -80,8 +80,8 @@ static int check_ip4(const uint8_t *ip, size_t len, struct frame_info *fi)
 	if (hl > IP4_HLEN)
 		return MOAT_DROP_IP_OPTIONS;
 	/* Destination 0.0.0.0 and martian sources or destinations. */
-	if (!memcmp(ip + 16, "\0\0\0\0", 4) || ip4_martian(ip + 12) ||
-	    (ip4_martian(ip + 16) && !(ip[16] == 255 && ip[17] == 255 && ip[18] == 255 &&
+	if (!memcmp(ip + 16, "\0\0\0\0", 4) || martian4(ip + 12) ||
+	    (martian4(ip + 16) && !(ip[16] == 255 && ip[17] == 255 && ip[18] == 255 &&
 				       ip[19] == 255) && (ip[16] & 0xf0) != 0xe0))
 		return MOAT_DROP_MALFORMED;
 	frag = rd16(ip + 6);

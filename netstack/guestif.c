@@ -191,7 +191,7 @@ static err_t linkoutput(struct netif *netif, struct pbuf *p)
 	return ERR_IF;		/* lwIP's ARP/ND are off: everything uses output4/6 */
 }
 
-static err_t netif_setup(struct netif *netif)
+static err_t link_setup(struct netif *netif)
 {
 	struct netstack *ns = netif->state;
 
@@ -221,7 +221,7 @@ int guestif_init(struct netstack *ns)
 	ip4_addr_set_u32(&ip, ns->cfg.gw_ip4);
 	ip4_addr_set_u32(&mask, ns->cfg.mask4);
 	ip4_addr_set_zero(&gw);
-	if (!netif_add(&ns->netif, &ip, &mask, &gw, ns, netif_setup, netif_input))
+	if (!netif_add(&ns->netif, &ip, &mask, &gw, ns, link_setup, netif_input))
 		return -1;
 	/* The gateway's global and link-local IPv6 addresses (used for ND/RA). */
 	memcpy(ll.addr, ns->cfg.gw_ip6, 16);

@@ -68,7 +68,7 @@ static int send_icmp(struct netstack *ns, struct pbuf *p, const ip_addr_t *src,
 	return err == ERR_OK ? 0 : -EIO;
 }
 
-static struct pbuf *icmp_alloc(uint32_t len)
+static struct pbuf *alloc_icmp(uint32_t len)
 {
 	struct pbuf *p;
 
@@ -98,7 +98,7 @@ int icmpgw_send_echo_reply(struct netstack *ns, const ip_addr_t *src, const ip_a
 			   uint16_t ident, uint16_t seq, struct pbuf *data, uint16_t data_off,
 			   const uint8_t *bytes, uint32_t len)
 {
-	struct pbuf *p = icmp_alloc(8 + len);
+	struct pbuf *p = alloc_icmp(8 + len);
 	uint8_t *h;
 
 	if (!p)
@@ -182,7 +182,7 @@ void icmpgw_input4(struct netstack *ns, struct pbuf *p)
 static void send_na(struct netstack *ns, const ip6_addr_t *target, const ip_addr_t *to,
 		    bool solicited)
 {
-	struct pbuf *p = icmp_alloc(32);
+	struct pbuf *p = alloc_icmp(32);
 	ip_addr_t src;
 	uint8_t *h;
 
@@ -205,7 +205,7 @@ static void send_na(struct netstack *ns, const ip6_addr_t *target, const ip_addr
  */
 static void router_advert(struct netstack *ns)
 {
-	struct pbuf *p = icmp_alloc(16 + 8 + 8 + 32);
+	struct pbuf *p = alloc_icmp(16 + 8 + 8 + 32);
 	ip_addr_t src, dst;
 	uint8_t *h, *o;
 
@@ -377,7 +377,7 @@ void icmpgw_unreachable(struct netstack *ns, struct pbuf *orig, bool v6)
 	}
 	if (quote > orig->tot_len)
 		quote = orig->tot_len;
-	p = icmp_alloc(8 + quote);
+	p = alloc_icmp(8 + quote);
 	if (!p)
 		return;
 	h = p->payload;
