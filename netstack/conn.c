@@ -81,12 +81,18 @@ struct dlist {
  * @id:		flow id (egress: generation | slot + 1)
  * @state:	enum conn_state; CS_DONE: lwIP no longer has it, messages for
  *		the proxy are still owed
- * @v6:		address family
+ * @v6:		the flow is IPv6 (@gaddr and @raddr are IPv6 addresses)
+ * @ingress:	opened by the proxy for a published port (id from the proxy)
+ * @need_result: an ingress CONNECT_RESULT (@result) is owed to the proxy
+ * @result:	the MOAT_CONN_* result of an ingress flow's connect
  * @gaddr, @gport: the guest's end
  * @raddr, @rport: the remote end (the original destination)
  * @pcb:	lwIP's pcb while attached
  * @syn:	the held SYN (payload at the IP header) while pending
- * @need_connect, @need_shut, @need_close, @close_reset: owed s2p messages
+ * @need_connect: a FLOW_CONNECT for the held SYN is owed to the proxy
+ * @need_shut:	a FLOW_SHUT_WR (the guest's FIN) is owed, after the queued data
+ * @need_close:	a FLOW_CLOSE is owed; the slot is freed once it is sent
+ * @close_reset: that FLOW_CLOSE says reset=1 (an RST or an abort, not a FIN)
  * @proxy_fin:	SHUT_WR came from the proxy (tcp_shutdown done or deferred)
  * @shut_applied: tcp_shutdown() was called for @proxy_fin
  * @guest_fin:	the guest's FIN was received
@@ -95,24 +101,32 @@ struct dlist {
  * @rx_uncredited: bytes sent as DATA the proxy has not credited back
  * @born_ms, @last_ms: creation and last activity (sys_now())
  * @rxq:	queued pbuf chains from the guest, @rxq_head, @rxq_n
- * @tx, @out, @pend: list links (s2p owed, tcp_output wanted, pending)
+ * @tx, @out, @pend, @ing: links in conns' lists (s2p owed, tcp_output
+ *		wanted, pending SYN, ingress)
  * @gen:	generation of this slot
- * @ingress:	opened by the proxy for a published port (id from the proxy)
- * @need_result, @result: an ingress CONNECT_RESULT owed to the proxy
+ * @free_next:	next free slot while this one is free
+ *
+ * The bools stay separate fields rather than one flags word: each is set and
+ * tested on its own, and the layout (the size logged at start) is unchanged.
  */
 struct conn {
 	uint32_t id;
 	uint8_t state;
-	bool v6;
-	bool ingress;
-	bool need_result;
+	bool v6;			/* IPv6 flow */
+	bool ingress;			/* published port: the proxy opened it */
+	bool need_result;		/* CONNECT_RESULT owed (ingress) */
 	uint8_t result;
 	ip_addr_t gaddr, raddr;
 	uint16_t gport, rport;
 	struct tcp_pcb *pcb;
 	struct pbuf *syn;
-	bool need_connect, need_shut, need_close, close_reset;
-	bool proxy_fin, shut_applied, guest_fin;
+	bool need_connect;		/* FLOW_CONNECT owed for the held SYN */
+	bool need_shut;			/* FLOW_SHUT_WR owed (guest's FIN) */
+	bool need_close;		/* FLOW_CLOSE owed; then the slot is freed */
+	bool close_reset;		/* ... with reset=1 */
+	bool proxy_fin;			/* the proxy sent SHUT_WR */
+	bool shut_applied;		/* tcp_shutdown() done for proxy_fin */
+	bool guest_fin;			/* the guest's FIN arrived */
 	uint32_t credit, credit_unsent, rx_uncredited;
 	uint32_t born_ms, last_ms;
 	struct pbuf *rxq[RXQ_MAX];
@@ -122,7 +136,26 @@ struct conn {
 	struct conn *free_next;
 };
 
-static struct {
+/**
+ * struct conn_table - every TCP flow and listener of this netstack
+ * @ns:		the netstack (for callbacks that get only a pcb or a conn)
+ * @tab:	@n flow slots, mapped by conn_init() before confinement
+ * @n:		number of slots (the header's max_tcp_connections)
+ * @idx_bits:	bits of a flow id that hold slot + 1; the generation is above
+ * @free:	free slots, linked by free_next
+ * @tx:		flows that owe the proxy a message (conn_pump())
+ * @out:	flows written to in this batch (one tcp_output() each)
+ * @pend:	flows whose SYN is held until the proxy's CONNECT_RESULT
+ * @ing:	ingress flows (published ports), found by the proxy's id
+ * @active:	flows counted in tcp_flows_active
+ * @lst:	the on-demand listener per destination port, or NULL
+ * @lst_used:	last use of each port's listener (sys_now())
+ * @lports:	the ports that have a listener, @nlports of them
+ *
+ * One per process, file-local: conn.c's functions reach it directly rather
+ * than through struct netstack, which other files share.
+ */
+static struct conn_table {
 	struct netstack *ns;
 	struct conn *tab;
 	uint32_t n, idx_bits;
@@ -133,7 +166,7 @@ static struct {
 	uint32_t *lst_used;		/* last use per port (sys_now()) */
 	uint16_t *lports;		/* ports with a listener */
 	uint32_t nlports;
-} T;
+} conns;
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
 
@@ -168,12 +201,12 @@ static void dl_del(struct dlist *e)
 
 static void tx_mark(struct conn *c)
 {
-	dl_add_tail(&T.tx, &c->tx);
+	dl_add_tail(&conns.tx, &c->tx);
 }
 
 static void out_mark(struct conn *c)
 {
-	dl_add_tail(&T.out, &c->out);
+	dl_add_tail(&conns.out, &c->out);
 }
 
 /**
@@ -189,29 +222,29 @@ int conn_init(struct netstack *ns)
 	size_t lst_bytes = 65536 * (sizeof(struct tcp_pcb *) + sizeof(uint32_t) + sizeof(uint16_t));
 	uint8_t *m;
 
-	memset(&T, 0, sizeof(T));
-	T.ns = ns;
-	T.n = ns->cfg.max_conns;
-	while ((1u << T.idx_bits) <= T.n)
-		T.idx_bits++;
+	memset(&conns, 0, sizeof(conns));
+	conns.ns = ns;
+	conns.n = ns->cfg.max_conns;
+	while ((1u << conns.idx_bits) <= conns.n)
+		conns.idx_bits++;
 	m = mmap(NULL, tab_bytes + lst_bytes, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m == MAP_FAILED)
 		return -ENOMEM;
-	T.tab = (struct conn *)(void *)m;
-	T.lst = (struct tcp_pcb **)(void *)(m + tab_bytes);
-	T.lst_used = (uint32_t *)(void *)(m + tab_bytes + 65536 * sizeof(struct tcp_pcb *));
-	T.lports = (uint16_t *)(void *)((uint8_t *)T.lst_used + 65536 * sizeof(uint32_t));
-	for (uint32_t i = T.n; i-- > 0;) {
-		T.tab[i].free_next = T.free;
-		T.free = &T.tab[i];
+	conns.tab = (struct conn *)(void *)m;
+	conns.lst = (struct tcp_pcb **)(void *)(m + tab_bytes);
+	conns.lst_used = (uint32_t *)(void *)(m + tab_bytes + 65536 * sizeof(struct tcp_pcb *));
+	conns.lports = (uint16_t *)(void *)((uint8_t *)conns.lst_used + 65536 * sizeof(uint32_t));
+	for (uint32_t i = conns.n; i-- > 0;) {
+		conns.tab[i].free_next = conns.free;
+		conns.free = &conns.tab[i];
 	}
-	dl_init(&T.tx);
-	dl_init(&T.out);
-	dl_init(&T.pend);
-	dl_init(&T.ing);
+	dl_init(&conns.tx);
+	dl_init(&conns.out);
+	dl_init(&conns.pend);
+	dl_init(&conns.ing);
 	log_debug("pool: tcp flow table entries=%u bytes=%zu (%zu per flow, %d rx chains each)",
-		  T.n, tab_bytes, sizeof(struct conn), (int)RXQ_MAX);
+		  conns.n, tab_bytes, sizeof(struct conn), (int)RXQ_MAX);
 	log_debug("pool: tcp listener tables bytes=%zu (one listener per destination port)",
 		  lst_bytes);
 	return 0;
@@ -219,40 +252,40 @@ int conn_init(struct netstack *ns)
 
 static struct conn *conn_alloc(void)
 {
-	struct conn *c = T.free;
+	struct conn *c = conns.free;
 	uint32_t slot, gen;
 
 	if (!c)
 		return NULL;
-	T.free = c->free_next;
-	slot = (uint32_t)(c - T.tab);
+	conns.free = c->free_next;
+	slot = (uint32_t)(c - conns.tab);
 	gen = c->gen + 1;
 	memset(c, 0, sizeof(*c));
 	c->gen = gen;
-	c->id = ((gen << T.idx_bits) | (slot + 1)) & (FLOW_ID_INGRESS - 1);
-	if ((c->id >> T.idx_bits) == 0)	/* generation wrapped to 0: keep ids unique-ish, nonzero */
-		c->id |= 1u << T.idx_bits;
+	c->id = ((gen << conns.idx_bits) | (slot + 1)) & (FLOW_ID_INGRESS - 1);
+	if ((c->id >> conns.idx_bits) == 0)	/* generation wrapped to 0: keep ids unique-ish, nonzero */
+		c->id |= 1u << conns.idx_bits;
 	c->born_ms = c->last_ms = sys_now();
 	return c;
 }
 
 static struct conn *conn_lookup(uint32_t id)
 {
-	uint32_t slot = id & ((1u << T.idx_bits) - 1);
+	uint32_t slot = id & ((1u << conns.idx_bits) - 1);
 	struct conn *c;
 
 	if (id & FLOW_ID_INGRESS) {
 		/* Published ports are few: a list, not an index. */
-		for (struct dlist *e = T.ing.next; e != &T.ing; e = e->next) {
+		for (struct dlist *e = conns.ing.next; e != &conns.ing; e = e->next) {
 			c = container_of(e, struct conn, ing);
 			if (c->id == id)
 				return c;
 		}
 		return NULL;
 	}
-	if (id == 0 || slot == 0 || slot > T.n)
+	if (id == 0 || slot == 0 || slot > conns.n)
 		return NULL;
-	c = &T.tab[slot - 1];
+	c = &conns.tab[slot - 1];
 	return c->state != CS_FREE && c->id == id ? c : NULL;
 }
 
@@ -277,16 +310,16 @@ static void conn_free(struct conn *c)
 	c->state = CS_FREE;
 	c->pcb = NULL;
 	c->syn = NULL;
-	c->free_next = T.free;
-	T.free = c;
+	c->free_next = conns.free;
+	conns.free = c;
 }
 
 static void count_closed(struct netstack *ns, struct conn *c)
 {
 	if (c->state == CS_OPEN) {
 		cnt_add(&ns->cnt->tcp_flows_closed, 1);
-		T.active--;
-		cnt_set(&ns->cnt->tcp_flows_active, T.active);
+		conns.active--;
+		cnt_set(&ns->cnt->tcp_flows_active, conns.active);
 	}
 }
 
@@ -308,7 +341,7 @@ static struct tcp_pcb *detach(struct conn *c)
 /* The flow is over for lwIP; tell the proxy (after queued data unless reset). */
 static void finish(struct conn *c, bool reset)
 {
-	count_closed(T.ns, c);
+	count_closed(conns.ns, c);
 	c->state = CS_DONE;
 	c->need_close = true;
 	c->close_reset = reset;
@@ -445,7 +478,7 @@ static void on_err(void *arg, err_t err)
 static err_t on_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 {
 	struct conn *c = arg;
-	struct netstack *ns = T.ns;
+	struct netstack *ns = conns.ns;
 
 	if (!npcb)
 		return ERR_MEM;		/* lwIP had no pcb for the SYN; the guest retransmits */
@@ -457,8 +490,8 @@ static err_t on_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 	c->last_ms = sys_now();
 	tcp_nagle_disable(npcb);
 	cnt_add(&ns->cnt->tcp_flows_opened, 1);
-	T.active++;
-	cnt_set(&ns->cnt->tcp_flows_active, T.active);
+	conns.active++;
+	cnt_set(&ns->cnt->tcp_flows_active, conns.active);
 	if (c->proxy_fin && !c->shut_applied) {
 		c->shut_applied = true;
 		tcp_shutdown(npcb, 0, 1);
@@ -480,7 +513,7 @@ static struct tcp_pcb *find_pcb(struct tcp_pcb *list, const struct conn *c)
 
 static struct conn *find_pending(const struct conn *key)
 {
-	for (struct dlist *e = T.pend.next; e != &T.pend; e = e->next) {
+	for (struct dlist *e = conns.pend.next; e != &conns.pend; e = e->next) {
 		struct conn *c = container_of(e, struct conn, pend);
 
 		if (c->gport == key->gport && c->rport == key->rport &&
@@ -595,11 +628,11 @@ void conn_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off)
 		c->rport = key.rport;
 		c->syn = p;
 		c->need_connect = true;
-		dl_add_tail(&T.pend, &c->pend);
+		dl_add_tail(&conns.pend, &c->pend);
 		tx_mark(c);
 		return;
 	}
-	if (T.pend.next != &T.pend) {
+	if (conns.pend.next != &conns.pend) {
 		c = find_pending(&key);
 		if (c) {
 			if (th[13] & TCP_RST) {
@@ -627,9 +660,9 @@ static struct tcp_pcb *listener_get(uint16_t port)
 {
 	struct tcp_pcb *pcb, *lpcb;
 
-	if (T.lst[port]) {
-		T.lst_used[port] = sys_now();
-		return T.lst[port];
+	if (conns.lst[port]) {
+		conns.lst_used[port] = sys_now();
+		return conns.lst[port];
 	}
 	pcb = tcp_new_ip_type(IPADDR_TYPE_ANY);
 	if (!pcb)
@@ -646,10 +679,10 @@ static struct tcp_pcb *listener_get(uint16_t port)
 	}
 	tcp_arg(lpcb, NULL);
 	tcp_accept(lpcb, on_accept);
-	T.lst[port] = lpcb;
-	T.lst_used[port] = sys_now();
-	T.lports[T.nlports++] = port;
-	cnt_set(&T.ns->cnt->listeners, T.nlports);
+	conns.lst[port] = lpcb;
+	conns.lst_used[port] = sys_now();
+	conns.lports[conns.nlports++] = port;
+	cnt_set(&conns.ns->cnt->listeners, conns.nlports);
 	return lpcb;
 }
 
@@ -851,8 +884,8 @@ uint32_t conn_reset_all(struct netstack *ns)
 	uint32_t n = 0;
 
 	(void)ns;
-	for (uint32_t i = 0; i < T.n; i++) {
-		struct conn *c = &T.tab[i];
+	for (uint32_t i = 0; i < conns.n; i++) {
+		struct conn *c = &conns.tab[i];
 
 		if (c->state == CS_FREE || !c->pcb)
 			continue;
@@ -934,8 +967,8 @@ static bool pump_one(struct netstack *ns, struct conn *c)
  */
 void conn_pump(struct netstack *ns)
 {
-	while (T.tx.next != &T.tx) {
-		struct dlist *e = T.tx.next;
+	while (conns.tx.next != &conns.tx) {
+		struct dlist *e = conns.tx.next;
 		struct conn *c = container_of(e, struct conn, tx);
 
 		if (!pump_one(ns, c))
@@ -951,8 +984,8 @@ void conn_pump(struct netstack *ns)
 void conn_output(struct netstack *ns)
 {
 	(void)ns;
-	while (T.out.next != &T.out) {
-		struct dlist *e = T.out.next;
+	while (conns.out.next != &conns.out) {
+		struct dlist *e = conns.out.next;
 		struct conn *c = container_of(e, struct conn, out);
 
 		dl_del(e);
@@ -979,8 +1012,8 @@ void conn_timer(struct netstack *ns)
 {
 	uint32_t now = sys_now(), i;
 
-	for (i = 0; i < T.n; i++) {
-		struct conn *c = &T.tab[i];
+	for (i = 0; i < conns.n; i++) {
+		struct conn *c = &conns.tab[i];
 		uint32_t idle_s;
 
 		switch (c->state) {
@@ -1013,26 +1046,26 @@ void conn_timer(struct netstack *ns)
 			break;
 		}
 	}
-	for (i = 0; i < T.nlports;) {
-		uint16_t port = T.lports[i];
+	for (i = 0; i < conns.nlports;) {
+		uint16_t port = conns.lports[i];
 
-		if (now - T.lst_used[port] > LISTEN_IDLE_MS) {
-			tcp_close(T.lst[port]);
-			T.lst[port] = NULL;
-			T.lports[i] = T.lports[--T.nlports];
+		if (now - conns.lst_used[port] > LISTEN_IDLE_MS) {
+			tcp_close(conns.lst[port]);
+			conns.lst[port] = NULL;
+			conns.lports[i] = conns.lports[--conns.nlports];
 			continue;
 		}
 		i++;
 	}
-	cnt_set(&ns->cnt->listeners, T.nlports);
+	cnt_set(&ns->cnt->listeners, conns.nlports);
 	cnt_set(&ns->cnt->pcbs_in_use, count_pcbs(tcp_active_pcbs) + count_pcbs(tcp_tw_pcbs) +
-		T.nlports);
+		conns.nlports);
 }
 
 static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 {
 	struct conn *c = arg;
-	struct netstack *ns = T.ns;
+	struct netstack *ns = conns.ns;
 
 	if (!c || err != ERR_OK || c->state != CS_HANDSHAKE)
 		return ERR_OK;
@@ -1040,8 +1073,8 @@ static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 	c->last_ms = sys_now();
 	tcp_nagle_disable(pcb);
 	cnt_add(&ns->cnt->tcp_flows_opened, 1);
-	T.active++;
-	cnt_set(&ns->cnt->tcp_flows_active, T.active);
+	conns.active++;
+	cnt_set(&ns->cnt->tcp_flows_active, conns.active);
 	c->need_result = true;
 	c->result = MOAT_CONN_OK;
 	tx_mark(c);
@@ -1086,7 +1119,7 @@ int conn_accepted(struct netstack *ns, const struct flow_connect *m)
 	c->id = m->id;
 	c->ingress = true;
 	c->state = CS_HANDSHAKE;
-	dl_add_tail(&T.ing, &c->ing);
+	dl_add_tail(&conns.ing, &c->ing);
 	if (m->src.family != 4 || flows_endpoint_addr(&m->src, &src) < 0 ||
 	    ip4_addr_get_u32(ip_2_ip4(&src)) == ns->cfg.guest_ip4)
 		ip_addr_set_ip4_u32_val(src, ns->cfg.gw_ip4);

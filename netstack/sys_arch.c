@@ -12,6 +12,14 @@
  * connections) is a xorshift generator from the same seed. The secret is
  * drawn by sys_arch_init() before confinement: getrandom is not allowed
  * afterwards.
+ *
+ * Names: this file is lwIP's port layer, named as lwIP names it, and is
+ * the one exception to the netstack's rule that a file's non-static
+ * functions carry the file's name and never lwIP's. sys_now() is lwIP's
+ * own port API (lwip/sys.h declares it, lwIP calls it); the others are
+ * sys_arch_* after the file, called by stack.c and by the hooks and
+ * macros of lwipopts.h and arch/cc.h. sys_arch.c is compiled with lwIP's
+ * objects, and sys_now() is made local with them (netstack/CMakeLists.txt).
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
