@@ -186,60 +186,6 @@ static int get_action(struct ctx *c, json_t *j, const char *path, bool *allow)
 	return 0;
 }
 
-/* Digits only, 1..65535. */
-static int port_from_text(const char *s, size_t n, uint16_t *out)
-{
-	unsigned long v = 0;
-
-	if (!n || n > 5)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (unsigned long)(s[i] - '0');
-	}
-	if (v < 1 || v > 65535)
-		return -1;
-	*out = (uint16_t)v;
-	return 0;
-}
-
-/*
- * "192.0.2.1", "192.0.2.1:5353", "2001:db8::1", "[2001:db8::1]",
- * "[2001:db8::1]:53". An IPv6 address with a port needs the brackets.
- */
-static int parse_hostport(const char *s, struct policy_addr *a, uint16_t *port)
-{
-	char buf[64];
-	const char *colon;
-	size_t n = strlen(s);
-
-	*port = 53;
-	if (s[0] == '[') {
-		const char *end = strchr(s, ']');
-
-		if (!end || (size_t)(end - s - 1) >= sizeof(buf))
-			return -1;
-		memcpy(buf, s + 1, (size_t)(end - s - 1));
-		buf[end - s - 1] = '\0';
-		if (policy_addr_parse(buf, a) < 0 || a->family != AF_INET6)
-			return -1;
-		if (!end[1])
-			return 0;
-		return end[1] == ':' ? port_from_text(end + 2, strlen(end + 2), port) : -1;
-	}
-	if (policy_addr_parse(s, a) == 0)
-		return 0;
-	colon = strrchr(s, ':');
-	if (!colon || (size_t)(colon - s) >= sizeof(buf))
-		return -1;
-	memcpy(buf, s, (size_t)(colon - s));
-	buf[colon - s] = '\0';
-	if (policy_addr_parse(buf, a) < 0 || a->family != AF_INET)
-		return -1;
-	return port_from_text(colon + 1, n - (size_t)(colon - s) - 1, port);
-}
-
 /* ------------------------------------------------------------------ */
 /* Destinations                                                        */
 /* ------------------------------------------------------------------ */
@@ -643,7 +589,10 @@ static int parse_dns(struct ctx *c, json_t *j, struct policy_dns *dns)
 			if (!json_is_string(x))
 				return schema_err(c, p, "must be a string like \"192.0.2.53\", "
 						  "\"192.0.2.53:5353\" or \"[2001:db8::53]:53\"");
-			if (parse_hostport(json_string_value(x), a, &dns->nameservers[i].port) < 0)
+			/* "192.0.2.1", "2001:db8::1", "[2001:db8::1]" alone are port 53. */
+			dns->nameservers[i].port = 53;
+			if (policy_hostport_parse(json_string_value(x), POLICY_HOSTPORT_PORT_OPTIONAL,
+						  a, &dns->nameservers[i].port) < 0)
 				return schema_err(c, p, "\"%s\" is not an address like \"192.0.2.53\", "
 						  "\"192.0.2.53:5353\" or \"[2001:db8::53]:53\"",
 						  show(v, sizeof(v), json_string_value(x)));

@@ -122,9 +122,19 @@ const char *policy_proto_name(enum policy_proto proto);
 bool policy_has_domain_rules(const struct policy *p);
 int policy_rule_count(const struct policy *p);
 
-/* Addresses (match.c). */
+/* Addresses (match.c) and addresses with a port (addr.c). */
 int policy_addr_parse(const char *s, struct policy_addr *out);
 int policy_addr_format(const struct policy_addr *a, char *buf, size_t len);
+
+/* What policy_hostport_parse() lets go besides "ADDR:PORT" and "[V6]:PORT". */
+#define POLICY_HOSTPORT_PORT_OPTIONAL	0x1u	/* "ADDR", "V6", "[V6]": returns 1 */
+#define POLICY_HOSTPORT_PORT_ZERO	0x2u	/* port 0 */
+#define POLICY_HOSTPORT_HOST_OPTIONAL	0x4u	/* ":PORT": AF_UNSPEC */
+/* Why policy_hostport_parse() refused, so that each caller keeps its own words. */
+#define POLICY_HOSTPORT_BAD_FORM	(-1)
+#define POLICY_HOSTPORT_BAD_HOST	(-2)
+#define POLICY_HOSTPORT_BAD_PORT	(-3)
+int policy_hostport_parse(const char *s, unsigned flags, struct policy_addr *addr, uint16_t *port);
 
 /* The rest of the document (policy.c): valid as long as the policy. */
 const struct policy_limits *policy_limits(const struct policy *p);

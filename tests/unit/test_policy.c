@@ -173,6 +173,102 @@ Test(addr, parse_and_format)
 	cr_assert_lt(policy_addr_format(&a, buf, 3), 0, "too small a buffer fails");
 }
 
+Test(addr, hostport_good)
+{
+	struct policy_addr a;
+	uint16_t port;
+
+	cr_assert_eq(policy_hostport_parse("1.2.3.4:53", 0, &a, &port), 0);
+	cr_assert_eq(a.family, AF_INET);
+	cr_assert_eq(a.addr[0], 1);
+	cr_assert_eq(a.addr[3], 4);
+	cr_assert_eq(port, 53);
+	cr_assert_eq(policy_hostport_parse("[::1]:53", 0, &a, &port), 0);
+	cr_assert_eq(a.family, AF_INET6);
+	cr_assert_eq(a.addr[15], 1);
+	cr_assert_eq(port, 53);
+	cr_assert_eq(policy_hostport_parse("[2001:db8::1]:65535", 0, &a, &port), 0);
+	cr_assert_eq(a.addr[0], 0x20);
+	cr_assert_eq(port, 65535);
+	cr_assert_eq(policy_hostport_parse("1.2.3.4:1", 0, &a, &port), 0);
+	cr_assert_eq(port, 1);
+	cr_assert_eq(policy_hostport_parse("1.2.3.4:00053", 0, &a, &port), 0);
+	cr_assert_eq(port, 53);
+	/* What each flag lets go. */
+	cr_assert_eq(policy_hostport_parse("1.2.3.4:0", POLICY_HOSTPORT_PORT_ZERO, &a, &port), 0);
+	cr_assert_eq(port, 0);
+	port = 53;
+	cr_assert_eq(policy_hostport_parse("1.2.3.4", POLICY_HOSTPORT_PORT_OPTIONAL, &a, &port), 1);
+	cr_assert_eq(a.family, AF_INET);
+	cr_assert_eq(port, 53, "a missing port leaves the caller's default");
+	cr_assert_eq(policy_hostport_parse("[::1]", POLICY_HOSTPORT_PORT_OPTIONAL, &a, &port), 1);
+	cr_assert_eq(a.family, AF_INET6);
+	/* Without a port, an unbracketed IPv6 address is just an address: ::1:53. */
+	cr_assert_eq(policy_hostport_parse("::1:53", POLICY_HOSTPORT_PORT_OPTIONAL, &a, &port), 1);
+	cr_assert_eq(a.family, AF_INET6);
+	cr_assert_eq(a.addr[13], 1);
+	cr_assert_eq(a.addr[15], 0x53);
+	cr_assert_eq(port, 53);
+	cr_assert_eq(policy_hostport_parse("[::1]:5353", POLICY_HOSTPORT_PORT_OPTIONAL, &a, &port), 0);
+	cr_assert_eq(port, 5353);
+	cr_assert_eq(policy_hostport_parse(":9090", POLICY_HOSTPORT_HOST_OPTIONAL, &a, &port), 0);
+	cr_assert_eq(a.family, AF_UNSPEC);
+	cr_assert_eq(port, 9090);
+}
+
+Test(addr, hostport_bad)
+{
+	static const struct {
+		const char *s;
+		unsigned flags;
+		int rc;
+	} bad[] = {
+		{ "", 0, POLICY_HOSTPORT_BAD_FORM },
+		{ "", POLICY_HOSTPORT_PORT_OPTIONAL, POLICY_HOSTPORT_BAD_FORM },
+		{ "1.2.3.4", 0, POLICY_HOSTPORT_BAD_FORM },
+		{ ":53", 0, POLICY_HOSTPORT_BAD_HOST },
+		{ "[::1]53", 0, POLICY_HOSTPORT_BAD_FORM },
+		{ "[::1]", 0, POLICY_HOSTPORT_BAD_FORM },
+		{ "[::1", 0, POLICY_HOSTPORT_BAD_FORM },
+		{ "[::1]:", 0, POLICY_HOSTPORT_BAD_PORT },
+		{ "1.2.3.4:", 0, POLICY_HOSTPORT_BAD_PORT },
+		{ "1.2.3.4:0", 0, POLICY_HOSTPORT_BAD_PORT },
+		{ "[::1]:0", 0, POLICY_HOSTPORT_BAD_PORT },
+		{ "1.2.3.4:65536", 0, POLICY_HOSTPORT_BAD_PORT },
+		{ "1.2.3.4:65536", POLICY_HOSTPORT_PORT_ZERO, POLICY_HOSTPORT_BAD_PORT },
+		{ "1.2.3.4:99999999999999999999", 0, POLICY_HOSTPORT_BAD_PORT },
+		{ "1.2.3.4:53x", 0, POLICY_HOSTPORT_BAD_PORT },
+		{ "1.2.3.4: 53", 0, POLICY_HOSTPORT_BAD_PORT },
+		{ "1.2.3.4:+53", 0, POLICY_HOSTPORT_BAD_PORT },
+		{ "1.2.3.4:-1", 0, POLICY_HOSTPORT_BAD_PORT },
+		{ "[::1]:53x", 0, POLICY_HOSTPORT_BAD_PORT },
+		{ "[::1]:5:3", 0, POLICY_HOSTPORT_BAD_PORT },
+		/* IPv6 with a port only in brackets; IPv4 never in them. */
+		{ "::1:53", 0, POLICY_HOSTPORT_BAD_HOST },
+		{ "2001:db8::1:53", 0, POLICY_HOSTPORT_BAD_HOST },
+		{ "[1.2.3.4]:53", 0, POLICY_HOSTPORT_BAD_HOST },
+		{ "[1.2.3.4]", POLICY_HOSTPORT_PORT_OPTIONAL, POLICY_HOSTPORT_BAD_HOST },
+		{ "[]:53", POLICY_HOSTPORT_HOST_OPTIONAL, POLICY_HOSTPORT_BAD_HOST },
+		/* Zones are refused, as they always were: a numeric address has none. */
+		{ "[fe80::1%eth0]:53", 0, POLICY_HOSTPORT_BAD_HOST },
+		{ "fe80::1%eth0", POLICY_HOSTPORT_PORT_OPTIONAL, POLICY_HOSTPORT_BAD_HOST },
+		{ "example.com:53", 0, POLICY_HOSTPORT_BAD_HOST },
+		{ "localhost:53", 0, POLICY_HOSTPORT_BAD_HOST },
+		{ "300.1.2.3:53", 0, POLICY_HOSTPORT_BAD_HOST },
+		{ " 1.2.3.4:53", 0, POLICY_HOSTPORT_BAD_HOST },
+		{ "1.2.3.4:53", POLICY_HOSTPORT_PORT_OPTIONAL, 0 },	/* control: accepted */
+		{ ("[aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa]"
+		   ":53"), 0, POLICY_HOSTPORT_BAD_HOST },
+	};
+	struct policy_addr a;
+	uint16_t port;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(policy_hostport_parse(bad[i].s, bad[i].flags, &a, &port), bad[i].rc,
+			     "'%s' (flags %#x): expected %d", bad[i].s, bad[i].flags, bad[i].rc);
+	cr_assert_eq(policy_hostport_parse(NULL, 0, &a, &port), POLICY_HOSTPORT_BAD_FORM);
+}
+
 Test(group, names)
 {
 	cr_assert_str_eq(policy_group_name(POLICY_GROUP_PUBLIC), "public");
