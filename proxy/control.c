@@ -67,55 +67,27 @@ struct control {
 	bool writable_armed, out_dead, dead;
 };
 
-/* "1.2.3.4:53" or "[2001:db8::1]:53" */
+/* "1.2.3.4:53" or "[2001:db8::1]:53", as a socket address */
 static int parse_hostport(const char *s, struct sockaddr_storage *ss)
 {
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *colon;
-	char *end;
-	unsigned long port;
-	size_t hl;
+	struct policy_addr a;
+	uint16_t port;
 
 	memset(ss, 0, sizeof(*ss));
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-
-		if (!rb || rb[1] != ':')
-			return -EINVAL;
-		hl = (size_t)(rb - s - 1);
-		if (hl >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, s + 1, hl);
-		host[hl] = '\0';
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -EINVAL;
-		hl = (size_t)(colon - s);
-		if (hl >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, s, hl);
-		host[hl] = '\0';
-	}
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (errno || *end || !colon[1] || port == 0 || port > 65535)
+	if (policy_hostport_parse(s, 0, &a, &port) < 0)
 		return -EINVAL;
-	if (s[0] != '[') {
+	if (a.family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 
-		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-			return -EINVAL;
+		memcpy(&sin->sin_addr, a.addr, 4);
 		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
+		sin->sin_port = htons(port);
 	} else {
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
 
-		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-			return -EINVAL;
+		memcpy(&sin6->sin6_addr, a.addr, 16);
 		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
+		sin6->sin6_port = htons(port);
 	}
 	return 0;
 }
