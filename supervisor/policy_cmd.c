@@ -108,27 +108,14 @@ static int env_from_subnet(const char *s, struct policy_env *env)
 	return 0;
 }
 
-static int port_value(const char *s, uint16_t *out)
-{
-	char *end;
-	unsigned long v;
-
-	if (!*s || *s < '0' || *s > '9')
-		return -1;
-	v = strtoul(s, &end, 10);
-	if (*end || v > 65535)
-		return -1;
-	*out = (uint16_t)v;
-	return 0;
-}
-
 /*
  * ADDR:PORT/PROTO, [V6]:PORT/PROTO, ADDR/icmp, [V6]/icmp, V6/icmp; without
  * "/PROTO" the protocol is tcp.
  */
 static int parse_dst(const char *s, struct policy_flow *f)
 {
-	char buf[128], *proto, *port = NULL, *addr = buf;
+	char buf[128], *proto;
+	int rc;
 
 	if (strlen(s) >= sizeof(buf))
 		return -1;
@@ -146,37 +133,15 @@ static int parse_dst(const char *s, struct policy_flow *f)
 		else
 			return -1;
 	}
-	if (buf[0] == '[') {
-		char *close = strchr(buf, ']');
-
-		if (!close)
-			return -1;
-		*close = '\0';
-		addr = buf + 1;
-		if (close[1] == ':')
-			port = close + 2;
-		else if (close[1])
-			return -1;
-		if (policy_addr_parse(addr, &f->dst) < 0 || f->dst.family != AF_INET6)
-			return -1;
-	} else if (policy_addr_parse(buf, &f->dst) == 0) {
-		port = NULL;			/* a bare address: v4, or v6 without a port */
-	} else {
-		char *colon = strrchr(buf, ':');
-
-		if (!colon)
-			return -1;
-		*colon = '\0';
-		port = colon + 1;
-		if (policy_addr_parse(buf, &f->dst) < 0 || f->dst.family != AF_INET)
-			return -1;
-	}
+	/* Port 0 is a port like any other to explain; icmp has none. */
 	f->port = 0;
-	if (f->proto == POLICY_PROTO_ICMP)
-		return port ? -1 : 0;
-	if (!port || port_value(port, &f->port) < 0)
+	rc = policy_hostport_parse(buf, POLICY_HOSTPORT_PORT_OPTIONAL | POLICY_HOSTPORT_PORT_ZERO,
+				   &f->dst, &f->port);
+	if (rc < 0)
 		return -1;
-	return 0;
+	if (f->proto == POLICY_PROTO_ICMP)
+		return rc == 1 ? 0 : -1;
+	return rc == 0 ? 0 : -1;
 }
 
 static int load(const char *file, const struct policy_env *env, struct policy **p)
