@@ -52,6 +52,7 @@
 
 #include "common/confine.h"
 #include "common/log.h"
+#include "policy/policy.h"
 #include "shm/ring.h"
 #include "supervisor/events.h"
 #include "supervisor/metrics.h"
@@ -574,62 +575,49 @@ static int listen_inet(struct metrics *m, const char *spec, char *err, size_t er
 	struct sockaddr_storage ss = { 0 };
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	struct policy_addr a;
 	socklen_t sl;
-	char host[INET6_ADDRSTRLEN + 2], *end;
-	const char *colon, *port_s;
-	unsigned long port;
+	char host[INET6_ADDRSTRLEN + 2], alias[64];
+	const char *text = spec;
+	uint16_t port;
 	int fd, one = 1;
-	size_t hl;
 
-	if (spec[0] == '[') {
-		const char *close_br = strchr(spec, ']');
-
-		if (!close_br || close_br[1] != ':') {
+	/* The one name we know: "localhost:PORT" is 127.0.0.1. */
+	if (!strncmp(spec, "localhost:", strlen("localhost:")) &&
+	    snprintf(alias, sizeof(alias), "127.0.0.1:%s", spec + strlen("localhost:")) <
+	    (int)sizeof(alias))
+		text = alias;
+	switch (policy_hostport_parse(text, POLICY_HOSTPORT_PORT_ZERO | POLICY_HOSTPORT_HOST_OPTIONAL,
+				      &a, &port)) {
+	case 0:
+		break;
+	case POLICY_HOSTPORT_BAD_FORM:
+		if (spec[0] == '[')
 			snprintf(err, errlen, "'%s' is not [IPV6]:PORT", spec);
-			return -1;
-		}
-		hl = (size_t)(close_br - spec - 1);
-		port_s = close_br + 2;
-		if (hl >= sizeof(host))
-			goto bad_host;
-		memcpy(host, spec + 1, hl);
-		host[hl] = '\0';
-		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-			goto bad_host;
-		sin6->sin6_family = AF_INET6;
-		sl = sizeof(*sin6);
-	} else {
-		colon = strrchr(spec, ':');
-		if (!colon) {
-			snprintf(err, errlen,
-				 "'%s' is not HOST:PORT, [IPV6]:PORT or unix:PATH", spec);
-			return -1;
-		}
-		hl = (size_t)(colon - spec);
-		port_s = colon + 1;
-		if (hl >= sizeof(host))
-			goto bad_host;
-		memcpy(host, spec, hl);
-		host[hl] = '\0';
-		sin->sin_family = AF_INET;
-		sl = sizeof(*sin);
-		if (!host[0])
-			sin->sin_addr.s_addr = htonl(INADDR_ANY);
-		else if (!strcmp(host, "localhost"))
-			sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-			goto bad_host;
-	}
-	errno = 0;
-	port = strtoul(port_s, &end, 10);
-	if (port_s[0] < '0' || port_s[0] > '9' || *end || errno || port > 65535) {
-		snprintf(err, errlen, "'%s': port '%s' is not a number in 0..65535", spec, port_s);
+		else
+			snprintf(err, errlen, "'%s' is not HOST:PORT, [IPV6]:PORT or unix:PATH", spec);
+		return -1;
+	case POLICY_HOSTPORT_BAD_PORT:
+		snprintf(err, errlen, "'%s': port '%s' is not a number in 0..65535", spec,
+			 spec[0] == '[' ? strchr(spec, ']') + 2 : strrchr(spec, ':') + 1);
+		return -1;
+	default:
+		snprintf(err, errlen,
+			 "'%s': the host must be an IPv4 address, [IPv6], localhost or empty", spec);
 		return -1;
 	}
-	if (ss.ss_family == AF_INET6)
-		sin6->sin6_port = htons((uint16_t)port);
-	else
-		sin->sin_port = htons((uint16_t)port);
+	if (a.family == AF_INET6) {
+		memcpy(&sin6->sin6_addr, a.addr, 16);
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		sl = sizeof(*sin6);
+	} else {
+		/* An empty host (AF_UNSPEC, all zero) is INADDR_ANY. */
+		memcpy(&sin->sin_addr, a.addr, 4);
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		sl = sizeof(*sin);
+	}
 
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
@@ -653,10 +641,6 @@ static int listen_inet(struct metrics *m, const char *spec, char *err, size_t er
 		snprintf(m->address, sizeof(m->address), "%s:%u", host, ntohs(sin->sin_port));
 	}
 	return fd;
-bad_host:
-	snprintf(err, errlen, "'%s': the host must be an IPv4 address, [IPv6], localhost or empty",
-		 spec);
-	return -1;
 }
 
 /* ---- --metrics-file ------------------------------------------------------ */
