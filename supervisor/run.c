@@ -58,6 +58,7 @@
 
 #include "common/fds.h"
 #include "common/log.h"
+#include "common/rate.h"
 #include "policy/policy.h"
 #include "common/channel.h"
 #include "common/confine.h"
@@ -203,20 +204,18 @@ static void parse_subnet(struct run_opts *o, const char *s)
 	memcpy(o->subnet, &a, 4);
 }
 
-static void set_host_addr(struct publish_opt *p, const char *addr, const char *spec)
+static void set_host_addr(struct publish_opt *p, const struct policy_addr *a, const char *spec)
 {
-	size_t n = strlen(addr);
-
-	if (n == 0 || n >= sizeof(p->host_addr))
+	if (policy_addr_format(a, p->host_addr, sizeof(p->host_addr)) < 0)
 		usage_error("--publish: bad address in '%s'", spec);
-	memcpy(p->host_addr, addr, n + 1);
 }
 
 static void parse_publish(struct run_opts *o, const char *s)
 {
 	struct publish_opt *p;
-	char buf[128], *proto, *parts[3];
-	int n = 0;
+	struct policy_addr a;
+	char buf[128], *proto, *guest;
+	uint16_t host_port;
 
 	if (o->n_publish == MAX_PUBLISH)
 		usage_error("--publish: at most %d", MAX_PUBLISH);
@@ -230,40 +229,30 @@ static void parse_publish(struct run_opts *o, const char *s)
 		else if (strcmp(proto, "tcp"))
 			usage_error("--publish: protocol '%s' is not tcp or udp", proto);
 	}
-	/* [HOSTIP:]HOSTPORT:GUESTPORT, HOSTIP may be [v6] */
-	if (buf[0] == '[') {
-		char *close = strchr(buf, ']');
-
-		if (!close || close[1] != ':')
-			usage_error("--publish: bad address in '%s'", s);
-		*close = '\0';
-		set_host_addr(p, buf + 1, s);
-		parts[n++] = close + 2;
-		parts[n++] = strchr(close + 2, ':');
-		if (!parts[1])
-			usage_error("--publish: '%s' is not [HOSTIP:]HOSTPORT:GUESTPORT", s);
-		*parts[1]++ = '\0';
+	/* [HOSTIP:]HOSTPORT:GUESTPORT, HOSTIP may be [v6]: GUESTPORT follows the last colon. */
+	guest = strrchr(buf, ':');
+	if (!guest)
+		usage_error("--publish: '%s' is not [HOSTIP:]HOSTPORT:GUESTPORT", s);
+	*guest++ = '\0';
+	if (!strchr(buf, ':') && buf[0] != '[') {
+		snprintf(p->host_addr, sizeof(p->host_addr), "127.0.0.1");
+		p->host_port = parse_uint("--publish host port", buf, 1, 65535);
 	} else {
-		for (char *tok = strtok(buf, ":"); tok && n < 3; tok = strtok(NULL, ":"))
-			parts[n++] = tok;
-		if (n == 3) {
-			set_host_addr(p, parts[0], s);
-			parts[0] = parts[1];
-			parts[1] = parts[2];
-		} else if (n == 2) {
-			snprintf(p->host_addr, sizeof(p->host_addr), "127.0.0.1");
-		} else {
+		switch (policy_hostport_parse(buf, 0, &a, &host_port)) {
+		case 0:
+			break;
+		case POLICY_HOSTPORT_BAD_FORM:
 			usage_error("--publish: '%s' is not [HOSTIP:]HOSTPORT:GUESTPORT", s);
+		case POLICY_HOSTPORT_BAD_PORT:
+			usage_error("--publish host port: '%s' is not a number in 1..65535",
+				    strrchr(buf, ':') + 1);
+		default:
+			usage_error("--publish: bad address in '%s'", s);
 		}
+		set_host_addr(p, &a, s);
+		p->host_port = host_port;
 	}
-	p->host_port = parse_uint("--publish host port", parts[0], 1, 65535);
-	p->guest_port = parse_uint("--publish guest port", parts[1], 1, 65535);
-	{
-		struct policy_addr a;
-
-		if (policy_addr_parse(p->host_addr, &a) < 0)
-			usage_error("--publish: '%s' is not an IP address", p->host_addr);
-	}
+	p->guest_port = parse_uint("--publish guest port", guest, 1, 65535);
 }
 
 static void parse_options(struct run_opts *o, int argc, char **argv)
@@ -593,6 +582,30 @@ static int send_policy(const struct policy *p, bool initial)
 	return 0;
 }
 
+/*
+ * The children's log reaches our stderr at most this fast (a burst of
+ * LOG_BURST_BYTES, then LOG_RATE_BYTES a second): a compromised child must
+ * not fill a disk through us either. What is over is read and dropped, so
+ * the child never blocks on a full pipe, and the drop is said once.
+ */
+#define LOG_RATE_BYTES	(64u << 10)
+#define LOG_BURST_BYTES	(1u << 20)
+
+static struct rate child_log_rate = RATE_INIT(LOG_RATE_BYTES, LOG_BURST_BYTES);
+static uint64_t child_log_dropped;
+
+/* May @n bytes of the children's log go out now? */
+static bool child_log_admit(size_t n)
+{
+	if (rate_take(&child_log_rate, n))
+		return true;
+	if (!child_log_dropped)
+		log_warn("the children log faster than %u KiB/s; dropping their lines",
+			 LOG_RATE_BYTES >> 10);
+	child_log_dropped += n;
+	return false;
+}
+
 /* Drain what the children logged into our stderr (they write whole lines). */
 static void on_log(struct loop_watch *w, uint32_t events)
 {
@@ -608,6 +621,13 @@ static void on_log(struct loop_watch *w, uint32_t events)
 			if (n == 0)
 				loop_del(&sv.loop, w);	/* every child is gone */
 			return;
+		}
+		if (!child_log_admit((size_t)n))
+			continue;
+		if (child_log_dropped) {
+			log_warn("%llu bytes of the children's log were dropped",
+				 (unsigned long long)child_log_dropped);
+			child_log_dropped = 0;
 		}
 		if (write(STDERR_FILENO, buf, (size_t)n) < 0)
 			return;	/* our stderr is gone: nothing to tell */
