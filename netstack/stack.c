@@ -140,7 +140,7 @@ static int load_cfg(struct netstack *ns)
 	    c->max_conns > 65536 || (c->gw_mac[0] & 1) || !c->gw_ip4 || !c->guest_ip4)
 		return -EINVAL;
 	if (c->tcp_idle_s == 0)
-		c->tcp_idle_s = 7200;
+		c->tcp_idle_s = MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S;
 	if (c->connect_timeout_ms == 0 || c->connect_timeout_ms > 600000)
 		c->connect_timeout_ms = 600000;
 	return 0;

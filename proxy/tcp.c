@@ -1183,8 +1183,8 @@ void tcp_stream_finish(struct proxy *px, struct tcp_flow *f)
 void tcp_tick(struct proxy *px, uint64_t now_ms)
 {
 	struct tcp_state *st = px->tcp;
-	uint64_t idle_ms = (uint64_t)(px->region.hdr.tcp_idle_timeout_s ?
-				      px->region.hdr.tcp_idle_timeout_s : 7200) * 1000;
+	uint32_t idle_s = px->region.hdr.tcp_idle_timeout_s;
+	uint64_t idle_ms = (uint64_t)(idle_s ? idle_s : MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S) * 1000;
 	struct px_list *n, *nx;
 
 	for (n = st->all.next; n != &st->all; n = nx) {

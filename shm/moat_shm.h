@@ -104,12 +104,19 @@ struct moat_shm_header {
 	uint32_t max_tcp_connections;
 	uint32_t max_udp_flows;
 	uint32_t connect_timeout_ms;
-	uint32_t tcp_idle_timeout_s;
+	uint32_t tcp_idle_timeout_s;	/* 0: MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S */
 	uint32_t udp_idle_timeout_s;
 	uint32_t flags;		/* MOAT_HDR_F_* */
 };
 
 #define MOAT_HDR_F_TEST_TRIGGERS	1u	/* test builds only: honour test triggers */
+
+/*
+ * Idle TCP flows are reset after this many seconds: the supervisor writes it
+ * to the header, and the netstack and the proxy fall back to it if the header
+ * says 0. Two hours, like the kernel's tcp_keepalive_time.
+ */
+#define MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S	7200u
 
 /**
  * struct moat_ring_ctl - the control part at the start of each ring part;

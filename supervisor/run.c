@@ -980,7 +980,7 @@ int run_main(int argc, char **argv)
 	proto.max_tcp_connections = sv.o.max_connections;
 	proto.max_udp_flows = sv.o.max_udp_flows;
 	proto.connect_timeout_ms = sv.o.connect_timeout_ms;
-	proto.tcp_idle_timeout_s = 7200;
+	proto.tcp_idle_timeout_s = MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S;
 	proto.udp_idle_timeout_s = 60;
 	if (sv.o.test_trigger)
 		proto.flags |= MOAT_HDR_F_TEST_TRIGGERS;
