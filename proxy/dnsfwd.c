@@ -48,13 +48,13 @@
 #define DNS_MSG_MAX		65535
 
 struct dns_stream {
-	struct proxy *px;
 	struct tcp_flow *flow;
 	uint8_t *buf;		/* 2 + DNS_MSG_MAX */
 	size_t len;
 	int pending;
 	uint32_t held;
 	bool shut;
+	bool failed;		/* an answer could not be queued: tcp.c resets the flow */
 };
 
 /* One try toward one nameserver; a retry gets a new one (handles close late). */
@@ -141,7 +141,13 @@ static void reply_stream(struct proxy *px, struct dns_stream *s, const uint8_t *
 	b[0] = (uint8_t)(len >> 8);
 	b[1] = (uint8_t)len;
 	memmove(b + 2, msg, len);
-	tcp_stream_output(px, s->flow, b, (uint32_t)len + 2);
+	/*
+	 * On failure tcp.c resets the flow at the end of this loop iteration
+	 * and frees @s then (dnsfwd_stream_close()); @s stays valid until
+	 * then, and we parse no further query from it.
+	 */
+	if (tcp_stream_output(px, s->flow, b, (uint32_t)len + 2) < 0)
+		s->failed = true;
 }
 
 /* Send the answer to where the query came from; @msg may point into fw->out. */
@@ -596,6 +602,7 @@ struct dns_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f)
 {
 	struct dns_stream *s = calloc(1, sizeof(*s));
 
+	(void)px;
 	if (!s)
 		return NULL;
 	s->buf = malloc(2 + DNS_MSG_MAX);
@@ -603,7 +610,6 @@ struct dns_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f)
 		free(s);
 		return NULL;
 	}
-	s->px = px;
 	s->flow = f;
 	return s;
 }
@@ -612,8 +618,13 @@ static void stream_free(struct proxy *px, struct dns_stream *s)
 {
 	struct px_list *n;
 
-	/* Queries still in flight answer nobody. */
-	for (n = px->dns->queries.next; n != &px->dns->queries; n = n->next) {
+	/*
+	 * Queries still in flight answer nobody. At shutdown relay_fini()
+	 * runs dnsfwd_fini() (which abandons every query) before tcp_fini()
+	 * closes the streams: then there is no query left to detach.
+	 */
+	for (n = px->dns ? px->dns->queries.next : NULL; n && n != &px->dns->queries;
+	     n = n->next) {
 		struct dns_ctx *c = px_container_of(n, struct dns_ctx, node);
 
 		if (c->stream == s)
@@ -644,12 +655,17 @@ static void stream_release(struct proxy *px, struct dns_stream *s)
  * @s:		the stream
  * @data:	bytes
  * @len:	their length
+ *
+ * Queries answered at once (denied, malformed, over a limit) are answered
+ * from inside this loop. If an answer cannot be queued the flow is reset
+ * by tcp.c after we return (tcp_stream_output()); @s is still ours until
+ * then, and the rest of @data is dropped.
  */
 void dnsfwd_stream_input(struct proxy *px, struct dns_stream *s, const uint8_t *data,
 			 uint32_t len)
 {
-	while (len) {
-		size_t room = 2 + DNS_MSG_MAX - s->len, n = len < room ? len : room, need;
+	while (len && !s->failed) {
+		size_t room = 2 + DNS_MSG_MAX - s->len, n = len < room ? len : room;
 
 		memcpy(s->buf + s->len, data, n);
 		s->len += n;
@@ -659,7 +675,9 @@ void dnsfwd_stream_input(struct proxy *px, struct dns_stream *s, const uint8_t *
 			tcp_stream_credit(px, s->flow, (uint32_t)n);
 		else
 			s->held += (uint32_t)n;
-		for (;;) {
+		while (!s->failed) {
+			size_t need;
+
 			if (s->len < 2)
 				break;
 			need = 2 + ((size_t)s->buf[0] << 8 | s->buf[1]);

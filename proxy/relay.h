@@ -205,7 +205,7 @@ void tcp_tick(struct proxy *px, uint64_t now_ms);
 int tcp_publish(struct proxy *px, const struct policy_publish *pub);
 uint64_t tcp_active(const struct proxy *px);
 /* used by dnsfwd.c for DNS over TCP to the DNS address */
-void tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len);
+int tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len);
 void tcp_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes);
 void tcp_stream_finish(struct proxy *px, struct tcp_flow *f);
 

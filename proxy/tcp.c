@@ -65,6 +65,7 @@
 #define TCP_DRAIN_MAX_MS	60000		/* graceful close of a flow the netstack closed */
 #define TCP_DNS_IDLE_MS		60000		/* DNS over TCP connections */
 #define TCP_WB_MIN		65536
+#define TCP_DNS_OUTQ_MAX	32		/* DNS answers queued toward a guest that does not read */
 
 enum tcp_st {
 	ST_CONNECTING,		/* egress: dialing the upstream */
@@ -94,8 +95,9 @@ struct tcp_flow {
 	uint32_t id;
 	enum tcp_st st;
 	enum stop_why why;
-	bool dns, ingress, hashed, active, reading, eof_up, shut_guest, shut_started, shut_done;
+	bool dns, hashed, active, reading, eof_up, shut_guest, shut_started, shut_done;
 	bool to_host, tried_other, sock_open, timer_open, finishing;
+	bool reset_pending;	/* DNS stream: reset by tcp_flush(), not by tcp_stream_output() */
 	uint8_t dial_family;
 	struct tcp_flow *hnext;
 	struct px_list all, dirty, shaped;
@@ -111,6 +113,7 @@ struct tcp_flow {
 	uint64_t last_ms, deadline_ms;
 	struct dns_stream *ds;
 	struct px_list outq;
+	uint32_t outq_n;	/* buffers in outq, at most TCP_DNS_OUTQ_MAX */
 	int handles;
 };
 
@@ -252,6 +255,7 @@ static void free_buffers(struct tcp_flow *f)
 		px_list_del(&b->node);
 		free(b);
 	}
+	f->outq_n = 0;
 }
 
 /* Close the flow's handles (RST if @reset) and free it once they are closed. */
@@ -536,6 +540,11 @@ static void flush_flow(struct proxy *px, struct tcp_flow *f)
 
 	if (f->st == ST_CLOSED)
 		return;
+	if (f->reset_pending) {
+		/* tcp_stream_output() failed: dnsfwd.c is no longer inside the stream. */
+		flow_kill(px, f, true, true);
+		return;
+	}
 	if (f->wb && sock_ok) {
 		struct tcp_wreq *wb = f->wb;
 		uv_buf_t b = uv_buf_init((char *)wb->data, wb->len);
@@ -667,7 +676,7 @@ void tcp_credit_input(struct proxy *px, uint32_t id, uint32_t bytes)
 		return;
 	}
 	if (f->dns) {
-		tcp_stream_output(px, f, NULL, 0);
+		(void)tcp_stream_output(px, f, NULL, 0);	/* only sends what is queued */
 		return;
 	}
 	start_reading(f);
@@ -961,7 +970,6 @@ static void on_listen(uv_stream_t *server, int status)
 	f = flow_new(px, ingress_id(px));
 	if (!f)
 		return;
-	f->ingress = true;
 	f->st = ST_ACCEPTING;
 	if (uv_tcp_init(&px->loop, &f->sock) < 0) {
 		close_handles(px, f, false);
@@ -1103,22 +1111,42 @@ int tcp_publish(struct proxy *px, const struct policy_publish *pub)
  * @f:		the DNS flow
  * @data:	bytes (NULL: only send what is queued)
  * @len:	their length
+ *
+ * A guest that does not read its answers may have at most TCP_DNS_OUTQ_MAX
+ * of them queued. When that bound or the memory runs out the flow is reset,
+ * but not here: the caller is inside its stream (dnsfwd_stream_input()
+ * parsing further queries), and closing the flow frees the stream. The
+ * reset happens in tcp_flush(), later in the same loop iteration, which
+ * then frees the stream through dnsfwd_stream_close(); until then the
+ * stream and the flow stay valid and further output is refused.
+ *
+ * Return: 0, -ENOBUFS (queue full), -ENOMEM, or -EPIPE (the flow is not
+ * open or is being reset).
  */
-void tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len)
+int tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len)
 {
-	if (f->st != ST_OPEN)
-		return;
+	if (f->st != ST_OPEN || f->reset_pending)
+		return -EPIPE;
 	if (data && len) {
-		struct outbuf *b = malloc(sizeof(*b) + len);
+		struct outbuf *b = NULL;
+		int rc = -ENOBUFS;
 
+		if (f->outq_n < TCP_DNS_OUTQ_MAX) {
+			b = malloc(sizeof(*b) + len);
+			rc = -ENOMEM;
+		}
 		if (!b) {
-			flow_kill(px, f, true, true);
-			return;
+			log_debug("tcp flow %u: DNS answer not queued (%s): reset", f->id,
+				  strerror(-rc));
+			f->reset_pending = true;
+			mark_dirty(f);
+			return rc;
 		}
 		b->len = len;
 		b->off = 0;
 		memcpy(b->data, data, len);
 		px_list_add_tail(&f->outq, &b->node);
+		f->outq_n++;
 	}
 	while (!px_list_empty(&f->outq) && f->credit) {
 		struct outbuf *b = px_container_of(f->outq.next, struct outbuf, node);
@@ -1135,14 +1163,17 @@ void tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, u
 		if (b->off == b->len) {
 			px_list_del(&b->node);
 			free(b);
+			f->outq_n--;
 		}
 	}
 	if (f->finishing && px_list_empty(&f->outq)) {
 		struct flow_shut sh = { .id = f->id };
 
+		/* Safe to close here: tcp_stream_finish() detached the stream. */
 		relay_send(px, FLOW_SHUT_WR, &sh, sizeof(sh));
 		flow_kill(px, f, true, false);
 	}
+	return 0;
 }
 
 /**
@@ -1154,7 +1185,7 @@ void tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, u
 void tcp_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes)
 {
 	(void)px;
-	if (f->st != ST_OPEN)
+	if (f->st != ST_OPEN || f->reset_pending)
 		return;
 	f->owed += bytes;
 	mark_dirty(f);
@@ -1170,7 +1201,7 @@ void tcp_stream_finish(struct proxy *px, struct tcp_flow *f)
 {
 	f->ds = NULL;
 	f->finishing = true;
-	tcp_stream_output(px, f, NULL, 0);
+	(void)tcp_stream_output(px, f, NULL, 0);
 }
 
 /* ---- periodic ------------------------------------------------------- */

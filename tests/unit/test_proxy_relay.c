@@ -948,6 +948,51 @@ Test(relay, dns_over_tcp)
 	stop();
 }
 
+/*
+ * A guest that pipelines queries and never reads the answers: the queue of
+ * answers toward it is bounded, and the answer that does not fit resets the
+ * flow. The answers are local (denied names), so they are queued from inside
+ * dnsfwd_stream_input(), which goes on parsing the same DATA record: the
+ * reset must not free the stream under it (under ASan a use-after-free).
+ */
+Test(relay, dns_over_tcp_unread_answers_reset_the_flow)
+{
+	struct flow_data dh = { .id = 31 };
+	struct flow_close c;
+	static uint8_t m[64 * 40];
+	size_t n = 0;
+	uint8_t q[512];
+	int k;
+
+	start(NULL);
+	cr_assert_eq(connect_flow(31, ep4(10, 0, 2, 3, 53)), MOAT_CONN_OK);
+	/* No CREDIT: nothing can be sent; 40 queries, more than the queue holds. */
+	for (int i = 0; i < 40; i++) {
+		size_t qn = build_query(q, (uint16_t)i, "blocked.test", 1);
+
+		m[n++] = 0, m[n++] = (uint8_t)qn;
+		memcpy(m + n, q, qn);
+		n += qn;
+	}
+	pushv(FLOW_DATA, &dh, sizeof(dh), m, (uint32_t)n);
+	k = expect(FLOW_CLOSE, 2000);
+	cr_assert_eq(k, (int)sizeof(c), "the flow was not closed");
+	memcpy(&c, rbuf, sizeof(c));
+	cr_assert_eq(c.id, 31);
+	cr_assert_eq(c.reset, 1);
+	cr_assert_geq(cnt()->dns_queries[MOAT_DNS_DENIED], 32);
+	/* The id is dead; the proxy still serves DNS over TCP. */
+	push(FLOW_CREDIT, &(struct flow_credit){ .id = 31, .bytes = 4096 }, sizeof(struct flow_credit));
+	cr_assert_eq(connect_flow(32, ep4(10, 0, 2, 3, 53)), MOAT_CONN_OK);
+	push(FLOW_CREDIT, &(struct flow_credit){ .id = 32, .bytes = 4096 }, sizeof(struct flow_credit));
+	dh.id = 32;
+	pushv(FLOW_DATA, &dh, sizeof(dh), m, 2 + m[1]);
+	k = expect(FLOW_DATA, 2000);
+	cr_assert_gt(k, (int)sizeof(dh) + 2 + 12, "no answer on a new stream");
+	cr_assert_eq(rbuf[sizeof(dh) + 2 + 3] & 0xf, 3, "expected NXDOMAIN");
+	stop();
+}
+
 /* ---- backpressure ------------------------------------------------- */
 
 Test(relay, full_ring_stops_reading_and_resumes)
