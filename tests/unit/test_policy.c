@@ -216,56 +216,45 @@ Test(addr, hostport_good)
 	cr_assert_eq(port, 9090);
 }
 
-Test(addr, hostport_bad)
+/* Every string of @bad (NULL-terminated) is refused with @rc under @flags. */
+static void hostport_refuses(unsigned flags, int rc, const char *const *bad)
 {
-	static const struct {
-		const char *s;
-		unsigned flags;
-		int rc;
-	} bad[] = {
-		{ "", 0, POLICY_HOSTPORT_BAD_FORM },
-		{ "", POLICY_HOSTPORT_PORT_OPTIONAL, POLICY_HOSTPORT_BAD_FORM },
-		{ "1.2.3.4", 0, POLICY_HOSTPORT_BAD_FORM },
-		{ ":53", 0, POLICY_HOSTPORT_BAD_HOST },
-		{ "[::1]53", 0, POLICY_HOSTPORT_BAD_FORM },
-		{ "[::1]", 0, POLICY_HOSTPORT_BAD_FORM },
-		{ "[::1", 0, POLICY_HOSTPORT_BAD_FORM },
-		{ "[::1]:", 0, POLICY_HOSTPORT_BAD_PORT },
-		{ "1.2.3.4:", 0, POLICY_HOSTPORT_BAD_PORT },
-		{ "1.2.3.4:0", 0, POLICY_HOSTPORT_BAD_PORT },
-		{ "[::1]:0", 0, POLICY_HOSTPORT_BAD_PORT },
-		{ "1.2.3.4:65536", 0, POLICY_HOSTPORT_BAD_PORT },
-		{ "1.2.3.4:65536", POLICY_HOSTPORT_PORT_ZERO, POLICY_HOSTPORT_BAD_PORT },
-		{ "1.2.3.4:99999999999999999999", 0, POLICY_HOSTPORT_BAD_PORT },
-		{ "1.2.3.4:53x", 0, POLICY_HOSTPORT_BAD_PORT },
-		{ "1.2.3.4: 53", 0, POLICY_HOSTPORT_BAD_PORT },
-		{ "1.2.3.4:+53", 0, POLICY_HOSTPORT_BAD_PORT },
-		{ "1.2.3.4:-1", 0, POLICY_HOSTPORT_BAD_PORT },
-		{ "[::1]:53x", 0, POLICY_HOSTPORT_BAD_PORT },
-		{ "[::1]:5:3", 0, POLICY_HOSTPORT_BAD_PORT },
-		/* IPv6 with a port only in brackets; IPv4 never in them. */
-		{ "::1:53", 0, POLICY_HOSTPORT_BAD_HOST },
-		{ "2001:db8::1:53", 0, POLICY_HOSTPORT_BAD_HOST },
-		{ "[1.2.3.4]:53", 0, POLICY_HOSTPORT_BAD_HOST },
-		{ "[1.2.3.4]", POLICY_HOSTPORT_PORT_OPTIONAL, POLICY_HOSTPORT_BAD_HOST },
-		{ "[]:53", POLICY_HOSTPORT_HOST_OPTIONAL, POLICY_HOSTPORT_BAD_HOST },
-		/* Zones are refused, as they always were: a numeric address has none. */
-		{ "[fe80::1%eth0]:53", 0, POLICY_HOSTPORT_BAD_HOST },
-		{ "fe80::1%eth0", POLICY_HOSTPORT_PORT_OPTIONAL, POLICY_HOSTPORT_BAD_HOST },
-		{ "example.com:53", 0, POLICY_HOSTPORT_BAD_HOST },
-		{ "localhost:53", 0, POLICY_HOSTPORT_BAD_HOST },
-		{ "300.1.2.3:53", 0, POLICY_HOSTPORT_BAD_HOST },
-		{ " 1.2.3.4:53", 0, POLICY_HOSTPORT_BAD_HOST },
-		{ "1.2.3.4:53", POLICY_HOSTPORT_PORT_OPTIONAL, 0 },	/* control: accepted */
-		{ ("[aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa]"
-		   ":53"), 0, POLICY_HOSTPORT_BAD_HOST },
-	};
 	struct policy_addr a;
 	uint16_t port;
 
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		cr_assert_eq(policy_hostport_parse(bad[i].s, bad[i].flags, &a, &port), bad[i].rc,
-			     "'%s' (flags %#x): expected %d", bad[i].s, bad[i].flags, bad[i].rc);
+	for (; *bad; bad++)
+		cr_assert_eq(policy_hostport_parse(*bad, flags, &a, &port), rc,
+			     "'%s' (flags %#x): expected %d", *bad, flags, rc);
+}
+
+Test(addr, hostport_bad)
+{
+	struct policy_addr a;
+	uint16_t port;
+
+	hostport_refuses(0, POLICY_HOSTPORT_BAD_FORM, (const char *const[]){
+		"", "1.2.3.4", "[::1]53", "[::1]", "[::1", "[::1]x:53", NULL });
+	hostport_refuses(POLICY_HOSTPORT_PORT_OPTIONAL, POLICY_HOSTPORT_BAD_FORM,
+			 (const char *const[]){ "", "[::1]53", NULL });
+	hostport_refuses(0, POLICY_HOSTPORT_BAD_PORT, (const char *const[]){
+		"[::1]:", "1.2.3.4:", "1.2.3.4:0", "[::1]:0", "1.2.3.4:65536",
+		"1.2.3.4:99999999999999999999", "1.2.3.4:53x", "1.2.3.4: 53", "1.2.3.4:+53",
+		"1.2.3.4:-1", "[::1]:53x", "[::1]:5:3", NULL });
+	hostport_refuses(POLICY_HOSTPORT_PORT_ZERO, POLICY_HOSTPORT_BAD_PORT,
+			 (const char *const[]){ "1.2.3.4:65536", NULL });
+	/*
+	 * IPv6 with a port only in brackets, IPv4 never in them; numeric
+	 * addresses only, and a numeric address has no zone (refused, as it
+	 * always was).
+	 */
+	hostport_refuses(0, POLICY_HOSTPORT_BAD_HOST, (const char *const[]){
+		":53", "::1:53", "2001:db8::1:53", "[1.2.3.4]:53", "[fe80::1%eth0]:53",
+		"example.com:53", "localhost:53", "300.1.2.3:53", " 1.2.3.4:53",
+		"[aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa]:53", NULL });
+	hostport_refuses(POLICY_HOSTPORT_PORT_OPTIONAL, POLICY_HOSTPORT_BAD_HOST,
+			 (const char *const[]){ "[1.2.3.4]", "fe80::1%eth0", NULL });
+	hostport_refuses(POLICY_HOSTPORT_HOST_OPTIONAL, POLICY_HOSTPORT_BAD_HOST,
+			 (const char *const[]){ "[]:53", NULL });
 	cr_assert_eq(policy_hostport_parse(NULL, 0, &a, &port), POLICY_HOSTPORT_BAD_FORM);
 }
 
