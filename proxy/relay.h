@@ -203,6 +203,7 @@ void tcp_close_input(struct proxy *px, uint32_t id, bool reset);
 void tcp_flush(struct proxy *px);
 void tcp_tick(struct proxy *px, uint64_t now_ms);
 int tcp_publish(struct proxy *px, const struct policy_publish *pub);
+uint64_t tcp_accept_errors(const struct proxy *px);
 uint64_t tcp_active(const struct proxy *px);
 /* used by dnsfwd.c for DNS over TCP to the DNS address */
 int tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len);

@@ -65,7 +65,9 @@
 #define TCP_DRAIN_MAX_MS	60000		/* graceful close of a flow the netstack closed */
 #define TCP_DNS_IDLE_MS		60000		/* DNS over TCP connections */
 #define TCP_WB_MIN		65536
-#define TCP_DNS_OUTQ_MAX	32		/* DNS answers queued toward a guest that does not read */
+#define TCP_DNS_OUTQ_MAX	64		/* DNS answers queued toward a guest that does not read
+						 * (dnsfwd.c lets a stream have 64 queries unanswered) */
+#define TCP_ACCEPT_BACKOFF_MS	100		/* a published listener's pause after an accept error */
 
 enum tcp_st {
 	ST_CONNECTING,		/* egress: dialing the upstream */
@@ -117,11 +119,25 @@ struct tcp_flow {
 	int handles;
 };
 
+/*
+ * A published port. After an accept error the listening socket is closed
+ * and made again TCP_ACCEPT_BACKOFF_MS later: libuv offers no way to pause
+ * a listener, and on EMFILE without its reserve fd (which it cannot reopen
+ * under our seccomp filter) it would call on_listen() again at once, for
+ * ever. A connection we could not take (no memory) stays with libuv, which
+ * stops polling until retry accepts it.
+ */
 struct tcp_listener {
 	uv_tcp_t sock;
+	uv_timer_t retry;
 	struct proxy *px;
 	struct policy_publish pub;
+	struct sockaddr_storage ss;	/* where we listen */
 	struct px_list node;
+	bool sock_open;			/* @sock initialised and not closed */
+	bool held;			/* libuv holds a connection for us */
+	bool closing;			/* tcp_fini(): free once @handles is 0 */
+	int handles;
 };
 
 struct tcp_state {
@@ -130,6 +146,7 @@ struct tcp_state {
 	uint64_t count, active;
 	uint64_t buffered;		/* sum of the flows' unacked */
 	uint32_t next_ingress;
+	uint64_t accept_errors;		/* published listeners: failed accepts */
 	uv_timer_t shape_timer;
 	bool shape_armed;
 };
@@ -952,54 +969,65 @@ static uint32_t ingress_id(struct proxy *px)
 	}
 }
 
-static void on_listen(uv_stream_t *server, int status)
+static void listener_pause(struct tcp_listener *l);
+static void on_listen_retry(uv_timer_t *t);
+
+/* Take the connection libuv holds for @l. Return: 0, or -1 if it must wait. */
+static int listener_take(struct tcp_listener *l)
 {
-	struct tcp_listener *l = server->data;
 	struct proxy *px = l->px;
 	const struct moat_shm_header *h = &px->region.hdr;
+	uv_stream_t *server = (uv_stream_t *)&l->sock;
 	struct sockaddr_storage peer;
-	int plen = sizeof(peer);
+	int plen = sizeof(peer), rc;
 	struct flow_endpoint pe;
-	struct policy_decision d;
 	enum limit_verdict v;
 	enum limit_kind which;
 	struct tcp_flow *f;
 
-	if (status < 0 || px->violation || !px->policy)
-		return;
 	f = flow_new(px, ingress_id(px));
 	if (!f)
-		return;
+		return -1;
 	f->st = ST_ACCEPTING;
 	if (uv_tcp_init(&px->loop, &f->sock) < 0) {
 		close_handles(px, f, false);
-		return;
+		return -1;
 	}
 	f->sock.data = f;
 	f->sock_open = true;
 	f->handles++;
-	if (uv_accept(server, (uv_stream_t *)&f->sock) < 0 ||
-	    uv_tcp_getpeername(&f->sock, (struct sockaddr *)&peer, &plen) < 0) {
+	rc = uv_accept(server, (uv_stream_t *)&f->sock);
+	if (rc < 0) {
+		/* libuv closed the connection and stopped polling: start again. */
+		px->tcp->accept_errors++;
+		log_debug("publish: accept: %s", uv_err_name(rc));
 		close_handles(px, f, false);
-		return;
+		if (uv_listen(server, 128, server->connection_cb) < 0)
+			listener_pause(l);
+		return 0;
+	}
+	if (uv_tcp_getpeername(&f->sock, (struct sockaddr *)&peer, &plen) < 0) {
+		close_handles(px, f, false);
+		return 0;
 	}
 	relay_endpoint((struct sockaddr *)&peer, &pe);
 	/* The policy sees the peer and the guest port. */
 	{
 		struct flow_endpoint q = pe;
+		struct policy_decision d;
 
 		q.port = l->pub.guest_port;
 		d = relay_decide(px, POLICY_INGRESS, POLICY_PROTO_TCP, &q);
 		if (relay_denied(px, d, POLICY_INGRESS, POLICY_PROTO_TCP, &q, f->id)) {
 			close_handles(px, f, true);
-			return;
+			return 0;
 		}
 	}
 	/* The flow itself is in the table already: count the others. */
 	v = limits_new_flow(&px->limits, true, px->tcp->count - 1, uv_now(&px->loop), &which);
 	if (relay_limit(px, v, which, f->id, MOAT_P_TCP, &pe)) {
 		close_handles(px, f, true);
-		return;
+		return 0;
 	}
 	/*
 	 * The guest sees the real peer, unless it is one the guest could not
@@ -1017,7 +1045,7 @@ static void on_listen(uv_stream_t *server, int status)
 	f->dst.port = l->pub.guest_port;
 	if (start_timer(px, f) < 0) {
 		close_handles(px, f, true);
-		return;
+		return 0;
 	}
 	{
 		struct flow_connect a = { .id = f->id, .src = f->src, .dst = f->dst };
@@ -1025,6 +1053,34 @@ static void on_listen(uv_stream_t *server, int status)
 		relay_send(px, FLOW_ACCEPTED, &a, sizeof(a));
 	}
 	relay_kick(px);
+	return 0;
+}
+
+static void on_listen(uv_stream_t *server, int status)
+{
+	struct tcp_listener *l = server->data;
+	struct proxy *px = l->px;
+
+	if (status < 0) {
+		/* EMFILE, ENFILE, ENOMEM, ENOBUFS...: pause, do not spin. */
+		if (!px->tcp->accept_errors)
+			log_warn("publish: accept on host port %u: %s; pausing %d ms",
+				 l->pub.host_port, uv_strerror(status), TCP_ACCEPT_BACKOFF_MS);
+		px->tcp->accept_errors++;
+		listener_pause(l);
+		return;
+	}
+	/*
+	 * A connection not taken now (no memory; a violation or no policy yet)
+	 * stays with libuv, which stops polling the listener: the retry timer
+	 * takes it later. Returning without uv_accept() would leave the port
+	 * dead for good.
+	 */
+	if (px->violation || !px->policy || listener_take(l) < 0) {
+		l->held = true;
+		if (!uv_is_active((uv_handle_t *)&l->retry))
+			uv_timer_start(&l->retry, on_listen_retry, TCP_ACCEPT_BACKOFF_MS, 0);
+	}
 }
 
 /**
@@ -1056,17 +1112,76 @@ void tcp_result_input(struct proxy *px, const struct flow_connect_result *r)
 	start_reading(f);
 }
 
+/* Bind and listen on @l->ss; on failure pause and try again. */
+static void listener_open(struct tcp_listener *l)
+{
+	struct proxy *px = l->px;
+	int rc = uv_tcp_init(&px->loop, &l->sock);
+
+	if (rc < 0) {
+		uv_timer_start(&l->retry, on_listen_retry, TCP_ACCEPT_BACKOFF_MS, 0);
+		return;
+	}
+	l->sock.data = l;
+	l->sock_open = true;
+	l->handles++;
+	rc = uv_tcp_bind(&l->sock, (struct sockaddr *)&l->ss, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&l->sock, 128, on_listen);
+	if (rc < 0) {
+		log_debug("publish: host port %u: listen again: %s", l->pub.host_port,
+			  uv_err_name(rc));
+		listener_pause(l);
+	}
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+	struct tcp_listener *l = h->data;
+
+	if (h == (uv_handle_t *)&l->sock)
+		l->sock_open = false;
+	if (--l->handles == 0 && l->closing) {
+		free(l);
+		return;
+	}
+	if (h == (uv_handle_t *)&l->sock && !l->closing)
+		uv_timer_start(&l->retry, on_listen_retry, TCP_ACCEPT_BACKOFF_MS, 0);
+}
+
+/* Close the listening socket; listener_closed() arms the retry timer. */
+static void listener_pause(struct tcp_listener *l)
+{
+	l->held = false;	/* libuv drops a held connection with the socket */
+	if (l->sock_open && !uv_is_closing((uv_handle_t *)&l->sock))
+		uv_close((uv_handle_t *)&l->sock, listener_closed);
+}
+
+static void on_listen_retry(uv_timer_t *t)
+{
+	struct tcp_listener *l = t->data;
+
+	if (!l->sock_open) {
+		listener_open(l);
+	} else if (l->held) {
+		l->held = false;
+		on_listen((uv_stream_t *)&l->sock, 0);
+	}
+}
+
 /**
  * tcp_publish() - listen on a published TCP port
  * @px:		proxy
  * @pub:	host address and port, guest port
+ *
+ * An accept error later does not end the listener: it pauses for
+ * TCP_ACCEPT_BACKOFF_MS, listens again and is counted (tcp_accept_errors()).
  *
  * Return: 0, or a negative errno (logged; the other ports still work).
  */
 int tcp_publish(struct proxy *px, const struct policy_publish *pub)
 {
 	struct tcp_listener *l;
-	struct sockaddr_storage ss;
 	struct flow_endpoint ep = { .port = pub->host_port };
 	char a[64];
 	int rc;
@@ -1075,26 +1190,35 @@ int tcp_publish(struct proxy *px, const struct policy_publish *pub)
 		log_warn("publish: UDP ports are not supported yet (host port %u)", pub->host_port);
 		return -EOPNOTSUPP;
 	}
-	ep.family = pub->host_addr.family == AF_INET6 ? 6 : 4;
-	memcpy(ep.addr, pub->host_addr.addr, ep.family == 4 ? 4 : 16);
-	relay_sockaddr(px, &ep, false, &ss);
-	relay_format_ep(&ep, a, sizeof(a));
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
+	ep.family = pub->host_addr.family == AF_INET6 ? 6 : 4;
+	memcpy(ep.addr, pub->host_addr.addr, ep.family == 4 ? 4 : 16);
+	relay_sockaddr(px, &ep, false, &l->ss);
+	relay_format_ep(&ep, a, sizeof(a));
 	l->px = px;
 	l->pub = *pub;
-	l->sock.data = l;
-	rc = uv_tcp_init(&px->loop, &l->sock);
+	rc = uv_timer_init(&px->loop, &l->retry);
 	if (rc < 0) {
 		free(l);
 		return rc;
 	}
+	l->retry.data = l;
+	l->handles = 1;
 	px_list_add_tail(&px->tcp->listeners, &l->node);
-	rc = uv_tcp_bind(&l->sock, (struct sockaddr *)&ss, 0);
+	rc = uv_tcp_init(&px->loop, &l->sock);
+	if (rc < 0)
+		goto out;
+	l->sock.data = l;
+	l->sock_open = true;
+	l->handles++;
+	rc = uv_tcp_bind(&l->sock, (struct sockaddr *)&l->ss, 0);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&l->sock, 128, on_listen);
+out:
 	if (rc < 0) {
+		/* Not retried: a port in use at start-up is a configuration error. */
 		log_error("publish: cannot listen on %s: %s", a, uv_strerror(rc));
 		return rc;
 	}
@@ -1102,7 +1226,36 @@ int tcp_publish(struct proxy *px, const struct policy_publish *pub)
 	return 0;
 }
 
+/**
+ * tcp_accept_errors() - failed accepts on the published ports so far
+ * @px:	proxy
+ *
+ * Return: the count (each one paused its listener, none ended it).
+ */
+uint64_t tcp_accept_errors(const struct proxy *px)
+{
+	return px->tcp ? px->tcp->accept_errors : 0;
+}
+
 /* ---- DNS over TCP (dnsfwd.c's side) ---------------------------------- */
+
+/* Queue a copy of @data on @f's outq (bounded). Return: 0, -ENOBUFS or -ENOMEM. */
+static int outq_push(struct tcp_flow *f, const void *data, uint32_t len)
+{
+	struct outbuf *b;
+
+	if (f->outq_n >= TCP_DNS_OUTQ_MAX)
+		return -ENOBUFS;
+	b = malloc(sizeof(*b) + len);
+	if (!b)
+		return -ENOMEM;
+	b->len = len;
+	b->off = 0;
+	memcpy(b->data, data, len);
+	px_list_add_tail(&f->outq, &b->node);	/* freed when sent, or by free_buffers() */
+	f->outq_n++;
+	return 0;
+}
 
 /**
  * tcp_stream_output() - queue bytes toward the guest on a DNS stream and
@@ -1128,25 +1281,15 @@ int tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, ui
 	if (f->st != ST_OPEN || f->reset_pending)
 		return -EPIPE;
 	if (data && len) {
-		struct outbuf *b = NULL;
-		int rc = -ENOBUFS;
+		int rc = outq_push(f, data, len);
 
-		if (f->outq_n < TCP_DNS_OUTQ_MAX) {
-			b = malloc(sizeof(*b) + len);
-			rc = -ENOMEM;
-		}
-		if (!b) {
+		if (rc < 0) {
 			log_debug("tcp flow %u: DNS answer not queued (%s): reset", f->id,
 				  strerror(-rc));
 			f->reset_pending = true;
 			mark_dirty(f);
 			return rc;
 		}
-		b->len = len;
-		b->off = 0;
-		memcpy(b->data, data, len);
-		px_list_add_tail(&f->outq, &b->node);
-		f->outq_n++;
 	}
 	while (!px_list_empty(&f->outq) && f->credit) {
 		struct outbuf *b = px_container_of(f->outq.next, struct outbuf, node);
@@ -1252,11 +1395,6 @@ int tcp_init(struct proxy *px)
 	return 0;
 }
 
-static void listener_closed(uv_handle_t *h)
-{
-	free(h->data);
-}
-
 static void nothing_closed(uv_handle_t *h)
 {
 	(void)h;
@@ -1278,7 +1416,10 @@ void tcp_fini(struct proxy *px)
 		struct tcp_listener *l = px_container_of(st->listeners.next, struct tcp_listener, node);
 
 		px_list_del(&l->node);
-		uv_close((uv_handle_t *)&l->sock, listener_closed);
+		l->closing = true;
+		uv_close((uv_handle_t *)&l->retry, listener_closed);
+		if (l->sock_open && !uv_is_closing((uv_handle_t *)&l->sock))
+			uv_close((uv_handle_t *)&l->sock, listener_closed);
 	}
 	uv_close((uv_handle_t *)&st->shape_timer, nothing_closed);
 	uv_run(&px->loop, UV_RUN_NOWAIT);

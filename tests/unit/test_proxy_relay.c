@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -959,15 +960,15 @@ Test(relay, dns_over_tcp_unread_answers_reset_the_flow)
 {
 	struct flow_data dh = { .id = 31 };
 	struct flow_close c;
-	static uint8_t m[64 * 40];
+	static uint8_t m[64 * 80];
 	size_t n = 0;
 	uint8_t q[512];
 	int k;
 
 	start(NULL);
 	cr_assert_eq(connect_flow(31, ep4(10, 0, 2, 3, 53)), MOAT_CONN_OK);
-	/* No CREDIT: nothing can be sent; 40 queries, more than the queue holds. */
-	for (int i = 0; i < 40; i++) {
+	/* No CREDIT: nothing can be sent; 80 queries, more than the queue holds. */
+	for (int i = 0; i < 80; i++) {
 		size_t qn = build_query(q, (uint16_t)i, "blocked.test", 1);
 
 		m[n++] = 0, m[n++] = (uint8_t)qn;
@@ -980,7 +981,7 @@ Test(relay, dns_over_tcp_unread_answers_reset_the_flow)
 	memcpy(&c, rbuf, sizeof(c));
 	cr_assert_eq(c.id, 31);
 	cr_assert_eq(c.reset, 1);
-	cr_assert_geq(cnt()->dns_queries[MOAT_DNS_DENIED], 32);
+	cr_assert_geq(cnt()->dns_queries[MOAT_DNS_DENIED], 64);
 	/* The id is dead; the proxy still serves DNS over TCP. */
 	push(FLOW_CREDIT, &(struct flow_credit){ .id = 31, .bytes = 4096 }, sizeof(struct flow_credit));
 	cr_assert_eq(connect_flow(32, ep4(10, 0, 2, 3, 53)), MOAT_CONN_OK);
@@ -990,6 +991,97 @@ Test(relay, dns_over_tcp_unread_answers_reset_the_flow)
 	k = expect(FLOW_DATA, 2000);
 	cr_assert_gt(k, (int)sizeof(dh) + 2 + 12, "no answer on a new stream");
 	cr_assert_eq(rbuf[sizeof(dh) + 2 + 3] & 0xf, 3, "expected NXDOMAIN");
+	stop();
+}
+
+/* ---- published ports ---------------------------------------------- */
+
+static uint16_t free_port(void)
+{
+	uint16_t port;
+	int fd = tcp_listener(&port);
+
+	close(fd);
+	return port;
+}
+
+static int connect_to(uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EINPROGRESS);
+	return fd;
+}
+
+/*
+ * Accept fails with EMFILE: the listener pauses instead of spinning, counts
+ * it, and serves the next client once descriptors are free again. libuv's
+ * reserve fd is closed first: in the confined proxy it cannot reopen it
+ * (openat is forbidden), so this is the proxy after its first EMFILE.
+ * Before the fix the proxy spun in uv_run() for ever (the timeout fails it).
+ */
+Test(relay, publish_survives_accept_errors, .timeout = 30)
+{
+	struct policy_publish pub = { .host_addr = { .family = AF_INET }, .guest_port = 8080,
+				      .proto = POLICY_PROTO_TCP };
+	struct rlimit old, low;
+	struct flow_connect a;
+	struct flow_connect_result r;
+	int fill[64], nfill = 0, c1, c2, n;
+	long end;
+
+	pub.host_addr.addr[0] = 127, pub.host_addr.addr[3] = 1;
+	pub.host_port = free_port();
+	start(NULL);
+	cr_assert_eq(tcp_publish(&px, &pub), 0);
+	if (px.loop.emfile_fd >= 0) {
+		close(px.loop.emfile_fd);
+		px.loop.emfile_fd = -1;
+	}
+	c1 = connect_to(pub.host_port);
+	/* Every descriptor in use: the next accept4() fails with EMFILE. */
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)c1 + 32;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (nfill < 64) {
+		int fd = dup(0);
+
+		if (fd < 0)
+			break;
+		fill[nfill++] = fd;
+	}
+	cr_assert_lt(nfill, 64, "the lower limit did not take");
+	run_ms(400);
+	cr_assert_geq(tcp_accept_errors(&px), 1, "no accept error was seen");
+	cr_assert_eq(expect(FLOW_ACCEPTED, 10), -1, "accepted without a descriptor?");
+	/* Descriptors again: a new client is accepted and relayed. */
+	for (int i = 0; i < nfill; i++)
+		close(fill[i]);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	close(c1);
+	run_ms(300);	/* the listener listens again after its pause */
+	c2 = connect_to(pub.host_port);
+	n = expect(FLOW_ACCEPTED, 3000);
+	cr_assert_eq(n, (int)sizeof(a), "the listener stopped accepting");
+	memcpy(&a, rbuf, sizeof(a));
+	cr_assert(a.id & FLOW_ID_INGRESS);
+	cr_assert_eq(a.dst.port, 8080);
+	r.id = a.id;
+	r.result = MOAT_CONN_OK;
+	push(FLOW_CONNECT_RESULT, &r, sizeof(r));
+	push(FLOW_CREDIT, &(struct flow_credit){ .id = a.id, .bytes = 4096 }, sizeof(struct flow_credit));
+	end = now_ms() + 2000;
+	while (send(c2, "hello", 5, MSG_DONTWAIT) != 5 && now_ms() < end)
+		spin();
+	n = expect(FLOW_DATA, 3000);
+	cr_assert_eq(n, (int)sizeof(struct flow_data) + 5, "nothing relayed");
+	cr_assert_eq(((struct flow_data *)rbuf)->id, a.id);
+	cr_assert_eq(memcmp(rbuf + sizeof(struct flow_data), "hello", 5), 0);
+	close(c2);
 	stop();
 }
 
