@@ -1085,6 +1085,37 @@ Test(relay, publish_survives_accept_errors, .timeout = 30)
 	stop();
 }
 
+/*
+ * A client the proxy cannot take at once (here: no policy in force; in
+ * production: no memory for the flow) is held, not lost, and the listener
+ * goes on: before the fix libuv kept it and stopped polling for good.
+ */
+Test(relay, publish_holds_a_client_it_cannot_take_yet, .timeout = 30)
+{
+	struct policy_publish pub = { .host_addr = { .family = AF_INET }, .guest_port = 8081,
+				      .proto = POLICY_PROTO_TCP };
+	struct flow_connect a;
+	struct policy *pol;
+	int c1, c2;
+
+	pub.host_addr.addr[0] = 127, pub.host_addr.addr[3] = 1;
+	pub.host_port = free_port();
+	start(NULL);
+	cr_assert_eq(tcp_publish(&px, &pub), 0);
+	pol = px.policy;
+	px.policy = NULL;
+	c1 = connect_to(pub.host_port);
+	run_ms(250);
+	cr_assert_eq(expect(FLOW_ACCEPTED, 10), -1);
+	px.policy = pol;
+	cr_assert_eq(expect(FLOW_ACCEPTED, 2000), (int)sizeof(a), "the held client was lost");
+	c2 = connect_to(pub.host_port);
+	cr_assert_eq(expect(FLOW_ACCEPTED, 2000), (int)sizeof(a), "the listener stopped accepting");
+	close(c1);
+	close(c2);
+	stop();
+}
+
 /* ---- backpressure ------------------------------------------------- */
 
 Test(relay, full_ring_stops_reading_and_resumes)
