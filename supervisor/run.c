@@ -905,40 +905,24 @@ static void make_pipe(int p[2], int read_flags)
 		fatal("fcntl");
 }
 
-/**
- * run_main() - `moat run`
- * @argc:	arguments after "moat"
- * @argv:	argv[0] is "run"
- *
- * Return: exit status (0, 1, 2; 3 exits from violation()).
+/*
+ * 1. Everything that can be refused, before anything is forked: the user,
+ * the policy, the VM's pidfd, the guest port, --pcap, --events. @proto gets
+ * the addresses.
+ * Return: 0, or EXIT_USAGE after one line on stderr.
  */
-int run_main(int argc, char **argv)
+static int check_and_open(struct moat_shm_header *proto)
 {
-	struct moat_shm_header proto = { 0 };
-	/* 1 MiB rings: room for 16 frames of MTU 65520 or ~700 of 1500, and they stay
-	 * in cache (8 MiB rings measured 10-16% slower at MTU 65520, bench/). */
-	struct region_config rc = { .frame_ring_bytes = 1u << 20, .flow_ring_bytes = 1u << 20 };
 	char err[512];
-	int sp[2], devnull, status;
-	sigset_t mask;
 
-	memset(&sv, 0, sizeof(sv));
-	sv.vm_pidfd = -1;
-	proc_init(&sv.cmd);
-	for (int i = 0; i < CHILD_COUNT; i++)
-		proc_init(&sv.child[i]);
-	parse_options(&sv.o, argc, argv);
-	log_init("moat", sv.o.log_level);
-
-	/* 1. Everything that can be refused, before anything is forked. */
 	if (sandbox_user_lookup(sv.o.user, &sv.user, err, sizeof(err)) < 0 ||
 	    (sv.o.metrics_file && sandbox_check_dir(&sv.user, sv.o.metrics_file, err,
 						    sizeof(err)) < 0)) {
 		fprintf(stderr, "moat: %s\n", err);
 		return EXIT_USAGE;
 	}
-	fill_addresses(&proto, &sv.o);
-	make_env(&sv.env, &proto);
+	fill_addresses(proto, &sv.o);
+	make_env(&sv.env, proto);
 	if (sv.o.policy_path) {
 		if (policy_load_file(sv.o.policy_path, &sv.env, &sv.policy, err, sizeof(err)) < 0) {
 			fprintf(stderr, "moat: %s\n", err);
@@ -972,35 +956,46 @@ int run_main(int argc, char **argv)
 		guest_close(sv.guest);
 		return EXIT_USAGE;
 	}
+	return 0;
+}
 
-	/* 2. The region, its eventfds and the channels. */
-	proto.mtu = sv.o.mtu;
-	proto.anti_spoof = (uint8_t)sv.o.anti_spoof;
-	proto.log_level = (uint8_t)sv.o.log_level;
-	proto.max_tcp_connections = sv.o.max_connections;
-	proto.max_udp_flows = sv.o.max_udp_flows;
-	proto.connect_timeout_ms = sv.o.connect_timeout_ms;
-	proto.tcp_idle_timeout_s = MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S;
-	proto.udp_idle_timeout_s = 60;
+/*
+ * 2. The region, the signal mask, the metrics (the last thing that can be
+ * refused: it binds), the eventfds, the control socketpair (@sp), the
+ * lifeline and the log pipe, and the loop.
+ * Return: 0, or EXIT_USAGE after one line on stderr.
+ */
+static int create_region_and_channels(struct moat_shm_header *proto, int sp[2],
+				      const sigset_t *mask)
+{
+	/* 1 MiB rings: room for 16 frames of MTU 65520 or ~700 of 1500, and they stay
+	 * in cache (8 MiB rings measured 10-16% slower at MTU 65520, bench/). */
+	struct region_config rc = { .frame_ring_bytes = 1u << 20, .flow_ring_bytes = 1u << 20 };
+	char err[512];
+	int rcode;
+
+	proto->mtu = sv.o.mtu;
+	proto->anti_spoof = (uint8_t)sv.o.anti_spoof;
+	proto->log_level = (uint8_t)sv.o.log_level;
+	proto->max_tcp_connections = sv.o.max_connections;
+	proto->max_udp_flows = sv.o.max_udp_flows;
+	proto->connect_timeout_ms = sv.o.connect_timeout_ms;
+	proto->tcp_idle_timeout_s = MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S;
+	proto->udp_idle_timeout_s = 60;
 	if (sv.o.test_trigger)
-		proto.flags |= MOAT_HDR_F_TEST_TRIGGERS;
+		proto->flags |= MOAT_HDR_F_TEST_TRIGGERS;
 	/* The policy's limits (connections, flows) are enforced by the proxy, so a
 	 * limit can refuse or terminate and a reload can change it; the tables
 	 * themselves are sized by the command line only. */
-	int rcode = region_create(&rc, &proto, &sv.region);
-
+	rcode = region_create(&rc, proto, &sv.region);
 	if (rcode < 0) {
 		errno = -rcode;
 		fatal("cannot create the shared region");
 	}
 	/* Signals through a signalfd, blocked before libmicrohttpd's thread starts
 	 * so that it inherits the mask; every child unblocks them before exec. */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
 	signal(SIGPIPE, SIG_IGN);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigprocmask(SIG_BLOCK, mask, NULL);
 	if (metrics_start(&sv.metrics, sv.o.metrics_addr, sv.o.metrics_file, &sv.region, err,
 			  sizeof(err)) < 0) {
 		fprintf(stderr, "moat: --metrics: %s\n", err);
@@ -1024,36 +1019,45 @@ int run_main(int argc, char **argv)
 		fatal("control queue");
 	make_pipe(sv.lifeline, 0);
 	make_pipe(sv.log_pipe, O_NONBLOCK);
-	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (devnull < 0)
-		fatal("/dev/null");
-
-
 	if (loop_init(&sv.loop) < 0)
 		fatal("epoll");
-	/* 3. The processes: the hook's runner, the two roles, the command. */
+	return 0;
+}
+
+static void watch(struct loop_watch *w, int fd, loop_cb cb)
+{
+	*w = (struct loop_watch){ .fd = fd, .cb = cb };
+	if (loop_add(&sv.loop, w, EPOLLIN) < 0)
+		fatal("epoll_ctl");
+}
+
+/*
+ * 3. The processes (the hook's runner, the two roles, the command), the
+ * loop's watches, the first control document and the guest port.
+ */
+static void start_processes(int sp[2], const sigset_t *mask)
+{
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (devnull < 0)
+		fatal("/dev/null");
 	if (hook_start(&sv.hook, sv.o.on_violation) < 0)
 		fatal("cannot start the --on-violation runner");
 	for (int i = 0; i < CHILD_COUNT; i++) {
 		spawn_child(i, sp[1], devnull);
-		sv.w_child[i] = (struct loop_watch){ .fd = sv.child[i].pidfd, .cb = on_child };
-		loop_add(&sv.loop, &sv.w_child[i], EPOLLIN);
+		watch(&sv.w_child[i], sv.child[i].pidfd, on_child);
 	}
 	close(sp[1]);
 	close(sv.lifeline[0]);	/* the write end stays ours alone, until we die */
 	close(sv.log_pipe[1]);
 	close(devnull);
-	sv.w_signal.fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	sv.w_signal.fd = signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sv.w_signal.fd < 0)
 		fatal("signalfd");
-	sv.w_signal.cb = on_signal;
-	loop_add(&sv.loop, &sv.w_signal, EPOLLIN);
-	sv.w_efd = (struct loop_watch){ .fd = sv.efd[0], .cb = on_efd };
-	loop_add(&sv.loop, &sv.w_efd, EPOLLIN);
-	sv.w_control = (struct loop_watch){ .fd = sv.control_fd, .cb = on_control };
-	loop_add(&sv.loop, &sv.w_control, EPOLLIN);
-	sv.w_log = (struct loop_watch){ .fd = sv.log_pipe[0], .cb = on_log };
-	loop_add(&sv.loop, &sv.w_log, EPOLLIN);
+	watch(&sv.w_signal, sv.w_signal.fd, on_signal);
+	watch(&sv.w_efd, sv.efd[0], on_efd);
+	watch(&sv.w_control, sv.control_fd, on_control);
+	watch(&sv.w_log, sv.log_pipe[0], on_log);
 
 	if (send_policy(sv.policy, true) < 0)
 		fatalx(EXIT_RUNTIME, "cannot hand the policy to the proxy");
@@ -1062,6 +1066,76 @@ int run_main(int argc, char **argv)
 		fatalx(EXIT_RUNTIME, "cannot start the guest port");
 	if (sv.o.command)
 		start_command();
+}
+
+/* 5. Until a signal, the command's exit or a violation (which exits itself). */
+static void main_loop(void)
+{
+	while (!sv.loop.stop) {
+		int timeout = metrics_tick(sv.metrics), deadline = control_deadline_ms();
+
+		if (deadline >= 0 && (timeout < 0 || deadline < timeout))
+			timeout = deadline;
+		if (loop_run_once(&sv.loop, timeout) < 0)
+			fatal("epoll_wait");
+		check_mailboxes();
+	}
+}
+
+/*
+ * A clean stop, or the end of a stream-fd VMM that broke its framing.
+ * Return: the exit status, 0 or EXIT_RUNTIME.
+ */
+static int clean_stop(void)
+{
+	int status = guest_failed(sv.guest) ? EXIT_RUNTIME : 0;
+
+	sv.stopping = true;
+	proc_stop(&sv.cmd, PROC_STOP_GRACE_MS);
+	stop_children();
+	hook_fini(&sv.hook);
+	/* Pass on what the netstack sent last (the RSTs of open connections). */
+	guest_flush(sv.guest);
+	guest_close(sv.guest);
+	metrics_final(sv.metrics);
+	events_stop(status);
+	events_close();
+	channel_out_fini(&sv.control_out);
+	policy_free(sv.policy);
+	return status;
+}
+
+/**
+ * run_main() - `moat run`
+ * @argc:	arguments after "moat"
+ * @argv:	argv[0] is "run"
+ *
+ * Return: exit status (0, 1, 2; 3 exits from violation()).
+ */
+int run_main(int argc, char **argv)
+{
+	struct moat_shm_header proto = { 0 };
+	sigset_t mask;
+	int sp[2], rc;
+
+	memset(&sv, 0, sizeof(sv));
+	sv.vm_pidfd = -1;
+	proc_init(&sv.cmd);
+	for (int i = 0; i < CHILD_COUNT; i++)
+		proc_init(&sv.child[i]);
+	parse_options(&sv.o, argc, argv);
+	log_init("moat", sv.o.log_level);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+
+	rc = check_and_open(&proto);
+	if (!rc)
+		rc = create_region_and_channels(&proto, sp, &mask);
+	if (rc)
+		return rc;
+	start_processes(sp, &mask);
 
 	/* 4. Nothing privileged is left to do. */
 	confine_supervisor();
@@ -1076,33 +1150,6 @@ int run_main(int argc, char **argv)
 		dprintf(sv.o.ready_fd, "ready\n");
 		close(sv.o.ready_fd);
 	}
-
-	/* 5. The loop. */
-	while (!sv.loop.stop) {
-		int timeout = metrics_tick(sv.metrics), deadline = control_deadline_ms();
-		int n;
-
-		if (deadline >= 0 && (timeout < 0 || deadline < timeout))
-			timeout = deadline;
-		n = loop_run_once(&sv.loop, timeout);
-		if (n < 0)
-			fatal("epoll_wait");
-		check_mailboxes();
-	}
-
-	/* Clean stop, or the end of a stream-fd VMM that broke its framing (1). */
-	status = guest_failed(sv.guest) ? EXIT_RUNTIME : 0;
-	sv.stopping = true;
-	proc_stop(&sv.cmd, PROC_STOP_GRACE_MS);
-	stop_children();
-	hook_fini(&sv.hook);
-	/* Pass on what the netstack sent last (the RSTs of open connections). */
-	guest_flush(sv.guest);
-	guest_close(sv.guest);
-	metrics_final(sv.metrics);
-	events_stop(status);
-	events_close();
-	channel_out_fini(&sv.control_out);
-	policy_free(sv.policy);
-	return status;
+	main_loop();
+	return clean_stop();
 }
