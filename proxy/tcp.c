@@ -1252,7 +1252,12 @@ static int outq_push(struct tcp_flow *f, const void *data, uint32_t len)
 	b->len = len;
 	b->off = 0;
 	memcpy(b->data, data, len);
-	px_list_add_tail(&f->outq, &b->node);	/* freed when sent, or by free_buffers() */
+	/*
+	 * Freed when sent, or by free_buffers(). gcc 12's -fanalyzer reports
+	 * a leak of b here: a false positive, it loses the pointer stored
+	 * through head->prev->next in px_list_add_tail().
+	 */
+	px_list_add_tail(&f->outq, &b->node);
 	f->outq_n++;
 	return 0;
 }
