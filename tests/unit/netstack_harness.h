@@ -68,7 +68,7 @@ static inline void nh_init_cfg(uint32_t mtu, uint32_t max_conns, uint8_t anti_sp
 	h.max_tcp_connections = max_conns;
 	h.max_udp_flows = 64;
 	h.connect_timeout_ms = 10000;
-	h.tcp_idle_timeout_s = 7200;
+	h.tcp_idle_timeout_s = MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S;
 	h.udp_idle_timeout_s = 60;
 	memset(&H, 0, sizeof(H));
 	if (region_create(&rc, &h, r) < 0) {
