@@ -304,6 +304,24 @@ void confine_allow_arg(scmp_filter_ctx ctx, int nr, const char *name, unsigned i
 }
 
 /**
+ * confine_deny() - make one syscall fail with an errno instead of killing
+ * @ctx:	filter
+ * @nr:		syscall number (SCMP_SYS)
+ * @name:	for the error message
+ * @err:	the errno the call returns
+ *
+ * Sanitizer builds may allow the call already (their runtime needs it):
+ * then the allow stays.
+ */
+void confine_deny(scmp_filter_ctx ctx, int nr, const char *name, int err)
+{
+	int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO((uint32_t)err), nr, 0);
+
+	if (rc < 0 && rc != -EEXIST)
+		fatalx(1, "seccomp: cannot deny %s: %s", name, strerror(-rc));
+}
+
+/**
  * confine_seccomp_load() - install the filter and free the context
  * @ctx:	filter from confine_seccomp_init()
  */

@@ -38,4 +38,13 @@ void confine_allow(scmp_filter_ctx ctx, int nr, const char *name);
 void confine_allow_arg(scmp_filter_ctx ctx, int nr, const char *name, unsigned int n,
 		       const struct scmp_arg_cmp *cmp);
 
+/*
+ * DENY(ctx, name, err) - make one syscall fail with errno @err instead of
+ * killing: for calls a library makes that the role can do without
+ * (OpenSSH's sandbox does the same). One comment at the call site says who
+ * makes the call and why failing it is safe.
+ */
+#define DENY(ctx, name, err)	confine_deny((ctx), SCMP_SYS(name), #name, (err))
+void confine_deny(scmp_filter_ctx ctx, int nr, const char *name, int err);
+
 #endif /* MOAT_CONFINE_H */

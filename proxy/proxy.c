@@ -96,6 +96,10 @@ void proxy_seccomp(void)
 	ALLOW(ctx, madvise);		/* glibc malloc trimming (never seen; too cheap to die for) */
 	ALLOW(ctx, futex);		/* glibc locks (single thread: never seen; likewise) */
 	ALLOW(ctx, getrandom);		/* DNS query ids */
+	/* libuv reopens its spare descriptor ("/") after the EMFILE trick of a
+	 * listener: refused, the spare stays gone and the next EMFILE reaches
+	 * the published port's retry (proxy/tcp.c). Nothing else opens files. */
+	DENY(ctx, openat, EACCES);
 	confine_seccomp_load(ctx);
 }
 
