@@ -100,7 +100,7 @@ static void start(const char *extra)
 	h.max_tcp_connections = 64;
 	h.max_udp_flows = 4;
 	h.udp_idle_timeout_s = 60;
-	h.tcp_idle_timeout_s = 7200;
+	h.tcp_idle_timeout_s = MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S;
 	h.log_level = 1;
 	cr_assert_eq(region_create(&cfg, &h, &region), 0);
 	efd_sup = eventfd(0, EFD_NONBLOCK);
