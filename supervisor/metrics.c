@@ -40,6 +40,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +147,29 @@ static uint64_t ld(const uint64_t *p)
 	return atomic_load_explicit((_Atomic uint64_t *)p, memory_order_relaxed);
 }
 
+/*
+ * struct counter - one unlabelled field of a counter block, and the metric
+ * it is rendered as. The blocks' plain counters are tables of these, so a
+ * new counter is one line here and one in shm/moat_shm.h.
+ */
+struct counter {
+	const char *name, *type, *help;
+	size_t off;	/* offsetof() in its block */
+};
+
+#define COUNTER(block, field, name, type, help) \
+	{ (name), (type), (help), offsetof(struct block, field) }
+
+/* Render every counter of @table from @block. */
+static void counters(struct out *o, const void *block, const struct counter *table, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		single(o, table[i].name, table[i].type, table[i].help,
+		       ld((const uint64_t *)((const char *)block + table[i].off)));
+}
+
+#define COUNTERS(o, block, table) counters((o), (block), (table), sizeof(table) / sizeof((table)[0]))
+
 static const char *const drop_names[MOAT_DROP_REASON_COUNT] = {
 	[MOAT_DROP_TOO_SHORT] = "too_short",
 	[MOAT_DROP_TOO_LONG] = "too_long",
@@ -218,20 +242,28 @@ static void render_supervisor(struct out *o, const struct region *r, bool up)
 	       "Event lines that could not be written.", es.write_errors);
 }
 
+#define G(field, name, type, help)	COUNTER(moat_guest_counters, field, name, type, help)
+static const struct counter guest_counters[] = {
+	G(tx_frames, "moat_guest_tx_frames_total", "counter",
+	  "Ethernet frames from the guest accepted by the guest port."),
+	G(tx_bytes, "moat_guest_tx_bytes_total", "counter",
+	  "Bytes of Ethernet frames from the guest (header included, no FCS)."),
+	G(rx_frames, "moat_guest_rx_frames_total", "counter",
+	  "Ethernet frames delivered to the guest."),
+	G(rx_bytes, "moat_guest_rx_bytes_total", "counter",
+	  "Bytes of Ethernet frames delivered to the guest (header included, no FCS)."),
+	G(clients_accepted, "moat_guest_clients_accepted_total", "counter",
+	  "Clients accepted by a stream or dgram guest frontend."),
+	G(clients_dropped, "moat_guest_clients_dropped_total", "counter",
+	  "Clients of a stream frontend dropped for a bad length prefix or an error."),
+};
+#undef G
+
 static void render_guest(struct out *o, const struct moat_guest_counters *g,
 			 const struct moat_netstack_counters *n,
 			 const struct moat_proxy_counters *p)
 {
-	single(o, "moat_guest_tx_frames_total", "counter",
-	       "Ethernet frames from the guest accepted by the guest port.", ld(&g->tx_frames));
-	single(o, "moat_guest_tx_bytes_total", "counter",
-	       "Bytes of Ethernet frames from the guest (header included, no FCS).",
-	       ld(&g->tx_bytes));
-	single(o, "moat_guest_rx_frames_total", "counter",
-	       "Ethernet frames delivered to the guest.", ld(&g->rx_frames));
-	single(o, "moat_guest_rx_bytes_total", "counter",
-	       "Bytes of Ethernet frames delivered to the guest (header included, no FCS).",
-	       ld(&g->rx_bytes));
+	COUNTERS(o, g, guest_counters);
 	family(o, "moat_guest_dropped_frames_total", "counter",
 	       "Guest frames dropped, by where (guest_port or netstack) and why.");
 	for (int i = 0; i < MOAT_DROP_REASON_COUNT; i++) {
@@ -242,11 +274,6 @@ static void render_guest(struct out *o, const struct moat_guest_counters *g,
 		snprintf(l, sizeof(l), "stage=\"netstack\",reason=\"%s\"", drop_names[i]);
 		sample(o, "moat_guest_dropped_frames_total", l, ld(&n->drops[i]));
 	}
-	single(o, "moat_guest_clients_accepted_total", "counter",
-	       "Clients accepted by a stream or dgram guest frontend.", ld(&g->clients_accepted));
-	single(o, "moat_guest_clients_dropped_total", "counter",
-	       "Clients of a stream frontend dropped for a bad length prefix or an error.",
-	       ld(&g->clients_dropped));
 	{
 		static const char *const who[3] = { "guest_port", "netstack", "proxy" };
 		uint64_t v[3] = { ld(&g->wakes_sent), ld(&n->wakes_sent), ld(&p->wakes_sent) };
@@ -274,64 +301,87 @@ static void render_rings(struct out *o, const struct region *r)
 		 ring_names, cap, 4);
 }
 
+#define N(field, name, type, help)	COUNTER(moat_netstack_counters, field, name, type, help)
+static const struct counter netstack_counters[] = {
+	N(arp_replies, "moat_arp_replies_total", "counter",
+	  "ARP replies the netstack sent for the gateway and DNS addresses."),
+	N(icmp_echo_replies, "moat_icmp_echo_gateway_replies_total", "counter",
+	  "ICMP echo replies the netstack answered itself (gateway and DNS addresses)."),
+	N(icmp_echo_relayed, "moat_icmp_echo_relayed_total", "counter",
+	  "ICMP echo requests the netstack relayed to the proxy."),
+	N(tcp_syns, "moat_netstack_tcp_syns_total", "counter",
+	  "TCP SYNs from the guest that started a connect."),
+	N(tcp_flows_opened, "moat_netstack_tcp_flows_opened_total", "counter",
+	  "TCP flows the netstack opened toward the guest."),
+	N(tcp_flows_closed, "moat_netstack_tcp_flows_closed_total", "counter",
+	  "TCP flows the netstack closed."),
+	N(tcp_flows_active, "moat_netstack_tcp_flows_active", "gauge",
+	  "TCP flows open in the netstack."),
+	N(tcp_table_full, "moat_netstack_tcp_table_full_total", "counter",
+	  "Guest SYNs refused because the netstack's flow table was full."),
+	N(lwip_mem_errors, "moat_netstack_lwip_memory_errors_total", "counter",
+	  "lwIP allocations that failed (pool or heap exhausted)."),
+	N(pcbs_in_use, "moat_netstack_pcbs_in_use", "gauge", "lwIP TCP and UDP PCBs in use."),
+	N(pbufs_in_use, "moat_netstack_pbufs_in_use", "gauge", "lwIP pbufs in use."),
+	N(listeners, "moat_netstack_tcp_listeners", "gauge",
+	  "lwIP listening PCBs (one per destination port in use)."),
+	N(spoofed_frames, "moat_netstack_spoofed_frames_total", "counter",
+	  "Guest frames with a source MAC or IP other than the guest's."),
+	N(tx_bytes_tcp, "moat_tcp_payload_tx_bytes_total", "counter",
+	  "TCP payload bytes from the guest, as the netstack received them."),
+	N(rx_bytes_tcp, "moat_tcp_payload_rx_bytes_total", "counter",
+	  "TCP payload bytes to the guest, as the netstack sent them."),
+};
+#undef N
+
 static void render_netstack(struct out *o, const struct moat_netstack_counters *n)
 {
-	single(o, "moat_arp_replies_total", "counter",
-	       "ARP replies the netstack sent for the gateway and DNS addresses.",
-	       ld(&n->arp_replies));
-	{
-		static const char *const type[3] = { "offer", "ack", "nak" };
-		uint64_t v[3] = { ld(&n->dhcp_offers), ld(&n->dhcp_acks), ld(&n->dhcp_naks) };
+	static const char *const type[3] = { "offer", "ack", "nak" };
+	uint64_t v[3] = { ld(&n->dhcp_offers), ld(&n->dhcp_acks), ld(&n->dhcp_naks) };
 
-		labelled(o, "moat_dhcp_replies_total", "counter",
-			 "DHCPv4 messages the netstack sent to the guest, by type.", "type", type,
-			 v, 3);
-	}
-	single(o, "moat_icmp_echo_gateway_replies_total", "counter",
-	       "ICMP echo replies the netstack answered itself (gateway and DNS addresses).",
-	       ld(&n->icmp_echo_replies));
-	single(o, "moat_icmp_echo_relayed_total", "counter",
-	       "ICMP echo requests the netstack relayed to the proxy.", ld(&n->icmp_echo_relayed));
-	single(o, "moat_netstack_tcp_syns_total", "counter",
-	       "TCP SYNs from the guest that started a connect.", ld(&n->tcp_syns));
-	single(o, "moat_netstack_tcp_flows_opened_total", "counter",
-	       "TCP flows the netstack opened toward the guest.", ld(&n->tcp_flows_opened));
-	single(o, "moat_netstack_tcp_flows_closed_total", "counter",
-	       "TCP flows the netstack closed.", ld(&n->tcp_flows_closed));
-	single(o, "moat_netstack_tcp_flows_active", "gauge",
-	       "TCP flows open in the netstack.", ld(&n->tcp_flows_active));
-	single(o, "moat_netstack_tcp_table_full_total", "counter",
-	       "Guest SYNs refused because the netstack's flow table was full.",
-	       ld(&n->tcp_table_full));
-	single(o, "moat_netstack_lwip_memory_errors_total", "counter",
-	       "lwIP allocations that failed (pool or heap exhausted).", ld(&n->lwip_mem_errors));
-	single(o, "moat_netstack_pcbs_in_use", "gauge", "lwIP TCP and UDP PCBs in use.",
-	       ld(&n->pcbs_in_use));
-	single(o, "moat_netstack_pbufs_in_use", "gauge", "lwIP pbufs in use.",
-	       ld(&n->pbufs_in_use));
-	single(o, "moat_netstack_tcp_listeners", "gauge",
-	       "lwIP listening PCBs (one per destination port in use).", ld(&n->listeners));
-	single(o, "moat_netstack_spoofed_frames_total", "counter",
-	       "Guest frames with a source MAC or IP other than the guest's.",
-	       ld(&n->spoofed_frames));
-	single(o, "moat_tcp_payload_tx_bytes_total", "counter",
-	       "TCP payload bytes from the guest, as the netstack received them.",
-	       ld(&n->tx_bytes_tcp));
-	single(o, "moat_tcp_payload_rx_bytes_total", "counter",
-	       "TCP payload bytes to the guest, as the netstack sent them.", ld(&n->rx_bytes_tcp));
+	COUNTERS(o, n, netstack_counters);
+	labelled(o, "moat_dhcp_replies_total", "counter",
+		 "DHCPv4 messages the netstack sent to the guest, by type.", "type", type, v, 3);
 }
+
+#define P(field, name, type, help)	COUNTER(moat_proxy_counters, field, name, type, help)
+static const struct counter proxy_counters[] = {
+	P(tcp_active, "moat_tcp_connections_active", "gauge",
+	  "TCP connections the proxy is relaying."),
+	P(udp_flows_opened, "moat_udp_flows_opened_total", "counter",
+	  "UDP flows the proxy opened a host socket for."),
+	P(udp_flows_refused, "moat_udp_flows_refused_total", "counter",
+	  "UDP flows the proxy refused for a limit (denials are in moat_policy_denials_total)."),
+	P(udp_flows_active, "moat_udp_flows_active", "gauge", "UDP flows the proxy is relaying."),
+	P(dns_pins, "moat_dns_pinned_addresses", "gauge",
+	  "Addresses remembered from allowed DNS answers (for domain rules)."),
+	P(upstream_tx_bytes, "moat_upstream_tx_bytes_total", "counter",
+	  "Bytes the proxy wrote to host sockets."),
+	P(upstream_rx_bytes, "moat_upstream_rx_bytes_total", "counter",
+	  "Bytes the proxy read from host sockets."),
+	P(icmp_echo_sent, "moat_icmp_echo_upstream_requests_total", "counter",
+	  "ICMP echo requests the proxy sent on the host."),
+	P(icmp_echo_replies, "moat_icmp_echo_upstream_replies_total", "counter",
+	  "ICMP echo replies the proxy received on the host."),
+	P(limit_exceeded, "moat_limit_exceeded_total", "counter",
+	  "Times a policy limit was exceeded."),
+	P(bad_messages, "moat_proxy_bad_messages_total", "counter",
+	  "Malformed flow messages the proxy received from the netstack."),
+	P(policy_generation, "moat_policy_generation", "gauge",
+	  "Generation of the policy in force in the proxy (1 at start, +1 per reload)."),
+};
+#undef P
 
 static void render_proxy(struct out *o, const struct moat_proxy_counters *p)
 {
 	uint64_t v[16];
 
+	COUNTERS(o, p, proxy_counters);
 	for (int i = 0; i < MOAT_CONN_RESULT_COUNT; i++)
 		v[i] = ld(&p->tcp_connections[i]);
 	labelled(o, "moat_tcp_connections_total", "counter",
 		 "Guest TCP connects decided by the proxy, by result.", "result", conn_names, v,
 		 MOAT_CONN_RESULT_COUNT);
-	single(o, "moat_tcp_connections_active", "gauge",
-	       "TCP connections the proxy is relaying.", ld(&p->tcp_active));
 	family(o, "moat_policy_denials_total", "counter",
 	       "Flows the policy denied, by direction and protocol.");
 	for (int d = 0; d < 2; d++)
@@ -343,36 +393,11 @@ static void render_proxy(struct out *o, const struct moat_proxy_counters *p)
 			sample(o, "moat_policy_denials_total", l,
 			       ld(d ? &p->denials_ingress[i] : &p->denials_egress[i]));
 		}
-	single(o, "moat_udp_flows_opened_total", "counter",
-	       "UDP flows the proxy opened a host socket for.", ld(&p->udp_flows_opened));
-	single(o, "moat_udp_flows_refused_total", "counter",
-	       "UDP flows the proxy refused for a limit (denials are in moat_policy_denials_total).", ld(&p->udp_flows_refused));
-	single(o, "moat_udp_flows_active", "gauge", "UDP flows the proxy is relaying.",
-	       ld(&p->udp_flows_active));
 	for (int i = 0; i < MOAT_DNS_RESULT_COUNT; i++)
 		v[i] = ld(&p->dns_queries[i]);
 	labelled(o, "moat_dns_queries_total", "counter",
 		 "DNS queries from the guest handled by the forwarder, by result.", "result",
 		 dns_names, v, MOAT_DNS_RESULT_COUNT);
-	single(o, "moat_dns_pinned_addresses", "gauge",
-	       "Addresses remembered from allowed DNS answers (for domain rules).",
-	       ld(&p->dns_pins));
-	single(o, "moat_upstream_tx_bytes_total", "counter",
-	       "Bytes the proxy wrote to host sockets.", ld(&p->upstream_tx_bytes));
-	single(o, "moat_upstream_rx_bytes_total", "counter",
-	       "Bytes the proxy read from host sockets.", ld(&p->upstream_rx_bytes));
-	single(o, "moat_icmp_echo_upstream_requests_total", "counter",
-	       "ICMP echo requests the proxy sent on the host.", ld(&p->icmp_echo_sent));
-	single(o, "moat_icmp_echo_upstream_replies_total", "counter",
-	       "ICMP echo replies the proxy received on the host.", ld(&p->icmp_echo_replies));
-	single(o, "moat_limit_exceeded_total", "counter",
-	       "Times a policy limit was exceeded.", ld(&p->limit_exceeded));
-	single(o, "moat_proxy_bad_messages_total", "counter",
-	       "Malformed flow messages the proxy received from the netstack.",
-	       ld(&p->bad_messages));
-	single(o, "moat_policy_generation", "gauge",
-	       "Generation of the policy in force in the proxy (1 at start, +1 per reload).",
-	       ld(&p->policy_generation));
 }
 
 /**
