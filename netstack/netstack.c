@@ -116,12 +116,10 @@ int netstack_main(pid_t supervisor)
 	log_init("moat-netstack", LOG_LVL_INFO);
 	confine_parent_death(supervisor);
 	confine_close_fds(FD_LAST_NETSTACK);
-	rc = region_map(FD_REGION, parts, &ns.region);
+	/* Only the mappings stay: the fd would let us map or write any part. */
+	rc = region_adopt(FD_REGION, parts, &ns.region);
 	if (rc < 0)
 		fatalx(1, "cannot map the shared region: %s", strerror(-rc));
-	/* The mappings stay; the fd would let us map or write any part of the region. */
-	close(FD_REGION);
-	ns.region.fd = -1;
 	log_init("moat-netstack", ns.region.hdr.log_level);
 
 	rc = confine_netns();

@@ -139,12 +139,10 @@ int proxy_main(pid_t supervisor)
 	log_init("moat-proxy", LOG_LVL_INFO);
 	confine_parent_death(supervisor);
 	confine_close_fds(FD_LAST_PROXY);
-	rc = region_map(FD_REGION, parts, &px.region);
+	/* Only the mappings stay: the fd would let us map or write any part. */
+	rc = region_adopt(FD_REGION, parts, &px.region);
 	if (rc < 0)
 		fatalx(1, "cannot map the shared region: %s", strerror(-rc));
-	/* The mappings stay; the fd would let us map any part of the region. */
-	close(FD_REGION);
-	px.region.fd = -1;
 	log_init("moat-proxy", px.region.hdr.log_level);
 	/* A write to a socket the peer reset must be EPIPE, not a fatal signal. */
 	signal(SIGPIPE, SIG_IGN);

@@ -187,6 +187,27 @@ int region_map(int fd, uint32_t parts, struct region *r)
 }
 
 /**
+ * region_adopt() - map a role's parts of an inherited region, then close @fd
+ * @fd:		the memfd (closed in every case)
+ * @parts:	as region_map()
+ * @r:		filled; @r->fd is -1
+ *
+ * The mappings are all a role keeps: without the descriptor it cannot map
+ * another part later, nor write() into the region (DESIGN §2).
+ *
+ * Context: children at start-up, before they handle any guest data.
+ * Return: as region_map().
+ */
+int region_adopt(int fd, uint32_t parts, struct region *r)
+{
+	int rc = region_map(fd, parts, r);
+
+	close(fd);
+	r->fd = -1;
+	return rc;
+}
+
+/**
  * region_unmap() - undo region_map() (the fd is left open)
  * @r:	view
  */

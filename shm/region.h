@@ -33,6 +33,7 @@ struct region_config {
 int region_create(const struct region_config *cfg, const struct moat_shm_header *proto,
 		  struct region *r);
 int region_map(int fd, uint32_t parts, struct region *r);
+int region_adopt(int fd, uint32_t parts, struct region *r);
 void region_unmap(struct region *r);
 uint64_t region_ring_capacity(const struct region *r, enum moat_part p);
 int region_check_seals(int fd);

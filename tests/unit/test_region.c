@@ -391,3 +391,28 @@ Test(region_forged, every_header_byte)
 			       (int)offsetof(struct moat_shm_header, mtu) + 1);
 	destroy(&r);
 }
+
+/* A role keeps only its mappings: region_adopt() closes the descriptor. */
+Test(region, adopt_maps_then_closes_the_fd)
+{
+	struct region r, c;
+	int fd;
+
+	make(&r);
+	fd = dup(r.fd);
+	cr_assert(fd >= 0);
+	cr_assert_eq(region_adopt(fd, REGION_PART_BIT(MOAT_PART_RING_S2P), &c), 0);
+	cr_assert_eq(c.fd, -1);
+	cr_assert_not_null(c.part[MOAT_PART_RING_S2P]);
+	cr_assert_eq(fcntl(fd, F_GETFD), -1, "the descriptor is still open");
+	cr_assert_eq(errno, EBADF);
+	/* The mapping still works without it. */
+	((volatile uint8_t *)c.part[MOAT_PART_RING_S2P])[0] = 1;
+	region_unmap(&c);
+	/* Closed on failure too. */
+	fd = open("/dev/null", O_RDONLY);
+	cr_assert(fd >= 0);
+	cr_assert_lt(region_adopt(fd, REGION_ALL_PARTS, &c), 0);
+	cr_assert_eq(fcntl(fd, F_GETFD), -1);
+	destroy(&r);
+}
