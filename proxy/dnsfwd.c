@@ -5,9 +5,9 @@
  * Theory of Operation
  * -------------------
  * Runs in moat-proxy. Guest queries to the DNS address come as DGRAM
- * records (UDP) or as the byte stream of a TCP flow that tcp.c hands us
+ * records (UDP) or as the byte stream of a TCP flow that tcpflow.c hands us
  * (length-prefixed messages, RFC 1035 4.2.2). For each query:
- *  1. parse it with dns.c (malformed: FORMERR, other opcodes: NOTIMP,
+ *  1. parse it with dnsmsg.c (malformed: FORMERR, other opcodes: NOTIMP,
  *     counted);
  *  2. decide its name with policy_decide_dns(); a denied name is answered
  *     NXDOMAIN here and never leaves the machine (a "terminate" rule is a
@@ -18,7 +18,7 @@
  *     query, policy_dns()->timeout_ms per try, the next server on a
  *     timeout or an error (ICMP unreachable, refused connect); none left
  *     or none configured: SERVFAIL;
- *  4. accept only an answer with our id and the query's question (dns.c
+ *  4. accept only an answer with our id and the query's question (dnsmsg.c
  *     checks the whole message; a malformed one is SERVFAIL, counted);
  *  5. rebind protection: if any address in the answer is private,
  *     loopback, link-local, metadata, the host or unspecified and no
@@ -38,7 +38,7 @@
 #include <sys/random.h>
 
 #include "common/log.h"
-#include "proxy/dns.h"
+#include "proxy/dnsmsg.h"
 #include "proxy/relay.h"
 
 #define DNS_INFLIGHT_MAX	256	/* queries waiting for upstream */
@@ -54,7 +54,7 @@ struct dns_stream {
 	int pending;
 	uint32_t held;
 	bool shut;
-	bool failed;		/* an answer could not be queued: tcp.c resets the flow */
+	bool failed;		/* an answer could not be queued: tcpflow.c resets the flow */
 };
 
 /* One try toward one nameserver; a retry gets a new one (handles close late). */
@@ -142,7 +142,7 @@ static void reply_stream(struct proxy *px, struct dns_stream *s, const uint8_t *
 	b[1] = (uint8_t)len;
 	memmove(b + 2, msg, len);
 	/*
-	 * On failure tcp.c resets the flow at the end of this loop iteration
+	 * On failure tcpflow.c resets the flow at the end of this loop iteration
 	 * and frees @s then (dnsfwd_stream_close()); @s stays valid until
 	 * then, and we parse no further query from it.
 	 */
@@ -593,7 +593,7 @@ void dnsfwd_udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_
 /**
  * dnsfwd_stream_open() - a guest TCP connection to the DNS address
  * @px:	proxy
- * @f:	its TCP flow (tcp.c)
+ * @f:	its TCP flow (tcpflow.c)
  *
  * Return: the stream (closed with dnsfwd_stream_close() or freed by
  * itself after tcp_stream_finish()), NULL if out of memory.
@@ -658,7 +658,7 @@ static void stream_release(struct proxy *px, struct dns_stream *s)
  *
  * Queries answered at once (denied, malformed, over a limit) are answered
  * from inside this loop. If an answer cannot be queued the flow is reset
- * by tcp.c after we return (tcp_stream_output()); @s is still ours until
+ * by tcpflow.c after we return (tcp_stream_output()); @s is still ours until
  * then, and the rest of @data is dropped.
  */
 void dnsfwd_stream_input(struct proxy *px, struct dns_stream *s, const uint8_t *data,
@@ -699,7 +699,7 @@ void dnsfwd_stream_input(struct proxy *px, struct dns_stream *s, const uint8_t *
  * @px:	proxy
  * @s:	the stream
  *
- * Once every query is answered the stream frees itself and tcp.c closes
+ * Once every query is answered the stream frees itself and tcpflow.c closes
  * the flow after the answers.
  */
 void dnsfwd_stream_shut(struct proxy *px, struct dns_stream *s)

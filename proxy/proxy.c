@@ -98,7 +98,7 @@ void proxy_seccomp(void)
 	ALLOW(ctx, getrandom);		/* DNS query ids */
 	/* libuv reopens its spare descriptor ("/") after the EMFILE trick of a
 	 * listener: refused, the spare stays gone and the next EMFILE reaches
-	 * the published port's retry (proxy/tcp.c). Nothing else opens files. */
+	 * the published port's retry (proxy/tcpflow.c). Nothing else opens files. */
 	DENY(ctx, openat, EACCES);
 	confine_seccomp_load(ctx);
 }

@@ -15,10 +15,10 @@
  * ring_pop() before it is looked at), validate each one completely
  * (relay_validate(): known type, exact size for fixed-size records, data
  * sizes within FLOW_DATA_MAX, valid families and ports, ids in the right
- * half of the space) and hand it to tcp.c, udp.c, dnsfwd.c or icmp.c. A
+ * half of the space) and hand it to tcpflow.c, udpflow.c, dnsfwd.c or ping.c. A
  * malformed record or a corrupt ring is a fatal violation (mailbox, then
  * nothing more is processed); a record for an unknown flow id is ignored
- * (it may have crossed a CLOSE). Then the same callback lets tcp.c issue
+ * (it may have crossed a CLOSE). Then the same callback lets tcpflow.c issue
  * the socket writes and CREDITs of the batch, publishes p2s once
  * (ring_flush(): one wake for the whole iteration), hands s2p space back,
  * and either arms the ring's sleep flag or keeps an idle handle running so

@@ -2,7 +2,7 @@
 /*
  * relay.h - the proxy's state and the interfaces between its files:
  * proxy.c (start-up, confinement), relay.c (rings, validation, dispatch),
- * control.c (configuration and events), tcp.c, udp.c, dnsfwd.c, icmp.c,
+ * control.c (configuration and events), tcpflow.c, udpflow.c, dnsfwd.c, ping.c,
  * limits.c, pins.c. Private to proxy/ and its unit tests.
  */
 #ifndef MOAT_RELAY_H
@@ -191,7 +191,7 @@ void control_event_denial(struct proxy *px, const char *event, enum policy_direc
 void control_event_limit(struct proxy *px, const char *limit, bool terminate, uint32_t flow,
 			 uint8_t proto, const struct flow_endpoint *dst);
 
-/* tcp.c */
+/* tcpflow.c */
 int tcp_init(struct proxy *px);
 void tcp_fini(struct proxy *px);
 void tcp_connect_input(struct proxy *px, const struct flow_connect *c);
@@ -210,7 +210,7 @@ int tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, ui
 void tcp_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes);
 void tcp_stream_finish(struct proxy *px, struct tcp_flow *f);
 
-/* udp.c */
+/* udpflow.c */
 int udp_init(struct proxy *px);
 void udp_fini(struct proxy *px);
 void udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *data, uint32_t len);
@@ -229,7 +229,7 @@ void dnsfwd_stream_shut(struct proxy *px, struct dns_stream *s);
 void dnsfwd_stream_close(struct proxy *px, struct dns_stream *s);
 void dnsfwd_tick(struct proxy *px, uint64_t now_ms);
 
-/* icmp.c */
+/* ping.c */
 int icmp_init(struct proxy *px);
 void icmp_fini(struct proxy *px);
 void icmp_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data, uint32_t len);

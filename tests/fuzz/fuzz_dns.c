@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz_dns.c - libFuzzer harness for the proxy's DNS code (proxy/dns.c):
+ * fuzz_dns.c - libFuzzer harness for the proxy's DNS code (proxy/dnsmsg.c):
  * the input is parsed as a guest's query and as an upstream's answer to a
  * fixed query; every name in it is read; whatever parses is answered,
  * truncated and re-parsed. ASan/UBSan catch any out-of-bounds access; the
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/dns.h"
+#include "proxy/dnsmsg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_proxy_dns.c - the proxy's DNS message parser and builder (proxy/dns.c)
+ * test_proxy_dns.c - the proxy's DNS message parser and builder (proxy/dnsmsg.c)
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>
 
-#include "proxy/dns.h"
+#include "proxy/dnsmsg.h"
 
 /* A tiny message builder. */
 struct msg {

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proxy/dns.h"
+#include "proxy/dnsmsg.h"
 #include "proxy/relay.h"
 #include "shm/flow.h"
 #include "shm/region.h"

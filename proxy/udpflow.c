@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * udp.c - the proxy's UDP flows
+ * udpflow.c - the proxy's UDP flows
  *
  * Theory of Operation
  * -------------------

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * icmp.c - the proxy's ICMP echo (ping) relay
+ * ping.c - the proxy's ICMP echo (ping) relay
  *
  * Theory of Operation
  * -------------------

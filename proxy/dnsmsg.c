@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dns.c - DNS message parsing and building (RFC 1035, RFC 6891's OPT)
+ * dnsmsg.c - DNS message parsing and building (RFC 1035, RFC 6891's OPT)
  *
  * Theory of Operation
  * -------------------
@@ -28,7 +28,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "proxy/dns.h"
+#include "proxy/dnsmsg.h"
 
 static uint16_t get16(const uint8_t *p)
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tcp.c - the proxy's TCP flows: connect, relay with credits, half-close,
+ * tcpflow.c - the proxy's TCP flows: connect, relay with credits, half-close,
  * resets, published ports
  *
  * Theory of Operation
@@ -1343,7 +1343,7 @@ void tcp_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes)
  * tcp_stream_finish() - a DNS stream is done (the guest shut its side and
  * every answer is queued): FIN and CLOSE once the answers are out
  * @px:	proxy
- * @f:	the DNS flow; the stream must not be used by tcp.c afterwards
+ * @f:	the DNS flow; the stream must not be used by tcpflow.c afterwards
  */
 void tcp_stream_finish(struct proxy *px, struct tcp_flow *f)
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dns.h - DNS message parsing and building for the proxy's forwarder.
+ * dnsmsg.h - DNS message parsing and building for the proxy's forwarder.
  * Private to proxy/ (and its unit tests and fuzzer). Pure code: no I/O, no
  * libuv, no allocation.
  */
