@@ -146,7 +146,7 @@ static void reply_stream(struct proxy *px, struct dns_stream *s, const uint8_t *
 	 * and frees @s then (dnsfwd_stream_close()); @s stays valid until
 	 * then, and we parse no further query from it.
 	 */
-	if (tcp_stream_output(px, s->flow, b, (uint32_t)len + 2) < 0)
+	if (tcpflow_stream_output(px, s->flow, b, (uint32_t)len + 2) < 0)
 		s->failed = true;
 }
 
@@ -168,7 +168,7 @@ static void local_reply(struct proxy *px, bool tcp, struct dns_stream *s,
 			const struct dns_query *q, int rcode)
 {
 	uint8_t b[DNS_HDR_LEN + DNS_WIRE_NAME_MAX + 4];
-	size_t n = dns_reply(NULL, 0, q, rcode, b, sizeof(b));
+	size_t n = dnsmsg_reply(NULL, 0, q, rcode, b, sizeof(b));
 
 	answer(px, tcp, s, server, guest, b, n);
 }
@@ -293,7 +293,7 @@ static int upstream_answer(struct dns_ctx *c, uint8_t *msg, size_t len)
 	struct dnsfwd *fw = px->dns;
 	struct dns_answer *a = &fw->ans;
 	const struct policy_dns *pd = policy_dns(px->policy);
-	int rc = dns_parse_answer(msg, len, &c->q, c->up_id, a);
+	int rc = dnsmsg_parse_answer(msg, len, &c->q, c->up_id, a);
 
 	if (rc == -ESRCH)
 		return -ESRCH;
@@ -310,9 +310,9 @@ static int upstream_answer(struct dns_ctx *c, uint8_t *msg, size_t len)
 	if (DNS_RCODE(a->flags) == DNS_RCODE_NOERROR)
 		pin_answer(px, a);
 	CNT_ADD(px, dns_queries[MOAT_DNS_FORWARDED], 1);
-	dns_set_id(msg, len, c->q.id);
+	dnsmsg_set_id(msg, len, c->q.id);
 	if (!c->tcp && len > c->q.udp_size) {
-		size_t n = dns_truncate(msg, len, &c->q, fw->out, sizeof(fw->out));
+		size_t n = dnsmsg_truncate(msg, len, &c->q, fw->out, sizeof(fw->out));
 
 		CNT_ADD(px, dns_queries[MOAT_DNS_TRUNCATED], 1);
 		answer(px, false, NULL, &c->server, &c->guest, fw->out, n);
@@ -482,7 +482,7 @@ static void try_next(struct dns_ctx *c)
 			return;
 		}
 		c->up_id = random_id(c->px->dns);
-		dns_set_id(c->msg, c->len, c->up_id);
+		dnsmsg_set_id(c->msg, c->len, c->up_id);
 		c->rlen = 0;
 		rc = start_try(c, (const struct sockaddr *)&c->nsaddr[c->ns++]);
 		if (rc < 0) {
@@ -503,13 +503,13 @@ static void query(struct proxy *px, bool tcp, struct dns_stream *s,
 	const struct policy_dns *pd;
 	struct policy_decision d;
 	struct dns_ctx *c;
-	int rc = dns_parse_query(msg, len, &q);
+	int rc = dnsmsg_parse_query(msg, len, &q);
 
 	if (rc < 0) {
 		uint8_t b[DNS_HDR_LEN];
 
 		CNT_ADD(px, dns_queries[MOAT_DNS_FORMERR], 1);
-		answer(px, tcp, s, server, guest, b, dns_formerr(msg, len, b, sizeof(b)));
+		answer(px, tcp, s, server, guest, b, dnsmsg_formerr(msg, len, b, sizeof(b)));
 		return;
 	}
 	d = policy_decide_dns(px->policy, q.q.name);
@@ -596,7 +596,7 @@ void dnsfwd_udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_
  * @f:	its TCP flow (tcpflow.c)
  *
  * Return: the stream (closed with dnsfwd_stream_close() or freed by
- * itself after tcp_stream_finish()), NULL if out of memory.
+ * itself after tcpflow_stream_finish()), NULL if out of memory.
  */
 struct dns_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f)
 {
@@ -620,7 +620,7 @@ static void stream_free(struct proxy *px, struct dns_stream *s)
 
 	/*
 	 * Queries still in flight answer nobody. At shutdown relay_fini()
-	 * runs dnsfwd_fini() (which abandons every query) before tcp_fini()
+	 * runs dnsfwd_fini() (which abandons every query) before tcpflow_fini()
 	 * closes the streams: then there is no query left to detach.
 	 */
 	for (n = px->dns ? px->dns->queries.next : NULL; n && n != &px->dns->queries;
@@ -638,14 +638,14 @@ static void stream_free(struct proxy *px, struct dns_stream *s)
 static void stream_release(struct proxy *px, struct dns_stream *s)
 {
 	if (s->held && s->pending < DNS_STREAM_PIPELINE) {
-		tcp_stream_credit(px, s->flow, s->held);
+		tcpflow_stream_credit(px, s->flow, s->held);
 		s->held = 0;
 	}
 	if (s->shut && s->pending == 0) {
 		struct tcp_flow *f = s->flow;
 
 		stream_free(px, s);
-		tcp_stream_finish(px, f);
+		tcpflow_stream_finish(px, f);
 	}
 }
 
@@ -658,7 +658,7 @@ static void stream_release(struct proxy *px, struct dns_stream *s)
  *
  * Queries answered at once (denied, malformed, over a limit) are answered
  * from inside this loop. If an answer cannot be queued the flow is reset
- * by tcpflow.c after we return (tcp_stream_output()); @s is still ours until
+ * by tcpflow.c after we return (tcpflow_stream_output()); @s is still ours until
  * then, and the rest of @data is dropped.
  */
 void dnsfwd_stream_input(struct proxy *px, struct dns_stream *s, const uint8_t *data,
@@ -672,7 +672,7 @@ void dnsfwd_stream_input(struct proxy *px, struct dns_stream *s, const uint8_t *
 		data += n;
 		len -= (uint32_t)n;
 		if (s->pending < DNS_STREAM_PIPELINE)
-			tcp_stream_credit(px, s->flow, (uint32_t)n);
+			tcpflow_stream_credit(px, s->flow, (uint32_t)n);
 		else
 			s->held += (uint32_t)n;
 		while (!s->failed) {

@@ -138,7 +138,7 @@ static int wire_text(const uint8_t *wire, size_t wlen, char *out, size_t outsz)
 }
 
 /**
- * dns_name_read() - read a possibly compressed name in text form
+ * dnsmsg_name_read() - read a possibly compressed name in text form
  * @msg:	the whole message (compression pointers are offsets into it)
  * @len:	its length
  * @off:	where the name starts; advanced past it on success
@@ -147,7 +147,7 @@ static int wire_text(const uint8_t *wire, size_t wlen, char *out, size_t outsz)
  *
  * Return: 0, -EBADMSG for a malformed name, -ENAMETOOLONG if @out is small.
  */
-int dns_name_read(const uint8_t *msg, size_t len, size_t *off, char *out, size_t outsz)
+int dnsmsg_name_read(const uint8_t *msg, size_t len, size_t *off, char *out, size_t outsz)
 {
 	uint8_t wire[DNS_WIRE_NAME_MAX];
 	size_t wlen, o = *off;
@@ -163,12 +163,12 @@ int dns_name_read(const uint8_t *msg, size_t len, size_t *off, char *out, size_t
 }
 
 /**
- * dns_name_equal() - compare two names in text form, ignoring case
- * @a, @b:	names as dns_name_read() writes them
+ * dnsmsg_name_equal() - compare two names in text form, ignoring case
+ * @a, @b:	names as dnsmsg_name_read() writes them
  *
  * Return: true if equal.
  */
-bool dns_name_equal(const char *a, const char *b)
+bool dnsmsg_name_equal(const char *a, const char *b)
 {
 	for (; *a && *b; a++, b++)
 		if (lower((uint8_t)*a) != lower((uint8_t)*b))
@@ -220,7 +220,7 @@ static int read_question(const uint8_t *msg, size_t len, size_t off, struct dns_
 }
 
 /**
- * dns_parse_query() - parse and check a client's query
+ * dnsmsg_parse_query() - parse and check a client's query
  * @msg:	the query (UDP payload, or a TCP message without its length)
  * @len:	its length
  * @out:	what the forwarder needs
@@ -233,7 +233,7 @@ static int read_question(const uint8_t *msg, size_t len, size_t off, struct dns_
  * header is there); -EOPNOTSUPP for an opcode other than QUERY (answer
  * NOTIMP).
  */
-int dns_parse_query(const uint8_t *msg, size_t len, struct dns_query *out)
+int dnsmsg_parse_query(const uint8_t *msg, size_t len, struct dns_query *out)
 {
 	uint16_t qd, an, ns, ar;
 	size_t off;
@@ -343,7 +343,7 @@ static int follow_chain(struct dns_answer *out, const uint8_t *qwire, int n_rr)
 }
 
 /**
- * dns_parse_answer() - parse and check an upstream answer to our query
+ * dnsmsg_parse_answer() - parse and check an upstream answer to our query
  * @msg:	the answer
  * @len:	its length
  * @query:	the query it must answer (its question)
@@ -355,7 +355,7 @@ static int follow_chain(struct dns_answer *out, const uint8_t *qwire, int n_rr)
  * is malformed; -E2BIG if it holds more records than we inspect (both:
  * answer SERVFAIL).
  */
-int dns_parse_answer(const uint8_t *msg, size_t len, const struct dns_query *query,
+int dnsmsg_parse_answer(const uint8_t *msg, size_t len, const struct dns_query *query,
 		     uint16_t id, struct dns_answer *out)
 {
 	uint16_t qd, count[3];
@@ -455,7 +455,7 @@ static size_t header_and_question(const struct dns_query *q, uint16_t id, uint16
 }
 
 /**
- * dns_reply() - build an answer without records (NXDOMAIN, SERVFAIL, ...)
+ * dnsmsg_reply() - build an answer without records (NXDOMAIN, SERVFAIL, ...)
  * @query:	the client's query (unused beyond what @q holds)
  * @qlen:	its length
  * @q:		the parsed query
@@ -467,7 +467,7 @@ static size_t header_and_question(const struct dns_query *q, uint16_t id, uint16
  *
  * Return: the answer's length, 0 if @out is too small.
  */
-size_t dns_reply(const uint8_t *query, size_t qlen, const struct dns_query *q, int rcode,
+size_t dnsmsg_reply(const uint8_t *query, size_t qlen, const struct dns_query *q, int rcode,
 		 uint8_t *out, size_t outsz)
 {
 	uint16_t flags = DNS_FLAG_QR | DNS_FLAG_RA | (q->flags & DNS_FLAG_RD) | (uint16_t)(rcode & 0xf);
@@ -478,7 +478,7 @@ size_t dns_reply(const uint8_t *query, size_t qlen, const struct dns_query *q, i
 }
 
 /**
- * dns_formerr() - answer a query that could not be parsed
+ * dnsmsg_formerr() - answer a query that could not be parsed
  * @query:	the client's bytes
  * @qlen:	their length
  * @out:	where the answer goes
@@ -490,7 +490,7 @@ size_t dns_reply(const uint8_t *query, size_t qlen, const struct dns_query *q, i
  * Return: the answer's length, 0 if there is nothing to answer (shorter
  * than a header, or itself a response: never answer an answer).
  */
-size_t dns_formerr(const uint8_t *query, size_t qlen, uint8_t *out, size_t outsz)
+size_t dnsmsg_formerr(const uint8_t *query, size_t qlen, uint8_t *out, size_t outsz)
 {
 	uint16_t f;
 
@@ -508,8 +508,8 @@ size_t dns_formerr(const uint8_t *query, size_t qlen, uint8_t *out, size_t outsz
 }
 
 /**
- * dns_truncate() - cut an answer down to what fits a small UDP client
- * @answer:	the full answer (already checked by dns_parse_answer())
+ * dnsmsg_truncate() - cut an answer down to what fits a small UDP client
+ * @answer:	the full answer (already checked by dnsmsg_parse_answer())
  * @alen:	its length
  * @q:		the client's query
  * @out:	where the truncated answer goes
@@ -520,7 +520,7 @@ size_t dns_formerr(const uint8_t *query, size_t qlen, uint8_t *out, size_t outsz
  *
  * Return: the new length, 0 if @out is too small.
  */
-size_t dns_truncate(const uint8_t *answer, size_t alen, const struct dns_query *q,
+size_t dnsmsg_truncate(const uint8_t *answer, size_t alen, const struct dns_query *q,
 		    uint8_t *out, size_t outsz)
 {
 	if (alen < DNS_HDR_LEN)
@@ -530,12 +530,12 @@ size_t dns_truncate(const uint8_t *answer, size_t alen, const struct dns_query *
 }
 
 /**
- * dns_set_id() - rewrite a message's id
+ * dnsmsg_set_id() - rewrite a message's id
  * @msg:	the message
  * @len:	its length (nothing happens below DNS_HDR_LEN)
  * @id:		the new id
  */
-void dns_set_id(uint8_t *msg, size_t len, uint16_t id)
+void dnsmsg_set_id(uint8_t *msg, size_t len, uint16_t id)
 {
 	if (len >= DNS_HDR_LEN)
 		put16(msg, id);

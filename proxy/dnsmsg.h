@@ -112,16 +112,16 @@ struct dns_answer {
 	struct dns_rr_scratch rr[DNS_ANSWER_RRS_MAX];
 };
 
-int dns_name_read(const uint8_t *msg, size_t len, size_t *off, char *out, size_t outsz);
-int dns_parse_query(const uint8_t *msg, size_t len, struct dns_query *out);
-int dns_parse_answer(const uint8_t *msg, size_t len, const struct dns_query *query,
+int dnsmsg_name_read(const uint8_t *msg, size_t len, size_t *off, char *out, size_t outsz);
+int dnsmsg_parse_query(const uint8_t *msg, size_t len, struct dns_query *out);
+int dnsmsg_parse_answer(const uint8_t *msg, size_t len, const struct dns_query *query,
 		     uint16_t id, struct dns_answer *out);
-size_t dns_reply(const uint8_t *query, size_t qlen, const struct dns_query *q, int rcode,
+size_t dnsmsg_reply(const uint8_t *query, size_t qlen, const struct dns_query *q, int rcode,
 		 uint8_t *out, size_t outsz);
-size_t dns_formerr(const uint8_t *query, size_t qlen, uint8_t *out, size_t outsz);
-size_t dns_truncate(const uint8_t *answer, size_t alen, const struct dns_query *q,
+size_t dnsmsg_formerr(const uint8_t *query, size_t qlen, uint8_t *out, size_t outsz);
+size_t dnsmsg_truncate(const uint8_t *answer, size_t alen, const struct dns_query *q,
 		    uint8_t *out, size_t outsz);
-void dns_set_id(uint8_t *msg, size_t len, uint16_t id);
-bool dns_name_equal(const char *a, const char *b);
+void dnsmsg_set_id(uint8_t *msg, size_t len, uint16_t id);
+bool dnsmsg_name_equal(const char *a, const char *b);
 
 #endif /* MOAT_PROXY_DNS_H */

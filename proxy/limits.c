@@ -54,13 +54,13 @@ static void refill(struct tbucket *b, uint64_t now_ms)
 }
 
 /**
- * tbucket_init() - set a bucket's rate and capacity; it starts full
+ * limits_tbucket_init() - set a bucket's rate and capacity; it starts full
  * @b:		bucket
  * @rate:	tokens per second, 0 for "no limit"
  * @burst:	capacity in tokens (raised to 1)
  * @now_ms:	current time
  */
-void tbucket_init(struct tbucket *b, uint64_t rate, uint64_t burst, uint64_t now_ms)
+void limits_tbucket_init(struct tbucket *b, uint64_t rate, uint64_t burst, uint64_t now_ms)
 {
 	if (rate > RATE_MAX)
 		rate = RATE_MAX;
@@ -75,13 +75,13 @@ void tbucket_init(struct tbucket *b, uint64_t rate, uint64_t burst, uint64_t now
 }
 
 /**
- * tbucket_avail() - whole tokens available now
+ * limits_tbucket_avail() - whole tokens available now
  * @b:		bucket
  * @now_ms:	current time
  *
  * Return: the tokens, UINT64_MAX for a bucket that is off.
  */
-uint64_t tbucket_avail(struct tbucket *b, uint64_t now_ms)
+uint64_t limits_tbucket_avail(struct tbucket *b, uint64_t now_ms)
 {
 	if (!b->rate)
 		return UINT64_MAX;
@@ -90,31 +90,31 @@ uint64_t tbucket_avail(struct tbucket *b, uint64_t now_ms)
 }
 
 /**
- * tbucket_take() - take @n tokens if they are all there
+ * limits_tbucket_take() - take @n tokens if they are all there
  * @b:		bucket
  * @n:		tokens
  * @now_ms:	current time
  *
  * Return: true if taken.
  */
-bool tbucket_take(struct tbucket *b, uint64_t n, uint64_t now_ms)
+bool limits_tbucket_take(struct tbucket *b, uint64_t n, uint64_t now_ms)
 {
 	if (!b->rate)
 		return true;
-	if (tbucket_avail(b, now_ms) < n)
+	if (limits_tbucket_avail(b, now_ms) < n)
 		return false;
 	b->milli -= (int64_t)(n * 1000);
 	return true;
 }
 
 /**
- * tbucket_charge() - take @n tokens whether or not they are there
+ * limits_tbucket_charge() - take @n tokens whether or not they are there
  * @b:		bucket
  * @n:		tokens (the fill may go below zero: that is the overdraft
  *		a policing limit reports)
  * @now_ms:	current time
  */
-void tbucket_charge(struct tbucket *b, uint64_t n, uint64_t now_ms)
+void limits_tbucket_charge(struct tbucket *b, uint64_t n, uint64_t now_ms)
 {
 	if (!b->rate)
 		return;
@@ -125,14 +125,14 @@ void tbucket_charge(struct tbucket *b, uint64_t n, uint64_t now_ms)
 }
 
 /**
- * tbucket_wait_ms() - how long until @n tokens are there
+ * limits_tbucket_wait_ms() - how long until @n tokens are there
  * @b:		bucket
  * @n:		tokens (capped at the burst)
  * @now_ms:	current time
  *
  * Return: milliseconds, 0 if available now.
  */
-uint64_t tbucket_wait_ms(struct tbucket *b, uint64_t n, uint64_t now_ms)
+uint64_t limits_tbucket_wait_ms(struct tbucket *b, uint64_t n, uint64_t now_ms)
 {
 	int64_t need;
 
@@ -180,12 +180,12 @@ static void rebucket(struct tbucket *b, const struct policy_limit *old, const st
 		     uint64_t now_ms)
 {
 	if (!nw->set || !nw->value) {
-		tbucket_init(b, 0, 1, now_ms);
+		limits_tbucket_init(b, 0, 1, now_ms);
 		return;
 	}
 	if (old->set && old->value == nw->value && b->rate)
 		return;
-	tbucket_init(b, nw->value, nw->value, now_ms);
+	limits_tbucket_init(b, nw->value, nw->value, now_ms);
 }
 
 /**
@@ -232,7 +232,7 @@ enum limit_verdict limits_new_flow(struct limits *l, bool tcp, uint64_t active, 
 		return verdict(max);
 	if (cap && active >= cap)
 		return LIMIT_REFUSE;
-	if (l->pol.new_connections_per_second.set && !tbucket_take(&l->conn, 1, now_ms)) {
+	if (l->pol.new_connections_per_second.set && !limits_tbucket_take(&l->conn, 1, now_ms)) {
 		*which = LIMIT_NEW_CONNECTIONS;
 		return verdict(&l->pol.new_connections_per_second);
 	}
@@ -262,7 +262,7 @@ uint64_t limits_bytes_allowed(struct limits *l, bool ingress, uint64_t want, uin
 
 	if (!lim->set || lim->on_exceed == POLICY_EXCEED_TERMINATE)
 		return want;
-	avail = tbucket_avail(b, now_ms);
+	avail = limits_tbucket_avail(b, now_ms);
 	return avail < want ? avail : want;
 }
 
@@ -282,7 +282,7 @@ enum limit_verdict limits_bytes_done(struct limits *l, bool ingress, uint64_t n,
 
 	if (!lim->set)
 		return LIMIT_OK;
-	tbucket_charge(b, n, now_ms);
+	limits_tbucket_charge(b, n, now_ms);
 	if (lim->on_exceed == POLICY_EXCEED_TERMINATE && b->milli < 0)
 		return LIMIT_TERMINATE;
 	return LIMIT_OK;
@@ -302,6 +302,6 @@ uint64_t limits_bytes_wait_ms(struct limits *l, bool ingress, uint64_t now_ms)
 	uint64_t ms;
 
 	bytes_limit(l, ingress, &b);
-	ms = tbucket_wait_ms(b, SHAPE_CHUNK, now_ms);
+	ms = limits_tbucket_wait_ms(b, SHAPE_CHUNK, now_ms);
 	return ms ? ms : 1;
 }

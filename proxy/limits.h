@@ -17,7 +17,7 @@
  * @rate:	tokens per second (0: the bucket is off, always full)
  * @burst:	capacity in tokens
  * @milli:	current fill in milli-tokens (may go below zero only through
- *		tbucket_charge())
+ *		limits_tbucket_charge())
  * @last_ms:	time of the last refill
  */
 struct tbucket {
@@ -26,11 +26,11 @@ struct tbucket {
 	uint64_t last_ms;
 };
 
-void tbucket_init(struct tbucket *b, uint64_t rate, uint64_t burst, uint64_t now_ms);
-uint64_t tbucket_avail(struct tbucket *b, uint64_t now_ms);
-bool tbucket_take(struct tbucket *b, uint64_t n, uint64_t now_ms);
-void tbucket_charge(struct tbucket *b, uint64_t n, uint64_t now_ms);
-uint64_t tbucket_wait_ms(struct tbucket *b, uint64_t n, uint64_t now_ms);
+void limits_tbucket_init(struct tbucket *b, uint64_t rate, uint64_t burst, uint64_t now_ms);
+uint64_t limits_tbucket_avail(struct tbucket *b, uint64_t now_ms);
+bool limits_tbucket_take(struct tbucket *b, uint64_t n, uint64_t now_ms);
+void limits_tbucket_charge(struct tbucket *b, uint64_t n, uint64_t now_ms);
+uint64_t limits_tbucket_wait_ms(struct tbucket *b, uint64_t n, uint64_t now_ms);
 
 enum limit_verdict { LIMIT_OK, LIMIT_REFUSE, LIMIT_TERMINATE };
 

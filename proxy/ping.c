@@ -162,13 +162,13 @@ static int open_socket(struct proxy *px, struct echo_session *s)
 }
 
 /**
- * icmp_input() - an echo request from the guest
+ * ping_input() - an echo request from the guest
  * @px:		proxy
  * @e:		addresses, identifier and sequence (validated)
  * @data:	payload
  * @len:	its length
  */
-void icmp_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data, uint32_t len)
+void ping_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data, uint32_t len)
 {
 	struct icmp_state *st = px->icmp;
 	struct echo_session *s = find(px, e);
@@ -218,11 +218,11 @@ void icmp_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data
 }
 
 /**
- * icmp_tick() - expire idle sessions
+ * ping_tick() - expire idle sessions
  * @px:		proxy
  * @now_ms:	current time
  */
-void icmp_tick(struct proxy *px, uint64_t now_ms)
+void ping_tick(struct proxy *px, uint64_t now_ms)
 {
 	struct px_list *n, *nx;
 
@@ -236,12 +236,12 @@ void icmp_tick(struct proxy *px, uint64_t now_ms)
 }
 
 /**
- * icmp_init() - echo state
+ * ping_init() - echo state
  * @px:	proxy
  *
  * Return: 0 or -ENOMEM.
  */
-int icmp_init(struct proxy *px)
+int ping_init(struct proxy *px)
 {
 	struct icmp_state *st = calloc(1, sizeof(*st));
 
@@ -253,10 +253,10 @@ int icmp_init(struct proxy *px)
 }
 
 /**
- * icmp_fini() - close every session, free the state
+ * ping_fini() - close every session, free the state
  * @px:	proxy
  */
-void icmp_fini(struct proxy *px)
+void ping_fini(struct proxy *px)
 {
 	struct icmp_state *st = px->icmp;
 

@@ -184,42 +184,42 @@ static void dispatch(struct proxy *px, uint32_t type, const uint8_t *msg, uint32
 		struct flow_connect c;
 
 		memcpy(&c, msg, sizeof(c));
-		tcp_connect_input(px, &c);
+		tcpflow_connect_input(px, &c);
 		break;
 	}
 	case FLOW_CONNECT_RESULT: {
 		struct flow_connect_result r;
 
 		memcpy(&r, msg, sizeof(r));
-		tcp_result_input(px, &r);
+		tcpflow_result_input(px, &r);
 		break;
 	}
 	case FLOW_DATA: {
 		struct flow_data d;
 
 		memcpy(&d, msg, sizeof(d));
-		tcp_data_input(px, d.id, msg + sizeof(d), len - (uint32_t)sizeof(d));
+		tcpflow_data_input(px, d.id, msg + sizeof(d), len - (uint32_t)sizeof(d));
 		break;
 	}
 	case FLOW_CREDIT: {
 		struct flow_credit c;
 
 		memcpy(&c, msg, sizeof(c));
-		tcp_credit_input(px, c.id, c.bytes);
+		tcpflow_credit_input(px, c.id, c.bytes);
 		break;
 	}
 	case FLOW_SHUT_WR: {
 		struct flow_shut s;
 
 		memcpy(&s, msg, sizeof(s));
-		tcp_shut_input(px, s.id);
+		tcpflow_shut_input(px, s.id);
 		break;
 	}
 	case FLOW_CLOSE: {
 		struct flow_close c;
 
 		memcpy(&c, msg, sizeof(c));
-		tcp_close_input(px, c.id, c.reset != 0);
+		tcpflow_close_input(px, c.id, c.reset != 0);
 		break;
 	}
 	case FLOW_DGRAM: {
@@ -229,14 +229,14 @@ static void dispatch(struct proxy *px, uint32_t type, const uint8_t *msg, uint32
 		if (relay_is_dns(px, &d.dst) && d.dst.port == 53)
 			dnsfwd_udp_input(px, &d, msg + sizeof(d), len - (uint32_t)sizeof(d));
 		else
-			udp_input(px, &d, msg + sizeof(d), len - (uint32_t)sizeof(d));
+			udpflow_input(px, &d, msg + sizeof(d), len - (uint32_t)sizeof(d));
 		break;
 	}
 	case FLOW_ECHO: {
 		struct flow_echo e;
 
 		memcpy(&e, msg, sizeof(e));
-		icmp_input(px, &e, msg + sizeof(e), len - (uint32_t)sizeof(e));
+		ping_input(px, &e, msg + sizeof(e), len - (uint32_t)sizeof(e));
 		break;
 	}
 	}
@@ -347,7 +347,7 @@ static void on_prepare(uv_prepare_t *h)
 		drain(px);
 	if (px->violation)
 		return;
-	tcp_flush(px);
+	tcpflow_flush(px);
 	backlog_drain(px);
 	if (px->violation)
 		return;
@@ -387,10 +387,10 @@ static void on_tick(uv_timer_t *h)
 
 	if (px->violation)
 		return;
-	tcp_tick(px, now);
-	udp_tick(px, now);
+	tcpflow_tick(px, now);
+	udpflow_tick(px, now);
 	dnsfwd_tick(px, now);
-	icmp_tick(px, now);
+	ping_tick(px, now);
 	if (++n % 10 == 0)
 		pins_expire(&px->pins, now);
 	CNT_SET(px, dns_pins, px->pins.count);
@@ -862,8 +862,8 @@ int relay_init(struct proxy *px)
 			return rc;
 		uv_close((uv_handle_t *)&dummy, NULL);
 	}
-	if ((rc = tcp_init(px)) < 0 || (rc = udp_init(px)) < 0 || (rc = dnsfwd_init(px)) < 0 ||
-	    (rc = icmp_init(px)) < 0 || (rc = control_init(px)) < 0)
+	if ((rc = tcpflow_init(px)) < 0 || (rc = udpflow_init(px)) < 0 ||
+	    (rc = dnsfwd_init(px)) < 0 || (rc = ping_init(px)) < 0 || (rc = control_init(px)) < 0)
 		return rc;
 	uv_poll_start(&px->efd_poll, UV_READABLE, on_efd);
 	uv_prepare_start(&px->prepare, on_prepare);
@@ -891,10 +891,10 @@ void relay_fini(struct proxy *px)
 	uv_close((uv_handle_t *)&px->idle, close_cb);
 	uv_close((uv_handle_t *)&px->tick, close_cb);
 	control_fini(px);
-	icmp_fini(px);
+	ping_fini(px);
 	dnsfwd_fini(px);
-	udp_fini(px);
-	tcp_fini(px);
+	udpflow_fini(px);
+	tcpflow_fini(px);
 	uv_run(&px->loop, UV_RUN_NOWAIT);
 	while (!px_list_empty(&px->backlog)) {
 		struct backlog_rec *r = px_container_of(px->backlog.next, struct backlog_rec, node);

@@ -192,29 +192,29 @@ void control_event_limit(struct proxy *px, const char *limit, bool terminate, ui
 			 uint8_t proto, const struct flow_endpoint *dst);
 
 /* tcpflow.c */
-int tcp_init(struct proxy *px);
-void tcp_fini(struct proxy *px);
-void tcp_connect_input(struct proxy *px, const struct flow_connect *c);
-void tcp_result_input(struct proxy *px, const struct flow_connect_result *r);
-void tcp_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint32_t len);
-void tcp_credit_input(struct proxy *px, uint32_t id, uint32_t bytes);
-void tcp_shut_input(struct proxy *px, uint32_t id);
-void tcp_close_input(struct proxy *px, uint32_t id, bool reset);
-void tcp_flush(struct proxy *px);
-void tcp_tick(struct proxy *px, uint64_t now_ms);
-int tcp_publish(struct proxy *px, const struct policy_publish *pub);
-uint64_t tcp_accept_errors(const struct proxy *px);
-uint64_t tcp_active(const struct proxy *px);
+int tcpflow_init(struct proxy *px);
+void tcpflow_fini(struct proxy *px);
+void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c);
+void tcpflow_result_input(struct proxy *px, const struct flow_connect_result *r);
+void tcpflow_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint32_t len);
+void tcpflow_credit_input(struct proxy *px, uint32_t id, uint32_t bytes);
+void tcpflow_shut_input(struct proxy *px, uint32_t id);
+void tcpflow_close_input(struct proxy *px, uint32_t id, bool reset);
+void tcpflow_flush(struct proxy *px);
+void tcpflow_tick(struct proxy *px, uint64_t now_ms);
+int tcpflow_publish(struct proxy *px, const struct policy_publish *pub);
+uint64_t tcpflow_accept_errors(const struct proxy *px);
+uint64_t tcpflow_active(const struct proxy *px);
 /* used by dnsfwd.c for DNS over TCP to the DNS address */
-int tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len);
-void tcp_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes);
-void tcp_stream_finish(struct proxy *px, struct tcp_flow *f);
+int tcpflow_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len);
+void tcpflow_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes);
+void tcpflow_stream_finish(struct proxy *px, struct tcp_flow *f);
 
 /* udpflow.c */
-int udp_init(struct proxy *px);
-void udp_fini(struct proxy *px);
-void udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *data, uint32_t len);
-void udp_tick(struct proxy *px, uint64_t now_ms);
+int udpflow_init(struct proxy *px);
+void udpflow_fini(struct proxy *px);
+void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *data, uint32_t len);
+void udpflow_tick(struct proxy *px, uint64_t now_ms);
 
 /* dnsfwd.c */
 struct dns_stream;
@@ -230,9 +230,9 @@ void dnsfwd_stream_close(struct proxy *px, struct dns_stream *s);
 void dnsfwd_tick(struct proxy *px, uint64_t now_ms);
 
 /* ping.c */
-int icmp_init(struct proxy *px);
-void icmp_fini(struct proxy *px);
-void icmp_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data, uint32_t len);
-void icmp_tick(struct proxy *px, uint64_t now_ms);
+int ping_init(struct proxy *px);
+void ping_fini(struct proxy *px);
+void ping_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data, uint32_t len);
+void ping_tick(struct proxy *px, uint64_t now_ms);
 
 #endif /* MOAT_RELAY_H */

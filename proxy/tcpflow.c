@@ -99,7 +99,7 @@ struct tcp_flow {
 	enum stop_why why;
 	bool dns, hashed, active, reading, eof_up, shut_guest, shut_started, shut_done;
 	bool to_host, tried_other, sock_open, timer_open, finishing;
-	bool reset_pending;	/* DNS stream: reset by tcp_flush(), not by tcp_stream_output() */
+	bool reset_pending;	/* DNS stream: tcpflow_flush() resets it, not *_stream_output() */
 	uint8_t dial_family;
 	struct tcp_flow *hnext;
 	struct px_list all, dirty, shaped;
@@ -136,7 +136,7 @@ struct tcp_listener {
 	struct px_list node;
 	bool sock_open;			/* @sock initialised and not closed */
 	bool held;			/* libuv holds a connection for us */
-	bool closing;			/* tcp_fini(): free once @handles is 0 */
+	bool closing;			/* tcpflow_fini(): free once @handles is 0 */
 	int handles;
 };
 
@@ -232,12 +232,12 @@ static void mark_dirty(struct tcp_flow *f)
 }
 
 /**
- * tcp_active() - TCP flows counted against the connection limits
+ * tcpflow_active() - TCP flows counted against the connection limits
  * @px:	proxy
  *
  * Return: flows in the table (connecting, open, DNS streams).
  */
-uint64_t tcp_active(const struct proxy *px)
+uint64_t tcpflow_active(const struct proxy *px)
 {
 	return px->tcp ? px->tcp->count : 0;
 }
@@ -558,7 +558,7 @@ static void flush_flow(struct proxy *px, struct tcp_flow *f)
 	if (f->st == ST_CLOSED)
 		return;
 	if (f->reset_pending) {
-		/* tcp_stream_output() failed: dnsfwd.c is no longer inside the stream. */
+		/* tcpflow_stream_output() failed: dnsfwd.c is no longer inside the stream. */
 		flow_kill(px, f, true, true);
 		return;
 	}
@@ -592,11 +592,11 @@ static void flush_flow(struct proxy *px, struct tcp_flow *f)
 }
 
 /**
- * tcp_flush() - once per loop iteration: write what arrived, return credit,
+ * tcpflow_flush() - once per loop iteration: write what arrived, return credit,
  * shut down what the guest shut
  * @px:	proxy
  */
-void tcp_flush(struct proxy *px)
+void tcpflow_flush(struct proxy *px)
 {
 	struct tcp_state *st = px->tcp;
 
@@ -633,13 +633,13 @@ static int append_data(struct tcp_flow *f, const uint8_t *data, uint32_t len)
 }
 
 /**
- * tcp_data_input() - DATA from the netstack: bytes the guest sent
+ * tcpflow_data_input() - DATA from the netstack: bytes the guest sent
  * @px:		proxy
  * @id:		flow id
  * @data:	payload (1..FLOW_DATA_MAX bytes)
  * @len:	its length
  */
-void tcp_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint32_t len)
+void tcpflow_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint32_t len)
 {
 	struct tcp_flow *f = flow_find(px, id);
 
@@ -674,12 +674,12 @@ void tcp_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint32_t
 }
 
 /**
- * tcp_credit_input() - CREDIT from the netstack: we may send @bytes more
+ * tcpflow_credit_input() - CREDIT from the netstack: we may send @bytes more
  * @px:		proxy
  * @id:		flow id
  * @bytes:	credit
  */
-void tcp_credit_input(struct proxy *px, uint32_t id, uint32_t bytes)
+void tcpflow_credit_input(struct proxy *px, uint32_t id, uint32_t bytes)
 {
 	struct tcp_flow *f = flow_find(px, id);
 
@@ -693,18 +693,18 @@ void tcp_credit_input(struct proxy *px, uint32_t id, uint32_t bytes)
 		return;
 	}
 	if (f->dns) {
-		(void)tcp_stream_output(px, f, NULL, 0);	/* only sends what is queued */
+		(void)tcpflow_stream_output(px, f, NULL, 0);	/* only sends what is queued */
 		return;
 	}
 	start_reading(f);
 }
 
 /**
- * tcp_shut_input() - SHUT_WR from the netstack: the guest sent FIN
+ * tcpflow_shut_input() - SHUT_WR from the netstack: the guest sent FIN
  * @px:	proxy
  * @id:	flow id
  */
-void tcp_shut_input(struct proxy *px, uint32_t id)
+void tcpflow_shut_input(struct proxy *px, uint32_t id)
 {
 	struct tcp_flow *f = flow_find(px, id);
 
@@ -726,12 +726,12 @@ void tcp_shut_input(struct proxy *px, uint32_t id)
 }
 
 /**
- * tcp_close_input() - CLOSE from the netstack
+ * tcpflow_close_input() - CLOSE from the netstack
  * @px:		proxy
  * @id:		flow id
  * @reset:	abort (the guest sent RST): the server sees a reset too
  */
-void tcp_close_input(struct proxy *px, uint32_t id, bool reset)
+void tcpflow_close_input(struct proxy *px, uint32_t id, bool reset)
 {
 	struct tcp_flow *f = flow_find(px, id);
 
@@ -874,13 +874,13 @@ static int start_timer(struct proxy *px, struct tcp_flow *f)
 }
 
 /**
- * tcp_connect_input() - CONNECT from the netstack: decide and dial
+ * tcpflow_connect_input() - CONNECT from the netstack: decide and dial
  * @px:	proxy
  * @c:	the validated message
  *
  * A terminate rule reaches the mailbox before anything else happens.
  */
-void tcp_connect_input(struct proxy *px, const struct flow_connect *c)
+void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 {
 	struct policy_decision d;
 	enum limit_verdict v;
@@ -1084,11 +1084,11 @@ static void on_listen(uv_stream_t *server, int status)
 }
 
 /**
- * tcp_result_input() - CONNECT_RESULT from the netstack for a published port
+ * tcpflow_result_input() - CONNECT_RESULT from the netstack for a published port
  * @px:	proxy
  * @r:	the validated message
  */
-void tcp_result_input(struct proxy *px, const struct flow_connect_result *r)
+void tcpflow_result_input(struct proxy *px, const struct flow_connect_result *r)
 {
 	struct tcp_flow *f = flow_find(px, r->id);
 
@@ -1170,16 +1170,16 @@ static void on_listen_retry(uv_timer_t *t)
 }
 
 /**
- * tcp_publish() - listen on a published TCP port
+ * tcpflow_publish() - listen on a published TCP port
  * @px:		proxy
  * @pub:	host address and port, guest port
  *
  * An accept error later does not end the listener: it pauses for
- * TCP_ACCEPT_BACKOFF_MS, listens again and is counted (tcp_accept_errors()).
+ * TCP_ACCEPT_BACKOFF_MS, listens again and is counted (tcpflow_accept_errors()).
  *
  * Return: 0, or a negative errno (logged; the other ports still work).
  */
-int tcp_publish(struct proxy *px, const struct policy_publish *pub)
+int tcpflow_publish(struct proxy *px, const struct policy_publish *pub)
 {
 	struct tcp_listener *l;
 	struct flow_endpoint ep = { .port = pub->host_port };
@@ -1227,12 +1227,12 @@ out:
 }
 
 /**
- * tcp_accept_errors() - failed accepts on the published ports so far
+ * tcpflow_accept_errors() - failed accepts on the published ports so far
  * @px:	proxy
  *
  * Return: the count (each one paused its listener, none ended it).
  */
-uint64_t tcp_accept_errors(const struct proxy *px)
+uint64_t tcpflow_accept_errors(const struct proxy *px)
 {
 	return px->tcp ? px->tcp->accept_errors : 0;
 }
@@ -1263,7 +1263,7 @@ static int outq_push(struct tcp_flow *f, const void *data, uint32_t len)
 }
 
 /**
- * tcp_stream_output() - queue bytes toward the guest on a DNS stream and
+ * tcpflow_stream_output() - queue bytes toward the guest on a DNS stream and
  * send what the credit allows
  * @px:		proxy
  * @f:		the DNS flow
@@ -1274,14 +1274,14 @@ static int outq_push(struct tcp_flow *f, const void *data, uint32_t len)
  * of them queued. When that bound or the memory runs out the flow is reset,
  * but not here: the caller is inside its stream (dnsfwd_stream_input()
  * parsing further queries), and closing the flow frees the stream. The
- * reset happens in tcp_flush(), later in the same loop iteration, which
+ * reset happens in tcpflow_flush(), later in the same loop iteration, which
  * then frees the stream through dnsfwd_stream_close(); until then the
  * stream and the flow stay valid and further output is refused.
  *
  * Return: 0, -ENOBUFS (queue full), -ENOMEM, or -EPIPE (the flow is not
  * open or is being reset).
  */
-int tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len)
+int tcpflow_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len)
 {
 	if (f->st != ST_OPEN || f->reset_pending)
 		return -EPIPE;
@@ -1317,7 +1317,7 @@ int tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, ui
 	if (f->finishing && px_list_empty(&f->outq)) {
 		struct flow_shut sh = { .id = f->id };
 
-		/* Safe to close here: tcp_stream_finish() detached the stream. */
+		/* Safe to close here: tcpflow_stream_finish() detached the stream. */
 		relay_send(px, FLOW_SHUT_WR, &sh, sizeof(sh));
 		flow_kill(px, f, true, false);
 	}
@@ -1325,12 +1325,12 @@ int tcp_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, ui
 }
 
 /**
- * tcp_stream_credit() - a DNS stream consumed @bytes of the guest's data
+ * tcpflow_stream_credit() - a DNS stream consumed @bytes of the guest's data
  * @px:		proxy
  * @f:		the DNS flow
  * @bytes:	bytes to credit back to the netstack
  */
-void tcp_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes)
+void tcpflow_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes)
 {
 	(void)px;
 	if (f->st != ST_OPEN || f->reset_pending)
@@ -1340,26 +1340,26 @@ void tcp_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes)
 }
 
 /**
- * tcp_stream_finish() - a DNS stream is done (the guest shut its side and
+ * tcpflow_stream_finish() - a DNS stream is done (the guest shut its side and
  * every answer is queued): FIN and CLOSE once the answers are out
  * @px:	proxy
  * @f:	the DNS flow; the stream must not be used by tcpflow.c afterwards
  */
-void tcp_stream_finish(struct proxy *px, struct tcp_flow *f)
+void tcpflow_stream_finish(struct proxy *px, struct tcp_flow *f)
 {
 	f->ds = NULL;
 	f->finishing = true;
-	(void)tcp_stream_output(px, f, NULL, 0);
+	(void)tcpflow_stream_output(px, f, NULL, 0);
 }
 
 /* ---- periodic ------------------------------------------------------- */
 
 /**
- * tcp_tick() - reap idle flows and flows that will not finish closing
+ * tcpflow_tick() - reap idle flows and flows that will not finish closing
  * @px:		proxy
  * @now_ms:	current time
  */
-void tcp_tick(struct proxy *px, uint64_t now_ms)
+void tcpflow_tick(struct proxy *px, uint64_t now_ms)
 {
 	struct tcp_state *st = px->tcp;
 	uint32_t idle_s = px->region.hdr.tcp_idle_timeout_s;
@@ -1379,12 +1379,12 @@ void tcp_tick(struct proxy *px, uint64_t now_ms)
 }
 
 /**
- * tcp_init() - TCP state
+ * tcpflow_init() - TCP state
  * @px:	proxy
  *
  * Return: 0 or -ENOMEM.
  */
-int tcp_init(struct proxy *px)
+int tcpflow_init(struct proxy *px)
 {
 	struct tcp_state *st = calloc(1, sizeof(*st));
 
@@ -1406,10 +1406,10 @@ static void nothing_closed(uv_handle_t *h)
 }
 
 /**
- * tcp_fini() - close every flow and listener, free the state
+ * tcpflow_fini() - close every flow and listener, free the state
  * @px:	proxy
  */
-void tcp_fini(struct proxy *px)
+void tcpflow_fini(struct proxy *px)
 {
 	struct tcp_state *st = px->tcp;
 

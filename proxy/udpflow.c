@@ -228,13 +228,13 @@ static int open_socket(struct proxy *px, struct udp_flow *f)
 }
 
 /**
- * udp_input() - a datagram from the guest (not for the DNS forwarder)
+ * udpflow_input() - a datagram from the guest (not for the DNS forwarder)
  * @px:		proxy
  * @d:		addresses (validated)
  * @data:	payload
  * @len:	its length
  */
-void udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *data, uint32_t len)
+void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *data, uint32_t len)
 {
 	struct udp_state *st = px->udp;
 	struct udp_flow *f;
@@ -308,11 +308,11 @@ static void expire(struct proxy *px, struct px_list *list, uint64_t now_ms, uint
 }
 
 /**
- * udp_tick() - expire idle flows
+ * udpflow_tick() - expire idle flows
  * @px:		proxy
  * @now_ms:	current time
  */
-void udp_tick(struct proxy *px, uint64_t now_ms)
+void udpflow_tick(struct proxy *px, uint64_t now_ms)
 {
 	uint64_t idle_ms = (uint64_t)(px->region.hdr.udp_idle_timeout_s ?
 				      px->region.hdr.udp_idle_timeout_s : UDP_IDLE_DEFAULT_S) * 1000;
@@ -322,12 +322,12 @@ void udp_tick(struct proxy *px, uint64_t now_ms)
 }
 
 /**
- * udp_init() - UDP state
+ * udpflow_init() - UDP state
  * @px:	proxy
  *
  * Return: 0 or -ENOMEM.
  */
-int udp_init(struct proxy *px)
+int udpflow_init(struct proxy *px)
 {
 	struct udp_state *st = calloc(1, sizeof(*st));
 
@@ -340,10 +340,10 @@ int udp_init(struct proxy *px)
 }
 
 /**
- * udp_fini() - close every flow, free the state
+ * udpflow_fini() - close every flow, free the state
  * @px:	proxy
  */
-void udp_fini(struct proxy *px)
+void udpflow_fini(struct proxy *px)
 {
 	struct udp_state *st = px->udp;
 

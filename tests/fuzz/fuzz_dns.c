@@ -35,25 +35,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(copy, data, size);
 	/* As a query from the guest. */
-	rc = dns_parse_query(copy, size, &q);
+	rc = dnsmsg_parse_query(copy, size, &q);
 	if (rc == 0) {
 		assert(q.q.end <= size);
 		assert(q.udp_size >= DNS_UDP_MIN);
 		assert(strlen(q.q.name) < sizeof(q.q.name));
-		n = dns_reply(copy, size, &q, DNS_RCODE_NXDOMAIN, out, sizeof(out));
+		n = dnsmsg_reply(copy, size, &q, DNS_RCODE_NXDOMAIN, out, sizeof(out));
 		assert(n > 0);
 		/* Our own reply must parse as an answer to the query. */
-		assert(dns_parse_answer(out, n, &q, q.id, &ans) == 0);
-		n = dns_truncate(out, n, &q, out, sizeof(out));
+		assert(dnsmsg_parse_answer(out, n, &q, q.id, &ans) == 0);
+		n = dnsmsg_truncate(out, n, &q, out, sizeof(out));
 		assert(n > 0);
 	} else {
-		n = dns_formerr(copy, size, out, sizeof(out));
+		n = dnsmsg_formerr(copy, size, out, sizeof(out));
 		assert(n == 0 || n == DNS_HDR_LEN);
 	}
 	/* As an upstream answer to a fixed query, with the id it carries. */
-	assert(dns_parse_query(fixed, sizeof(fixed), &fq) == 0);
+	assert(dnsmsg_parse_query(fixed, sizeof(fixed), &fq) == 0);
 	if (size >= 2) {
-		rc = dns_parse_answer(copy, size, &fq, (uint16_t)(copy[0] << 8 | copy[1]), &ans);
+		rc = dnsmsg_parse_answer(copy, size, &fq, (uint16_t)(copy[0] << 8 | copy[1]), &ans);
 		if (rc == 0) {
 			assert(ans.n_chain >= 1 && ans.n_chain <= DNS_CHAIN_MAX + 1);
 			assert(ans.n_addr >= 0 && ans.n_addr <= DNS_ADDRS_MAX);
@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t off = 0; off < size && off < 512; off++) {
 		size_t o = off;
 
-		if (dns_name_read(copy, size, &o, name, sizeof(name)) == 0)
+		if (dnsmsg_name_read(copy, size, &o, name, sizeof(name)) == 0)
 			assert(o > off && o <= size);
 	}
 	free(copy);

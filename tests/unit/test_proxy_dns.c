@@ -82,7 +82,7 @@ static void make_query(struct msg *m, const char *n, uint16_t type, struct dns_q
 {
 	header(m, 0x1234, DNS_FLAG_RD, 1, 0, 0, 0);
 	question(m, n, type);
-	cr_assert_eq(dns_parse_query(m->b, m->n, q), 0);
+	cr_assert_eq(dnsmsg_parse_query(m->b, m->n, q), 0);
 }
 
 Test(dns, query_basic)
@@ -92,7 +92,7 @@ Test(dns, query_basic)
 
 	header(&m, 0xbeef, DNS_FLAG_RD, 1, 0, 0, 0);
 	question(&m, "WWW.Example.COM", DNS_TYPE_AAAA);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), 0);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), 0);
 	cr_assert_str_eq(q.q.name, "www.example.com");
 	cr_assert_eq(q.q.qtype, DNS_TYPE_AAAA);
 	cr_assert_eq(q.id, 0xbeef);
@@ -113,14 +113,14 @@ Test(dns, query_edns_size)
 	u16(&m, 1232);		/* UDP size */
 	u32(&m, 0);
 	u16(&m, 0);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), 0);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), 0);
 	cr_assert(q.edns);
 	cr_assert_eq(q.udp_size, 1232);
 
 	/* A tiny EDNS size is raised to 512. */
 	m.b[m.n - 8] = 0;
 	m.b[m.n - 7] = 100;
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), 0);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), 0);
 	cr_assert_eq(q.udp_size, 512);
 }
 
@@ -130,43 +130,43 @@ Test(dns, query_rejects)
 	struct dns_query q;
 
 	/* Too short. */
-	cr_assert_eq(dns_parse_query((const uint8_t *)"\x12\x34\x01", 3, &q), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_query((const uint8_t *)"\x12\x34\x01", 3, &q), -EBADMSG);
 	/* A response is not a query. */
 	header(&m, 1, DNS_FLAG_QR, 1, 0, 0, 0);
 	question(&m, "a.b", 1);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), -EBADMSG);
 	/* Two questions, no question. */
 	header(&m, 1, 0, 2, 0, 0, 0);
 	question(&m, "a.b", 1);
 	question(&m, "c.d", 1);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), -EBADMSG);
 	header(&m, 1, 0, 0, 0, 0, 0);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), -EBADMSG);
 	/* Counts that promise records that are not there. */
 	header(&m, 1, 0, 1, 1, 0, 0);
 	question(&m, "a.b", 1);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), -EBADMSG);
 	header(&m, 1, 0, 1, 0, 0, 1);
 	question(&m, "a.b", 1);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), -EBADMSG);
 	/* Trailing garbage. */
 	header(&m, 1, 0, 1, 0, 0, 0);
 	question(&m, "a.b", 1);
 	u8(&m, 0);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), -EBADMSG);
 	/* Truncated question. */
 	header(&m, 1, 0, 1, 0, 0, 0);
 	question(&m, "a.b", 1);
-	cr_assert_eq(dns_parse_query(m.b, m.n - 1, &q), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n - 1, &q), -EBADMSG);
 	/* Another opcode (UPDATE = 5). */
 	header(&m, 1, 5 << 11, 1, 0, 0, 0);
 	question(&m, "a.b", 1);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), -EOPNOTSUPP);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), -EOPNOTSUPP);
 	/* An additional record that is not an OPT. */
 	header(&m, 1, 0, 1, 0, 0, 1);
 	question(&m, "a.b", 1);
 	rr_a(&m, 12, 1, 1, 2, 3, 4);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), -EBADMSG);
 }
 
 Test(dns, name_limits)
@@ -180,12 +180,12 @@ Test(dns, name_limits)
 	big[63] = '\0';
 	header(&m, 1, 0, 1, 0, 0, 0);
 	question(&m, big, 1);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), 0);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), 0);
 	memset(big, 'a', 64);
 	big[64] = '\0';
 	header(&m, 1, 0, 1, 0, 0, 0);
 	question(&m, big, 1);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), -EBADMSG);
 
 	/* 255 octets of wire name are fine, 257 are not. */
 	header(&m, 1, 0, 1, 0, 0, 0);
@@ -197,7 +197,7 @@ Test(dns, name_limits)
 	u8(&m, 0);			/* 64*3 + 62 + 1 = 255 */
 	u16(&m, 1);
 	u16(&m, 1);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), 0);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), 0);
 	header(&m, 1, 0, 1, 0, 0, 0);
 	for (int i = 0; i < 4; i++) {
 		u8(&m, 63);
@@ -207,7 +207,7 @@ Test(dns, name_limits)
 	u8(&m, 0);			/* 257 */
 	u16(&m, 1);
 	u16(&m, 1);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), -EBADMSG);
 }
 
 Test(dns, name_escapes)
@@ -223,14 +223,14 @@ Test(dns, name_escapes)
 	u8(&m, 0);
 	u16(&m, 1);
 	u16(&m, 1);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), 0);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), 0);
 	cr_assert_str_eq(q.q.name, "evil\\046com");
 	/* Root. */
 	header(&m, 1, 0, 1, 0, 0, 0);
 	u8(&m, 0);
 	u16(&m, 2);
 	u16(&m, 1);
-	cr_assert_eq(dns_parse_query(m.b, m.n, &q), 0);
+	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), 0);
 	cr_assert_str_eq(q.q.name, "");
 }
 
@@ -244,33 +244,33 @@ Test(dns, compression_loops)
 	b[12] = 0xc0;
 	b[13] = 12;
 	off = 12;
-	cr_assert_eq(dns_name_read(b, 14, &off, out, sizeof(out)), -EBADMSG);
+	cr_assert_eq(dnsmsg_name_read(b, 14, &off, out, sizeof(out)), -EBADMSG);
 	/* Two pointers to each other. */
 	b[12] = 0xc0;
 	b[13] = 14;
 	b[14] = 0xc0;
 	b[15] = 12;
 	off = 14;
-	cr_assert_eq(dns_name_read(b, 16, &off, out, sizeof(out)), -EBADMSG);
+	cr_assert_eq(dnsmsg_name_read(b, 16, &off, out, sizeof(out)), -EBADMSG);
 	off = 12;
-	cr_assert_eq(dns_name_read(b, 16, &off, out, sizeof(out)), -EBADMSG);
+	cr_assert_eq(dnsmsg_name_read(b, 16, &off, out, sizeof(out)), -EBADMSG);
 	/* A label then a pointer back into that label's own start. */
 	b[20] = 1;
 	b[21] = 'a';
 	b[22] = 0xc0;
 	b[23] = 20;
 	off = 20;
-	cr_assert_eq(dns_name_read(b, 24, &off, out, sizeof(out)), -EBADMSG);
+	cr_assert_eq(dnsmsg_name_read(b, 24, &off, out, sizeof(out)), -EBADMSG);
 	/* A forward pointer. */
 	b[30] = 0xc0;
 	b[31] = 40;
 	b[40] = 0;
 	off = 30;
-	cr_assert_eq(dns_name_read(b, 41, &off, out, sizeof(out)), -EBADMSG);
+	cr_assert_eq(dnsmsg_name_read(b, 41, &off, out, sizeof(out)), -EBADMSG);
 	/* A pointer cut short. */
 	b[50] = 0xc0;
 	off = 50;
-	cr_assert_eq(dns_name_read(b, 51, &off, out, sizeof(out)), -EBADMSG);
+	cr_assert_eq(dnsmsg_name_read(b, 51, &off, out, sizeof(out)), -EBADMSG);
 	/* A good backward chain: "x" -> "a" -> root. */
 	b[20] = 1;
 	b[21] = 'a';
@@ -280,7 +280,7 @@ Test(dns, compression_loops)
 	b[32] = 0xc0;
 	b[33] = 20;
 	off = 30;
-	cr_assert_eq(dns_name_read(b, 34, &off, out, sizeof(out)), 0);
+	cr_assert_eq(dnsmsg_name_read(b, 34, &off, out, sizeof(out)), 0);
 	cr_assert_str_eq(out, "x.a");
 	cr_assert_eq(off, 34);
 }
@@ -323,7 +323,7 @@ Test(dns, answer_chain)
 
 	make_query(&qm, "www.example.com", DNS_TYPE_A, &q);
 	make_answer(&am, 0x4242, "www.example.com");
-	cr_assert_eq(dns_parse_answer(am.b, am.n, &q, 0x4242, &a), 0);
+	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 0x4242, &a), 0);
 	cr_assert_eq(a.n_chain, 2);
 	cr_assert_str_eq(a.chain[0], "www.example.com");
 	cr_assert_str_eq(a.chain[1], "cdn.example.net");
@@ -343,16 +343,16 @@ Test(dns, answer_wrong_id_or_question)
 
 	make_query(&qm, "www.example.com", DNS_TYPE_A, &q);
 	make_answer(&am, 0x4242, "www.example.com");
-	cr_assert_eq(dns_parse_answer(am.b, am.n, &q, 0x4243, &a), -ESRCH);
+	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 0x4243, &a), -ESRCH);
 	make_answer(&am, 0x4242, "www.example.org");
-	cr_assert_eq(dns_parse_answer(am.b, am.n, &q, 0x4242, &a), -ESRCH);
+	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 0x4242, &a), -ESRCH);
 	/* The question's case does not matter. */
 	make_answer(&am, 0x4242, "WWW.EXAMPLE.COM");
-	cr_assert_eq(dns_parse_answer(am.b, am.n, &q, 0x4242, &a), 0);
+	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 0x4242, &a), 0);
 	/* Not a response. */
 	make_answer(&am, 0x4242, "www.example.com");
 	am.b[2] &= 0x7f;
-	cr_assert_eq(dns_parse_answer(am.b, am.n, &q, 0x4242, &a), -ESRCH);
+	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 0x4242, &a), -ESRCH);
 }
 
 Test(dns, answer_malformed)
@@ -365,24 +365,24 @@ Test(dns, answer_malformed)
 	make_answer(&am, 7, "www.example.com");
 	/* Every truncation fails cleanly. */
 	for (size_t n = 0; n < am.n; n++)
-		cr_assert_lt(dns_parse_answer(am.b, n, &q, 7, &a), 0, "length %zu", n);
+		cr_assert_lt(dnsmsg_parse_answer(am.b, n, &q, 7, &a), 0, "length %zu", n);
 	/* More records promised than present. */
 	am.b[7] = 4;
-	cr_assert_eq(dns_parse_answer(am.b, am.n, &q, 7, &a), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 7, &a), -EBADMSG);
 	am.b[7] = 3;
 	/* Fewer promised: trailing bytes. */
 	am.b[7] = 2;
-	cr_assert_eq(dns_parse_answer(am.b, am.n, &q, 7, &a), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 7, &a), -EBADMSG);
 	am.b[7] = 3;
 	/* An A record with a wrong rdlength. */
 	make_answer(&am, 7, "www.example.com");
 	am.b[am.n - 5] = 5;
-	cr_assert_lt(dns_parse_answer(am.b, am.n, &q, 7, &a), 0);
+	cr_assert_lt(dnsmsg_parse_answer(am.b, am.n, &q, 7, &a), 0);
 	/* NOERROR without a question is malformed; SERVFAIL without one is fine. */
 	header(&am, 7, DNS_FLAG_QR, 0, 0, 0, 0);
-	cr_assert_eq(dns_parse_answer(am.b, am.n, &q, 7, &a), -EBADMSG);
+	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 7, &a), -EBADMSG);
 	header(&am, 7, DNS_FLAG_QR | DNS_RCODE_SERVFAIL, 0, 0, 0, 0);
-	cr_assert_eq(dns_parse_answer(am.b, am.n, &q, 7, &a), 0);
+	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 7, &a), 0);
 }
 
 Test(dns, answer_cname_loop)
@@ -407,7 +407,7 @@ Test(dns, answer_cname_loop)
 	u32(&am, 1);
 	u16(&am, 8);
 	name(&am, "a.test");
-	cr_assert_eq(dns_parse_answer(am.b, am.n, &q, 9, &a), 0);
+	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 9, &a), 0);
 	cr_assert_eq(a.n_chain, 2);
 	cr_assert_eq(a.n_addr, 0);
 }
@@ -424,7 +424,7 @@ Test(dns, answer_too_many_addresses)
 	question(&am, "x.t", DNS_TYPE_A);
 	for (int i = 0; i <= DNS_ADDRS_MAX; i++)
 		rr_a(&am, 12, 1, 203, 0, 113, (uint8_t)i);
-	cr_assert_eq(dns_parse_answer(am.b, am.n, &q, 3, &a), -E2BIG);
+	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 3, &a), -E2BIG);
 }
 
 Test(dns, replies)
@@ -435,7 +435,7 @@ Test(dns, replies)
 	size_t n;
 
 	make_query(&qm, "denied.example", DNS_TYPE_A, &q);
-	n = dns_reply(qm.b, qm.n, &q, DNS_RCODE_NXDOMAIN, out, sizeof(out));
+	n = dnsmsg_reply(qm.b, qm.n, &q, DNS_RCODE_NXDOMAIN, out, sizeof(out));
 	cr_assert_eq(n, qm.n);
 	cr_assert_eq(out[0], 0x12);
 	cr_assert_eq(out[1], 0x34);
@@ -444,16 +444,16 @@ Test(dns, replies)
 	cr_assert_eq(memcmp(out + 12, qm.b + 12, qm.n - 12), 0);
 
 	/* FORMERR keeps the id; never answers an answer or a runt. */
-	n = dns_formerr(qm.b, qm.n, out, sizeof(out));
+	n = dnsmsg_formerr(qm.b, qm.n, out, sizeof(out));
 	cr_assert_eq(n, DNS_HDR_LEN);
 	cr_assert_eq(out[3] & 0xf, DNS_RCODE_FORMERR);
-	cr_assert_eq(dns_formerr(qm.b, 5, out, sizeof(out)), 0);
+	cr_assert_eq(dnsmsg_formerr(qm.b, 5, out, sizeof(out)), 0);
 	make_answer(&am, 1, "a.b");
-	cr_assert_eq(dns_formerr(am.b, am.n, out, sizeof(out)), 0);
+	cr_assert_eq(dnsmsg_formerr(am.b, am.n, out, sizeof(out)), 0);
 
 	/* Truncation keeps header and question, sets TC, drops records. */
 	make_answer(&am, 0x1234, "denied.example");
-	n = dns_truncate(am.b, am.n, &q, out, sizeof(out));
+	n = dnsmsg_truncate(am.b, am.n, &q, out, sizeof(out));
 	cr_assert_eq(n, qm.n);
 	cr_assert(out[2] & (DNS_FLAG_TC >> 8));
 	cr_assert_eq(out[7], 0);

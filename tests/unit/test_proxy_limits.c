@@ -10,38 +10,39 @@ Test(tbucket, refill_and_take)
 {
 	struct tbucket b;
 
-	tbucket_init(&b, 100, 100, 0);		/* 100/s, one second of burst */
-	cr_assert_eq(tbucket_avail(&b, 0), 100);
-	cr_assert(tbucket_take(&b, 60, 0));
-	cr_assert_not(tbucket_take(&b, 41, 0));
-	cr_assert(tbucket_take(&b, 40, 0));
-	cr_assert_eq(tbucket_avail(&b, 0), 0);
-	cr_assert_eq(tbucket_avail(&b, 10), 1);		/* 10 ms = 1 token */
-	cr_assert_eq(tbucket_avail(&b, 500), 50);
-	cr_assert_eq(tbucket_avail(&b, 100000), 100);	/* never above the burst */
-	cr_assert_eq(tbucket_wait_ms(&b, 100, 100000), 0);
-	cr_assert(tbucket_take(&b, 100, 100000));
-	cr_assert_eq(tbucket_wait_ms(&b, 50, 100000), 500);
-	cr_assert_eq(tbucket_wait_ms(&b, 1000, 100000), 1000);	/* capped at the burst */
+	limits_tbucket_init(&b, 100, 100, 0);		/* 100/s, one second of burst */
+	cr_assert_eq(limits_tbucket_avail(&b, 0), 100);
+	cr_assert(limits_tbucket_take(&b, 60, 0));
+	cr_assert_not(limits_tbucket_take(&b, 41, 0));
+	cr_assert(limits_tbucket_take(&b, 40, 0));
+	cr_assert_eq(limits_tbucket_avail(&b, 0), 0);
+	cr_assert_eq(limits_tbucket_avail(&b, 10), 1);		/* 10 ms = 1 token */
+	cr_assert_eq(limits_tbucket_avail(&b, 500), 50);
+	cr_assert_eq(limits_tbucket_avail(&b, 100000), 100);	/* never above the burst */
+	cr_assert_eq(limits_tbucket_wait_ms(&b, 100, 100000), 0);
+	cr_assert(limits_tbucket_take(&b, 100, 100000));
+	cr_assert_eq(limits_tbucket_wait_ms(&b, 50, 100000), 500);
+	/* capped at the burst */
+	cr_assert_eq(limits_tbucket_wait_ms(&b, 1000, 100000), 1000);
 }
 
 Test(tbucket, off_and_overdraft)
 {
 	struct tbucket b;
 
-	tbucket_init(&b, 0, 1, 0);
-	cr_assert_eq(tbucket_avail(&b, 0), UINT64_MAX);
-	cr_assert(tbucket_take(&b, 1u << 30, 0));
-	tbucket_init(&b, 10, 10, 0);
-	tbucket_charge(&b, 25, 0);
+	limits_tbucket_init(&b, 0, 1, 0);
+	cr_assert_eq(limits_tbucket_avail(&b, 0), UINT64_MAX);
+	cr_assert(limits_tbucket_take(&b, 1u << 30, 0));
+	limits_tbucket_init(&b, 10, 10, 0);
+	limits_tbucket_charge(&b, 25, 0);
 	cr_assert_lt(b.milli, 0);
-	cr_assert_eq(tbucket_avail(&b, 0), 0);
-	cr_assert_eq(tbucket_avail(&b, 1500), 0);	/* -15 + 15 */
-	cr_assert_eq(tbucket_avail(&b, 2000), 5);
+	cr_assert_eq(limits_tbucket_avail(&b, 0), 0);
+	cr_assert_eq(limits_tbucket_avail(&b, 1500), 0);	/* -15 + 15 */
+	cr_assert_eq(limits_tbucket_avail(&b, 2000), 5);
 	/* Absurd rates and long gaps do not overflow. */
-	tbucket_init(&b, UINT64_MAX, UINT64_MAX, 0);
-	cr_assert(tbucket_take(&b, 1000, 0));
-	cr_assert_gt(tbucket_avail(&b, UINT64_MAX / 2), 1000);
+	limits_tbucket_init(&b, UINT64_MAX, UINT64_MAX, 0);
+	cr_assert(limits_tbucket_take(&b, 1000, 0));
+	cr_assert_gt(limits_tbucket_avail(&b, UINT64_MAX / 2), 1000);
 }
 
 static struct policy_limits lim(void)
