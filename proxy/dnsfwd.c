@@ -70,7 +70,7 @@ struct dns_conn {
 };
 
 struct dns_ctx {
-	struct px_list node;
+	struct list_head node;
 	struct proxy *px;
 	struct dns_stream *stream;	/* TCP origin, NULL if UDP or the stream is gone */
 	bool tcp;
@@ -91,7 +91,7 @@ struct dns_ctx {
 };
 
 struct dnsfwd {
-	struct px_list queries;
+	struct list_head queries;
 	int inflight;
 	uint8_t rnd[256];
 	size_t rnd_left;
@@ -222,7 +222,7 @@ static void ctx_done(struct dns_ctx *c)
 		return;
 	c->done = true;
 	c->stream = NULL;
-	px_list_del(&c->node);
+	list_del(&c->node);
 	px->dns->inflight--;
 	close_conn(c);
 	if (c->timer_open) {
@@ -568,7 +568,7 @@ static void query(struct proxy *px, bool tcp, struct dns_stream *s,
 	c->timer.data = c;
 	c->timer_open = true;
 	c->handles = 1;
-	px_list_add_tail(&fw->queries, &c->node);
+	list_add_tail(&fw->queries, &c->node);
 	fw->inflight++;
 	if (s)
 		s->pending++;
@@ -616,7 +616,7 @@ struct dns_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f)
 
 static void stream_free(struct proxy *px, struct dns_stream *s)
 {
-	struct px_list *n;
+	struct list_head *n;
 
 	/*
 	 * Queries still in flight answer nobody. At shutdown relay_fini()
@@ -625,7 +625,7 @@ static void stream_free(struct proxy *px, struct dns_stream *s)
 	 */
 	for (n = px->dns ? px->dns->queries.next : NULL; n && n != &px->dns->queries;
 	     n = n->next) {
-		struct dns_ctx *c = px_container_of(n, struct dns_ctx, node);
+		struct dns_ctx *c = list_entry(n, struct dns_ctx, node);
 
 		if (c->stream == s)
 			c->stream = NULL;
@@ -741,7 +741,7 @@ int dnsfwd_init(struct proxy *px)
 
 	if (!fw)
 		return -ENOMEM;
-	px_list_init(&fw->queries);
+	list_init(&fw->queries);
 	px->dns = fw;
 	return 0;
 }
@@ -756,8 +756,8 @@ void dnsfwd_fini(struct proxy *px)
 
 	if (!fw)
 		return;
-	while (!px_list_empty(&fw->queries)) {
-		struct dns_ctx *c = px_container_of(fw->queries.next, struct dns_ctx, node);
+	while (!list_empty(&fw->queries)) {
+		struct dns_ctx *c = list_entry(fw->queries.next, struct dns_ctx, node);
 
 		c->stream = NULL;
 		ctx_done(c);

@@ -37,7 +37,7 @@
 #define ICMP_HDR		8
 
 struct echo_session {
-	struct px_list node;
+	struct list_head node;
 	struct proxy *px;
 	struct flow_endpoint peer, guest;
 	uint16_t ident;
@@ -48,7 +48,7 @@ struct echo_session {
 };
 
 struct icmp_state {
-	struct px_list sessions;	/* oldest first */
+	struct list_head sessions;	/* oldest first */
 	int count;
 	bool warned;
 	uint8_t buf[ICMP_HDR + FLOW_DATA_MAX];
@@ -64,7 +64,7 @@ static void session_closed(uv_handle_t *h)
 
 static void session_free(struct proxy *px, struct echo_session *s)
 {
-	px_list_del(&s->node);
+	list_del(&s->node);
 	px->icmp->count--;
 	if (s->polling)
 		uv_close((uv_handle_t *)&s->poll, session_closed);
@@ -109,10 +109,10 @@ static bool same_addr(const struct flow_endpoint *a, const struct flow_endpoint 
 
 static struct echo_session *find(struct proxy *px, const struct flow_echo *e)
 {
-	struct px_list *n;
+	struct list_head *n;
 
 	for (n = px->icmp->sessions.next; n != &px->icmp->sessions; n = n->next) {
-		struct echo_session *s = px_container_of(n, struct echo_session, node);
+		struct echo_session *s = list_entry(n, struct echo_session, node);
 
 		if (s->ident == e->ident && same_addr(&s->peer, &e->peer) &&
 		    same_addr(&s->guest, &e->guest))
@@ -183,7 +183,7 @@ void ping_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data
 		bool denied = relay_denied(px, d, POLICY_EGRESS, POLICY_PROTO_ICMP, &e->peer, 0);
 
 		if (st->count >= ICMP_SESSIONS_MAX)
-			session_free(px, px_container_of(st->sessions.next, struct echo_session, node));
+			session_free(px, list_entry(st->sessions.next, struct echo_session, node));
 		s = calloc(1, sizeof(*s));
 		if (!s)
 			return;
@@ -194,7 +194,7 @@ void ping_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data
 		s->denied = denied;
 		s->generation = px->generation;
 		s->fd = -1;
-		px_list_add_tail(&st->sessions, &s->node);
+		list_add_tail(&st->sessions, &s->node);
 		st->count++;
 		if (!denied && open_socket(px, s) < 0)
 			s->nosock = true;	/* drop for a while, do not retry each echo */
@@ -224,10 +224,10 @@ void ping_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data
  */
 void ping_tick(struct proxy *px, uint64_t now_ms)
 {
-	struct px_list *n, *nx;
+	struct list_head *n, *nx;
 
 	for (n = px->icmp->sessions.next; n != &px->icmp->sessions; n = nx) {
-		struct echo_session *s = px_container_of(n, struct echo_session, node);
+		struct echo_session *s = list_entry(n, struct echo_session, node);
 
 		nx = n->next;
 		if (now_ms - s->last_ms >= ICMP_IDLE_MS)
@@ -247,7 +247,7 @@ int ping_init(struct proxy *px)
 
 	if (!st)
 		return -ENOMEM;
-	px_list_init(&st->sessions);
+	list_init(&st->sessions);
 	px->icmp = st;
 	return 0;
 }
@@ -262,8 +262,8 @@ void ping_fini(struct proxy *px)
 
 	if (!st)
 		return;
-	while (!px_list_empty(&st->sessions))
-		session_free(px, px_container_of(st->sessions.next, struct echo_session, node));
+	while (!list_empty(&st->sessions))
+		session_free(px, list_entry(st->sessions.next, struct echo_session, node));
 	uv_run(&px->loop, UV_RUN_NOWAIT);
 	free(st);
 	px->icmp = NULL;

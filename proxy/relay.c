@@ -57,7 +57,7 @@
 #define TICK_MS		1000
 
 struct backlog_rec {
-	struct px_list node;
+	struct list_head node;
 	uint32_t type, len;
 	uint8_t data[];
 };
@@ -274,21 +274,21 @@ static void drain(struct proxy *px)
 
 static void resume_waiters(struct proxy *px)
 {
-	struct px_list todo;
+	struct list_head todo;
 
-	px_list_init(&todo);
+	list_init(&todo);
 	/* Move them aside first: a resumed reader may wait again at once. */
-	while (!px_list_empty(&px->waiters)) {
-		struct px_list *n = px->waiters.next;
+	while (!list_empty(&px->waiters)) {
+		struct list_head *n = px->waiters.next;
 
-		px_list_del(n);
-		px_list_add_tail(&todo, n);
+		list_del(n);
+		list_add_tail(&todo, n);
 	}
-	while (!px_list_empty(&todo) && !px->violation) {
-		struct px_list *n = todo.next;
-		struct relay_waiter *w = px_container_of(n, struct relay_waiter, node);
+	while (!list_empty(&todo) && !px->violation) {
+		struct list_head *n = todo.next;
+		struct relay_waiter *w = list_entry(n, struct relay_waiter, node);
 
-		px_list_del(n);
+		list_del(n);
 		w->resume(w);
 	}
 }
@@ -300,8 +300,8 @@ static void backlog_drain(struct proxy *px)
 
 	if (resume_min > RING_MAX_RECORD(px->p2s.cap))
 		resume_min = RING_MAX_RECORD(px->p2s.cap);
-	while (!px_list_empty(&px->backlog)) {
-		struct backlog_rec *r = px_container_of(px->backlog.next, struct backlog_rec, node);
+	while (!list_empty(&px->backlog)) {
+		struct backlog_rec *r = list_entry(px->backlog.next, struct backlog_rec, node);
 		int rc = ring_push(&px->p2s, r->type, r->data, r->len);
 
 		if (rc == -ENOBUFS) {
@@ -315,13 +315,13 @@ static void backlog_drain(struct proxy *px)
 					"ring p2s failed validation");
 			return;
 		}
-		px_list_del(&r->node);
+		list_del(&r->node);
 		px->backlog_len--;
 		if (r->type == FLOW_DGRAM || r->type == FLOW_ECHO_REPLY)
 			backlog_bytes -= r->len;
 		free(r);
 	}
-	if (px_list_empty(&px->waiters))
+	if (list_empty(&px->waiters))
 		return;
 	if (ring_free_bytes(&px->p2s) >= resume_min * 2 || ring_wait_space(&px->p2s, (uint32_t)resume_min))
 		resume_waiters(px);
@@ -425,7 +425,7 @@ static void backlog_add(struct proxy *px, uint32_t type, const void *hdr, uint32
 	memcpy(r->data, hdr, hlen);
 	if (dlen)
 		memcpy(r->data + hlen, data, dlen);
-	px_list_add_tail(&px->backlog, &r->node);
+	list_add_tail(&px->backlog, &r->node);
 	px->backlog_len++;
 	if (lossy)
 		backlog_bytes += r->len;
@@ -452,7 +452,7 @@ void relay_sendv(struct proxy *px, uint32_t type, const void *hdr, uint32_t hlen
 
 	if (px->violation)
 		return;
-	if (!px_list_empty(&px->backlog)) {
+	if (!list_empty(&px->backlog)) {
 		backlog_add(px, type, hdr, hlen, data, dlen);
 		return;
 	}
@@ -505,7 +505,7 @@ void *relay_reserve(struct proxy *px, uint32_t hlen, uint32_t want, uint32_t *go
 {
 	uint32_t n = want;
 
-	if (px->violation || !px_list_empty(&px->backlog))
+	if (px->violation || !list_empty(&px->backlog))
 		return NULL;
 	for (;;) {
 		void *p;
@@ -544,9 +544,9 @@ void relay_commit(struct proxy *px, uint32_t type, uint32_t len)
  */
 void relay_wait(struct proxy *px, struct relay_waiter *w)
 {
-	if (px_list_linked(&w->node))
+	if (list_linked(&w->node))
 		return;
-	px_list_add_tail(&px->waiters, &w->node);
+	list_add_tail(&px->waiters, &w->node);
 	relay_kick(px);
 }
 
@@ -830,8 +830,8 @@ int relay_init(struct proxy *px)
 		    -1, px->efd_netstack, &px->cnt->wakes_sent);
 	ring_attach(&px->p2s, r->part[MOAT_PART_RING_P2S], region_ring_capacity(r, MOAT_PART_RING_P2S),
 		    px->efd_netstack, -1, &px->cnt->wakes_sent);
-	px_list_init(&px->backlog);
-	px_list_init(&px->waiters);
+	list_init(&px->backlog);
+	list_init(&px->waiters);
 	memset(&px->env, 0, sizeof(px->env));
 	px->env.host[0].family = AF_INET;
 	memcpy(px->env.host[0].addr, h->gateway_ip4, 4);
@@ -896,10 +896,10 @@ void relay_fini(struct proxy *px)
 	udpflow_fini(px);
 	tcpflow_fini(px);
 	uv_run(&px->loop, UV_RUN_NOWAIT);
-	while (!px_list_empty(&px->backlog)) {
-		struct backlog_rec *r = px_container_of(px->backlog.next, struct backlog_rec, node);
+	while (!list_empty(&px->backlog)) {
+		struct backlog_rec *r = list_entry(px->backlog.next, struct backlog_rec, node);
 
-		px_list_del(&r->node);
+		list_del(&r->node);
 		free(r);
 	}
 	px->backlog_len = 0;

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "common/list.h"
 #include "policy/policy.h"
 #include "proxy/limits.h"
 #include "proxy/pins.h"
@@ -30,46 +31,6 @@ struct icmp_state;
 struct control;
 struct tcp_flow;
 
-/* A doubly linked list node; an empty list points at itself. */
-struct px_list {
-	struct px_list *next, *prev;
-};
-
-static inline void px_list_init(struct px_list *l)
-{
-	l->next = l->prev = l;
-}
-
-static inline bool px_list_empty(const struct px_list *l)
-{
-	return l->next == l;
-}
-
-static inline bool px_list_linked(const struct px_list *n)
-{
-	return n->next != NULL && n->next != n;
-}
-
-static inline void px_list_add_tail(struct px_list *head, struct px_list *n)
-{
-	n->prev = head->prev;
-	n->next = head;
-	head->prev->next = n;
-	head->prev = n;
-}
-
-static inline void px_list_del(struct px_list *n)
-{
-	if (!n->next)
-		return;
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-	n->next = n->prev = n;
-}
-
-#define px_container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
 /**
  * struct relay_waiter - something that stopped producing because p2s was
  * full (a socket no longer read); resumed when the netstack frees space
@@ -77,7 +38,7 @@ static inline void px_list_del(struct px_list *n)
  * @resume:	called once, from the loop, when space may be there
  */
 struct relay_waiter {
-	struct px_list node;
+	struct list_head node;
 	void (*resume)(struct relay_waiter *w);
 };
 
@@ -129,9 +90,9 @@ struct proxy {
 	int n_publish;
 	struct pins pins;
 	struct limits limits;
-	struct px_list backlog;
+	struct list_head backlog;
 	uint64_t backlog_len;
-	struct px_list waiters;
+	struct list_head waiters;
 	bool p2s_blocked;
 	uv_poll_t efd_poll;
 	uv_prepare_t prepare;

@@ -87,7 +87,7 @@ struct tcp_wreq {
 };
 
 struct outbuf {
-	struct px_list node;
+	struct list_head node;
 	uint32_t len, off;
 	uint8_t data[];
 };
@@ -102,7 +102,7 @@ struct tcp_flow {
 	bool reset_pending;	/* DNS stream: tcpflow_flush() resets it, not *_stream_output() */
 	uint8_t dial_family;
 	struct tcp_flow *hnext;
-	struct px_list all, dirty, shaped;
+	struct list_head all, dirty, shaped;
 	struct relay_waiter waiter;
 	uv_tcp_t sock;
 	uv_timer_t timer;
@@ -114,7 +114,7 @@ struct tcp_flow {
 	uint32_t writes;
 	uint64_t last_ms, deadline_ms;
 	struct dns_stream *ds;
-	struct px_list outq;
+	struct list_head outq;
 	uint32_t outq_n;	/* buffers in outq, at most TCP_DNS_OUTQ_MAX */
 	int handles;
 };
@@ -133,7 +133,7 @@ struct tcp_listener {
 	struct proxy *px;
 	struct policy_publish pub;
 	struct sockaddr_storage ss;	/* where we listen */
-	struct px_list node;
+	struct list_head node;
 	bool sock_open;			/* @sock initialised and not closed */
 	bool held;			/* libuv holds a connection for us */
 	bool closing;			/* tcpflow_fini(): free once @handles is 0 */
@@ -142,7 +142,7 @@ struct tcp_listener {
 
 struct tcp_state {
 	struct tcp_flow *hash[TCP_BUCKETS];
-	struct px_list all, dirty, shaped, listeners;
+	struct list_head all, dirty, shaped, listeners;
 	uint64_t count, active;
 	uint64_t buffered;		/* sum of the flows' unacked */
 	uint32_t next_ingress;
@@ -204,15 +204,15 @@ static struct tcp_flow *flow_new(struct proxy *px, uint32_t id)
 		return NULL;
 	f->px = px;
 	f->id = id;
-	px_list_init(&f->dirty);
-	px_list_init(&f->shaped);
-	px_list_init(&f->outq);
-	px_list_init(&f->waiter.node);
+	list_init(&f->dirty);
+	list_init(&f->shaped);
+	list_init(&f->outq);
+	list_init(&f->waiter.node);
 	f->waiter.resume = waiter_resume;
 	f->sock.data = f;
 	f->timer.data = f;
 	f->last_ms = uv_now(&px->loop);
-	px_list_add_tail(&px->tcp->all, &f->all);
+	list_add_tail(&px->tcp->all, &f->all);
 	flow_hash(px, f);
 	return f;
 }
@@ -227,8 +227,8 @@ static void unacked_sub(struct proxy *px, struct tcp_flow *f, uint64_t n)
 
 static void mark_dirty(struct tcp_flow *f)
 {
-	if (!px_list_linked(&f->dirty))
-		px_list_add_tail(&f->px->tcp->dirty, &f->dirty);
+	if (!list_linked(&f->dirty))
+		list_add_tail(&f->px->tcp->dirty, &f->dirty);
 }
 
 /**
@@ -266,10 +266,10 @@ static void free_buffers(struct tcp_flow *f)
 {
 	free(f->wb);
 	f->wb = NULL;
-	while (!px_list_empty(&f->outq)) {
-		struct outbuf *b = px_container_of(f->outq.next, struct outbuf, node);
+	while (!list_empty(&f->outq)) {
+		struct outbuf *b = list_entry(f->outq.next, struct outbuf, node);
 
-		px_list_del(&b->node);
+		list_del(&b->node);
 		free(b);
 	}
 	f->outq_n = 0;
@@ -284,10 +284,10 @@ static void close_handles(struct proxy *px, struct tcp_flow *f, bool reset)
 	unacked_sub(px, f, f->unacked);
 	f->st = ST_CLOSED;
 	f->reading = false;
-	px_list_del(&f->all);
-	px_list_del(&f->dirty);
-	px_list_del(&f->shaped);
-	px_list_del(&f->waiter.node);
+	list_del(&f->all);
+	list_del(&f->dirty);
+	list_del(&f->shaped);
+	list_del(&f->waiter.node);
 	if (f->ds) {
 		struct dns_stream *ds = f->ds;
 
@@ -354,10 +354,10 @@ static void on_shape_timer(uv_timer_t *t)
 	struct tcp_state *st = px->tcp;
 
 	st->shape_armed = false;
-	while (!px_list_empty(&st->shaped)) {
-		struct tcp_flow *f = px_container_of(st->shaped.next, struct tcp_flow, shaped);
+	while (!list_empty(&st->shaped)) {
+		struct tcp_flow *f = list_entry(st->shaped.next, struct tcp_flow, shaped);
 
-		px_list_del(&f->shaped);
+		list_del(&f->shaped);
 		mark_dirty(f);
 		start_reading(f);
 	}
@@ -368,8 +368,8 @@ static void shape_wait(struct proxy *px, struct tcp_flow *f, bool ingress)
 {
 	struct tcp_state *st = px->tcp;
 
-	if (!px_list_linked(&f->shaped))
-		px_list_add_tail(&st->shaped, &f->shaped);
+	if (!list_linked(&f->shaped))
+		list_add_tail(&st->shaped, &f->shaped);
 	if (!st->shape_armed) {
 		st->shape_armed = true;
 		uv_timer_start(&st->shape_timer, on_shape_timer,
@@ -468,7 +468,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void start_reading(struct tcp_flow *f)
 {
 	if (f->st != ST_OPEN || f->dns || f->eof_up || !f->credit || f->reading ||
-	    px_list_linked(&f->waiter.node) || px_list_linked(&f->shaped) || !f->sock_open)
+	    list_linked(&f->waiter.node) || list_linked(&f->shaped) || !f->sock_open)
 		return;
 	if (uv_read_start((uv_stream_t *)&f->sock, on_alloc, on_read) == 0)
 		f->reading = true;
@@ -476,7 +476,7 @@ static void start_reading(struct tcp_flow *f)
 
 static void waiter_resume(struct relay_waiter *w)
 {
-	struct tcp_flow *f = px_container_of(w, struct tcp_flow, waiter);
+	struct tcp_flow *f = list_entry(w, struct tcp_flow, waiter);
 
 	start_reading(f);
 }
@@ -600,10 +600,10 @@ void tcpflow_flush(struct proxy *px)
 {
 	struct tcp_state *st = px->tcp;
 
-	while (!px_list_empty(&st->dirty) && !px->violation) {
-		struct tcp_flow *f = px_container_of(st->dirty.next, struct tcp_flow, dirty);
+	while (!list_empty(&st->dirty) && !px->violation) {
+		struct tcp_flow *f = list_entry(st->dirty.next, struct tcp_flow, dirty);
 
-		px_list_del(&f->dirty);
+		list_del(&f->dirty);
 		flush_flow(px, f);
 	}
 }
@@ -744,8 +744,8 @@ void tcpflow_close_input(struct proxy *px, uint32_t id, bool reset)
 	}
 	/* Orderly: write what is queued, FIN, close (bounded by the tick). */
 	stop_reading(f);
-	px_list_del(&f->waiter.node);
-	px_list_del(&f->shaped);
+	list_del(&f->waiter.node);
+	list_del(&f->shaped);
 	f->st = ST_DRAINING;
 	f->deadline_ms = uv_now(&px->loop) + TCP_DRAIN_MAX_MS;
 	if (f->shut_done) {
@@ -1206,7 +1206,7 @@ int tcpflow_publish(struct proxy *px, const struct policy_publish *pub)
 	}
 	l->retry.data = l;
 	l->handles = 1;
-	px_list_add_tail(&px->tcp->listeners, &l->node);
+	list_add_tail(&px->tcp->listeners, &l->node);
 	rc = uv_tcp_init(&px->loop, &l->sock);
 	if (rc < 0)
 		goto out;
@@ -1255,9 +1255,9 @@ static int outq_push(struct tcp_flow *f, const void *data, uint32_t len)
 	/*
 	 * Freed when sent, or by free_buffers(). gcc 12's -fanalyzer reports
 	 * a leak of b here: a false positive, it loses the pointer stored
-	 * through head->prev->next in px_list_add_tail().
+	 * through head->prev->next in list_add_tail().
 	 */
-	px_list_add_tail(&f->outq, &b->node);
+	list_add_tail(&f->outq, &b->node);
 	f->outq_n++;
 	return 0;
 }
@@ -1296,8 +1296,8 @@ int tcpflow_stream_output(struct proxy *px, struct tcp_flow *f, const void *data
 			return rc;
 		}
 	}
-	while (!px_list_empty(&f->outq) && f->credit) {
-		struct outbuf *b = px_container_of(f->outq.next, struct outbuf, node);
+	while (!list_empty(&f->outq) && f->credit) {
+		struct outbuf *b = list_entry(f->outq.next, struct outbuf, node);
 		uint64_t n = b->len - b->off;
 		struct flow_data d = { .id = f->id };
 
@@ -1309,12 +1309,12 @@ int tcpflow_stream_output(struct proxy *px, struct tcp_flow *f, const void *data
 		f->credit -= n;
 		b->off += (uint32_t)n;
 		if (b->off == b->len) {
-			px_list_del(&b->node);
+			list_del(&b->node);
 			free(b);
 			f->outq_n--;
 		}
 	}
-	if (f->finishing && px_list_empty(&f->outq)) {
+	if (f->finishing && list_empty(&f->outq)) {
 		struct flow_shut sh = { .id = f->id };
 
 		/* Safe to close here: tcpflow_stream_finish() detached the stream. */
@@ -1364,10 +1364,10 @@ void tcpflow_tick(struct proxy *px, uint64_t now_ms)
 	struct tcp_state *st = px->tcp;
 	uint32_t idle_s = px->region.hdr.tcp_idle_timeout_s;
 	uint64_t idle_ms = (uint64_t)(idle_s ? idle_s : MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S) * 1000;
-	struct px_list *n, *nx;
+	struct list_head *n, *nx;
 
 	for (n = st->all.next; n != &st->all; n = nx) {
-		struct tcp_flow *f = px_container_of(n, struct tcp_flow, all);
+		struct tcp_flow *f = list_entry(n, struct tcp_flow, all);
 		uint64_t lim = f->dns ? TCP_DNS_IDLE_MS : idle_ms;
 
 		nx = n->next;
@@ -1390,10 +1390,10 @@ int tcpflow_init(struct proxy *px)
 
 	if (!st)
 		return -ENOMEM;
-	px_list_init(&st->all);
-	px_list_init(&st->dirty);
-	px_list_init(&st->shaped);
-	px_list_init(&st->listeners);
+	list_init(&st->all);
+	list_init(&st->dirty);
+	list_init(&st->shaped);
+	list_init(&st->listeners);
 	uv_timer_init(&px->loop, &st->shape_timer);
 	st->shape_timer.data = px;
 	px->tcp = st;
@@ -1415,12 +1415,12 @@ void tcpflow_fini(struct proxy *px)
 
 	if (!st)
 		return;
-	while (!px_list_empty(&st->all))
-		close_handles(px, px_container_of(st->all.next, struct tcp_flow, all), false);
-	while (!px_list_empty(&st->listeners)) {
-		struct tcp_listener *l = px_container_of(st->listeners.next, struct tcp_listener, node);
+	while (!list_empty(&st->all))
+		close_handles(px, list_entry(st->all.next, struct tcp_flow, all), false);
+	while (!list_empty(&st->listeners)) {
+		struct tcp_listener *l = list_entry(st->listeners.next, struct tcp_listener, node);
 
-		px_list_del(&l->node);
+		list_del(&l->node);
 		l->closing = true;
 		uv_close((uv_handle_t *)&l->retry, listener_closed);
 		if (l->sock_open && !uv_is_closing((uv_handle_t *)&l->sock))

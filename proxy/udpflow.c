@@ -41,7 +41,7 @@ struct udp_flow {
 	struct proxy *px;
 	struct flow_endpoint guest, remote;
 	struct udp_flow *hnext;
-	struct px_list all;
+	struct list_head all;
 	struct relay_waiter waiter;
 	uv_udp_t sock;
 	bool denied, sock_open, receiving, closed;
@@ -50,7 +50,7 @@ struct udp_flow {
 
 struct udp_state {
 	struct udp_flow *hash[UDP_BUCKETS];
-	struct px_list all, denied;
+	struct list_head all, denied;
 	uint64_t active, n_denied;
 };
 
@@ -99,8 +99,8 @@ static void flow_free(struct proxy *px, struct udp_flow *f)
 		b = &(*b)->hnext;
 	if (*b)
 		*b = f->hnext;
-	px_list_del(&f->all);
-	px_list_del(&f->waiter.node);
+	list_del(&f->all);
+	list_del(&f->waiter.node);
 	f->closed = true;
 	if (f->denied) {
 		st->n_denied--;
@@ -174,7 +174,7 @@ static void recv_start(struct udp_flow *f)
 
 static void waiter_resume(struct relay_waiter *w)
 {
-	recv_start(px_container_of(w, struct udp_flow, waiter));
+	recv_start(list_entry(w, struct udp_flow, waiter));
 }
 
 static struct udp_flow *flow_new(struct proxy *px, const struct flow_endpoint *guest,
@@ -193,15 +193,15 @@ static struct udp_flow *flow_new(struct proxy *px, const struct flow_endpoint *g
 	f->generation = px->generation;
 	f->last_ms = uv_now(&px->loop);
 	f->sock.data = f;
-	px_list_init(&f->waiter.node);
+	list_init(&f->waiter.node);
 	f->waiter.resume = waiter_resume;
 	f->hnext = st->hash[b];
 	st->hash[b] = f;
 	if (denied) {
-		px_list_add_tail(&st->denied, &f->all);
+		list_add_tail(&st->denied, &f->all);
 		st->n_denied++;
 	} else {
-		px_list_add_tail(&st->all, &f->all);
+		list_add_tail(&st->all, &f->all);
 		st->active++;
 		CNT_ADD(px, udp_flows_active, 1);
 		CNT_ADD(px, udp_flows_opened, 1);
@@ -255,7 +255,7 @@ void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *
 
 		if (relay_denied(px, dec, POLICY_EGRESS, POLICY_PROTO_UDP, &d->dst, 0)) {
 			if (st->n_denied >= UDP_DENIED_MAX)
-				flow_free(px, px_container_of(st->denied.next, struct udp_flow, all));
+				flow_free(px, list_entry(st->denied.next, struct udp_flow, all));
 			flow_new(px, &d->src, &d->dst, true);
 			return;
 		}
@@ -294,12 +294,12 @@ void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *
 		    MOAT_P_UDP, &d->dst);
 }
 
-static void expire(struct proxy *px, struct px_list *list, uint64_t now_ms, uint64_t idle_ms)
+static void expire(struct proxy *px, struct list_head *list, uint64_t now_ms, uint64_t idle_ms)
 {
-	struct px_list *n, *nx;
+	struct list_head *n, *nx;
 
 	for (n = list->next; n != list; n = nx) {
-		struct udp_flow *f = px_container_of(n, struct udp_flow, all);
+		struct udp_flow *f = list_entry(n, struct udp_flow, all);
 
 		nx = n->next;
 		if (now_ms - f->last_ms >= idle_ms)
@@ -333,8 +333,8 @@ int udpflow_init(struct proxy *px)
 
 	if (!st)
 		return -ENOMEM;
-	px_list_init(&st->all);
-	px_list_init(&st->denied);
+	list_init(&st->all);
+	list_init(&st->denied);
 	px->udp = st;
 	return 0;
 }
@@ -349,10 +349,10 @@ void udpflow_fini(struct proxy *px)
 
 	if (!st)
 		return;
-	while (!px_list_empty(&st->all))
-		flow_free(px, px_container_of(st->all.next, struct udp_flow, all));
-	while (!px_list_empty(&st->denied))
-		flow_free(px, px_container_of(st->denied.next, struct udp_flow, all));
+	while (!list_empty(&st->all))
+		flow_free(px, list_entry(st->all.next, struct udp_flow, all));
+	while (!list_empty(&st->denied))
+		flow_free(px, list_entry(st->denied.next, struct udp_flow, all));
 	uv_run(&px->loop, UV_RUN_NOWAIT);
 	free(st);
 	px->udp = NULL;
