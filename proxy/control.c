@@ -43,7 +43,7 @@
 
 #include "common/channel.h"
 #include "common/log.h"
-#include "proxy/relay.h"
+#include "proxy/proxy_internal.h"
 
 /**
  * struct control - the proxy's end of the control channel

@@ -39,7 +39,7 @@
 
 #include "common/log.h"
 #include "proxy/dnsmsg.h"
-#include "proxy/relay.h"
+#include "proxy/proxy_internal.h"
 
 #define DNS_INFLIGHT_MAX	256	/* queries waiting for upstream */
 #define DNS_STREAM_PIPELINE	8	/* per TCP stream before its credit is held */

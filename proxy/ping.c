@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "proxy/relay.h"
+#include "proxy/proxy_internal.h"
 
 #define ICMP_SESSIONS_MAX	64
 #define ICMP_IDLE_MS		30000

@@ -43,7 +43,7 @@
 #include "common/fds.h"
 #include "common/log.h"
 #include "proxy/proxy.h"
-#include "proxy/relay.h"
+#include "proxy/proxy_internal.h"
 #include "shm/region.h"
 
 /**

@@ -48,7 +48,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "proxy/relay.h"
+#include "proxy/proxy_internal.h"
 #include "shm/mailbox.h"
 
 #define DRAIN_RECORDS	4096		/* s2p records per loop iteration */

@@ -55,7 +55,7 @@
 #include <sys/socket.h>
 
 #include "common/log.h"
-#include "proxy/relay.h"
+#include "proxy/proxy_internal.h"
 
 #define TCP_BUCKETS		4096
 #define TCP_MAX_UNACKED		(16ull << 20)	/* guest bytes not yet credited back, per flow */

@@ -31,7 +31,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "proxy/relay.h"
+#include "proxy/proxy_internal.h"
 
 #define UDP_BUCKETS		1024
 #define UDP_DENIED_MAX		1024	/* remembered denied flows */

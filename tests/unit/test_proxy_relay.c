@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "proxy/dnsmsg.h"
-#include "proxy/relay.h"
+#include "proxy/proxy_internal.h"
 #include "shm/flow.h"
 #include "shm/region.h"
 #include "shm/ring.h"

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * relay.h - the proxy's state and the interfaces between its files:
+ * proxy_internal.h - the proxy's state and the interfaces between its files:
  * proxy.c (start-up, confinement), relay.c (rings, validation, dispatch),
  * control.c (configuration and events), tcpflow.c, udpflow.c, dnsfwd.c, ping.c,
  * limits.c, pins.c. Private to proxy/ and its unit tests.
  */
-#ifndef MOAT_RELAY_H
-#define MOAT_RELAY_H
+#ifndef MOAT_PROXY_INTERNAL_H
+#define MOAT_PROXY_INTERNAL_H
 
 #include <netinet/in.h>
 #include <stddef.h>
@@ -196,4 +196,4 @@ void ping_fini(struct proxy *px);
 void ping_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data, uint32_t len);
 void ping_tick(struct proxy *px, uint64_t now_ms);
 
-#endif /* MOAT_RELAY_H */
+#endif /* MOAT_PROXY_INTERNAL_H */
