@@ -52,7 +52,7 @@ static struct {
 	struct arena_stats st;
 } A;
 
-static void list_push(struct blk *b, unsigned order)
+static void blk_push(struct blk *b, unsigned order)
 {
 	b->order = order;
 	b->state = ST_FREE;
@@ -63,7 +63,7 @@ static void list_push(struct blk *b, unsigned order)
 	A.free[order] = b;
 }
 
-static void list_remove(struct blk *b)
+static void blk_remove(struct blk *b)
 {
 	if (b->prev)
 		b->prev->next = b->next;
@@ -122,7 +122,7 @@ int arena_init(size_t size)
 	A.size = sz;
 	A.top = order;
 	A.st.size = sz;
-	list_push((struct blk *)A.base, order);
+	blk_push((struct blk *)A.base, order);
 	return 0;
 }
 
@@ -157,10 +157,10 @@ void *arena_alloc(size_t size)
 	if (k > A.top)
 		goto fail;
 	b = A.free[k];
-	list_remove(b);
+	blk_remove(b);
 	while (k > order) {
 		k--;
-		list_push((struct blk *)((uint8_t *)b + ((size_t)1 << (k + MIN_SHIFT))), k);
+		blk_push((struct blk *)((uint8_t *)b + ((size_t)1 << (k + MIN_SHIFT))), k);
 	}
 	b->order = order;
 	b->state = ST_USED;
@@ -197,12 +197,12 @@ void arena_free(void *ptr)
 		buddy = (struct blk *)(A.base + off);
 		if (buddy->state != ST_FREE || buddy->order != order)
 			break;
-		list_remove(buddy);
+		blk_remove(buddy);
 		if (buddy < b)
 			b = buddy;
 		order++;
 	}
-	list_push(b, order);
+	blk_push(b, order);
 }
 
 /**

@@ -55,6 +55,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "common/list.h"
 #include "common/log.h"
 #include "lwip/ip.h"
 #include "lwip/priv/tcp_priv.h"
@@ -71,10 +72,6 @@
 #define HALF_CLOSED_IDLE_S 300u
 
 enum conn_state { CS_FREE, CS_PENDING, CS_HANDSHAKE, CS_OPEN, CS_DONE };
-
-struct dlist {
-	struct dlist *prev, *next;
-};
 
 /**
  * struct conn - one TCP flow
@@ -131,7 +128,7 @@ struct conn {
 	uint32_t born_ms, last_ms;
 	struct pbuf *rxq[RXQ_MAX];
 	uint8_t rxq_head, rxq_n;
-	struct dlist tx, out, pend, ing;
+	struct list_head tx, out, pend, ing;
 	uint32_t gen;
 	struct conn *free_next;
 };
@@ -160,7 +157,7 @@ static struct conn_table {
 	struct conn *tab;
 	uint32_t n, idx_bits;
 	struct conn *free;
-	struct dlist tx, out, pend, ing;
+	struct list_head tx, out, pend, ing;
 	uint64_t active;
 	struct tcp_pcb **lst;		/* listener per port */
 	uint32_t *lst_used;		/* last use per port (sys_now()) */
@@ -168,45 +165,16 @@ static struct conn_table {
 	uint32_t nlports;
 } conns;
 
-#define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
-
-static void dl_init(struct dlist *h)
-{
-	h->prev = h->next = h;
-}
-
-static bool dl_linked(const struct dlist *e)
-{
-	return e->next != NULL;
-}
-
-static void dl_add_tail(struct dlist *h, struct dlist *e)
-{
-	if (dl_linked(e))
-		return;
-	e->prev = h->prev;
-	e->next = h;
-	h->prev->next = e;
-	h->prev = e;
-}
-
-static void dl_del(struct dlist *e)
-{
-	if (!dl_linked(e))
-		return;
-	e->prev->next = e->next;
-	e->next->prev = e->prev;
-	e->prev = e->next = NULL;
-}
-
 static void tx_mark(struct conn *c)
 {
-	dl_add_tail(&conns.tx, &c->tx);
+	if (!list_linked(&c->tx))
+		list_add_tail(&conns.tx, &c->tx);
 }
 
 static void out_mark(struct conn *c)
 {
-	dl_add_tail(&conns.out, &c->out);
+	if (!list_linked(&c->out))
+		list_add_tail(&conns.out, &c->out);
 }
 
 /**
@@ -239,10 +207,10 @@ int conn_init(struct netstack *ns)
 		conns.tab[i].free_next = conns.free;
 		conns.free = &conns.tab[i];
 	}
-	dl_init(&conns.tx);
-	dl_init(&conns.out);
-	dl_init(&conns.pend);
-	dl_init(&conns.ing);
+	list_init(&conns.tx);
+	list_init(&conns.out);
+	list_init(&conns.pend);
+	list_init(&conns.ing);
 	log_debug("pool: tcp flow table entries=%u bytes=%zu (%zu per flow, %d rx chains each)",
 		  conns.n, tab_bytes, sizeof(struct conn), (int)RXQ_MAX);
 	log_debug("pool: tcp listener tables bytes=%zu (one listener per destination port)",
@@ -276,8 +244,8 @@ static struct conn *conn_lookup(uint32_t id)
 
 	if (id & FLOW_ID_INGRESS) {
 		/* Published ports are few: a list, not an index. */
-		for (struct dlist *e = conns.ing.next; e != &conns.ing; e = e->next) {
-			c = container_of(e, struct conn, ing);
+		for (struct list_head *e = conns.ing.next; e != &conns.ing; e = e->next) {
+			c = list_entry(e, struct conn, ing);
 			if (c->id == id)
 				return c;
 		}
@@ -303,10 +271,10 @@ static void conn_free(struct conn *c)
 	if (c->syn)
 		pbuf_free(c->syn);
 	rxq_clear(c);
-	dl_del(&c->tx);
-	dl_del(&c->out);
-	dl_del(&c->pend);
-	dl_del(&c->ing);
+	list_del(&c->tx);
+	list_del(&c->out);
+	list_del(&c->pend);
+	list_del(&c->ing);
 	c->state = CS_FREE;
 	c->pcb = NULL;
 	c->syn = NULL;
@@ -349,7 +317,7 @@ static void finish(struct conn *c, bool reset)
 		rxq_clear(c);
 		c->need_shut = false;
 	}
-	dl_del(&c->out);
+	list_del(&c->out);
 	tx_mark(c);
 }
 
@@ -513,8 +481,8 @@ static struct tcp_pcb *find_pcb(struct tcp_pcb *list, const struct conn *c)
 
 static struct conn *find_pending(const struct conn *key)
 {
-	for (struct dlist *e = conns.pend.next; e != &conns.pend; e = e->next) {
-		struct conn *c = container_of(e, struct conn, pend);
+	for (struct list_head *e = conns.pend.next; e != &conns.pend; e = e->next) {
+		struct conn *c = list_entry(e, struct conn, pend);
 
 		if (c->gport == key->gport && c->rport == key->rport &&
 		    ip_addr_cmp(&c->gaddr, &key->gaddr) && ip_addr_cmp(&c->raddr, &key->raddr))
@@ -628,16 +596,16 @@ void conn_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off)
 		c->rport = key.rport;
 		c->syn = p;
 		c->need_connect = true;
-		dl_add_tail(&conns.pend, &c->pend);
+		list_add_tail(&conns.pend, &c->pend);
 		tx_mark(c);
 		return;
 	}
-	if (conns.pend.next != &conns.pend) {
+	if (!list_empty(&conns.pend)) {
 		c = find_pending(&key);
 		if (c) {
 			if (th[13] & TCP_RST) {
 				/* The guest gave up before the proxy answered. */
-				dl_del(&c->pend);
+				list_del(&c->pend);
 				pbuf_free(c->syn);
 				c->syn = NULL;
 				if (c->need_connect) {
@@ -698,7 +666,7 @@ void conn_connect_result(struct netstack *ns, const struct flow_connect_result *
 
 	if (!c || c->state != CS_PENDING || c->need_connect)
 		return;
-	dl_del(&c->pend);
+	list_del(&c->pend);
 	syn = c->syn;
 	c->syn = NULL;
 	c->last_ms = sys_now();
@@ -967,13 +935,13 @@ static bool pump_one(struct netstack *ns, struct conn *c)
  */
 void conn_pump(struct netstack *ns)
 {
-	while (conns.tx.next != &conns.tx) {
-		struct dlist *e = conns.tx.next;
-		struct conn *c = container_of(e, struct conn, tx);
+	while (!list_empty(&conns.tx)) {
+		struct list_head *e = conns.tx.next;
+		struct conn *c = list_entry(e, struct conn, tx);
 
 		if (!pump_one(ns, c))
 			return;			/* ns->s2p_blocked is set */
-		dl_del(e);
+		list_del(e);
 	}
 }
 
@@ -984,11 +952,11 @@ void conn_pump(struct netstack *ns)
 void conn_output(struct netstack *ns)
 {
 	(void)ns;
-	while (conns.out.next != &conns.out) {
-		struct dlist *e = conns.out.next;
-		struct conn *c = container_of(e, struct conn, out);
+	while (!list_empty(&conns.out)) {
+		struct list_head *e = conns.out.next;
+		struct conn *c = list_entry(e, struct conn, out);
 
-		dl_del(e);
+		list_del(e);
 		if (c->pcb)
 			tcp_output(c->pcb);
 	}
@@ -1022,7 +990,7 @@ void conn_timer(struct netstack *ns)
 				break;
 			log_debug("flow %u: no connect result from the proxy", c->id);
 			icmpgw_unreachable(ns, c->syn, c->v6);
-			dl_del(&c->pend);
+			list_del(&c->pend);
 			if (c->need_connect) {
 				conn_free(c);
 			} else {
@@ -1119,7 +1087,7 @@ int conn_accepted(struct netstack *ns, const struct flow_connect *m)
 	c->id = m->id;
 	c->ingress = true;
 	c->state = CS_HANDSHAKE;
-	dl_add_tail(&conns.ing, &c->ing);
+	list_add_tail(&conns.ing, &c->ing);
 	if (m->src.family != 4 || flows_endpoint_addr(&m->src, &src) < 0 ||
 	    ip4_addr_get_u32(ip_2_ip4(&src)) == ns->cfg.guest_ip4)
 		ip_addr_set_ip4_u32_val(src, ns->cfg.gw_ip4);
