@@ -258,7 +258,7 @@ int control_apply(struct proxy *px, const char *json, size_t len, char *err, siz
 		for (int i = 0; i < n && px->n_publish < POLICY_MAX_PUBLISH; i++)
 			px->publish[px->n_publish++] = pp[i];
 		for (int i = 0; i < px->n_publish; i++)
-			tcpflow_publish(px, &px->publish[i]);
+			publish_listen(px, &px->publish[i]);
 	} else if (n_pub > 0) {
 		log_warn("control: published ports are only taken at start-up");
 	}

@@ -2,7 +2,7 @@
 /*
  * proxy_internal.h - the proxy's state and the interfaces between its files:
  * proxy.c (start-up, confinement), relay.c (rings, validation, dispatch),
- * control.c (configuration and events), tcpflow.c, udpflow.c, dnsfwd.c, ping.c,
+ * control.c (configuration and events), tcpflow.c, publish.c, udpflow.c, dnsfwd.c, ping.c,
  * limits.c, pins.c. Private to proxy/ and its unit tests.
  */
 #ifndef MOAT_PROXY_INTERNAL_H
@@ -156,20 +156,23 @@ void control_event_limit(struct proxy *px, const char *limit, bool terminate, ui
 int tcpflow_init(struct proxy *px);
 void tcpflow_fini(struct proxy *px);
 void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c);
-void tcpflow_result_input(struct proxy *px, const struct flow_connect_result *r);
 void tcpflow_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint32_t len);
 void tcpflow_credit_input(struct proxy *px, uint32_t id, uint32_t bytes);
 void tcpflow_shut_input(struct proxy *px, uint32_t id);
 void tcpflow_close_input(struct proxy *px, uint32_t id, bool reset);
 void tcpflow_flush(struct proxy *px);
 void tcpflow_tick(struct proxy *px, uint64_t now_ms);
-int tcpflow_publish(struct proxy *px, const struct policy_publish *pub);
-uint64_t tcpflow_accept_errors(const struct proxy *px);
 uint64_t tcpflow_active(const struct proxy *px);
 /* used by dnsfwd.c for DNS over TCP to the DNS address */
 int tcpflow_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len);
 void tcpflow_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes);
 void tcpflow_stream_finish(struct proxy *px, struct tcp_flow *f);
+
+/* publish.c */
+int publish_listen(struct proxy *px, const struct policy_publish *pub);
+void publish_result_input(struct proxy *px, const struct flow_connect_result *r);
+uint64_t publish_accept_errors(const struct proxy *px);
+void publish_fini(struct proxy *px);
 
 /* udpflow.c */
 int udpflow_init(struct proxy *px);

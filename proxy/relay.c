@@ -191,7 +191,7 @@ static void dispatch(struct proxy *px, uint32_t type, const uint8_t *msg, uint32
 		struct flow_connect_result r;
 
 		memcpy(&r, msg, sizeof(r));
-		tcpflow_result_input(px, &r);
+		publish_result_input(px, &r);
 		break;
 	}
 	case FLOW_DATA: {

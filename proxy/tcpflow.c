@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tcpflow.c - the proxy's TCP flows: connect, relay with credits, half-close,
- * resets, published ports
+ * resets
  *
  * Theory of Operation
  * -------------------
@@ -41,10 +41,8 @@
  * after SHUT_WR, a CONNECT for an id in use, more unacknowledged data than
  * any window allows, or credit beyond any send buffer are violations.
  *
- * Published ports (ingress): a listener per published port; an accepted
- * client is decided with direction ingress and the guest port, then
- * announced with ACCEPTED (ids with FLOW_ID_INGRESS); the netstack
- * connects to the guest and answers CONNECT_RESULT; then the relay is the
+ * Published ports (ingress) are publish.c's: it makes the flow with
+ * tcpflow_new(), and once the netstack reached the guest the relay is the
  * same as above.
  */
 #define _GNU_SOURCE
@@ -56,8 +54,8 @@
 
 #include "common/log.h"
 #include "proxy/proxy_internal.h"
+#include "proxy/tcpflow.h"
 
-#define TCP_BUCKETS		4096
 #define TCP_MAX_UNACKED		(16ull << 20)	/* guest bytes not yet credited back, per flow */
 #define TCP_MAX_BUFFERED	(512ull << 20)	/* the same, all flows together */
 #define TCP_MAX_CREDIT		(1ull << 30)	/* credit the netstack may grant */
@@ -67,96 +65,20 @@
 #define TCP_WB_MIN		65536
 #define TCP_DNS_OUTQ_MAX	64		/* DNS answers queued toward a guest that does not read
 						 * (dnsfwd.c lets a stream have 64 queries unanswered) */
-#define TCP_ACCEPT_BACKOFF_MS	100		/* a published listener's pause after an accept error */
 
-enum tcp_st {
-	ST_CONNECTING,		/* egress: dialing the upstream */
-	ST_ACCEPTING,		/* ingress: waiting for the netstack's CONNECT_RESULT */
-	ST_OPEN,
-	ST_DRAINING,		/* id dead; writing what is queued, then FIN, then close */
-	ST_CLOSED,		/* handles closing; freed when the last one is closed */
-};
-
-enum stop_why { WHY_CREDIT, WHY_RING, WHY_SHAPE };
-
-struct tcp_wreq {
-	uv_write_t req;
-	struct tcp_flow *f;
-	uint32_t len, cap;
-	uint8_t data[];
-};
-
-struct outbuf {
-	struct list_head node;
-	uint32_t len, off;
-	uint8_t data[];
-};
-
-struct tcp_flow {
-	struct proxy *px;
-	uint32_t id;
-	enum tcp_st st;
-	enum stop_why why;
-	bool dns, hashed, active, reading, eof_up, shut_guest, shut_started, shut_done;
-	bool to_host, tried_other, sock_open, timer_open, finishing;
-	bool reset_pending;	/* DNS stream: tcpflow_flush() resets it, not *_stream_output() */
-	uint8_t dial_family;
-	struct tcp_flow *hnext;
-	struct list_head all, dirty, shaped;
-	struct relay_waiter waiter;
-	uv_tcp_t sock;
-	uv_timer_t timer;
-	uv_connect_t creq;
-	uv_shutdown_t sreq;
-	struct flow_endpoint src, dst;
-	uint64_t credit, owed, unacked;
-	struct tcp_wreq *wb;
-	uint32_t writes;
-	uint64_t last_ms, deadline_ms;
-	struct dns_stream *ds;
-	struct list_head outq;
-	uint32_t outq_n;	/* buffers in outq, at most TCP_DNS_OUTQ_MAX */
-	int handles;
-};
-
-/*
- * A published port. After an accept error the listening socket is closed
- * and made again TCP_ACCEPT_BACKOFF_MS later: libuv offers no way to pause
- * a listener, and on EMFILE without its reserve fd (which it cannot reopen
- * under our seccomp filter) it would call on_listen() again at once, for
- * ever. A connection we could not take (no memory) stays with libuv, which
- * stops polling until retry accepts it.
- */
-struct tcp_listener {
-	uv_tcp_t sock;
-	uv_timer_t retry;
-	struct proxy *px;
-	struct policy_publish pub;
-	struct sockaddr_storage ss;	/* where we listen */
-	struct list_head node;
-	bool sock_open;			/* @sock initialised and not closed */
-	bool held;			/* libuv holds a connection for us */
-	bool closing;			/* tcpflow_fini(): free once @handles is 0 */
-	int handles;
-};
-
-struct tcp_state {
-	struct tcp_flow *hash[TCP_BUCKETS];
-	struct list_head all, dirty, shaped, listeners;
-	uint64_t count, active;
-	uint64_t buffered;		/* sum of the flows' unacked */
-	uint32_t next_ingress;
-	uint64_t accept_errors;		/* published listeners: failed accepts */
-	uv_timer_t shape_timer;
-	bool shape_armed;
-};
 
 static void flow_kill(struct proxy *px, struct tcp_flow *f, bool send_close, bool reset);
-static void start_reading(struct tcp_flow *f);
 
 /* ---- table ---------------------------------------------------------- */
 
-static struct tcp_flow *flow_find(struct proxy *px, uint32_t id)
+/**
+ * tcpflow_find() - the flow with id @id
+ * @px:	proxy
+ * @id:	flow id
+ *
+ * Return: the flow, or NULL.
+ */
+struct tcp_flow *tcpflow_find(struct proxy *px, uint32_t id)
 {
 	struct tcp_flow *f = px->tcp->hash[id & (TCP_BUCKETS - 1)];
 
@@ -196,7 +118,14 @@ static void flow_unhash(struct proxy *px, struct tcp_flow *f)
 
 static void waiter_resume(struct relay_waiter *w);
 
-static struct tcp_flow *flow_new(struct proxy *px, uint32_t id)
+/**
+ * tcpflow_new() - a new flow in the table, not yet connected to anything
+ * @px:	proxy
+ * @id:	its id (not in use)
+ *
+ * Return: the flow, or NULL without memory.
+ */
+struct tcp_flow *tcpflow_new(struct proxy *px, uint32_t id)
 {
 	struct tcp_flow *f = calloc(1, sizeof(*f));
 
@@ -275,8 +204,13 @@ static void free_buffers(struct tcp_flow *f)
 	f->outq_n = 0;
 }
 
-/* Close the flow's handles (RST if @reset) and free it once they are closed. */
-static void close_handles(struct proxy *px, struct tcp_flow *f, bool reset)
+/**
+ * tcpflow_close_handles() - close the flow's handles, free it once they are closed
+ * @px:		proxy
+ * @f:		the flow
+ * @reset:	close the socket with a reset (SO_LINGER 0)
+ */
+void tcpflow_close_handles(struct proxy *px, struct tcp_flow *f, bool reset)
 {
 	if (f->st == ST_CLOSED)
 		return;
@@ -320,7 +254,7 @@ static void flow_kill(struct proxy *px, struct tcp_flow *f, bool send_close, boo
 
 		relay_send(px, FLOW_CLOSE, &c, sizeof(c));
 	}
-	close_handles(px, f, reset);
+	tcpflow_close_handles(px, f, reset);
 }
 
 static void send_result(struct proxy *px, uint32_t id, uint32_t result)
@@ -331,7 +265,12 @@ static void send_result(struct proxy *px, uint32_t id, uint32_t result)
 	CNT_ADD(px, tcp_connections[result], 1);
 }
 
-static void set_active(struct proxy *px, struct tcp_flow *f)
+/**
+ * tcpflow_set_active() - the flow is open both ways: count it as active
+ * @px:	proxy
+ * @f:	the flow
+ */
+void tcpflow_set_active(struct proxy *px, struct tcp_flow *f)
 {
 	f->st = ST_OPEN;
 	f->active = true;
@@ -359,7 +298,7 @@ static void on_shape_timer(uv_timer_t *t)
 
 		list_del(&f->shaped);
 		mark_dirty(f);
-		start_reading(f);
+		tcpflow_start_reading(f);
 	}
 	relay_kick(px);
 }
@@ -465,7 +404,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	flow_kill(px, f, true, true);
 }
 
-static void start_reading(struct tcp_flow *f)
+/**
+ * tcpflow_start_reading() - read the upstream socket (while credit lasts)
+ * @f:	the flow
+ */
+void tcpflow_start_reading(struct tcp_flow *f)
 {
 	if (f->st != ST_OPEN || f->dns || f->eof_up || !f->credit || f->reading ||
 	    list_linked(&f->waiter.node) || list_linked(&f->shaped) || !f->sock_open)
@@ -478,7 +421,7 @@ static void waiter_resume(struct relay_waiter *w)
 {
 	struct tcp_flow *f = list_entry(w, struct tcp_flow, waiter);
 
-	start_reading(f);
+	tcpflow_start_reading(f);
 }
 
 /* ---- guest -> world ------------------------------------------------- */
@@ -497,7 +440,7 @@ static void on_write(uv_write_t *req, int status)
 	if (status < 0) {
 		log_debug("tcp flow %u: write %s", f->id, uv_err_name(status));
 		if (f->st == ST_DRAINING)
-			close_handles(px, f, true);
+			tcpflow_close_handles(px, f, true);
 		else
 			flow_kill(px, f, true, true);
 		return;
@@ -519,7 +462,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 		return;
 	f->shut_done = true;
 	if (f->st == ST_DRAINING) {
-		close_handles(px, f, false);
+		tcpflow_close_handles(px, f, false);
 		return;
 	}
 	maybe_done(px, f);
@@ -641,7 +584,7 @@ static int append_data(struct tcp_flow *f, const uint8_t *data, uint32_t len)
  */
 void tcpflow_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint32_t len)
 {
-	struct tcp_flow *f = flow_find(px, id);
+	struct tcp_flow *f = tcpflow_find(px, id);
 
 	if (!f)
 		return;
@@ -681,7 +624,7 @@ void tcpflow_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint
  */
 void tcpflow_credit_input(struct proxy *px, uint32_t id, uint32_t bytes)
 {
-	struct tcp_flow *f = flow_find(px, id);
+	struct tcp_flow *f = tcpflow_find(px, id);
 
 	if (!f)
 		return;
@@ -696,7 +639,7 @@ void tcpflow_credit_input(struct proxy *px, uint32_t id, uint32_t bytes)
 		(void)tcpflow_stream_output(px, f, NULL, 0);	/* only sends what is queued */
 		return;
 	}
-	start_reading(f);
+	tcpflow_start_reading(f);
 }
 
 /**
@@ -706,7 +649,7 @@ void tcpflow_credit_input(struct proxy *px, uint32_t id, uint32_t bytes)
  */
 void tcpflow_shut_input(struct proxy *px, uint32_t id)
 {
-	struct tcp_flow *f = flow_find(px, id);
+	struct tcp_flow *f = tcpflow_find(px, id);
 
 	if (!f || f->shut_guest)
 		return;
@@ -733,13 +676,13 @@ void tcpflow_shut_input(struct proxy *px, uint32_t id)
  */
 void tcpflow_close_input(struct proxy *px, uint32_t id, bool reset)
 {
-	struct tcp_flow *f = flow_find(px, id);
+	struct tcp_flow *f = tcpflow_find(px, id);
 
 	if (!f)
 		return;
 	flow_unhash(px, f);
 	if (reset || f->dns || f->st != ST_OPEN || !f->sock_open) {
-		close_handles(px, f, reset);
+		tcpflow_close_handles(px, f, reset);
 		return;
 	}
 	/* Orderly: write what is queued, FIN, close (bounded by the tick). */
@@ -749,7 +692,7 @@ void tcpflow_close_input(struct proxy *px, uint32_t id, bool reset)
 	f->st = ST_DRAINING;
 	f->deadline_ms = uv_now(&px->loop) + TCP_DRAIN_MAX_MS;
 	if (f->shut_done) {
-		close_handles(px, f, false);
+		tcpflow_close_handles(px, f, false);
 		return;
 	}
 	f->shut_guest = true;
@@ -791,11 +734,11 @@ static void connect_done(struct proxy *px, struct tcp_flow *f, int status)
 {
 	if (status == 0) {
 		uv_timer_stop(&f->timer);
-		set_active(px, f);
+		tcpflow_set_active(px, f);
 		uv_tcp_nodelay(&f->sock, 1);
 		send_result(px, f->id, MOAT_CONN_OK);
 		log_debug("tcp flow %u: connected", f->id);
-		start_reading(f);
+		tcpflow_start_reading(f);
 		return;
 	}
 	if (status == UV_ECANCELED)
@@ -809,7 +752,7 @@ static void connect_done(struct proxy *px, struct tcp_flow *f, int status)
 	}
 	log_debug("tcp flow %u: connect failed: %s", f->id, uv_err_name(status));
 	send_result(px, f->id, conn_result(status));
-	close_handles(px, f, false);
+	tcpflow_close_handles(px, f, false);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -832,7 +775,7 @@ static void dial(struct proxy *px, struct tcp_flow *f)
 	rc = uv_tcp_init(&px->loop, &f->sock);
 	if (rc < 0) {
 		send_result(px, f->id, MOAT_CONN_UNREACHABLE);
-		close_handles(px, f, false);
+		tcpflow_close_handles(px, f, false);
 		return;
 	}
 	f->sock.data = f;
@@ -852,14 +795,21 @@ static void on_conn_timer(uv_timer_t *t)
 	if (f->st == ST_CONNECTING) {
 		log_debug("tcp flow %u: connect timed out", f->id);
 		send_result(px, f->id, MOAT_CONN_TIMEOUT);
-		close_handles(px, f, false);
+		tcpflow_close_handles(px, f, false);
 	} else if (f->st == ST_ACCEPTING) {
 		/* The netstack never answered ACCEPTED: give up on both sides. */
 		flow_kill(px, f, true, true);
 	}
 }
 
-static int start_timer(struct proxy *px, struct tcp_flow *f)
+/**
+ * tcpflow_start_timer() - arm the flow's connect (or accept) timer
+ * @px:	proxy
+ * @f:	the flow
+ *
+ * Return: 0, or a negative libuv error.
+ */
+int tcpflow_start_timer(struct proxy *px, struct tcp_flow *f)
 {
 	uint32_t ms = px->region.hdr.connect_timeout_ms ? px->region.hdr.connect_timeout_ms :
 							   TCP_CONNECT_TIMEOUT_MS;
@@ -887,7 +837,7 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 	enum limit_kind which;
 	struct tcp_flow *f;
 
-	if (flow_find(px, c->id)) {
+	if (tcpflow_find(px, c->id)) {
 		CNT_ADD(px, bad_messages, 1);
 		relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, c->id, MOAT_P_TCP, &c->dst,
 				"CONNECT for a flow id in use");
@@ -900,7 +850,7 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 			send_result(px, c->id, MOAT_CONN_LIMIT);
 			return;
 		}
-		f = flow_new(px, c->id);
+		f = tcpflow_new(px, c->id);
 		if (!f) {
 			send_result(px, c->id, MOAT_CONN_REFUSED);
 			return;
@@ -911,10 +861,10 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 		f->ds = dnsfwd_stream_open(px, f);
 		if (!f->ds) {
 			send_result(px, c->id, MOAT_CONN_REFUSED);
-			close_handles(px, f, false);
+			tcpflow_close_handles(px, f, false);
 			return;
 		}
-		set_active(px, f);
+		tcpflow_set_active(px, f);
 		send_result(px, c->id, MOAT_CONN_OK);
 		return;
 	}
@@ -933,7 +883,7 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 		send_result(px, c->id, MOAT_CONN_REFUSED);
 		return;
 	}
-	f = flow_new(px, c->id);
+	f = tcpflow_new(px, c->id);
 	if (!f) {
 		send_result(px, c->id, MOAT_CONN_REFUSED);
 		return;
@@ -943,298 +893,12 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 	f->st = ST_CONNECTING;
 	f->to_host = relay_is_host(px, &c->dst);
 	f->dial_family = c->dst.family;
-	if (start_timer(px, f) < 0) {
+	if (tcpflow_start_timer(px, f) < 0) {
 		send_result(px, c->id, MOAT_CONN_UNREACHABLE);
-		close_handles(px, f, false);
+		tcpflow_close_handles(px, f, false);
 		return;
 	}
 	dial(px, f);
-}
-
-/* ---- published ports ------------------------------------------------ */
-
-static uint32_t ingress_id(struct proxy *px)
-{
-	struct tcp_state *st = px->tcp;
-
-	for (;;) {
-		uint32_t id;
-
-		st->next_ingress = (st->next_ingress + 1) & ~FLOW_ID_INGRESS;
-		if (!st->next_ingress)
-			continue;
-		id = FLOW_ID_INGRESS | st->next_ingress;
-		if (!flow_find(px, id))
-			return id;
-	}
-}
-
-static void listener_pause(struct tcp_listener *l);
-static void on_listen_retry(uv_timer_t *t);
-
-/* Take the connection libuv holds for @l. Return: 0, or -1 if it must wait. */
-static int listener_take(struct tcp_listener *l)
-{
-	struct proxy *px = l->px;
-	const struct moat_shm_header *h = &px->region.hdr;
-	uv_stream_t *server = (uv_stream_t *)&l->sock;
-	struct sockaddr_storage peer;
-	int plen = sizeof(peer), rc;
-	struct flow_endpoint pe;
-	enum limit_verdict v;
-	enum limit_kind which;
-	struct tcp_flow *f;
-
-	f = flow_new(px, ingress_id(px));
-	if (!f)
-		return -1;
-	f->st = ST_ACCEPTING;
-	if (uv_tcp_init(&px->loop, &f->sock) < 0) {
-		close_handles(px, f, false);
-		return -1;
-	}
-	f->sock.data = f;
-	f->sock_open = true;
-	f->handles++;
-	rc = uv_accept(server, (uv_stream_t *)&f->sock);
-	if (rc < 0) {
-		/* libuv closed the connection and stopped polling: start again. */
-		px->tcp->accept_errors++;
-		log_debug("publish: accept: %s", uv_err_name(rc));
-		close_handles(px, f, false);
-		if (uv_listen(server, 128, server->connection_cb) < 0)
-			listener_pause(l);
-		return 0;
-	}
-	if (uv_tcp_getpeername(&f->sock, (struct sockaddr *)&peer, &plen) < 0) {
-		close_handles(px, f, false);
-		return 0;
-	}
-	relay_endpoint((struct sockaddr *)&peer, &pe);
-	/* The policy sees the peer and the guest port. */
-	{
-		struct flow_endpoint q = pe;
-		struct policy_decision d;
-
-		q.port = l->pub.guest_port;
-		d = relay_decide(px, POLICY_INGRESS, POLICY_PROTO_TCP, &q);
-		if (relay_denied(px, d, POLICY_INGRESS, POLICY_PROTO_TCP, &q, f->id)) {
-			close_handles(px, f, true);
-			return 0;
-		}
-	}
-	/* The flow itself is in the table already: count the others. */
-	v = limits_new_flow(&px->limits, true, px->tcp->count - 1, uv_now(&px->loop), &which);
-	if (relay_limit(px, v, which, f->id, MOAT_P_TCP, &pe)) {
-		close_handles(px, f, true);
-		return 0;
-	}
-	/*
-	 * The guest sees the real peer, unless it is one the guest could not
-	 * answer (loopback, IPv6 toward an IPv4 guest): then the gateway.
-	 */
-	f->src = pe;
-	if (pe.family != 4 || pe.addr[0] == 127) {
-		memset(f->src.addr, 0, sizeof(f->src.addr));
-		f->src.family = 4;
-		memcpy(f->src.addr, h->gateway_ip4, 4);
-	}
-	memset(&f->dst, 0, sizeof(f->dst));
-	f->dst.family = 4;
-	memcpy(f->dst.addr, h->guest_ip4, 4);
-	f->dst.port = l->pub.guest_port;
-	if (start_timer(px, f) < 0) {
-		close_handles(px, f, true);
-		return 0;
-	}
-	{
-		struct flow_connect a = { .id = f->id, .src = f->src, .dst = f->dst };
-
-		relay_send(px, FLOW_ACCEPTED, &a, sizeof(a));
-	}
-	relay_kick(px);
-	return 0;
-}
-
-static void on_listen(uv_stream_t *server, int status)
-{
-	struct tcp_listener *l = server->data;
-	struct proxy *px = l->px;
-
-	if (status < 0) {
-		/* EMFILE, ENFILE, ENOMEM, ENOBUFS...: pause, do not spin. */
-		if (!px->tcp->accept_errors)
-			log_warn("publish: accept on host port %u: %s; pausing %d ms",
-				 l->pub.host_port, uv_strerror(status), TCP_ACCEPT_BACKOFF_MS);
-		px->tcp->accept_errors++;
-		listener_pause(l);
-		return;
-	}
-	/*
-	 * A connection not taken now (no memory; a violation or no policy yet)
-	 * stays with libuv, which stops polling the listener: the retry timer
-	 * takes it later. Returning without uv_accept() would leave the port
-	 * dead for good.
-	 */
-	if (px->violation || !px->policy || listener_take(l) < 0) {
-		l->held = true;
-		if (!uv_is_active((uv_handle_t *)&l->retry))
-			uv_timer_start(&l->retry, on_listen_retry, TCP_ACCEPT_BACKOFF_MS, 0);
-	}
-}
-
-/**
- * tcpflow_result_input() - CONNECT_RESULT from the netstack for a published port
- * @px:	proxy
- * @r:	the validated message
- */
-void tcpflow_result_input(struct proxy *px, const struct flow_connect_result *r)
-{
-	struct tcp_flow *f = flow_find(px, r->id);
-
-	if (!f)
-		return;
-	if (f->st != ST_ACCEPTING) {
-		CNT_ADD(px, bad_messages, 1);
-		relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, r->id, MOAT_P_TCP, &f->dst,
-				"CONNECT_RESULT for a flow not waiting for one");
-		return;
-	}
-	if (f->timer_open)
-		uv_timer_stop(&f->timer);
-	if (r->result != MOAT_CONN_OK) {
-		/* The guest refused: so do we, with a reset. */
-		close_handles(px, f, true);
-		return;
-	}
-	set_active(px, f);
-	uv_tcp_nodelay(&f->sock, 1);
-	start_reading(f);
-}
-
-/* Bind and listen on @l->ss; on failure pause and try again. */
-static void listener_open(struct tcp_listener *l)
-{
-	struct proxy *px = l->px;
-	int rc = uv_tcp_init(&px->loop, &l->sock);
-
-	if (rc < 0) {
-		uv_timer_start(&l->retry, on_listen_retry, TCP_ACCEPT_BACKOFF_MS, 0);
-		return;
-	}
-	l->sock.data = l;
-	l->sock_open = true;
-	l->handles++;
-	rc = uv_tcp_bind(&l->sock, (struct sockaddr *)&l->ss, 0);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&l->sock, 128, on_listen);
-	if (rc < 0) {
-		log_debug("publish: host port %u: listen again: %s", l->pub.host_port,
-			  uv_err_name(rc));
-		listener_pause(l);
-	}
-}
-
-static void listener_closed(uv_handle_t *h)
-{
-	struct tcp_listener *l = h->data;
-
-	if (h == (uv_handle_t *)&l->sock)
-		l->sock_open = false;
-	if (--l->handles == 0 && l->closing) {
-		free(l);
-		return;
-	}
-	if (h == (uv_handle_t *)&l->sock && !l->closing)
-		uv_timer_start(&l->retry, on_listen_retry, TCP_ACCEPT_BACKOFF_MS, 0);
-}
-
-/* Close the listening socket; listener_closed() arms the retry timer. */
-static void listener_pause(struct tcp_listener *l)
-{
-	l->held = false;	/* libuv drops a held connection with the socket */
-	if (l->sock_open && !uv_is_closing((uv_handle_t *)&l->sock))
-		uv_close((uv_handle_t *)&l->sock, listener_closed);
-}
-
-static void on_listen_retry(uv_timer_t *t)
-{
-	struct tcp_listener *l = t->data;
-
-	if (!l->sock_open) {
-		listener_open(l);
-	} else if (l->held) {
-		l->held = false;
-		on_listen((uv_stream_t *)&l->sock, 0);
-	}
-}
-
-/**
- * tcpflow_publish() - listen on a published TCP port
- * @px:		proxy
- * @pub:	host address and port, guest port
- *
- * An accept error later does not end the listener: it pauses for
- * TCP_ACCEPT_BACKOFF_MS, listens again and is counted (tcpflow_accept_errors()).
- *
- * Return: 0, or a negative errno (logged; the other ports still work).
- */
-int tcpflow_publish(struct proxy *px, const struct policy_publish *pub)
-{
-	struct tcp_listener *l;
-	struct flow_endpoint ep = { .port = pub->host_port };
-	char a[64];
-	int rc;
-
-	if (pub->proto != POLICY_PROTO_TCP) {
-		log_warn("publish: UDP ports are not supported yet (host port %u)", pub->host_port);
-		return -EOPNOTSUPP;
-	}
-	l = calloc(1, sizeof(*l));
-	if (!l)
-		return -ENOMEM;
-	ep.family = pub->host_addr.family == AF_INET6 ? 6 : 4;
-	memcpy(ep.addr, pub->host_addr.addr, ep.family == 4 ? 4 : 16);
-	relay_sockaddr(px, &ep, false, &l->ss);
-	relay_format_ep(&ep, a, sizeof(a));
-	l->px = px;
-	l->pub = *pub;
-	rc = uv_timer_init(&px->loop, &l->retry);
-	if (rc < 0) {
-		free(l);
-		return rc;
-	}
-	l->retry.data = l;
-	l->handles = 1;
-	list_add_tail(&px->tcp->listeners, &l->node);
-	rc = uv_tcp_init(&px->loop, &l->sock);
-	if (rc < 0)
-		goto out;
-	l->sock.data = l;
-	l->sock_open = true;
-	l->handles++;
-	rc = uv_tcp_bind(&l->sock, (struct sockaddr *)&l->ss, 0);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&l->sock, 128, on_listen);
-out:
-	if (rc < 0) {
-		/* Not retried: a port in use at start-up is a configuration error. */
-		log_error("publish: cannot listen on %s: %s", a, uv_strerror(rc));
-		return rc;
-	}
-	log_info("published %s -> guest port %u", a, pub->guest_port);
-	return 0;
-}
-
-/**
- * tcpflow_accept_errors() - failed accepts on the published ports so far
- * @px:	proxy
- *
- * Return: the count (each one paused its listener, none ended it).
- */
-uint64_t tcpflow_accept_errors(const struct proxy *px)
-{
-	return px->tcp ? px->tcp->accept_errors : 0;
 }
 
 /* ---- DNS over TCP (dnsfwd.c's side) ---------------------------------- */
@@ -1372,7 +1036,7 @@ void tcpflow_tick(struct proxy *px, uint64_t now_ms)
 
 		nx = n->next;
 		if (f->st == ST_DRAINING && now_ms >= f->deadline_ms)
-			close_handles(px, f, true);
+			tcpflow_close_handles(px, f, true);
 		else if (f->st == ST_OPEN && now_ms - f->last_ms > lim && f->writes == 0)
 			flow_kill(px, f, true, true);
 	}
@@ -1416,16 +1080,8 @@ void tcpflow_fini(struct proxy *px)
 	if (!st)
 		return;
 	while (!list_empty(&st->all))
-		close_handles(px, list_entry(st->all.next, struct tcp_flow, all), false);
-	while (!list_empty(&st->listeners)) {
-		struct tcp_listener *l = list_entry(st->listeners.next, struct tcp_listener, node);
-
-		list_del(&l->node);
-		l->closing = true;
-		uv_close((uv_handle_t *)&l->retry, listener_closed);
-		if (l->sock_open && !uv_is_closing((uv_handle_t *)&l->sock))
-			uv_close((uv_handle_t *)&l->sock, listener_closed);
-	}
+		tcpflow_close_handles(px, list_entry(st->all.next, struct tcp_flow, all), false);
+	publish_fini(px);
 	uv_close((uv_handle_t *)&st->shape_timer, nothing_closed);
 	uv_run(&px->loop, UV_RUN_NOWAIT);
 	free(st);

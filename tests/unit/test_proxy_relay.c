@@ -1036,7 +1036,7 @@ Test(relay, publish_survives_accept_errors, .timeout = 30)
 	pub.host_addr.addr[0] = 127, pub.host_addr.addr[3] = 1;
 	pub.host_port = free_port();
 	start(NULL);
-	cr_assert_eq(tcpflow_publish(&px, &pub), 0);
+	cr_assert_eq(publish_listen(&px, &pub), 0);
 	if (px.loop.emfile_fd >= 0) {
 		close(px.loop.emfile_fd);
 		px.loop.emfile_fd = -1;
@@ -1056,7 +1056,7 @@ Test(relay, publish_survives_accept_errors, .timeout = 30)
 	}
 	cr_assert_lt(nfill, 64, "the lower limit did not take");
 	run_ms(400);
-	cr_assert_geq(tcpflow_accept_errors(&px), 1, "no accept error was seen");
+	cr_assert_geq(publish_accept_errors(&px), 1, "no accept error was seen");
 	cr_assert_eq(expect(FLOW_ACCEPTED, 10), -1, "accepted without a descriptor?");
 	/* Descriptors again: a new client is accepted and relayed. */
 	for (int i = 0; i < nfill; i++)
@@ -1101,7 +1101,7 @@ Test(relay, publish_holds_a_client_it_cannot_take_yet, .timeout = 30)
 	pub.host_addr.addr[0] = 127, pub.host_addr.addr[3] = 1;
 	pub.host_port = free_port();
 	start(NULL);
-	cr_assert_eq(tcpflow_publish(&px, &pub), 0);
+	cr_assert_eq(publish_listen(&px, &pub), 0);
 	pol = px.policy;
 	px.policy = NULL;
 	c1 = connect_to(pub.host_port);

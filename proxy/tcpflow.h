@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tcpflow.h - the TCP flow table shared by tcpflow.c (the relay) and
+ * publish.c (published ports): the flow, the listener, the state, and the
+ * few table operations publish.c needs. Private to those two files and the
+ * unit tests.
+ */
+#ifndef MOAT_PROXY_TCPFLOW_H
+#define MOAT_PROXY_TCPFLOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/list.h"
+#include "proxy/proxy_internal.h"
+
+#define TCP_BUCKETS		4096		/* flow id hash buckets */
+
+enum tcp_st {
+	ST_CONNECTING,		/* egress: dialing the upstream */
+	ST_ACCEPTING,		/* ingress: waiting for the netstack's CONNECT_RESULT */
+	ST_OPEN,
+	ST_DRAINING,		/* id dead; writing what is queued, then FIN, then close */
+	ST_CLOSED,		/* handles closing; freed when the last one is closed */
+};
+
+enum stop_why { WHY_CREDIT, WHY_RING, WHY_SHAPE };
+
+struct tcp_wreq {
+	uv_write_t req;
+	struct tcp_flow *f;
+	uint32_t len, cap;
+	uint8_t data[];
+};
+
+struct outbuf {
+	struct list_head node;
+	uint32_t len, off;
+	uint8_t data[];
+};
+
+/**
+ * struct tcp_flow - one TCP connection the proxy relays (or a DNS stream)
+ * @px:		the proxy
+ * @id:		the flow id shared with the netstack (FLOW_ID_INGRESS set for
+ *		published ports)
+ * @st:		where it is in its life
+ * @why:	why reading stopped (no credit, full ring, shaped)
+ * @dns:	a DNS-over-TCP stream to the forwarder: no socket, bytes go to
+ *		dnsfwd.c and answers come back through @outq
+ * @hashed:	in the id table (its id is alive for the netstack)
+ * @active:	counted in tcp_connections_active (accepted both ways)
+ * @reading:	uv_read_start() is in force on @sock
+ * @eof_up:	the upstream sent its FIN (SHUT_WR sent toward the netstack)
+ * @shut_guest:	the guest sent its FIN (SHUT_WR from the netstack)
+ * @shut_started: uv_shutdown() of @sock was issued (after the queued writes)
+ * @shut_done:	that shutdown completed
+ * @to_host:	the destination is the gateway: dial loopback instead
+ * @tried_other: for @to_host, the second loopback family was tried
+ * @sock_open:	@sock is initialised and not yet closed
+ * @timer_open:	@timer is initialised and not yet closed
+ * @finishing:	DNS stream: the forwarder is done, close once @outq drained
+ * @reset_pending: DNS stream: tcpflow_flush() resets it, not *_stream_output()
+ * @dial_family: the address family being dialled (4 or 6)
+ * @hnext:	next in the id hash bucket
+ * @all:	in tcp_state.all (every flow)
+ * @dirty:	in tcp_state.dirty (guest bytes gathered this iteration)
+ * @shaped:	in tcp_state.shaped (waiting for a byte limit's tokens)
+ * @waiter:	waiting for p2s ring space
+ * @sock:	the upstream socket (not used by DNS streams)
+ * @timer:	connect/accept timeout
+ * @creq:	the pending connect
+ * @sreq:	the pending shutdown
+ * @src, @dst:	the guest-side endpoints as the netstack named them
+ * @credit:	bytes the netstack lets us send toward the guest
+ * @owed:	guest bytes written upstream, not yet credited back
+ * @unacked:	guest bytes received and not yet credited back (bounded)
+ * @wb:		the write buffer gathering this iteration's guest bytes
+ * @writes:	uv_write()s in flight
+ * @last_ms:	last activity (idle timeout)
+ * @deadline_ms: end of a graceful close (ST_DRAINING)
+ * @ds:		the forwarder's stream state (DNS streams)
+ * @outq:	DNS answers queued toward the guest (struct outbuf)
+ * @outq_n:	buffers in @outq, at most TCP_DNS_OUTQ_MAX
+ * @handles:	libuv handles not yet closed; freed when 0 in ST_CLOSED
+ */
+struct tcp_flow {
+	struct proxy *px;
+	uint32_t id;
+	enum tcp_st st;
+	enum stop_why why;
+	bool dns, hashed, active, reading, eof_up, shut_guest, shut_started, shut_done;
+	bool to_host, tried_other, sock_open, timer_open, finishing, reset_pending;
+	uint8_t dial_family;
+	struct tcp_flow *hnext;
+	struct list_head all, dirty, shaped;
+	struct relay_waiter waiter;
+	uv_tcp_t sock;
+	uv_timer_t timer;
+	uv_connect_t creq;
+	uv_shutdown_t sreq;
+	struct flow_endpoint src, dst;
+	uint64_t credit, owed, unacked;
+	struct tcp_wreq *wb;
+	uint32_t writes;
+	uint64_t last_ms, deadline_ms;
+	struct dns_stream *ds;
+	struct list_head outq;
+	uint32_t outq_n;
+	int handles;
+};
+
+/* A published port (publish.c). */
+struct tcp_listener {
+	uv_tcp_t sock;
+	uv_timer_t retry;
+	struct proxy *px;
+	struct policy_publish pub;
+	struct sockaddr_storage ss;	/* where we listen */
+	struct list_head node;
+	bool sock_open;			/* @sock initialised and not closed */
+	bool held;			/* libuv holds a connection for us */
+	bool closing;			/* publish_fini(): free once @handles is 0 */
+	int handles;
+};
+
+struct tcp_state {
+	struct tcp_flow *hash[TCP_BUCKETS];
+	struct list_head all, dirty, shaped, listeners;
+	uint64_t count, active;
+	uint64_t buffered;		/* sum of the flows' unacked */
+	uint32_t next_ingress;
+	uint64_t accept_errors;		/* published listeners: failed accepts */
+	uv_timer_t shape_timer;
+	bool shape_armed;
+};
+
+struct tcp_flow *tcpflow_find(struct proxy *px, uint32_t id);
+struct tcp_flow *tcpflow_new(struct proxy *px, uint32_t id);
+void tcpflow_close_handles(struct proxy *px, struct tcp_flow *f, bool reset);
+void tcpflow_set_active(struct proxy *px, struct tcp_flow *f);
+void tcpflow_start_reading(struct tcp_flow *f);
+int tcpflow_start_timer(struct proxy *px, struct tcp_flow *f);
+
+#endif
