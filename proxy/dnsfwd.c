@@ -41,15 +41,15 @@
 #include "proxy/dnsmsg.h"
 #include "proxy/proxy_internal.h"
 
-#define DNS_INFLIGHT_MAX	256	/* queries waiting for upstream */
-#define DNS_STREAM_PIPELINE	8	/* per TCP stream before its credit is held */
-#define DNS_STREAM_MAX		64	/* per TCP stream: beyond, SERVFAIL at once */
-#define DNS_TIMEOUT_DEFAULT_MS	2000
-#define DNS_MSG_MAX		65535
+#define DNSFWD_INFLIGHT_MAX	256	/* queries waiting for upstream */
+#define DNSFWD_STREAM_PIPELINE	8	/* per TCP stream before its credit is held */
+#define DNSFWD_STREAM_MAX		64	/* per TCP stream: beyond, SERVFAIL at once */
+#define DNSFWD_TIMEOUT_DEFAULT_MS	2000
+#define DNSFWD_MSG_MAX		65535
 
-struct dns_stream {
+struct dnsfwd_stream {
 	struct tcp_flow *flow;
-	uint8_t *buf;		/* 2 + DNS_MSG_MAX */
+	uint8_t *buf;		/* 2 + DNSFWD_MSG_MAX */
 	size_t len;
 	int pending;
 	uint32_t held;
@@ -58,30 +58,30 @@ struct dns_stream {
 };
 
 /* One try toward one nameserver; a retry gets a new one (handles close late). */
-struct dns_conn {
+struct dnsfwd_conn {
 	union {
 		uv_handle_t h;
 		uv_udp_t udp;
 		uv_tcp_t tcp;
 	} u;
-	struct dns_ctx *c;
+	struct dnsfwd_ctx *c;
 	uv_connect_t creq;
 	uv_write_t wreq;
 };
 
-struct dns_ctx {
+struct dnsfwd_ctx {
 	struct list_head node;
 	struct proxy *px;
-	struct dns_stream *stream;	/* TCP origin, NULL if UDP or the stream is gone */
+	struct dnsfwd_stream *stream;	/* TCP origin, NULL if UDP or the stream is gone */
 	bool tcp;
 	struct flow_endpoint guest, server;	/* UDP origin: reply dst and src */
-	struct dns_query q;
+	struct dnsmsg_query q;
 	uint8_t *msg;			/* the query as sent upstream (our id) */
 	uint16_t len, up_id;
 	int ns, n_ns;
 	struct sockaddr_storage nsaddr[POLICY_MAX_NAMESERVERS];
 	uint32_t timeout_ms;
-	struct dns_conn *conn;		/* the current try */
+	struct dnsfwd_conn *conn;		/* the current try */
 	bool timer_open, done;
 	uv_timer_t timer;
 	uint8_t lenpfx[2];
@@ -95,9 +95,9 @@ struct dnsfwd {
 	int inflight;
 	uint8_t rnd[256];
 	size_t rnd_left;
-	uint8_t ubuf[DNS_MSG_MAX + 1];	/* UDP answer buffer */
-	struct dns_answer ans;
-	uint8_t out[DNS_MSG_MAX + 2];
+	uint8_t ubuf[DNSFWD_MSG_MAX + 1];	/* UDP answer buffer */
+	struct dnsmsg_answer ans;
+	uint8_t out[DNSFWD_MSG_MAX + 2];
 };
 
 static uint16_t random_id(struct dnsfwd *fw)
@@ -119,7 +119,7 @@ static uint16_t random_id(struct dnsfwd *fw)
 
 /* ---- answering the guest ---------------------------------------------- */
 
-static void stream_release(struct proxy *px, struct dns_stream *s);
+static void stream_release(struct proxy *px, struct dnsfwd_stream *s);
 
 static void reply_udp(struct proxy *px, const struct flow_endpoint *server,
 		      const struct flow_endpoint *guest, const uint8_t *msg, size_t len)
@@ -132,11 +132,11 @@ static void reply_udp(struct proxy *px, const struct flow_endpoint *server,
 	relay_sendv(px, FLOW_DGRAM, &d, sizeof(d), msg, (uint32_t)len);
 }
 
-static void reply_stream(struct proxy *px, struct dns_stream *s, const uint8_t *msg, size_t len)
+static void reply_stream(struct proxy *px, struct dnsfwd_stream *s, const uint8_t *msg, size_t len)
 {
 	uint8_t *b = px->dns->out;
 
-	if (!s || len > DNS_MSG_MAX)
+	if (!s || len > DNSFWD_MSG_MAX)
 		return;
 	b[0] = (uint8_t)(len >> 8);
 	b[1] = (uint8_t)len;
@@ -151,7 +151,7 @@ static void reply_stream(struct proxy *px, struct dns_stream *s, const uint8_t *
 }
 
 /* Send the answer to where the query came from; @msg may point into fw->out. */
-static void answer(struct proxy *px, bool tcp, struct dns_stream *s,
+static void answer(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 		   const struct flow_endpoint *server, const struct flow_endpoint *guest,
 		   const uint8_t *msg, size_t len)
 {
@@ -163,11 +163,11 @@ static void answer(struct proxy *px, bool tcp, struct dns_stream *s,
 		reply_udp(px, server, guest, msg, len);
 }
 
-static void local_reply(struct proxy *px, bool tcp, struct dns_stream *s,
+static void local_reply(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 			const struct flow_endpoint *server, const struct flow_endpoint *guest,
-			const struct dns_query *q, int rcode)
+			const struct dnsmsg_query *q, int rcode)
 {
-	uint8_t b[DNS_HDR_LEN + DNS_WIRE_NAME_MAX + 4];
+	uint8_t b[DNSMSG_HDR_LEN + DNSMSG_WIRE_NAME_MAX + 4];
 	size_t n = dnsmsg_reply(NULL, 0, q, rcode, b, sizeof(b));
 
 	answer(px, tcp, s, server, guest, b, n);
@@ -175,14 +175,14 @@ static void local_reply(struct proxy *px, bool tcp, struct dns_stream *s,
 
 /* ---- the query's life ---------------------------------------------------- */
 
-static void ctx_free(struct dns_ctx *c)
+static void ctx_free(struct dnsfwd_ctx *c)
 {
 	free(c->msg);
 	free(c->rbuf);
 	free(c);
 }
 
-static void ctx_unref(struct dns_ctx *c)
+static void ctx_unref(struct dnsfwd_ctx *c)
 {
 	if (--c->handles == 0)
 		ctx_free(c);
@@ -195,16 +195,16 @@ static void timer_closed(uv_handle_t *h)
 
 static void conn_closed(uv_handle_t *h)
 {
-	struct dns_conn *conn = h->data;
-	struct dns_ctx *c = conn->c;
+	struct dnsfwd_conn *conn = h->data;
+	struct dnsfwd_ctx *c = conn->c;
 
 	free(conn);
 	ctx_unref(c);
 }
 
-static void close_conn(struct dns_ctx *c)
+static void close_conn(struct dnsfwd_ctx *c)
 {
-	struct dns_conn *conn = c->conn;
+	struct dnsfwd_conn *conn = c->conn;
 
 	if (conn) {
 		c->conn = NULL;
@@ -213,10 +213,10 @@ static void close_conn(struct dns_ctx *c)
 }
 
 /* The query is over (answered by the caller): release everything. */
-static void ctx_done(struct dns_ctx *c)
+static void ctx_done(struct dnsfwd_ctx *c)
 {
 	struct proxy *px = c->px;
-	struct dns_stream *s = c->stream;
+	struct dnsfwd_stream *s = c->stream;
 
 	if (c->done)
 		return;
@@ -236,14 +236,14 @@ static void ctx_done(struct dns_ctx *c)
 }
 
 /* Is @conn the current try of a live query? */
-static struct dns_ctx *current(struct dns_conn *conn)
+static struct dnsfwd_ctx *current(struct dnsfwd_conn *conn)
 {
-	struct dns_ctx *c = conn->c;
+	struct dnsfwd_ctx *c = conn->c;
 
 	return !c->done && c->conn == conn ? c : NULL;
 }
 
-static void fail(struct dns_ctx *c, int rcode, int counter)
+static void fail(struct dnsfwd_ctx *c, int rcode, int counter)
 {
 	struct proxy *px = c->px;
 
@@ -253,7 +253,7 @@ static void fail(struct dns_ctx *c, int rcode, int counter)
 	ctx_done(c);
 }
 
-static bool rebinding(struct proxy *px, const struct dns_answer *a)
+static bool rebinding(struct proxy *px, const struct dnsmsg_answer *a)
 {
 	for (int i = 0; i < a->n_addr; i++) {
 		struct policy_addr pa = { .family = a->addr[i].family == 4 ? AF_INET : AF_INET6 };
@@ -269,7 +269,7 @@ static bool rebinding(struct proxy *px, const struct dns_answer *a)
 	return false;
 }
 
-static void pin_answer(struct proxy *px, const struct dns_answer *a)
+static void pin_answer(struct proxy *px, const struct dnsmsg_answer *a)
 {
 	uint64_t now = uv_now(&px->loop);
 
@@ -287,11 +287,11 @@ static void pin_answer(struct proxy *px, const struct dns_answer *a)
  * An upstream answer arrived. Return: 0 handled (query done), -ESRCH not
  * ours (keep waiting).
  */
-static int upstream_answer(struct dns_ctx *c, uint8_t *msg, size_t len)
+static int upstream_answer(struct dnsfwd_ctx *c, uint8_t *msg, size_t len)
 {
 	struct proxy *px = c->px;
 	struct dnsfwd *fw = px->dns;
-	struct dns_answer *a = &fw->ans;
+	struct dnsmsg_answer *a = &fw->ans;
 	const struct policy_dns *pd = policy_dns(px->policy);
 	int rc = dnsmsg_parse_answer(msg, len, &c->q, c->up_id, a);
 
@@ -299,15 +299,15 @@ static int upstream_answer(struct dns_ctx *c, uint8_t *msg, size_t len)
 		return -ESRCH;
 	if (rc < 0) {
 		log_debug("dns: malformed answer for %s (%d)", c->q.q.name, rc);
-		fail(c, DNS_RCODE_SERVFAIL, MOAT_DNS_UPSTREAM_BAD);
+		fail(c, DNSMSG_RCODE_SERVFAIL, MOAT_DNS_UPSTREAM_BAD);
 		return 0;
 	}
-	if (DNS_RCODE(a->flags) == DNS_RCODE_NOERROR && pd->rebind_protection && rebinding(px, a)) {
+	if (DNSMSG_RCODE(a->flags) == DNSMSG_RCODE_NOERROR && pd->rebind_protection && rebinding(px, a)) {
 		log_info("dns: rebind protection: %s resolves to a non-public address", c->q.q.name);
-		fail(c, DNS_RCODE_NXDOMAIN, MOAT_DNS_REBIND);
+		fail(c, DNSMSG_RCODE_NXDOMAIN, MOAT_DNS_REBIND);
 		return 0;
 	}
-	if (DNS_RCODE(a->flags) == DNS_RCODE_NOERROR)
+	if (DNSMSG_RCODE(a->flags) == DNSMSG_RCODE_NOERROR)
 		pin_answer(px, a);
 	CNT_ADD(px, dns_queries[MOAT_DNS_FORWARDED], 1);
 	dnsmsg_set_id(msg, len, c->q.id);
@@ -323,11 +323,11 @@ static int upstream_answer(struct dns_ctx *c, uint8_t *msg, size_t len)
 	return 0;
 }
 
-static void try_next(struct dns_ctx *c);
+static void try_next(struct dnsfwd_ctx *c);
 
 static void on_udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-	struct dns_conn *conn = h->data;
+	struct dnsfwd_conn *conn = h->data;
 
 	(void)suggested;
 	buf->base = (char *)conn->c->px->dns->ubuf;
@@ -337,7 +337,7 @@ static void on_udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 			const struct sockaddr *addr, unsigned flags)
 {
-	struct dns_ctx *c = current(h->data);
+	struct dnsfwd_ctx *c = current(h->data);
 
 	if (!c)
 		return;
@@ -354,17 +354,17 @@ static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 
 static void on_tcp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-	struct dns_conn *conn = h->data;
-	struct dns_ctx *c = conn->c;
+	struct dnsfwd_conn *conn = h->data;
+	struct dnsfwd_ctx *c = conn->c;
 
 	(void)suggested;
 	buf->base = (char *)c->rbuf + c->rlen;
-	buf->len = 2 + DNS_MSG_MAX - c->rlen;
+	buf->len = 2 + DNSFWD_MSG_MAX - c->rlen;
 }
 
 static void on_tcp_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 {
-	struct dns_ctx *c = current(h->data);
+	struct dnsfwd_ctx *c = current(h->data);
 	size_t want;
 
 	(void)buf;
@@ -392,7 +392,7 @@ static void on_tcp_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 
 static void on_tcp_write(uv_write_t *req, int status)
 {
-	struct dns_ctx *c = current(req->data);
+	struct dnsfwd_ctx *c = current(req->data);
 
 	if (!c || status == 0)
 		return;
@@ -402,8 +402,8 @@ static void on_tcp_write(uv_write_t *req, int status)
 
 static void on_tcp_connect(uv_connect_t *req, int status)
 {
-	struct dns_conn *conn = req->data;
-	struct dns_ctx *c = current(conn);
+	struct dnsfwd_conn *conn = req->data;
+	struct dnsfwd_ctx *c = current(conn);
 	uv_buf_t b[2];
 
 	if (!c)
@@ -427,7 +427,7 @@ static void on_tcp_connect(uv_connect_t *req, int status)
 
 static void on_timeout(uv_timer_t *t)
 {
-	struct dns_ctx *c = t->data;
+	struct dnsfwd_ctx *c = t->data;
 
 	if (c->done)
 		return;
@@ -436,10 +436,10 @@ static void on_timeout(uv_timer_t *t)
 }
 
 /* Start one try toward @sa. Return: 0 or a libuv error (conn closed). */
-static int start_try(struct dns_ctx *c, const struct sockaddr *sa)
+static int start_try(struct dnsfwd_ctx *c, const struct sockaddr *sa)
 {
 	struct proxy *px = c->px;
-	struct dns_conn *conn = calloc(1, sizeof(*conn));
+	struct dnsfwd_conn *conn = calloc(1, sizeof(*conn));
 	int rc;
 
 	if (!conn)
@@ -472,13 +472,13 @@ static int start_try(struct dns_ctx *c, const struct sockaddr *sa)
 }
 
 /* Send the query to the next nameserver, or give up with SERVFAIL. */
-static void try_next(struct dns_ctx *c)
+static void try_next(struct dnsfwd_ctx *c)
 {
 	while (!c->done) {
 		int rc;
 
 		if (c->ns >= c->n_ns) {
-			fail(c, DNS_RCODE_SERVFAIL, MOAT_DNS_SERVFAIL);
+			fail(c, DNSMSG_RCODE_SERVFAIL, MOAT_DNS_SERVFAIL);
 			return;
 		}
 		c->up_id = random_id(c->px->dns);
@@ -494,19 +494,19 @@ static void try_next(struct dns_ctx *c)
 	}
 }
 
-static void query(struct proxy *px, bool tcp, struct dns_stream *s,
+static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 		  const struct flow_endpoint *server, const struct flow_endpoint *guest,
 		  const uint8_t *msg, size_t len)
 {
 	struct dnsfwd *fw = px->dns;
-	struct dns_query q;
+	struct dnsmsg_query q;
 	const struct policy_dns *pd;
 	struct policy_decision d;
-	struct dns_ctx *c;
+	struct dnsfwd_ctx *c;
 	int rc = dnsmsg_parse_query(msg, len, &q);
 
 	if (rc < 0) {
-		uint8_t b[DNS_HDR_LEN];
+		uint8_t b[DNSMSG_HDR_LEN];
 
 		CNT_ADD(px, dns_queries[MOAT_DNS_FORMERR], 1);
 		answer(px, tcp, s, server, guest, b, dnsmsg_formerr(msg, len, b, sizeof(b)));
@@ -526,21 +526,21 @@ static void query(struct proxy *px, bool tcp, struct dns_stream *s,
 				     tcp ? POLICY_PROTO_TCP : POLICY_PROTO_UDP, NULL, q.q.name, d.rule,
 				     d.terminate, 0);
 		log_debug("dns: denied %s rule=%d", q.q.name, d.rule);
-		local_reply(px, tcp, s, server, guest, &q, DNS_RCODE_NXDOMAIN);
+		local_reply(px, tcp, s, server, guest, &q, DNSMSG_RCODE_NXDOMAIN);
 		return;
 	}
 	pd = policy_dns(px->policy);
-	if (fw->inflight >= DNS_INFLIGHT_MAX || (s && s->pending >= DNS_STREAM_MAX)) {
+	if (fw->inflight >= DNSFWD_INFLIGHT_MAX || (s && s->pending >= DNSFWD_STREAM_MAX)) {
 		CNT_ADD(px, dns_queries[MOAT_DNS_SERVFAIL], 1);
-		local_reply(px, tcp, s, server, guest, &q, DNS_RCODE_SERVFAIL);
+		local_reply(px, tcp, s, server, guest, &q, DNSMSG_RCODE_SERVFAIL);
 		return;
 	}
 	c = calloc(1, sizeof(*c));
-	if (!c || !(c->msg = malloc(len)) || (tcp && !(c->rbuf = malloc(2 + DNS_MSG_MAX)))) {
+	if (!c || !(c->msg = malloc(len)) || (tcp && !(c->rbuf = malloc(2 + DNSFWD_MSG_MAX)))) {
 		if (c)
 			ctx_free(c);
 		CNT_ADD(px, dns_queries[MOAT_DNS_SERVFAIL], 1);
-		local_reply(px, tcp, s, server, guest, &q, DNS_RCODE_SERVFAIL);
+		local_reply(px, tcp, s, server, guest, &q, DNSMSG_RCODE_SERVFAIL);
 		return;
 	}
 	c->px = px;
@@ -551,7 +551,7 @@ static void query(struct proxy *px, bool tcp, struct dns_stream *s,
 	c->q = q;
 	memcpy(c->msg, msg, len);
 	c->len = (uint16_t)len;
-	c->timeout_ms = pd->timeout_ms ? pd->timeout_ms : DNS_TIMEOUT_DEFAULT_MS;
+	c->timeout_ms = pd->timeout_ms ? pd->timeout_ms : DNSFWD_TIMEOUT_DEFAULT_MS;
 	if (pd->n_nameservers) {
 		for (int i = 0; i < pd->n_nameservers && i < POLICY_MAX_NAMESERVERS; i++) {
 			struct flow_endpoint ep = { .port = pd->nameservers[i].port };
@@ -598,14 +598,14 @@ void dnsfwd_udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_
  * Return: the stream (closed with dnsfwd_stream_close() or freed by
  * itself after tcpflow_stream_finish()), NULL if out of memory.
  */
-struct dns_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f)
+struct dnsfwd_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f)
 {
-	struct dns_stream *s = calloc(1, sizeof(*s));
+	struct dnsfwd_stream *s = calloc(1, sizeof(*s));
 
 	(void)px;
 	if (!s)
 		return NULL;
-	s->buf = malloc(2 + DNS_MSG_MAX);
+	s->buf = malloc(2 + DNSFWD_MSG_MAX);
 	if (!s->buf) {
 		free(s);
 		return NULL;
@@ -614,7 +614,7 @@ struct dns_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f)
 	return s;
 }
 
-static void stream_free(struct proxy *px, struct dns_stream *s)
+static void stream_free(struct proxy *px, struct dnsfwd_stream *s)
 {
 	struct list_head *n;
 
@@ -625,7 +625,7 @@ static void stream_free(struct proxy *px, struct dns_stream *s)
 	 */
 	for (n = px->dns ? px->dns->queries.next : NULL; n && n != &px->dns->queries;
 	     n = n->next) {
-		struct dns_ctx *c = list_entry(n, struct dns_ctx, node);
+		struct dnsfwd_ctx *c = list_entry(n, struct dnsfwd_ctx, node);
 
 		if (c->stream == s)
 			c->stream = NULL;
@@ -635,9 +635,9 @@ static void stream_free(struct proxy *px, struct dns_stream *s)
 }
 
 /* A query of @s finished: return held credit, finish after SHUT_WR. */
-static void stream_release(struct proxy *px, struct dns_stream *s)
+static void stream_release(struct proxy *px, struct dnsfwd_stream *s)
 {
-	if (s->held && s->pending < DNS_STREAM_PIPELINE) {
+	if (s->held && s->pending < DNSFWD_STREAM_PIPELINE) {
 		tcpflow_stream_credit(px, s->flow, s->held);
 		s->held = 0;
 	}
@@ -661,17 +661,17 @@ static void stream_release(struct proxy *px, struct dns_stream *s)
  * by tcpflow.c after we return (tcpflow_stream_output()); @s is still ours until
  * then, and the rest of @data is dropped.
  */
-void dnsfwd_stream_input(struct proxy *px, struct dns_stream *s, const uint8_t *data,
+void dnsfwd_stream_input(struct proxy *px, struct dnsfwd_stream *s, const uint8_t *data,
 			 uint32_t len)
 {
 	while (len && !s->failed) {
-		size_t room = 2 + DNS_MSG_MAX - s->len, n = len < room ? len : room;
+		size_t room = 2 + DNSFWD_MSG_MAX - s->len, n = len < room ? len : room;
 
 		memcpy(s->buf + s->len, data, n);
 		s->len += n;
 		data += n;
 		len -= (uint32_t)n;
-		if (s->pending < DNS_STREAM_PIPELINE)
+		if (s->pending < DNSFWD_STREAM_PIPELINE)
 			tcpflow_stream_credit(px, s->flow, (uint32_t)n);
 		else
 			s->held += (uint32_t)n;
@@ -702,7 +702,7 @@ void dnsfwd_stream_input(struct proxy *px, struct dns_stream *s, const uint8_t *
  * Once every query is answered the stream frees itself and tcpflow.c closes
  * the flow after the answers.
  */
-void dnsfwd_stream_shut(struct proxy *px, struct dns_stream *s)
+void dnsfwd_stream_shut(struct proxy *px, struct dnsfwd_stream *s)
 {
 	s->shut = true;
 	stream_release(px, s);
@@ -713,7 +713,7 @@ void dnsfwd_stream_shut(struct proxy *px, struct dns_stream *s)
  * @px:	proxy
  * @s:	the stream (freed)
  */
-void dnsfwd_stream_close(struct proxy *px, struct dns_stream *s)
+void dnsfwd_stream_close(struct proxy *px, struct dnsfwd_stream *s)
 {
 	stream_free(px, s);
 }
@@ -757,7 +757,7 @@ void dnsfwd_fini(struct proxy *px)
 	if (!fw)
 		return;
 	while (!list_empty(&fw->queries)) {
-		struct dns_ctx *c = list_entry(fw->queries.next, struct dns_ctx, node);
+		struct dnsfwd_ctx *c = list_entry(fw->queries.next, struct dnsfwd_ctx, node);
 
 		c->stream = NULL;
 		ctx_done(c);

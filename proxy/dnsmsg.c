@@ -67,7 +67,7 @@ static int name_wire(const uint8_t *msg, size_t len, size_t *off, uint8_t *wire,
 			return -EBADMSG;
 		c = msg[pos];
 		if (c == 0) {
-			if (w + 1 > DNS_WIRE_NAME_MAX)
+			if (w + 1 > DNSMSG_WIRE_NAME_MAX)
 				return -EBADMSG;
 			wire[w++] = 0;
 			*off = jumped ? after : pos + 1;
@@ -92,7 +92,7 @@ static int name_wire(const uint8_t *msg, size_t len, size_t *off, uint8_t *wire,
 		}
 		if (c & 0xc0)
 			return -EBADMSG;	/* 0x40, 0x80: reserved / extended */
-		if (pos + 1 + c > len || w + 1 + c + 1 > DNS_WIRE_NAME_MAX)
+		if (pos + 1 + c > len || w + 1 + c + 1 > DNSMSG_WIRE_NAME_MAX)
 			return -EBADMSG;
 		wire[w++] = c;
 		for (size_t i = 0; i < c; i++)
@@ -143,13 +143,13 @@ static int wire_text(const uint8_t *wire, size_t wlen, char *out, size_t outsz)
  * @len:	its length
  * @off:	where the name starts; advanced past it on success
  * @out:	text form (see the Theory of Operation)
- * @outsz:	size of @out (DNS_NAME_TEXT_MAX always suffices)
+ * @outsz:	size of @out (DNSMSG_NAME_TEXT_MAX always suffices)
  *
  * Return: 0, -EBADMSG for a malformed name, -ENAMETOOLONG if @out is small.
  */
 int dnsmsg_name_read(const uint8_t *msg, size_t len, size_t *off, char *out, size_t outsz)
 {
-	uint8_t wire[DNS_WIRE_NAME_MAX];
+	uint8_t wire[DNSMSG_WIRE_NAME_MAX];
 	size_t wlen, o = *off;
 	int rc = name_wire(msg, len, &o, wire, &wlen);
 
@@ -178,7 +178,7 @@ bool dnsmsg_name_equal(const char *a, const char *b)
 
 /* Skip one resource record; fill type/class/ttl/rdata position. */
 struct rr {
-	uint8_t owner[DNS_WIRE_NAME_MAX];
+	uint8_t owner[DNSMSG_WIRE_NAME_MAX];
 	size_t owner_len;
 	uint16_t type, class;
 	uint32_t ttl;
@@ -205,7 +205,7 @@ static int read_rr(const uint8_t *msg, size_t len, size_t *off, struct rr *rr)
 	return 0;
 }
 
-static int read_question(const uint8_t *msg, size_t len, size_t off, struct dns_question *q)
+static int read_question(const uint8_t *msg, size_t len, size_t off, struct dnsmsg_question *q)
 {
 	int rc = name_wire(msg, len, &off, q->wire, &q->wire_len);
 
@@ -233,14 +233,14 @@ static int read_question(const uint8_t *msg, size_t len, size_t off, struct dns_
  * header is there); -EOPNOTSUPP for an opcode other than QUERY (answer
  * NOTIMP).
  */
-int dnsmsg_parse_query(const uint8_t *msg, size_t len, struct dns_query *out)
+int dnsmsg_parse_query(const uint8_t *msg, size_t len, struct dnsmsg_query *out)
 {
 	uint16_t qd, an, ns, ar;
 	size_t off;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (len < DNS_HDR_LEN || len > DNS_UDP_MAX)
+	if (len < DNSMSG_HDR_LEN || len > DNSMSG_UDP_MAX)
 		return -EBADMSG;
 	out->id = get16(msg);
 	out->flags = get16(msg + 2);
@@ -248,14 +248,14 @@ int dnsmsg_parse_query(const uint8_t *msg, size_t len, struct dns_query *out)
 	an = get16(msg + 6);
 	ns = get16(msg + 8);
 	ar = get16(msg + 10);
-	out->udp_size = DNS_UDP_MIN;
-	if (out->flags & DNS_FLAG_QR)
+	out->udp_size = DNSMSG_UDP_MIN;
+	if (out->flags & DNSMSG_FLAG_QR)
 		return -EBADMSG;
-	if (DNS_OPCODE(out->flags) != 0)
+	if (DNSMSG_OPCODE(out->flags) != 0)
 		return -EOPNOTSUPP;
 	if (qd != 1 || an != 0 || ns != 0 || ar > 1)
 		return -EBADMSG;
-	rc = read_question(msg, len, DNS_HDR_LEN, &out->q);
+	rc = read_question(msg, len, DNSMSG_HDR_LEN, &out->q);
 	if (rc)
 		return rc;
 	off = out->q.end;
@@ -266,10 +266,10 @@ int dnsmsg_parse_query(const uint8_t *msg, size_t len, struct dns_query *out)
 		if (rc)
 			return rc;
 		/* RFC 6891 6.1.1: the OPT's owner is the root. */
-		if (rr.type != DNS_TYPE_OPT || rr.owner_len != 1)
+		if (rr.type != DNSMSG_TYPE_OPT || rr.owner_len != 1)
 			return -EBADMSG;
 		out->edns = true;
-		out->udp_size = rr.class < DNS_UDP_MIN ? DNS_UDP_MIN : rr.class;
+		out->udp_size = rr.class < DNSMSG_UDP_MIN ? DNSMSG_UDP_MIN : rr.class;
 	}
 	if (off != len)
 		return -EBADMSG;
@@ -292,26 +292,26 @@ static bool wire_equal(const uint8_t *a, const uint8_t *b)
 	}
 }
 
-static int add_addr(struct dns_answer *out, const uint8_t *msg, const struct rr *rr)
+static int add_addr(struct dnsmsg_answer *out, const uint8_t *msg, const struct rr *rr)
 {
-	struct dns_addr_rr *a;
+	struct dnsmsg_addr_rr *a;
 
-	if (rr->type == DNS_TYPE_A ? rr->rdlen != 4 : rr->rdlen != 16)
+	if (rr->type == DNSMSG_TYPE_A ? rr->rdlen != 4 : rr->rdlen != 16)
 		return -EBADMSG;
-	if (out->n_addr >= DNS_ADDRS_MAX)
+	if (out->n_addr >= DNSMSG_ADDRS_MAX)
 		return -E2BIG;
 	a = &out->addr[out->n_addr++];
 	memset(a, 0, sizeof(*a));
-	a->family = rr->type == DNS_TYPE_A ? 4 : 6;
+	a->family = rr->type == DNSMSG_TYPE_A ? 4 : 6;
 	memcpy(a->addr, msg + rr->rdata, rr->rdlen);
 	a->ttl = rr->ttl > 0x7fffffffu ? 0 : rr->ttl;
 	return 0;
 }
 
 /* Follow the question's CNAME chain through the answer-section records. */
-static int follow_chain(struct dns_answer *out, const uint8_t *qwire, int n_rr)
+static int follow_chain(struct dnsmsg_answer *out, const uint8_t *qwire, int n_rr)
 {
-	const uint8_t *seen[DNS_CHAIN_MAX + 1];
+	const uint8_t *seen[DNSMSG_CHAIN_MAX + 1];
 	const uint8_t *cur = qwire;
 
 	seen[0] = qwire;
@@ -320,22 +320,22 @@ static int follow_chain(struct dns_answer *out, const uint8_t *qwire, int n_rr)
 		const uint8_t *next = NULL;
 
 		for (int i = 0; i < n_rr; i++) {
-			struct dns_rr_scratch *r = &out->rr[i];
+			struct dnsmsg_rr_scratch *r = &out->rr[i];
 
 			if (!wire_equal(r->owner, cur))
 				continue;
 			if (r->addr_idx >= 0)
 				out->addr[r->addr_idx].in_chain = true;
-			else if (r->type == DNS_TYPE_CNAME && !next)
+			else if (r->type == DNSMSG_TYPE_CNAME && !next)
 				next = r->target;
 		}
-		if (!next || out->n_chain > DNS_CHAIN_MAX)
+		if (!next || out->n_chain > DNSMSG_CHAIN_MAX)
 			return 0;
 		/* A loop ends the chain: it leads nowhere new. */
 		for (int k = 0; k < out->n_chain; k++)
 			if (wire_equal(next, seen[k]))
 				return 0;
-		if (wire_text(next, DNS_WIRE_NAME_MAX, out->chain[out->n_chain], sizeof(out->chain[0])))
+		if (wire_text(next, DNSMSG_WIRE_NAME_MAX, out->chain[out->n_chain], sizeof(out->chain[0])))
 			return -EBADMSG;
 		seen[out->n_chain++] = next;
 		cur = next;
@@ -355,19 +355,19 @@ static int follow_chain(struct dns_answer *out, const uint8_t *qwire, int n_rr)
  * is malformed; -E2BIG if it holds more records than we inspect (both:
  * answer SERVFAIL).
  */
-int dnsmsg_parse_answer(const uint8_t *msg, size_t len, const struct dns_query *query,
-		     uint16_t id, struct dns_answer *out)
+int dnsmsg_parse_answer(const uint8_t *msg, size_t len, const struct dnsmsg_query *query,
+		     uint16_t id, struct dnsmsg_answer *out)
 {
 	uint16_t qd, count[3];
-	size_t off = DNS_HDR_LEN;
+	size_t off = DNSMSG_HDR_LEN;
 	int n_rr = 0, rc;
 
 	out->n_chain = 0;
 	out->n_addr = 0;
-	if (len < DNS_HDR_LEN)
+	if (len < DNSMSG_HDR_LEN)
 		return -EBADMSG;
 	out->flags = get16(msg + 2);
-	if (get16(msg) != id || !(out->flags & DNS_FLAG_QR) || DNS_OPCODE(out->flags) != 0)
+	if (get16(msg) != id || !(out->flags & DNSMSG_FLAG_QR) || DNSMSG_OPCODE(out->flags) != 0)
 		return -ESRCH;
 	qd = get16(msg + 4);
 	count[0] = get16(msg + 6);
@@ -376,7 +376,7 @@ int dnsmsg_parse_answer(const uint8_t *msg, size_t len, const struct dns_query *
 	if (qd > 1)
 		return -EBADMSG;
 	if (qd == 1) {
-		struct dns_question q;
+		struct dnsmsg_question q;
 
 		rc = read_question(msg, len, off, &q);
 		if (rc)
@@ -385,7 +385,7 @@ int dnsmsg_parse_answer(const uint8_t *msg, size_t len, const struct dns_query *
 		    q.qclass != query->q.qclass)
 			return -ESRCH;
 		off = q.end;
-	} else if (DNS_RCODE(out->flags) == DNS_RCODE_NOERROR || count[0]) {
+	} else if (DNSMSG_RCODE(out->flags) == DNSMSG_RCODE_NOERROR || count[0]) {
 		/* Only an error answer may leave the question out. */
 		return -EBADMSG;
 	}
@@ -399,7 +399,7 @@ int dnsmsg_parse_answer(const uint8_t *msg, size_t len, const struct dns_query *
 				return rc;
 			if (s == 1)
 				continue;
-			if (rr.type == DNS_TYPE_A || rr.type == DNS_TYPE_AAAA) {
+			if (rr.type == DNSMSG_TYPE_A || rr.type == DNSMSG_TYPE_AAAA) {
 				if (rr.class != 1)
 					continue;
 				rc = add_addr(out, msg, &rr);
@@ -408,17 +408,17 @@ int dnsmsg_parse_answer(const uint8_t *msg, size_t len, const struct dns_query *
 			}
 			if (s != 0)
 				continue;
-			if (n_rr >= DNS_ANSWER_RRS_MAX)
+			if (n_rr >= DNSMSG_ANSWER_RRS_MAX)
 				return -E2BIG;
 			{
-				struct dns_rr_scratch *r = &out->rr[n_rr++];
+				struct dnsmsg_rr_scratch *r = &out->rr[n_rr++];
 
 				memcpy(r->owner, rr.owner, rr.owner_len);
 				r->type = rr.type;
 				r->addr_idx = -1;
-				if ((rr.type == DNS_TYPE_A || rr.type == DNS_TYPE_AAAA) && rr.class == 1)
+				if ((rr.type == DNSMSG_TYPE_A || rr.type == DNSMSG_TYPE_AAAA) && rr.class == 1)
 					r->addr_idx = (int16_t)(out->n_addr - 1);
-				if (rr.type == DNS_TYPE_CNAME) {
+				if (rr.type == DNSMSG_TYPE_CNAME) {
 					size_t t = rr.rdata, tlen;
 
 					rc = name_wire(msg, len, &t, r->target, &tlen);
@@ -437,20 +437,20 @@ int dnsmsg_parse_answer(const uint8_t *msg, size_t len, const struct dns_query *
 	return follow_chain(out, query->q.wire, n_rr);
 }
 
-static size_t header_and_question(const struct dns_query *q, uint16_t id, uint16_t flags,
+static size_t header_and_question(const struct dnsmsg_query *q, uint16_t id, uint16_t flags,
 				  uint8_t *out, size_t outsz)
 {
-	size_t n = DNS_HDR_LEN + q->q.wire_len + 4;
+	size_t n = DNSMSG_HDR_LEN + q->q.wire_len + 4;
 
 	if (n > outsz)
 		return 0;
-	memset(out, 0, DNS_HDR_LEN);
+	memset(out, 0, DNSMSG_HDR_LEN);
 	put16(out, id);
 	put16(out + 2, flags);
 	put16(out + 4, 1);
-	memcpy(out + DNS_HDR_LEN, q->q.wire, q->q.wire_len);
-	put16(out + DNS_HDR_LEN + q->q.wire_len, q->q.qtype);
-	put16(out + DNS_HDR_LEN + q->q.wire_len + 2, q->q.qclass);
+	memcpy(out + DNSMSG_HDR_LEN, q->q.wire, q->q.wire_len);
+	put16(out + DNSMSG_HDR_LEN + q->q.wire_len, q->q.qtype);
+	put16(out + DNSMSG_HDR_LEN + q->q.wire_len + 2, q->q.qclass);
 	return n;
 }
 
@@ -459,7 +459,7 @@ static size_t header_and_question(const struct dns_query *q, uint16_t id, uint16
  * @query:	the client's query (unused beyond what @q holds)
  * @qlen:	its length
  * @q:		the parsed query
- * @rcode:	enum dns_rcode
+ * @rcode:	enum dnsmsg_rcode
  * @out:	where the answer goes
  * @outsz:	its size
  *
@@ -467,10 +467,10 @@ static size_t header_and_question(const struct dns_query *q, uint16_t id, uint16
  *
  * Return: the answer's length, 0 if @out is too small.
  */
-size_t dnsmsg_reply(const uint8_t *query, size_t qlen, const struct dns_query *q, int rcode,
+size_t dnsmsg_reply(const uint8_t *query, size_t qlen, const struct dnsmsg_query *q, int rcode,
 		 uint8_t *out, size_t outsz)
 {
-	uint16_t flags = DNS_FLAG_QR | DNS_FLAG_RA | (q->flags & DNS_FLAG_RD) | (uint16_t)(rcode & 0xf);
+	uint16_t flags = DNSMSG_FLAG_QR | DNSMSG_FLAG_RA | (q->flags & DNSMSG_FLAG_RD) | (uint16_t)(rcode & 0xf);
 
 	(void)query;
 	(void)qlen;
@@ -482,7 +482,7 @@ size_t dnsmsg_reply(const uint8_t *query, size_t qlen, const struct dns_query *q
  * @query:	the client's bytes
  * @qlen:	their length
  * @out:	where the answer goes
- * @outsz:	its size (>= DNS_HDR_LEN)
+ * @outsz:	its size (>= DNSMSG_HDR_LEN)
  *
  * A bare header: the client's id and opcode, QR, RD copied, rcode FORMERR
  * (NOTIMP for an opcode other than QUERY), all counts zero.
@@ -494,17 +494,17 @@ size_t dnsmsg_formerr(const uint8_t *query, size_t qlen, uint8_t *out, size_t ou
 {
 	uint16_t f;
 
-	if (qlen < DNS_HDR_LEN || outsz < DNS_HDR_LEN)
+	if (qlen < DNSMSG_HDR_LEN || outsz < DNSMSG_HDR_LEN)
 		return 0;
 	f = get16(query + 2);
-	if (f & DNS_FLAG_QR)
+	if (f & DNSMSG_FLAG_QR)
 		return 0;
-	memset(out, 0, DNS_HDR_LEN);
+	memset(out, 0, DNSMSG_HDR_LEN);
 	out[0] = query[0];
 	out[1] = query[1];
-	put16(out + 2, (uint16_t)(DNS_FLAG_QR | (f & 0x7800) | (f & DNS_FLAG_RD) |
-				  (DNS_OPCODE(f) ? DNS_RCODE_NOTIMP : DNS_RCODE_FORMERR)));
-	return DNS_HDR_LEN;
+	put16(out + 2, (uint16_t)(DNSMSG_FLAG_QR | (f & 0x7800) | (f & DNSMSG_FLAG_RD) |
+				  (DNSMSG_OPCODE(f) ? DNSMSG_RCODE_NOTIMP : DNSMSG_RCODE_FORMERR)));
+	return DNSMSG_HDR_LEN;
 }
 
 /**
@@ -520,23 +520,23 @@ size_t dnsmsg_formerr(const uint8_t *query, size_t qlen, uint8_t *out, size_t ou
  *
  * Return: the new length, 0 if @out is too small.
  */
-size_t dnsmsg_truncate(const uint8_t *answer, size_t alen, const struct dns_query *q,
+size_t dnsmsg_truncate(const uint8_t *answer, size_t alen, const struct dnsmsg_query *q,
 		    uint8_t *out, size_t outsz)
 {
-	if (alen < DNS_HDR_LEN)
+	if (alen < DNSMSG_HDR_LEN)
 		return 0;
-	return header_and_question(q, get16(answer), (uint16_t)(get16(answer + 2) | DNS_FLAG_TC),
+	return header_and_question(q, get16(answer), (uint16_t)(get16(answer + 2) | DNSMSG_FLAG_TC),
 				   out, outsz);
 }
 
 /**
  * dnsmsg_set_id() - rewrite a message's id
  * @msg:	the message
- * @len:	its length (nothing happens below DNS_HDR_LEN)
+ * @len:	its length (nothing happens below DNSMSG_HDR_LEN)
  * @id:		the new id
  */
 void dnsmsg_set_id(uint8_t *msg, size_t len, uint16_t id)
 {
-	if (len >= DNS_HDR_LEN)
+	if (len >= DNSMSG_HDR_LEN)
 		put16(msg, id);
 }

@@ -181,16 +181,16 @@ void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *
 void udpflow_tick(struct proxy *px, uint64_t now_ms);
 
 /* dnsfwd.c */
-struct dns_stream;
+struct dnsfwd_stream;
 int dnsfwd_init(struct proxy *px);
 void dnsfwd_fini(struct proxy *px);
 void dnsfwd_udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *data,
 		      uint32_t len);
-struct dns_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f);
-void dnsfwd_stream_input(struct proxy *px, struct dns_stream *s, const uint8_t *data,
+struct dnsfwd_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f);
+void dnsfwd_stream_input(struct proxy *px, struct dnsfwd_stream *s, const uint8_t *data,
 			 uint32_t len);
-void dnsfwd_stream_shut(struct proxy *px, struct dns_stream *s);
-void dnsfwd_stream_close(struct proxy *px, struct dns_stream *s);
+void dnsfwd_stream_shut(struct proxy *px, struct dnsfwd_stream *s);
+void dnsfwd_stream_close(struct proxy *px, struct dnsfwd_stream *s);
 void dnsfwd_tick(struct proxy *px, uint64_t now_ms);
 
 /* ping.c */

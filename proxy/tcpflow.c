@@ -223,7 +223,7 @@ void tcpflow_close_handles(struct proxy *px, struct tcp_flow *f, bool reset)
 	list_del(&f->shaped);
 	list_del(&f->waiter.node);
 	if (f->ds) {
-		struct dns_stream *ds = f->ds;
+		struct dnsfwd_stream *ds = f->ds;
 
 		f->ds = NULL;
 		dnsfwd_stream_close(px, ds);

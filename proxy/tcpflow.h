@@ -105,7 +105,7 @@ struct tcp_flow {
 	struct tcp_wreq *wb;
 	uint32_t writes;
 	uint64_t last_ms, deadline_ms;
-	struct dns_stream *ds;
+	struct dnsfwd_stream *ds;
 	struct list_head outq;
 	uint32_t outq_n;
 	int handles;

@@ -15,7 +15,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct dns_answer ans;
+static struct dnsmsg_answer ans;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -24,9 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		3, 'w', 'w', 'w', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0,
 		0, 1, 0, 1
 	};
-	struct dns_query q, fq;
-	uint8_t out[DNS_UDP_MAX + 2];
-	char name[DNS_NAME_TEXT_MAX];
+	struct dnsmsg_query q, fq;
+	uint8_t out[DNSMSG_UDP_MAX + 2];
+	char name[DNSMSG_NAME_TEXT_MAX];
 	uint8_t *copy = malloc(size ? size : 1);
 	size_t n;
 	int rc;
@@ -38,9 +38,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = dnsmsg_parse_query(copy, size, &q);
 	if (rc == 0) {
 		assert(q.q.end <= size);
-		assert(q.udp_size >= DNS_UDP_MIN);
+		assert(q.udp_size >= DNSMSG_UDP_MIN);
 		assert(strlen(q.q.name) < sizeof(q.q.name));
-		n = dnsmsg_reply(copy, size, &q, DNS_RCODE_NXDOMAIN, out, sizeof(out));
+		n = dnsmsg_reply(copy, size, &q, DNSMSG_RCODE_NXDOMAIN, out, sizeof(out));
 		assert(n > 0);
 		/* Our own reply must parse as an answer to the query. */
 		assert(dnsmsg_parse_answer(out, n, &q, q.id, &ans) == 0);
@@ -48,15 +48,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		assert(n > 0);
 	} else {
 		n = dnsmsg_formerr(copy, size, out, sizeof(out));
-		assert(n == 0 || n == DNS_HDR_LEN);
+		assert(n == 0 || n == DNSMSG_HDR_LEN);
 	}
 	/* As an upstream answer to a fixed query, with the id it carries. */
 	assert(dnsmsg_parse_query(fixed, sizeof(fixed), &fq) == 0);
 	if (size >= 2) {
 		rc = dnsmsg_parse_answer(copy, size, &fq, (uint16_t)(copy[0] << 8 | copy[1]), &ans);
 		if (rc == 0) {
-			assert(ans.n_chain >= 1 && ans.n_chain <= DNS_CHAIN_MAX + 1);
-			assert(ans.n_addr >= 0 && ans.n_addr <= DNS_ADDRS_MAX);
+			assert(ans.n_chain >= 1 && ans.n_chain <= DNSMSG_CHAIN_MAX + 1);
+			assert(ans.n_addr >= 0 && ans.n_addr <= DNSMSG_ADDRS_MAX);
 			for (int i = 0; i < ans.n_addr; i++)
 				assert(ans.addr[i].family == 4 || ans.addr[i].family == 6);
 		}

@@ -68,7 +68,7 @@ static void rr_a(struct msg *m, uint16_t name_ptr, uint32_t ttl, uint8_t a, uint
 		 uint8_t d)
 {
 	u16(m, 0xc000 | name_ptr);
-	u16(m, DNS_TYPE_A);
+	u16(m, DNSMSG_TYPE_A);
 	u16(m, 1);
 	u32(m, ttl);
 	u16(m, 4);
@@ -78,9 +78,9 @@ static void rr_a(struct msg *m, uint16_t name_ptr, uint32_t ttl, uint8_t a, uint
 	u8(m, d);
 }
 
-static void make_query(struct msg *m, const char *n, uint16_t type, struct dns_query *q)
+static void make_query(struct msg *m, const char *n, uint16_t type, struct dnsmsg_query *q)
 {
-	header(m, 0x1234, DNS_FLAG_RD, 1, 0, 0, 0);
+	header(m, 0x1234, DNSMSG_FLAG_RD, 1, 0, 0, 0);
 	question(m, n, type);
 	cr_assert_eq(dnsmsg_parse_query(m->b, m->n, q), 0);
 }
@@ -88,13 +88,13 @@ static void make_query(struct msg *m, const char *n, uint16_t type, struct dns_q
 Test(dns, query_basic)
 {
 	struct msg m;
-	struct dns_query q;
+	struct dnsmsg_query q;
 
-	header(&m, 0xbeef, DNS_FLAG_RD, 1, 0, 0, 0);
-	question(&m, "WWW.Example.COM", DNS_TYPE_AAAA);
+	header(&m, 0xbeef, DNSMSG_FLAG_RD, 1, 0, 0, 0);
+	question(&m, "WWW.Example.COM", DNSMSG_TYPE_AAAA);
 	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), 0);
 	cr_assert_str_eq(q.q.name, "www.example.com");
-	cr_assert_eq(q.q.qtype, DNS_TYPE_AAAA);
+	cr_assert_eq(q.q.qtype, DNSMSG_TYPE_AAAA);
 	cr_assert_eq(q.id, 0xbeef);
 	cr_assert_eq(q.udp_size, 512);
 	cr_assert_not(q.edns);
@@ -104,12 +104,12 @@ Test(dns, query_basic)
 Test(dns, query_edns_size)
 {
 	struct msg m;
-	struct dns_query q;
+	struct dnsmsg_query q;
 
 	header(&m, 1, 0, 1, 0, 0, 1);
-	question(&m, "a.b", DNS_TYPE_A);
+	question(&m, "a.b", DNSMSG_TYPE_A);
 	u8(&m, 0);		/* root */
-	u16(&m, DNS_TYPE_OPT);
+	u16(&m, DNSMSG_TYPE_OPT);
 	u16(&m, 1232);		/* UDP size */
 	u32(&m, 0);
 	u16(&m, 0);
@@ -127,12 +127,12 @@ Test(dns, query_edns_size)
 Test(dns, query_rejects)
 {
 	struct msg m;
-	struct dns_query q;
+	struct dnsmsg_query q;
 
 	/* Too short. */
 	cr_assert_eq(dnsmsg_parse_query((const uint8_t *)"\x12\x34\x01", 3, &q), -EBADMSG);
 	/* A response is not a query. */
-	header(&m, 1, DNS_FLAG_QR, 1, 0, 0, 0);
+	header(&m, 1, DNSMSG_FLAG_QR, 1, 0, 0, 0);
 	question(&m, "a.b", 1);
 	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), -EBADMSG);
 	/* Two questions, no question. */
@@ -172,7 +172,7 @@ Test(dns, query_rejects)
 Test(dns, name_limits)
 {
 	struct msg m;
-	struct dns_query q;
+	struct dnsmsg_query q;
 	char big[400];
 
 	/* A 63-octet label is fine, 64 is not (0x40 is a reserved label type). */
@@ -213,7 +213,7 @@ Test(dns, name_limits)
 Test(dns, name_escapes)
 {
 	struct msg m;
-	struct dns_query q;
+	struct dnsmsg_query q;
 
 	/* A label holding a dot must not read as two labels. */
 	header(&m, 1, 0, 1, 0, 0, 0);
@@ -237,7 +237,7 @@ Test(dns, name_escapes)
 Test(dns, compression_loops)
 {
 	uint8_t b[64] = { 0 };
-	char out[DNS_NAME_TEXT_MAX];
+	char out[DNSMSG_NAME_TEXT_MAX];
 	size_t off;
 
 	/* A pointer to itself. */
@@ -290,12 +290,12 @@ static void make_answer(struct msg *m, uint16_t id, const char *qname)
 {
 	size_t cname_owner, target;
 
-	header(m, id, DNS_FLAG_QR | DNS_FLAG_RD | DNS_FLAG_RA, 1, 3, 0, 0);
-	question(m, qname, DNS_TYPE_A);
+	header(m, id, DNSMSG_FLAG_QR | DNSMSG_FLAG_RD | DNSMSG_FLAG_RA, 1, 3, 0, 0);
+	question(m, qname, DNSMSG_TYPE_A);
 	/* qname CNAME cdn.example.net */
 	cname_owner = 12;
 	u16(m, 0xc000 | (uint16_t)cname_owner);
-	u16(m, DNS_TYPE_CNAME);
+	u16(m, DNSMSG_TYPE_CNAME);
 	u16(m, 1);
 	u32(m, 300);
 	u16(m, 17);
@@ -305,7 +305,7 @@ static void make_answer(struct msg *m, uint16_t id, const char *qname)
 	rr_a(m, (uint16_t)target, 60, 203, 0, 113, 7);
 	/* unrelated.test A 10.0.0.1: not in the chain */
 	name(m, "unrelated.test");
-	u16(m, DNS_TYPE_A);
+	u16(m, DNSMSG_TYPE_A);
 	u16(m, 1);
 	u32(m, 60);
 	u16(m, 4);
@@ -318,10 +318,10 @@ static void make_answer(struct msg *m, uint16_t id, const char *qname)
 Test(dns, answer_chain)
 {
 	struct msg qm, am;
-	struct dns_query q;
-	static struct dns_answer a;
+	struct dnsmsg_query q;
+	static struct dnsmsg_answer a;
 
-	make_query(&qm, "www.example.com", DNS_TYPE_A, &q);
+	make_query(&qm, "www.example.com", DNSMSG_TYPE_A, &q);
 	make_answer(&am, 0x4242, "www.example.com");
 	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 0x4242, &a), 0);
 	cr_assert_eq(a.n_chain, 2);
@@ -338,10 +338,10 @@ Test(dns, answer_chain)
 Test(dns, answer_wrong_id_or_question)
 {
 	struct msg qm, am;
-	struct dns_query q;
-	static struct dns_answer a;
+	struct dnsmsg_query q;
+	static struct dnsmsg_answer a;
 
-	make_query(&qm, "www.example.com", DNS_TYPE_A, &q);
+	make_query(&qm, "www.example.com", DNSMSG_TYPE_A, &q);
 	make_answer(&am, 0x4242, "www.example.com");
 	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 0x4243, &a), -ESRCH);
 	make_answer(&am, 0x4242, "www.example.org");
@@ -358,10 +358,10 @@ Test(dns, answer_wrong_id_or_question)
 Test(dns, answer_malformed)
 {
 	struct msg qm, am;
-	struct dns_query q;
-	static struct dns_answer a;
+	struct dnsmsg_query q;
+	static struct dnsmsg_answer a;
 
-	make_query(&qm, "www.example.com", DNS_TYPE_A, &q);
+	make_query(&qm, "www.example.com", DNSMSG_TYPE_A, &q);
 	make_answer(&am, 7, "www.example.com");
 	/* Every truncation fails cleanly. */
 	for (size_t n = 0; n < am.n; n++)
@@ -379,30 +379,30 @@ Test(dns, answer_malformed)
 	am.b[am.n - 5] = 5;
 	cr_assert_lt(dnsmsg_parse_answer(am.b, am.n, &q, 7, &a), 0);
 	/* NOERROR without a question is malformed; SERVFAIL without one is fine. */
-	header(&am, 7, DNS_FLAG_QR, 0, 0, 0, 0);
+	header(&am, 7, DNSMSG_FLAG_QR, 0, 0, 0, 0);
 	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 7, &a), -EBADMSG);
-	header(&am, 7, DNS_FLAG_QR | DNS_RCODE_SERVFAIL, 0, 0, 0, 0);
+	header(&am, 7, DNSMSG_FLAG_QR | DNSMSG_RCODE_SERVFAIL, 0, 0, 0, 0);
 	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 7, &a), 0);
 }
 
 Test(dns, answer_cname_loop)
 {
 	struct msg qm, am;
-	struct dns_query q;
-	static struct dns_answer a;
+	struct dnsmsg_query q;
+	static struct dnsmsg_answer a;
 
-	make_query(&qm, "a.test", DNS_TYPE_A, &q);
-	header(&am, 9, DNS_FLAG_QR, 1, 2, 0, 0);
-	question(&am, "a.test", DNS_TYPE_A);
+	make_query(&qm, "a.test", DNSMSG_TYPE_A, &q);
+	header(&am, 9, DNSMSG_FLAG_QR, 1, 2, 0, 0);
+	question(&am, "a.test", DNSMSG_TYPE_A);
 	/* a.test CNAME b.test; b.test CNAME a.test */
 	name(&am, "a.test");
-	u16(&am, DNS_TYPE_CNAME);
+	u16(&am, DNSMSG_TYPE_CNAME);
 	u16(&am, 1);
 	u32(&am, 1);
 	u16(&am, 8);
 	name(&am, "b.test");
 	name(&am, "b.test");
-	u16(&am, DNS_TYPE_CNAME);
+	u16(&am, DNSMSG_TYPE_CNAME);
 	u16(&am, 1);
 	u32(&am, 1);
 	u16(&am, 8);
@@ -416,13 +416,13 @@ Test(dns, answer_too_many_addresses)
 {
 	struct msg qm;
 	static struct msg am;
-	struct dns_query q;
-	static struct dns_answer a;
+	struct dnsmsg_query q;
+	static struct dnsmsg_answer a;
 
-	make_query(&qm, "x.t", DNS_TYPE_A, &q);
-	header(&am, 3, DNS_FLAG_QR, 1, DNS_ADDRS_MAX + 1, 0, 0);
-	question(&am, "x.t", DNS_TYPE_A);
-	for (int i = 0; i <= DNS_ADDRS_MAX; i++)
+	make_query(&qm, "x.t", DNSMSG_TYPE_A, &q);
+	header(&am, 3, DNSMSG_FLAG_QR, 1, DNSMSG_ADDRS_MAX + 1, 0, 0);
+	question(&am, "x.t", DNSMSG_TYPE_A);
+	for (int i = 0; i <= DNSMSG_ADDRS_MAX; i++)
 		rr_a(&am, 12, 1, 203, 0, 113, (uint8_t)i);
 	cr_assert_eq(dnsmsg_parse_answer(am.b, am.n, &q, 3, &a), -E2BIG);
 }
@@ -430,23 +430,23 @@ Test(dns, answer_too_many_addresses)
 Test(dns, replies)
 {
 	struct msg qm, am;
-	struct dns_query q;
+	struct dnsmsg_query q;
 	uint8_t out[600];
 	size_t n;
 
-	make_query(&qm, "denied.example", DNS_TYPE_A, &q);
-	n = dnsmsg_reply(qm.b, qm.n, &q, DNS_RCODE_NXDOMAIN, out, sizeof(out));
+	make_query(&qm, "denied.example", DNSMSG_TYPE_A, &q);
+	n = dnsmsg_reply(qm.b, qm.n, &q, DNSMSG_RCODE_NXDOMAIN, out, sizeof(out));
 	cr_assert_eq(n, qm.n);
 	cr_assert_eq(out[0], 0x12);
 	cr_assert_eq(out[1], 0x34);
 	cr_assert(out[2] & 0x80);		/* QR */
-	cr_assert_eq(out[3] & 0xf, DNS_RCODE_NXDOMAIN);
+	cr_assert_eq(out[3] & 0xf, DNSMSG_RCODE_NXDOMAIN);
 	cr_assert_eq(memcmp(out + 12, qm.b + 12, qm.n - 12), 0);
 
 	/* FORMERR keeps the id; never answers an answer or a runt. */
 	n = dnsmsg_formerr(qm.b, qm.n, out, sizeof(out));
-	cr_assert_eq(n, DNS_HDR_LEN);
-	cr_assert_eq(out[3] & 0xf, DNS_RCODE_FORMERR);
+	cr_assert_eq(n, DNSMSG_HDR_LEN);
+	cr_assert_eq(out[3] & 0xf, DNSMSG_RCODE_FORMERR);
 	cr_assert_eq(dnsmsg_formerr(qm.b, 5, out, sizeof(out)), 0);
 	make_answer(&am, 1, "a.b");
 	cr_assert_eq(dnsmsg_formerr(am.b, am.n, out, sizeof(out)), 0);
@@ -455,6 +455,6 @@ Test(dns, replies)
 	make_answer(&am, 0x1234, "denied.example");
 	n = dnsmsg_truncate(am.b, am.n, &q, out, sizeof(out));
 	cr_assert_eq(n, qm.n);
-	cr_assert(out[2] & (DNS_FLAG_TC >> 8));
+	cr_assert(out[2] & (DNSMSG_FLAG_TC >> 8));
 	cr_assert_eq(out[7], 0);
 }
