@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_proxy_dns.c - the proxy's DNS message parser and builder (proxy/dnsmsg.c)
+ * test_proxy_dnsmsg.c - the proxy's DNS message parser and builder (proxy/dnsmsg.c)
  */
 #include <criterion/criterion.h>
 #include <errno.h>
