@@ -235,6 +235,16 @@ static void retry_output(struct netstack *ns)
 			tcp_output(pcb);
 }
 
+/* What the netstack owes after its input: flow messages, lwIP output. */
+static void output(struct netstack *ns)
+{
+	ns->s2p_blocked = false;
+	conn_pump(ns);
+	conn_output(ns);
+	retry_output(ns);
+	count_frag_drops(ns);
+}
+
 /**
  * stack_poll() - one iteration of the netstack's work
  * @ns:	netstack
@@ -244,18 +254,15 @@ void stack_poll(struct netstack *ns)
 	if (ns->violation)
 		return;
 	ns->more = false;
+	/* Each step may find a violation (ns->violation): the rest is skipped. */
 	guestif_poll(ns, FRAME_BUDGET);
 	if (!ns->violation)
 		flows_poll(ns, MSG_BUDGET);
 	if (!ns->violation)
 		sys_check_timeouts();
-	if (!ns->violation) {
-		ns->s2p_blocked = false;
-		conn_pump(ns);
-		conn_output(ns);
-		retry_output(ns);
-		count_frag_drops(ns);
-	}
+	/* cppcheck-suppress duplicateCondition ; lwIP's timers (sys_check_timeouts()) may set it */
+	if (!ns->violation)
+		output(ns);
 	ring_flush(&ns->s2g);
 	ring_flush(&ns->s2p);
 	ring_release(&ns->g2s);

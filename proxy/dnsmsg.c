@@ -57,6 +57,7 @@ static uint8_t lower(uint8_t c)
  */
 static int name_wire(const uint8_t *msg, size_t len, size_t *off, uint8_t *wire, size_t *wlen)
 {
+	/* cppcheck-suppress duplicateAssignExpression ; both start at the name, only pos moves on */
 	size_t pos = *off, limit = *off, w = 0, after = 0;
 	bool jumped = false;
 

@@ -434,7 +434,7 @@ int events_from_proxy(const char *json, size_t len)
 		v = json_object_get(in, f->key);
 		if (v && !(type_of(v) & f->types))
 			return reject(in);
-		if (v && json_is_string(v) && json_string_length(v) > STRING_MAX)
+		if (json_is_string(v) && json_string_length(v) > STRING_MAX)
 			return reject(in);
 	}
 	if (!rate_allows()) {

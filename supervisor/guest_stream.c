@@ -299,7 +299,7 @@ static void stream_output(struct guest *g)
 		}
 		if (!k)
 			break;
-		mh.msg_iovlen = (size_t)(2 * k);
+		mh.msg_iovlen = (size_t)2 * k;
 		sent = sendmsg(s->cfd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (sent < 0) {
 			if (errno == EAGAIN || errno == EINTR) {

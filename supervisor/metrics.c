@@ -820,7 +820,7 @@ int metrics_start(struct metrics **out, const char *addr, const char *file,
 			snprintf(err, errlen, "cannot start the HTTP server on %s", addr);
 			goto fail;
 		}
-		fd = -1;	/* MHD's now */
+		/* fd is MHD's now; nothing below fails */
 		log_info("metrics: serving /metrics on %s", m->address);
 	}
 	*out = m;

@@ -186,6 +186,7 @@ static const char *opt_value(const char *opt, int argc, char **argv, int *i, boo
 {
 	size_t n = strlen(opt);
 
+	/* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): argv[*i], *i < argc */
 	if (strncmp(argv[*i], opt, n))
 		return NULL;
 	if (argv[*i][n] == '=')
@@ -201,7 +202,7 @@ static const char *opt_value(const char *opt, int argc, char **argv, int *i, boo
 
 static int print_explain(const struct policy *p, const struct policy_flow *f, const char *qname)
 {
-	char small[8192], *buf = small;
+	char small[8192], *buf = small, *big = NULL;
 	int n;
 
 	n = f ? policy_explain(p, f, buf, sizeof(small)) :
@@ -209,15 +210,18 @@ static int print_explain(const struct policy *p, const struct policy_flow *f, co
 	if (n < 0)
 		return fail("cannot explain");
 	if ((size_t)n >= sizeof(small)) {
-		buf = malloc((size_t)n + 1);
-		if (!buf)
+		buf = big = malloc((size_t)n + 1);
+		if (!big)
 			return fail("out of memory");
 		n = f ? policy_explain(p, f, buf, (size_t)n + 1) :
 			policy_explain_dns(p, qname, buf, (size_t)n + 1);
+		if (n < 0) {
+			free(big);
+			return fail("cannot explain");
+		}
 	}
 	fputs(buf, stdout);
-	if (buf != small)
-		free(buf);
+	free(big);
 	return fflush(stdout) ? fail("cannot write to stdout") : EXIT_OK;
 }
 
@@ -247,6 +251,7 @@ static int cmd_explain(int argc, char **argv)
 			names[n_names++] = v;
 		} else if (missing) {
 			return fail("explain: %s needs a value", argv[i]);
+			/* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): i < argc */
 		} else if (!strcmp(argv[i], "--ingress")) {
 			ingress = true;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
