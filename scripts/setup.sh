@@ -18,7 +18,7 @@ LWIP_SHA256=0a8276d09fc4e97bbba2f953d74af2388fc2195ea156be9d7589e297a68fde24
 
 PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
 	libuv1-dev libseccomp-dev libcap-ng-dev libcriterion-dev libjansson-dev
-	libmicrohttpd-dev
+	libmicrohttpd-dev clang-format clang-tidy cppcheck
 	iproute2 iputils-ping curl iperf3 busybox dnsutils dnsmasq-base
 	netcat-openbsd python3 xz-utils ca-certificates prometheus
 	qemu-system-x86 linux-image-amd64 cpio procps apache2-utils)
