@@ -187,7 +187,7 @@ int channel_out_flush(struct channel_out *q, int fd)
 			return -errno;
 		}
 		if (n == 0)
-			break;		/* not seen on stream sockets; treat as full */
+			break; /* not seen on stream sockets; treat as full */
 		q->head += (size_t)n;
 		progress = true;
 	}
@@ -369,7 +369,7 @@ int channel_in_read(struct channel_in *r, int fd, channel_msg_cb on_msg, void *a
  */
 void channel_seccomp(scmp_filter_ctx ctx)
 {
-	ALLOW(ctx, sendto);		/* channel_out_flush(): send(MSG_DONTWAIT | MSG_NOSIGNAL) */
-	ALLOW(ctx, recvfrom);		/* channel_in_read(): recv(MSG_DONTWAIT) */
-	ALLOW(ctx, clock_gettime);	/* the stall clock, when the vDSO falls back */
+	ALLOW(ctx, sendto);	   /* channel_out_flush(): send(MSG_DONTWAIT | MSG_NOSIGNAL) */
+	ALLOW(ctx, recvfrom);	   /* channel_in_read(): recv(MSG_DONTWAIT) */
+	ALLOW(ctx, clock_gettime); /* the stall clock, when the vDSO falls back */
 }

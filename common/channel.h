@@ -66,13 +66,13 @@
 #include <stdint.h>
 
 /* Bytes of the length prefix in front of every message. */
-#define CHANNEL_HDR			4u
+#define CHANNEL_HDR 4u
 
 /* The largest configuration document (supervisor -> proxy). */
-#define CHANNEL_CONFIG_MAX		(4u << 20)
+#define CHANNEL_CONFIG_MAX (4u << 20)
 
 /* The largest event (proxy -> supervisor); the biggest real one is < 2 KiB. */
-#define CHANNEL_EVENT_MAX		(64u << 10)
+#define CHANNEL_EVENT_MAX (64u << 10)
 
 /*
  * The supervisor's outgoing queue: one document being written and one
@@ -80,13 +80,13 @@
  * (the old policy stays in force; the policy_reload event says why), and
  * a proxy that takes nothing at all meets CHANNEL_DRAIN_TIMEOUT_MS.
  */
-#define CHANNEL_SUPERVISOR_QUEUE_MAX	(2u * (CHANNEL_HDR + CHANNEL_CONFIG_MAX))
+#define CHANNEL_SUPERVISOR_QUEUE_MAX (2u * (CHANNEL_HDR + CHANNEL_CONFIG_MAX))
 
 /* The proxy's outgoing queue of events; beyond it, events are dropped and counted. */
-#define CHANNEL_PROXY_QUEUE_MAX		(1u << 20)
+#define CHANNEL_PROXY_QUEUE_MAX (1u << 20)
 
 /* Bytes one channel_in_read() call takes at most, so one peer cannot starve a loop. */
-#define CHANNEL_READ_BUDGET		(256u << 10)
+#define CHANNEL_READ_BUDGET (256u << 10)
 
 /*
  * A peer that does not drain the supervisor's queue within this time is
@@ -98,12 +98,12 @@
  * Five seconds is far beyond what a live proxy needs to read 8 MiB, and
  * short enough that an orchestrator sees the failure.
  */
-#define CHANNEL_DRAIN_TIMEOUT_MS	5000
+#define CHANNEL_DRAIN_TIMEOUT_MS 5000
 
 /* The "event" values of proxy -> supervisor messages. */
-#define CHANNEL_EVENT_DENIAL		"denial"
-#define CHANNEL_EVENT_DNS_DENIAL	"dns_denial"
-#define CHANNEL_EVENT_LIMIT		"limit"
+#define CHANNEL_EVENT_DENIAL	 "denial"
+#define CHANNEL_EVENT_DNS_DENIAL "dns_denial"
+#define CHANNEL_EVENT_LIMIT	 "limit"
 
 /**
  * struct channel_out - a bounded queue of framed messages waiting for the socket

@@ -149,7 +149,7 @@ void confine_drop_caps(void)
 
 	capng_get_caps_process();
 	if (capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP))
-		what = CAPNG_SELECT_ALL;	/* bounding set too */
+		what = CAPNG_SELECT_ALL; /* bounding set too */
 	capng_clear(what);
 	if (capng_apply(what) < 0)
 		fatalx(1, "cannot drop capabilities");
@@ -232,9 +232,9 @@ scmp_filter_ctx confine_seccomp_init(void)
 	if (seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) < 0)
 		fatalx(1, "seccomp: cannot set bad-arch action");
 	/* Everybody: return from signal handlers, and die. */
-	ALLOW(ctx, rt_sigreturn);	/* signal handlers return through it */
-	ALLOW(ctx, exit_group);		/* normal termination */
-	ALLOW(ctx, exit);		/* a thread's end (libc may use it) */
+	ALLOW(ctx, rt_sigreturn); /* signal handlers return through it */
+	ALLOW(ctx, exit_group);	  /* normal termination */
+	ALLOW(ctx, exit);	  /* a thread's end (libc may use it) */
 #ifdef MOAT_SANITIZE
 	/* ASan/UBSan runtime only: shadow memory, reports, symbolization. */
 	ALLOW(ctx, mmap);

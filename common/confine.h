@@ -21,7 +21,7 @@ void confine_seccomp_load(scmp_filter_ctx ctx);
  * ALLOW(ctx, name) - add one syscall to an allowlist. Keep one comment per
  * call at the call site saying why the role needs it.
  */
-#define ALLOW(ctx, name)	confine_allow((ctx), SCMP_SYS(name), #name)
+#define ALLOW(ctx, name) confine_allow((ctx), SCMP_SYS(name), #name)
 void confine_allow(scmp_filter_ctx ctx, int nr, const char *name);
 
 /*
@@ -30,10 +30,10 @@ void confine_allow(scmp_filter_ctx ctx, int nr, const char *name);
  * conditions ANDed). Several calls for the same syscall are ORed: one rule
  * per allowed value.
  */
-#define ALLOW_ARG(ctx, name, ...)						\
-	confine_allow_arg((ctx), SCMP_SYS(name), #name,				\
-			  sizeof((const struct scmp_arg_cmp[]){ __VA_ARGS__ }) /	\
-				  sizeof(struct scmp_arg_cmp),			\
+#define ALLOW_ARG(ctx, name, ...)                                                \
+	confine_allow_arg((ctx), SCMP_SYS(name), #name,                          \
+			  sizeof((const struct scmp_arg_cmp[]){ __VA_ARGS__ }) / \
+				  sizeof(struct scmp_arg_cmp),                   \
 			  (const struct scmp_arg_cmp[]){ __VA_ARGS__ })
 void confine_allow_arg(scmp_filter_ctx ctx, int nr, const char *name, unsigned int n,
 		       const struct scmp_arg_cmp *cmp);
@@ -44,7 +44,7 @@ void confine_allow_arg(scmp_filter_ctx ctx, int nr, const char *name, unsigned i
  * (OpenSSH's sandbox does the same). One comment at the call site says who
  * makes the call and why failing it is safe.
  */
-#define DENY(ctx, name, err)	confine_deny((ctx), SCMP_SYS(name), #name, (err))
+#define DENY(ctx, name, err) confine_deny((ctx), SCMP_SYS(name), #name, (err))
 void confine_deny(scmp_filter_ctx ctx, int nr, const char *name, int err);
 
 #endif /* MOAT_CONFINE_H */

@@ -16,13 +16,13 @@
 #define MOAT_FDS_H
 
 enum {
-	FD_REGION = 3,		/* the memfd; closed by the child once its parts are mapped */
-	FD_EFD_SUPERVISOR,	/* supervisor's wake eventfd (violations, child events) */
-	FD_EFD_GUEST,		/* guest port's eventfd (s2g data, g2s space) */
-	FD_EFD_NETSTACK,	/* netstack's eventfd (g2s, p2s data; s2g, s2p space) */
-	FD_EFD_PROXY,		/* proxy's eventfd (s2p data, p2s space) */
-	FD_LIFELINE,		/* read end of a pipe only the supervisor can write: POLLHUP = it died */
-	FD_CONTROL,		/* proxy only: socketpair to the supervisor (common/channel.h) */
+	FD_REGION = 3,	   /* the memfd; closed by the child once its parts are mapped */
+	FD_EFD_SUPERVISOR, /* supervisor's wake eventfd (violations, child events) */
+	FD_EFD_GUEST,	   /* guest port's eventfd (s2g data, g2s space) */
+	FD_EFD_NETSTACK,   /* netstack's eventfd (g2s, p2s data; s2g, s2p space) */
+	FD_EFD_PROXY,	   /* proxy's eventfd (s2p data, p2s space) */
+	FD_LIFELINE,	   /* read end of a pipe only the supervisor can write: POLLHUP = it died */
+	FD_CONTROL,	   /* proxy only: socketpair to the supervisor (common/channel.h) */
 	FD_LAST_NETSTACK = FD_LIFELINE,
 	FD_LAST_PROXY = FD_CONTROL,
 };

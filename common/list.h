@@ -54,7 +54,6 @@ static inline void list_del(struct list_head *n)
 	n->next = n->prev = n;
 }
 
-#define list_entry(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define list_entry(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 #endif

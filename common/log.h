@@ -15,9 +15,13 @@ void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
-#define log_error(...)	log_msg(LOG_LVL_ERROR, __VA_ARGS__)
-#define log_warn(...)	log_msg(LOG_LVL_WARN, __VA_ARGS__)
-#define log_info(...)	log_msg(LOG_LVL_INFO, __VA_ARGS__)
-#define log_debug(...)	do { if (log_current_level >= LOG_LVL_DEBUG) log_msg(LOG_LVL_DEBUG, __VA_ARGS__); } while (0)
+#define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...)                                       \
+	do {                                                 \
+		if (log_current_level >= LOG_LVL_DEBUG)      \
+			log_msg(LOG_LVL_DEBUG, __VA_ARGS__); \
+	} while (0)
 
 #endif /* MOAT_LOG_H */

@@ -22,8 +22,11 @@ struct rate {
 };
 
 /* RATE_INIT(per_s, burst) - a full bucket, as an initializer */
-#define RATE_INIT(per_s_, burst_) \
-	{ .per_s = (per_s_), .burst = (burst_), .tokens = (uint64_t)(burst_) * 1000, .last_ms = 0 }
+#define RATE_INIT(per_s_, burst_)                                                        \
+	{                                                                                \
+		.per_s = (per_s_), .burst = (burst_), .tokens = (uint64_t)(burst_)*1000, \
+		.last_ms = 0                                                             \
+	}
 
 bool rate_take_at(struct rate *r, uint64_t n, uint64_t now_ms);
 bool rate_take(struct rate *r, uint64_t n);

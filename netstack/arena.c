@@ -30,11 +30,11 @@
 
 #include "netstack/arena.h"
 
-#define MIN_SHIFT	6			/* 64-byte blocks at order 0 */
-#define MAX_ORDERS	32
-#define HDR_SIZE	16u
-#define ST_FREE		0x46524545u		/* "FREE" */
-#define ST_USED		0x55534544u		/* "USED" */
+#define MIN_SHIFT  6 /* 64-byte blocks at order 0 */
+#define MAX_ORDERS 32
+#define HDR_SIZE   16u
+#define ST_FREE	   0x46524545u /* "FREE" */
+#define ST_USED	   0x55534544u /* "USED" */
 
 struct blk {
 	uint32_t order;
@@ -47,7 +47,7 @@ struct blk {
 static struct {
 	uint8_t *base;
 	size_t size;
-	unsigned top;			/* order of the whole arena */
+	unsigned top; /* order of the whole arena */
 	struct blk *free[MAX_ORDERS];
 	struct arena_stats st;
 } A;
@@ -87,8 +87,7 @@ static void blk_remove(struct blk *b)
  */
 size_t arena_size_for(uint32_t max_tcp_connections, uint32_t mtu)
 {
-	size_t want = (16u << 20) + (size_t)max_tcp_connections * (32u << 10) +
-		      (size_t)mtu * 1024u;
+	size_t want = (16u << 20) + (size_t)max_tcp_connections * (32u << 10) + (size_t)mtu * 1024u;
 	size_t sz = 1u << 20;
 
 	while (sz < want && sz < (1u << 30))
@@ -113,8 +112,8 @@ int arena_init(size_t size)
 		sz <<= 1;
 		order++;
 	}
-	p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		 -1, 0);
+	p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+		 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	memset(&A, 0, sizeof(A));
@@ -188,7 +187,7 @@ void arena_free(void *ptr)
 		return;
 	b = (struct blk *)((uint8_t *)ptr - HDR_SIZE);
 	if (b->state != ST_USED)
-		return;		/* double free: refuse rather than corrupt the lists */
+		return; /* double free: refuse rather than corrupt the lists */
 	order = b->order;
 	A.st.used -= (size_t)1 << (order + MIN_SHIFT);
 	A.st.allocs--;

@@ -40,8 +40,8 @@ void arp_input(struct netstack *ns, const uint8_t *frame, size_t len)
 	r[5] = 4;
 	wr16(r + 6, 2);
 	memcpy(r + 8, ns->cfg.gw_mac, 6);
-	memcpy(r + 14, a + 24, 4);		/* the address asked for */
-	memcpy(r + 18, a + 8, 6);		/* the asker */
+	memcpy(r + 14, a + 24, 4); /* the address asked for */
+	memcpy(r + 18, a + 8, 6);  /* the asker */
 	memcpy(r + 24, a + 14, 4);
 	if (guestif_send_frame(ns, a + 8, ETHTYPE_ARP, r, sizeof(r)) == 0)
 		cnt_add(&ns->cnt->arp_replies, 1);

@@ -67,8 +67,8 @@
 #include "netstack/stack.h"
 
 /* Chains in a receive queue: consecutive chains sum to more than 64 KiB. */
-#define RXQ_MAX		((2 * TCP_WND) / 0xffff + 4)
-#define LISTEN_IDLE_MS	60000u
+#define RXQ_MAX		   ((2 * TCP_WND) / 0xffff + 4)
+#define LISTEN_IDLE_MS	   60000u
 #define HALF_CLOSED_IDLE_S 300u
 
 enum conn_state { CS_FREE, CS_PENDING, CS_HANDSHAKE, CS_OPEN, CS_DONE };
@@ -109,21 +109,21 @@ enum conn_state { CS_FREE, CS_PENDING, CS_HANDSHAKE, CS_OPEN, CS_DONE };
 struct conn {
 	uint32_t id;
 	uint8_t state;
-	bool v6;			/* IPv6 flow */
-	bool ingress;			/* published port: the proxy opened it */
-	bool need_result;		/* CONNECT_RESULT owed (ingress) */
+	bool v6;	  /* IPv6 flow */
+	bool ingress;	  /* published port: the proxy opened it */
+	bool need_result; /* CONNECT_RESULT owed (ingress) */
 	uint8_t result;
 	ip_addr_t gaddr, raddr;
 	uint16_t gport, rport;
 	struct tcp_pcb *pcb;
 	struct pbuf *syn;
-	bool need_connect;		/* FLOW_CONNECT owed for the held SYN */
-	bool need_shut;			/* FLOW_SHUT_WR owed (guest's FIN) */
-	bool need_close;		/* FLOW_CLOSE owed; then the slot is freed */
-	bool close_reset;		/* ... with reset=1 */
-	bool proxy_fin;			/* the proxy sent SHUT_WR */
-	bool shut_applied;		/* tcp_shutdown() done for proxy_fin */
-	bool guest_fin;			/* the guest's FIN arrived */
+	bool need_connect; /* FLOW_CONNECT owed for the held SYN */
+	bool need_shut;	   /* FLOW_SHUT_WR owed (guest's FIN) */
+	bool need_close;   /* FLOW_CLOSE owed; then the slot is freed */
+	bool close_reset;  /* ... with reset=1 */
+	bool proxy_fin;	   /* the proxy sent SHUT_WR */
+	bool shut_applied; /* tcp_shutdown() done for proxy_fin */
+	bool guest_fin;	   /* the guest's FIN arrived */
 	uint32_t credit, credit_unsent, rx_uncredited;
 	uint32_t born_ms, last_ms;
 	struct pbuf *rxq[RXQ_MAX];
@@ -159,9 +159,9 @@ static struct conn_table {
 	struct conn *free;
 	struct list_head tx, out, pend, ing;
 	uint64_t active;
-	struct tcp_pcb **lst;		/* listener per port */
-	uint32_t *lst_used;		/* last use per port (sys_now()) */
-	uint16_t *lports;		/* ports with a listener */
+	struct tcp_pcb **lst; /* listener per port */
+	uint32_t *lst_used;   /* last use per port (sys_now()) */
+	uint16_t *lports;     /* ports with a listener */
 	uint32_t nlports;
 } conns;
 
@@ -231,7 +231,8 @@ static struct conn *conn_alloc(void)
 	memset(c, 0, sizeof(*c));
 	c->gen = gen;
 	c->id = ((gen << conns.idx_bits) | (slot + 1)) & (FLOW_ID_INGRESS - 1);
-	if ((c->id >> conns.idx_bits) == 0)	/* generation wrapped to 0: keep ids unique-ish, nonzero */
+	if ((c->id >> conns.idx_bits) ==
+	    0) /* generation wrapped to 0: keep ids unique-ish, nonzero */
 		c->id |= 1u << conns.idx_bits;
 	c->born_ms = c->last_ms = sys_now();
 	return c;
@@ -430,7 +431,7 @@ static void on_err(void *arg, err_t err)
 
 	if (!c)
 		return;
-	c->pcb = NULL;		/* lwIP freed it */
+	c->pcb = NULL; /* lwIP freed it */
 	if (c->ingress && c->state == CS_HANDSHAKE) {
 		/* The guest refused (RST) or never answered our SYN. */
 		c->state = CS_DONE;
@@ -449,7 +450,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 	struct netstack *ns = conns.ns;
 
 	if (!npcb)
-		return ERR_MEM;		/* lwIP had no pcb for the SYN; the guest retransmits */
+		return ERR_MEM; /* lwIP had no pcb for the SYN; the guest retransmits */
 	if (!c || err != ERR_OK || c->pcb != npcb || c->state != CS_HANDSHAKE) {
 		tcp_abort(npcb);
 		return ERR_ABRT;
@@ -474,7 +475,8 @@ static struct tcp_pcb *find_pcb(struct tcp_pcb *list, const struct conn *c)
 {
 	for (struct tcp_pcb *pcb = list; pcb; pcb = pcb->next)
 		if (pcb->remote_port == c->gport && pcb->local_port == c->rport &&
-		    ip_addr_cmp(&pcb->remote_ip, &c->gaddr) && ip_addr_cmp(&pcb->local_ip, &c->raddr))
+		    ip_addr_cmp(&pcb->remote_ip, &c->gaddr) &&
+		    ip_addr_cmp(&pcb->local_ip, &c->raddr))
 			return pcb;
 	return NULL;
 }
@@ -516,7 +518,7 @@ static uint16_t syn_l4_off(const struct conn *c)
  * host on a point-to-point link, so old duplicates that TIME_WAIT guards
  * against cannot arrive late from elsewhere; the oldest entries go first.
  */
-#define TW_MAX	64
+#define TW_MAX 64
 
 static void tw_trim(void)
 {
@@ -528,7 +530,7 @@ static void tw_trim(void)
 		n++;
 	for (; pcb; pcb = next) {
 		next = pcb->next;
-		tcp_abort(pcb);		/* TIME_WAIT: removed and freed, no RST */
+		tcp_abort(pcb); /* TIME_WAIT: removed and freed, no RST */
 	}
 }
 
@@ -569,15 +571,15 @@ void conn_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off)
 
 	if ((th[13] & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
 		if (find_pcb(tcp_active_pcbs, &key)) {
-			guestif_feed_tcp(ns, p);	/* lwIP knows it: a retransmitted SYN */
+			guestif_feed_tcp(ns, p); /* lwIP knows it: a retransmitted SYN */
 			return;
 		}
 		tw = find_pcb(tcp_tw_pcbs, &key);
 		if (tw)
-			tcp_abort(tw);		/* port reuse after TIME_WAIT: a new connection */
+			tcp_abort(tw); /* port reuse after TIME_WAIT: a new connection */
 		tw_trim();
 		if (find_pending(&key)) {
-			pbuf_free(p);		/* retransmission while the proxy connects */
+			pbuf_free(p); /* retransmission while the proxy connects */
 			return;
 		}
 		cnt_add(&ns->cnt->tcp_syns, 1);
@@ -694,7 +696,7 @@ void conn_connect_result(struct netstack *ns, const struct flow_connect_result *
 	case MOAT_CONN_TIMEOUT:
 		icmpgw_unreachable(ns, syn, c->v6);
 		break;
-	default:		/* refused, denied, limit */
+	default: /* refused, denied, limit */
 		rst_syn(c, syn, syn_l4_off(c));
 		break;
 	}
@@ -713,15 +715,14 @@ void conn_connect_result(struct netstack *ns, const struct flow_connect_result *
  * Return: 0, -EAGAIN if lwIP ran out of memory part-way (retry the rest
  * later), -EINVAL if the proxy exceeded its credit (a violation).
  */
-int conn_data(struct netstack *ns, uint32_t id, const uint8_t *data, uint32_t len,
-	      uint32_t *taken)
+int conn_data(struct netstack *ns, uint32_t id, const uint8_t *data, uint32_t len, uint32_t *taken)
 {
 	struct conn *c = conn_lookup(id);
 	uint32_t off = 0;
 
 	*taken = len;
 	if (!c || c->state == CS_DONE)
-		return 0;			/* dead: crossed our CLOSE */
+		return 0; /* dead: crossed our CLOSE */
 	if (c->proxy_fin || len > c->credit - c->credit_unsent)
 		return -EINVAL;
 	if (!c->pcb)
@@ -729,11 +730,12 @@ int conn_data(struct netstack *ns, uint32_t id, const uint8_t *data, uint32_t le
 	while (off < len) {
 		uint32_t chunk = len - off > 0xffff ? 0xffff : len - off;
 		err_t err = tcp_write(c->pcb, data + off, (u16_t)chunk,
-				      TCP_WRITE_FLAG_COPY | (off + chunk < len ? TCP_WRITE_FLAG_MORE : 0));
+				      TCP_WRITE_FLAG_COPY |
+					      (off + chunk < len ? TCP_WRITE_FLAG_MORE : 0));
 
 		if (err == ERR_MEM)
 			break;
-		if (err != ERR_OK) {		/* the connection is going away */
+		if (err != ERR_OK) { /* the connection is going away */
 			off = len;
 			break;
 		}
@@ -745,7 +747,7 @@ int conn_data(struct netstack *ns, uint32_t id, const uint8_t *data, uint32_t le
 	out_mark(c);
 	*taken = off;
 	if (off < len) {
-		ns->mem_errs++;		/* the arena counts its own failures */
+		ns->mem_errs++; /* the arena counts its own failures */
 		return -EAGAIN;
 	}
 	return 0;
@@ -796,7 +798,7 @@ int conn_shut(struct netstack *ns, uint32_t id)
 	if (!c || c->state == CS_DONE || c->proxy_fin)
 		return 0;
 	if (c->state == CS_PENDING)
-		return -EINVAL;			/* no connection to shut yet */
+		return -EINVAL; /* no connection to shut yet */
 	c->proxy_fin = true;
 	c->last_ms = sys_now();
 	if (c->state == CS_OPEN && c->pcb) {
@@ -872,7 +874,7 @@ static bool pump_one(struct netstack *ns, struct conn *c)
 			return false;
 		c->need_result = false;
 		if (c->result != MOAT_CONN_OK) {
-			conn_free(c);		/* the id is dead for both sides */
+			conn_free(c); /* the id is dead for both sides */
 			return true;
 		}
 	}
@@ -906,7 +908,7 @@ static bool pump_one(struct netstack *ns, struct conn *c)
 		cnt_add(&ns->cnt->tx_bytes_tcp, chunk);
 		q = pbuf_free_header(q, chunk);
 		if (q) {
-			c->rxq[c->rxq_head] = q;	/* a small s2p ring: the rest next */
+			c->rxq[c->rxq_head] = q; /* a small s2p ring: the rest next */
 			continue;
 		}
 		c->rxq_head = (uint8_t)((c->rxq_head + 1) % RXQ_MAX);
@@ -940,7 +942,7 @@ void conn_pump(struct netstack *ns)
 		struct conn *c = list_entry(e, struct conn, tx);
 
 		if (!pump_one(ns, c))
-			return;			/* ns->s2p_blocked is set */
+			return; /* ns->s2p_blocked is set */
 		list_del(e);
 	}
 }
@@ -1026,8 +1028,8 @@ void conn_timer(struct netstack *ns)
 		i++;
 	}
 	cnt_set(&ns->cnt->listeners, conns.nlports);
-	cnt_set(&ns->cnt->pcbs_in_use, count_pcbs(tcp_active_pcbs) + count_pcbs(tcp_tw_pcbs) +
-		conns.nlports);
+	cnt_set(&ns->cnt->pcbs_in_use,
+		count_pcbs(tcp_active_pcbs) + count_pcbs(tcp_tw_pcbs) + conns.nlports);
 }
 
 static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)

@@ -124,7 +124,7 @@ int dgram_output(struct netstack *ns, const ip_addr_t *src, uint16_t sport, cons
 	sum = ip_chksum_pseudo(p, IP_PROTO_UDP, p->tot_len, src, dst);
 	if (sum == 0)
 		sum = 0xffff;
-	memcpy(u + 6, &sum, 2);		/* already in network order */
+	memcpy(u + 6, &sum, 2); /* already in network order */
 	if (IP_IS_V6(dst))
 		err = ip6_output_if_src(p, ip_2_ip6(src), ip_2_ip6(dst), 64, 0, IP6_NEXTH_UDP,
 					&ns->netif);

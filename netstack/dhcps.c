@@ -30,20 +30,20 @@
 #include "netstack/frame.h"
 #include "netstack/stack.h"
 
-#define OPT_PAD		0
-#define OPT_MASK	1
-#define OPT_ROUTER	3
-#define OPT_DNS		6
-#define OPT_MTU		26
-#define OPT_BCAST	28
-#define OPT_REQ_IP	50
-#define OPT_LEASE	51
-#define OPT_OVERLOAD	52
-#define OPT_TYPE	53
-#define OPT_SERVER_ID	54
-#define OPT_T1		58
-#define OPT_T2		59
-#define OPT_END		255
+#define OPT_PAD	      0
+#define OPT_MASK      1
+#define OPT_ROUTER    3
+#define OPT_DNS	      6
+#define OPT_MTU	      26
+#define OPT_BCAST     28
+#define OPT_REQ_IP    50
+#define OPT_LEASE     51
+#define OPT_OVERLOAD  52
+#define OPT_TYPE      53
+#define OPT_SERVER_ID 54
+#define OPT_T1	      58
+#define OPT_T2	      59
+#define OPT_END	      255
 
 static const uint8_t magic[4] = { 99, 130, 83, 99 };
 
@@ -66,7 +66,7 @@ int dhcps_parse(const uint8_t *d, size_t len, struct dhcps_msg *m)
 		return -EINVAL;
 	if (memcmp(d + 236, magic, 4))
 		return -EINVAL;
-	if (d[1] != 1 || d[2] != 6)	/* Ethernet, 6-byte addresses */
+	if (d[1] != 1 || d[2] != 6) /* Ethernet, 6-byte addresses */
 		return -EINVAL;
 	memcpy(m->xid, d + 4, 4);
 	m->flags = rd16(d + 10);
@@ -78,7 +78,7 @@ int dhcps_parse(const uint8_t *d, size_t len, struct dhcps_msg *m)
 		const uint8_t *v;
 
 		if (i >= len)
-			return -EINVAL;		/* no END option */
+			return -EINVAL; /* no END option */
 		code = d[i];
 		if (code == OPT_PAD) {
 			i++;
@@ -90,7 +90,7 @@ int dhcps_parse(const uint8_t *d, size_t len, struct dhcps_msg *m)
 			return -EINVAL;
 		olen = d[i + 1];
 		if (i + 2 + olen > len)
-			return -EINVAL;		/* option runs past the message */
+			return -EINVAL; /* option runs past the message */
 		v = d + i + 2;
 		switch (code) {
 		case OPT_TYPE:
@@ -112,7 +112,7 @@ int dhcps_parse(const uint8_t *d, size_t len, struct dhcps_msg *m)
 			m->has_server_id = true;
 			break;
 		case OPT_OVERLOAD:
-			return -EINVAL;		/* options in sname/file: not followed */
+			return -EINVAL; /* options in sname/file: not followed */
 		default:
 			break;
 		}
@@ -120,7 +120,7 @@ int dhcps_parse(const uint8_t *d, size_t len, struct dhcps_msg *m)
 	}
 	if (!seen_type)
 		return -EINVAL;
-	if (d[0] != 1)			/* BOOTREPLY from the guest: not ours to answer */
+	if (d[0] != 1) /* BOOTREPLY from the guest: not ours to answer */
 		return 1;
 	return 0;
 }
@@ -141,7 +141,7 @@ int dhcps_decide(const struct dhcps_lease *l, const struct dhcps_msg *m)
 		return DHCPS_OFFER;
 	case DHCPS_REQUEST:
 		if (m->has_server_id && memcmp(m->server_id, l->server, 4))
-			return 0;	/* the client chose another server */
+			return 0; /* the client chose another server */
 		want = m->has_req_ip ? m->req_ip : m->ciaddr;
 		return memcmp(want, l->ip, 4) ? DHCPS_NAK : DHCPS_ACK;
 	case DHCPS_INFORM:
@@ -177,8 +177,8 @@ static uint8_t *opt32(uint8_t *o, uint8_t code, uint32_t v)
  *
  * Return: payload length, or 0 if @outsz is too small.
  */
-size_t dhcps_build(const struct dhcps_lease *l, const struct dhcps_msg *m, int type,
-		   uint8_t *out, size_t outsz)
+size_t dhcps_build(const struct dhcps_lease *l, const struct dhcps_msg *m, int type, uint8_t *out,
+		   size_t outsz)
 {
 	bool inform = m->type == DHCPS_INFORM;
 	uint8_t t = (uint8_t)type, *o, bcast[4];
@@ -187,7 +187,7 @@ size_t dhcps_build(const struct dhcps_lease *l, const struct dhcps_msg *m, int t
 	if (outsz < DHCPS_REPLY_MAX)
 		return 0;
 	memset(out, 0, DHCPS_REPLY_MAX);
-	out[0] = 2;			/* BOOTREPLY */
+	out[0] = 2; /* BOOTREPLY */
 	out[1] = 1;
 	out[2] = 6;
 	memcpy(out + 4, m->xid, 4);
@@ -222,7 +222,7 @@ size_t dhcps_build(const struct dhcps_lease *l, const struct dhcps_msg *m, int t
 	}
 	*o++ = OPT_END;
 	len = (size_t)(o - out);
-	return len < 300 ? 300 : len;	/* BOOTP's minimum message size */
+	return len < 300 ? 300 : len; /* BOOTP's minimum message size */
 }
 
 /**

@@ -11,15 +11,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DHCPS_SERVER_PORT	67
-#define DHCPS_CLIENT_PORT	68
-#define DHCPS_FIXED_LEN		240	/* BOOTP fields and the magic cookie */
-#define DHCPS_MAX_MSG		4096	/* bigger requests are dropped as malformed */
-#define DHCPS_REPLY_MAX		576
+#define DHCPS_SERVER_PORT 67
+#define DHCPS_CLIENT_PORT 68
+#define DHCPS_FIXED_LEN	  240  /* BOOTP fields and the magic cookie */
+#define DHCPS_MAX_MSG	  4096 /* bigger requests are dropped as malformed */
+#define DHCPS_REPLY_MAX	  576
 
 enum dhcps_type {
-	DHCPS_DISCOVER = 1, DHCPS_OFFER, DHCPS_REQUEST, DHCPS_DECLINE, DHCPS_ACK, DHCPS_NAK,
-	DHCPS_RELEASE, DHCPS_INFORM
+	DHCPS_DISCOVER = 1,
+	DHCPS_OFFER,
+	DHCPS_REQUEST,
+	DHCPS_DECLINE,
+	DHCPS_ACK,
+	DHCPS_NAK,
+	DHCPS_RELEASE,
+	DHCPS_INFORM
 };
 
 /**
@@ -57,7 +63,7 @@ struct dhcps_lease {
 
 int dhcps_parse(const uint8_t *d, size_t len, struct dhcps_msg *m);
 int dhcps_decide(const struct dhcps_lease *l, const struct dhcps_msg *m);
-size_t dhcps_build(const struct dhcps_lease *l, const struct dhcps_msg *m, int type,
-		   uint8_t *out, size_t outsz);
+size_t dhcps_build(const struct dhcps_lease *l, const struct dhcps_msg *m, int type, uint8_t *out,
+		   size_t outsz);
 
 #endif /* MOAT_DHCP_H */

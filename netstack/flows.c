@@ -33,7 +33,7 @@
 #include "lwip/sys.h"
 #include "netstack/stack.h"
 
-#define MEM_RETRY_MS	10
+#define MEM_RETRY_MS 10
 
 /**
  * flows_endpoint() - fill a flow endpoint from an lwIP address
@@ -69,7 +69,9 @@ int flows_endpoint_addr(const struct flow_endpoint *e, ip_addr_t *a)
 
 		memcpy(&v, e->addr, 4);
 		ip_addr_set_ip4_u32_val(*a, v);
-		return ip4_addr_isany_val(*ip_2_ip4(a)) || ip4_addr_isloopback(ip_2_ip4(a)) ? -EINVAL : 0;
+		return ip4_addr_isany_val(*ip_2_ip4(a)) || ip4_addr_isloopback(ip_2_ip4(a)) ?
+			       -EINVAL :
+			       0;
 	}
 	if (e->family == 6) {
 		ip6_addr_t v;
@@ -94,8 +96,8 @@ int flows_endpoint_addr(const struct flow_endpoint *e, ip_addr_t *a)
  * Return: 0; -ENOBUFS if s2p is full (ns->s2p_blocked set); -EBADMSG if
  * s2p is corrupt (a violation was reported).
  */
-int flows_emit(struct netstack *ns, uint32_t type, const void *hdr, uint32_t hdrlen,
-	       struct pbuf *p, uint32_t off, uint32_t len)
+int flows_emit(struct netstack *ns, uint32_t type, const void *hdr, uint32_t hdrlen, struct pbuf *p,
+	       uint32_t off, uint32_t len)
 {
 	uint8_t *rec;
 	void *r;
@@ -166,7 +168,8 @@ static int dispatch(struct netstack *ns, uint32_t type, const uint8_t *rec, uint
 		len = n - (uint32_t)sizeof(m);
 		if (!m.id || ns->p2s_skip >= len)
 			return bad(ns, m.id, "DATA field"), DISP_BAD;
-		rc = conn_data(ns, m.id, rec + sizeof(m) + ns->p2s_skip, len - ns->p2s_skip, &taken);
+		rc = conn_data(ns, m.id, rec + sizeof(m) + ns->p2s_skip, len - ns->p2s_skip,
+			       &taken);
 		if (rc == -EINVAL)
 			return bad(ns, m.id, "DATA beyond the credit given"), DISP_BAD;
 		if (rc == -EAGAIN) {
@@ -217,8 +220,9 @@ static int dispatch(struct netstack *ns, uint32_t type, const uint8_t *rec, uint
 			return bad(ns, 0, "DGRAM size"), DISP_BAD;
 		memcpy(&m, rec, sizeof(m));
 		len = n - (uint32_t)sizeof(m);
-		if (flows_endpoint_addr(&m.src, &src) < 0 || flows_endpoint_addr(&m.dst, &dst) < 0 ||
-		    m.src.family != m.dst.family || !m.src.port || !m.dst.port ||
+		if (flows_endpoint_addr(&m.src, &src) < 0 ||
+		    flows_endpoint_addr(&m.dst, &dst) < 0 || m.src.family != m.dst.family ||
+		    !m.src.port || !m.dst.port ||
 		    (m.dst.family == 4 && ip4_addr_get_u32(ip_2_ip4(&dst)) != ns->cfg.guest_ip4) ||
 		    (m.dst.family == 6 && ip6_addr_ismulticast(ip_2_ip6(&dst))))
 			return bad(ns, 0, "DGRAM addresses"), DISP_BAD;

@@ -24,10 +24,10 @@
 #include "netstack/frame.h"
 #include "shm/moat_shm.h"
 
-#define IP4_HLEN	20
-#define IP6_HLEN	40
-#define IP4_MF		0x2000
-#define IP4_OFFMASK	0x1fff
+#define IP4_HLEN    20
+#define IP6_HLEN    40
+#define IP4_MF	    0x2000
+#define IP4_OFFMASK 0x1fff
 
 /* Addresses the guest may never use as a source or destination. */
 static bool martian4(const uint8_t *a)
@@ -81,11 +81,12 @@ static int check_ip4(const uint8_t *ip, size_t len, struct frame_info *fi)
 		return MOAT_DROP_IP_OPTIONS;
 	/* Destination 0.0.0.0 and martian sources or destinations. */
 	if (!memcmp(ip + 16, "\0\0\0\0", 4) || martian4(ip + 12) ||
-	    (martian4(ip + 16) && !(ip[16] == 255 && ip[17] == 255 && ip[18] == 255 &&
-				       ip[19] == 255) && (ip[16] & 0xf0) != 0xe0))
+	    (martian4(ip + 16) &&
+	     !(ip[16] == 255 && ip[17] == 255 && ip[18] == 255 && ip[19] == 255) &&
+	     (ip[16] & 0xf0) != 0xe0))
 		return MOAT_DROP_MALFORMED;
 	frag = rd16(ip + 6);
-	if (frag & 0x8000)		/* the reserved flag */
+	if (frag & 0x8000) /* the reserved flag */
 		return MOAT_DROP_MALFORMED;
 	fi->ip_len = tot;
 	fi->l4_proto = ip[9];
@@ -116,7 +117,7 @@ static int check_ip6(const uint8_t *ip, size_t len, struct frame_info *fi)
 	if ((ip[0] >> 4) != 6)
 		return MOAT_DROP_MALFORMED;
 	plen = rd16(ip + 4);
-	if (plen == 0 || plen > len - IP6_HLEN)	/* 0: a jumbogram, not on a link this small */
+	if (plen == 0 || plen > len - IP6_HLEN) /* 0: a jumbogram, not on a link this small */
 		return MOAT_DROP_MALFORMED;
 	/* Source multicast, destination unspecified or loopback. */
 	if (ip[8] == 0xff)
@@ -181,7 +182,7 @@ int frame_check(const struct frame_cfg *cfg, const uint8_t *f, size_t len, struc
 	fi->multicast = f[0] & 1;
 	if (!fi->multicast && memcmp(f, cfg->our_mac, 6))
 		return MOAT_DROP_NOT_FOR_US;
-	if (f[6] & 1)			/* a multicast source MAC */
+	if (f[6] & 1) /* a multicast source MAC */
 		return MOAT_DROP_MALFORMED;
 	fi->ethertype = rd16(f + 12);
 	switch (fi->ethertype) {
@@ -222,7 +223,7 @@ int frame_check_l4(uint8_t proto, const uint8_t *l4, size_t avail, size_t l4_len
 		if (!rd16(l4) || !rd16(l4 + 2))
 			return MOAT_DROP_MALFORMED;
 		flags = l4[13];
-		if ((flags & 0x02) && (flags & 0x05))	/* SYN with FIN or RST */
+		if ((flags & 0x02) && (flags & 0x05)) /* SYN with FIN or RST */
 			return MOAT_DROP_MALFORMED;
 		return FRAME_OK;
 	}

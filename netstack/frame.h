@@ -11,19 +11,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FRAME_OK		(-1)	/* frame_check() passed */
-#define FRAME_IGNORE		(-2)	/* multicast group chatter (IGMP, MLD): drop, uncounted */
+#define FRAME_OK     (-1) /* frame_check() passed */
+#define FRAME_IGNORE (-2) /* multicast group chatter (IGMP, MLD): drop, uncounted */
 
-#define ETH_HLEN		14
-#define ETHTYPE_IP4		0x0800
-#define ETHTYPE_ARP		0x0806
-#define ETHTYPE_IP6		0x86dd
+#define ETH_HLEN    14
+#define ETHTYPE_IP4 0x0800
+#define ETHTYPE_ARP 0x0806
+#define ETHTYPE_IP6 0x86dd
 
-#define IPPROTO_ICMP4		1
-#define IPPROTO_TCP_		6
-#define IPPROTO_UDP_		17
-#define IPPROTO_ICMP6_		58
-#define IP6_NEXTH_FRAG		44
+#define IPPROTO_ICMP4  1
+#define IPPROTO_TCP_   6
+#define IPPROTO_UDP_   17
+#define IPPROTO_ICMP6_ 58
+#define IP6_NEXTH_FRAG 44
 
 /**
  * struct frame_cfg - what the validator needs to know

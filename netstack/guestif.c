@@ -188,7 +188,7 @@ static err_t linkoutput(struct netif *netif, struct pbuf *p)
 {
 	(void)netif;
 	(void)p;
-	return ERR_IF;		/* lwIP's ARP/ND are off: everything uses output4/6 */
+	return ERR_IF; /* lwIP's ARP/ND are off: everything uses output4/6 */
 }
 
 static err_t link_setup(struct netif *netif)
@@ -261,8 +261,8 @@ static bool spoofed(struct netstack *ns, const uint8_t *f, const struct frame_in
 		if (!memcmp(src, zero, 16))
 			return fi->l4_proto != IPPROTO_ICMP6_;
 		if (src[0] == 0xfe && (src[1] & 0xc0) == 0x80)
-			return false;		/* link-local */
-		return memcmp(src, ns->cfg.guest_ip6, 8) != 0;	/* the guest's /64 */
+			return false;			       /* link-local */
+		return memcmp(src, ns->cfg.guest_ip6, 8) != 0; /* the guest's /64 */
 	}
 	default:
 		return true;
@@ -396,7 +396,7 @@ static void guestif_input(struct netstack *ns, struct pbuf *p)
 		icmpgw_guest_seen(ns);
 		if (ns->mac_wait) {
 			ns->mac_wait = false;
-			ns->s2g_blocked = true;		/* stack_poll() retries lwIP's output */
+			ns->s2g_blocked = true; /* stack_poll() retries lwIP's output */
 		}
 	}
 	if (ns->cfg.anti_spoof && spoofed(ns, f, &fi)) {
@@ -404,7 +404,8 @@ static void guestif_input(struct netstack *ns, struct pbuf *p)
 		stack_drop(ns, MOAT_DROP_SPOOFED);
 		pbuf_free(p);
 		if (ns->cfg.anti_spoof == 2)
-			stack_violation(ns, MOAT_VIOL_SPOOF, 0, "guest frame with a spoofed source");
+			stack_violation(ns, MOAT_VIOL_SPOOF, 0,
+					"guest frame with a spoofed source");
 		return;
 	}
 	if (fi.ethertype == ETHTYPE_ARP) {
@@ -413,7 +414,7 @@ static void guestif_input(struct netstack *ns, struct pbuf *p)
 		return;
 	}
 	pbuf_remove_header(p, ETH_HLEN);
-	pbuf_realloc(p, (u16_t)fi.ip_len);	/* drop Ethernet padding */
+	pbuf_realloc(p, (u16_t)fi.ip_len); /* drop Ethernet padding */
 	if (fi.ethertype == ETHTYPE_IP4)
 		input4(ns, p, &fi);
 	else

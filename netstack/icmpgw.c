@@ -34,16 +34,16 @@
 #include "netstack/frame.h"
 #include "netstack/stack.h"
 
-#define ICMP4_ECHO_REPLY	0
-#define ICMP4_UNREACH		3
-#define ICMP4_ECHO		8
-#define ICMP6_UNREACH		1
-#define ICMP6_ECHO		128
-#define ICMP6_ECHO_REPLY	129
-#define ICMP6_RS		133
-#define ICMP6_RA		134
-#define ICMP6_NS		135
-#define ICMP6_NA		136
+#define ICMP4_ECHO_REPLY 0
+#define ICMP4_UNREACH	 3
+#define ICMP4_ECHO	 8
+#define ICMP6_UNREACH	 1
+#define ICMP6_ECHO	 128
+#define ICMP6_ECHO_REPLY 129
+#define ICMP6_RS	 133
+#define ICMP6_RA	 134
+#define ICMP6_NS	 135
+#define ICMP6_NA	 136
 
 /* Send a finished ICMP/ICMPv6 message (checksum field zero) and free it. */
 static int send_icmp(struct netstack *ns, struct pbuf *p, const ip_addr_t *src,
@@ -54,7 +54,8 @@ static int send_icmp(struct netstack *ns, struct pbuf *p, const ip_addr_t *src,
 	err_t err;
 
 	if (IP_IS_V6(dst)) {
-		sum = ip6_chksum_pseudo(p, IP6_NEXTH_ICMP6, p->tot_len, ip_2_ip6(src), ip_2_ip6(dst));
+		sum = ip6_chksum_pseudo(p, IP6_NEXTH_ICMP6, p->tot_len, ip_2_ip6(src),
+					ip_2_ip6(dst));
 		memcpy(h + 2, &sum, 2);
 		err = ip6_output_if_src(p, ip_2_ip6(src), ip_2_ip6(dst), hops, 0, IP6_NEXTH_ICMP6,
 					&ns->netif);
@@ -170,8 +171,8 @@ void icmpgw_input4(struct netstack *ns, struct pbuf *p)
 	ip_addr_copy_from_ip4(src, iph->src);
 	ip_addr_copy_from_ip4(dst, iph->dest);
 	if (is_gateway4(ns, d)) {
-		if (!icmpgw_send_echo_reply(ns, &dst, &src, rd16(h + 4), rd16(h + 6), p, IP_HLEN + 8,
-					    NULL, p->tot_len - IP_HLEN - 8u))
+		if (!icmpgw_send_echo_reply(ns, &dst, &src, rd16(h + 4), rd16(h + 6), p,
+					    IP_HLEN + 8, NULL, p->tot_len - IP_HLEN - 8u))
 			cnt_add(&ns->cnt->icmp_echo_replies, 1);
 		return;
 	}
@@ -190,9 +191,9 @@ static void send_na(struct netstack *ns, const ip6_addr_t *target, const ip_addr
 		return;
 	h = p->payload;
 	h[0] = ICMP6_NA;
-	h[4] = 0x80 | (solicited ? 0x40 : 0) | 0x20;	/* router, solicited, override */
+	h[4] = 0x80 | (solicited ? 0x40 : 0) | 0x20; /* router, solicited, override */
 	memcpy(h + 8, target->addr, 16);
-	h[24] = 2;					/* target link-layer address */
+	h[24] = 2; /* target link-layer address */
 	h[25] = 1;
 	memcpy(h + 26, ns->cfg.gw_mac, 6);
 	ip_addr_copy_from_ip6(src, *target);
@@ -213,22 +214,22 @@ static void router_advert(struct netstack *ns)
 		return;
 	h = p->payload;
 	h[0] = ICMP6_RA;
-	h[4] = 64;				/* current hop limit */
-	h[5] = 0;				/* no DHCPv6 */
-	wr16(h + 6, 1800);			/* router lifetime */
+	h[4] = 64;	   /* current hop limit */
+	h[5] = 0;	   /* no DHCPv6 */
+	wr16(h + 6, 1800); /* router lifetime */
 	o = h + 16;
-	o[0] = 1;				/* source link-layer address */
+	o[0] = 1; /* source link-layer address */
 	o[1] = 1;
 	memcpy(o + 2, ns->cfg.gw_mac, 6);
 	o += 8;
-	o[0] = 5;				/* MTU */
+	o[0] = 5; /* MTU */
 	o[1] = 1;
 	wr32(o + 4, ns->cfg.mtu);
 	o += 8;
-	o[0] = 3;				/* prefix information */
+	o[0] = 3; /* prefix information */
 	o[1] = 4;
 	o[2] = 64;
-	o[3] = 0x40;				/* autonomous; not on-link: all via us */
+	o[3] = 0x40; /* autonomous; not on-link: all via us */
 	wr32(o + 4, 86400);
 	wr32(o + 8, 14400);
 	memcpy(o + 16, ns->cfg.guest_ip6, 8);
@@ -288,7 +289,7 @@ void icmpgw_input6(struct netstack *ns, struct pbuf *p, uint16_t l4_off)
 		}
 		memcpy(target.addr, h + 8, 16);
 		if (!is_gateway6(ns, &target))
-			return;		/* DAD for the guest's own address, or not ours */
+			return; /* DAD for the guest's own address, or not ours */
 		if (ip6_addr_isany(ip_2_ip6(&src))) {
 			ip_addr_t all;
 
@@ -301,8 +302,11 @@ void icmpgw_input6(struct netstack *ns, struct pbuf *p, uint16_t l4_off)
 	}
 	case ICMP6_NA:
 	case ICMP6_RA:
-	case 130: case 131: case 132: case 143:	/* MLD */
-		return;			/* the guest's own announcements */
+	case 130:
+	case 131:
+	case 132:
+	case 143:	/* MLD */
+		return; /* the guest's own announcements */
 	default:
 		stack_drop(ns, MOAT_DROP_PROTOCOL);
 		return;
@@ -336,8 +340,8 @@ int icmpgw_echo_reply_from_proxy(struct netstack *ns, const struct flow_echo *e,
 {
 	ip_addr_t peer, guest;
 
-	if (flows_endpoint_addr(&e->peer, &peer) < 0 || flows_endpoint_addr(&e->guest, &guest) < 0 ||
-	    IP_GET_TYPE(&peer) != IP_GET_TYPE(&guest))
+	if (flows_endpoint_addr(&e->peer, &peer) < 0 ||
+	    flows_endpoint_addr(&e->guest, &guest) < 0 || IP_GET_TYPE(&peer) != IP_GET_TYPE(&guest))
 		return -EINVAL;
 	if (IP_IS_V4(&guest) && ip4_addr_get_u32(ip_2_ip4(&guest)) != ns->cfg.guest_ip4)
 		return -EINVAL;
@@ -382,7 +386,7 @@ void icmpgw_unreachable(struct netstack *ns, struct pbuf *orig, bool v6)
 		return;
 	h = p->payload;
 	h[0] = v6 ? ICMP6_UNREACH : ICMP4_UNREACH;
-	h[1] = v6 ? 3 : 1;		/* address / host unreachable */
+	h[1] = v6 ? 3 : 1; /* address / host unreachable */
 	pbuf_copy_partial(orig, h + 8, (u16_t)quote, 0);
 	send_icmp(ns, p, &src, &dst, 64);
 }

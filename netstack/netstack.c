@@ -66,9 +66,9 @@ void netstack_seccomp(void)
 	ALLOW_ARG(ctx, write, SCMP_A0(SCMP_CMP_EQ, FD_EFD_PROXY));
 	/* our log: a pipe the supervisor drains (common/log.c writes with write(2)) */
 	ALLOW_ARG(ctx, write, SCMP_A0(SCMP_CMP_EQ, STDERR_FILENO));
-	ALLOW(ctx, ppoll);		/* sleep on our eventfd and the lifeline until lwIP's next timer */
-	ALLOW(ctx, clock_gettime);	/* sys_now() when the vDSO falls back to the syscall */
-	ALLOW(ctx, rt_sigprocmask);	/* ppoll's signal mask handling in libc */
+	ALLOW(ctx, ppoll); /* sleep on our eventfd and the lifeline until lwIP's next timer */
+	ALLOW(ctx, clock_gettime);  /* sys_now() when the vDSO falls back to the syscall */
+	ALLOW(ctx, rt_sigprocmask); /* ppoll's signal mask handling in libc */
 	confine_seccomp_load(ctx);
 }
 
@@ -83,8 +83,9 @@ static void on_term(int sig)
 /* The lifeline fired: the supervisor is gone, so are we (nothing to hand over). */
 static void __attribute__((noreturn)) supervisor_gone(short revents)
 {
-	log_error("supervisor gone (lifeline %s); exiting",
-		  revents & POLLHUP ? "hung up" : revents & POLLIN ? "readable" : "broken");
+	log_error("supervisor gone (lifeline %s); exiting", revents & POLLHUP ? "hung up" :
+							    revents & POLLIN  ? "readable" :
+										"broken");
 	_exit(1);
 }
 
@@ -107,7 +108,9 @@ int netstack_main(pid_t supervisor)
 			 REGION_PART_BIT(MOAT_PART_RING_S2P) | REGION_PART_BIT(MOAT_PART_RING_P2S);
 	struct sigaction sa = { .sa_handler = on_term };
 	const struct stack_fds fds = {
-		.supervisor = FD_EFD_SUPERVISOR, .guest = FD_EFD_GUEST, .proxy = FD_EFD_PROXY,
+		.supervisor = FD_EFD_SUPERVISOR,
+		.guest = FD_EFD_GUEST,
+		.proxy = FD_EFD_PROXY,
 	};
 	static struct netstack ns;
 	int rc;

@@ -35,10 +35,10 @@
 #include "netstack/stack.h"
 #include "shm/mailbox.h"
 
-#define FRAME_BUDGET	256
-#define MSG_BUDGET	256
-#define TICK_MS		1000
-#define RA_INTERVAL_S	600
+#define FRAME_BUDGET  256
+#define MSG_BUDGET    256
+#define TICK_MS	      1000
+#define RA_INTERVAL_S 600
 
 static uint32_t ticks;
 static uint32_t frag_drops_seen;
@@ -66,7 +66,11 @@ void stack_drop(struct netstack *ns, int reason)
 void stack_violation(struct netstack *ns, uint32_t reason, uint32_t flow, const char *detail)
 {
 	struct mailbox_report rep = {
-		.reason = reason, .rule = -1, .flow = flow, .proto = 0xff, .detail = detail,
+		.reason = reason,
+		.rule = -1,
+		.flow = flow,
+		.proto = 0xff,
+		.detail = detail,
 	};
 
 	if (ns->violation)
@@ -101,7 +105,7 @@ static void count_memory(struct netstack *ns)
 	for (int i = 0; i < MEMP_MAX; i++)
 		memp_used += lwip_stats.memp[i]->used;
 	cnt_set(&ns->cnt->pbufs_in_use, st.allocs - memp_used + lwip_stats.memp[MEMP_PBUF]->used +
-		lwip_stats.memp[MEMP_PBUF_POOL]->used);
+						lwip_stats.memp[MEMP_PBUF_POOL]->used);
 	cnt_set(&ns->cnt->lwip_mem_errors, st.failures + ns->mem_errs);
 }
 
@@ -170,14 +174,18 @@ int stack_init(struct netstack *ns, const struct stack_fds *fds)
 	ns->s2g_blocked = ns->s2p_blocked = ns->p2s_paused = ns->more = false;
 	ns->p2s_skip = ns->p2s_need_s2g = 0;
 	ns->mem_errs = 0;
-	ring_attach(&ns->g2s, r->part[MOAT_PART_RING_G2S], region_ring_capacity(r, MOAT_PART_RING_G2S),
-		    -1, fds->guest, &ns->cnt->wakes_sent);
-	ring_attach(&ns->s2g, r->part[MOAT_PART_RING_S2G], region_ring_capacity(r, MOAT_PART_RING_S2G),
-		    fds->guest, -1, &ns->cnt->wakes_sent);
-	ring_attach(&ns->s2p, r->part[MOAT_PART_RING_S2P], region_ring_capacity(r, MOAT_PART_RING_S2P),
-		    fds->proxy, -1, &ns->cnt->wakes_sent);
-	ring_attach(&ns->p2s, r->part[MOAT_PART_RING_P2S], region_ring_capacity(r, MOAT_PART_RING_P2S),
-		    -1, fds->proxy, &ns->cnt->wakes_sent);
+	ring_attach(&ns->g2s, r->part[MOAT_PART_RING_G2S],
+		    region_ring_capacity(r, MOAT_PART_RING_G2S), -1, fds->guest,
+		    &ns->cnt->wakes_sent);
+	ring_attach(&ns->s2g, r->part[MOAT_PART_RING_S2G],
+		    region_ring_capacity(r, MOAT_PART_RING_S2G), fds->guest, -1,
+		    &ns->cnt->wakes_sent);
+	ring_attach(&ns->s2p, r->part[MOAT_PART_RING_S2P],
+		    region_ring_capacity(r, MOAT_PART_RING_S2P), fds->proxy, -1,
+		    &ns->cnt->wakes_sent);
+	ring_attach(&ns->p2s, r->part[MOAT_PART_RING_P2S],
+		    region_ring_capacity(r, MOAT_PART_RING_P2S), -1, fds->proxy,
+		    &ns->cnt->wakes_sent);
 	rc = load_cfg(ns);
 	if (rc < 0) {
 		log_error("the region header's network settings are out of range");
@@ -214,13 +222,13 @@ int stack_init(struct netstack *ns, const struct stack_fds *fds)
 		  (unsigned)TCP_WND, (unsigned)TCP_SND_BUF, (unsigned)TCP_SND_QUEUELEN,
 		  (unsigned)TCP_OOSEQ_MAX_BYTES, (unsigned)TCP_OOSEQ_MAX_PBUFS,
 		  (unsigned)(ns->cfg.mtu - 40));
-	log_debug("pool: ip reassembly max pbufs=%u (v4) timeout=%us",
-		  (unsigned)IP_REASS_MAX_PBUFS, (unsigned)IP_REASS_MAXAGE);
+	log_debug("pool: ip reassembly max pbufs=%u (v4) timeout=%us", (unsigned)IP_REASS_MAX_PBUFS,
+		  (unsigned)IP_REASS_MAXAGE);
 	log_debug("pool: rings g2s=%llu s2g=%llu s2p=%llu p2s=%llu bytes",
 		  (unsigned long long)ns->g2s.cap, (unsigned long long)ns->s2g.cap,
 		  (unsigned long long)ns->s2p.cap, (unsigned long long)ns->p2s.cap);
-	log_debug("config: mtu=%u max_tcp_connections=%u anti_spoof=%u idle=%us",
-		  ns->cfg.mtu, ns->cfg.max_conns, ns->cfg.anti_spoof, ns->cfg.tcp_idle_s);
+	log_debug("config: mtu=%u max_tcp_connections=%u anti_spoof=%u idle=%us", ns->cfg.mtu,
+		  ns->cfg.max_conns, ns->cfg.anti_spoof, ns->cfg.tcp_idle_s);
 	return 0;
 }
 

@@ -159,8 +159,7 @@ void conn_pump(struct netstack *ns);
 void conn_output(struct netstack *ns);
 void conn_timer(struct netstack *ns);
 void conn_connect_result(struct netstack *ns, const struct flow_connect_result *m);
-int conn_data(struct netstack *ns, uint32_t id, const uint8_t *data, uint32_t len,
-	      uint32_t *taken);
+int conn_data(struct netstack *ns, uint32_t id, const uint8_t *data, uint32_t len, uint32_t *taken);
 int conn_credit(struct netstack *ns, const struct flow_credit *m);
 int conn_shut(struct netstack *ns, uint32_t id);
 void conn_close(struct netstack *ns, const struct flow_close *m);
@@ -168,8 +167,8 @@ uint32_t conn_reset_all(struct netstack *ns);
 int conn_accepted(struct netstack *ns, const struct flow_connect *m);
 
 /* flows.c: s2p helpers and the p2s dispatch */
-int flows_emit(struct netstack *ns, uint32_t type, const void *hdr, uint32_t hdrlen,
-	       struct pbuf *p, uint32_t off, uint32_t len);
+int flows_emit(struct netstack *ns, uint32_t type, const void *hdr, uint32_t hdrlen, struct pbuf *p,
+	       uint32_t off, uint32_t len);
 void flows_poll(struct netstack *ns, unsigned budget);
 void flows_endpoint(struct flow_endpoint *e, const ip_addr_t *a, uint16_t port);
 int flows_endpoint_addr(const struct flow_endpoint *e, ip_addr_t *a);

@@ -98,8 +98,11 @@ static json_t *rule_json(const struct policy_rule *r, bool *ok)
 
 	if (!o)
 		return NULL;
-	put(o, "direction", json_string(r->directions == POLICY_EGRESS ? "egress" :
-					r->directions == POLICY_INGRESS ? "ingress" : "any"), ok);
+	put(o, "direction",
+	    json_string(r->directions == POLICY_EGRESS	? "egress" :
+			r->directions == POLICY_INGRESS ? "ingress" :
+							  "any"),
+	    ok);
 	put(o, "destination", destination(r, ok), ok);
 	pl = json_array();
 	for (size_t i = 0; pl && i < sizeof(protos) / sizeof(protos[0]); i++)
@@ -133,8 +136,9 @@ static json_t *dns_json(const struct policy_dns *d, bool *ok)
 			*ok = false;
 			continue;
 		}
-		snprintf(buf, sizeof(buf), d->nameservers[i].addr.family == AF_INET6 ? "[%s]:%u" :
-			 "%s:%u", a, (unsigned int)d->nameservers[i].port);
+		snprintf(buf, sizeof(buf),
+			 d->nameservers[i].addr.family == AF_INET6 ? "[%s]:%u" : "%s:%u", a,
+			 (unsigned int)d->nameservers[i].port);
 		push(ns, json_string(buf), ok);
 	}
 	put(o, "nameservers", ns, ok);
@@ -145,7 +149,10 @@ static json_t *dns_json(const struct policy_dns *d, bool *ok)
 
 static json_t *limits_json(const struct policy_limits *l, bool *ok)
 {
-	const struct { const char *key; const struct policy_limit *lim; } all[] = {
+	const struct {
+		const char *key;
+		const struct policy_limit *lim;
+	} all[] = {
 		{ "max_tcp_connections", &l->max_tcp_connections },
 		{ "max_udp_flows", &l->max_udp_flows },
 		{ "new_connections_per_second", &l->new_connections_per_second },
@@ -162,8 +169,12 @@ static json_t *limits_json(const struct policy_limits *l, bool *ok)
 		x = json_object();
 		if (x) {
 			put(x, "limit", json_integer((json_int_t)all[i].lim->value), ok);
-			put(x, "on_exceed", json_string(all[i].lim->on_exceed ==
-						POLICY_EXCEED_TERMINATE ? "terminate" : "refuse"), ok);
+			put(x, "on_exceed",
+			    json_string(all[i].lim->on_exceed == POLICY_EXCEED_TERMINATE ? "termina"
+											   "te" :
+											   "refus"
+											   "e"),
+			    ok);
 		}
 		put(o, all[i].key, x, ok);
 	}
@@ -233,9 +244,8 @@ static bool addr_same(const struct policy_addr *a, const struct policy_addr *b)
 
 static bool rule_equal(const struct policy_rule *a, const struct policy_rule *b)
 {
-	if (a->directions != b->directions || a->protocols != b->protocols ||
-	    a->kind != b->kind || a->allow != b->allow || a->terminate != b->terminate ||
-	    a->n_ports != b->n_ports)
+	if (a->directions != b->directions || a->protocols != b->protocols || a->kind != b->kind ||
+	    a->allow != b->allow || a->terminate != b->terminate || a->n_ports != b->n_ports)
 		return false;
 	for (int i = 0; i < a->n_ports; i++)
 		if (a->ports[i].start != b->ports[i].start || a->ports[i].end != b->ports[i].end)

@@ -32,7 +32,7 @@
 struct sb {
 	char *buf;
 	size_t len;
-	size_t pos;		/* what the full text needs, without the NUL */
+	size_t pos; /* what the full text needs, without the NUL */
 };
 
 static void sb_printf(struct sb *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -180,8 +180,10 @@ static void address_line(struct sb *s, const struct policy *p, const struct poli
 		sb_printf(s, "address: %s is IPv4-mapped and is matched as %s\n", a, b);
 	}
 	if (g == POLICY_GROUP_UNSPECIFIED)
-		sb_printf(s, "address: %s is unspecified (or of no known family); only destination "
-			  "\"any\" matches it\n", a);
+		sb_printf(s,
+			  "address: %s is unspecified (or of no known family); only destination "
+			  "\"any\" matches it\n",
+			  a);
 	else if (g == POLICY_GROUP_HOST)
 		sb_printf(s, "address: %s is in group host (one of the %d gateway addresses)\n", a,
 			  p->env.n_host);
@@ -224,8 +226,9 @@ static void flow_reason(struct sb *s, const struct policy_rule *r, const struct 
 		return;
 	case POLICY_MISS_PROTOCOL:
 		sb_printf(s, "no match: it does not cover %s%s", policy_proto_name(f->proto),
-			  f->proto == POLICY_PROTO_ICMP && r->n_ports ?
-			  " (a rule with ports covers only tcp and udp)" : "");
+			  f->proto == POLICY_PROTO_ICMP && r->n_ports ? " (a rule with ports "
+									"covers only tcp and udp)" :
+									"");
 		return;
 	case POLICY_MISS_PORT:
 		sb_printf(s, "no match: port %u is not among its ports", (unsigned int)f->port);
@@ -311,8 +314,10 @@ int policy_explain(const struct policy *p, const struct policy_flow *f, char *bu
 			  f->direction == POLICY_EGRESS ? "egress" : "ingress",
 			  d.allow ? "allow" : "deny");
 	else if (d.terminate)
-		sb_printf(&s, "decision: deny by rule %d, which terminates: the flow is a fatal "
-			  "violation and the sandbox is killed\n", d.rule);
+		sb_printf(&s,
+			  "decision: deny by rule %d, which terminates: the flow is a fatal "
+			  "violation and the sandbox is killed\n",
+			  d.rule);
 	else
 		sb_printf(&s, "decision: %s by rule %d\n", d.allow ? "allow" : "deny", d.rule);
 	return finish(&s);
@@ -336,12 +341,12 @@ static void dns_reason(struct sb *s, const struct policy_rule *r, enum policy_mi
 		if (r->kind == POLICY_DEST_DOMAIN)
 			sb_printf(s, "no match: the name is not %s", r->name);
 		else
-			sb_printf(s, "no match: the name is not %s and does not end in .%s", r->name,
-				  r->name);
+			sb_printf(s, "no match: the name is not %s and does not end in .%s",
+				  r->name, r->name);
 		return;
 	case POLICY_MISS_DNS_KIND:
 		sb_printf(s, "no match: only domain, domain_suffix, \"any\" and group host rules "
-			  "decide DNS queries");
+			     "decide DNS queries");
 		return;
 	case POLICY_MISS_DNS_PORTS:
 		sb_printf(s, "no match: it does not admit DNS (udp or tcp port 53)");
@@ -397,8 +402,10 @@ int policy_explain_dns(const struct policy *p, const char *qname, char *buf, siz
 			  d.allow ? "allow" : "deny",
 			  d.allow ? " (the query is forwarded)" : " (the guest gets NXDOMAIN)");
 	else if (d.terminate)
-		sb_printf(&s, "decision: deny by rule %d, which terminates: the query is a fatal "
-			  "violation and the sandbox is killed\n", d.rule);
+		sb_printf(&s,
+			  "decision: deny by rule %d, which terminates: the query is a fatal "
+			  "violation and the sandbox is killed\n",
+			  d.rule);
 	else
 		sb_printf(&s, "decision: %s by rule %d%s\n", d.allow ? "allow" : "deny", d.rule,
 			  d.allow ? " (the query is forwarded)" : " (the guest gets NXDOMAIN)");

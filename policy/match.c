@@ -32,14 +32,10 @@
 #include "policy/policy_int.h"
 
 static const char *const group_names[] = {
-	[POLICY_GROUP_UNSPECIFIED] = "unspecified",
-	[POLICY_GROUP_HOST] = "host",
-	[POLICY_GROUP_METADATA] = "metadata",
-	[POLICY_GROUP_LOOPBACK] = "loopback",
-	[POLICY_GROUP_PRIVATE] = "private",
-	[POLICY_GROUP_LINK_LOCAL] = "link_local",
-	[POLICY_GROUP_MULTICAST] = "multicast",
-	[POLICY_GROUP_PUBLIC] = "public",
+	[POLICY_GROUP_UNSPECIFIED] = "unspecified", [POLICY_GROUP_HOST] = "host",
+	[POLICY_GROUP_METADATA] = "metadata",	    [POLICY_GROUP_LOOPBACK] = "loopback",
+	[POLICY_GROUP_PRIVATE] = "private",	    [POLICY_GROUP_LINK_LOCAL] = "link_local",
+	[POLICY_GROUP_MULTICAST] = "multicast",	    [POLICY_GROUP_PUBLIC] = "public",
 };
 
 /**
@@ -65,9 +61,12 @@ const char *policy_group_name(enum policy_group g)
 const char *policy_proto_name(enum policy_proto proto)
 {
 	switch (proto) {
-	case POLICY_PROTO_TCP: return "tcp";
-	case POLICY_PROTO_UDP: return "udp";
-	case POLICY_PROTO_ICMP: return "icmp";
+	case POLICY_PROTO_TCP:
+		return "tcp";
+	case POLICY_PROTO_UDP:
+		return "udp";
+	case POLICY_PROTO_ICMP:
+		return "icmp";
 	}
 	return "?";
 }
@@ -226,7 +225,7 @@ static bool is_unspecified(const struct policy_addr *n)
 	static const uint8_t zero[16];
 
 	if (n->family == AF_INET)
-		return n->addr[0] == 0;		/* 0.0.0.0/8, "this network" */
+		return n->addr[0] == 0; /* 0.0.0.0/8, "this network" */
 	if (n->family == AF_INET6)
 		return !memcmp(n->addr, zero, 16);
 	return true;
@@ -309,7 +308,7 @@ static size_t name_len(const char *s)
 {
 	size_t n = strlen(s);
 
-	return n && s[n - 1] == '.' ? n - 1 : n;	/* an FQDN's root dot */
+	return n && s[n - 1] == '.' ? n - 1 : n; /* an FQDN's root dot */
 }
 
 /**
@@ -387,12 +386,14 @@ enum policy_miss policy_rule_check(const struct policy_rule *r, const struct pol
 	case POLICY_DEST_DOMAIN:
 	case POLICY_DEST_SUFFIX:
 		return names_match(f->names, r->name, r->kind == POLICY_DEST_SUFFIX) ?
-		       POLICY_MISS_NONE : POLICY_MISS_DESTINATION;
+			       POLICY_MISS_NONE :
+			       POLICY_MISS_DESTINATION;
 	case POLICY_DEST_CIDR:
 		if (g == POLICY_GROUP_UNSPECIFIED)
 			return POLICY_MISS_UNSPECIFIED;
 		policy_addr_normalize(&f->dst, &n);
-		return in_prefix(&n, &r->net, r->prefix) ? POLICY_MISS_NONE : POLICY_MISS_DESTINATION;
+		return in_prefix(&n, &r->net, r->prefix) ? POLICY_MISS_NONE :
+							   POLICY_MISS_DESTINATION;
 	case POLICY_DEST_GROUP:
 		if (g == POLICY_GROUP_UNSPECIFIED)
 			return POLICY_MISS_UNSPECIFIED;
@@ -432,14 +433,16 @@ struct policy_decision policy_decide(const struct policy *p, const struct policy
 	for (int i = 0; i < p->n_rules; i++)
 		if (policy_rule_check(&p->rules[i], f, g) == POLICY_MISS_NONE)
 			return decision_of(&p->rules[i], i);
-	d.allow = f->direction == POLICY_EGRESS ? p->default_egress_allow : p->default_ingress_allow;
+	d.allow = f->direction == POLICY_EGRESS ? p->default_egress_allow :
+						  p->default_ingress_allow;
 	return d;
 }
 
 /* Does an "any" or host-group rule let DNS through (udp or tcp, port 53)? */
 static bool admits_dns(const struct policy_rule *r)
 {
-	return (r->protocols & (POLICY_PROTO_UDP | POLICY_PROTO_TCP)) && policy_ports_contain(r, 53);
+	return (r->protocols & (POLICY_PROTO_UDP | POLICY_PROTO_TCP)) &&
+	       policy_ports_contain(r, 53);
 }
 
 /**
@@ -457,7 +460,8 @@ enum policy_miss policy_rule_check_dns(const struct policy_rule *r, const char *
 	case POLICY_DEST_DOMAIN:
 	case POLICY_DEST_SUFFIX:
 		return policy_name_matches(qname, r->name, r->kind == POLICY_DEST_SUFFIX) ?
-		       POLICY_MISS_NONE : POLICY_MISS_DESTINATION;
+			       POLICY_MISS_NONE :
+			       POLICY_MISS_DESTINATION;
 	case POLICY_DEST_GROUP:
 		if (r->group != POLICY_GROUP_HOST)
 			return POLICY_MISS_DNS_KIND;
@@ -536,7 +540,7 @@ bool policy_address_rule_allows(const struct policy *p, const struct policy_addr
 	policy_addr_normalize(a, &n);
 	for (int i = 0; i < p->n_rules; i++) {
 		const struct policy_rule *r = &p->rules[i];
-		unsigned int eff = r->protocols;	/* never icmp when there are ports */
+		unsigned int eff = r->protocols; /* never icmp when there are ports */
 		bool covers, intersects;
 
 		if (!(r->directions & POLICY_EGRESS))
@@ -570,7 +574,8 @@ bool policy_address_rule_allows(const struct policy *p, const struct policy_addr
 bool policy_has_domain_rules(const struct policy *p)
 {
 	for (int i = 0; p && i < p->n_rules; i++)
-		if (p->rules[i].kind == POLICY_DEST_DOMAIN || p->rules[i].kind == POLICY_DEST_SUFFIX)
+		if (p->rules[i].kind == POLICY_DEST_DOMAIN ||
+		    p->rules[i].kind == POLICY_DEST_SUFFIX)
 			return true;
 	return false;
 }

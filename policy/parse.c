@@ -42,8 +42,8 @@
 
 #include "policy/policy_int.h"
 
-#define PATH_MAX_LEN	256	/* field paths in messages */
-#define SHOW_MAX	64	/* characters of a value echoed in a message */
+#define PATH_MAX_LEN 256 /* field paths in messages */
+#define SHOW_MAX     64	 /* characters of a value echoed in a message */
 
 struct ctx {
 	const char *file;
@@ -115,7 +115,8 @@ static int check_keys(struct ctx *c, json_t *obj, const char *path, const char *
 	const char *key;
 	json_t *v;
 
-	json_object_foreach(obj, key, v) {
+	json_object_foreach(obj, key, v)
+	{
 		char p[PATH_MAX_LEN], list[256] = "";
 		size_t o = 0;
 		bool ok = false;
@@ -126,7 +127,8 @@ static int check_keys(struct ctx *c, json_t *obj, const char *path, const char *
 		if (ok)
 			continue;
 		for (const char *const *a = allowed; *a && o < sizeof(list); a++)
-			o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", o ? ", " : "", *a);
+			o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", o ? ", " : "",
+					      *a);
 		path_key(p, path, key);
 		return schema_err(c, p, "unknown key (expected one of: %s)", list);
 	}
@@ -140,7 +142,7 @@ static int check_keys(struct ctx *c, json_t *obj, const char *path, const char *
 static int get_int(struct ctx *c, json_t *j, const char *path, json_int_t min, json_int_t max,
 		   json_int_t *out)
 {
-	*out = 0;	/* gcc -O3 cannot see that callers stop on an error */
+	*out = 0; /* gcc -O3 cannot see that callers stop on an error */
 	if (!json_is_integer(j) || json_integer_value(j) < min || json_integer_value(j) > max) {
 		if (max == INT64_MAX)
 			return schema_err(c, path, "must be an integer of at least %lld",
@@ -215,17 +217,19 @@ static const char *parse_cidr(const char *s, struct policy_addr *net, int *prefi
 
 		if (!*d || strlen(d) > 3)
 			return net->family == AF_INET ? "has a bad prefix length (must be 0..32)" :
-			       "has a bad prefix length (must be 0..128)";
+							"has a bad prefix length (must be 0..128)";
 		pre = 0;
 		for (; *d; d++) {
 			if (*d < '0' || *d > '9')
-				return net->family == AF_INET ? "has a bad prefix length (must be 0..32)" :
-				       "has a bad prefix length (must be 0..128)";
+				return net->family == AF_INET ? "has a bad prefix length (must be "
+								"0..32)" :
+								"has a bad prefix length (must be "
+								"0..128)";
 			pre = pre * 10 + (*d - '0');
 		}
 		if (pre > max)
 			return net->family == AF_INET ? "has a bad prefix length (must be 0..32)" :
-			       "has a bad prefix length (must be 0..128)";
+							"has a bad prefix length (must be 0..128)";
 	}
 	if (net->family == AF_INET6 && pre >= 96) {
 		struct policy_addr n4;
@@ -238,7 +242,7 @@ static const char *parse_cidr(const char *s, struct policy_addr *net, int *prefi
 	}
 	/* Clear the host bits. */
 	for (int bit = pre; bit < (net->family == AF_INET ? 32 : 128); bit++)
-		net->addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+		net->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
 	if (net->family == AF_INET)
 		memset(net->addr + 4, 0, 12);
 	*prefix = pre;
@@ -278,7 +282,8 @@ static const char *parse_name(const char *s, char **out)
 		}
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
-			return "is not a domain name (a label may hold letters, digits, '-' and '_')";
+			return "is not a domain name (a label may hold letters, digits, '-' and "
+			       "'_')";
 		if (++label > 63)
 			return "is not a domain name (a label is longer than 63 characters)";
 	}
@@ -296,12 +301,15 @@ static const char *parse_name(const char *s, char **out)
 
 static int parse_destination(struct ctx *c, json_t *j, const char *path, struct policy_rule *r)
 {
-	static const char *const groups[] = {
-		[POLICY_GROUP_UNSPECIFIED] = "", [POLICY_GROUP_HOST] = "host",
-		[POLICY_GROUP_METADATA] = "metadata", [POLICY_GROUP_LOOPBACK] = "loopback",
-		[POLICY_GROUP_PRIVATE] = "private", [POLICY_GROUP_LINK_LOCAL] = "link_local",
-		[POLICY_GROUP_MULTICAST] = "multicast", [POLICY_GROUP_PUBLIC] = "public", NULL
-	};
+	static const char *const groups[] = { [POLICY_GROUP_UNSPECIFIED] = "",
+					      [POLICY_GROUP_HOST] = "host",
+					      [POLICY_GROUP_METADATA] = "metadata",
+					      [POLICY_GROUP_LOOPBACK] = "loopback",
+					      [POLICY_GROUP_PRIVATE] = "private",
+					      [POLICY_GROUP_LINK_LOCAL] = "link_local",
+					      [POLICY_GROUP_MULTICAST] = "multicast",
+					      [POLICY_GROUP_PUBLIC] = "public",
+					      NULL };
 	static const char *const keys[] = { "cidr", "domain", "domain_suffix", "group", NULL };
 	const char *key, *why;
 	char p[PATH_MAX_LEN], v[SHOW_MAX + 8];
@@ -314,8 +322,11 @@ static int parse_destination(struct ctx *c, json_t *j, const char *path, struct 
 	}
 	if (!json_is_object(j) || json_object_size(j) != 1) {
 		if (json_is_object(j) && json_object_size(j) > 1)
-			return schema_err(c, path, "must have exactly one of cidr, domain, domain_suffix, group");
-		return schema_err(c, path, "must be \"any\" or an object with one of cidr, domain, "
+			return schema_err(c, path,
+					  "must have exactly one of cidr, domain, domain_suffix, "
+					  "group");
+		return schema_err(c, path,
+				  "must be \"any\" or an object with one of cidr, domain, "
 				  "domain_suffix, group");
 	}
 	if (check_keys(c, j, path, keys) < 0)
@@ -326,7 +337,8 @@ static int parse_destination(struct ctx *c, json_t *j, const char *path, struct 
 	if (!json_is_string(val))
 		return schema_err(c, p, "must be a string");
 	if (!strcmp(key, "group")) {
-		g = get_word(c, val, p, groups + 1, "one of public, private, loopback, link_local, "
+		g = get_word(c, val, p, groups + 1,
+			     "one of public, private, loopback, link_local, "
 			     "metadata, multicast, host");
 		if (g < 0)
 			return -1;
@@ -342,7 +354,8 @@ static int parse_destination(struct ctx *c, json_t *j, const char *path, struct 
 		r->kind = strcmp(key, "domain") ? POLICY_DEST_SUFFIX : POLICY_DEST_DOMAIN;
 	}
 	if (why)
-		return schema_err(c, p, "\"%s\" %s", show(v, sizeof(v), json_string_value(val)), why);
+		return schema_err(c, p, "\"%s\" %s", show(v, sizeof(v), json_string_value(val)),
+				  why);
 	return 0;
 }
 
@@ -363,7 +376,8 @@ static int parse_protocols(struct ctx *c, json_t *j, const char *path, unsigned 
 	*named_icmp = false;
 	if (!json_is_array(j))
 		return schema_err(c, path, "must be a list of protocols (tcp, udp, icmp)");
-	json_array_foreach(j, i, v) {
+	json_array_foreach(j, i, v)
+	{
 		char p[PATH_MAX_LEN];
 		int w;
 
@@ -376,7 +390,7 @@ static int parse_protocols(struct ctx *c, json_t *j, const char *path, unsigned 
 			*named_icmp = true;
 	}
 	if (!*protos)
-		*protos = POLICY_PROTO_ALL;	/* [] = every protocol */
+		*protos = POLICY_PROTO_ALL; /* [] = every protocol */
 	return 0;
 }
 
@@ -398,10 +412,11 @@ static int parse_ports(struct ctx *c, json_t *j, const char *path, struct policy
 	int m;
 
 	if (!json_is_array(j))
-		return schema_err(c, path, "must be a list of ports or {\"start\", \"end\"} ranges");
+		return schema_err(c, path,
+				  "must be a list of ports or {\"start\", \"end\"} ranges");
 	n = json_array_size(j);
 	if (!n)
-		return 0;			/* [] = every port */
+		return 0; /* [] = every port */
 	if (n > POLICY_MAX_PORT_RANGES)
 		return schema_err(c, path, "more than %d port ranges", POLICY_MAX_PORT_RANGES);
 	pr = calloc(n, sizeof(*pr));
@@ -409,7 +424,8 @@ static int parse_ports(struct ctx *c, json_t *j, const char *path, struct policy
 		return schema_err(c, path, "out of memory");
 	r->ports = pr;
 	r->n_ports = (int)n;
-	json_array_foreach(j, i, v) {
+	json_array_foreach(j, i, v)
+	{
 		char p[PATH_MAX_LEN], q[PATH_MAX_LEN];
 		json_int_t s, e;
 
@@ -453,7 +469,7 @@ static int parse_ports(struct ctx *c, json_t *j, const char *path, struct policy
 	}
 	r->n_ports = m + 1;
 	if (r->n_ports == 1 && pr[0].start == 0 && pr[0].end == 65535) {
-		free(pr);			/* every port: no filter */
+		free(pr); /* every port: no filter */
 		r->ports = NULL;
 		r->n_ports = 0;
 	}
@@ -467,7 +483,7 @@ static int parse_ports(struct ctx *c, json_t *j, const char *path, struct policy
 static int parse_rule(struct ctx *c, json_t *j, const char *path, struct policy_rule *r)
 {
 	static const char *const keys[] = { "direction", "destination", "protocols", "ports",
-					    "action", "terminate", NULL };
+					    "action",	 "terminate",	NULL };
 	static const char *const dirs[] = { "egress", "ingress", "any", NULL };
 	static const unsigned int dir_bits[] = { POLICY_EGRESS, POLICY_INGRESS,
 						 POLICY_EGRESS | POLICY_INGRESS };
@@ -494,7 +510,8 @@ static int parse_rule(struct ctx *c, json_t *j, const char *path, struct policy_
 	path_key(p, path, "destination");
 	v = json_object_get(j, "destination");
 	if (!v)
-		return schema_err(c, p, "missing (\"any\", {\"cidr\": ...}, {\"domain\": ...}, "
+		return schema_err(c, p,
+				  "missing (\"any\", {\"cidr\": ...}, {\"domain\": ...}, "
 				  "{\"domain_suffix\": ...} or {\"group\": ...})");
 	if (parse_destination(c, v, p, r) < 0)
 		return -1;
@@ -509,7 +526,8 @@ static int parse_rule(struct ctx *c, json_t *j, const char *path, struct policy_
 	if (v && parse_ports(c, v, p, r) < 0)
 		return -1;
 	if (named_icmp && r->n_ports)
-		return schema_err(c, p, "icmp has no ports: put icmp in a rule of its own, "
+		return schema_err(c, p,
+				  "icmp has no ports: put icmp in a rule of its own, "
 				  "without ports");
 	/* A rule with ports can only match tcp and udp: say so in its protocols. */
 	if (r->n_ports)
@@ -548,10 +566,11 @@ static int parse_rules(struct ctx *c, json_t *j, struct policy *pol)
 	pol->rules = calloc(n, sizeof(*pol->rules));
 	if (!pol->rules)
 		return schema_err(c, "rules", "out of memory");
-	json_array_foreach(j, i, v) {
+	json_array_foreach(j, i, v)
+	{
 		char p[PATH_MAX_LEN];
 
-		pol->n_rules = (int)i + 1;	/* so policy_free() sees what was built */
+		pol->n_rules = (int)i + 1; /* so policy_free() sees what was built */
 		path_index(p, "rules", i);
 		if (parse_rule(c, v, p, &pol->rules[i]) < 0)
 			return -1;
@@ -565,7 +584,8 @@ static int parse_rules(struct ctx *c, json_t *j, struct policy *pol)
 
 static int parse_dns(struct ctx *c, json_t *j, struct policy_dns *dns)
 {
-	static const char *const keys[] = { "nameservers", "rebind_protection", "timeout_ms", NULL };
+	static const char *const keys[] = { "nameservers", "rebind_protection", "timeout_ms",
+					    NULL };
 	char p[PATH_MAX_LEN], v[SHOW_MAX + 8];
 	json_int_t t;
 	json_t *ns, *x;
@@ -582,18 +602,22 @@ static int parse_dns(struct ctx *c, json_t *j, struct policy_dns *dns)
 		if (json_array_size(ns) > POLICY_MAX_NAMESERVERS)
 			return schema_err(c, "dns.nameservers", "more than %d nameservers",
 					  POLICY_MAX_NAMESERVERS);
-		json_array_foreach(ns, i, x) {
+		json_array_foreach(ns, i, x)
+		{
 			struct policy_addr *a = &dns->nameservers[i].addr;
 
 			path_index(p, "dns.nameservers", i);
 			if (!json_is_string(x))
-				return schema_err(c, p, "must be a string like \"192.0.2.53\", "
+				return schema_err(c, p,
+						  "must be a string like \"192.0.2.53\", "
 						  "\"192.0.2.53:5353\" or \"[2001:db8::53]:53\"");
 			/* "192.0.2.1", "2001:db8::1", "[2001:db8::1]" alone are port 53. */
 			dns->nameservers[i].port = 53;
-			if (policy_hostport_parse(json_string_value(x), POLICY_HOSTPORT_PORT_OPTIONAL,
-						  a, &dns->nameservers[i].port) < 0)
-				return schema_err(c, p, "\"%s\" is not an address like \"192.0.2.53\", "
+			if (policy_hostport_parse(json_string_value(x),
+						  POLICY_HOSTPORT_PORT_OPTIONAL, a,
+						  &dns->nameservers[i].port) < 0)
+				return schema_err(c, p,
+						  "\"%s\" is not an address like \"192.0.2.53\", "
 						  "\"192.0.2.53:5353\" or \"[2001:db8::53]:53\"",
 						  show(v, sizeof(v), json_string_value(x)));
 			if (policy_classify(NULL, a) == POLICY_GROUP_UNSPECIFIED)
@@ -645,7 +669,8 @@ static int parse_limit(struct ctx *c, json_t *j, const char *path, struct policy
 		if (get_int(c, j, path, 1, INT64_MAX, &v) < 0)
 			return -1;
 	} else {
-		return schema_err(c, path, "must be a positive integer or {\"limit\": N, "
+		return schema_err(c, path,
+				  "must be a positive integer or {\"limit\": N, "
 				  "\"on_exceed\": \"refuse\" | \"terminate\"}");
 	}
 	l->value = (uint64_t)v;
@@ -655,9 +680,9 @@ static int parse_limit(struct ctx *c, json_t *j, const char *path, struct policy
 
 static int parse_limits(struct ctx *c, json_t *j, struct policy_limits *lim)
 {
-	static const char *const keys[] = { "max_tcp_connections", "max_udp_flows",
+	static const char *const keys[] = { "max_tcp_connections",	  "max_udp_flows",
 					    "new_connections_per_second", "egress_bytes_per_second",
-					    "ingress_bytes_per_second", NULL };
+					    "ingress_bytes_per_second",	  NULL };
 	struct policy_limit *slots[] = { &lim->max_tcp_connections, &lim->max_udp_flows,
 					 &lim->new_connections_per_second,
 					 &lim->egress_bytes_per_second,
@@ -696,7 +721,8 @@ static int parse_publish(struct ctx *c, json_t *j, struct policy *pol)
 	pol->publish = calloc(n, sizeof(*pol->publish));
 	if (!pol->publish)
 		return schema_err(c, "publish", "out of memory");
-	json_array_foreach(j, i, v) {
+	json_array_foreach(j, i, v)
+	{
 		struct policy_publish *pb = &pol->publish[i];
 		char p[PATH_MAX_LEN], q[PATH_MAX_LEN], s[SHOW_MAX + 8];
 		json_int_t port;
@@ -714,10 +740,11 @@ static int parse_publish(struct ctx *c, json_t *j, struct policy *pol)
 			policy_addr_parse("127.0.0.1", &pb->host_addr);
 		} else if (!json_is_string(x) ||
 			   policy_addr_parse(json_string_value(x), &pb->host_addr) < 0) {
-			return schema_err(c, q, "%s%s%s must be an IP address like \"127.0.0.1\"",
-					  json_is_string(x) ? "\"" : "",
-					  json_is_string(x) ? show(s, sizeof(s), json_string_value(x)) : "",
-					  json_is_string(x) ? "\"" : "");
+			return schema_err(
+				c, q, "%s%s%s must be an IP address like \"127.0.0.1\"",
+				json_is_string(x) ? "\"" : "",
+				json_is_string(x) ? show(s, sizeof(s), json_string_value(x)) : "",
+				json_is_string(x) ? "\"" : "");
 		}
 		path_key(q, p, "host_port");
 		x = json_object_get(v, "host_port");
@@ -748,8 +775,10 @@ static int parse_publish(struct ctx *c, json_t *j, struct policy *pol)
 			if (o->proto == pb->proto && o->host_port == pb->host_port &&
 			    o->host_addr.family == pb->host_addr.family &&
 			    !memcmp(o->host_addr.addr, pb->host_addr.addr, 16))
-				return schema_err(c, p, "publishes the same host address and port as "
-						  "publish[%zu]", k);
+				return schema_err(c, p,
+						  "publishes the same host address and port as "
+						  "publish[%zu]",
+						  k);
 		}
 		pol->n_publish = (int)i + 1;
 	}
@@ -763,7 +792,7 @@ static int parse_publish(struct ctx *c, json_t *j, struct policy *pol)
 static int parse_document(struct ctx *c, json_t *root, struct policy *pol)
 {
 	static const char *const keys[] = { "default_egress", "default_ingress", "rules", "dns",
-					    "limits", "publish", NULL };
+					    "limits",	      "publish",	 NULL };
 	json_t *v;
 
 	if (!json_is_object(root))
@@ -772,13 +801,15 @@ static int parse_document(struct ctx *c, json_t *root, struct policy *pol)
 		return -1;
 	v = json_object_get(root, "default_egress");
 	if (!v)
-		return schema_err(c, "default_egress", "missing (\"allow\" or \"deny\"; a policy "
+		return schema_err(c, "default_egress",
+				  "missing (\"allow\" or \"deny\"; a policy "
 				  "must say what happens to egress no rule matches)");
 	if (get_action(c, v, "default_egress", &pol->default_egress_allow) < 0)
 		return -1;
 	v = json_object_get(root, "default_ingress");
 	if (!v)
-		return schema_err(c, "default_ingress", "missing (\"allow\" or \"deny\"; a policy "
+		return schema_err(c, "default_ingress",
+				  "missing (\"allow\" or \"deny\"; a policy "
 				  "must say what happens to ingress no rule matches)");
 	if (get_action(c, v, "default_ingress", &pol->default_ingress_allow) < 0)
 		return -1;
@@ -834,10 +865,13 @@ int policy_parse(const char *text, size_t len, const char *filename, const struc
 	if (!text && len)
 		return schema_err(&c, "", "internal error: no text");
 	if (len > POLICY_MAX_FILE_SIZE)
-		return schema_err(&c, "", "the file is larger than 1 MiB (%zu bytes); "
-				  "a policy is a few kilobytes", len);
+		return schema_err(&c, "",
+				  "the file is larger than 1 MiB (%zu bytes); "
+				  "a policy is a few kilobytes",
+				  len);
 	if (!len || all_space(text, len))
-		return schema_err(&c, "", "the file is empty; a policy needs at least "
+		return schema_err(&c, "",
+				  "the file is empty; a policy needs at least "
 				  "default_egress and default_ingress");
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root) {
@@ -846,7 +880,8 @@ int policy_parse(const char *text, size_t len, const char *filename, const struc
 		/* jansson quotes the input near the error: keep it printable, one line. */
 		for (size_t i = 0; i < sizeof(why); i++) {
 			why[i] = (je.text[i] >= 0x20 && je.text[i] < 0x7f) || !je.text[i] ?
-				 je.text[i] : '?';
+					 je.text[i] :
+					 '?';
 			if (!je.text[i])
 				break;
 		}

@@ -27,25 +27,24 @@
 #include "policy/policy_int.h"
 
 /* microsandbox's "public" profile; examples/default.json is the same. */
-static const char default_text[] =
-	"{\n"
-	"  \"default_egress\": \"deny\",\n"
-	"  \"default_ingress\": \"allow\",\n"
-	"  \"rules\": [\n"
-	"    {\n"
-	"      \"direction\": \"egress\",\n"
-	"      \"destination\": { \"group\": \"host\" },\n"
-	"      \"protocols\": [\"udp\", \"tcp\"],\n"
-	"      \"ports\": [{ \"start\": 53, \"end\": 53 }],\n"
-	"      \"action\": \"allow\"\n"
-	"    },\n"
-	"    {\n"
-	"      \"direction\": \"egress\",\n"
-	"      \"destination\": { \"group\": \"public\" },\n"
-	"      \"action\": \"allow\"\n"
-	"    }\n"
-	"  ]\n"
-	"}\n";
+static const char default_text[] = "{\n"
+				   "  \"default_egress\": \"deny\",\n"
+				   "  \"default_ingress\": \"allow\",\n"
+				   "  \"rules\": [\n"
+				   "    {\n"
+				   "      \"direction\": \"egress\",\n"
+				   "      \"destination\": { \"group\": \"host\" },\n"
+				   "      \"protocols\": [\"udp\", \"tcp\"],\n"
+				   "      \"ports\": [{ \"start\": 53, \"end\": 53 }],\n"
+				   "      \"action\": \"allow\"\n"
+				   "    },\n"
+				   "    {\n"
+				   "      \"direction\": \"egress\",\n"
+				   "      \"destination\": { \"group\": \"public\" },\n"
+				   "      \"action\": \"allow\"\n"
+				   "    }\n"
+				   "  ]\n"
+				   "}\n";
 
 /**
  * policy_load_file() - read and parse a policy file
@@ -60,8 +59,8 @@ static const char default_text[] =
  *
  * Return: 0, or -1 with @err filled.
  */
-int policy_load_file(const char *path, const struct policy_env *env, struct policy **out,
-		     char *err, size_t errlen)
+int policy_load_file(const char *path, const struct policy_env *env, struct policy **out, char *err,
+		     size_t errlen)
 {
 	size_t cap = POLICY_MAX_FILE_SIZE + 1, n = 0;
 	struct stat st;

@@ -22,16 +22,16 @@
 #include <stdint.h>
 
 /* Largest policy file accepted, checked before parsing. */
-#define POLICY_MAX_FILE_SIZE	(1u << 20)
+#define POLICY_MAX_FILE_SIZE   (1u << 20)
 /* Bounds on what one policy may hold. */
-#define POLICY_MAX_RULES	4096
-#define POLICY_MAX_PORT_RANGES	1024	/* per rule */
-#define POLICY_MAX_PUBLISH	64
-#define POLICY_MAX_NAMESERVERS	8
+#define POLICY_MAX_RULES       4096
+#define POLICY_MAX_PORT_RANGES 1024 /* per rule */
+#define POLICY_MAX_PUBLISH     64
+#define POLICY_MAX_NAMESERVERS 8
 
 enum policy_direction { POLICY_EGRESS = 1, POLICY_INGRESS = 2 };
 enum policy_proto { POLICY_PROTO_TCP = 1, POLICY_PROTO_UDP = 2, POLICY_PROTO_ICMP = 4 };
-#define POLICY_PROTO_ALL	(POLICY_PROTO_TCP | POLICY_PROTO_UDP | POLICY_PROTO_ICMP)
+#define POLICY_PROTO_ALL (POLICY_PROTO_TCP | POLICY_PROTO_UDP | POLICY_PROTO_ICMP)
 
 enum policy_group {
 	POLICY_GROUP_UNSPECIFIED,
@@ -46,7 +46,7 @@ enum policy_group {
 
 enum policy_on_exceed { POLICY_EXCEED_REFUSE, POLICY_EXCEED_TERMINATE };
 
-struct policy;			/* opaque, immutable once built */
+struct policy; /* opaque, immutable once built */
 
 /* An address: family AF_INET (addr[0..3] used) or AF_INET6 (16 bytes). */
 struct policy_addr {
@@ -58,15 +58,17 @@ struct policy_addr {
 struct policy_flow {
 	enum policy_direction direction;
 	enum policy_proto proto;
-	struct policy_addr dst;		/* egress: destination; ingress: the host-side peer (may be unspecified) */
-	uint16_t port;			/* egress: destination port; ingress: guest port; 0 for icmp */
-	const char *const *names;	/* DNS names this dst was resolved from (pinned), NULL-terminated, may be NULL */
+	struct policy_addr
+		dst;   /* egress: destination; ingress: the host-side peer (may be unspecified) */
+	uint16_t port; /* egress: destination port; ingress: guest port; 0 for icmp */
+	const char *const *
+		names; /* DNS names this dst was resolved from (pinned), NULL-terminated, may be NULL */
 };
 
 struct policy_decision {
 	bool allow;
-	bool terminate;			/* deny by a "terminate": true rule: a fatal violation */
-	int rule;			/* 0-based index in rules[], or -1 for the direction's default */
+	bool terminate; /* deny by a "terminate": true rule: a fatal violation */
+	int rule;	/* 0-based index in rules[], or -1 for the direction's default */
 };
 
 struct policy_limit {
@@ -77,7 +79,7 @@ struct policy_limit {
 
 struct policy_limits {
 	struct policy_limit max_tcp_connections, max_udp_flows, new_connections_per_second,
-			    egress_bytes_per_second, ingress_bytes_per_second;
+		egress_bytes_per_second, ingress_bytes_per_second;
 };
 
 struct policy_dns {
@@ -85,9 +87,9 @@ struct policy_dns {
 		struct policy_addr addr;
 		uint16_t port;
 	} nameservers[POLICY_MAX_NAMESERVERS];
-	int n_nameservers;		/* 0 = use the host's /etc/resolv.conf (read by the supervisor) */
-	bool rebind_protection;		/* default true */
-	uint32_t timeout_ms;		/* per upstream try, default 2000 */
+	int n_nameservers;	/* 0 = use the host's /etc/resolv.conf (read by the supervisor) */
+	bool rebind_protection; /* default true */
+	uint32_t timeout_ms;	/* per upstream try, default 2000 */
 };
 
 struct policy_publish {
@@ -105,8 +107,8 @@ struct policy_env {
 /* Building and freeing (parse.c, policy.c). Errors: "FILE:LINE:COL: msg" or "FILE: PATH: msg". */
 int policy_parse(const char *text, size_t len, const char *filename, const struct policy_env *env,
 		 struct policy **out, char *err, size_t errlen);
-int policy_load_file(const char *path, const struct policy_env *env, struct policy **out,
-		     char *err, size_t errlen);
+int policy_load_file(const char *path, const struct policy_env *env, struct policy **out, char *err,
+		     size_t errlen);
 struct policy *policy_default(const struct policy_env *env);
 const char *policy_default_text(void);
 void policy_free(struct policy *p);
@@ -127,13 +129,13 @@ int policy_addr_parse(const char *s, struct policy_addr *out);
 int policy_addr_format(const struct policy_addr *a, char *buf, size_t len);
 
 /* What policy_hostport_parse() lets go besides "ADDR:PORT" and "[V6]:PORT". */
-#define POLICY_HOSTPORT_PORT_OPTIONAL	0x1u	/* "ADDR", "V6", "[V6]": returns 1 */
-#define POLICY_HOSTPORT_PORT_ZERO	0x2u	/* port 0 */
-#define POLICY_HOSTPORT_HOST_OPTIONAL	0x4u	/* ":PORT": AF_UNSPEC */
+#define POLICY_HOSTPORT_PORT_OPTIONAL 0x1u /* "ADDR", "V6", "[V6]": returns 1 */
+#define POLICY_HOSTPORT_PORT_ZERO     0x2u /* port 0 */
+#define POLICY_HOSTPORT_HOST_OPTIONAL 0x4u /* ":PORT": AF_UNSPEC */
 /* Why policy_hostport_parse() refused, so that each caller keeps its own words. */
-#define POLICY_HOSTPORT_BAD_FORM	(-1)
-#define POLICY_HOSTPORT_BAD_HOST	(-2)
-#define POLICY_HOSTPORT_BAD_PORT	(-3)
+#define POLICY_HOSTPORT_BAD_FORM      (-1)
+#define POLICY_HOSTPORT_BAD_HOST      (-2)
+#define POLICY_HOSTPORT_BAD_PORT      (-3)
 int policy_hostport_parse(const char *s, unsigned flags, struct policy_addr *addr, uint16_t *port);
 
 /* The rest of the document (policy.c): valid as long as the policy. */

@@ -19,21 +19,21 @@ enum policy_dest_kind {
 };
 
 struct policy_port_range {
-	uint16_t start, end;		/* inclusive */
+	uint16_t start, end; /* inclusive */
 };
 
 struct policy_rule {
-	unsigned int directions;	/* POLICY_EGRESS | POLICY_INGRESS bits, never 0 */
-	unsigned int protocols;		/* enum policy_proto bits, never 0; no icmp if n_ports */
+	unsigned int directions; /* POLICY_EGRESS | POLICY_INGRESS bits, never 0 */
+	unsigned int protocols;	 /* enum policy_proto bits, never 0; no icmp if n_ports */
 	enum policy_dest_kind kind;
-	struct policy_addr net;		/* CIDR: v4-mapped folded to v4, host bits cleared */
+	struct policy_addr net; /* CIDR: v4-mapped folded to v4, host bits cleared */
 	int prefix;
-	enum policy_group group;	/* POLICY_DEST_GROUP */
-	char *name;			/* DOMAIN/SUFFIX: lowercase, no dot at either end */
-	struct policy_port_range *ports;	/* sorted, disjoint, not adjacent */
-	int n_ports;			/* 0 = every port (no port filter) */
+	enum policy_group group;	 /* POLICY_DEST_GROUP */
+	char *name;			 /* DOMAIN/SUFFIX: lowercase, no dot at either end */
+	struct policy_port_range *ports; /* sorted, disjoint, not adjacent */
+	int n_ports;			 /* 0 = every port (no port filter) */
 	bool allow;
-	bool terminate;			/* only ever set on a deny rule */
+	bool terminate; /* only ever set on a deny rule */
 };
 
 struct policy {
@@ -45,19 +45,19 @@ struct policy {
 	struct policy_dns dns;
 	struct policy_publish *publish;
 	int n_publish;
-	struct policy_env env;		/* copy of the caller's, for the "host" group */
+	struct policy_env env; /* copy of the caller's, for the "host" group */
 };
 
 /* Why a rule did not match a flow or a query (match.c, used by explain.c). */
 enum policy_miss {
-	POLICY_MISS_NONE,		/* it matched */
+	POLICY_MISS_NONE, /* it matched */
 	POLICY_MISS_DIRECTION,
 	POLICY_MISS_PROTOCOL,
 	POLICY_MISS_PORT,
 	POLICY_MISS_DESTINATION,
-	POLICY_MISS_UNSPECIFIED,	/* only "any" matches the unspecified address */
-	POLICY_MISS_DNS_KIND,		/* cidr and non-host group rules never match a query */
-	POLICY_MISS_DNS_PORTS,		/* an any/host rule that does not admit udp/tcp 53 */
+	POLICY_MISS_UNSPECIFIED, /* only "any" matches the unspecified address */
+	POLICY_MISS_DNS_KIND,	 /* cidr and non-host group rules never match a query */
+	POLICY_MISS_DNS_PORTS,	 /* an any/host rule that does not admit udp/tcp 53 */
 };
 
 void policy_addr_normalize(const struct policy_addr *in, struct policy_addr *out);

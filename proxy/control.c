@@ -102,7 +102,8 @@ static int parse_publish(json_t *arr, struct policy_publish *out, int *n, char *
 		snprintf(err, errlen, "control document: publish: not an array");
 		return -1;
 	}
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		struct policy_publish *p = &out[*n];
 		const char *key;
 		json_t *f;
@@ -117,10 +118,13 @@ static int parse_publish(json_t *arr, struct policy_publish *out, int *n, char *
 			return -1;
 		}
 		memset(p, 0, sizeof(*p));
-		json_object_foreach(v, key, f) {
+		json_object_foreach(v, key, f)
+		{
 			if (!strcmp(key, "host_address") && json_is_string(f)) {
 				if (policy_addr_parse(json_string_value(f), &p->host_addr) < 0) {
-					snprintf(err, errlen, "control document: publish[%zu]: bad host_address", i);
+					snprintf(err, errlen,
+						 "control document: publish[%zu]: bad host_address",
+						 i);
 					return -1;
 				}
 				seen |= 1;
@@ -136,15 +140,19 @@ static int parse_publish(json_t *arr, struct policy_publish *out, int *n, char *
 				   (!strcmp(json_string_value(f), "tcp") ||
 				    !strcmp(json_string_value(f), "udp"))) {
 				p->proto = json_string_value(f)[0] == 't' ? POLICY_PROTO_TCP :
-					   POLICY_PROTO_UDP;
+									    POLICY_PROTO_UDP;
 				seen |= 8;
 			} else {
-				snprintf(err, errlen, "control document: publish[%zu]: bad or unknown field '%s'", i, key);
+				snprintf(err, errlen,
+					 "control document: publish[%zu]: bad or unknown field "
+					 "'%s'",
+					 i, key);
 				return -1;
 			}
 		}
 		if (seen != 15) {
-			snprintf(err, errlen, "control document: publish[%zu]: a field is missing", i);
+			snprintf(err, errlen, "control document: publish[%zu]: a field is missing",
+				 i);
 			return -1;
 		}
 		(*n)++;
@@ -186,7 +194,8 @@ int control_apply(struct proxy *px, const char *json, size_t len, char *err, siz
 		snprintf(err, errlen, "control document: not an object");
 		goto out;
 	}
-	json_object_foreach(doc, key, v) {
+	json_object_foreach(doc, key, v)
+	{
 		if (!strcmp(key, "policy") && json_is_object(v)) {
 			pol = v;
 		} else if (!strcmp(key, "generation") && json_is_integer(v) &&
@@ -197,11 +206,14 @@ int control_apply(struct proxy *px, const char *json, size_t len, char *err, siz
 			json_t *s;
 
 			n_ns = 0;
-			json_array_foreach(v, i, s) {
+			json_array_foreach(v, i, s)
+			{
 				struct sockaddr_storage one;
 
-				if (!json_is_string(s) || parse_hostport(json_string_value(s), &one) < 0) {
-					snprintf(err, errlen, "control document: bad nameserver entry %zu", i);
+				if (!json_is_string(s) ||
+				    parse_hostport(json_string_value(s), &one) < 0) {
+					snprintf(err, errlen,
+						 "control document: bad nameserver entry %zu", i);
 					goto out;
 				}
 				/* Beyond the policy's own bound: the first ones are enough. */
@@ -372,8 +384,8 @@ static void put_dst(json_t *o, const struct flow_endpoint *dst, enum policy_dire
  * @flow:	flow id or 0
  */
 void control_event_denial(struct proxy *px, const char *event, enum policy_direction dir,
-			  enum policy_proto proto, const struct flow_endpoint *dst, const char *name,
-			  int rule, bool terminate, uint32_t flow)
+			  enum policy_proto proto, const struct flow_endpoint *dst,
+			  const char *name, int rule, bool terminate, uint32_t flow)
 {
 	json_t *o = json_object();
 
@@ -430,9 +442,9 @@ static int on_document(void *arg, const char *msg, size_t len)
 	if (control_apply(px, msg, len, c->reject, sizeof(c->reject)) == 0)
 		return 0;
 	if (!px->policy)
-		return -1;	/* at start-up: no policy, no proxy */
+		return -1; /* at start-up: no policy, no proxy */
 	log_error("control: configuration rejected, the old policy stays: %s", c->reject);
-	c->reject[0] = '\0';	/* only a start-up rejection is reported by on_control() */
+	c->reject[0] = '\0'; /* only a start-up rejection is reported by on_control() */
 	return 0;
 }
 
@@ -444,7 +456,7 @@ static void control_stop(struct proxy *px, int status)
 	c->dead = true;
 	uv_poll_stop(&c->poll);
 	if (status) {
-		px->violation = true;	/* stop processing */
+		px->violation = true; /* stop processing */
 		px->exit_status = status;
 	}
 	uv_stop(&px->loop);
@@ -469,7 +481,8 @@ static void on_control(uv_poll_t *h, int status, int events)
 
 		if (rc == -EPROTO) {
 			if (c->reject[0])
-				log_error("control: start-up configuration rejected: %s", c->reject);
+				log_error("control: start-up configuration rejected: %s",
+					  c->reject);
 			else
 				log_error("control: %s", err);
 			control_stop(px, 1);

@@ -41,20 +41,20 @@
 #include "proxy/dnsmsg.h"
 #include "proxy/proxy_internal.h"
 
-#define DNSFWD_INFLIGHT_MAX	256	/* queries waiting for upstream */
-#define DNSFWD_STREAM_PIPELINE	8	/* per TCP stream before its credit is held */
-#define DNSFWD_STREAM_MAX		64	/* per TCP stream: beyond, SERVFAIL at once */
-#define DNSFWD_TIMEOUT_DEFAULT_MS	2000
-#define DNSFWD_MSG_MAX		65535
+#define DNSFWD_INFLIGHT_MAX	  256 /* queries waiting for upstream */
+#define DNSFWD_STREAM_PIPELINE	  8   /* per TCP stream before its credit is held */
+#define DNSFWD_STREAM_MAX	  64  /* per TCP stream: beyond, SERVFAIL at once */
+#define DNSFWD_TIMEOUT_DEFAULT_MS 2000
+#define DNSFWD_MSG_MAX		  65535
 
 struct dnsfwd_stream {
 	struct tcp_flow *flow;
-	uint8_t *buf;		/* 2 + DNSFWD_MSG_MAX */
+	uint8_t *buf; /* 2 + DNSFWD_MSG_MAX */
 	size_t len;
 	int pending;
 	uint32_t held;
 	bool shut;
-	bool failed;		/* an answer could not be queued: tcpflow.c resets the flow */
+	bool failed; /* an answer could not be queued: tcpflow.c resets the flow */
 };
 
 /* One try toward one nameserver; a retry gets a new one (handles close late). */
@@ -72,22 +72,22 @@ struct dnsfwd_conn {
 struct dnsfwd_ctx {
 	struct list_head node;
 	struct proxy *px;
-	struct dnsfwd_stream *stream;	/* TCP origin, NULL if UDP or the stream is gone */
+	struct dnsfwd_stream *stream; /* TCP origin, NULL if UDP or the stream is gone */
 	bool tcp;
-	struct flow_endpoint guest, server;	/* UDP origin: reply dst and src */
+	struct flow_endpoint guest, server; /* UDP origin: reply dst and src */
 	struct dnsmsg_query q;
-	uint8_t *msg;			/* the query as sent upstream (our id) */
+	uint8_t *msg; /* the query as sent upstream (our id) */
 	uint16_t len, up_id;
 	int ns, n_ns;
 	struct sockaddr_storage nsaddr[POLICY_MAX_NAMESERVERS];
 	uint32_t timeout_ms;
-	struct dnsfwd_conn *conn;		/* the current try */
+	struct dnsfwd_conn *conn; /* the current try */
 	bool timer_open, done;
 	uv_timer_t timer;
 	uint8_t lenpfx[2];
-	uint8_t *rbuf;			/* TCP answer being read */
+	uint8_t *rbuf; /* TCP answer being read */
 	size_t rlen;
-	int handles;			/* timer + connections not yet closed */
+	int handles; /* timer + connections not yet closed */
 };
 
 struct dnsfwd {
@@ -95,7 +95,7 @@ struct dnsfwd {
 	int inflight;
 	uint8_t rnd[256];
 	size_t rnd_left;
-	uint8_t ubuf[DNSFWD_MSG_MAX + 1];	/* UDP answer buffer */
+	uint8_t ubuf[DNSFWD_MSG_MAX + 1]; /* UDP answer buffer */
 	struct dnsmsg_answer ans;
 	uint8_t out[DNSFWD_MSG_MAX + 2];
 };
@@ -302,8 +302,10 @@ static int upstream_answer(struct dnsfwd_ctx *c, uint8_t *msg, size_t len)
 		fail(c, DNSMSG_RCODE_SERVFAIL, MOAT_DNS_UPSTREAM_BAD);
 		return 0;
 	}
-	if (DNSMSG_RCODE(a->flags) == DNSMSG_RCODE_NOERROR && pd->rebind_protection && rebinding(px, a)) {
-		log_info("dns: rebind protection: %s resolves to a non-public address", c->q.q.name);
+	if (DNSMSG_RCODE(a->flags) == DNSMSG_RCODE_NOERROR && pd->rebind_protection &&
+	    rebinding(px, a)) {
+		log_info("dns: rebind protection: %s resolves to a non-public address",
+			 c->q.q.name);
 		fail(c, DNSMSG_RCODE_NXDOMAIN, MOAT_DNS_REBIND);
 		return 0;
 	}
@@ -523,8 +525,8 @@ static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 					"a terminate rule matched a DNS query");
 		CNT_ADD(px, dns_queries[MOAT_DNS_DENIED], 1);
 		control_event_denial(px, "dns_denial", POLICY_EGRESS,
-				     tcp ? POLICY_PROTO_TCP : POLICY_PROTO_UDP, NULL, q.q.name, d.rule,
-				     d.terminate, 0);
+				     tcp ? POLICY_PROTO_TCP : POLICY_PROTO_UDP, NULL, q.q.name,
+				     d.rule, d.terminate, 0);
 		log_debug("dns: denied %s rule=%d", q.q.name, d.rule);
 		local_reply(px, tcp, s, server, guest, &q, DNSMSG_RCODE_NXDOMAIN);
 		return;
@@ -561,7 +563,8 @@ static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 			relay_sockaddr(px, &ep, false, &c->nsaddr[c->n_ns++]);
 		}
 	} else {
-		memcpy(c->nsaddr, px->nameservers, sizeof(c->nsaddr[0]) * (size_t)px->n_nameservers);
+		memcpy(c->nsaddr, px->nameservers,
+		       sizeof(c->nsaddr[0]) * (size_t)px->n_nameservers);
 		c->n_ns = px->n_nameservers;
 	}
 	uv_timer_init(&px->loop, &c->timer);
@@ -623,8 +626,7 @@ static void stream_free(struct proxy *px, struct dnsfwd_stream *s)
 	 * runs dnsfwd_fini() (which abandons every query) before tcpflow_fini()
 	 * closes the streams: then there is no query left to detach.
 	 */
-	for (n = px->dns ? px->dns->queries.next : NULL; n && n != &px->dns->queries;
-	     n = n->next) {
+	for (n = px->dns ? px->dns->queries.next : NULL; n && n != &px->dns->queries; n = n->next) {
 		struct dnsfwd_ctx *c = list_entry(n, struct dnsfwd_ctx, node);
 
 		if (c->stream == s)

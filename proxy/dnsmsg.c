@@ -92,7 +92,7 @@ static int name_wire(const uint8_t *msg, size_t len, size_t *off, uint8_t *wire,
 			continue;
 		}
 		if (c & 0xc0)
-			return -EBADMSG;	/* 0x40, 0x80: reserved / extended */
+			return -EBADMSG; /* 0x40, 0x80: reserved / extended */
 		if (pos + 1 + c > len || w + 1 + c + 1 > DNSMSG_WIRE_NAME_MAX)
 			return -EBADMSG;
 		wire[w++] = c;
@@ -117,8 +117,8 @@ static int wire_text(const uint8_t *wire, size_t wlen, char *out, size_t outsz)
 		for (size_t k = 0; k < n; k++, i++) {
 			uint8_t c = wire[i];
 
-			if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-			    c == '*') {
+			if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+			    c == '_' || c == '*') {
 				if (o + 1 >= outsz)
 					return -ENAMETOOLONG;
 				out[o++] = (char)c;
@@ -336,7 +336,8 @@ static int follow_chain(struct dnsmsg_answer *out, const uint8_t *qwire, int n_r
 		for (int k = 0; k < out->n_chain; k++)
 			if (wire_equal(next, seen[k]))
 				return 0;
-		if (wire_text(next, DNSMSG_WIRE_NAME_MAX, out->chain[out->n_chain], sizeof(out->chain[0])))
+		if (wire_text(next, DNSMSG_WIRE_NAME_MAX, out->chain[out->n_chain],
+			      sizeof(out->chain[0])))
 			return -EBADMSG;
 		seen[out->n_chain++] = next;
 		cur = next;
@@ -357,7 +358,7 @@ static int follow_chain(struct dnsmsg_answer *out, const uint8_t *qwire, int n_r
  * answer SERVFAIL).
  */
 int dnsmsg_parse_answer(const uint8_t *msg, size_t len, const struct dnsmsg_query *query,
-		     uint16_t id, struct dnsmsg_answer *out)
+			uint16_t id, struct dnsmsg_answer *out)
 {
 	uint16_t qd, count[3];
 	size_t off = DNSMSG_HDR_LEN;
@@ -417,7 +418,8 @@ int dnsmsg_parse_answer(const uint8_t *msg, size_t len, const struct dnsmsg_quer
 				memcpy(r->owner, rr.owner, rr.owner_len);
 				r->type = rr.type;
 				r->addr_idx = -1;
-				if ((rr.type == DNSMSG_TYPE_A || rr.type == DNSMSG_TYPE_AAAA) && rr.class == 1)
+				if ((rr.type == DNSMSG_TYPE_A || rr.type == DNSMSG_TYPE_AAAA) &&
+				    rr.class == 1)
 					r->addr_idx = (int16_t)(out->n_addr - 1);
 				if (rr.type == DNSMSG_TYPE_CNAME) {
 					size_t t = rr.rdata, tlen;
@@ -469,9 +471,10 @@ static size_t header_and_question(const struct dnsmsg_query *q, uint16_t id, uin
  * Return: the answer's length, 0 if @out is too small.
  */
 size_t dnsmsg_reply(const uint8_t *query, size_t qlen, const struct dnsmsg_query *q, int rcode,
-		 uint8_t *out, size_t outsz)
+		    uint8_t *out, size_t outsz)
 {
-	uint16_t flags = DNSMSG_FLAG_QR | DNSMSG_FLAG_RA | (q->flags & DNSMSG_FLAG_RD) | (uint16_t)(rcode & 0xf);
+	uint16_t flags = DNSMSG_FLAG_QR | DNSMSG_FLAG_RA | (q->flags & DNSMSG_FLAG_RD) |
+			 (uint16_t)(rcode & 0xf);
 
 	(void)query;
 	(void)qlen;
@@ -522,7 +525,7 @@ size_t dnsmsg_formerr(const uint8_t *query, size_t qlen, uint8_t *out, size_t ou
  * Return: the new length, 0 if @out is too small.
  */
 size_t dnsmsg_truncate(const uint8_t *answer, size_t alen, const struct dnsmsg_query *q,
-		    uint8_t *out, size_t outsz)
+		       uint8_t *out, size_t outsz)
 {
 	if (alen < DNSMSG_HDR_LEN)
 		return 0;

@@ -30,8 +30,8 @@
 
 #include "proxy/limits.h"
 
-#define RATE_MAX	(1ull << 40)	/* keeps rate * ms and burst * 1000 far from overflow */
-#define SHAPE_CHUNK	16384		/* wait for at least this much (or the burst) */
+#define RATE_MAX    (1ull << 40) /* keeps rate * ms and burst * 1000 far from overflow */
+#define SHAPE_CHUNK 16384	 /* wait for at least this much (or the burst) */
 
 static void refill(struct tbucket *b, uint64_t now_ms)
 {
@@ -155,10 +155,10 @@ uint64_t limits_tbucket_wait_ms(struct tbucket *b, uint64_t n, uint64_t now_ms)
  */
 const char *limits_name(enum limit_kind k)
 {
-	static const char *const names[LIMIT_KIND_COUNT] = {
-		"max_tcp_connections", "max_udp_flows", "new_connections_per_second",
-		"egress_bytes_per_second", "ingress_bytes_per_second"
-	};
+	static const char *const names[LIMIT_KIND_COUNT] = { "max_tcp_connections", "max_udp_flows",
+							     "new_connections_per_second",
+							     "egress_bytes_per_second",
+							     "ingress_bytes_per_second" };
 
 	return k < LIMIT_KIND_COUNT ? names[k] : "unknown";
 }
@@ -176,8 +176,8 @@ void limits_init(struct limits *l, uint64_t hdr_tcp, uint64_t hdr_udp)
 	l->hdr_udp = hdr_udp;
 }
 
-static void rebucket(struct tbucket *b, const struct policy_limit *old, const struct policy_limit *nw,
-		     uint64_t now_ms)
+static void rebucket(struct tbucket *b, const struct policy_limit *old,
+		     const struct policy_limit *nw, uint64_t now_ms)
 {
 	if (!nw->set || !nw->value) {
 		limits_tbucket_init(b, 0, 1, now_ms);
@@ -198,7 +198,8 @@ void limits_configure(struct limits *l, const struct policy_limits *pol, uint64_
 {
 	rebucket(&l->conn, &l->pol.new_connections_per_second, &pol->new_connections_per_second,
 		 now_ms);
-	rebucket(&l->egress, &l->pol.egress_bytes_per_second, &pol->egress_bytes_per_second, now_ms);
+	rebucket(&l->egress, &l->pol.egress_bytes_per_second, &pol->egress_bytes_per_second,
+		 now_ms);
 	rebucket(&l->ingress, &l->pol.ingress_bytes_per_second, &pol->ingress_bytes_per_second,
 		 now_ms);
 	l->pol = *pol;

@@ -32,9 +32,9 @@
 #include "common/log.h"
 #include "proxy/proxy_internal.h"
 
-#define ICMP_SESSIONS_MAX	64
-#define ICMP_IDLE_MS		30000
-#define ICMP_HDR		8
+#define ICMP_SESSIONS_MAX 64
+#define ICMP_IDLE_MS	  30000
+#define ICMP_HDR	  8
 
 struct echo_session {
 	struct list_head node;
@@ -48,7 +48,7 @@ struct echo_session {
 };
 
 struct icmp_state {
-	struct list_head sessions;	/* oldest first */
+	struct list_head sessions; /* oldest first */
 	int count;
 	bool warned;
 	uint8_t buf[ICMP_HDR + FLOW_DATA_MAX];
@@ -87,7 +87,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
 		uint8_t reply = s->peer.family == 4 ? 0 : 129;
 
 		if (n < 0)
-			return;	/* EAGAIN, or an ICMP error queued on the socket */
+			return; /* EAGAIN, or an ICMP error queued on the socket */
 		if (n < ICMP_HDR || b[0] != reply || b[1] != 0)
 			continue;
 		memset(&e, 0, sizeof(e));
@@ -132,7 +132,7 @@ static int open_socket(struct proxy *px, struct echo_session *s)
 	int rc;
 
 	if (fd < 0) {
-		rc = -errno;	/* before log_warn() can change it */
+		rc = -errno; /* before log_warn() can change it */
 		if (!px->icmp->warned) {
 			log_warn("icmp: no ping socket (%s); is our group in "
 				 "net.ipv4.ping_group_range? Echo requests are dropped",
@@ -179,7 +179,8 @@ void ping_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data
 		s = NULL;
 	}
 	if (!s) {
-		struct policy_decision d = relay_decide(px, POLICY_EGRESS, POLICY_PROTO_ICMP, &e->peer);
+		struct policy_decision d = relay_decide(px, POLICY_EGRESS, POLICY_PROTO_ICMP,
+							&e->peer);
 		bool denied = relay_denied(px, d, POLICY_EGRESS, POLICY_PROTO_ICMP, &e->peer, 0);
 
 		if (st->count >= ICMP_SESSIONS_MAX)
@@ -197,16 +198,16 @@ void ping_input(struct proxy *px, const struct flow_echo *e, const uint8_t *data
 		list_add_tail(&st->sessions, &s->node);
 		st->count++;
 		if (!denied && open_socket(px, s) < 0)
-			s->nosock = true;	/* drop for a while, do not retry each echo */
+			s->nosock = true; /* drop for a while, do not retry each echo */
 	} else if (s->denied) {
 		CNT_ADD(px, denials_egress[MOAT_P_ICMP], 1);
 	}
 	s->last_ms = uv_now(&px->loop);
 	if (s->denied || s->nosock || !s->polling)
 		return;
-	b[0] = e->peer.family == 4 ? 8 : 128;	/* echo request */
+	b[0] = e->peer.family == 4 ? 8 : 128; /* echo request */
 	b[1] = 0;
-	memset(b + 2, 0, 4);			/* checksum and identifier: the kernel's */
+	memset(b + 2, 0, 4); /* checksum and identifier: the kernel's */
 	b[6] = (uint8_t)(e->seq >> 8);
 	b[7] = (uint8_t)e->seq;
 	memcpy(b + ICMP_HDR, data, len);

@@ -152,8 +152,8 @@ void pins_fini(struct pins *t)
  * Return: 0, -EINVAL for a bad family, -ENAMETOOLONG for a name that is
  * not pinned.
  */
-int pins_add(struct pins *t, uint8_t family, const uint8_t *addr, const char *name,
-	     uint32_t ttl_s, uint64_t now_ms)
+int pins_add(struct pins *t, uint8_t family, const uint8_t *addr, const char *name, uint32_t ttl_s,
+	     uint64_t now_ms)
 {
 	size_t nlen = strlen(name);
 	uint32_t b;
@@ -230,7 +230,8 @@ int pins_lookup(struct pins *t, uint8_t family, const uint8_t *addr, uint64_t no
 			remove_entry(t, i);
 			continue;
 		}
-		if (p->family == family && !memcmp(p->addr, addr, (size_t)addr_len(family)) && n < max)
+		if (p->family == family && !memcmp(p->addr, addr, (size_t)addr_len(family)) &&
+		    n < max)
 			names[n++] = p->name;
 	}
 	return n;

@@ -62,40 +62,40 @@ void proxy_seccomp(void)
 {
 	scmp_filter_ctx ctx = confine_seccomp_init();
 
-	ALLOW(ctx, read);		/* eventfd; libuv stream reads (uv__read) */
-	ALLOW(ctx, write);		/* eventfds, stderr log; libuv stream writes of one buffer */
-	ALLOW(ctx, writev);		/* libuv stream writes of several buffers (DNS over TCP) */
-	ALLOW(ctx, close);		/* closing upstream sockets */
-	ALLOW(ctx, epoll_wait);		/* libuv's poll phase */
-	ALLOW(ctx, epoll_pwait);	/* the same where epoll_wait is epoll_pwait (arm64) */
-	ALLOW(ctx, epoll_ctl);		/* libuv registers fds */
-	ALLOW(ctx, clock_gettime);	/* libuv's loop time when the vDSO falls back */
+	ALLOW(ctx, read);	   /* eventfd; libuv stream reads (uv__read) */
+	ALLOW(ctx, write);	   /* eventfds, stderr log; libuv stream writes of one buffer */
+	ALLOW(ctx, writev);	   /* libuv stream writes of several buffers (DNS over TCP) */
+	ALLOW(ctx, close);	   /* closing upstream sockets */
+	ALLOW(ctx, epoll_wait);	   /* libuv's poll phase */
+	ALLOW(ctx, epoll_pwait);   /* the same where epoll_wait is epoll_pwait (arm64) */
+	ALLOW(ctx, epoll_ctl);	   /* libuv registers fds */
+	ALLOW(ctx, clock_gettime); /* libuv's loop time when the vDSO falls back */
 	/* Upstream TCP/UDP/ping sockets: IPv4 and IPv6 only (no unix, no netlink, no raw packet). */
 	ALLOW_ARG(ctx, socket, SCMP_A0(SCMP_CMP_EQ, AF_INET));
 	ALLOW_ARG(ctx, socket, SCMP_A0(SCMP_CMP_EQ, AF_INET6));
-	ALLOW(ctx, connect);		/* upstream connects, connected UDP and ping sockets */
-	ALLOW(ctx, bind);		/* published ports */
-	ALLOW(ctx, listen);		/* published ports */
-	ALLOW(ctx, accept4);		/* published ports */
-	ALLOW(ctx, getsockopt);		/* SO_ERROR after a non-blocking connect */
-	ALLOW(ctx, setsockopt);		/* TCP_NODELAY, SO_LINGER 0 for resets, SO_REUSEADDR */
-	ALLOW(ctx, getpeername);	/* published ports: the client's address */
-	ALLOW(ctx, sendto);		/* ping requests, control events (send) */
-	ALLOW(ctx, recvfrom);		/* ping replies, control documents (recv) */
-	ALLOW(ctx, sendmsg);		/* libuv UDP sends */
-	ALLOW(ctx, recvmsg);		/* libuv UDP receives */
-	ALLOW(ctx, shutdown);		/* half-close toward the upstream */
+	ALLOW(ctx, connect);	 /* upstream connects, connected UDP and ping sockets */
+	ALLOW(ctx, bind);	 /* published ports */
+	ALLOW(ctx, listen);	 /* published ports */
+	ALLOW(ctx, accept4);	 /* published ports */
+	ALLOW(ctx, getsockopt);	 /* SO_ERROR after a non-blocking connect */
+	ALLOW(ctx, setsockopt);	 /* TCP_NODELAY, SO_LINGER 0 for resets, SO_REUSEADDR */
+	ALLOW(ctx, getpeername); /* published ports: the client's address */
+	ALLOW(ctx, sendto);	 /* ping requests, control events (send) */
+	ALLOW(ctx, recvfrom);	 /* ping replies, control documents (recv) */
+	ALLOW(ctx, sendmsg);	 /* libuv UDP sends */
+	ALLOW(ctx, recvmsg);	 /* libuv UDP receives */
+	ALLOW(ctx, shutdown);	 /* half-close toward the upstream */
 	/* uv_poll_init() sets O_NONBLOCK with ioctl (ping sockets): only that request. */
 	ALLOW_ARG(ctx, ioctl, SCMP_A1(SCMP_CMP_EQ, FIONBIO));
-	ALLOW(ctx, brk);		/* malloc */
+	ALLOW(ctx, brk); /* malloc */
 	/* malloc of large blocks: anonymous memory only (no file, no memfd), never executable. */
 	ALLOW_ARG(ctx, mmap, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0),
 		  SCMP_A3(SCMP_CMP_MASKED_EQ, MAP_ANONYMOUS, MAP_ANONYMOUS));
-	ALLOW(ctx, munmap);		/* free of large blocks */
-	ALLOW(ctx, mremap);		/* realloc of large blocks */
-	ALLOW(ctx, madvise);		/* glibc malloc trimming (never seen; too cheap to die for) */
-	ALLOW(ctx, futex);		/* glibc locks (single thread: never seen; likewise) */
-	ALLOW(ctx, getrandom);		/* DNS query ids */
+	ALLOW(ctx, munmap);    /* free of large blocks */
+	ALLOW(ctx, mremap);    /* realloc of large blocks */
+	ALLOW(ctx, madvise);   /* glibc malloc trimming (never seen; too cheap to die for) */
+	ALLOW(ctx, futex);     /* glibc locks (single thread: never seen; likewise) */
+	ALLOW(ctx, getrandom); /* DNS query ids */
 	/* libuv reopens its spare descriptor ("/") after the EMFILE trick of a
 	 * listener: refused, the spare stays gone and the next EMFILE reaches
 	 * the published port's retry (proxy/tcpflow.c). Nothing else opens files. */
@@ -126,8 +126,7 @@ static void on_lifeline(uv_poll_t *h, int status, int events)
  */
 int proxy_main(pid_t supervisor)
 {
-	uint32_t parts = REGION_PART_BIT(MOAT_PART_HEADER) |
-			 REGION_PART_BIT(MOAT_PART_CNT_PROXY) |
+	uint32_t parts = REGION_PART_BIT(MOAT_PART_HEADER) | REGION_PART_BIT(MOAT_PART_CNT_PROXY) |
 			 REGION_PART_BIT(MOAT_PART_MBOX_PROXY) |
 			 REGION_PART_BIT(MOAT_PART_RING_S2P) | REGION_PART_BIT(MOAT_PART_RING_P2S);
 	static struct proxy px;
@@ -165,7 +164,8 @@ int proxy_main(pid_t supervisor)
 		fatalx(1, "cannot watch the lifeline: %s", uv_strerror(rc));
 	uv_unref((uv_handle_t *)&lifeline);
 	/* A socket per TCP connection and UDP flow, DNS and ping sockets, slack. */
-	nofile = (unsigned long)px.region.hdr.max_tcp_connections + px.region.hdr.max_udp_flows + 512;
+	nofile = (unsigned long)px.region.hdr.max_tcp_connections + px.region.hdr.max_udp_flows +
+		 512;
 	confine_drop_caps();
 	confine_limits(nofile < 4096 ? 4096 : nofile);
 	/* Capability changes may have cleared the parent-death signal (prctl(2)). */

@@ -106,11 +106,13 @@ struct proxy {
 };
 
 /* Counters: one writer (us), relaxed atomics (DESIGN §3). */
-#define CNT_ADD(px, field, n) \
-	atomic_store_explicit((_Atomic uint64_t *)&(px)->cnt->field, \
-		atomic_load_explicit((_Atomic uint64_t *)&(px)->cnt->field, memory_order_relaxed) + (n), \
-		memory_order_relaxed)
-#define CNT_SUB(px, field, n)	CNT_ADD(px, field, (uint64_t)0 - (uint64_t)(n))
+#define CNT_ADD(px, field, n)                                                             \
+	atomic_store_explicit((_Atomic uint64_t *)&(px)->cnt->field,                      \
+			      atomic_load_explicit((_Atomic uint64_t *)&(px)->cnt->field, \
+						   memory_order_relaxed) +                \
+				      (n),                                                \
+			      memory_order_relaxed)
+#define CNT_SUB(px, field, n) CNT_ADD(px, field, (uint64_t)0 - (uint64_t)(n))
 #define CNT_SET(px, field, v) \
 	atomic_store_explicit((_Atomic uint64_t *)&(px)->cnt->field, (v), memory_order_relaxed)
 
@@ -119,8 +121,8 @@ int relay_init(struct proxy *px);
 void relay_fini(struct proxy *px);
 int relay_validate(uint32_t type, const void *msg, uint32_t len);
 void relay_send(struct proxy *px, uint32_t type, const void *msg, uint32_t len);
-void relay_sendv(struct proxy *px, uint32_t type, const void *hdr, uint32_t hlen,
-		 const void *data, uint32_t dlen);
+void relay_sendv(struct proxy *px, uint32_t type, const void *hdr, uint32_t hlen, const void *data,
+		 uint32_t dlen);
 void *relay_reserve(struct proxy *px, uint32_t hlen, uint32_t want, uint32_t *got);
 void relay_commit(struct proxy *px, uint32_t type, uint32_t len);
 void relay_wait(struct proxy *px, struct relay_waiter *w);
@@ -147,8 +149,8 @@ void control_fini(struct proxy *px);
 int control_apply(struct proxy *px, const char *json, size_t len, char *err, size_t errlen);
 void control_event(struct proxy *px, const char *json);
 void control_event_denial(struct proxy *px, const char *event, enum policy_direction dir,
-			  enum policy_proto proto, const struct flow_endpoint *dst, const char *name,
-			  int rule, bool terminate, uint32_t flow);
+			  enum policy_proto proto, const struct flow_endpoint *dst,
+			  const char *name, int rule, bool terminate, uint32_t flow);
 void control_event_limit(struct proxy *px, const char *limit, bool terminate, uint32_t flow,
 			 uint8_t proto, const struct flow_endpoint *dst);
 

@@ -29,7 +29,7 @@
 #include "proxy/proxy_internal.h"
 #include "proxy/tcpflow.h"
 
-#define PUBLISH_ACCEPT_BACKOFF_MS	100	/* a listener's pause after an accept error */
+#define PUBLISH_ACCEPT_BACKOFF_MS 100 /* a listener's pause after an accept error */
 
 static uint32_t ingress_id(struct proxy *px)
 {
@@ -230,7 +230,7 @@ static void listener_closed(uv_handle_t *h)
 /* Close the listening socket; listener_closed() arms the retry timer. */
 static void listener_pause(struct tcp_listener *l)
 {
-	l->held = false;	/* libuv drops a held connection with the socket */
+	l->held = false; /* libuv drops a held connection with the socket */
 	if (l->sock_open && !uv_is_closing((uv_handle_t *)&l->sock))
 		uv_close((uv_handle_t *)&l->sock, listener_closed);
 }

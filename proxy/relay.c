@@ -51,10 +51,10 @@
 #include "proxy/proxy_internal.h"
 #include "shm/mailbox.h"
 
-#define DRAIN_RECORDS	4096		/* s2p records per loop iteration */
-#define DRAIN_BYTES	(8u << 20)	/* s2p bytes per loop iteration */
-#define BACKLOG_LOSSY_MAX (16u << 20)	/* datagram bytes that may wait for p2s space */
-#define TICK_MS		1000
+#define DRAIN_RECORDS	  4096	      /* s2p records per loop iteration */
+#define DRAIN_BYTES	  (8u << 20)  /* s2p bytes per loop iteration */
+#define BACKLOG_LOSSY_MAX (16u << 20) /* datagram bytes that may wait for p2s space */
+#define TICK_MS		  1000
 
 struct backlog_rec {
 	struct list_head node;
@@ -169,10 +169,9 @@ int relay_validate(uint32_t type, const void *msg, uint32_t len)
 
 static const char *type_name(uint32_t type)
 {
-	static const char *const names[] = {
-		"CONNECT", "CONNECT_RESULT", "DATA", "CREDIT", "SHUT_WR", "CLOSE", "DGRAM", "ECHO",
-		"ECHO_REPLY", "ACCEPTED"
-	};
+	static const char *const names[] = { "CONNECT",	   "CONNECT_RESULT", "DATA",  "CREDIT",
+					     "SHUT_WR",	   "CLOSE",	     "DGRAM", "ECHO",
+					     "ECHO_REPLY", "ACCEPTED" };
 
 	return type >= FLOW_CONNECT && type < FLOW_MSG_END ? names[type - FLOW_CONNECT] : "unknown";
 }
@@ -262,8 +261,8 @@ static void drain(struct proxy *px)
 			char detail[96];
 
 			CNT_ADD(px, bad_messages, 1);
-			snprintf(detail, sizeof(detail), "malformed s2p record type=%u (%s) len=%d", type,
-				 type_name(type), n);
+			snprintf(detail, sizeof(detail), "malformed s2p record type=%u (%s) len=%d",
+				 type, type_name(type), n);
 			relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, 0, 0xff, NULL, detail);
 			return;
 		}
@@ -323,7 +322,8 @@ static void backlog_drain(struct proxy *px)
 	}
 	if (list_empty(&px->waiters))
 		return;
-	if (ring_free_bytes(&px->p2s) >= resume_min * 2 || ring_wait_space(&px->p2s, (uint32_t)resume_min))
+	if (ring_free_bytes(&px->p2s) >= resume_min * 2 ||
+	    ring_wait_space(&px->p2s, (uint32_t)resume_min))
 		resume_waiters(px);
 	else
 		px->p2s_blocked = true;
@@ -331,7 +331,7 @@ static void backlog_drain(struct proxy *px)
 
 static void on_idle(uv_idle_t *h)
 {
-	(void)h;	/* only keeps the loop from blocking */
+	(void)h; /* only keeps the loop from blocking */
 }
 
 static void on_prepare(uv_prepare_t *h)
@@ -413,11 +413,12 @@ static void backlog_add(struct proxy *px, uint32_t type, const void *hdr, uint32
 	struct backlog_rec *r;
 
 	if (lossy && backlog_bytes + hlen + dlen > BACKLOG_LOSSY_MAX)
-		return;		/* datagrams may be lost; flow control may not */
+		return; /* datagrams may be lost; flow control may not */
 	r = malloc(sizeof(*r) + hlen + dlen);
 	if (!r) {
 		/* Out of memory in the proxy: nothing sane is left. */
-		relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, 0, 0xff, NULL, "proxy out of memory");
+		relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, 0, 0xff, NULL,
+				"proxy out of memory");
 		return;
 	}
 	r->type = type;
@@ -444,8 +445,8 @@ static void backlog_add(struct proxy *px, uint32_t type, const void *hdr, uint32
  * Goes into the ring now, or into the backlog (in order) when the ring is
  * full. It becomes visible to the netstack at the next ring_flush().
  */
-void relay_sendv(struct proxy *px, uint32_t type, const void *hdr, uint32_t hlen,
-		 const void *data, uint32_t dlen)
+void relay_sendv(struct proxy *px, uint32_t type, const void *hdr, uint32_t hlen, const void *data,
+		 uint32_t dlen)
 {
 	void *p;
 	int rc;
@@ -622,8 +623,9 @@ struct policy_decision relay_decide(struct proxy *px, enum policy_direction dir,
 
 static uint8_t proto_idx(enum policy_proto proto)
 {
-	return proto == POLICY_PROTO_TCP ? MOAT_P_TCP : proto == POLICY_PROTO_UDP ? MOAT_P_UDP :
-	       MOAT_P_ICMP;
+	return proto == POLICY_PROTO_TCP ? MOAT_P_TCP :
+	       proto == POLICY_PROTO_UDP ? MOAT_P_UDP :
+					   MOAT_P_ICMP;
 }
 
 /**
@@ -658,8 +660,9 @@ bool relay_denied(struct proxy *px, struct policy_decision d, enum policy_direct
 		char a[64];
 
 		relay_format_ep(dst, a, sizeof(a));
-		log_debug("denied %s %s %s rule=%d flow=%u", dir == POLICY_EGRESS ? "egress" : "ingress",
-			  policy_proto_name(proto), a, d.rule, flow);
+		log_debug("denied %s %s %s rule=%d flow=%u",
+			  dir == POLICY_EGRESS ? "egress" : "ingress", policy_proto_name(proto), a,
+			  d.rule, flow);
 	}
 	return true;
 }
@@ -826,10 +829,12 @@ int relay_init(struct proxy *px)
 
 	px->cnt = r->part[MOAT_PART_CNT_PROXY];
 	px->mbox = r->part[MOAT_PART_MBOX_PROXY];
-	ring_attach(&px->s2p, r->part[MOAT_PART_RING_S2P], region_ring_capacity(r, MOAT_PART_RING_S2P),
-		    -1, px->efd_netstack, &px->cnt->wakes_sent);
-	ring_attach(&px->p2s, r->part[MOAT_PART_RING_P2S], region_ring_capacity(r, MOAT_PART_RING_P2S),
-		    px->efd_netstack, -1, &px->cnt->wakes_sent);
+	ring_attach(&px->s2p, r->part[MOAT_PART_RING_S2P],
+		    region_ring_capacity(r, MOAT_PART_RING_S2P), -1, px->efd_netstack,
+		    &px->cnt->wakes_sent);
+	ring_attach(&px->p2s, r->part[MOAT_PART_RING_P2S],
+		    region_ring_capacity(r, MOAT_PART_RING_P2S), px->efd_netstack, -1,
+		    &px->cnt->wakes_sent);
 	list_init(&px->backlog);
 	list_init(&px->waiters);
 	memset(&px->env, 0, sizeof(px->env));
@@ -885,7 +890,7 @@ static void close_cb(uv_handle_t *h)
  */
 void relay_fini(struct proxy *px)
 {
-	px->violation = true;	/* nothing is produced anymore */
+	px->violation = true; /* nothing is produced anymore */
 	uv_close((uv_handle_t *)&px->efd_poll, close_cb);
 	uv_close((uv_handle_t *)&px->prepare, close_cb);
 	uv_close((uv_handle_t *)&px->idle, close_cb);

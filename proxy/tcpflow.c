@@ -56,16 +56,16 @@
 #include "proxy/proxy_internal.h"
 #include "proxy/tcpflow.h"
 
-#define TCP_MAX_UNACKED		(16ull << 20)	/* guest bytes not yet credited back, per flow */
-#define TCP_MAX_BUFFERED	(512ull << 20)	/* the same, all flows together */
-#define TCP_MAX_CREDIT		(1ull << 30)	/* credit the netstack may grant */
-#define TCP_CONNECT_TIMEOUT_MS	10000		/* if the header says 0 */
-#define TCP_DRAIN_MAX_MS	60000		/* graceful close of a flow the netstack closed */
-#define TCP_DNS_IDLE_MS		60000		/* DNS over TCP connections */
-#define TCP_WB_MIN		65536
-#define TCP_DNS_OUTQ_MAX	64		/* DNS answers queued toward a guest that does not read
+#define TCP_MAX_UNACKED	       (16ull << 20)  /* guest bytes not yet credited back, per flow */
+#define TCP_MAX_BUFFERED       (512ull << 20) /* the same, all flows together */
+#define TCP_MAX_CREDIT	       (1ull << 30)   /* credit the netstack may grant */
+#define TCP_CONNECT_TIMEOUT_MS 10000	      /* if the header says 0 */
+#define TCP_DRAIN_MAX_MS       60000	      /* graceful close of a flow the netstack closed */
+#define TCP_DNS_IDLE_MS	       60000	      /* DNS over TCP connections */
+#define TCP_WB_MIN	       65536
+#define TCP_DNS_OUTQ_MAX \
+	64 /* DNS answers queued toward a guest that does not read
 						 * (dnsfwd.c lets a stream have 64 queries unanswered) */
-
 
 static void flow_kill(struct proxy *px, struct tcp_flow *f, bool send_close, bool reset);
 
@@ -636,7 +636,7 @@ void tcpflow_credit_input(struct proxy *px, uint32_t id, uint32_t bytes)
 		return;
 	}
 	if (f->dns) {
-		(void)tcpflow_stream_output(px, f, NULL, 0);	/* only sends what is queued */
+		(void)tcpflow_stream_output(px, f, NULL, 0); /* only sends what is queued */
 		return;
 	}
 	tcpflow_start_reading(f);
@@ -812,7 +812,7 @@ static void on_conn_timer(uv_timer_t *t)
 int tcpflow_start_timer(struct proxy *px, struct tcp_flow *f)
 {
 	uint32_t ms = px->region.hdr.connect_timeout_ms ? px->region.hdr.connect_timeout_ms :
-							   TCP_CONNECT_TIMEOUT_MS;
+							  TCP_CONNECT_TIMEOUT_MS;
 
 	if (uv_timer_init(&px->loop, &f->timer) < 0)
 		return -1;

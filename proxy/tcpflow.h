@@ -15,14 +15,14 @@
 #include "common/list.h"
 #include "proxy/proxy_internal.h"
 
-#define TCP_BUCKETS		4096		/* flow id hash buckets */
+#define TCP_BUCKETS 4096 /* flow id hash buckets */
 
 enum tcp_st {
-	ST_CONNECTING,		/* egress: dialing the upstream */
-	ST_ACCEPTING,		/* ingress: waiting for the netstack's CONNECT_RESULT */
+	ST_CONNECTING, /* egress: dialing the upstream */
+	ST_ACCEPTING,  /* ingress: waiting for the netstack's CONNECT_RESULT */
 	ST_OPEN,
-	ST_DRAINING,		/* id dead; writing what is queued, then FIN, then close */
-	ST_CLOSED,		/* handles closing; freed when the last one is closed */
+	ST_DRAINING, /* id dead; writing what is queued, then FIN, then close */
+	ST_CLOSED,   /* handles closing; freed when the last one is closed */
 };
 
 enum stop_why { WHY_CREDIT, WHY_RING, WHY_SHAPE };
@@ -117,11 +117,11 @@ struct tcp_listener {
 	uv_timer_t retry;
 	struct proxy *px;
 	struct policy_publish pub;
-	struct sockaddr_storage ss;	/* where we listen */
+	struct sockaddr_storage ss; /* where we listen */
 	struct list_head node;
-	bool sock_open;			/* @sock initialised and not closed */
-	bool held;			/* libuv holds a connection for us */
-	bool closing;			/* publish_fini(): free once @handles is 0 */
+	bool sock_open; /* @sock initialised and not closed */
+	bool held;	/* libuv holds a connection for us */
+	bool closing;	/* publish_fini(): free once @handles is 0 */
 	int handles;
 };
 
@@ -129,9 +129,9 @@ struct tcp_state {
 	struct tcp_flow *hash[TCP_BUCKETS];
 	struct list_head all, dirty, shaped, listeners;
 	uint64_t count, active;
-	uint64_t buffered;		/* sum of the flows' unacked */
+	uint64_t buffered; /* sum of the flows' unacked */
 	uint32_t next_ingress;
-	uint64_t accept_errors;		/* published listeners: failed accepts */
+	uint64_t accept_errors; /* published listeners: failed accepts */
 	uv_timer_t shape_timer;
 	bool shape_armed;
 };

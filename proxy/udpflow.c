@@ -33,9 +33,9 @@
 #include "common/log.h"
 #include "proxy/proxy_internal.h"
 
-#define UDP_BUCKETS		1024
-#define UDP_DENIED_MAX		1024	/* remembered denied flows */
-#define UDP_IDLE_DEFAULT_S	60
+#define UDP_BUCKETS	   1024
+#define UDP_DENIED_MAX	   1024 /* remembered denied flows */
+#define UDP_IDLE_DEFAULT_S 60
 
 struct udp_flow {
 	struct proxy *px;
@@ -125,7 +125,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = 0;
 	p = relay_reserve(f->px, sizeof(struct flow_dgram), FLOW_DATA_MAX, &got);
 	if (!p || got < FLOW_DATA_MAX)
-		return;		/* a datagram must fit whole */
+		return; /* a datagram must fit whole */
 	buf->base = (char *)p + sizeof(struct flow_dgram);
 	buf->len = got;
 }
@@ -153,7 +153,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 		return;
 	}
 	if (nread < 0 || !addr || !buf->base || (flags & UV_UDP_PARTIAL))
-		return;	/* ICMP errors on the connected socket, EAGAIN, truncation */
+		return; /* ICMP errors on the connected socket, EAGAIN, truncation */
 	memset(&d, 0, sizeof(d));
 	d.src = f->remote;
 	d.dst = f->guest;
@@ -243,14 +243,15 @@ void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *
 	int rc;
 
 	if (relay_is_dns(px, &d->dst))
-		return;		/* only port 53 listens there */
+		return; /* only port 53 listens there */
 	f = flow_find(px, &d->src, &d->dst);
 	if (f && f->denied && f->generation != px->generation) {
-		flow_free(px, f);	/* decided under an older policy: decide again */
+		flow_free(px, f); /* decided under an older policy: decide again */
 		f = NULL;
 	}
 	if (!f) {
-		struct policy_decision dec = relay_decide(px, POLICY_EGRESS, POLICY_PROTO_UDP, &d->dst);
+		struct policy_decision dec = relay_decide(px, POLICY_EGRESS, POLICY_PROTO_UDP,
+							  &d->dst);
 		enum limit_kind which;
 
 		if (relay_denied(px, dec, POLICY_EGRESS, POLICY_PROTO_UDP, &d->dst, 0)) {
@@ -282,7 +283,7 @@ void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *
 	}
 	f->last_ms = now;
 	if (limits_bytes_allowed(&px->limits, false, len, now) < len)
-		return;		/* shaped: a datagram cannot wait, it is dropped */
+		return; /* shaped: a datagram cannot wait, it is dropped */
 	b = uv_buf_init((char *)data, len);
 	rc = uv_udp_try_send(&f->sock, &b, 1, NULL);
 	if (rc < 0) {
@@ -315,7 +316,9 @@ static void expire(struct proxy *px, struct list_head *list, uint64_t now_ms, ui
 void udpflow_tick(struct proxy *px, uint64_t now_ms)
 {
 	uint64_t idle_ms = (uint64_t)(px->region.hdr.udp_idle_timeout_s ?
-				      px->region.hdr.udp_idle_timeout_s : UDP_IDLE_DEFAULT_S) * 1000;
+					      px->region.hdr.udp_idle_timeout_s :
+					      UDP_IDLE_DEFAULT_S) *
+			   1000;
 
 	expire(px, &px->udp->all, now_ms, idle_ms);
 	expire(px, &px->udp->denied, now_ms, idle_ms);

@@ -48,8 +48,8 @@
 
 #include <stdint.h>
 
-#define FLOW_ID_INGRESS		0x80000000u
-#define FLOW_DATA_MAX		65536	/* payload bytes in one DATA/DGRAM/ECHO */
+#define FLOW_ID_INGRESS 0x80000000u
+#define FLOW_DATA_MAX	65536 /* payload bytes in one DATA/DGRAM/ECHO */
 
 enum flow_msg {
 	FLOW_CONNECT = 16,
@@ -66,13 +66,13 @@ enum flow_msg {
 };
 
 struct flow_endpoint {
-	uint8_t family;		/* 4 or 6 */
+	uint8_t family; /* 4 or 6 */
 	uint8_t pad;
 	uint16_t port;
 	uint8_t addr[16];
 };
 
-struct flow_connect {		/* CONNECT, ACCEPTED */
+struct flow_connect { /* CONNECT, ACCEPTED */
 	uint32_t id;
 	uint32_t pad;
 	struct flow_endpoint src, dst;
@@ -80,10 +80,10 @@ struct flow_connect {		/* CONNECT, ACCEPTED */
 
 struct flow_connect_result {
 	uint32_t id;
-	uint32_t result;	/* enum moat_conn_result */
+	uint32_t result; /* enum moat_conn_result */
 };
 
-struct flow_data {		/* DATA: followed by 1..FLOW_DATA_MAX bytes */
+struct flow_data { /* DATA: followed by 1..FLOW_DATA_MAX bytes */
 	uint32_t id;
 	uint32_t pad;
 };
@@ -93,28 +93,28 @@ struct flow_credit {
 	uint32_t bytes;
 };
 
-struct flow_shut {		/* SHUT_WR */
+struct flow_shut { /* SHUT_WR */
 	uint32_t id;
 	uint32_t pad;
 };
 
 struct flow_close {
 	uint32_t id;
-	uint32_t reset;		/* 0 or 1 */
+	uint32_t reset; /* 0 or 1 */
 };
 
-struct flow_dgram {		/* DGRAM: followed by 0..FLOW_DATA_MAX bytes */
+struct flow_dgram { /* DGRAM: followed by 0..FLOW_DATA_MAX bytes */
 	struct flow_endpoint src, dst;
 };
 
-struct flow_echo {		/* ECHO, ECHO_REPLY: followed by 0..FLOW_DATA_MAX bytes */
-	struct flow_endpoint peer;	/* ECHO: destination; ECHO_REPLY: who answered */
-	struct flow_endpoint guest;	/* the guest's address (reply destination) */
+struct flow_echo {		    /* ECHO, ECHO_REPLY: followed by 0..FLOW_DATA_MAX bytes */
+	struct flow_endpoint peer;  /* ECHO: destination; ECHO_REPLY: who answered */
+	struct flow_endpoint guest; /* the guest's address (reply destination) */
 	uint16_t ident, seq;
 	uint32_t pad;
 };
 
 /* Biggest record on s2p/p2s: a DATA/DGRAM/ECHO header plus FLOW_DATA_MAX. */
-#define FLOW_RECORD_MAX		(sizeof(struct flow_echo) + FLOW_DATA_MAX)
+#define FLOW_RECORD_MAX (sizeof(struct flow_echo) + FLOW_DATA_MAX)
 
 #endif /* MOAT_FLOW_H */

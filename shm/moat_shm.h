@@ -42,32 +42,32 @@
 
 #include <stdint.h>
 
-#define MOAT_SHM_MAGIC		0x314d48534154414dULL	/* "MATASHM1" */
-#define MOAT_SHM_VERSION	1
-#define MOAT_CACHELINE		64
-#define MOAT_REC_ALIGN		8
-#define MOAT_REC_WRAP		0xffffffffu
+#define MOAT_SHM_MAGIC	 0x314d48534154414dULL /* "MATASHM1" */
+#define MOAT_SHM_VERSION 1
+#define MOAT_CACHELINE	 64
+#define MOAT_REC_ALIGN	 8
+#define MOAT_REC_WRAP	 0xffffffffu
 
 /* Parts of the region, in order. */
 enum moat_part {
 	MOAT_PART_HEADER,
-	MOAT_PART_CNT_GUEST,	/* guest port counters (supervisor or VMM) */
+	MOAT_PART_CNT_GUEST, /* guest port counters (supervisor or VMM) */
 	MOAT_PART_CNT_NETSTACK,
 	MOAT_PART_CNT_PROXY,
-	MOAT_PART_RING_G2S,	/* guest -> netstack Ethernet frames */
-	MOAT_PART_RING_S2G,	/* netstack -> guest Ethernet frames */
-	MOAT_PART_RING_S2P,	/* netstack -> proxy flow messages */
-	MOAT_PART_RING_P2S,	/* proxy -> netstack flow messages */
-	MOAT_PART_MBOX_NETSTACK,	/* violation mailbox: netstack -> supervisor */
-	MOAT_PART_MBOX_PROXY,		/* violation mailbox: proxy -> supervisor */
+	MOAT_PART_RING_G2S,	 /* guest -> netstack Ethernet frames */
+	MOAT_PART_RING_S2G,	 /* netstack -> guest Ethernet frames */
+	MOAT_PART_RING_S2P,	 /* netstack -> proxy flow messages */
+	MOAT_PART_RING_P2S,	 /* proxy -> netstack flow messages */
+	MOAT_PART_MBOX_NETSTACK, /* violation mailbox: netstack -> supervisor */
+	MOAT_PART_MBOX_PROXY,	 /* violation mailbox: proxy -> supervisor */
 	MOAT_PART_COUNT
 };
 
 /* Record types on the frame rings (g2s, s2g). */
-#define MOAT_REC_FRAME		1
+#define MOAT_REC_FRAME 1
 
 struct moat_part_desc {
-	uint64_t off;		/* from the start of the region, page-aligned */
+	uint64_t off; /* from the start of the region, page-aligned */
 	uint64_t size;
 };
 
@@ -97,42 +97,42 @@ struct moat_shm_header {
 	uint8_t pad[2];
 	uint8_t guest_ip6[16];
 	uint8_t gateway_ip6[16];
-	uint8_t prefix4;	/* netmask length */
-	uint8_t anti_spoof;	/* 0 off, 1 drop, 2 terminate */
-	uint8_t log_level;	/* 0 error .. 3 debug */
+	uint8_t prefix4;    /* netmask length */
+	uint8_t anti_spoof; /* 0 off, 1 drop, 2 terminate */
+	uint8_t log_level;  /* 0 error .. 3 debug */
 	uint8_t pad2;
 	uint32_t max_tcp_connections;
 	uint32_t max_udp_flows;
 	uint32_t connect_timeout_ms;
-	uint32_t tcp_idle_timeout_s;	/* 0: MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S */
+	uint32_t tcp_idle_timeout_s; /* 0: MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S */
 	uint32_t udp_idle_timeout_s;
-	uint32_t flags;		/* MOAT_HDR_F_* */
+	uint32_t flags; /* MOAT_HDR_F_* */
 };
 
-#define MOAT_HDR_F_TEST_TRIGGERS	1u	/* test builds only: honour test triggers */
+#define MOAT_HDR_F_TEST_TRIGGERS 1u /* test builds only: honour test triggers */
 
 /*
  * Idle TCP flows are reset after this many seconds: the supervisor writes it
  * to the header, and the netstack and the proxy fall back to it if the header
  * says 0. Two hours, like the kernel's tcp_keepalive_time.
  */
-#define MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S	7200u
+#define MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S 7200u
 
 /**
  * struct moat_ring_ctl - the control part at the start of each ring part;
  * the data area (capacity bytes) follows at offset MOAT_RING_DATA_OFF.
  */
 struct moat_ring_ctl {
-	_Alignas(MOAT_CACHELINE) uint64_t head;		/* producer */
-	uint32_t prod_waiting;				/* producer: waiting for space */
-	_Alignas(MOAT_CACHELINE) uint64_t tail;		/* consumer */
-	uint32_t cons_waiting;				/* consumer: waiting for data */
+	_Alignas(MOAT_CACHELINE) uint64_t head; /* producer */
+	uint32_t prod_waiting;			/* producer: waiting for space */
+	_Alignas(MOAT_CACHELINE) uint64_t tail; /* consumer */
+	uint32_t cons_waiting;			/* consumer: waiting for data */
 };
 
-#define MOAT_RING_DATA_OFF	4096
+#define MOAT_RING_DATA_OFF 4096
 
 struct moat_rec_hdr {
-	uint32_t len;		/* payload bytes, header excluded */
+	uint32_t len; /* payload bytes, header excluded */
 	uint32_t type;
 };
 
@@ -144,34 +144,39 @@ struct moat_rec_hdr {
 
 /* Why a guest frame was dropped at the guest port or the netstack's input. */
 enum moat_drop_reason {
-	MOAT_DROP_TOO_SHORT,	/* < 14 bytes */
-	MOAT_DROP_TOO_LONG,	/* > MTU + 14 */
-	MOAT_DROP_RING_FULL,	/* g2s full (never for s2g: backpressure) */
-	MOAT_DROP_BAD_LENGTH,	/* stream length prefix out of range */
-	MOAT_DROP_MALFORMED,	/* truncated or inconsistent L3/L4 header */
-	MOAT_DROP_ETHERTYPE,	/* unsupported ethertype */
-	MOAT_DROP_FRAGMENT,	/* IP fragment that could not be reassembled */
-	MOAT_DROP_IP_OPTIONS,	/* IPv4 options */
-	MOAT_DROP_SPOOFED,	/* source MAC/IP is not the guest's */
-	MOAT_DROP_NOT_FOR_US,	/* destination MAC neither ours nor broadcast */
-	MOAT_DROP_PROTOCOL,	/* unsupported L4 protocol */
-	MOAT_DROP_DHCP,		/* malformed DHCP message */
-	MOAT_DROP_NO_MEMORY,	/* lwIP pool exhausted */
+	MOAT_DROP_TOO_SHORT,  /* < 14 bytes */
+	MOAT_DROP_TOO_LONG,   /* > MTU + 14 */
+	MOAT_DROP_RING_FULL,  /* g2s full (never for s2g: backpressure) */
+	MOAT_DROP_BAD_LENGTH, /* stream length prefix out of range */
+	MOAT_DROP_MALFORMED,  /* truncated or inconsistent L3/L4 header */
+	MOAT_DROP_ETHERTYPE,  /* unsupported ethertype */
+	MOAT_DROP_FRAGMENT,   /* IP fragment that could not be reassembled */
+	MOAT_DROP_IP_OPTIONS, /* IPv4 options */
+	MOAT_DROP_SPOOFED,    /* source MAC/IP is not the guest's */
+	MOAT_DROP_NOT_FOR_US, /* destination MAC neither ours nor broadcast */
+	MOAT_DROP_PROTOCOL,   /* unsupported L4 protocol */
+	MOAT_DROP_DHCP,	      /* malformed DHCP message */
+	MOAT_DROP_NO_MEMORY,  /* lwIP pool exhausted */
 	MOAT_DROP_REASON_COUNT
 };
 
 struct moat_guest_counters {
-	uint64_t tx_frames, tx_bytes;	/* guest -> moat */
-	uint64_t rx_frames, rx_bytes;	/* moat -> guest */
+	uint64_t tx_frames, tx_bytes; /* guest -> moat */
+	uint64_t rx_frames, rx_bytes; /* moat -> guest */
 	uint64_t drops[MOAT_DROP_REASON_COUNT];
-	uint64_t clients_accepted;	/* stream/dgram frontends */
+	uint64_t clients_accepted; /* stream/dgram frontends */
 	uint64_t clients_dropped;
 	uint64_t wakes_sent;
 };
 
 enum moat_conn_result {
-	MOAT_CONN_OK, MOAT_CONN_REFUSED, MOAT_CONN_UNREACHABLE, MOAT_CONN_DENIED,
-	MOAT_CONN_TIMEOUT, MOAT_CONN_LIMIT, MOAT_CONN_RESULT_COUNT
+	MOAT_CONN_OK,
+	MOAT_CONN_REFUSED,
+	MOAT_CONN_UNREACHABLE,
+	MOAT_CONN_DENIED,
+	MOAT_CONN_TIMEOUT,
+	MOAT_CONN_LIMIT,
+	MOAT_CONN_RESULT_COUNT
 };
 
 struct moat_netstack_counters {
@@ -179,18 +184,24 @@ struct moat_netstack_counters {
 	uint64_t arp_replies, icmp_echo_replies, dhcp_offers, dhcp_acks, dhcp_naks;
 	uint64_t tcp_syns, tcp_flows_opened, tcp_flows_closed, tcp_flows_active;
 	uint64_t tcp_table_full;
-	uint64_t icmp_echo_relayed;	/* UDP flows are the proxy's: no counters here */
+	uint64_t icmp_echo_relayed; /* UDP flows are the proxy's: no counters here */
 	uint64_t lwip_mem_errors;
 	uint64_t pcbs_in_use, pbufs_in_use, listeners;
 	uint64_t spoofed_frames;
 	uint64_t wakes_sent;
-	uint64_t tx_bytes_tcp, rx_bytes_tcp;	/* TCP payload bytes */
+	uint64_t tx_bytes_tcp, rx_bytes_tcp; /* TCP payload bytes */
 };
 
 enum moat_proto_idx { MOAT_P_TCP, MOAT_P_UDP, MOAT_P_ICMP, MOAT_P_COUNT };
 enum moat_dns_result {
-	MOAT_DNS_FORWARDED, MOAT_DNS_DENIED, MOAT_DNS_REBIND, MOAT_DNS_FORMERR,
-	MOAT_DNS_SERVFAIL, MOAT_DNS_TRUNCATED, MOAT_DNS_UPSTREAM_BAD, MOAT_DNS_RESULT_COUNT
+	MOAT_DNS_FORWARDED,
+	MOAT_DNS_DENIED,
+	MOAT_DNS_REBIND,
+	MOAT_DNS_FORMERR,
+	MOAT_DNS_SERVFAIL,
+	MOAT_DNS_TRUNCATED,
+	MOAT_DNS_UPSTREAM_BAD,
+	MOAT_DNS_RESULT_COUNT
 };
 
 struct moat_proxy_counters {
@@ -201,7 +212,7 @@ struct moat_proxy_counters {
 	uint64_t udp_flows_opened, udp_flows_active, udp_flows_refused;
 	uint64_t dns_queries[MOAT_DNS_RESULT_COUNT];
 	uint64_t dns_pins;
-	uint64_t upstream_tx_bytes, upstream_rx_bytes;	/* socket bytes */
+	uint64_t upstream_tx_bytes, upstream_rx_bytes; /* socket bytes */
 	uint64_t icmp_echo_sent, icmp_echo_replies;
 	uint64_t limit_exceeded;
 	uint64_t bad_messages;
@@ -212,13 +223,13 @@ struct moat_proxy_counters {
 /* Violation reasons (mailbox and events). */
 enum moat_violation {
 	MOAT_VIOL_NONE,
-	MOAT_VIOL_POLICY_TERMINATE,	/* a "terminate": true rule matched */
-	MOAT_VIOL_LIMIT,		/* a limit with on_exceed terminate */
-	MOAT_VIOL_SPOOF,		/* spoofed guest source, --anti-spoof terminate */
-	MOAT_VIOL_RING_CORRUPT,		/* a ring failed validation */
-	MOAT_VIOL_BAD_MESSAGE,		/* a malformed flow message */
-	MOAT_VIOL_CHILD_EXIT,		/* a child process died */
-	MOAT_VIOL_CHILD_STALLED,	/* the proxy took no control document in time */
+	MOAT_VIOL_POLICY_TERMINATE, /* a "terminate": true rule matched */
+	MOAT_VIOL_LIMIT,	    /* a limit with on_exceed terminate */
+	MOAT_VIOL_SPOOF,	    /* spoofed guest source, --anti-spoof terminate */
+	MOAT_VIOL_RING_CORRUPT,	    /* a ring failed validation */
+	MOAT_VIOL_BAD_MESSAGE,	    /* a malformed flow message */
+	MOAT_VIOL_CHILD_EXIT,	    /* a child process died */
+	MOAT_VIOL_CHILD_STALLED,    /* the proxy took no control document in time */
 	MOAT_VIOL_COUNT
 };
 
@@ -240,7 +251,7 @@ struct moat_mailbox {
 	int32_t rule;
 	uint32_t flow;
 	uint8_t proto;
-	uint8_t dst_family;	/* 4 or 6, 0 if none */
+	uint8_t dst_family; /* 4 or 6, 0 if none */
 	uint16_t dst_port;
 	uint8_t dst_addr[16];
 	char detail[160];
@@ -256,20 +267,20 @@ struct moat_mailbox {
  * and sends nothing on it; closing it tells moat the VMM has gone (the next
  * VMM that connects gets the same region, rings where they were).
  */
-#define MOAT_SHM_HELLO_MAGIC	0x4f4c454854414f4dULL	/* "MOATHELO" */
+#define MOAT_SHM_HELLO_MAGIC 0x4f4c454854414f4dULL /* "MOATHELO" */
 
 enum moat_shm_fd {
-	MOAT_SHM_FD_REGION,	/* the memfd: map all of it, shared, read-write */
-	MOAT_SHM_FD_VMM,	/* the VMM sleeps on it: s2g has data, g2s has space */
-	MOAT_SHM_FD_NETSTACK,	/* the VMM writes it: g2s has data, s2g has space */
+	MOAT_SHM_FD_REGION,   /* the memfd: map all of it, shared, read-write */
+	MOAT_SHM_FD_VMM,      /* the VMM sleeps on it: s2g has data, g2s has space */
+	MOAT_SHM_FD_NETSTACK, /* the VMM writes it: g2s has data, s2g has space */
 	MOAT_SHM_NFDS
 };
 
 struct moat_shm_hello {
-	uint64_t magic;		/* MOAT_SHM_HELLO_MAGIC */
-	uint32_t version;	/* MOAT_SHM_VERSION */
-	uint32_t nfds;		/* MOAT_SHM_NFDS */
-	uint64_t region_size;	/* size of the memfd, as in the header */
+	uint64_t magic;	      /* MOAT_SHM_HELLO_MAGIC */
+	uint32_t version;     /* MOAT_SHM_VERSION */
+	uint32_t nfds;	      /* MOAT_SHM_NFDS */
+	uint64_t region_size; /* size of the memfd, as in the header */
 };
 
 #endif /* MOAT_SHM_H */

@@ -27,7 +27,7 @@
 #define PAGE		4096ULL
 #define PAGE_UP(x)	(((x) + PAGE - 1) & ~(PAGE - 1))
 #define REGION_SEALS	(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
-#define REGION_MIN_RING	65536ULL	/* smallest ring capacity either side accepts */
+#define REGION_MIN_RING 65536ULL /* smallest ring capacity either side accepts */
 
 static int is_pow2(uint64_t v)
 {
@@ -130,8 +130,8 @@ static int header_valid(const struct moat_shm_header *h, uint64_t file_size)
 	for (p = 0; p < MOAT_PART_COUNT; p++) {
 		const struct moat_part_desc *d = &h->part[p];
 
-		if (d->off % PAGE || d->off < end || d->size == 0 ||
-		    d->size > file_size || d->off > file_size - d->size)
+		if (d->off % PAGE || d->off < end || d->size == 0 || d->size > file_size ||
+		    d->off > file_size - d->size)
 			return -EBADMSG;
 		end = d->off + d->size;
 		if (is_ring(p) && (d->size < MOAT_RING_DATA_OFF + REGION_MIN_RING ||
@@ -174,8 +174,8 @@ int region_map(int fd, uint32_t parts, struct region *r)
 		if (!(parts & REGION_PART_BIT(p)))
 			continue;
 		m = mmap(NULL, r->hdr.part[p].size,
-			 p == MOAT_PART_HEADER ? PROT_READ : PROT_READ | PROT_WRITE,
-			 MAP_SHARED, fd, (off_t)r->hdr.part[p].off);
+			 p == MOAT_PART_HEADER ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+			 (off_t)r->hdr.part[p].off);
 		if (m == MAP_FAILED) {
 			rc = -errno;
 			region_unmap(r);

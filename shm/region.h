@@ -23,12 +23,12 @@ struct region {
 
 /* Parameters the supervisor chooses (ring sizes are powers of two). */
 struct region_config {
-	uint64_t frame_ring_bytes;	/* g2s and s2g */
-	uint64_t flow_ring_bytes;	/* s2p and p2s */
+	uint64_t frame_ring_bytes; /* g2s and s2g */
+	uint64_t flow_ring_bytes;  /* s2p and p2s */
 };
 
-#define REGION_PART_BIT(p)	(1u << (p))
-#define REGION_ALL_PARTS	((1u << MOAT_PART_COUNT) - 1)
+#define REGION_PART_BIT(p) (1u << (p))
+#define REGION_ALL_PARTS   ((1u << MOAT_PART_COUNT) - 1)
 
 int region_create(const struct region_config *cfg, const struct moat_shm_header *proto,
 		  struct region *r);

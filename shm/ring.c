@@ -33,7 +33,7 @@
 
 #include "shm/ring.h"
 
-#define HDR_SIZE	((uint64_t)sizeof(struct moat_rec_hdr))
+#define HDR_SIZE ((uint64_t)sizeof(struct moat_rec_hdr))
 
 static inline uint64_t rec_size(uint32_t len)
 {
@@ -267,7 +267,8 @@ bool ring_wait_space(struct ring *r, uint32_t len)
 	atomic_store_explicit((_Atomic uint32_t *)&r->ctl->prod_waiting, 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (room_for(r, len) || r->corrupt) {
-		atomic_store_explicit((_Atomic uint32_t *)&r->ctl->prod_waiting, 0, memory_order_relaxed);
+		atomic_store_explicit((_Atomic uint32_t *)&r->ctl->prod_waiting, 0,
+				      memory_order_relaxed);
 		return true;
 	}
 	return false;

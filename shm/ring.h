@@ -20,16 +20,16 @@
 struct ring {
 	struct moat_ring_ctl *ctl;
 	uint8_t *data;
-	uint64_t cap;		/* power of two */
+	uint64_t cap; /* power of two */
 	uint64_t mask;
-	uint64_t head;		/* producer's local head (published by ring_flush) */
-	uint64_t tail;		/* consumer's local tail (published by ring_release) */
-	uint64_t pub;		/* head or tail value last published */
-	int cons_efd;		/* written to wake the consumer, -1 if none */
-	int prod_efd;		/* written to wake a producer waiting for space */
-	uint64_t *wakes;	/* counter bumped per eventfd write, may be NULL */
-	uint64_t peeked;	/* consumer: size of the record ring_peek() validated, 0 if none */
-	bool corrupt;		/* sticky: validation failed once */
+	uint64_t head;	 /* producer's local head (published by ring_flush) */
+	uint64_t tail;	 /* consumer's local tail (published by ring_release) */
+	uint64_t pub;	 /* head or tail value last published */
+	int cons_efd;	 /* written to wake the consumer, -1 if none */
+	int prod_efd;	 /* written to wake a producer waiting for space */
+	uint64_t *wakes; /* counter bumped per eventfd write, may be NULL */
+	uint64_t peeked; /* consumer: size of the record ring_peek() validated, 0 if none */
+	bool corrupt;	 /* sticky: validation failed once */
 };
 
 /*
@@ -45,7 +45,7 @@ struct ring {
  */
 
 /* Largest payload a ring of capacity @cap accepts (keeps progress possible). */
-#define RING_MAX_RECORD(cap)	((uint32_t)((cap) / 4 - sizeof(struct moat_rec_hdr)))
+#define RING_MAX_RECORD(cap) ((uint32_t)((cap) / 4 - sizeof(struct moat_rec_hdr)))
 
 void ring_attach(struct ring *r, void *part, uint64_t cap, int cons_efd, int prod_efd,
 		 uint64_t *wakes);

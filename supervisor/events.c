@@ -49,9 +49,9 @@
 #include "common/rate.h"
 #include "supervisor/events.h"
 
-#define FIELD_MAX	32	/* fields copied from one proxy event */
-#define KEY_MAX		32	/* length of a copied key */
-#define STRING_MAX	1024	/* bytes of a copied string value */
+#define FIELD_MAX  32	/* fields copied from one proxy event */
+#define KEY_MAX	   32	/* length of a copied key */
+#define STRING_MAX 1024 /* bytes of a copied string value */
 
 static int events_fd = -1;
 
@@ -61,21 +61,17 @@ static _Atomic uint64_t n_reloads_ok, n_reloads_failed;
 static _Atomic uint64_t n_proxy_rejected, n_proxy_suppressed, n_write_errors;
 
 static const char *const kind_names[EVENTS_KIND_COUNT] = {
-	[EVENTS_START] = "start",
-	[EVENTS_STOP] = "stop",
-	[EVENTS_VIOLATION] = "violation",
-	[EVENTS_TERMINATION] = "termination",
-	[EVENTS_CHILD_EXIT] = "child_exit",
-	[EVENTS_POLICY_RELOAD] = "policy_reload",
-	[EVENTS_DENIAL] = "denial",
-	[EVENTS_DNS_DENIAL] = "dns_denial",
+	[EVENTS_START] = "start",	    [EVENTS_STOP] = "stop",
+	[EVENTS_VIOLATION] = "violation",   [EVENTS_TERMINATION] = "termination",
+	[EVENTS_CHILD_EXIT] = "child_exit", [EVENTS_POLICY_RELOAD] = "policy_reload",
+	[EVENTS_DENIAL] = "denial",	    [EVENTS_DNS_DENIAL] = "dns_denial",
 	[EVENTS_LIMIT] = "limit",
 };
 
-static const char *const violation_names[MOAT_VIOL_COUNT] = {
-	"none", "policy_terminate", "limit", "spoof", "ring_corrupt", "bad_message", "child_exit",
-	"child_stalled"
-};
+static const char *const violation_names[MOAT_VIOL_COUNT] = { "none",	      "policy_terminate",
+							      "limit",	      "spoof",
+							      "ring_corrupt", "bad_message",
+							      "child_exit",   "child_stalled" };
 
 static void bump(_Atomic uint64_t *c)
 {
@@ -329,29 +325,28 @@ void events_reload(const char *path, bool ok, const char *err)
 }
 
 /* The documented fields of each proxy kind, with the JSON types they may have. */
-#define T_STR	1
-#define T_INT	2
-#define T_BOOL	4
+#define T_STR  1
+#define T_INT  2
+#define T_BOOL 4
 
 struct field_spec {
 	const char *key;
 	int types;
 };
 
-static const struct field_spec denial_fields[] = {
-	{ "direction", T_STR }, { "protocol", T_STR }, { "dst", T_STR }, { "dst_port", T_INT },
-	{ "src", T_STR }, { "guest_port", T_INT }, { "rule", T_INT }, { "flow", T_INT },
-	{ "terminate", T_BOOL },
-	{ NULL, 0 }
-};
+static const struct field_spec denial_fields[] = { { "direction", T_STR },  { "protocol", T_STR },
+						   { "dst", T_STR },	    { "dst_port", T_INT },
+						   { "src", T_STR },	    { "guest_port", T_INT },
+						   { "rule", T_INT },	    { "flow", T_INT },
+						   { "terminate", T_BOOL }, { NULL, 0 } };
 static const struct field_spec dns_denial_fields[] = {
-	{ "direction", T_STR }, { "protocol", T_STR }, { "name", T_STR }, { "dst", T_STR },
-	{ "dst_port", T_INT }, { "rule", T_INT }, { "flow", T_INT }, { "terminate", T_BOOL },
-	{ NULL, 0 }
+	{ "direction", T_STR }, { "protocol", T_STR },	 { "name", T_STR },
+	{ "dst", T_STR },	{ "dst_port", T_INT },	 { "rule", T_INT },
+	{ "flow", T_INT },	{ "terminate", T_BOOL }, { NULL, 0 }
 };
 static const struct field_spec limit_fields[] = {
-	{ "limit", T_STR }, { "action", T_STR }, { "protocol", T_STR }, { "dst", T_STR },
-	{ "dst_port", T_INT }, { "flow", T_INT },
+	{ "limit", T_STR }, { "action", T_STR },   { "protocol", T_STR },
+	{ "dst", T_STR },   { "dst_port", T_INT }, { "flow", T_INT },
 	{ NULL, 0 }
 };
 
@@ -372,8 +367,8 @@ static bool tame_key(const char *k)
 	size_t n = 0;
 
 	for (; k[n]; n++)
-		if (n == KEY_MAX || !((k[n] >= 'a' && k[n] <= 'z') || (k[n] >= '0' && k[n] <= '9') ||
-				      k[n] == '_'))
+		if (n == KEY_MAX ||
+		    !((k[n] >= 'a' && k[n] <= 'z') || (k[n] >= '0' && k[n] <= '9') || k[n] == '_'))
 			return false;
 	return n > 0;
 }
@@ -443,7 +438,8 @@ int events_from_proxy(const char *json, size_t len)
 		return 0;
 	}
 	out = event(kind);
-	json_object_foreach(in, key, v) {
+	json_object_foreach(in, key, v)
+	{
 		if (!strcmp(key, "event") || !strcmp(key, "ts") || !tame_key(key))
 			continue;
 		if (!type_of(v) || (json_is_string(v) && json_string_length(v) > STRING_MAX))

@@ -23,9 +23,9 @@ enum events_kind {
 	EVENTS_TERMINATION,
 	EVENTS_CHILD_EXIT,
 	EVENTS_POLICY_RELOAD,
-	EVENTS_DENIAL,		/* from the proxy */
-	EVENTS_DNS_DENIAL,	/* from the proxy */
-	EVENTS_LIMIT,		/* from the proxy */
+	EVENTS_DENIAL,	   /* from the proxy */
+	EVENTS_DNS_DENIAL, /* from the proxy */
+	EVENTS_LIMIT,	   /* from the proxy */
 	EVENTS_KIND_COUNT
 };
 
@@ -34,8 +34,8 @@ enum events_kind {
  * framing, CHANNEL_EVENT_MAX, the kinds); a framing error is a violation.
  * Proxy events written per second in the long run, and the burst allowed:
  */
-#define EVENTS_PROXY_RATE	200
-#define EVENTS_PROXY_BURST	1000
+#define EVENTS_PROXY_RATE  200
+#define EVENTS_PROXY_BURST 1000
 
 /**
  * struct events_stats - what the events module has seen since start

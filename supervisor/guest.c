@@ -80,8 +80,9 @@ int guest_spec_parse(const char *s, struct guest_spec *out, char *err, size_t er
 
 		out->kind = GUEST_TAP;
 		if (il == 0 || il >= IFNAMSIZ) {
-			snprintf(err, errlen, "'%s': tap needs an interface name of 1..%d characters",
-				 s, IFNAMSIZ - 1);
+			snprintf(err, errlen,
+				 "'%s': tap needs an interface name of 1..%d characters", s,
+				 IFNAMSIZ - 1);
 			return -1;
 		}
 		memcpy(out->ifname, arg, il);
@@ -103,14 +104,15 @@ int guest_spec_parse(const char *s, struct guest_spec *out, char *err, size_t er
 			return -1;
 		}
 		out->fd = (int)v;
-		out->kind = KIND("tap-fd") ? GUEST_TAP_FD : KIND("stream-fd") ? GUEST_STREAM_FD
-									: GUEST_DGRAM_FD;
+		out->kind = KIND("tap-fd")    ? GUEST_TAP_FD :
+			    KIND("stream-fd") ? GUEST_STREAM_FD :
+						GUEST_DGRAM_FD;
 		return 0;
 	}
 	if (KIND("stream") || KIND("dgram") || KIND("shm")) {
 		if (!*arg || strlen(arg) >= sizeof(out->path)) {
-			snprintf(err, errlen, "'%s': expected a socket path of 1..%zu characters", s,
-				 sizeof(out->path) - 1);
+			snprintf(err, errlen, "'%s': expected a socket path of 1..%zu characters",
+				 s, sizeof(out->path) - 1);
 			return -1;
 		}
 		strcpy(out->path, arg);
@@ -118,8 +120,10 @@ int guest_spec_parse(const char *s, struct guest_spec *out, char *err, size_t er
 		return 0;
 	}
 #undef KIND
-	snprintf(err, errlen, "'%s': unknown frontend (tap:, tap-fd:, stream:, stream-fd:, "
-		 "dgram:, dgram-fd:, shm:)", s);
+	snprintf(err, errlen,
+		 "'%s': unknown frontend (tap:, tap-fd:, stream:, stream-fd:, "
+		 "dgram:, dgram-fd:, shm:)",
+		 s);
 	return -1;
 }
 
@@ -172,8 +176,10 @@ int guest_check_fd(int fd, int want_type, const char *spec, char *err, size_t er
 	socklen_t tl = sizeof(type);
 
 	if (fcntl(fd, F_GETFD) < 0) {
-		snprintf(err, errlen, "%s: descriptor %d is not open (moat must inherit it: "
-			 "clear its close-on-exec flag)", spec, fd);
+		snprintf(err, errlen,
+			 "%s: descriptor %d is not open (moat must inherit it: "
+			 "clear its close-on-exec flag)",
+			 spec, fd);
 		return -1;
 	}
 	if (want_type >= 0) {
@@ -181,8 +187,7 @@ int guest_check_fd(int fd, int want_type, const char *spec, char *err, size_t er
 			snprintf(err, errlen, "%s: descriptor %d is not a socket", spec, fd);
 			return -1;
 		}
-		if (type != want_type &&
-		    !(want_type == SOCK_DGRAM && type == SOCK_SEQPACKET)) {
+		if (type != want_type && !(want_type == SOCK_DGRAM && type == SOCK_SEQPACKET)) {
 			snprintf(err, errlen, "%s: descriptor %d is a %s socket, not a %s socket",
 				 spec, fd, type_name(type), type_name(want_type));
 			return -1;
@@ -212,7 +217,7 @@ static int unix_in_use(const char *path, int type)
 	else if (errno == ECONNREFUSED)
 		rc = 0;
 	else if (errno == EPROTOTYPE)
-		rc = 1;		/* bound by a socket of another type: live */
+		rc = 1; /* bound by a socket of another type: live */
 	else
 		rc = -errno;
 	close(fd);
@@ -257,8 +262,10 @@ int guest_unix_listen(const char *path, int type, char *err, size_t errlen)
 	}
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "%s exists and is not a socket; remove it or choose "
-				 "another path", path);
+			snprintf(err, errlen,
+				 "%s exists and is not a socket; remove it or choose "
+				 "another path",
+				 path);
 			return -1;
 		}
 		e = unix_in_use(path, type);
@@ -282,11 +289,13 @@ int guest_unix_listen(const char *path, int type, char *err, size_t errlen)
 		e = errno;
 		dir_of(path, dir, sizeof(dir));
 		if (e == ENOENT || e == ENOTDIR)
-			snprintf(err, errlen, "cannot create socket %s: directory %s does not exist",
-				 path, dir);
+			snprintf(err, errlen,
+				 "cannot create socket %s: directory %s does not exist", path, dir);
 		else if (e == EACCES || e == EROFS)
-			snprintf(err, errlen, "cannot create socket %s: no permission to write in "
-				 "%s", path, dir);
+			snprintf(err, errlen,
+				 "cannot create socket %s: no permission to write in "
+				 "%s",
+				 path, dir);
 		else if (e == EADDRINUSE)
 			snprintf(err, errlen, "%s is in use", path);
 		else
@@ -620,7 +629,8 @@ static void on_efd(struct loop_watch *w, uint32_t events)
 int guest_open_pcap(struct guest *g, const char *path, unsigned mtu, char *err, size_t errlen)
 {
 	if (g->spec.kind == GUEST_SHM) {
-		snprintf(err, errlen, "--pcap is not available with --guest shm: (the VMM moves the "
+		snprintf(err, errlen,
+			 "--pcap is not available with --guest shm: (the VMM moves the "
 			 "frames itself); remove --pcap");
 		return -1;
 	}
@@ -638,8 +648,7 @@ int guest_open_pcap(struct guest *g, const char *path, unsigned mtu, char *err, 
  *
  * Return: 0 or -1 (the reason is logged).
  */
-int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd,
-		int netstack_efd)
+int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd, int netstack_efd)
 {
 	g->loop = l;
 	g->region = r;
@@ -649,16 +658,18 @@ int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd
 	g->netstack_efd = netstack_efd;
 	if (g->spec.kind == GUEST_SHM)
 		return g->ops->start(g);
-	ring_attach(&g->g2s, r->part[MOAT_PART_RING_G2S], region_ring_capacity(r, MOAT_PART_RING_G2S),
-		    netstack_efd, guest_efd, &g->cnt->wakes_sent);
+	ring_attach(&g->g2s, r->part[MOAT_PART_RING_G2S],
+		    region_ring_capacity(r, MOAT_PART_RING_G2S), netstack_efd, guest_efd,
+		    &g->cnt->wakes_sent);
 	/* The tap reserves one byte more than a frame to see oversize reads. */
 	if (g->max_frame + 1 > RING_MAX_RECORD(g->g2s.cap)) {
 		log_error("guest port: frames of %u bytes do not fit a g2s ring of %llu bytes",
 			  g->max_frame, (unsigned long long)g->g2s.cap);
 		return -1;
 	}
-	ring_attach(&g->s2g, r->part[MOAT_PART_RING_S2G], region_ring_capacity(r, MOAT_PART_RING_S2G),
-		    guest_efd, netstack_efd, &g->cnt->wakes_sent);
+	ring_attach(&g->s2g, r->part[MOAT_PART_RING_S2G],
+		    region_ring_capacity(r, MOAT_PART_RING_S2G), guest_efd, netstack_efd,
+		    &g->cnt->wakes_sent);
 	g->w_efd = (struct loop_watch){ .fd = guest_efd, .cb = on_efd, .arg = g };
 	if (loop_add(l, &g->w_efd, EPOLLIN) < 0) {
 		log_error("guest port: cannot watch the eventfd: %s", strerror(errno));
@@ -705,28 +716,28 @@ void guest_seccomp(scmp_filter_ctx ctx, const struct guest *g)
 	if (!g)
 		return;
 	/* Every frontend, and guest.c's eventfd watch. */
-	ALLOW(ctx, read);		/* our eventfd; tap frames; stream bytes; timerfd; shm EOF */
-	ALLOW(ctx, write);		/* the netstack's eventfd (ring wakes); tap frames; --pcap */
-	ALLOW(ctx, epoll_ctl);		/* watches paused and resumed (backpressure), clients */
-	ALLOW(ctx, close);		/* clients that leave; probe sockets; a dead peer's pidfd */
+	ALLOW(ctx, read);      /* our eventfd; tap frames; stream bytes; timerfd; shm EOF */
+	ALLOW(ctx, write);     /* the netstack's eventfd (ring wakes); tap frames; --pcap */
+	ALLOW(ctx, epoll_ctl); /* watches paused and resumed (backpressure), clients */
+	ALLOW(ctx, close);     /* clients that leave; probe sockets; a dead peer's pidfd */
 	/* stream: and shm: serve the next VMM that connects. */
-	ALLOW(ctx, accept4);		/* a reconnecting VMM (one client at a time) */
-	ALLOW(ctx, sendmsg);		/* stream: a batch of frames; shm: the hello with the fds */
-	ALLOW(ctx, sendto);		/* stream: the rest of a cut frame (send()) */
+	ALLOW(ctx, accept4); /* a reconnecting VMM (one client at a time) */
+	ALLOW(ctx, sendmsg); /* stream: a batch of frames; shm: the hello with the fds */
+	ALLOW(ctx, sendto);  /* stream: the rest of a cut frame (send()) */
 	/* dgram: */
-	ALLOW(ctx, recvmmsg);		/* a batch of datagrams with their credentials */
-	ALLOW(ctx, sendmmsg);		/* a batch of frames toward the peer */
-	ALLOW(ctx, timerfd_settime);	/* retry a send the peer's full queue refused */
-	ALLOW(ctx, socket);		/* peer_alive(): a unix dgram socket to probe the peer's path */
-	ALLOW(ctx, connect);		/* peer_alive(): does anyone still serve that path? */
-	ALLOW(ctx, pidfd_open);		/* watch the peer process: its exit ends the peer */
-	ALLOW(ctx, newfstatat);		/* lstat(): is the peer's socket file still the same? */
-	ALLOW(ctx, lstat);		/* the same on libcs that still call lstat */
+	ALLOW(ctx, recvmmsg);	     /* a batch of datagrams with their credentials */
+	ALLOW(ctx, sendmmsg);	     /* a batch of frames toward the peer */
+	ALLOW(ctx, timerfd_settime); /* retry a send the peer's full queue refused */
+	ALLOW(ctx, socket);	/* peer_alive(): a unix dgram socket to probe the peer's path */
+	ALLOW(ctx, connect);	/* peer_alive(): does anyone still serve that path? */
+	ALLOW(ctx, pidfd_open); /* watch the peer process: its exit ends the peer */
+	ALLOW(ctx, newfstatat); /* lstat(): is the peer's socket file still the same? */
+	ALLOW(ctx, lstat);	/* the same on libcs that still call lstat */
 	/* At close (the clean stop, after the filter): our socket file goes. */
-	ALLOW(ctx, unlink);		/* guest_unix_unlink() of stream:/dgram:/shm: PATH */
-	ALLOW(ctx, unlinkat);		/* the same where libc's unlink() is unlinkat (arm64) */
-	ALLOW(ctx, munmap);		/* free() of the stream/dgram buffers (mmap-sized) */
-	ALLOW(ctx, brk);		/* free() trimming the heap */
+	ALLOW(ctx, unlink);   /* guest_unix_unlink() of stream:/dgram:/shm: PATH */
+	ALLOW(ctx, unlinkat); /* the same where libc's unlink() is unlinkat (arm64) */
+	ALLOW(ctx, munmap);   /* free() of the stream/dgram buffers (mmap-sized) */
+	ALLOW(ctx, brk);      /* free() trimming the heap */
 }
 
 /**

@@ -16,8 +16,13 @@
 #include "supervisor/loop.h"
 
 enum guest_kind {
-	GUEST_TAP, GUEST_TAP_FD, GUEST_STREAM, GUEST_STREAM_FD,
-	GUEST_DGRAM, GUEST_DGRAM_FD, GUEST_SHM
+	GUEST_TAP,
+	GUEST_TAP_FD,
+	GUEST_STREAM,
+	GUEST_STREAM_FD,
+	GUEST_DGRAM,
+	GUEST_DGRAM_FD,
+	GUEST_SHM
 };
 
 /**
@@ -49,8 +54,7 @@ typedef void (*guest_violation_fn)(const char *detail);
 int guest_spec_parse(const char *s, struct guest_spec *out, char *err, size_t errlen);
 struct guest *guest_open(const struct guest_spec *spec, char *err, size_t errlen);
 int guest_open_pcap(struct guest *g, const char *path, unsigned mtu, char *err, size_t errlen);
-int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd,
-		int netstack_efd);
+int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd, int netstack_efd);
 void guest_on_violation(struct guest *g, guest_violation_fn fn);
 void guest_flush(struct guest *g);
 bool guest_failed(const struct guest *g);

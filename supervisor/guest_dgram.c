@@ -74,43 +74,43 @@
 #include "common/log.h"
 #include "supervisor/guest_int.h"
 
-#define DGRAM_READS		4	/* recvmmsg calls per wake */
-#define DGRAM_RETRY_MIN_NS	50000	/* peer queue full: first retry after 50 us, */
-#define DGRAM_RETRY_MAX_NS	2000000	/* doubling while nothing goes out, up to 2 ms */
+#define DGRAM_READS	   4	   /* recvmmsg calls per wake */
+#define DGRAM_RETRY_MIN_NS 50000   /* peer queue full: first retry after 50 us, */
+#define DGRAM_RETRY_MAX_NS 2000000 /* doubling while nothing goes out, up to 2 ms */
 
 struct dgram {
 	int fd;
 	struct loop_watch w;
 	uint32_t events;
 	bool parked;
-	bool bound;			/* dgram:PATH: learn the peer */
+	bool bound; /* dgram:PATH: learn the peer */
 	bool have_peer;
-	bool seqpacket;			/* dgram-fd:N may be a seqpacket socket */
-	int alive;			/* peer liveness probed this batch: -1 unknown */
+	bool seqpacket; /* dgram-fd:N may be a seqpacket socket */
+	int alive;	/* peer liveness probed this batch: -1 unknown */
 	struct sockaddr_un peer;
 	socklen_t peer_len;
-	struct ucred peer_cred;		/* dgram:PATH: the peer's pid and uid */
-	bool have_owner;		/* a peer was learned once: @owner_uid is set */
-	uid_t owner_uid;		/* uid every later peer must have */
-	bool peer_ino_known;		/* the socket file at the peer's path, if any */
+	struct ucred peer_cred; /* dgram:PATH: the peer's pid and uid */
+	bool have_owner;	/* a peer was learned once: @owner_uid is set */
+	uid_t owner_uid;	/* uid every later peer must have */
+	bool peer_ino_known;	/* the socket file at the peer's path, if any */
 	dev_t peer_dev;
 	ino_t peer_ino;
-	struct timespec peer_mtime;	/* inode numbers are reused at once: with the time */
-	int pidfd;			/* the peer process, -1 if none */
+	struct timespec peer_mtime; /* inode numbers are reused at once: with the time */
+	int pidfd;		    /* the peer process, -1 if none */
 	struct loop_watch wp;
-	uint64_t impostors;		/* peer's path, other credentials */
-	int tfd;			/* retry timer (dgram:PATH) */
+	uint64_t impostors; /* peer's path, other credentials */
+	int tfd;	    /* retry timer (dgram:PATH) */
 	struct loop_watch wt;
 	bool timer_armed;
-	bool denied_logged;		/* the peer's socket refused us (EACCES): said once */
-	long retry_ns;			/* next retry delay */
-	uint64_t foreign;		/* datagrams dropped from strangers */
+	bool denied_logged; /* the peer's socket refused us (EACCES): said once */
+	long retry_ns;	    /* next retry delay */
+	uint64_t foreign;   /* datagrams dropped from strangers */
 	char what[128];
-	uint8_t *in;			/* GUEST_BATCH buffers of max_frame + 1 */
+	uint8_t *in; /* GUEST_BATCH buffers of max_frame + 1 */
 	struct mmsghdr msgs[GUEST_BATCH];
 	struct iovec iov[GUEST_BATCH];
 	struct sockaddr_un from[GUEST_BATCH];
-	union {				/* SCM_CREDENTIALS of each datagram */
+	union { /* SCM_CREDENTIALS of each datagram */
 		char buf[CMSG_SPACE(sizeof(struct ucred))];
 		struct cmsghdr align;
 	} cmsg[GUEST_BATCH];
@@ -198,15 +198,17 @@ static void dgram_arm_retry(struct guest *g, bool progress)
 static const char *addr_str(const struct sockaddr_un *sa, socklen_t len, char *buf)
 {
 	size_t n = len > offsetof(struct sockaddr_un, sun_path) ?
-		   len - offsetof(struct sockaddr_un, sun_path) : 0;
+			   len - offsetof(struct sockaddr_un, sun_path) :
+			   0;
 
 	if (!n)
 		return "(unbound)";
-	if (sa->sun_path[0] == '\0') {	/* abstract */
+	if (sa->sun_path[0] == '\0') { /* abstract */
 		snprintf(buf, sizeof(sa->sun_path) + 1, "@%.*s", (int)(n - 1), sa->sun_path + 1);
 		return buf;
 	}
-	snprintf(buf, sizeof(sa->sun_path) + 1, "%.*s", (int)strnlen(sa->sun_path, n), sa->sun_path);
+	snprintf(buf, sizeof(sa->sun_path) + 1, "%.*s", (int)strnlen(sa->sun_path, n),
+		 sa->sun_path);
 	return buf;
 }
 
@@ -216,9 +218,9 @@ static bool peer_same_socket(const struct dgram *d)
 	struct stat st;
 
 	if (!d->peer_ino_known)
-		return true;	/* abstract address, or not ours to stat: pidfd only */
+		return true; /* abstract address, or not ours to stat: pidfd only */
 	if (lstat(d->peer.sun_path, &st) < 0)
-		return errno != ENOENT && errno != ENOTDIR;	/* can't tell: keep it */
+		return errno != ENOENT && errno != ENOTDIR; /* can't tell: keep it */
 	return S_ISSOCK(st.st_mode) && st.st_dev == d->peer_dev && st.st_ino == d->peer_ino &&
 	       st.st_mtim.tv_sec == d->peer_mtime.tv_sec &&
 	       st.st_mtim.tv_nsec == d->peer_mtime.tv_nsec;
@@ -348,7 +350,8 @@ static bool dgram_accept_sender(struct guest *g, const struct sockaddr_un *from,
 	if (len <= offsetof(struct sockaddr_un, sun_path)) {
 		if (d->foreign++ == 0)
 			log_warn("guest port: %s: datagram from an unbound socket dropped (the "
-				 "VMM must bind its socket so moat can answer)", d->what);
+				 "VMM must bind its socket so moat can answer)",
+				 d->what);
 		guest_count(&g->cnt->drops[MOAT_DROP_SPOOFED], 1);
 		return false;
 	}
@@ -357,10 +360,12 @@ static bool dgram_accept_sender(struct guest *g, const struct sockaddr_un *from,
 			return true;
 		if (peer_alive(d)) {
 			if (d->impostors++ == 0)
-				log_warn("guest port: %s: datagram from the peer's path %s by pid %d "
-					 "uid %u dropped: the peer is pid %d uid %u", d->what,
-					 addr_str(from, len, a), (int)cred->pid, (unsigned)cred->uid,
-					 (int)d->peer_cred.pid, (unsigned)d->peer_cred.uid);
+				log_warn("guest port: %s: datagram from the peer's path %s by pid "
+					 "%d "
+					 "uid %u dropped: the peer is pid %d uid %u",
+					 d->what, addr_str(from, len, a), (int)cred->pid,
+					 (unsigned)cred->uid, (int)d->peer_cred.pid,
+					 (unsigned)d->peer_cred.uid);
 			guest_count(&g->cnt->drops[MOAT_DROP_SPOOFED], 1);
 			return false;
 		}
@@ -368,21 +373,23 @@ static bool dgram_accept_sender(struct guest *g, const struct sockaddr_un *from,
 	if (d->have_peer && peer_alive(d)) {
 		if (d->foreign++ % 1024 == 0)
 			log_warn("guest port: %s: datagrams from %s dropped: the peer is %s",
-				 d->what, addr_str(from, len, a), addr_str(&d->peer, d->peer_len, b));
+				 d->what, addr_str(from, len, a),
+				 addr_str(&d->peer, d->peer_len, b));
 		guest_count(&g->cnt->drops[MOAT_DROP_SPOOFED], 1);
 		return false;
 	}
 	if (d->have_owner && cred->uid != d->owner_uid) {
 		if (d->foreign++ % 1024 == 0)
 			log_warn("guest port: %s: datagrams from %s (uid %u) dropped: only uid %u, "
-				 "the first peer's, may attach", d->what, addr_str(from, len, a),
-				 (unsigned)cred->uid, (unsigned)d->owner_uid);
+				 "the first peer's, may attach",
+				 d->what, addr_str(from, len, a), (unsigned)cred->uid,
+				 (unsigned)d->owner_uid);
 		guest_count(&g->cnt->drops[MOAT_DROP_SPOOFED], 1);
 		return false;
 	}
 	if (d->have_peer)
 		peer_lost(g, "no longer bound");
-	memset(&d->peer, 0, sizeof(d->peer));	/* sun_path is used as a C string */
+	memset(&d->peer, 0, sizeof(d->peer)); /* sun_path is used as a C string */
 	memcpy(&d->peer, from, len);
 	d->peer_len = len;
 	d->have_peer = true;
@@ -424,7 +431,8 @@ static void dgram_input(struct guest *g)
 
 		if (!want) {
 			/* ring_free_bytes() said 0: full, or an impossible tail. */
-			if (guest_g2s_blocked(g, g->g2s.corrupt ? -EBADMSG : -ENOBUFS, g->max_frame))
+			if (guest_g2s_blocked(g, g->g2s.corrupt ? -EBADMSG : -ENOBUFS,
+					      g->max_frame))
 				break;
 			want = 1;
 		}
@@ -433,7 +441,8 @@ static void dgram_input(struct guest *g)
 			d->msgs[i].msg_hdr = (struct msghdr){
 				.msg_name = d->bound ? &d->from[i] : NULL,
 				.msg_namelen = d->bound ? sizeof(d->from[i]) : 0,
-				.msg_iov = &d->iov[i], .msg_iovlen = 1,
+				.msg_iov = &d->iov[i],
+				.msg_iovlen = 1,
 				.msg_control = d->bound ? d->cmsg[i].buf : NULL,
 				.msg_controllen = d->bound ? sizeof(d->cmsg[i].buf) : 0,
 			};
@@ -456,17 +465,19 @@ static void dgram_input(struct guest *g)
 				 * Absent only if the kernel ignored SO_PASSCRED: such
 				 * datagrams all look alike and are told apart by path.
 				 */
-				struct ucred cred = { .pid = -1, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+				struct ucred cred = { .pid = -1,
+						      .uid = (uid_t)-1,
+						      .gid = (gid_t)-1 };
 
 				dgram_cred(&d->msgs[i].msg_hdr, &cred);
-				if (!dgram_accept_sender(g, &d->from[i], d->msgs[i].msg_hdr.msg_namelen,
-							 &cred))
+				if (!dgram_accept_sender(g, &d->from[i],
+							 d->msgs[i].msg_hdr.msg_namelen, &cred))
 					continue;
 			}
 			if (len == 4 && !memcmp(p, "VFKT", 4))
-				continue;	/* vfkit's handshake */
+				continue; /* vfkit's handshake */
 			if (d->seqpacket && len == 0) {
-				peer_lost(g, "closed");	/* end of a seqpacket connection */
+				peer_lost(g, "closed"); /* end of a seqpacket connection */
 				goto out;
 			}
 			if ((d->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len > g->max_frame) {
@@ -530,7 +541,8 @@ static void dgram_output(struct guest *g)
 			msgs[k].msg_hdr = (struct msghdr){
 				.msg_name = d->bound ? &d->peer : NULL,
 				.msg_namelen = d->bound ? d->peer_len : 0,
-				.msg_iov = &iov[k], .msg_iovlen = 1,
+				.msg_iov = &iov[k],
+				.msg_iovlen = 1,
 			};
 			ring_consume(&g->s2g);
 			k++;
@@ -546,14 +558,17 @@ static void dgram_output(struct guest *g)
 				g->waiting_out = true;
 				if (d->bound)
 					dgram_arm_retry(g, frames > 0);
-			} else if (e == ECONNREFUSED || e == ENOENT || e == ENOTCONN || e == EPIPE) {
+			} else if (e == ECONNREFUSED || e == ENOENT || e == ENOTCONN ||
+				   e == EPIPE) {
 				peer_lost(g, strerror(e));
 			} else {
 				/* This frame cannot be sent (EMSGSIZE, ...): skip it, like a wire. */
 				if ((e == EACCES || e == EPERM) && !d->denied_logged) {
 					d->denied_logged = true;
-					log_warn("guest port: %s: the VMM's socket refuses moat (%s): moat "
-						 "runs as uid %u after set-up; make the VMM's socket "
+					log_warn("guest port: %s: the VMM's socket refuses moat "
+						 "(%s): moat "
+						 "runs as uid %u after set-up; make the VMM's "
+						 "socket "
 						 "writable for it (umask 0) or use --user",
 						 d->what, strerror(e), (unsigned)geteuid());
 				}
@@ -572,7 +587,7 @@ static void dgram_output(struct guest *g)
 		}
 		frames += (uint64_t)sent;
 		if (sent < k) {
-			g->s2g.tail = start[sent];	/* the next call reports why */
+			g->s2g.tail = start[sent]; /* the next call reports why */
 			continue;
 		}
 		if (k < GUEST_BATCH)

@@ -20,9 +20,9 @@
 #include "supervisor/pcap.h"
 
 /* Frames moved per batch in either direction: one g2s flush, one s2g release. */
-#define GUEST_BATCH	64
+#define GUEST_BATCH   64
 /* Frames written toward the guest before other events get a turn. */
-#define GUEST_OUT_MAX	(4 * GUEST_BATCH)
+#define GUEST_OUT_MAX (4 * GUEST_BATCH)
 
 struct guest;
 

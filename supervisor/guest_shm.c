@@ -64,8 +64,10 @@ static int shm_open_port(struct guest *g, char *err, size_t errlen)
 static int shm_send_hello(struct guest *g, int fd)
 {
 	struct moat_shm_hello h = {
-		.magic = MOAT_SHM_HELLO_MAGIC, .version = MOAT_SHM_VERSION,
-		.nfds = MOAT_SHM_NFDS, .region_size = g->region->hdr.region_size,
+		.magic = MOAT_SHM_HELLO_MAGIC,
+		.version = MOAT_SHM_VERSION,
+		.nfds = MOAT_SHM_NFDS,
+		.region_size = g->region->hdr.region_size,
 	};
 	int fds[MOAT_SHM_NFDS];
 	union {
@@ -73,7 +75,9 @@ static int shm_send_hello(struct guest *g, int fd)
 		struct cmsghdr align;
 	} u;
 	struct iovec iov = { &h, sizeof(h) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
 			     .msg_controllen = sizeof(u.buf) };
 	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 	ssize_t n;

@@ -53,17 +53,17 @@
 #include "common/log.h"
 #include "supervisor/guest_int.h"
 
-#define STREAM_INBUF	(256u << 10)
-#define STREAM_MAX_LEN	65535u	/* above this a length prefix is garbage */
-#define STREAM_READS	4	/* reads per wake before others get a turn */
+#define STREAM_INBUF   (256u << 10)
+#define STREAM_MAX_LEN 65535u /* above this a length prefix is garbage */
+#define STREAM_READS   4      /* reads per wake before others get a turn */
 
 struct stream {
-	int lfd;			/* listening socket, -1 for stream-fd */
-	int cfd;			/* the client, -1 if none */
+	int lfd; /* listening socket, -1 for stream-fd */
+	int cfd; /* the client, -1 if none */
 	struct loop_watch wl, wc;
-	uint32_t cevents;		/* client watch mask */
-	bool parked;			/* client watch removed (nothing to wait for) */
-	char what[128];			/* "stream:PATH" / "stream-fd:N" for logs */
+	uint32_t cevents; /* client watch mask */
+	bool parked;	  /* client watch removed (nothing to wait for) */
+	char what[128];	  /* "stream:PATH" / "stream-fd:N" for logs */
 	/* guest -> g2s */
 	uint8_t *in;
 	uint32_t in_rd, in_wr, skip;
@@ -174,8 +174,10 @@ static int stream_parse(struct guest *g, uint64_t *frames, uint64_t *bytes)
 			char why[64];
 
 			guest_count(&g->cnt->drops[MOAT_DROP_BAD_LENGTH], 1);
-			snprintf(why, sizeof(why), s->lfd < 0 ? "the VMM sent a bad length prefix %u" :
-				 "bad length prefix %u", len);
+			snprintf(why, sizeof(why),
+				 s->lfd < 0 ? "the VMM sent a bad length prefix %u" :
+					      "bad length prefix %u",
+				 len);
 			stream_drop(g, why, true);
 			return -1;
 		}
@@ -221,7 +223,7 @@ static void stream_input(struct guest *g)
 		if (stream_parse(g, &frames, &bytes))
 			break;
 		if (round == STREAM_READS)
-			break;		/* level-triggered: we come back */
+			break; /* level-triggered: we come back */
 		room = STREAM_INBUF - s->in_wr;
 		n = read(s->cfd, s->in + s->in_wr, room);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -332,7 +334,7 @@ static void stream_output(struct guest *g)
 			break;
 		}
 		if (i < k) {
-			g->s2g.tail = start[i];	/* not published yet: put them back */
+			g->s2g.tail = start[i]; /* not published yet: put them back */
 			g->waiting_out = true;
 			break;
 		}
@@ -341,7 +343,7 @@ static void stream_output(struct guest *g)
 			break;
 		}
 		if (k < GUEST_BATCH)
-			break;		/* s2g is empty */
+			break; /* s2g is empty */
 	}
 	if (frames >= GUEST_OUT_MAX && !g->waiting_out)
 		guest_yield(g);
@@ -369,7 +371,7 @@ static void stream_watch_client(struct guest *g)
 	s->cevents = 0;
 	s->parked = true;
 	guest_count(&g->cnt->clients_accepted, 1);
-	stream_set_events(g);	/* EPOLLIN, unless g2s is corrupt */
+	stream_set_events(g); /* EPOLLIN, unless g2s is corrupt */
 }
 
 static void stream_on_listen(struct loop_watch *w, uint32_t events)

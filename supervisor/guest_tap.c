@@ -39,7 +39,7 @@ struct tap {
 	int fd;
 	struct loop_watch w;
 	uint32_t events;
-	bool parked;		/* watch removed: nothing to wait for */
+	bool parked; /* watch removed: nothing to wait for */
 };
 
 static int attach_tap(const struct guest_spec *spec, char *err, size_t errlen)
@@ -50,9 +50,10 @@ static int attach_tap(const struct guest_spec *spec, char *err, size_t errlen)
 
 	/* TUNSETIFF would create a missing device: refuse that instead. */
 	if (!if_nametoindex(spec->ifname)) {
-		snprintf(err, errlen, "tap %s does not exist%s%s (create it first, e.g. "
-			 "`ip tuntap add dev %s mode tap`)", spec->ifname, in, spec->netns,
-			 spec->ifname);
+		snprintf(err, errlen,
+			 "tap %s does not exist%s%s (create it first, e.g. "
+			 "`ip tuntap add dev %s mode tap`)",
+			 spec->ifname, in, spec->netns, spec->ifname);
 		return -1;
 	}
 	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -68,12 +69,15 @@ static int attach_tap(const struct guest_spec *spec, char *err, size_t errlen)
 			snprintf(err, errlen, "tap %s%s%s is already attached to another process",
 				 spec->ifname, in, spec->netns);
 		else if (e == EINVAL)
-			snprintf(err, errlen, "%s%s%s is not a tap device (or not one with "
-				 "IFF_NO_PI)", spec->ifname, in, spec->netns);
+			snprintf(err, errlen,
+				 "%s%s%s is not a tap device (or not one with "
+				 "IFF_NO_PI)",
+				 spec->ifname, in, spec->netns);
 		else if (e == EPERM)
-			snprintf(err, errlen, "no permission to attach to tap %s%s%s (it belongs to "
-				 "another user, or moat lacks CAP_NET_ADMIN)", spec->ifname, in,
-				 spec->netns);
+			snprintf(err, errlen,
+				 "no permission to attach to tap %s%s%s (it belongs to "
+				 "another user, or moat lacks CAP_NET_ADMIN)",
+				 spec->ifname, in, spec->netns);
 		else
 			snprintf(err, errlen, "cannot attach to tap %s%s%s: %s", spec->ifname, in,
 				 spec->netns, strerror(e));
@@ -110,7 +114,8 @@ static int open_tap(const struct guest_spec *spec, char *err, size_t errlen)
 		if (fd >= 0)
 			close(fd);
 		fd = -1;
-		snprintf(err, errlen, "cannot return to our network namespace: %s", strerror(saved));
+		snprintf(err, errlen, "cannot return to our network namespace: %s",
+			 strerror(saved));
 	}
 out:
 	if (self_ns >= 0)

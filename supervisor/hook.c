@@ -37,7 +37,7 @@
 
 extern char **environ;
 
-#define HOOK_ENV_MAX	1024	/* of moat's own environment variables */
+#define HOOK_ENV_MAX 1024 /* of moat's own environment variables */
 
 /* "NAME=value" into @buf, returned for envp. */
 static char *env_entry(char *buf, size_t len, const char *name, const char *value)
@@ -67,7 +67,7 @@ static void __attribute__((noreturn)) runner(int fd, const char *program)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			_exit(0);	/* a clean stop, or the supervisor is gone */
+			_exit(0); /* a clean stop, or the supervisor is gone */
 		have += (size_t)n;
 	}
 	close(fd);

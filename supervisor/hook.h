@@ -8,7 +8,7 @@
 #include "supervisor/proc.h"
 
 /* The hook must not keep a dead sandbox's supervisor alive (DESIGN §9). */
-#define HOOK_TIMEOUT_MS	5000
+#define HOOK_TIMEOUT_MS 5000
 
 /**
  * struct hook_info - what the program is told, as MOAT_VIOLATION_* variables

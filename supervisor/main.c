@@ -36,7 +36,8 @@ static void usage(FILE *f)
 	      "       moat policy check FILE\n"
 	      "       moat policy explain FILE --dst ADDR:PORT/PROTO | --dns NAME\n"
 	      "       moat version\n"
-	      "Run `moat run --help` for the options of run.\n", f);
+	      "Run `moat run --help` for the options of run.\n",
+	      f);
 }
 
 /*
@@ -55,7 +56,8 @@ static pid_t role_supervisor(const char *role, int argc, char **argv)
 
 	log_init(role, LOG_LVL_INFO);
 	if (argc != 3)
-		fatalx(1, "%s takes one argument, the supervisor's pid (got %d)", argv[1], argc - 2);
+		fatalx(1, "%s takes one argument, the supervisor's pid (got %d)", argv[1],
+		       argc - 2);
 	if (s[0] < '1' || s[0] > '9')
 		fatalx(1, "%s: the supervisor's pid is not a decimal number", argv[1]);
 	errno = 0;

@@ -73,12 +73,12 @@ struct metrics {
 	struct MHD_Daemon *mhd;
 	struct MHD_Response *r404, *r405, *r503;
 	struct metrics_slot slot[METRICS_HTTP_CONNECTIONS];
-	char address[160];		/* what we listen on, for logs and tests */
+	char address[160]; /* what we listen on, for logs and tests */
 	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	char *file, *tmp;		/* --metrics-file and PATH.tmp */
+	char *file, *tmp; /* --metrics-file and PATH.tmp */
 	char *file_buf;
-	int64_t next_ms;		/* CLOCK_MONOTONIC of the next file write */
-	bool file_failing;		/* log a failing write once, not every 5 s */
+	int64_t next_ms;   /* CLOCK_MONOTONIC of the next file write */
+	bool file_failing; /* log a failing write once, not every 5 s */
 };
 
 /* Set by metrics_start() before the HTTP thread exists; read-only after. */
@@ -122,8 +122,7 @@ static void sample(struct out *o, const char *name, const char *labels, uint64_t
 }
 
 /* A family of one unlabelled sample. */
-static void single(struct out *o, const char *name, const char *type, const char *help,
-		   uint64_t v)
+static void single(struct out *o, const char *name, const char *type, const char *help, uint64_t v)
 {
 	family(o, name, type, help);
 	sample(o, name, "", v);
@@ -154,11 +153,13 @@ static uint64_t ld(const uint64_t *p)
  */
 struct counter {
 	const char *name, *type, *help;
-	size_t off;	/* offsetof() in its block */
+	size_t off; /* offsetof() in its block */
 };
 
-#define COUNTER(block, field, name, type, help) \
-	{ (name), (type), (help), offsetof(struct block, field) }
+#define COUNTER(block, field, name, type, help)                       \
+	{                                                             \
+		(name), (type), (help), offsetof(struct block, field) \
+	}
 
 /* Render every counter of @table from @block. */
 static void counters(struct out *o, const void *block, const struct counter *table, size_t n)
@@ -168,26 +169,20 @@ static void counters(struct out *o, const void *block, const struct counter *tab
 		       ld((const uint64_t *)((const char *)block + table[i].off)));
 }
 
-#define COUNTERS(o, block, table) counters((o), (block), (table), sizeof(table) / sizeof((table)[0]))
+#define COUNTERS(o, block, table) \
+	counters((o), (block), (table), sizeof(table) / sizeof((table)[0]))
 
 static const char *const drop_names[MOAT_DROP_REASON_COUNT] = {
-	[MOAT_DROP_TOO_SHORT] = "too_short",
-	[MOAT_DROP_TOO_LONG] = "too_long",
-	[MOAT_DROP_RING_FULL] = "ring_full",
-	[MOAT_DROP_BAD_LENGTH] = "bad_length",
-	[MOAT_DROP_MALFORMED] = "malformed",
-	[MOAT_DROP_ETHERTYPE] = "ethertype",
-	[MOAT_DROP_FRAGMENT] = "fragment",
-	[MOAT_DROP_IP_OPTIONS] = "ip_options",
-	[MOAT_DROP_SPOOFED] = "spoofed",
-	[MOAT_DROP_NOT_FOR_US] = "not_for_us",
-	[MOAT_DROP_PROTOCOL] = "protocol",
-	[MOAT_DROP_DHCP] = "dhcp",
+	[MOAT_DROP_TOO_SHORT] = "too_short", [MOAT_DROP_TOO_LONG] = "too_long",
+	[MOAT_DROP_RING_FULL] = "ring_full", [MOAT_DROP_BAD_LENGTH] = "bad_length",
+	[MOAT_DROP_MALFORMED] = "malformed", [MOAT_DROP_ETHERTYPE] = "ethertype",
+	[MOAT_DROP_FRAGMENT] = "fragment",   [MOAT_DROP_IP_OPTIONS] = "ip_options",
+	[MOAT_DROP_SPOOFED] = "spoofed",     [MOAT_DROP_NOT_FOR_US] = "not_for_us",
+	[MOAT_DROP_PROTOCOL] = "protocol",   [MOAT_DROP_DHCP] = "dhcp",
 	[MOAT_DROP_NO_MEMORY] = "no_memory",
 };
-static const char *const conn_names[MOAT_CONN_RESULT_COUNT] = {
-	"ok", "refused", "unreachable", "denied", "timeout", "limit"
-};
+static const char *const conn_names[MOAT_CONN_RESULT_COUNT] = { "ok",	  "refused", "unreachable",
+								"denied", "timeout", "limit" };
 static const char *const proto_names[MOAT_P_COUNT] = { "tcp", "udp", "icmp" };
 static const char *const dns_names[MOAT_DNS_RESULT_COUNT] = {
 	"forwarded", "denied", "rebind", "formerr", "servfail", "truncated", "upstream_bad"
@@ -195,7 +190,7 @@ static const char *const dns_names[MOAT_DNS_RESULT_COUNT] = {
 static const char *const ring_names[4] = { "g2s", "s2g", "s2p", "p2s" };
 
 _Static_assert((int)EVENTS_KIND_COUNT <= 16 && (int)MOAT_VIOL_COUNT <= 16 &&
-	       (int)MOAT_DNS_RESULT_COUNT <= 16 && (int)MOAT_CONN_RESULT_COUNT <= 16,
+		       (int)MOAT_DNS_RESULT_COUNT <= 16 && (int)MOAT_CONN_RESULT_COUNT <= 16,
 	       "the label tables below hold 16 values");
 
 static void render_supervisor(struct out *o, const struct region *r, bool up)
@@ -225,8 +220,8 @@ static void render_supervisor(struct out *o, const struct region *r, bool up)
 		uint64_t v[2] = { es.reloads_ok, es.reloads_failed };
 
 		labelled(o, "moat_policy_reloads_total", "counter",
-			 "SIGHUP policy reloads; on error the old policy stays in force.",
-			 "result", res, v, 2);
+			 "SIGHUP policy reloads; on error the old policy stays in force.", "result",
+			 res, v, 2);
 	}
 	for (int i = 0; i < EVENTS_KIND_COUNT; i++)
 		names[i] = events_kind_name((enum events_kind)i);
@@ -242,7 +237,7 @@ static void render_supervisor(struct out *o, const struct region *r, bool up)
 	       "Event lines that could not be written.", es.write_errors);
 }
 
-#define G(field, name, type, help)	COUNTER(moat_guest_counters, field, name, type, help)
+#define G(field, name, type, help) COUNTER(moat_guest_counters, field, name, type, help)
 static const struct counter guest_counters[] = {
 	G(tx_frames, "moat_guest_tx_frames_total", "counter",
 	  "Ethernet frames from the guest accepted by the guest port."),
@@ -301,7 +296,7 @@ static void render_rings(struct out *o, const struct region *r)
 		 ring_names, cap, 4);
 }
 
-#define N(field, name, type, help)	COUNTER(moat_netstack_counters, field, name, type, help)
+#define N(field, name, type, help) COUNTER(moat_netstack_counters, field, name, type, help)
 static const struct counter netstack_counters[] = {
 	N(arp_replies, "moat_arp_replies_total", "counter",
 	  "ARP replies the netstack sent for the gateway and DNS addresses."),
@@ -344,7 +339,7 @@ static void render_netstack(struct out *o, const struct moat_netstack_counters *
 		 "DHCPv4 messages the netstack sent to the guest, by type.", "type", type, v, 3);
 }
 
-#define P(field, name, type, help)	COUNTER(moat_proxy_counters, field, name, type, help)
+#define P(field, name, type, help) COUNTER(moat_proxy_counters, field, name, type, help)
 static const struct counter proxy_counters[] = {
 	P(tcp_active, "moat_tcp_connections_active", "gauge",
 	  "TCP connections the proxy is relaying."),
@@ -496,8 +491,8 @@ static struct metrics_slot *slot_take(struct metrics *m)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_data_size, void **con_cls)
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
 {
 	struct metrics *m = cls;
 	struct MHD_Response *resp;
@@ -529,14 +524,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, METRICS_CONTENT_TYPE);
 	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);	/* the slot goes back when MHD is done with it */
+	MHD_destroy_response(resp); /* the slot goes back when MHD is done with it */
 	return ret;
 }
 
 static struct MHD_Response *static_response(const char *text, const char *allow)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)text,
-								  MHD_RESPMEM_PERSISTENT);
+								 MHD_RESPMEM_PERSISTENT);
 
 	if (!r)
 		return NULL;
@@ -610,17 +605,18 @@ static int listen_inet(struct metrics *m, const char *spec, char *err, size_t er
 	/* The one name we know: "localhost:PORT" is 127.0.0.1. */
 	if (!strncmp(spec, "localhost:", strlen("localhost:")) &&
 	    snprintf(alias, sizeof(alias), "127.0.0.1:%s", spec + strlen("localhost:")) <
-	    (int)sizeof(alias))
+		    (int)sizeof(alias))
 		text = alias;
-	switch (policy_hostport_parse(text, POLICY_HOSTPORT_PORT_ZERO | POLICY_HOSTPORT_HOST_OPTIONAL,
-				      &a, &port)) {
+	switch (policy_hostport_parse(
+		text, POLICY_HOSTPORT_PORT_ZERO | POLICY_HOSTPORT_HOST_OPTIONAL, &a, &port)) {
 	case 0:
 		break;
 	case POLICY_HOSTPORT_BAD_FORM:
 		if (spec[0] == '[')
 			snprintf(err, errlen, "'%s' is not [IPV6]:PORT", spec);
 		else
-			snprintf(err, errlen, "'%s' is not HOST:PORT, [IPV6]:PORT or unix:PATH", spec);
+			snprintf(err, errlen, "'%s' is not HOST:PORT, [IPV6]:PORT or unix:PATH",
+				 spec);
 		return -1;
 	case POLICY_HOSTPORT_BAD_PORT:
 		snprintf(err, errlen, "'%s': port '%s' is not a number in 0..65535", spec,
@@ -628,7 +624,8 @@ static int listen_inet(struct metrics *m, const char *spec, char *err, size_t er
 		return -1;
 	default:
 		snprintf(err, errlen,
-			 "'%s': the host must be an IPv4 address, [IPv6], localhost or empty", spec);
+			 "'%s': the host must be an IPv4 address, [IPv6], localhost or empty",
+			 spec);
 		return -1;
 	}
 	if (a.family == AF_INET6) {
@@ -725,7 +722,7 @@ static void write_file_logged(struct metrics *m, bool up)
 static void metrics_free(struct metrics *m)
 {
 	if (m->mhd)
-		MHD_stop_daemon(m->mhd);	/* closes the listening socket */
+		MHD_stop_daemon(m->mhd); /* closes the listening socket */
 	if (m->unix_path[0])
 		unlink(m->unix_path);
 	if (m->r404)
@@ -760,8 +757,8 @@ static void metrics_free(struct metrics *m)
  * Context: supervisor, before the loop.
  * Return: 0, or -1 with @err set and nothing left running.
  */
-int metrics_start(struct metrics **out, const char *addr, const char *file,
-		  const struct region *r, char *err, size_t errlen)
+int metrics_start(struct metrics **out, const char *addr, const char *file, const struct region *r,
+		  char *err, size_t errlen)
 {
 	struct metrics *m;
 	int fd = -1, rc;
@@ -793,8 +790,8 @@ int metrics_start(struct metrics **out, const char *addr, const char *file,
 		m->next_ms = now_ms() + METRICS_FILE_INTERVAL_MS;
 	}
 	if (addr) {
-		fd = !strncmp(addr, "unix:", 5) ? listen_unix(m, addr + 5, err, errlen)
-						: listen_inet(m, addr, err, errlen);
+		fd = !strncmp(addr, "unix:", 5) ? listen_unix(m, addr + 5, err, errlen) :
+						  listen_inet(m, addr, err, errlen);
 		if (fd < 0)
 			goto fail;
 		if (listen(fd, 16) < 0) {
@@ -808,14 +805,12 @@ int metrics_start(struct metrics **out, const char *addr, const char *file,
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
-		m->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-					  0, NULL, NULL, on_request, m,
-					  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-					  MHD_OPTION_LISTEN_SOCKET, fd,
+		m->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
+					  NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER,
+					  mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
 					  MHD_OPTION_CONNECTION_LIMIT,
 					  (unsigned)METRICS_HTTP_CONNECTIONS,
-					  MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-					  MHD_OPTION_END);
+					  MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
 		if (!m->mhd) {
 			snprintf(err, errlen, "cannot start the HTTP server on %s", addr);
 			goto fail;
@@ -902,27 +897,27 @@ void metrics_seccomp(scmp_filter_ctx ctx, const struct metrics *m)
 	if (!m)
 		return;
 	if (m->file) {
-		ALLOW(ctx, openat);	/* PATH.tmp, created anew each time */
-		ALLOW(ctx, rename);	/* PATH.tmp over PATH: readers never see half a file */
-		ALLOW(ctx, unlink);	/* PATH.tmp after a failed write */
+		ALLOW(ctx, openat); /* PATH.tmp, created anew each time */
+		ALLOW(ctx, rename); /* PATH.tmp over PATH: readers never see half a file */
+		ALLOW(ctx, unlink); /* PATH.tmp after a failed write */
 	}
 	if (m->mhd) {
-		ALLOW(ctx, select);	/* libmicrohttpd's internal polling thread */
-		ALLOW(ctx, pselect6);	/* the same where libc's select() is pselect6 */
-		ALLOW(ctx, poll);	/* libmicrohttpd's wake-up checks */
-		ALLOW(ctx, accept4);	/* scrapers' connections */
-		ALLOW(ctx, accept);	/* the same on builds without accept4 */
-		ALLOW(ctx, recvfrom);	/* requests */
-		ALLOW(ctx, sendto);	/* responses */
-		ALLOW(ctx, sendmsg);	/* responses (headers and body together) */
-		ALLOW(ctx, writev);	/* the same on some paths */
-		ALLOW(ctx, setsockopt);	/* TCP_NODELAY/TCP_CORK on responses */
-		ALLOW(ctx, getsockopt);	/* socket state checks */
-		ALLOW(ctx, getsockname);	/* the accepted socket's address family */
-		ALLOW(ctx, fcntl);	/* non-blocking, close-on-exec accepted sockets */
-		ALLOW(ctx, shutdown);	/* closing a connection */
-		ALLOW(ctx, exit);	/* the thread's end at metrics_final() */
-		ALLOW(ctx, set_robust_list);	/* thread bookkeeping in glibc */
-		ALLOW(ctx, rseq);	/* the same */
+		ALLOW(ctx, select);	     /* libmicrohttpd's internal polling thread */
+		ALLOW(ctx, pselect6);	     /* the same where libc's select() is pselect6 */
+		ALLOW(ctx, poll);	     /* libmicrohttpd's wake-up checks */
+		ALLOW(ctx, accept4);	     /* scrapers' connections */
+		ALLOW(ctx, accept);	     /* the same on builds without accept4 */
+		ALLOW(ctx, recvfrom);	     /* requests */
+		ALLOW(ctx, sendto);	     /* responses */
+		ALLOW(ctx, sendmsg);	     /* responses (headers and body together) */
+		ALLOW(ctx, writev);	     /* the same on some paths */
+		ALLOW(ctx, setsockopt);	     /* TCP_NODELAY/TCP_CORK on responses */
+		ALLOW(ctx, getsockopt);	     /* socket state checks */
+		ALLOW(ctx, getsockname);     /* the accepted socket's address family */
+		ALLOW(ctx, fcntl);	     /* non-blocking, close-on-exec accepted sockets */
+		ALLOW(ctx, shutdown);	     /* closing a connection */
+		ALLOW(ctx, exit);	     /* the thread's end at metrics_final() */
+		ALLOW(ctx, set_robust_list); /* thread bookkeeping in glibc */
+		ALLOW(ctx, rseq);	     /* the same */
 	}
 }

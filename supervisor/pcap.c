@@ -31,9 +31,9 @@
 #include "common/log.h"
 #include "supervisor/pcap.h"
 
-#define PCAP_MAGIC		0xa1b2c3d4u	/* microsecond timestamps */
-#define PCAP_LINKTYPE_ETHERNET	1
-#define PCAP_BUF		(256u << 10)
+#define PCAP_MAGIC	       0xa1b2c3d4u /* microsecond timestamps */
+#define PCAP_LINKTYPE_ETHERNET 1
+#define PCAP_BUF	       (256u << 10)
 
 struct pcap_file_hdr {
 	uint32_t magic;
@@ -88,7 +88,10 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 struct pcap *pcap_open(const char *path, uint32_t snaplen, char *err, size_t errlen)
 {
 	struct pcap_file_hdr h = {
-		.magic = PCAP_MAGIC, .major = 2, .minor = 4, .snaplen = snaplen,
+		.magic = PCAP_MAGIC,
+		.major = 2,
+		.minor = 4,
+		.snaplen = snaplen,
 		.linktype = PCAP_LINKTYPE_ETHERNET,
 	};
 	struct pcap *p = calloc(1, sizeof(*p));
@@ -104,7 +107,8 @@ struct pcap *pcap_open(const char *path, uint32_t snaplen, char *err, size_t err
 	}
 	p->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (p->fd < 0) {
-		snprintf(err, errlen, "--pcap %s: cannot create the file: %s", path, strerror(errno));
+		snprintf(err, errlen, "--pcap %s: cannot create the file: %s", path,
+			 strerror(errno));
 		free(p);
 		return NULL;
 	}

@@ -78,7 +78,7 @@ pid_t proc_fork(struct proc *p, bool group)
 		return 0;
 	}
 	if (group)
-		setpgid(pid, pid);	/* EACCES once it exec'd: then it did it itself */
+		setpgid(pid, pid); /* EACCES once it exec'd: then it did it itself */
 	p->pid = pid;
 	p->group = group;
 	p->reaped = false;
@@ -219,9 +219,9 @@ void proc_close(struct proc *p)
  */
 void proc_seccomp(scmp_filter_ctx ctx)
 {
-	ALLOW(ctx, waitid);		/* proc_reap(): one child's exit, through its pidfd */
-	ALLOW(ctx, pidfd_send_signal);	/* proc_signal(): a role, the --on-violation runner */
-	ALLOW(ctx, kill);		/* proc_signal(): the `--` command's process group */
-	ALLOW(ctx, poll);		/* proc_wait(): a pidfd with a timeout */
-	ALLOW(ctx, ppoll);		/* the same where libc's poll() is ppoll() */
+	ALLOW(ctx, waitid);	       /* proc_reap(): one child's exit, through its pidfd */
+	ALLOW(ctx, pidfd_send_signal); /* proc_signal(): a role, the --on-violation runner */
+	ALLOW(ctx, kill);	       /* proc_signal(): the `--` command's process group */
+	ALLOW(ctx, poll);	       /* proc_wait(): a pidfd with a timeout */
+	ALLOW(ctx, ppoll);	       /* the same where libc's poll() is ppoll() */
 }

@@ -15,7 +15,7 @@
  * stop: long enough for a VMM to flush its disks, short enough that an
  * orchestrator's stop is not held up by a wedged guest.
  */
-#define PROC_STOP_GRACE_MS	5000
+#define PROC_STOP_GRACE_MS 5000
 
 /**
  * struct proc - one child process of the supervisor

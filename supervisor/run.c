@@ -73,10 +73,10 @@
 #include "supervisor/run.h"
 #include "supervisor/sandbox.h"
 
-#define EXIT_RUNTIME	1
-#define EXIT_USAGE	2
-#define EXIT_VIOLATION	3
-#define MAX_PUBLISH	32
+#define EXIT_RUNTIME   1
+#define EXIT_USAGE     2
+#define EXIT_VIOLATION 3
+#define MAX_PUBLISH    32
 
 struct publish_opt {
 	char host_addr[INET6_ADDRSTRLEN];
@@ -114,14 +114,14 @@ struct supervisor {
 	struct sandbox_user user;
 	int efd[4];			/* supervisor, guest, netstack, proxy */
 	int control_fd;			/* our end of the proxy's control socket */
-	struct channel_out control_out;	/* documents the proxy has not taken yet */
+	struct channel_out control_out; /* documents the proxy has not taken yet */
 	bool control_armed;		/* EPOLLOUT asked for on control_fd */
-	int lifeline[2];		/* read end: the children's FD_LIFELINE; write end: ours only */
-	int log_pipe[2];		/* the children's stderr; we drain the read end */
+	int lifeline[2]; /* read end: the children's FD_LIFELINE; write end: ours only */
+	int log_pipe[2]; /* the children's stderr; we drain the read end */
 	struct proc child[CHILD_COUNT];
-	struct proc cmd;		/* `--` command (its own process group) */
-	struct hook hook;		/* --on-violation runner */
-	int vm_pidfd;			/* --vm-pid */
+	struct proc cmd;  /* `--` command (its own process group) */
+	struct hook hook; /* --on-violation runner */
+	int vm_pidfd;	  /* --vm-pid */
 	uint32_t mbox_seq[2];
 	uint64_t generation;
 	bool stopping;
@@ -132,14 +132,16 @@ struct supervisor {
 };
 
 static struct supervisor sv;
-static struct events_reader control_rd;	/* the proxy's events, reassembled */
+static struct events_reader control_rd; /* the proxy's events, reassembled */
 
 static const char run_usage[] =
 	"usage: moat run --guest SPEC [--policy FILE] [--vm-pid PID | -- COMMAND...]\n"
-	"                [--mtu N] [--subnet CIDR] [--publish [HOSTIP:]HOSTPORT:GUESTPORT[/udp]]...\n"
+	"                [--mtu N] [--subnet CIDR] [--publish "
+	"[HOSTIP:]HOSTPORT:GUESTPORT[/udp]]...\n"
 	"                [--max-connections N] [--max-udp-flows N] [--connect-timeout MS]\n"
 	"                [--metrics ADDR] [--metrics-file PATH] [--events PATH|-] [--pcap PATH]\n"
-	"                [--ready-fd N] [--on-violation PROGRAM] [--anti-spoof off|drop|terminate]\n"
+	"                [--ready-fd N] [--on-violation PROGRAM] [--anti-spoof "
+	"off|drop|terminate]\n"
 	"                [--user NAME] [--log-level error|warn|info|debug]\n"
 	"\n"
 	"  --guest SPEC       tap:IFNAME[@NETNS_PATH] | tap-fd:N | stream:PATH | stream-fd:N |\n"
@@ -257,9 +259,28 @@ static void parse_publish(struct run_opts *o, const char *s)
 
 static void parse_options(struct run_opts *o, int argc, char **argv)
 {
-	enum { O_GUEST = 256, O_POLICY, O_VMPID, O_MTU, O_SUBNET, O_PUBLISH, O_MAXCONN,
-	       O_MAXUDP, O_CTIMEOUT, O_METRICS, O_METRICS_FILE, O_EVENTS, O_PCAP, O_READY,
-	       O_ONVIOL, O_ANTISPOOF, O_LOGLEVEL, O_USER, O_HELP, O_TEST_TRIGGER };
+	enum {
+		O_GUEST = 256,
+		O_POLICY,
+		O_VMPID,
+		O_MTU,
+		O_SUBNET,
+		O_PUBLISH,
+		O_MAXCONN,
+		O_MAXUDP,
+		O_CTIMEOUT,
+		O_METRICS,
+		O_METRICS_FILE,
+		O_EVENTS,
+		O_PCAP,
+		O_READY,
+		O_ONVIOL,
+		O_ANTISPOOF,
+		O_LOGLEVEL,
+		O_USER,
+		O_HELP,
+		O_TEST_TRIGGER
+	};
 	static const struct option longopts[] = {
 		{ "guest", required_argument, NULL, O_GUEST },
 		{ "policy", required_argument, NULL, O_POLICY },
@@ -308,20 +329,48 @@ static void parse_options(struct run_opts *o, int argc, char **argv)
 				usage_error("--guest: %s", err);
 			have_guest = true;
 			break;
-		case O_POLICY: o->policy_path = optarg; break;
-		case O_VMPID: o->vm_pid = (pid_t)parse_uint("--vm-pid", optarg, 1, INT_MAX); break;
-		case O_MTU: o->mtu = parse_uint("--mtu", optarg, 576, 65520); break;
-		case O_SUBNET: parse_subnet(o, optarg); break;
-		case O_PUBLISH: parse_publish(o, optarg); break;
-		case O_MAXCONN: o->max_connections = parse_uint("--max-connections", optarg, 1, 65536); break;
-		case O_MAXUDP: o->max_udp_flows = parse_uint("--max-udp-flows", optarg, 1, 65536); break;
-		case O_CTIMEOUT: o->connect_timeout_ms = parse_uint("--connect-timeout", optarg, 10, 600000); break;
-		case O_METRICS: o->metrics_addr = optarg; break;
-		case O_METRICS_FILE: o->metrics_file = optarg; break;
-		case O_EVENTS: o->events_path = optarg; break;
-		case O_PCAP: o->pcap_path = optarg; break;
-		case O_READY: o->ready_fd = (int)parse_uint("--ready-fd", optarg, 0, INT_MAX); break;
-		case O_ONVIOL: o->on_violation = optarg; break;
+		case O_POLICY:
+			o->policy_path = optarg;
+			break;
+		case O_VMPID:
+			o->vm_pid = (pid_t)parse_uint("--vm-pid", optarg, 1, INT_MAX);
+			break;
+		case O_MTU:
+			o->mtu = parse_uint("--mtu", optarg, 576, 65520);
+			break;
+		case O_SUBNET:
+			parse_subnet(o, optarg);
+			break;
+		case O_PUBLISH:
+			parse_publish(o, optarg);
+			break;
+		case O_MAXCONN:
+			o->max_connections = parse_uint("--max-connections", optarg, 1, 65536);
+			break;
+		case O_MAXUDP:
+			o->max_udp_flows = parse_uint("--max-udp-flows", optarg, 1, 65536);
+			break;
+		case O_CTIMEOUT:
+			o->connect_timeout_ms = parse_uint("--connect-timeout", optarg, 10, 600000);
+			break;
+		case O_METRICS:
+			o->metrics_addr = optarg;
+			break;
+		case O_METRICS_FILE:
+			o->metrics_file = optarg;
+			break;
+		case O_EVENTS:
+			o->events_path = optarg;
+			break;
+		case O_PCAP:
+			o->pcap_path = optarg;
+			break;
+		case O_READY:
+			o->ready_fd = (int)parse_uint("--ready-fd", optarg, 0, INT_MAX);
+			break;
+		case O_ONVIOL:
+			o->on_violation = optarg;
+			break;
 		case O_ANTISPOOF:
 			if (!strcmp(optarg, "off"))
 				o->anti_spoof = 0;
@@ -330,19 +379,25 @@ static void parse_options(struct run_opts *o, int argc, char **argv)
 			else if (!strcmp(optarg, "terminate"))
 				o->anti_spoof = 2;
 			else
-				usage_error("--anti-spoof: '%s' is not off, drop or terminate", optarg);
+				usage_error("--anti-spoof: '%s' is not off, drop or terminate",
+					    optarg);
 			break;
 		case O_LOGLEVEL:
 			o->log_level = log_level_parse(optarg);
 			if (o->log_level < 0)
-				usage_error("--log-level: '%s' is not error, warn, info or debug", optarg);
+				usage_error("--log-level: '%s' is not error, warn, info or debug",
+					    optarg);
 			break;
-		case O_USER: o->user = optarg; break;
+		case O_USER:
+			o->user = optarg;
+			break;
 		case O_HELP:
 		case 'h':
 			fputs(run_usage, stdout);
 			exit(0);
-		case O_TEST_TRIGGER: o->test_trigger = true; break;
+		case O_TEST_TRIGGER:
+			o->test_trigger = true;
+			break;
 		case ':':
 			usage_error("option '%s' needs a value", argv[optind - 1]);
 		default:
@@ -351,7 +406,8 @@ static void parse_options(struct run_opts *o, int argc, char **argv)
 	}
 	if (optind < argc) {
 		if (strcmp(argv[optind - 1], "--"))
-			usage_error("unexpected argument '%s' (a command goes after --)", argv[optind]);
+			usage_error("unexpected argument '%s' (a command goes after --)",
+				    argv[optind]);
 		o->command = &argv[optind];
 	}
 	if (!have_guest)
@@ -405,16 +461,11 @@ static void make_env(struct policy_env *env, const struct moat_shm_header *h)
 static void spawn_child(enum child_role role, int control_child_fd, int devnull)
 {
 	int map[][2] = {
-		{ devnull, STDIN_FILENO },
-		{ devnull, STDOUT_FILENO },
-		{ sv.log_pipe[1], STDERR_FILENO },
-		{ sv.region.fd, FD_REGION },
-		{ sv.efd[0], FD_EFD_SUPERVISOR },
-		{ sv.efd[1], FD_EFD_GUEST },
-		{ sv.efd[2], FD_EFD_NETSTACK },
-		{ sv.efd[3], FD_EFD_PROXY },
-		{ sv.lifeline[0], FD_LIFELINE },
-		{ control_child_fd, FD_CONTROL },
+		{ devnull, STDIN_FILENO },	   { devnull, STDOUT_FILENO },
+		{ sv.log_pipe[1], STDERR_FILENO }, { sv.region.fd, FD_REGION },
+		{ sv.efd[0], FD_EFD_SUPERVISOR },  { sv.efd[1], FD_EFD_GUEST },
+		{ sv.efd[2], FD_EFD_NETSTACK },	   { sv.efd[3], FD_EFD_PROXY },
+		{ sv.lifeline[0], FD_LIFELINE },   { control_child_fd, FD_CONTROL },
 	};
 	int nmap = role == CHILD_PROXY ? 10 : 9;
 	char supervisor[16];
@@ -449,7 +500,8 @@ static void spawn_child(enum child_role role, int control_child_fd, int devnull)
 	}
 	{
 		char *argv[] = { (char *)child_name[role],
-				 role == CHILD_NETSTACK ? "__netstack" : "__proxy", supervisor, NULL };
+				 role == CHILD_NETSTACK ? "__netstack" : "__proxy", supervisor,
+				 NULL };
 
 		execv("/proc/self/exe", argv);
 	}
@@ -465,7 +517,7 @@ static void control_flush(void)
 	int rc = channel_out_flush(&sv.control_out, sv.control_fd);
 	bool want_out = rc == 1;
 
-	if (rc < 0)	/* the proxy closed its end: its pidfd says why, and that is fatal */
+	if (rc < 0) /* the proxy closed its end: its pidfd says why, and that is fatal */
 		log_warn("control socket: %s", strerror(-rc));
 	if (want_out != sv.control_armed) {
 		loop_mod(&sv.loop, &sv.w_control, EPOLLIN | (want_out ? EPOLLOUT : 0));
@@ -507,7 +559,7 @@ static json_t *host_nameservers(void)
 
 		if (sscanf(line, " nameserver %127s", ns) != 1)
 			continue;
-		char *pct = strchr(ns, '%');	/* scoped v6: drop the scope */
+		char *pct = strchr(ns, '%'); /* scoped v6: drop the scope */
 
 		if (pct)
 			*pct = '\0';
@@ -519,7 +571,6 @@ static json_t *host_nameservers(void)
 	fclose(f);
 	return a;
 }
-
 
 /*
  * The proxy's configuration document (common/channel.h) for @p; the
@@ -549,9 +600,11 @@ static char *config_document(const struct policy *p, uint64_t generation, bool i
 		for (int i = 0; i < sv.o.n_publish; i++) {
 			const struct publish_opt *pb = &sv.o.publish[i];
 
-			json_array_append_new(pubs, json_pack("{s:s,s:i,s:i,s:s}",
-				"host_address", pb->host_addr, "host_port", (int)pb->host_port,
-				"guest_port", (int)pb->guest_port, "protocol", pb->udp ? "udp" : "tcp"));
+			json_array_append_new(pubs, json_pack("{s:s,s:i,s:i,s:s}", "host_address",
+							      pb->host_addr, "host_port",
+							      (int)pb->host_port, "guest_port",
+							      (int)pb->guest_port, "protocol",
+							      pb->udp ? "udp" : "tcp"));
 		}
 		json_object_set_new(doc, "publish", pubs);
 	}
@@ -589,7 +642,7 @@ static int send_policy(const struct policy *p, bool initial)
  * the child never blocks on a full pipe, and the drop is said once.
  */
 #define LOG_RATE_BYTES	(64u << 10)
-#define LOG_BURST_BYTES	(1u << 20)
+#define LOG_BURST_BYTES (1u << 20)
 
 static struct rate child_log_rate = RATE_INIT(LOG_RATE_BYTES, LOG_BURST_BYTES);
 static uint64_t child_log_dropped;
@@ -619,7 +672,7 @@ static void on_log(struct loop_watch *w, uint32_t events)
 			continue;
 		if (n <= 0) {
 			if (n == 0)
-				loop_del(&sv.loop, w);	/* every child is gone */
+				loop_del(&sv.loop, w); /* every child is gone */
 			return;
 		}
 		if (!child_log_admit((size_t)n))
@@ -630,7 +683,7 @@ static void on_log(struct loop_watch *w, uint32_t events)
 			child_log_dropped = 0;
 		}
 		if (write(STDERR_FILENO, buf, (size_t)n) < 0)
-			return;	/* our stderr is gone: nothing to tell */
+			return; /* our stderr is gone: nothing to tell */
 	}
 }
 
@@ -654,7 +707,8 @@ static void kill_vm(void)
 
 	if (sv.vm_pidfd >= 0) {
 		if (syscall(SYS_pidfd_send_signal, sv.vm_pidfd, SIGKILL, NULL, 0) < 0)
-			log_error("cannot kill the VM (pid %d): %s", (int)sv.o.vm_pid, strerror(errno));
+			log_error("cannot kill the VM (pid %d): %s", (int)sv.o.vm_pid,
+				  strerror(errno));
 	} else if (sv.cmd.pid > 0) {
 		rc = proc_signal(&sv.cmd, SIGKILL);
 		if (rc < 0 && rc != -ESRCH)
@@ -662,7 +716,6 @@ static void kill_vm(void)
 				  strerror(-rc));
 	}
 }
-
 
 static void run_on_violation(const struct moat_mailbox *m, const char *who)
 {
@@ -764,8 +817,8 @@ static void on_child(struct loop_watch *w, uint32_t events)
 	if (si->si_code == CLD_EXITED)
 		violation_simple(MOAT_VIOL_CHILD_EXIT, "moat", "%s exited with status %d",
 				 child_name[role], si->si_status);
-	violation_simple(MOAT_VIOL_CHILD_EXIT, "moat", "%s killed by signal %d%s",
-			 child_name[role], si->si_status, si->si_status == SIGSYS ? " (seccomp)" : "");
+	violation_simple(MOAT_VIOL_CHILD_EXIT, "moat", "%s killed by signal %d%s", child_name[role],
+			 si->si_status, si->si_status == SIGSYS ? " (seccomp)" : "");
 }
 
 /* The control socket: the proxy's events in, documents out. */
@@ -784,7 +837,7 @@ static void on_control(struct loop_watch *w, uint32_t events)
 	if (rc < 0)
 		log_warn("control socket: %s", strerror(-rc));
 	if (rc <= 0) {
-		loop_del(&sv.loop, w);	/* the proxy's pidfd tells why it went */
+		loop_del(&sv.loop, w); /* the proxy's pidfd tells why it went */
 		sv.control_armed = false;
 	}
 }
@@ -794,7 +847,7 @@ static void reload_seccomp(scmp_filter_ctx ctx)
 {
 	ALLOW(ctx, openat);	/* SIGHUP: open --policy (and --metrics-file's PATH.tmp) */
 	ALLOW(ctx, fstat);	/* stdio's buffer size for the policy file */
-	ALLOW(ctx, newfstatat);	/* the same, where fstat is fstatat */
+	ALLOW(ctx, newfstatat); /* the same, where fstat is fstatat */
 	ALLOW(ctx, lseek);	/* jansson's file reader */
 }
 
@@ -838,8 +891,8 @@ static void on_cmd_exit(struct loop_watch *w, uint32_t events)
 	if (proc_reap(&sv.cmd) != 1)
 		return;
 	loop_del(&sv.loop, w);
-	log_info("command exited (%s %d); stopping", si->si_code == CLD_EXITED ? "status" : "signal",
-		 si->si_status);
+	log_info("command exited (%s %d); stopping",
+		 si->si_code == CLD_EXITED ? "status" : "signal", si->si_status);
 	sv.loop.stop = 1;
 }
 
@@ -876,7 +929,8 @@ static void start_command(void)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		execvp(sv.o.command[0], sv.o.command);
-		dprintf(STDERR_FILENO, "moat: cannot run %s: %s\n", sv.o.command[0], strerror(errno));
+		dprintf(STDERR_FILENO, "moat: cannot run %s: %s\n", sv.o.command[0],
+			strerror(errno));
 		_exit(127);
 	}
 	sv.w_cmd = (struct loop_watch){ .fd = sv.cmd.pidfd, .cb = on_cmd_exit };
@@ -916,8 +970,8 @@ static int check_and_open(struct moat_shm_header *proto)
 	char err[512];
 
 	if (sandbox_user_lookup(sv.o.user, &sv.user, err, sizeof(err)) < 0 ||
-	    (sv.o.metrics_file && sandbox_check_dir(&sv.user, sv.o.metrics_file, err,
-						    sizeof(err)) < 0)) {
+	    (sv.o.metrics_file &&
+	     sandbox_check_dir(&sv.user, sv.o.metrics_file, err, sizeof(err)) < 0)) {
 		fprintf(stderr, "moat: %s\n", err);
 		return EXIT_USAGE;
 	}
@@ -936,7 +990,8 @@ static int check_and_open(struct moat_shm_header *proto)
 	if (sv.o.vm_pid) {
 		sv.vm_pidfd = (int)syscall(SYS_pidfd_open, sv.o.vm_pid, 0);
 		if (sv.vm_pidfd < 0) {
-			fprintf(stderr, "moat: --vm-pid %d: %s\n", (int)sv.o.vm_pid, strerror(errno));
+			fprintf(stderr, "moat: --vm-pid %d: %s\n", (int)sv.o.vm_pid,
+				strerror(errno));
 			return EXIT_USAGE;
 		}
 	}
@@ -945,8 +1000,8 @@ static int check_and_open(struct moat_shm_header *proto)
 		fprintf(stderr, "moat: --guest: %s\n", err);
 		return EXIT_USAGE;
 	}
-	if (sv.o.pcap_path && guest_open_pcap(sv.guest, sv.o.pcap_path, sv.o.mtu, err,
-					      sizeof(err)) < 0) {
+	if (sv.o.pcap_path &&
+	    guest_open_pcap(sv.guest, sv.o.pcap_path, sv.o.mtu, err, sizeof(err)) < 0) {
 		fprintf(stderr, "moat: --pcap: %s\n", err);
 		guest_close(sv.guest);
 		return EXIT_USAGE;
@@ -1048,7 +1103,7 @@ static void start_processes(int sp[2], const sigset_t *mask)
 		watch(&sv.w_child[i], sv.child[i].pidfd, on_child);
 	}
 	close(sp[1]);
-	close(sv.lifeline[0]);	/* the write end stays ours alone, until we die */
+	close(sv.lifeline[0]); /* the write end stays ours alone, until we die */
 	close(sv.log_pipe[1]);
 	close(devnull);
 	sv.w_signal.fd = signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -1141,10 +1196,9 @@ int run_main(int argc, char **argv)
 	confine_supervisor();
 	log_info("running netstack=%d proxy=%d mtu=%u guest=%u.%u.%u.%u gateway=%u.%u.%u.%u "
 		 "user=%s",
-		 (int)sv.child[0].pid, (int)sv.child[1].pid, sv.o.mtu,
-		 proto.guest_ip4[0], proto.guest_ip4[1], proto.guest_ip4[2], proto.guest_ip4[3],
-		 proto.gateway_ip4[0], proto.gateway_ip4[1], proto.gateway_ip4[2], proto.gateway_ip4[3],
-		 sv.user.name);
+		 (int)sv.child[0].pid, (int)sv.child[1].pid, sv.o.mtu, proto.guest_ip4[0],
+		 proto.guest_ip4[1], proto.guest_ip4[2], proto.guest_ip4[3], proto.gateway_ip4[0],
+		 proto.gateway_ip4[1], proto.gateway_ip4[2], proto.gateway_ip4[3], sv.user.name);
 	events_start((int)sv.child[0].pid, (int)sv.child[1].pid);
 	if (sv.o.ready_fd >= 0) {
 		dprintf(sv.o.ready_fd, "ready\n");

@@ -73,8 +73,8 @@ int sandbox_user_lookup(const char *name, struct sandbox_user *u, char *err, siz
 		name = SANDBOX_DEFAULT_USER;
 	pw = getpwnam(name);
 	if (!pw) {
-		snprintf(err, errlen, "--user %s: no such user (the supervisor runs as it after set-up)",
-			 name);
+		snprintf(err, errlen,
+			 "--user %s: no such user (the supervisor runs as it after set-up)", name);
 		return -1;
 	}
 	snprintf(u->name, sizeof(u->name), "%s", name);
@@ -139,7 +139,8 @@ int sandbox_check_dir(const struct sandbox_user *u, const char *path, char *err,
 		}
 		if (!may(u, &st, want)) {
 			snprintf(err, errlen,
-				 "%s: the directory %s is not %s by user %s, which moat runs as after "
+				 "%s: the directory %s is not %s by user %s, which moat runs as "
+				 "after "
 				 "set-up (choose a directory it may write, or --user)",
 				 path, dir, want == 3 ? "writable" : "searchable", u->name);
 			return -1;
@@ -167,31 +168,31 @@ scmp_filter_ctx sandbox_filter(void)
 	scmp_filter_ctx ctx = confine_seccomp_init();
 
 	/* The loop (supervisor/loop.c) and its descriptors. */
-	ALLOW(ctx, epoll_wait);		/* the loop's wait */
-	ALLOW(ctx, epoll_pwait);	/* the same where libc uses epoll_pwait */
-	ALLOW(ctx, epoll_ctl);		/* watches come and go (clients, children) */
-	ALLOW(ctx, read);		/* signalfd, eventfds, the children's log pipe, guest fds */
-	ALLOW(ctx, write);		/* our log, --events, eventfds, guest fds */
-	ALLOW(ctx, close);		/* clients that leave, pidfds of reaped children */
-	ALLOW(ctx, clock_gettime);	/* timestamps when the vDSO falls back */
-	ALLOW(ctx, clock_nanosleep);	/* short sleeps while stopping (libc's nanosleep) */
-	ALLOW(ctx, nanosleep);		/* the same on older libcs */
-	ALLOW(ctx, restart_syscall);	/* a wait interrupted by a stopped-and-continued process */
-	ALLOW(ctx, rt_sigprocmask);	/* libc's ppoll/epoll_pwait mask handling */
-	ALLOW(ctx, getpid);		/* log and event fields */
-	ALLOW(ctx, gettid);		/* abort() in libc */
-	ALLOW(ctx, tgkill);		/* abort() in libc */
-	ALLOW(ctx, rt_sigaction);	/* abort() resets SIGABRT */
+	ALLOW(ctx, epoll_wait);	     /* the loop's wait */
+	ALLOW(ctx, epoll_pwait);     /* the same where libc uses epoll_pwait */
+	ALLOW(ctx, epoll_ctl);	     /* watches come and go (clients, children) */
+	ALLOW(ctx, read);	     /* signalfd, eventfds, the children's log pipe, guest fds */
+	ALLOW(ctx, write);	     /* our log, --events, eventfds, guest fds */
+	ALLOW(ctx, close);	     /* clients that leave, pidfds of reaped children */
+	ALLOW(ctx, clock_gettime);   /* timestamps when the vDSO falls back */
+	ALLOW(ctx, clock_nanosleep); /* short sleeps while stopping (libc's nanosleep) */
+	ALLOW(ctx, nanosleep);	     /* the same on older libcs */
+	ALLOW(ctx, restart_syscall); /* a wait interrupted by a stopped-and-continued process */
+	ALLOW(ctx, rt_sigprocmask);  /* libc's ppoll/epoll_pwait mask handling */
+	ALLOW(ctx, getpid);	     /* log and event fields */
+	ALLOW(ctx, gettid);	     /* abort() in libc */
+	ALLOW(ctx, tgkill);	     /* abort() in libc */
+	ALLOW(ctx, rt_sigaction);    /* abort() resets SIGABRT */
 	/* Memory: jansson (the proxy's events, policy reloads), libmicrohttpd. */
-	ALLOW(ctx, brk);		/* malloc */
+	ALLOW(ctx, brk); /* malloc */
 	/* malloc of large blocks: never executable memory */
 	ALLOW_ARG(ctx, mmap, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-	ALLOW(ctx, munmap);		/* free of large blocks */
-	ALLOW(ctx, mremap);		/* realloc of large blocks */
-	ALLOW(ctx, madvise);		/* glibc malloc trimming */
-	ALLOW(ctx, mprotect);		/* glibc malloc's per-thread arenas (libmicrohttpd's thread) */
-	ALLOW(ctx, futex);		/* glibc locks between our thread and libmicrohttpd's */
-	ALLOW(ctx, getrandom);		/* glibc malloc's arena randomisation, jansson's seed */
+	ALLOW(ctx, munmap);    /* free of large blocks */
+	ALLOW(ctx, mremap);    /* realloc of large blocks */
+	ALLOW(ctx, madvise);   /* glibc malloc trimming */
+	ALLOW(ctx, mprotect);  /* glibc malloc's per-thread arenas (libmicrohttpd's thread) */
+	ALLOW(ctx, futex);     /* glibc locks between our thread and libmicrohttpd's */
+	ALLOW(ctx, getrandom); /* glibc malloc's arena randomisation, jansson's seed */
 	return ctx;
 }
 
@@ -213,8 +214,8 @@ void sandbox_enter(const struct sandbox_user *u, scmp_filter_ctx ctx)
 						 CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING);
 
 			if (rc < 0)
-				fatalx(1, "cannot become user %s (uid %u): capng_change_id %d", u->name,
-				       (unsigned)u->uid, rc);
+				fatalx(1, "cannot become user %s (uid %u): capng_change_id %d",
+				       u->name, (unsigned)u->uid, rc);
 		} else if (capng_apply(CAPNG_SELECT_BOTH) < 0) {
 			fatalx(1, "cannot drop the supervisor's capabilities");
 		}

@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 /* The user the supervisor becomes when started as root without --user. */
-#define SANDBOX_DEFAULT_USER	"nobody"
+#define SANDBOX_DEFAULT_USER "nobody"
 
 /**
  * struct sandbox_user - whom the supervisor runs as after set-up

@@ -19,11 +19,9 @@ static struct dnsmsg_answer ans;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const uint8_t fixed[] = {
-		0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,
-		3, 'w', 'w', 'w', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0,
-		0, 1, 0, 1
-	};
+	static const uint8_t fixed[] = { 0x12, 0x34, 0x01, 0x00, 0,   1,   0,	0,   0,	  0,   0,
+					 0,    3,    'w',  'w',	 'w', 7,   'e', 'x', 'a', 'm', 'p',
+					 'l',  'e',  3,	   'c',	 'o', 'm', 0,	0,   1,	  0,   1 };
 	struct dnsmsg_query q, fq;
 	uint8_t out[DNSMSG_UDP_MAX + 2];
 	char name[DNSMSG_NAME_TEXT_MAX];

@@ -54,8 +54,8 @@ static void make_templates(void)
 {
 	static const uint8_t opts[] = { 2, 4, 0x05, 0xb4, 4, 2, 1, 3, 3, 7, 0, 0 };
 	static const uint8_t r6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 0x10 };
-	static const uint8_t ll_gw[16] = { 0xfe, 0x80, [8] = 0x50, 0x55, 0x0a, 0xff, 0xfe, 0x00,
-					   0x02, 0x02 };
+	static const uint8_t ll_gw[16] = { 0xfe, 0x80, [8] = 0x50, 0x55, 0x0a,
+					   0xff, 0xfe, 0x00,	   0x02, 0x02 };
 	uint8_t dhcp[300] = { 1, 1, 6 }, l4[64];
 	int i = 0;
 
@@ -65,7 +65,8 @@ static void make_templates(void)
 	tmpl_len[i] = nh_tcp4(tmpl[i], NH_GUEST_IP, 1234, NH_REMOTE_IP, 81, 2, 1, 0x18, 0xffff,
 			      NULL, 0, "GET / HTTP/1.0\r\n\r\n", 18);
 	i++;
-	tmpl_len[i] = nh_udp4(tmpl[i], nh_guest_mac, NH_GUEST_IP, 5353, NH_REMOTE_IP, 53, "query", 5);
+	tmpl_len[i] = nh_udp4(tmpl[i], nh_guest_mac, NH_GUEST_IP, 5353, NH_REMOTE_IP, 53, "query",
+			      5);
 	i++;
 	memcpy(dhcp + 28, nh_guest_mac, 6);
 	dhcp[236] = 99, dhcp[237] = 130, dhcp[238] = 83, dhcp[239] = 99;
@@ -92,7 +93,7 @@ static void make_templates(void)
 	tmpl_len[i++] = 42;
 	tmpl_len[i] = nh_udp4(tmpl[i], nh_guest_mac, NH_GUEST_IP, 7, NH_REMOTE_IP, 9,
 			      "0123456789abcdef", 16);
-	nh_put16(tmpl[i] + 20, 0x2000);		/* first fragment */
+	nh_put16(tmpl[i] + 20, 0x2000); /* first fragment */
 	i++;
 	memset(l4, 0, sizeof(l4));
 	nh_put16(l4, 5353), nh_put16(l4 + 2, 53), nh_put16(l4 + 4, 16);
@@ -106,8 +107,8 @@ static void make_templates(void)
 	tmpl_len[i] = ip6_frame(tmpl[i], 58, ll_gw, l4, 32);
 	i++;
 	memset(l4, 0, sizeof(l4));
-	l4[0] = 17;				/* fragment header, then UDP */
-	nh_put16(l4 + 2, 1);			/* offset 0, M */
+	l4[0] = 17;	     /* fragment header, then UDP */
+	nh_put16(l4 + 2, 1); /* offset 0, M */
 	nh_put32(l4 + 4, 77);
 	nh_put16(l4 + 8, 1), nh_put16(l4 + 10, 2), nh_put16(l4 + 12, 40);
 	tmpl_len[i] = ip6_frame(tmpl[i], 44, r6, l4, 24);
@@ -126,8 +127,9 @@ static size_t patch(const uint8_t *data, size_t size, uint8_t *f)
 
 	memcpy(f, tmpl[t], sizeof(tmpl[t]));
 	if (size > 2 && data[2] != 0x80)
-		len = (size_t)((int)len + (int8_t)data[2]) > sizeof(tmpl[t]) ? len :
-		      (size_t)((int)len + (int8_t)data[2]);
+		len = (size_t)((int)len + (int8_t)data[2]) > sizeof(tmpl[t]) ?
+			      len :
+			      (size_t)((int)len + (int8_t)data[2]);
 	for (size_t i = 3; i + 1 < size; i += 2)
 		f[data[i] % (len ? len : 1)] = data[i + 1];
 	return len;
@@ -156,7 +158,8 @@ static void drain(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct frame_cfg cfg = {
-		.mtu = 9000, .our_mac = { 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02 },
+		.mtu = 9000,
+		.our_mac = { 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02 },
 	};
 	struct frame_info fi;
 	struct dhcps_msg m;
@@ -164,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static uint8_t pf[1600];
 
 	if (!ready) {
-		nh_init_cfg(9000, 64, 0, 1u << 20);	/* anti-spoofing off: any MAC gets in */
+		nh_init_cfg(9000, 64, 0, 1u << 20); /* anti-spoofing off: any MAC gets in */
 		make_templates();
 		ready = true;
 	}
@@ -180,9 +183,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (ulen >= 8 && 14u + fi.l4_off + ulen <= size &&
 		    dhcps_parse(udp + 8, ulen - 8, &m) == 0) {
 			static const struct dhcps_lease l = {
-				.ip = { 10, 0, 2, 15 }, .mask = { 255, 255, 255, 0 },
-				.router = { 10, 0, 2, 2 }, .dns = { 10, 0, 2, 3 },
-				.server = { 10, 0, 2, 2 }, .lease_s = 60, .mtu = 1500,
+				.ip = { 10, 0, 2, 15 },
+				.mask = { 255, 255, 255, 0 },
+				.router = { 10, 0, 2, 2 },
+				.dns = { 10, 0, 2, 3 },
+				.server = { 10, 0, 2, 2 },
+				.lease_s = 60,
+				.mtu = 1500,
 			};
 			uint8_t reply[DHCPS_REPLY_MAX];
 			int t = dhcps_decide(&l, &m);
@@ -202,6 +209,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		drain();
 	}
 	if (H.ns.violation)
-		__builtin_trap();	/* guest input must never be a violation */
+		__builtin_trap(); /* guest input must never be a violation */
 	return 0;
 }

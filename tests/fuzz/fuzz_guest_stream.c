@@ -57,7 +57,7 @@ static void drain(void)
 
 static void fini(void)
 {
-	guest_close(g);		/* removes the socket file */
+	guest_close(g); /* removes the socket file */
 }
 
 static void init(void)
@@ -102,8 +102,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (piece > size - off)
 			piece = size - off;
-		if (send(c, data + off, piece, MSG_NOSIGNAL) < 0 && errno != EAGAIN && errno != EPIPE &&
-		    errno != ECONNRESET)
+		if (send(c, data + off, piece, MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
+		    errno != EPIPE && errno != ECONNRESET)
 			abort();
 		off += piece;
 		pump();

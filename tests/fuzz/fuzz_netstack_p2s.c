@@ -56,8 +56,8 @@ static void reset_after_violation(void)
 	H.ns.violation = false;
 	H.ns.p2s_paused = false;
 	H.ns.p2s_skip = 0;
-	ring_attach(&H.p2s, r->part[MOAT_PART_RING_P2S], region_ring_capacity(r, MOAT_PART_RING_P2S),
-		    -1, -1, NULL);
+	ring_attach(&H.p2s, r->part[MOAT_PART_RING_P2S],
+		    region_ring_capacity(r, MOAT_PART_RING_P2S), -1, -1, NULL);
 	/* Drop whatever is left in p2s: the consumer catches up with the producer. */
 	ring_attach(&H.ns.p2s, r->part[MOAT_PART_RING_P2S],
 		    region_ring_capacity(r, MOAT_PART_RING_P2S), -1, -1, NULL);
@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		nh_proxy_send(FLOW_CONNECT_RESULT, &r, sizeof(r));
 		nh_poll();
 		drain();
-		syn();		/* left pending */
+		syn(); /* left pending */
 		ready = true;
 	}
 	seq = H.ns.mbox->seq;
@@ -95,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			len = size - off;
 		memcpy(rec, data + off, len);
 		if (len >= 4 && (data[off - 3] & 0x80))
-			memcpy(rec, &ids[data[off - 3] & 3], 4);	/* a live id */
+			memcpy(rec, &ids[data[off - 3] & 3], 4); /* a live id */
 		off += len;
 		if (ring_push(&H.p2s, type, rec, (uint32_t)len) < 0)
 			break;
@@ -105,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	drain();
 	if (H.ns.violation) {
 		if (H.ns.mbox->seq == seq)
-			__builtin_trap();	/* stopped without reporting */
+			__builtin_trap(); /* stopped without reporting */
 		reset_after_violation();
 	}
 	if (next_port % 64 == 0)

@@ -22,14 +22,16 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const addrs[] = {
-	"0.0.0.0", "10.0.2.2", "10.0.2.3", "10.1.2.3", "127.0.0.1", "169.254.169.254",
-	"172.16.0.1", "192.168.1.1", "100.64.0.1", "224.0.0.1", "255.255.255.255",
-	"8.8.8.8", "203.0.113.10", "::", "::1", "fd00::2", "fe80::1", "ff02::1",
-	"2001:db8::1", "::ffff:10.0.2.2", "::ffff:8.8.8.8", "fd00:ec2::254",
+	"0.0.0.0",	   "10.0.2.2",	    "10.0.2.3",	    "10.1.2.3",	   "127.0.0.1",
+	"169.254.169.254", "172.16.0.1",    "192.168.1.1",  "100.64.0.1",  "224.0.0.1",
+	"255.255.255.255", "8.8.8.8",	    "203.0.113.10", "::",	   "::1",
+	"fd00::2",	   "fe80::1",	    "ff02::1",	    "2001:db8::1", "::ffff:10.0.2.2",
+	"::ffff:8.8.8.8",  "fd00:ec2::254",
 };
 static const uint16_t ports[] = { 0, 1, 22, 53, 80, 443, 3000, 8080, 65535 };
-static const char *const qnames[] = { "", "example.com", "API.Example.com.", "a.b.c.d",
-				      "pypi.org", "files.pythonhosted.org", "localhost" };
+static const char *const qnames[] = { "",	  "example.com", "API.Example.com.",
+				      "a.b.c.d",  "pypi.org",	 "files.pythonhosted.org",
+				      "localhost" };
 static const char *const names1[] = { "example.com", "www.example.com", NULL };
 static const char *const names2[] = { "pypi.org", NULL };
 
@@ -85,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	policy_addr_parse("fd00::2", &env.host[2]);
 	if (policy_parse((const char *)data, size, "fuzz", &env, &p, err, sizeof(err)) < 0) {
 		if (!err[0] || p)
-			abort();		/* a failure always says why */
+			abort(); /* a failure always says why */
 		return 0;
 	}
 	j1 = policy_to_json(p);

@@ -28,7 +28,11 @@
 
 #include "shm/ring.c"
 
-#define CHECK(x)	do { if (!(x)) __builtin_trap(); } while (0)
+#define CHECK(x)                          \
+	do {                              \
+		if (!(x))                 \
+			__builtin_trap(); \
+	} while (0)
 
 struct input {
 	const uint8_t *p;
@@ -70,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct input in = { data, size };
-	uint64_t cap = 1ULL << (5 + take8(&in) % 12);	/* 32 .. 64 KiB */
+	uint64_t cap = 1ULL << (5 + take8(&in) % 12); /* 32 .. 64 KiB */
 	uint8_t *part = malloc(MOAT_RING_DATA_OFF + cap);
 	struct moat_ring_ctl *ctl = (struct moat_ring_ctl *)part;
 	uint8_t *area = part + MOAT_RING_DATA_OFF;
@@ -112,13 +116,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		switch (op % 10) {
 		case 0:
-		case 1: {	/* pop into an exact-size buffer */
+		case 1: { /* pop into an exact-size buffer */
 			uint32_t bufsize = (uint32_t)(take(&in, 2) % (cap + 1));
 			uint8_t *buf = malloc(bufsize ? bufsize : 1);
 
 			n = ring_pop(&c, &type, buf, bufsize);
 			if (n >= 0) {
-				CHECK((uint32_t)n <= bufsize && (uint32_t)n <= RING_MAX_RECORD(cap));
+				CHECK((uint32_t)n <= bufsize &&
+				      (uint32_t)n <= RING_MAX_RECORD(cap));
 				CHECK(type != MOAT_REC_WRAP);
 			} else {
 				CHECK(n == -EAGAIN || n == -EBADMSG || n == -EMSGSIZE);
@@ -127,7 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		case 2:
-		case 3: {	/* peek, read every payload byte, consume */
+		case 3: { /* peek, read every payload byte, consume */
 			const uint8_t *pl;
 			uint8_t sum = 0;
 
@@ -156,7 +161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			ring_consume(&c);
 			break;
 		}
-		case 4: {	/* the peer writes into the data area */
+		case 4: { /* the peer writes into the data area */
 			uint64_t off = take(&in, 2) % cap;
 			uint8_t len = take8(&in) % 32;
 
@@ -164,18 +169,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				area[off + i] = take8(&in);
 			break;
 		}
-		case 5:		/* the peer moves the head */
+		case 5: /* the peer moves the head */
 			ctl->head = (op & 16) ? take(&in, 8) : c.tail + take(&in, 2) % (cap + 16);
 			break;
-		case 6: {	/* release; never beyond what was published and read */
+		case 6: { /* release; never beyond what was published and read */
 			ring_release(&c);
 			break;
 		}
-		case 7:		/* sleep protocol */
+		case 7: /* sleep protocol */
 			if (ring_prepare_sleep(&c))
 				ring_cancel_sleep(&c);
 			break;
-		case 8: {	/* producer view: push, the peer controls our tail */
+		case 8: { /* producer view: push, the peer controls our tail */
 			uint32_t len = (uint32_t)take(&in, 2);
 			uint8_t src[256];
 			void *dst;
@@ -190,9 +195,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (rc == 0) {
 				uint8_t *d = dst;
 
-				CHECK(d >= area + sizeof(struct moat_rec_hdr) && d + len <= area + cap);
+				CHECK(d >= area + sizeof(struct moat_rec_hdr) &&
+				      d + len <= area + cap);
 				for (uint32_t i = 0; i < len; i += sizeof(src))
-					memcpy(d + i, src, len - i < sizeof(src) ? len - i : sizeof(src));
+					memcpy(d + i, src,
+					       len - i < sizeof(src) ? len - i : sizeof(src));
 				ring_commit(&p, 1, len);
 				ring_flush(&p);
 			} else {
@@ -202,7 +209,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(void)ring_free_bytes(&p);
 			break;
 		}
-		case 9:		/* observers */
+		case 9: /* observers */
 			CHECK(ring_used_bytes(ctl, cap) <= cap);
 			break;
 		}

@@ -130,7 +130,7 @@ static void forge_mailbox(struct moat_mailbox *mb)
 	mb->flow = 0;
 	mb->proto = 0xff;
 	mb->dst_family = 0;
-	for (size_t i = 0; i < sizeof(mb->detail); i++)	/* no NUL anywhere */
+	for (size_t i = 0; i < sizeof(mb->detail); i++) /* no NUL anywhere */
 		mb->detail[i] = junk[i % (sizeof(junk) - 1)];
 	atomic_store_explicit((_Atomic uint32_t *)&mb->seq, seq + 1, memory_order_release);
 }
@@ -197,8 +197,8 @@ int main(int argc, char **argv)
 		for (int i = 0; i < 4; i++)
 			if (!strncmp(what, rings[i], 3) && colon - what == 3)
 				part = MOAT_PART_RING_G2S + i;
-		if (part < 0 || (strcmp(field, "head") && strcmp(field, "tail") &&
-				 strcmp(field, "len"))) {
+		if (part < 0 ||
+		    (strcmp(field, "head") && strcmp(field, "tail") && strcmp(field, "len"))) {
 			errno = EINVAL;
 			die("RING is g2s, s2g, s2p or p2s; the field head, tail or len");
 		}

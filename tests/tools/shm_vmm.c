@@ -45,14 +45,14 @@
 
 #include "shm/moat_shm.h"
 
-#define BATCH	64
-#define HDR	((uint64_t)sizeof(struct moat_rec_hdr))
+#define BATCH 64
+#define HDR   ((uint64_t)sizeof(struct moat_rec_hdr))
 
 struct vring {
 	struct moat_ring_ctl *ctl;
 	uint8_t *data;
 	uint64_t cap, mask;
-	uint64_t head, tail;	/* our private copy of the one we own */
+	uint64_t head, tail; /* our private copy of the one we own */
 };
 
 static int vmm_efd, ns_efd;
@@ -91,7 +91,9 @@ static void handshake(int sock, int fds[MOAT_SHM_NFDS], struct moat_shm_hello *h
 		struct cmsghdr align;
 	} u;
 	struct iovec iov = { h, sizeof(*h) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
 			     .msg_controllen = sizeof(u.buf) };
 	struct cmsghdr *c;
 	ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
@@ -124,10 +126,10 @@ static uint8_t *map_region(int fd, uint64_t size, struct moat_shm_header *hdr)
 	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED)
 		die("mmap");
-	memcpy(hdr, base, sizeof(*hdr));	/* a private copy: nobody changes it under us */
+	memcpy(hdr, base, sizeof(*hdr)); /* a private copy: nobody changes it under us */
 	if (hdr->magic != MOAT_SHM_MAGIC || hdr->version != MOAT_SHM_VERSION ||
-	    hdr->header_size != sizeof(*hdr) || hdr->region_size != size ||
-	    hdr->mtu < 576 || hdr->mtu > 65520)
+	    hdr->header_size != sizeof(*hdr) || hdr->region_size != size || hdr->mtu < 576 ||
+	    hdr->mtu > 65520)
 		die("region header");
 	for (int p = 0; p < MOAT_PART_COUNT; p++) {
 		const struct moat_part_desc *d = &hdr->part[p];
@@ -249,7 +251,7 @@ static uint32_t s2g_next(struct vring *r, const uint8_t **payload)
 		}
 		if (avail < HDR)
 			die("s2g: short record");
-		memcpy(&h, r->data + pos, sizeof(h));	/* copy the header once */
+		memcpy(&h, r->data + pos, sizeof(h)); /* copy the header once */
 		if (h.type == MOAT_REC_WRAP) {
 			if (avail < contig)
 				die("s2g: bad wrap");
@@ -260,7 +262,7 @@ static uint32_t s2g_next(struct vring *r, const uint8_t **payload)
 			die("s2g: bad record length");
 		r->tail += rec_size(h.len);
 		if (h.type != MOAT_REC_FRAME || h.len < 14 || h.len > max_frame)
-			continue;	/* not a frame the guest may get */
+			continue; /* not a frame the guest may get */
 		*payload = r->data + pos + HDR;
 		return h.len;
 	}
@@ -380,7 +382,7 @@ int main(int argc, char **argv)
 		if (p[1].revents & POLLIN) {
 			if (read(vmm_efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 				die("eventfd read");
-			g2s_full = false;	/* look again below */
+			g2s_full = false; /* look again below */
 		}
 		if (!(p[0].revents & POLLIN) && !(p[1].revents & POLLIN))
 			continue;
@@ -402,7 +404,8 @@ int main(int argc, char **argv)
 			if (n < 0)
 				break;
 			if (n < 14 || n > max_frame) {
-				add(&cnt->drops[n < 14 ? MOAT_DROP_TOO_SHORT : MOAT_DROP_TOO_LONG], 1);
+				add(&cnt->drops[n < 14 ? MOAT_DROP_TOO_SHORT : MOAT_DROP_TOO_LONG],
+				    1);
 				continue;
 			}
 			g2s_commit(&g2s, (uint32_t)n);

@@ -37,7 +37,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define MAXFRAME	65535
+#define MAXFRAME 65535
 
 enum mode { M_STREAM, M_DGRAM, M_VFKIT };
 
@@ -98,8 +98,10 @@ int main(int argc, char **argv)
 	while ((c = getopt(argc, argv, "m:l:w:")) != -1) {
 		switch (c) {
 		case 'm':
-			mode = !strcmp(optarg, "stream") ? M_STREAM : !strcmp(optarg, "dgram") ? M_DGRAM
-			       : !strcmp(optarg, "vfkit") ? M_VFKIT : (enum mode)-1;
+			mode = !strcmp(optarg, "stream") ? M_STREAM :
+			       !strcmp(optarg, "dgram")	 ? M_DGRAM :
+			       !strcmp(optarg, "vfkit")	 ? M_VFKIT :
+							   (enum mode) - 1;
 			if ((int)mode < 0) {
 				fprintf(stderr, "stream_adapter: mode is stream, dgram or vfkit\n");
 				return 1;
@@ -113,12 +115,13 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr, "usage: stream_adapter [-m stream|dgram|vfkit] [-l LOCAL] "
-				"[-w SECONDS] TAP SOCKET\n");
+					"[-w SECONDS] TAP SOCKET\n");
 			return 1;
 		}
 	}
 	if (argc - optind != 2) {
-		fprintf(stderr, "usage: stream_adapter [-m stream|dgram|vfkit] [-l LOCAL] TAP SOCKET\n");
+		fprintf(stderr, "usage: stream_adapter [-m stream|dgram|vfkit] [-l LOCAL] TAP "
+				"SOCKET\n");
 		return 1;
 	}
 	tap = argv[optind];
@@ -153,10 +156,13 @@ int main(int argc, char **argv)
 		}
 	}
 	fprintf(stderr, "stream_adapter: %s <-> %s (%s)\n", tap, path,
-		mode == M_STREAM ? "stream" : mode == M_DGRAM ? "dgram" : "vfkit");
+		mode == M_STREAM ? "stream" :
+		mode == M_DGRAM	 ? "dgram" :
+				   "vfkit");
 
 	for (;;) {
-		struct pollfd p[2] = { { .fd = tfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+		struct pollfd p[2] = { { .fd = tfd, .events = POLLIN },
+				       { .fd = sfd, .events = POLLIN } };
 		ssize_t n;
 
 		if (poll(p, 2, -1) < 0) {
@@ -179,7 +185,8 @@ int main(int argc, char **argv)
 			} else if (n > 0) {
 				if (sendto(sfd, frame + 4, (size_t)n, 0,
 					   mode == M_DGRAM ? (struct sockaddr *)&moat : NULL,
-					   mode == M_DGRAM ? sizeof(moat) : 0) < 0 && errno != EAGAIN)
+					   mode == M_DGRAM ? sizeof(moat) : 0) < 0 &&
+				    errno != EAGAIN)
 					die("send");
 			}
 		}
@@ -206,7 +213,8 @@ int main(int argc, char **argv)
 				memcpy(&be, in, 4);
 				len = ntohl(be);
 				if (len > MAXFRAME) {
-					fprintf(stderr, "stream_adapter: bad length %u from moat\n", len);
+					fprintf(stderr, "stream_adapter: bad length %u from moat\n",
+						len);
 					return 1;
 				}
 				if (have < 4 + len)

@@ -41,7 +41,7 @@ struct harness {
 	struct loop loop;
 	int gefd, nefd;
 	struct guest *g;
-	struct ring g2s, s2g;		/* the netstack's views */
+	struct ring g2s, s2g; /* the netstack's views */
 	struct moat_guest_counters *cnt;
 	char dir[64];
 	char path[128];
@@ -101,8 +101,8 @@ static inline void h_start(struct harness *h, const char *spec, const char *pcap
 	cr_assert_eq(guest_start(h->g, &h->loop, &h->r, h->gefd, h->nefd), 0);
 }
 
-static inline void h_setup(struct harness *h, const char *kind, unsigned mtu,
-			   uint64_t ring_bytes, const char *pcap)
+static inline void h_setup(struct harness *h, const char *kind, unsigned mtu, uint64_t ring_bytes,
+			   const char *pcap)
 {
 	char spec[256];
 
@@ -155,7 +155,7 @@ static inline uint32_t h_frame(uint8_t *buf, uint32_t len, uint32_t seq)
 {
 	memset(buf, 0xff, 6);
 	memcpy(buf + 6, "\x52\x54\x00\x12\x34\x56", 6);
-	buf[12] = 0x88, buf[13] = 0xb5;		/* local experimental ethertype */
+	buf[12] = 0x88, buf[13] = 0xb5; /* local experimental ethertype */
 	for (uint32_t i = 14; i < len; i++)
 		buf[i] = (uint8_t)(seq * 7 + i);
 	if (len >= 18)
@@ -163,8 +163,7 @@ static inline uint32_t h_frame(uint8_t *buf, uint32_t len, uint32_t seq)
 	return len;
 }
 
-static inline void h_check_frame(const uint8_t *buf, uint32_t len, uint32_t want_len,
-				 uint32_t seq)
+static inline void h_check_frame(const uint8_t *buf, uint32_t len, uint32_t want_len, uint32_t seq)
 {
 	uint8_t ref[65536];
 
@@ -208,8 +207,10 @@ static inline void h_forge_s2g_head(struct harness *h)
 	struct moat_ring_ctl *c = h_ctl(h, MOAT_PART_RING_S2G);
 	uint64_t one = 1;
 
-	__atomic_store_n(&c->head, __atomic_load_n(&c->tail, __ATOMIC_RELAXED) +
-			 region_ring_capacity(&h->r, MOAT_PART_RING_S2G) + 4096, __ATOMIC_RELEASE);
+	__atomic_store_n(&c->head,
+			 __atomic_load_n(&c->tail, __ATOMIC_RELAXED) +
+				 region_ring_capacity(&h->r, MOAT_PART_RING_S2G) + 4096,
+			 __ATOMIC_RELEASE);
 	cr_assert_eq(write(h->gefd, &one, sizeof(one)), sizeof(one));
 }
 

@@ -26,22 +26,23 @@
 #include "shm/region.h"
 #include "shm/ring.h"
 
-#define NH_GUEST_IP	0x0a00020fu	/* 10.0.2.15 */
-#define NH_GW_IP	0x0a000202u
-#define NH_DNS_IP	0x0a000203u
-#define NH_REMOTE_IP	0xcb00710au	/* 203.0.113.10 */
+#define NH_GUEST_IP  0x0a00020fu /* 10.0.2.15 */
+#define NH_GW_IP     0x0a000202u
+#define NH_DNS_IP    0x0a000203u
+#define NH_REMOTE_IP 0xcb00710au /* 203.0.113.10 */
 
 static const uint8_t nh_gw_mac[6] = { 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02 };
 static const uint8_t nh_guest_mac[6] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0x15 };
 
 struct nh {
 	struct netstack ns;
-	struct ring g2s, s2g, s2p, p2s;		/* the peers' views */
+	struct ring g2s, s2g, s2p, p2s; /* the peers' views */
 };
 
 static struct nh H;
 
-static inline void nh_init_cfg(uint32_t mtu, uint32_t max_conns, uint8_t anti_spoof, uint64_t frame_ring)
+static inline void nh_init_cfg(uint32_t mtu, uint32_t max_conns, uint8_t anti_spoof,
+			       uint64_t frame_ring)
 {
 	struct region_config rc = { .frame_ring_bytes = frame_ring, .flow_ring_bytes = 1u << 20 };
 	struct stack_fds fds = { -1, -1, -1 };
@@ -79,14 +80,14 @@ static inline void nh_init_cfg(uint32_t mtu, uint32_t max_conns, uint8_t anti_sp
 		fprintf(stderr, "stack_init failed\n");
 		abort();
 	}
-	ring_attach(&H.g2s, r->part[MOAT_PART_RING_G2S], region_ring_capacity(r, MOAT_PART_RING_G2S),
-		    -1, -1, NULL);
-	ring_attach(&H.s2g, r->part[MOAT_PART_RING_S2G], region_ring_capacity(r, MOAT_PART_RING_S2G),
-		    -1, -1, NULL);
-	ring_attach(&H.s2p, r->part[MOAT_PART_RING_S2P], region_ring_capacity(r, MOAT_PART_RING_S2P),
-		    -1, -1, NULL);
-	ring_attach(&H.p2s, r->part[MOAT_PART_RING_P2S], region_ring_capacity(r, MOAT_PART_RING_P2S),
-		    -1, -1, NULL);
+	ring_attach(&H.g2s, r->part[MOAT_PART_RING_G2S],
+		    region_ring_capacity(r, MOAT_PART_RING_G2S), -1, -1, NULL);
+	ring_attach(&H.s2g, r->part[MOAT_PART_RING_S2G],
+		    region_ring_capacity(r, MOAT_PART_RING_S2G), -1, -1, NULL);
+	ring_attach(&H.s2p, r->part[MOAT_PART_RING_S2P],
+		    region_ring_capacity(r, MOAT_PART_RING_S2P), -1, -1, NULL);
+	ring_attach(&H.p2s, r->part[MOAT_PART_RING_P2S],
+		    region_ring_capacity(r, MOAT_PART_RING_P2S), -1, -1, NULL);
 }
 
 static inline void nh_init(void)
@@ -159,7 +160,7 @@ static inline void nh_proxy_send(uint32_t type, const void *msg, size_t len)
 }
 
 static inline void nh_proxy_send2(uint32_t type, const void *hdr, size_t hlen, const void *data,
-			   size_t dlen)
+				  size_t dlen)
 {
 	struct iovec iov[2] = { { (void *)hdr, hlen }, { (void *)data, dlen } };
 
@@ -207,7 +208,8 @@ static inline void nh_put16(uint8_t *p, uint16_t v)
 
 static inline void nh_put32(uint8_t *p, uint32_t v)
 {
-	p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+	p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+	p[3] = (uint8_t)v;
 }
 
 static inline uint16_t nh_get16(const uint8_t *p)
@@ -221,8 +223,8 @@ static inline uint32_t nh_get32(const uint8_t *p)
 }
 
 /* Ethernet + IPv4 header around an L4 payload that is already in place at f+34. */
-static inline size_t nh_ip4(uint8_t *f, const uint8_t *src_mac, uint32_t src, uint32_t dst, uint8_t proto,
-		     size_t l4len)
+static inline size_t nh_ip4(uint8_t *f, const uint8_t *src_mac, uint32_t src, uint32_t dst,
+			    uint8_t proto, size_t l4len)
 {
 	uint8_t *ip = f + 14;
 
@@ -257,8 +259,8 @@ static inline uint32_t nh_pseudo4(uint32_t src, uint32_t dst, uint8_t proto, siz
 
 /* A TCP segment from the guest; @opts may be NULL. */
 static inline size_t nh_tcp4(uint8_t *f, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport,
-		      uint32_t seq, uint32_t ack, uint8_t flags, uint16_t win, const uint8_t *opts,
-		      size_t optlen, const void *data, size_t dlen)
+			     uint32_t seq, uint32_t ack, uint8_t flags, uint16_t win,
+			     const uint8_t *opts, size_t optlen, const void *data, size_t dlen)
 {
 	uint8_t *t = f + 34;
 	size_t hl = 20 + optlen;
@@ -279,8 +281,8 @@ static inline size_t nh_tcp4(uint8_t *f, uint32_t src, uint16_t sport, uint32_t 
 	return nh_ip4(f, nh_guest_mac, src, dst, 6, hl + dlen);
 }
 
-static inline size_t nh_udp4(uint8_t *f, const uint8_t *mac, uint32_t src, uint16_t sport, uint32_t dst,
-		      uint16_t dport, const void *data, size_t dlen)
+static inline size_t nh_udp4(uint8_t *f, const uint8_t *mac, uint32_t src, uint16_t sport,
+			     uint32_t dst, uint16_t dport, const void *data, size_t dlen)
 {
 	uint8_t *u = f + 34;
 
@@ -294,7 +296,7 @@ static inline size_t nh_udp4(uint8_t *f, const uint8_t *mac, uint32_t src, uint1
 }
 
 static inline size_t nh_echo4(uint8_t *f, uint32_t src, uint32_t dst, uint16_t ident, uint16_t seq,
-		       const void *data, size_t dlen)
+			      const void *data, size_t dlen)
 {
 	uint8_t *c = f + 34;
 
@@ -319,10 +321,10 @@ struct nh_pkt {
 	uint32_t seq, ack;
 	uint8_t flags;
 	uint16_t win;
-	uint8_t type, code;		/* ICMP */
+	uint8_t type, code; /* ICMP */
 	const uint8_t *l4;
 	size_t l4len;
-	const uint8_t *data;		/* TCP/UDP payload, ICMP after 8 bytes */
+	const uint8_t *data; /* TCP/UDP payload, ICMP after 8 bytes */
 	size_t dlen;
 	bool csum_ok;
 	bool frag;
@@ -366,14 +368,16 @@ static inline bool nh_parse4(const uint8_t *f, size_t len, struct nh_pkt *p)
 		p->data = p->l4 + thl;
 		p->dlen = p->l4len - thl;
 		p->csum_ok = p->csum_ok &&
-			     nh_fold(nh_sum(p->l4, p->l4len, nh_pseudo4(p->src, p->dst, 6, p->l4len))) == 0;
+			     nh_fold(nh_sum(p->l4, p->l4len,
+					    nh_pseudo4(p->src, p->dst, 6, p->l4len))) == 0;
 	} else if (p->proto == 17 && p->l4len >= 8) {
 		p->sport = nh_get16(p->l4);
 		p->dport = nh_get16(p->l4 + 2);
 		p->data = p->l4 + 8;
 		p->dlen = p->l4len - 8;
 		p->csum_ok = p->csum_ok &&
-			     nh_fold(nh_sum(p->l4, p->l4len, nh_pseudo4(p->src, p->dst, 17, p->l4len))) == 0;
+			     nh_fold(nh_sum(p->l4, p->l4len,
+					    nh_pseudo4(p->src, p->dst, 17, p->l4len))) == 0;
 	} else if (p->proto == 1 && p->l4len >= 8) {
 		p->type = p->l4[0];
 		p->code = p->l4[1];

@@ -33,7 +33,7 @@ struct got {
 	size_t len[4096];
 	uint8_t *data;
 	size_t cap;
-	long fail_at;		/* fail on this message (index), -1: never */
+	long fail_at; /* fail on this message (index), -1: never */
 };
 
 static void got_init(struct got *g, size_t cap)
@@ -73,7 +73,7 @@ static void pair(int sp[2])
 
 static void small_sndbuf(int fd)
 {
-	int v = 4096;	/* the kernel doubles it and enforces its own minimum */
+	int v = 4096; /* the kernel doubles it and enforces its own minimum */
 
 	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)), 0);
 }
@@ -107,7 +107,7 @@ Test(channel, bounds_are_checked_at_init)
 	cr_assert_eq(channel_out_init(&q, 100, 103), -EINVAL, "one whole frame must fit");
 	cr_assert_eq(channel_out_init(&q, 100, 104), 0);
 	channel_out_fini(&q);
-	channel_out_fini(&q);	/* twice is harmless */
+	channel_out_fini(&q); /* twice is harmless */
 	cr_assert_eq(channel_in_init(&r, 0), -EINVAL);
 	cr_assert_eq(channel_in_init(&r, 100), 0);
 	channel_in_fini(&r);
@@ -120,7 +120,8 @@ Test(channel, push_checks_length_and_bound_all_or_nothing)
 	struct channel_out q;
 
 	cr_assert_eq(channel_out_init(&q, 1024, 3000), 0);
-	cr_assert_eq(channel_out_push(&q, big, 0), -EINVAL, "an empty frame reads as a framing error");
+	cr_assert_eq(channel_out_push(&q, big, 0), -EINVAL,
+		     "an empty frame reads as a framing error");
 	cr_assert_eq(channel_out_push(&q, big, 1025), -EMSGSIZE);
 	cr_assert_eq(channel_out_pending(&q), 0);
 	cr_assert_eq(channel_out_stalled_since_ms(&q), 0, "an empty queue is not stalled");

@@ -52,10 +52,10 @@
 
 /* Descriptors of the filtered child beyond those of common/fds.h. */
 enum {
-	FD_T_OTHER_W = FD_CONTROL,	/* a pipe's write end: "another fd" for the netstack */
-	FD_T_OTHER_R,			/* its read end, one byte in it */
-	FD_T_MEMFD,			/* a 4 KiB memfd, like the region */
-	FD_T_FILE,			/* a regular file (the test binary) */
+	FD_T_OTHER_W = FD_CONTROL, /* a pipe's write end: "another fd" for the netstack */
+	FD_T_OTHER_R,		   /* its read end, one byte in it */
+	FD_T_MEMFD,		   /* a 4 KiB memfd, like the region */
+	FD_T_FILE,		   /* a regular file (the test binary) */
 };
 
 static void become_nobody(void)
@@ -132,7 +132,7 @@ static void child_fds(int report)
 	place_fd(high, FD_EFD_PROXY);
 	if (pipe(p) < 0 || write(p[1], "l", 1) != 1)
 		_exit(25);
-	close(p[1]);	/* it hangs up too: readable and POLLHUP */
+	close(p[1]); /* it hangs up too: readable and POLLHUP */
 	place_fd(high_fd(p[0]), FD_LIFELINE);
 	if (pipe(p) < 0 || write(p[1], "o", 1) != 1)
 		_exit(26);
@@ -193,8 +193,8 @@ static void assert_survives(void (*filter)(void), void (*call)(void), const char
 	int status = run_filtered(filter, call, &wrote);
 
 	cr_assert(wrote, "%s: the filter killed the allowed write()", what);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status 0x%x%s", what,
-		  status, WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS ? " (SIGSYS)" : "");
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status 0x%x%s", what, status,
+		  WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS ? " (SIGSYS)" : "");
 }
 
 static void call_socket(void)
@@ -513,7 +513,7 @@ Test(confine_parent_death, wrong_supervisor_exits_at_once)
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		quiet_stderr();
-		confine_parent_death(getpid());		/* never our own parent */
+		confine_parent_death(getpid()); /* never our own parent */
 		_exit(0);
 	}
 	status = wait_child(pid);
@@ -606,7 +606,7 @@ Test(confine_parent_death, rearmed_after_the_user_namespace)
 		int sig = -1;
 
 		confine_parent_death(parent);
-		become_nobody();	/* as root: a new euid, which clears the setting */
+		become_nobody(); /* as root: a new euid, which clears the setting */
 		if (confine_netns() < 0)
 			_exit(77);
 		confine_parent_death(parent);
@@ -696,7 +696,7 @@ Test(confine_caps, drop_caps_clears_everything)
 	cr_assert_str_eq(res->capamb, "0000000000000000");
 	cr_assert_str_eq(res->nnp, "1");
 	cr_assert_eq(res->dumpable, 0);
-	if (res->had_caps)	/* with CAP_SETPCAP the bounding set goes too */
+	if (res->had_caps) /* with CAP_SETPCAP the bounding set goes too */
 		cr_assert_str_eq(res->capbnd, "0000000000000000");
 	munmap(res, 4096);
 }
@@ -735,7 +735,8 @@ Test(confine_caps, root_powers_are_gone)
 	status = wait_child(pid);
 	unlink(path);
 	cr_assert(WIFEXITED(status), "status 0x%x", status);
-	cr_assert_eq(WEXITSTATUS(status), 0, "a capability survived (check %d)", WEXITSTATUS(status));
+	cr_assert_eq(WEXITSTATUS(status), 0, "a capability survived (check %d)",
+		     WEXITSTATUS(status));
 }
 
 /* ------------------------------------------------------------------ */
@@ -790,7 +791,7 @@ Test(confine_limits, nproc_zero_forbids_fork)
 			_exit(0);
 		if (c > 0) {
 			waitpid(c, NULL, 0);
-			_exit(70);	/* the fork succeeded */
+			_exit(70); /* the fork succeeded */
 		}
 		_exit(errno == EAGAIN ? 0 : 71);
 	}
@@ -822,7 +823,8 @@ Test(confine_limits, fsize_zero_forbids_file_writes)
 	}
 	status = wait_child(pid);
 	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ,
-		  "writing a file under RLIMIT_FSIZE 0 did not raise SIGXFSZ (status 0x%x)", status);
+		  "writing a file under RLIMIT_FSIZE 0 did not raise SIGXFSZ (status 0x%x)",
+		  status);
 }
 
 /*
@@ -856,10 +858,11 @@ Test(confine_limits, fsize_is_zero_even_with_a_regular_file_on_stderr)
 		_exit(0);
 	}
 	status = wait_child(pid);
-	cr_assert(!(WIFEXITED(status) && WEXITSTATUS(status) == 86),
-		  "RLIMIT_FSIZE is not 0 with a regular file on stderr");
+	cr_assert(!(WIFEXITED(status) && WEXITSTATUS(status) == 86), "RLIMIT_FSIZE is not 0 with a "
+								     "regular file on stderr");
 	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ,
-		  "logging to a regular file under RLIMIT_FSIZE 0 did not raise SIGXFSZ (status 0x%x)",
+		  "logging to a regular file under RLIMIT_FSIZE 0 did not raise SIGXFSZ (status "
+		  "0x%x)",
 		  status);
 	cr_assert_eq(pread(fd, buf, sizeof(buf) - 1, 0), 14, "the file grew: %s", buf);
 	close(fd);
@@ -1003,11 +1006,19 @@ static void role_start(struct role *ro, const char *role, const char *supervisor
 	struct region_config cfg = { .frame_ring_bytes = 1u << 16, .flow_ring_bytes = 1u << 16 };
 	struct moat_shm_header proto = {
 		.mtu = 1500,
-		.guest_ip4 = { 10, 0, 2, 15 }, .gateway_ip4 = { 10, 0, 2, 2 },
-		.dns_ip4 = { 10, 0, 2, 3 }, .netmask4 = { 255, 255, 255, 0 },
-		.gateway_mac = { 0x52, 0x55, 10, 0, 2, 2 }, .prefix4 = 24,
-		.anti_spoof = 1, .log_level = 1, .max_tcp_connections = 16, .max_udp_flows = 16,
-		.connect_timeout_ms = 1000, .tcp_idle_timeout_s = 60, .udp_idle_timeout_s = 60,
+		.guest_ip4 = { 10, 0, 2, 15 },
+		.gateway_ip4 = { 10, 0, 2, 2 },
+		.dns_ip4 = { 10, 0, 2, 3 },
+		.netmask4 = { 255, 255, 255, 0 },
+		.gateway_mac = { 0x52, 0x55, 10, 0, 2, 2 },
+		.prefix4 = 24,
+		.anti_spoof = 1,
+		.log_level = 1,
+		.max_tcp_connections = 16,
+		.max_udp_flows = 16,
+		.connect_timeout_ms = 1000,
+		.tcp_idle_timeout_s = 60,
+		.udp_idle_timeout_s = 60,
 		.flags = flags,
 	};
 	bool proxy = !strcmp(role, "__proxy");
@@ -1027,14 +1038,14 @@ static void role_start(struct role *ro, const char *role, const char *supervisor
 	ro->pid = fork();
 	cr_assert_geq(ro->pid, 0);
 	if (ro->pid == 0) {
-		int from[] = { devnull, devnull, err[1], ro->region.fd, ro->efd[0], ro->efd[1],
-			       ro->efd[2], ro->efd[3], life[0], sp[1] };
+		int from[] = { devnull,	   devnull,    err[1],	   ro->region.fd, ro->efd[0],
+			       ro->efd[1], ro->efd[2], ro->efd[3], life[0],	  sp[1] };
 		int n = proxy ? 10 : 9;
 		char *argv[] = { proxy ? "moat-proxy" : "moat-netstack", (char *)role,
 				 (char *)(supervisor_arg ? supervisor_arg : self), NULL };
 
 		if (supervisor_arg && !supervisor_arg[0])
-			argv[2] = NULL;		/* no pid at all */
+			argv[2] = NULL; /* no pid at all */
 		for (int i = 0; i < n; i++)
 			if ((from[i] = fcntl(from[i], F_DUPFD_CLOEXEC, 64)) < 0)
 				_exit(30);
@@ -1124,9 +1135,10 @@ static bool role_fds(struct role *ro, uint64_t *mask)
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		n = readlink(path, target, sizeof(target) - 1);
 		if (n < 0)
-			continue;	/* closed meanwhile */
+			continue; /* closed meanwhile */
 		target[n] = '\0';
-		cr_assert(strncmp(target, "/memfd:", 7), "fd %d is still the region: %s", fd, target);
+		cr_assert(strncmp(target, "/memfd:", 7), "fd %d is still the region: %s", fd,
+			  target);
 		if (fd < 64)
 			*mask |= 1ULL << fd;
 	}
@@ -1162,7 +1174,7 @@ Test(confine_roles, a_role_refuses_a_bad_or_wrong_supervisor, .timeout = 60)
 	static const char *roles[] = { "__netstack", "__proxy" };
 	char wrong[16], log[4096];
 
-	snprintf(wrong, sizeof(wrong), "%d", (int)getppid());	/* not the role's parent */
+	snprintf(wrong, sizeof(wrong), "%d", (int)getppid()); /* not the role's parent */
 	for (unsigned r = 0; r < 2; r++) {
 		const char *args[] = { "", "0", "-5", "+5", " 5", "05", "5x", "99999999999", wrong };
 
@@ -1175,8 +1187,9 @@ Test(confine_roles, a_role_refuses_a_bad_or_wrong_supervisor, .timeout = 60)
 				     "%s '%s' still runs after 5 s", roles[r], args[i]);
 			assert_exit(status, 1, args[i]);
 			role_log(&ro, log, sizeof(log));
-			cr_assert(strstr(log, i + 1 < sizeof(args) / sizeof(args[0])
-					 ? "supervisor's pid" : "is gone"),
+			cr_assert(strstr(log, i + 1 < sizeof(args) / sizeof(args[0]) ? "supervisor'"
+										       "s pid" :
+										       "is gone"),
 				  "%s '%s': no reason logged: %s", roles[r], args[i], log);
 			ro.pid = 0;
 			role_end(&ro);
@@ -1220,7 +1233,7 @@ Test(confine_roles, netstack_stops_cleanly_on_sigterm, .timeout = 60)
 
 	role_start(&ro, "__netstack", NULL, 0);
 	role_wait_confined(&ro);
-	usleep(200000);		/* a few loop turns */
+	usleep(200000); /* a few loop turns */
 	cr_assert_eq(waitpid(ro.pid, &status, WNOHANG), 0, "the netstack ended by itself");
 	cr_assert_eq(kill(ro.pid, SIGTERM), 0);
 	cr_assert_eq(wait_child_ms(ro.pid, 5000, &status), 0, "no stop 5 s after SIGTERM");

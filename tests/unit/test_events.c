@@ -60,7 +60,8 @@ static json_t *lines(void)
 	cr_assert_not_null(f);
 	cr_assert_eq(regcomp(&ts_re,
 			     "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}Z$",
-			     REG_EXTENDED | REG_NOSUB), 0);
+			     REG_EXTENDED | REG_NOSUB),
+		     0);
 	while ((n = getline(&line, &cap, f)) > 0) {
 		json_error_t e;
 		json_t *o;
@@ -73,7 +74,8 @@ static json_t *lines(void)
 		cr_assert(json_is_string(json_object_get(o, "ts")), "no ts: %s", line);
 		cr_assert(json_is_string(json_object_get(o, "event")), "no event: %s", line);
 		cr_assert_eq(regexec(&ts_re, json_string_value(json_object_get(o, "ts")), 0, NULL,
-				     0), 0, "bad ts: %s", line);
+				     0),
+			     0, "bad ts: %s", line);
 		json_array_append_new(all, o);
 	}
 	free(line);
@@ -89,8 +91,11 @@ static int proxy(const char *s)
 
 Test(events, supervisor_events_are_json_lines)
 {
-	struct moat_mailbox m = { .reason = MOAT_VIOL_POLICY_TERMINATE, .rule = 2, .flow = 9,
-				  .dst_family = 4, .dst_addr = { 169, 254, 169, 254 },
+	struct moat_mailbox m = { .reason = MOAT_VIOL_POLICY_TERMINATE,
+				  .rule = 2,
+				  .flow = 9,
+				  .dst_family = 4,
+				  .dst_addr = { 169, 254, 169, 254 },
 				  .dst_port = 80 };
 	json_t *all, *o;
 
@@ -136,12 +141,15 @@ Test(events, violation_detail_is_bounded_and_utf8_checked)
 	/* No terminating NUL and a byte that is not UTF-8: a hostile mailbox. */
 	memset(m.detail, 'A', sizeof(m.detail));
 	m.detail[5] = (char)0xff;
-	m.reason = 1000;	/* out of range */
+	m.reason = 1000; /* out of range */
 	events_violation("none", "moat-netstack", &m, 1);
 	all = lines();
 	cr_assert_eq(json_array_size(all), 2);
-	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(all, 0), "detail")),
-			 "(not UTF-8)");
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(all, 0), "detail")), "(no"
+											       "t "
+											       "UTF"
+											       "-8"
+											       ")");
 	json_decref(all);
 	events_stats(&st);
 	cr_assert_eq(st.violations[0], 1, "an out-of-range reason counts as none");
@@ -152,9 +160,18 @@ Test(events, violation_detail_is_bounded_and_utf8_checked)
 Test(events, proxy_rejects_what_is_not_a_known_event)
 {
 	static const char *const bad[] = {
-		"", "[]", "42", "\"denial\"", "null", "{}", "{\"event\":3}",
-		"{\"event\":\"bogus\"}", "{\"event\":\"start\"}", "{\"event\":\"violation\"}",
-		"{\"event\":\"denial\"", "{\"event\":\"denial\"} trailing",
+		"",
+		"[]",
+		"42",
+		"\"denial\"",
+		"null",
+		"{}",
+		"{\"event\":3}",
+		"{\"event\":\"bogus\"}",
+		"{\"event\":\"start\"}",
+		"{\"event\":\"violation\"}",
+		"{\"event\":\"denial\"",
+		"{\"event\":\"denial\"} trailing",
 		"{\"event\":\"denial\",\"event\":\"denial\"}",
 		"{\"event\":\"denial\",\"dst\":\"\xff\xfe\"}",
 		"{\"event\":\"den\xc3ial\"}",
@@ -191,13 +208,16 @@ Test(events, proxy_events_are_stamped_and_filtered)
 	cr_assert_eq(proxy("{\"event\":\"denial\",\"ts\":\"forged\",\"direction\":\"egress\","
 			   "\"protocol\":\"tcp\",\"dst\":\"10.88.0.10\",\"dst_port\":8080,"
 			   "\"rule\":-1,\"flow\":5,\"nested\":{\"a\":1},\"list\":[1,2],"
-			   "\"Bad-Key\":\"x\",\"note\":\"caf\xc3\xa9\",\"n\":null,\"f\":1.5}"), 0);
-	cr_assert_eq(proxy("{\"event\":\"dns_denial\",\"direction\":\"egress\",\"protocol\":\"udp\","
-			   "\"name\":\"evil.example.\",\"rule\":3}"), 0);
-	cr_assert_eq(proxy("{\"event\":\"dns_denial\",\"name\":\"a.example.\",\"qtype\":28}"),
+			   "\"Bad-Key\":\"x\",\"note\":\"caf\xc3\xa9\",\"n\":null,\"f\":1.5}"),
 		     0);
+	cr_assert_eq(proxy("{\"event\":\"dns_denial\",\"direction\":\"egress\",\"protocol\":"
+			   "\"udp\","
+			   "\"name\":\"evil.example.\",\"rule\":3}"),
+		     0);
+	cr_assert_eq(proxy("{\"event\":\"dns_denial\",\"name\":\"a.example.\",\"qtype\":28}"), 0);
 	cr_assert_eq(proxy("{\"event\":\"limit\",\"limit\":\"max_tcp_connections\","
-			   "\"action\":\"refuse\",\"protocol\":\"tcp\",\"max\":64,\"flow\":3}"), 0);
+			   "\"action\":\"refuse\",\"protocol\":\"tcp\",\"max\":64,\"flow\":3}"),
+		     0);
 	{
 		char msg[1400];
 
@@ -307,8 +327,8 @@ Test(events, reader_reassembles_cut_messages)
 	close(sp[0]);
 	all = lines();
 	cr_assert_eq(json_array_size(all), 9);
-	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(all, 8), "event")),
-			 "limit");
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(all, 8), "event")), "limi"
+											      "t");
 	json_decref(all);
 }
 
@@ -329,8 +349,8 @@ Test(events, reader_accepts_the_largest_message)
 	memcpy(stream + 4 + len - 2, "\"}", 2);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
 	while (off < sizeof(stream)) {
-		ssize_t n = write(sp[1], stream + off, sizeof(stream) - off < 8192
-							? sizeof(stream) - off : 8192);
+		ssize_t n = write(sp[1], stream + off,
+				  sizeof(stream) - off < 8192 ? sizeof(stream) - off : 8192);
 
 		cr_assert_gt(n, 0);
 		off += (size_t)n;
@@ -368,7 +388,7 @@ Test(events, reader_reports_oversized_length_as_protocol_error)
 	cr_assert_eq(json_array_size(all), 1);
 	json_decref(all);
 	events_reader_fini(&rd);
-	events_reader_fini(&rd);	/* twice is harmless */
+	events_reader_fini(&rd); /* twice is harmless */
 }
 
 Test(events, reader_reports_zero_length_as_protocol_error)
@@ -400,7 +420,7 @@ Test(events, counted_without_a_stream)
 {
 	struct events_stats st;
 
-	events_close();		/* no --events: nothing written, still counted */
+	events_close(); /* no --events: nothing written, still counted */
 	events_start(1, 2);
 	cr_assert_eq(proxy("{\"event\":\"denial\"}"), 0);
 	cr_assert_eq(proxy("[1]"), -1);

@@ -118,7 +118,7 @@ Test(guest_dgram, peer_learned_from_first_frame_strangers_dropped)
 	b = client("b.sock");
 	send_to_moat(a, f, h_frame(f, 60, 1));
 	h_pump(&h);
-	send_to_moat(b, f, h_frame(f, 60, 2));	/* a stranger while a is alive */
+	send_to_moat(b, f, h_frame(f, 60, 2)); /* a stranger while a is alive */
 	send_to_moat(a, f, h_frame(f, 60, 3));
 	h_pump(&h);
 	n = h_pop(&h, buf, sizeof(buf));
@@ -159,7 +159,7 @@ Test(guest_dgram, unbound_sender_and_bad_sizes_dropped)
 
 	h_setup(&h, "dgram", 1500, 1 << 20, NULL);
 	u = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	send_to_moat(u, f, h_frame(f, 60, 1));	/* no address: cannot be answered */
+	send_to_moat(u, f, h_frame(f, 60, 1)); /* no address: cannot be answered */
 	c = client("c.sock");
 	send_to_moat(c, f, h_frame(f, 13, 2));
 	send_to_moat(c, f, h_frame(f, 1515, 3));
@@ -211,7 +211,7 @@ Test(guest_dgram, full_peer_queue_loses_nothing)
 	int c, n;
 
 	h_setup(&h, "dgram", 1500, 1 << 20, NULL);
-	c = client("slow.sock");	/* QEMU style: sendto(), not connected */
+	c = client("slow.sock"); /* QEMU style: sendto(), not connected */
 	send_to_moat(c, "VFKT", 4);
 	h_pump(&h);
 	while (pushed < N && h_push(&h, f, h_frame(f, 60 + pushed % 1400, pushed)) == 0)
@@ -409,9 +409,9 @@ Test(guest_dgram, rebinding_a_dead_peers_path_gets_nothing)
 		h_frame(f, 60, 1);
 		if (sendto(a, f, 60, 0, (struct sockaddr *)&sa, sizeof(sa)) != 60)
 			_exit(2);
-		if (read(go[0], &x, 1) < 0)	/* until the parent says die */
+		if (read(go[0], &x, 1) < 0) /* until the parent says die */
 			_exit(3);
-		_exit(0);			/* the socket file stays behind */
+		_exit(0); /* the socket file stays behind */
 	}
 	close(go[0]);
 	for (int i = 0; i < 200 && h_cnt(&h.cnt->tx_frames) == 0; i++)
@@ -534,7 +534,7 @@ Test(guest_dgram, only_the_first_peers_uid_may_attach_later)
 	send_to_moat(a, f, h_frame(f, 60, 1));
 	h_pump(&h);
 	cr_assert_eq(h_pop(&h, buf, sizeof(buf)), 60);
-	close(a);		/* gone: the socket no longer serves the path */
+	close(a); /* gone: the socket no longer serves the path */
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {

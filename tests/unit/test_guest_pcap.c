@@ -69,7 +69,7 @@ Test(guest_pcap, both_directions_recorded)
 	h_start(&h, spec, pcap);
 	for (uint32_t i = 0; i < 10; i++)
 		send(sp[1], f, h_frame(f, 60 + i, i), 0);
-	send(sp[1], f, 10, 0);		/* too short: dropped, not recorded */
+	send(sp[1], f, 10, 0); /* too short: dropped, not recorded */
 	h_pump(&h);
 	for (uint32_t i = 0; i < 10; i++)
 		cr_assert_gt(h_pop(&h, buf, sizeof(buf)), 0);
@@ -104,11 +104,11 @@ Test(guest_pcap, many_frames_through_a_small_buffer)
 
 	cr_assert(fd >= 0);
 	close(fd);
-	unlink(path);		/* pcap_open() creates it, with mode 0600 */
+	unlink(path); /* pcap_open() creates it, with mode 0600 */
 	umask(022);
 	p = pcap_open(path, 1514, err, sizeof(err));
 	cr_assert(p, "%s", err);
-	for (uint32_t i = 0; i < 1000; i++)	/* ~1.5 MB: the buffer fills many times */
+	for (uint32_t i = 0; i < 1000; i++) /* ~1.5 MB: the buffer fills many times */
 		pcap_frame(p, f, h_frame(f, 1514, i));
 	cr_assert_eq(pcap_frames(p), 1000);
 	pcap_close(p);

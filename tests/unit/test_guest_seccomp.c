@@ -20,7 +20,7 @@ static struct harness h;
 
 static void teardown(void)
 {
-	h.g = NULL;	/* the child's; the parent only holds the directory */
+	h.g = NULL; /* the child's; the parent only holds the directory */
 	h_teardown(&h);
 }
 
@@ -63,7 +63,7 @@ static pid_t confined_port(const char *kind, const char *pcap, int *ctl_w)
 		if (loop_add(&h.loop, &wstop, EPOLLIN) < 0)
 			_exit(10);
 		ctx = confine_seccomp_init();
-		ALLOW(ctx, epoll_wait);		/* the loop's wait (sandbox_filter() has it) */
+		ALLOW(ctx, epoll_wait); /* the loop's wait (sandbox_filter() has it) */
 		ALLOW(ctx, epoll_pwait);
 		guest_seccomp(ctx, h.g);
 		confine_seccomp_load(ctx);
@@ -80,7 +80,7 @@ static pid_t confined_port(const char *kind, const char *pcap, int *ctl_w)
 			ring_release(&h.g2s);
 			ring_flush(&h.s2g);
 		}
-		guest_close(h.g);	/* unlinks the socket, under the filter */
+		guest_close(h.g); /* unlinks the socket, under the filter */
 		_exit(0);
 	}
 	close(ctl[0]);
@@ -99,8 +99,8 @@ static void finish(pid_t pid, int ctl_w)
 	close(ctl_w);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(!WIFSIGNALED(status), "the confined port was killed by signal %d%s",
-		  WTERMSIG(status), WTERMSIG(status) == SIGSYS ?
-		  " (a call guest_seccomp() does not allow)" : "");
+		  WTERMSIG(status),
+		  WTERMSIG(status) == SIGSYS ? " (a call guest_seccomp() does not allow)" : "");
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
 	cr_assert(access(h.path, F_OK) < 0, "the socket was not unlinked at close");
 }
@@ -133,9 +133,9 @@ Test(guest_seccomp, stream_with_pcap_and_reconnects)
 	for (uint32_t i = 0; i < 20; i++)
 		stream_echo(c, i);
 	close(c);
-	c = h_connect(h.path, SOCK_STREAM);	/* accept4 under the filter */
+	c = h_connect(h.path, SOCK_STREAM); /* accept4 under the filter */
 	stream_echo(c, 100);
-	h_write_all(c, &bad, 4);		/* dropped for a bad prefix */
+	h_write_all(c, &bad, 4); /* dropped for a bad prefix */
 	close(c);
 	c = h_connect(h.path, SOCK_STREAM);
 	stream_echo(c, 200);
@@ -205,8 +205,8 @@ Test(guest_seccomp, dgram_peers_strangers_and_a_full_queue)
 		for (uint32_t i = 0; i < 10; i++) {
 			struct pollfd pfd = { .fd = a, .events = POLLIN };
 
-			if (send_to_port(a, f, h_frame(f, 90, i)) != 90 || poll(&pfd, 1, 5000) != 1 ||
-			    recv(a, buf, sizeof(buf), 0) != 90)
+			if (send_to_port(a, f, h_frame(f, 90, i)) != 90 ||
+			    poll(&pfd, 1, 5000) != 1 || recv(a, buf, sizeof(buf), 0) != 90)
 				_exit(2);
 		}
 		/*
@@ -229,12 +229,12 @@ Test(guest_seccomp, dgram_peers_strangers_and_a_full_queue)
 		_exit(got == 30 ? 0 : 4);
 	}
 	usleep(50000);
-	s = dgram_client("stranger.sock", true);	/* dropped while the peer lives */
+	s = dgram_client("stranger.sock", true); /* dropped while the peer lives */
 	cr_assert_eq(send(s, f, h_frame(f, 60, 7), 0), 60);
 	cr_assert_eq(waitpid(vmm, &status, 0), vmm);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "stand-in VMM status %d", status);
 	close(s);
-	usleep(50000);				/* the peer's pidfd fires */
+	usleep(50000); /* the peer's pidfd fires */
 	c = dgram_client("next.sock", true);
 	for (uint32_t i = 0; i < 10; i++)
 		dgram_echo(c, 100 + i);
@@ -258,7 +258,9 @@ Test(guest_seccomp, shm_hello_and_a_second_vmm)
 	pid = confined_port("shm", NULL, &ctl);
 	for (int i = 0; i < 2; i++) {
 		struct iovec iov = { &hello, sizeof(hello) };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+		struct msghdr mh = { .msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = u.buf,
 				     .msg_controllen = sizeof(u.buf) };
 		struct pollfd pfd;
 		int c = h_connect(h.path, SOCK_STREAM);

@@ -25,7 +25,9 @@ static int recv_hello(int c, struct moat_shm_hello *hello, int fds[MOAT_SHM_NFDS
 		struct cmsghdr align;
 	} u;
 	struct iovec iov = { hello, sizeof(*hello) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
 			     .msg_controllen = sizeof(u.buf) };
 	struct cmsghdr *cm;
 	ssize_t n = recvmsg(c, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
@@ -47,7 +49,7 @@ static bool same_eventfd(int a, int b)
 
 	cr_assert_eq(write(a, &v, 8), 8);
 	if (read(b, &r, 8) != 8) {
-		cr_assert_eq(read(a, &r, 8), 8);	/* undo */
+		cr_assert_eq(read(a, &r, 8), 8); /* undo */
 		return false;
 	}
 	return r == 5;
@@ -83,8 +85,8 @@ Test(guest_shm, vmm_gets_region_and_eventfds)
 	/* A frame the netstack queues is visible through the VMM's mapping. */
 	{
 		uint8_t f[100];
-		const struct moat_ring_ctl *ctl =
-			(const void *)((const uint8_t *)m + hdr->part[MOAT_PART_RING_S2G].off);
+		const struct moat_ring_ctl *ctl = (const void *)((const uint8_t *)m +
+								 hdr->part[MOAT_PART_RING_S2G].off);
 
 		h_push(&h, f, h_frame(f, 60, 1));
 		h_flush(&h);
@@ -109,7 +111,8 @@ Test(guest_shm, one_vmm_at_a_time_next_after_leave)
 		close(fds[i]);
 	b = h_connect(h.path, SOCK_STREAM);
 	h_pump(&h);
-	cr_assert_eq(recv_hello(b, &hello, fds), -1, "second VMM got the rings while the first has them");
+	cr_assert_eq(recv_hello(b, &hello, fds), -1,
+		     "second VMM got the rings while the first has them");
 	close(a);
 	h_pump(&h);
 	cr_assert_eq(h_cnt(&h.cnt->clients_dropped), 1);

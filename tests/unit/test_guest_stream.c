@@ -93,7 +93,7 @@ static void bad_prefix(uint32_t len, unsigned nth)
 	int c, n;
 
 	c = h_connect(h.path, SOCK_STREAM);
-	h_stream_send(c, f, h_frame(f, 60, nth));	/* a good frame first */
+	h_stream_send(c, f, h_frame(f, 60, nth)); /* a good frame first */
 	h_write_all(c, &be, 4);
 	memset(junk, 0xab, sizeof(junk));
 	h_write_all(c, junk, sizeof(junk));
@@ -145,9 +145,9 @@ Test(guest_stream, oversize_frame_skipped_connection_kept)
 
 	h_setup(&h, "stream", 1500, 1 << 20, NULL);
 	c = h_connect(h.path, SOCK_STREAM);
-	h_stream_send(c, f, h_frame(f, 1515, 1));	/* MTU + 15: one too long */
+	h_stream_send(c, f, h_frame(f, 1515, 1)); /* MTU + 15: one too long */
 	h_stream_send(c, f, h_frame(f, 2500, 2));
-	h_stream_send(c, f, h_frame(f, 1514, 3));	/* the largest that fits */
+	h_stream_send(c, f, h_frame(f, 1514, 3)); /* the largest that fits */
 	h_pump(&h);
 	n = h_pop(&h, buf, sizeof(buf));
 	h_check_frame(buf, (uint32_t)n, 1514, 3);
@@ -165,7 +165,7 @@ Test(guest_stream, one_client_at_a_time)
 	h_setup(&h, "stream", 1500, 1 << 20, NULL);
 	a = h_connect(h.path, SOCK_STREAM);
 	h_pump(&h);
-	b = h_connect(h.path, SOCK_STREAM);	/* waits in the backlog */
+	b = h_connect(h.path, SOCK_STREAM); /* waits in the backlog */
 	h_stream_send(b, f, h_frame(f, 60, 2));
 	h_stream_send(a, f, h_frame(f, 60, 1));
 	h_pump(&h);
@@ -238,7 +238,8 @@ Test(guest_stream, short_writes_lose_nothing)
 			h_flush(&h);
 			loop_run_once(&h.loop, 10);
 			/* Read an odd-sized piece, then let moat write again. */
-			n = read(sp[1], acc + have, 3001 < sizeof(acc) - have ? 3001 : sizeof(acc) - have);
+			n = read(sp[1], acc + have,
+				 3001 < sizeof(acc) - have ? 3001 : sizeof(acc) - have);
 			if (n > 0)
 				have += (size_t)n;
 			for (;;) {
@@ -307,7 +308,8 @@ Test(guest_stream, full_g2s_pauses_and_resumes)
 		}
 		h_release(&h);
 		h_pump(&h);
-		cr_assert(k > 0 || got == N || off < sizeof(wire), "no progress after %u frames", got);
+		cr_assert(k > 0 || got == N || off < sizeof(wire), "no progress after %u frames",
+			  got);
 	}
 	cr_assert_eq(h_cnt(&h.cnt->drops[MOAT_DROP_RING_FULL]), 0);
 	cr_assert_eq(h_cnt(&h.cnt->tx_frames), N);

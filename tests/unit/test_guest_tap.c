@@ -122,7 +122,7 @@ Test(guest_tap, full_g2s_pauses_without_spinning)
 	uint8_t buf[2000];
 	uint32_t got = 0;
 
-	tap_setup(65536);	/* room for about 40 frames of 1500 */
+	tap_setup(65536); /* room for about 40 frames of 1500 */
 	for (uint32_t i = 0; i < N; i++)
 		guest_send(LEN, i);
 	h_pump(&h);

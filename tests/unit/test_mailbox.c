@@ -101,7 +101,8 @@ Test(mailbox, post_and_take_across_fork)
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct mailbox_report rep = { .reason = MOAT_VIOL_RING_CORRUPT, .rule = -1,
+		struct mailbox_report rep = { .reason = MOAT_VIOL_RING_CORRUPT,
+					      .rule = -1,
 					      .proto = 0xff };
 
 		mailbox_post(mb, efd, &rep);
@@ -181,10 +182,11 @@ Test(mailbox, detail_is_escaped)
 	memcpy(mb->detail, forged, sizeof(forged));
 	__atomic_store_n(&mb->seq, 1, __ATOMIC_RELEASE);
 	cr_assert_eq(mailbox_take(mb, &last, &out), 1);
-	cr_assert_str_eq(out.detail,
-			 "ring\\x0acorrupt\\x1b[31m \\\"q\\\" back\\\\slash \\x7f\\xff\\x01 ok");
+	cr_assert_str_eq(out.detail, "ring\\x0acorrupt\\x1b[31m \\\"q\\\" back\\\\slash "
+				     "\\x7f\\xff\\x01 ok");
 	for (const char *c = out.detail; *c; c++)
-		cr_assert(*c >= 0x20 && *c <= 0x7e, "byte 0x%02x left in the detail", (unsigned char)*c);
+		cr_assert(*c >= 0x20 && *c <= 0x7e, "byte 0x%02x left in the detail",
+			  (unsigned char)*c);
 	munmap(mb, 4096);
 }
 
@@ -196,7 +198,7 @@ Test(mailbox, escaped_detail_cut_at_a_whole_escape)
 	uint32_t last = 0;
 	size_t len;
 
-	memset(mb->detail, 0x1b, sizeof(mb->detail));	/* and no NUL */
+	memset(mb->detail, 0x1b, sizeof(mb->detail)); /* and no NUL */
 	__atomic_store_n(&mb->seq, 1, __ATOMIC_RELEASE);
 	cr_assert_eq(mailbox_take(mb, &last, &out), 1);
 	len = strlen(out.detail);

@@ -61,14 +61,14 @@ TestSuite(metrics, .init = setup, .fini = teardown);
 
 /* ---- a strict parser of text format 0.0.4 -------------------------------- */
 
-#define MAX_FAMILIES	256
-#define MAX_SERIES	1024
+#define MAX_FAMILIES 256
+#define MAX_SERIES   1024
 
 struct parsed {
 	int n_families, n_series;
 	char family[MAX_FAMILIES][128];
 	char type[MAX_FAMILIES][16];
-	char series[MAX_SERIES][256];	/* name{labels} as written */
+	char series[MAX_SERIES][256]; /* name{labels} as written */
 	double value[MAX_SERIES];
 };
 
@@ -99,7 +99,7 @@ static void parse_strict(const char *text, size_t len, struct parsed *p)
 {
 	char line[1024];
 	const char *s = text, *end = text + len;
-	int cur = -1;			/* family whose samples we are in */
+	int cur = -1; /* family whose samples we are in */
 	bool seen_help[MAX_FAMILIES] = { 0 }, seen_samples[MAX_FAMILIES] = { 0 };
 	int lineno = 0;
 
@@ -136,18 +136,20 @@ static void parse_strict(const char *text, size_t len, struct parsed *p)
 			cr_assert(!seen_samples[f], "line %d: %s after samples of %s", lineno, kind,
 				  name);
 			if (!strcmp(kind, "HELP")) {
-				cr_assert(!seen_help[f], "line %d: second HELP for %s", lineno, name);
+				cr_assert(!seen_help[f], "line %d: second HELP for %s", lineno,
+					  name);
 				seen_help[f] = true;
 			} else if (!strcmp(kind, "TYPE")) {
-				cr_assert(!p->type[f][0], "line %d: second TYPE for %s", lineno, name);
+				cr_assert(!p->type[f][0], "line %d: second TYPE for %s", lineno,
+					  name);
 				cr_assert(!strcmp(rest, "counter") || !strcmp(rest, "gauge"),
 					  "line %d: type '%s' (moat exports counters and gauges)",
 					  lineno, rest);
-				memcpy(p->type[f], rest, strlen(rest) + 1);	/* checked above */
+				memcpy(p->type[f], rest, strlen(rest) + 1); /* checked above */
 				cur = f;
 			} else {
-				cr_assert_fail("line %d: comment '%s' is neither HELP nor TYPE", lineno,
-					       line);
+				cr_assert_fail("line %d: comment '%s' is neither HELP nor TYPE",
+					       lineno, line);
 			}
 			continue;
 		}
@@ -162,7 +164,8 @@ static void parse_strict(const char *text, size_t len, struct parsed *p)
 			cr_assert(cur >= 0 && strlen(p->family[cur]) == nl_ &&
 					  !strncmp(p->family[cur], line, nl_),
 				  "line %d: sample '%s' outside its family (no TYPE before it, or "
-				  "families interleaved)", lineno, line);
+				  "families interleaved)",
+				  lineno, line);
 			cr_assert(seen_help[cur], "line %d: family %s has no HELP", lineno,
 				  p->family[cur]);
 			seen_samples[cur] = true;
@@ -174,14 +177,14 @@ static void parse_strict(const char *text, size_t len, struct parsed *p)
 					cr_assert(is_name(q, ln, false) && strncmp(q, "__", 2),
 						  "line %d: bad label name in '%s'", lineno, line);
 					q += ln;
-					cr_assert(q[0] == '=' && q[1] == '"', "line %d: '%s'", lineno,
-						  line);
+					cr_assert(q[0] == '=' && q[1] == '"', "line %d: '%s'",
+						  lineno, line);
 					q += 2;
 					while (*q && *q != '"') {
 						if (*q == '\\') {
 							cr_assert(q[1] == '\\' || q[1] == '"' ||
-								  q[1] == 'n', "line %d: bad escape",
-								  lineno);
+									  q[1] == 'n',
+								  "line %d: bad escape", lineno);
 							q++;
 						}
 						q++;
@@ -206,8 +209,8 @@ static void parse_strict(const char *text, size_t len, struct parsed *p)
 			cr_assert(is_value(val), "line %d: bad value '%s'", lineno, val);
 			*q = '\0';
 			for (k = 0; k < p->n_series; k++)
-				cr_assert(strcmp(p->series[k], line), "line %d: duplicate series %s",
-					  lineno, line);
+				cr_assert(strcmp(p->series[k], line),
+					  "line %d: duplicate series %s", lineno, line);
 			cr_assert(p->n_series < MAX_SERIES);
 			cr_assert_lt(strlen(line), sizeof(p->series[0]), "line %d: series too long",
 				     lineno);
@@ -307,20 +310,25 @@ Test(metrics, strict_format_and_values)
 	cr_assert_eq(value_of(p, "moat_guest_rx_bytes_total"), 654321);
 	cr_assert_eq(value_of(p, "moat_guest_rx_frames_total"), 200);
 	cr_assert_eq(value_of(p, "moat_guest_dropped_frames_total{stage=\"guest_port\","
-				 "reason=\"too_short\"}"), 3);
+				 "reason=\"too_short\"}"),
+		     3);
 	cr_assert_eq(value_of(p, "moat_guest_dropped_frames_total{stage=\"netstack\","
-				 "reason=\"too_short\"}"), 4);
+				 "reason=\"too_short\"}"),
+		     4);
 	cr_assert_eq(value_of(p, "moat_guest_dropped_frames_total{stage=\"netstack\","
-				 "reason=\"spoofed\"}"), 5);
+				 "reason=\"spoofed\"}"),
+		     5);
 	cr_assert_eq(value_of(p, "moat_dhcp_replies_total{type=\"ack\"}"), 2);
 	cr_assert_eq(value_of(p, "moat_netstack_lwip_memory_errors_total"), 9);
 	cr_assert_eq(value_of(p, "moat_tcp_connections_total{result=\"denied\"}"), 7);
 	cr_assert_eq(value_of(p, "moat_tcp_connections_total{result=\"ok\"}"), 11);
 	cr_assert_eq(value_of(p, "moat_tcp_connections_total{result=\"limit\"}"), 0);
 	cr_assert_eq(value_of(p, "moat_policy_denials_total{direction=\"egress\","
-				 "protocol=\"udp\"}"), 13);
+				 "protocol=\"udp\"}"),
+		     13);
 	cr_assert_eq(value_of(p, "moat_policy_denials_total{direction=\"ingress\","
-				 "protocol=\"tcp\"}"), 17);
+				 "protocol=\"tcp\"}"),
+		     17);
 	cr_assert_eq(value_of(p, "moat_dns_queries_total{result=\"rebind\"}"), 19);
 	cr_assert_eq(value_of(p, "moat_policy_generation"), 2);
 	cr_assert_eq(value_of(p, "moat_wakeups_total{process=\"guest_port\"}"), 21);
@@ -377,7 +385,7 @@ Test(metrics, worst_case_fits_and_hostile_rings_are_clamped)
 	memset(reg.part[MOAT_PART_CNT_NETSTACK], 0xff, sizeof(struct moat_netstack_counters));
 	memset(reg.part[MOAT_PART_CNT_PROXY], 0xff, sizeof(struct moat_proxy_counters));
 	s2p->head = 1;
-	s2p->tail = 2;		/* head - tail wraps: a lying producer */
+	s2p->tail = 2; /* head - tail wraps: a lying producer */
 	len = metrics_render_buf(&reg, true, buf, sizeof(buf));
 	cr_assert_lt(len, sizeof(buf), "worst case needs %zu bytes, buffer has %zu", len,
 		     sizeof(buf));
@@ -523,8 +531,10 @@ static void check_endpoint(const char *addr)
 	cr_assert(!strncmp(r, "HTTP/1.1 404 ", 13), "reply: %.60s", r);
 	free(r);
 
-	r = http(addr, "POST /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-		       "Content-Length: 3\r\n\r\nabc", &len);
+	r = http(addr,
+		 "POST /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+		 "Content-Length: 3\r\n\r\nabc",
+		 &len);
 	cr_assert(!strncmp(r, "HTTP/1.1 405 ", 13), "reply: %.60s", r);
 	cr_assert_not_null(strcasestr(r, "\r\nAllow: GET"), "405 without Allow: %.300s", r);
 	free(r);
@@ -615,11 +625,25 @@ Test(metrics, http_on_a_unix_socket)
 Test(metrics, bad_addresses_fail_with_one_line)
 {
 	static const char *const bad[] = {
-		"nonsense", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:-1",
-		"127.0.0.1:80x", "127.0.0.1: 80", "127.0.0.1:+80", "300.1.1.1:80", "[::1", "[::1]", "[::1]80", "[nothex]:80",
-		"example.com:80", "unix:", "198.51.100.1:9100" /* not a local address */,
+		"nonsense",
+		"127.0.0.1",
+		"127.0.0.1:",
+		"127.0.0.1:99999",
+		"127.0.0.1:-1",
+		"127.0.0.1:80x",
+		"127.0.0.1: 80",
+		"127.0.0.1:+80",
+		"300.1.1.1:80",
+		"[::1",
+		"[::1]",
+		"[::1]80",
+		"[nothex]:80",
+		"example.com:80",
+		"unix:",
+		"198.51.100.1:9100" /* not a local address */,
 		"unix:/nonexistent-dir/x.sock",
-		("unix:/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		("unix:/tmp/"
+		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock"),
 	};
 	struct metrics *m;
@@ -727,5 +751,6 @@ Test(metrics, unwritable_file_fails_at_start)
 	cr_assert_not_null(strstr(err, "/nonexistent-dir/moat.prom"), "%s", err);
 	/* Both given, the file bad: nothing is left listening. */
 	cr_assert_eq(metrics_start(&m, "127.0.0.1:0", "/nonexistent-dir/moat.prom", &reg, err,
-				   sizeof(err)), -1);
+				   sizeof(err)),
+		     -1);
 }

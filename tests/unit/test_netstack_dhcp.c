@@ -35,8 +35,13 @@ static size_t msg(uint8_t type, const uint8_t *opts, size_t optlen)
 }
 
 static const struct dhcps_lease lease = {
-	.ip = { 10, 0, 2, 15 }, .mask = { 255, 255, 255, 0 }, .router = { 10, 0, 2, 2 },
-	.dns = { 10, 0, 2, 3 }, .server = { 10, 0, 2, 2 }, .lease_s = 86400, .mtu = 1500,
+	.ip = { 10, 0, 2, 15 },
+	.mask = { 255, 255, 255, 0 },
+	.router = { 10, 0, 2, 2 },
+	.dns = { 10, 0, 2, 3 },
+	.server = { 10, 0, 2, 2 },
+	.lease_s = 86400,
+	.mtu = 1500,
 };
 
 Test(netstack_dhcp, discover_gets_offer)
@@ -75,8 +80,8 @@ Test(netstack_dhcp, request_ack_or_nak)
 Test(netstack_dhcp, reply_contents)
 {
 	static const uint8_t want[][6] = {
-		{ 53, 1, DHCPS_ACK }, { 54, 4, 10, 0, 2, 2 }, { 1, 4, 255, 255, 255, 0 },
-		{ 3, 4, 10, 0, 2, 2 }, { 6, 4, 10, 0, 2, 3 }, { 26, 2, 0x05, 0xdc },
+		{ 53, 1, DHCPS_ACK },	     { 54, 4, 10, 0, 2, 2 }, { 1, 4, 255, 255, 255, 0 },
+		{ 3, 4, 10, 0, 2, 2 },	     { 6, 4, 10, 0, 2, 3 },  { 26, 2, 0x05, 0xdc },
 		{ 51, 4, 0, 1, 0x51, 0x80 },
 	};
 	uint8_t out[DHCPS_REPLY_MAX];

@@ -21,12 +21,12 @@ struct gtcp {
 	uint32_t dst;
 	uint16_t sport, dport;
 	uint32_t snd_nxt, snd_una, rcv_nxt;
-	uint32_t peer_wnd;		/* bytes, scale applied */
+	uint32_t peer_wnd; /* bytes, scale applied */
 	uint8_t peer_scale;
-	uint8_t *rx;			/* bytes received in order */
+	uint8_t *rx; /* bytes received in order */
 	size_t rxlen, rxcap;
 	bool got_fin, got_rst, got_synack;
-	uint32_t id;			/* flow id seen by the proxy */
+	uint32_t id; /* flow id seen by the proxy */
 	unsigned acks_sent;
 };
 
@@ -96,7 +96,7 @@ static int g_drain(struct gtcp *c, bool ack)
 			c->rcv_nxt += (uint32_t)p.dlen;
 			need_ack = true;
 		} else if (p.dlen) {
-			need_ack = true;	/* out of order or duplicate: dup ACK */
+			need_ack = true; /* out of order or duplicate: dup ACK */
 		}
 		if ((p.flags & 0x01) && p.seq + p.dlen == c->rcv_nxt && !c->got_fin) {
 			c->got_fin = true;
@@ -300,7 +300,7 @@ Test(netstack_flows, half_close_both_ways_then_close)
 
 	nh_init();
 	g_connect(&c, 40010, 80);
-	g_send(&c, 0x11, NULL, 0);		/* guest FIN */
+	g_send(&c, 0x11, NULL, 0); /* guest FIN */
 	nh_poll();
 	g_drain(&c, true);
 	cr_assert_gt(p_expect(FLOW_SHUT_WR, &s, sizeof(s)), 0, "guest FIN must become SHUT_WR");
@@ -608,7 +608,7 @@ Test(netstack_flows, corrupt_p2s_is_a_violation)
 
 	nh_init();
 	ctl = H.ns.region.part[MOAT_PART_RING_P2S];
-	ctl->head = ctl->tail + (1ull << 40);	/* more than the capacity */
+	ctl->head = ctl->tail + (1ull << 40); /* more than the capacity */
 	expect_violation(MOAT_VIOL_RING_CORRUPT);
 }
 
@@ -622,7 +622,7 @@ Test(netstack_flows, dgram_to_another_address_is_a_violation)
 	r.src.port = 53;
 	r.dst.port = 5555;
 	nh_put32(r.src.addr, NH_REMOTE_IP);
-	nh_put32(r.dst.addr, 0x0a000209u);	/* not the guest */
+	nh_put32(r.dst.addr, 0x0a000209u); /* not the guest */
 	nh_proxy_send2(FLOW_DGRAM, &r, sizeof(r), "x", 1);
 	expect_violation(MOAT_VIOL_BAD_MESSAGE);
 }
@@ -715,7 +715,7 @@ Test(netstack_flows, ingress_refused_by_the_guest)
 	size_t n;
 
 	nh_init();
-	accepted(id, 0x7f000001, 6000, 9090);	/* from host loopback: shown as the gateway */
+	accepted(id, 0x7f000001, 6000, 9090); /* from host loopback: shown as the gateway */
 	nh_poll();
 	/* The guest never spoke: the netstack asks for its MAC first. */
 	n = (size_t)nh_guest_recv(rbuf, sizeof(rbuf));
@@ -730,11 +730,12 @@ Test(netstack_flows, ingress_refused_by_the_guest)
 	memcpy(fbuf + 22, nh_guest_mac, 6);
 	nh_put32(fbuf + 28, NH_GUEST_IP);
 	memcpy(fbuf + 32, rbuf + 22, 10);
-	nh_guest_send(fbuf, 42);		/* the ARP reply */
+	nh_guest_send(fbuf, 42); /* the ARP reply */
 	nh_poll();
 	expect_syn(&p, 9090);
 	cr_assert_eq(p.src, NH_GW_IP);
-	n = nh_tcp4(fbuf, NH_GUEST_IP, 9090, p.src, p.sport, 0, p.seq + 1, 0x14, 0, NULL, 0, NULL, 0);
+	n = nh_tcp4(fbuf, NH_GUEST_IP, 9090, p.src, p.sport, 0, p.seq + 1, 0x14, 0, NULL, 0, NULL,
+		    0);
 	nh_guest_send(fbuf, n);
 	nh_poll();
 	cr_assert_gt(p_expect(FLOW_CONNECT_RESULT, &r, sizeof(r)), 0);
@@ -854,7 +855,8 @@ Test(netstack_flows, guest_gives_up_while_pending)
 	n = nh_tcp4(fbuf, NH_GUEST_IP, c.sport, c.dst, c.dport, 9, 0, 0x04, 0, NULL, 0, NULL, 0);
 	nh_guest_send(fbuf, n);
 	nh_poll();
-	cr_assert_gt(p_expect(FLOW_CLOSE, &cl, sizeof(cl)), 0, "the proxy must hear the guest gave up");
+	cr_assert_gt(p_expect(FLOW_CLOSE, &cl, sizeof(cl)), 0,
+		     "the proxy must hear the guest gave up");
 	cr_assert_eq(cl.id, fc.id);
 	cr_assert_eq(cl.reset, 1);
 	/* the result arriving afterwards is for a dead id */
@@ -964,15 +966,17 @@ Test(netstack_flows, lwip_memory_exhaustion_pauses_the_proxy, .timeout = 120)
 		if (total == want)
 			break;
 		if (H.ns.p2s_paused)
-			usleep(2000);		/* the netstack retries after 10 ms */
+			usleep(2000); /* the netstack retries after 10 ms */
 	}
 	cr_assert_eq(total, want, "the guest got %llu of %llu bytes", (unsigned long long)total,
 		     (unsigned long long)want);
 	for (int i = 0; i < N; i++) {
 		for (uint32_t off = 0; off < cs[i].rxlen; off += sizeof(chunk)) {
-			uint32_t n = cs[i].rxlen - off < sizeof(chunk) ? cs[i].rxlen - off : sizeof(chunk);
+			uint32_t n = cs[i].rxlen - off < sizeof(chunk) ? cs[i].rxlen - off :
+									 sizeof(chunk);
 
-			cr_assert(!memcmp(cs[i].rx + off, chunk, n), "flow %d: bytes differ at %u", i, off);
+			cr_assert(!memcmp(cs[i].rx + off, chunk, n), "flow %d: bytes differ at %u",
+				  i, off);
 		}
 		free(cs[i].rx);
 	}

@@ -10,7 +10,8 @@
 #include "netstack_harness.h"
 
 static const struct frame_cfg cfg = {
-	.mtu = 1500, .our_mac = { 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02 },
+	.mtu = 1500,
+	.our_mac = { 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02 },
 };
 static uint8_t f[70000];
 
@@ -81,9 +82,9 @@ Test(netstack_frame, headers)
 {
 	size_t n = base_udp();
 
-	f[14] = 0x65;				/* version 6 in an IPv4 frame */
+	f[14] = 0x65; /* version 6 in an IPv4 frame */
 	cr_assert_eq(check(n), MOAT_DROP_MALFORMED);
-	f[14] = 0x44;				/* IHL 4 */
+	f[14] = 0x44; /* IHL 4 */
 	cr_assert_eq(check(n), MOAT_DROP_MALFORMED);
 	/* IPv4 options: IHL 6 with a NOP option word */
 	n = base_udp();
@@ -147,19 +148,19 @@ Test(netstack_frame, fragments)
 	struct frame_info fi;
 	size_t n = base_udp();
 
-	nh_put16(f + 20, 0x2000);		/* MF, offset 0, 16 bytes payload: 8n */
+	nh_put16(f + 20, 0x2000); /* MF, offset 0, 16 bytes payload: 8n */
 	cr_assert_eq(frame_check(&cfg, f, n, &fi), FRAME_OK);
 	cr_assert(fi.fragment);
-	nh_put16(f + 20, 0x0001);		/* last fragment at offset 8 */
+	nh_put16(f + 20, 0x0001); /* last fragment at offset 8 */
 	cr_assert_eq(frame_check(&cfg, f, n, &fi), FRAME_OK);
 	cr_assert(fi.fragment);
-	nh_put16(f + 20, 0x1fff);		/* ends beyond 64 KiB */
+	nh_put16(f + 20, 0x1fff); /* ends beyond 64 KiB */
 	cr_assert_eq(check(n), MOAT_DROP_FRAGMENT);
 	/* MF with a payload that is not a multiple of 8 */
 	n = nh_udp4(f, nh_guest_mac, NH_GUEST_IP, 1, NH_REMOTE_IP, 53, "abc", 3);
 	nh_put16(f + 20, 0x2000);
 	cr_assert_eq(check(n), MOAT_DROP_FRAGMENT);
-	nh_put16(f + 20, 0x8000);		/* the reserved flag */
+	nh_put16(f + 20, 0x8000); /* the reserved flag */
 	cr_assert_eq(check(n), MOAT_DROP_MALFORMED);
 }
 
@@ -215,13 +216,13 @@ Test(netstack_frame, drops_are_counted_by_the_netstack)
 	n = base_udp();
 	nh_guest_send(f, 1600);
 	nh_guest_send(f, 14 + 19);
-	nh_put16(f + 12, 0x88cc);		/* LLDP */
+	nh_put16(f + 12, 0x88cc); /* LLDP */
 	nh_guest_send(f, n);
 	n = base_udp();
-	f[0] = 0x02;				/* someone else's MAC */
+	f[0] = 0x02; /* someone else's MAC */
 	nh_guest_send(f, n);
 	n = base_udp();
-	nh_put32(f + 26, 0x0a000263);		/* spoofed source IP */
+	nh_put32(f + 26, 0x0a000263); /* spoofed source IP */
 	nh_guest_send(f, n);
 	nh_poll();
 	cr_assert_eq(c->drops[MOAT_DROP_TOO_SHORT], 1);
@@ -240,9 +241,9 @@ Test(netstack_frame, spoof_terminate_is_a_violation)
 
 	nh_init_cfg(1500, 16, 2, 1u << 20);
 	n = base_udp();
-	nh_guest_send(f, n);			/* learns the MAC */
+	nh_guest_send(f, n); /* learns the MAC */
 	n = base_udp();
-	f[11] ^= 0x10;				/* another source MAC */
+	f[11] ^= 0x10; /* another source MAC */
 	nh_guest_send(f, n);
 	nh_poll();
 	cr_assert(H.ns.violation);

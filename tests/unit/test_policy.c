@@ -31,8 +31,7 @@
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static struct policy_addr A(const char *s)
-{
+static struct policy_addr A(const char *s) {
 	struct policy_addr a;
 
 	cr_assert_eq(policy_addr_parse(s, &a), 0, "bad test address %s", s);
@@ -40,7 +39,8 @@ static struct policy_addr A(const char *s)
 }
 
 /* The slirp defaults, as `moat run` builds them: 10.0.2.2, 10.0.2.3, fd00::2. */
-static struct policy_env env_default(void)
+static struct policy_env
+env_default(void)
 {
 	struct policy_env env = { 0 };
 
@@ -101,8 +101,9 @@ static struct policy_decision decide(const struct policy *p, enum policy_directi
 				     const char *addr, enum policy_proto proto, uint16_t port,
 				     const char *const *names)
 {
-	struct policy_flow f = { .direction = dir, .proto = proto, .dst = A(addr), .port = port,
-				 .names = names };
+	struct policy_flow f = {
+		.direction = dir, .proto = proto, .dst = A(addr), .port = port, .names = names
+	};
 
 	return policy_decide(p, &f);
 }
@@ -113,12 +114,13 @@ static struct policy_decision egress(const struct policy *p, const char *addr,
 	return decide(p, POLICY_EGRESS, addr, proto, port, NULL);
 }
 
-#define expect(d, a, r, t) do { \
-	struct policy_decision d_ = (d); \
-	cr_assert_eq(d_.allow, (a), "allow: got %d want %d", d_.allow, (a)); \
-	cr_assert_eq(d_.rule, (r), "rule: got %d want %d", d_.rule, (r)); \
-	cr_assert_eq(d_.terminate, (t), "terminate: got %d want %d", d_.terminate, (t)); \
-} while (0)
+#define expect(d, a, r, t)                                                                       \
+	do {                                                                                     \
+		struct policy_decision d_ = (d);                                                 \
+		cr_assert_eq(d_.allow, (a), "allow: got %d want %d", d_.allow, (a));             \
+		cr_assert_eq(d_.rule, (r), "rule: got %d want %d", d_.rule, (r));                \
+		cr_assert_eq(d_.terminate, (t), "terminate: got %d want %d", d_.terminate, (t)); \
+	} while (0)
 
 static char *examples_dir(void)
 {
@@ -167,7 +169,9 @@ Test(addr, parse_and_format)
 	cr_assert_gt(policy_addr_format(&a, buf, sizeof(buf)), 0);
 	cr_assert_str_eq(buf, "2001:db8::1");
 	for (const char *bad[] = { "", "1.2.3", "1.2.3.4/8", "[::1]", "1.2.3.256", "::1%eth0",
-				   "example.com", " 1.2.3.4", "1.2.3.4:80", NULL }, **b = bad; *b; b++)
+				   "example.com", " 1.2.3.4", "1.2.3.4:80", NULL },
+			**b = bad;
+	     *b; b++)
 		cr_assert_lt(policy_addr_parse(*b, &a), 0, "'%s' should not parse", *b);
 	cr_assert_lt(policy_addr_parse(NULL, &a), 0);
 	cr_assert_lt(policy_addr_format(&a, buf, 3), 0, "too small a buffer fails");
@@ -209,7 +213,8 @@ Test(addr, hostport_good)
 	cr_assert_eq(a.addr[13], 1);
 	cr_assert_eq(a.addr[15], 0x53);
 	cr_assert_eq(port, 53);
-	cr_assert_eq(policy_hostport_parse("[::1]:5353", POLICY_HOSTPORT_PORT_OPTIONAL, &a, &port), 0);
+	cr_assert_eq(policy_hostport_parse("[::1]:5353", POLICY_HOSTPORT_PORT_OPTIONAL, &a, &port),
+		     0);
 	cr_assert_eq(port, 5353);
 	cr_assert_eq(policy_hostport_parse(":9090", POLICY_HOSTPORT_HOST_OPTIONAL, &a, &port), 0);
 	cr_assert_eq(a.family, AF_UNSPEC);
@@ -232,14 +237,16 @@ Test(addr, hostport_bad)
 	struct policy_addr a;
 	uint16_t port;
 
-	hostport_refuses(0, POLICY_HOSTPORT_BAD_FORM, (const char *const[]){
-		"", "1.2.3.4", "[::1]53", "[::1]", "[::1", "[::1]x:53", NULL });
+	hostport_refuses(0, POLICY_HOSTPORT_BAD_FORM,
+			 (const char *const[]){ "", "1.2.3.4", "[::1]53", "[::1]", "[::1",
+						"[::1]x:53", NULL });
 	hostport_refuses(POLICY_HOSTPORT_PORT_OPTIONAL, POLICY_HOSTPORT_BAD_FORM,
 			 (const char *const[]){ "", "[::1]53", NULL });
-	hostport_refuses(0, POLICY_HOSTPORT_BAD_PORT, (const char *const[]){
-		"[::1]:", "1.2.3.4:", "1.2.3.4:0", "[::1]:0", "1.2.3.4:65536",
-		"1.2.3.4:99999999999999999999", "1.2.3.4:53x", "1.2.3.4: 53", "1.2.3.4:+53",
-		"1.2.3.4:-1", "[::1]:53x", "[::1]:5:3", NULL });
+	hostport_refuses(0, POLICY_HOSTPORT_BAD_PORT,
+			 (const char *const[]){ "[::1]:", "1.2.3.4:", "1.2.3.4:0", "[::1]:0",
+						"1.2.3.4:65536", "1.2.3.4:99999999999999999999",
+						"1.2.3.4:53x", "1.2.3.4: 53", "1.2.3.4:+53",
+						"1.2.3.4:-1", "[::1]:53x", "[::1]:5:3", NULL });
 	hostport_refuses(POLICY_HOSTPORT_PORT_ZERO, POLICY_HOSTPORT_BAD_PORT,
 			 (const char *const[]){ "1.2.3.4:65536", NULL });
 	/*
@@ -247,10 +254,13 @@ Test(addr, hostport_bad)
 	 * addresses only, and a numeric address has no zone (refused, as it
 	 * always was).
 	 */
-	hostport_refuses(0, POLICY_HOSTPORT_BAD_HOST, (const char *const[]){
-		":53", "::1:53", "2001:db8::1:53", "[1.2.3.4]:53", "[fe80::1%eth0]:53",
-		"example.com:53", "localhost:53", "300.1.2.3:53", " 1.2.3.4:53",
-		"[aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa]:53", NULL });
+	hostport_refuses(0, POLICY_HOSTPORT_BAD_HOST,
+			 (const char *const[]){ ":53", "::1:53", "2001:db8::1:53", "[1.2.3.4]:53",
+						"[fe80::1%eth0]:53", "example.com:53",
+						"localhost:53", "300.1.2.3:53", " 1.2.3.4:53",
+						"[aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:"
+						"aaaa:aaaa:aaaa:aaaa:aaaa]:53",
+						NULL });
 	hostport_refuses(POLICY_HOSTPORT_PORT_OPTIONAL, POLICY_HOSTPORT_BAD_HOST,
 			 (const char *const[]){ "[1.2.3.4]", "fe80::1%eth0", NULL });
 	hostport_refuses(POLICY_HOSTPORT_HOST_OPTIONAL, POLICY_HOSTPORT_BAD_HOST,
@@ -329,16 +339,26 @@ Test(group, loopback)
 
 Test(group, private)
 {
-	static const char *const in[] = {
-		"10.0.0.0", "10.255.255.255", "172.16.0.0", "172.31.255.255", "192.168.0.0",
-		"192.168.255.255", "100.64.0.0", "100.127.255.255", "fc00::",
-		"fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::ffff:10.0.0.0",
-		"::ffff:172.31.255.255", "::ffff:192.168.0.0", "::ffff:100.127.255.255", NULL
-	};
+	static const char *const in[] = { "10.0.0.0",
+					  "10.255.255.255",
+					  "172.16.0.0",
+					  "172.31.255.255",
+					  "192.168.0.0",
+					  "192.168.255.255",
+					  "100.64.0.0",
+					  "100.127.255.255",
+					  "fc00::",
+					  "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+					  "::ffff:10.0.0.0",
+					  "::ffff:172.31.255.255",
+					  "::ffff:192.168.0.0",
+					  "::ffff:100.127.255.255",
+					  NULL };
 	static const char *const out[] = {
-		"9.255.255.255", "11.0.0.0", "172.15.255.255", "172.32.0.0", "192.167.255.255",
-		"192.169.0.0", "100.63.255.255", "100.128.0.0",
-		"fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe00::", "::ffff:11.0.0.0", NULL
+		"9.255.255.255",  "11.0.0.0",	     "172.15.255.255",
+		"172.32.0.0",	  "192.167.255.255", "192.169.0.0",
+		"100.63.255.255", "100.128.0.0",     "fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+		"fe00::",	  "::ffff:11.0.0.0", NULL
 	};
 
 	for (const char *const *s = in; *s; s++)
@@ -377,8 +397,13 @@ Test(group, multicast_and_broadcast)
 
 Test(group, public)
 {
-	static const char *const pub[] = { "8.8.8.8", "1.1.1.1", "203.0.113.10", "2001:db8::1",
-					   "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::1",
+	static const char *const pub[] = { "8.8.8.8",
+					   "1.1.1.1",
+					   "203.0.113.10",
+					   "2001:db8::1",
+					   "2606:4700:4700::1111",
+					   "::ffff:8.8.8.8",
+					   "64:ff9b::1",
 					   NULL };
 
 	for (const char *const *s = pub; *s; s++)
@@ -391,11 +416,13 @@ Test(group, public)
 
 Test(match, port_range_edges)
 {
-	struct policy *p = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": [\"tcp\"],"
-		" \"ports\": [{\"start\": 1000, \"end\": 2000}], \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": \"any\", \"ports\": [0, 65535],"
-		" \"action\": \"allow\"}"));
+	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", "
+					   "\"protocols\": [\"tcp\"],"
+					   " \"ports\": [{\"start\": 1000, \"end\": 2000}], "
+					   "\"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": \"any\", "
+					   "\"ports\": [0, 65535],"
+					   " \"action\": \"allow\"}"));
 
 	expect(egress(p, "8.8.8.8", POLICY_PROTO_TCP, 999), false, -1, false);
 	expect(egress(p, "8.8.8.8", POLICY_PROTO_TCP, 1000), true, 0, false);
@@ -412,10 +439,10 @@ Test(match, port_range_edges)
 
 Test(match, ports_merge_and_bare_numbers)
 {
-	struct policy *p = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": \"any\","
-		" \"ports\": [443, 80, {\"start\": 81, \"end\": 442}, 8080, 8080],"
-		" \"action\": \"allow\"}"));
+	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
+					   " \"ports\": [443, 80, {\"start\": 81, \"end\": 442}, "
+					   "8080, 8080],"
+					   " \"action\": \"allow\"}"));
 	char *j = policy_to_json(p);
 
 	expect(egress(p, "8.8.8.8", POLICY_PROTO_TCP, 80), true, 0, false);
@@ -433,15 +460,19 @@ Test(match, ports_merge_and_bare_numbers)
 
 Test(match, protocols)
 {
-	struct policy *p = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"192.0.2.0/24\"},"
-		" \"protocols\": [\"udp\"], \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"198.51.100.0/24\"},"
-		" \"protocols\": [\"icmpv4\"], \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"2001:db8::/32\"},"
-		" \"protocols\": [\"icmpv6\", \"tcp\"], \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"203.0.113.0/24\"},"
-		" \"protocols\": [], \"action\": \"allow\"}"));
+	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"192.0.2.0/24\"},"
+					   " \"protocols\": [\"udp\"], \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"198.51.100.0/24\"},"
+					   " \"protocols\": [\"icmpv4\"], \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"2001:db8::/32\"},"
+					   " \"protocols\": [\"icmpv6\", \"tcp\"], \"action\": "
+					   "\"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"203.0.113.0/24\"},"
+					   " \"protocols\": [], \"action\": \"allow\"}"));
 
 	expect(egress(p, "192.0.2.1", POLICY_PROTO_UDP, 53), true, 0, false);
 	expect(egress(p, "192.0.2.1", POLICY_PROTO_TCP, 53), false, -1, false);
@@ -460,11 +491,13 @@ Test(match, protocols)
 
 Test(match, icmp_and_port_filters)
 {
-	struct policy *p = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": \"any\", \"ports\": [80],"
-		" \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"public\"},"
-		" \"ports\": [{\"start\": 0, \"end\": 65535}], \"action\": \"deny\"}"));
+	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", "
+					   "\"ports\": [80],"
+					   " \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"public\"},"
+					   " \"ports\": [{\"start\": 0, \"end\": 65535}], "
+					   "\"action\": \"deny\"}"));
 
 	/* A rule with ports never matches icmp (which has none)... */
 	expect(egress(p, "8.8.8.8", POLICY_PROTO_TCP, 80), true, 0, false);
@@ -476,7 +509,8 @@ Test(match, icmp_and_port_filters)
 		char *j = policy_to_json(p);
 		struct policy *q = parse_ok(j);
 
-		cr_assert(strstr(j, "\"protocols\": [\n        \"tcp\",\n        \"udp\"\n      ]"), "%s", j);
+		cr_assert(strstr(j, "\"protocols\": [\n        \"tcp\",\n        \"udp\"\n      ]"),
+			  "%s", j);
 		cr_assert(policy_equal(p, q));
 		policy_free(q);
 		free(j);
@@ -486,31 +520,41 @@ Test(match, icmp_and_port_filters)
 			  " \"protocols\": [\"icmp\"], \"ports\": [80], \"action\": \"allow\"}"),
 		   "rules[0].ports", "icmp has no ports");
 	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
-			  " \"protocols\": [\"tcp\", \"icmpv6\"], \"ports\": [80], \"action\": \"allow\"}"),
+			  " \"protocols\": [\"tcp\", \"icmpv6\"], \"ports\": [80], \"action\": "
+			  "\"allow\"}"),
 		   "rules[0].ports", "icmp");
 }
 
 Test(match, directions)
 {
-	struct policy *p = parse_ok(
-		"{\"default_egress\": \"allow\", \"default_ingress\": \"deny\", \"rules\": ["
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"192.0.2.0/24\"},"
-		" \"action\": \"deny\"},"
-		"{\"direction\": \"ingress\", \"destination\": {\"cidr\": \"198.51.100.0/24\"},"
-		" \"ports\": [8080], \"action\": \"allow\"},"
-		"{\"direction\": \"any\", \"destination\": {\"cidr\": \"203.0.113.0/24\"},"
-		" \"action\": \"deny\", \"terminate\": true}]}");
+	struct policy *p = parse_ok("{\"default_egress\": \"allow\", \"default_ingress\": "
+				    "\"deny\", \"rules\": ["
+				    "{\"direction\": \"egress\", \"destination\": {\"cidr\": "
+				    "\"192.0.2.0/24\"},"
+				    " \"action\": \"deny\"},"
+				    "{\"direction\": \"ingress\", \"destination\": {\"cidr\": "
+				    "\"198.51.100.0/24\"},"
+				    " \"ports\": [8080], \"action\": \"allow\"},"
+				    "{\"direction\": \"any\", \"destination\": {\"cidr\": "
+				    "\"203.0.113.0/24\"},"
+				    " \"action\": \"deny\", \"terminate\": true}]}");
 
 	expect(decide(p, POLICY_EGRESS, "192.0.2.1", POLICY_PROTO_TCP, 80, NULL), false, 0, false);
-	expect(decide(p, POLICY_INGRESS, "192.0.2.1", POLICY_PROTO_TCP, 80, NULL), false, -1, false);
-	expect(decide(p, POLICY_INGRESS, "198.51.100.1", POLICY_PROTO_TCP, 8080, NULL), true, 1, false);
-	expect(decide(p, POLICY_INGRESS, "198.51.100.1", POLICY_PROTO_TCP, 8081, NULL), false, -1, false);
-	expect(decide(p, POLICY_EGRESS, "198.51.100.1", POLICY_PROTO_TCP, 8080, NULL), true, -1, false);
+	expect(decide(p, POLICY_INGRESS, "192.0.2.1", POLICY_PROTO_TCP, 80, NULL), false, -1,
+	       false);
+	expect(decide(p, POLICY_INGRESS, "198.51.100.1", POLICY_PROTO_TCP, 8080, NULL), true, 1,
+	       false);
+	expect(decide(p, POLICY_INGRESS, "198.51.100.1", POLICY_PROTO_TCP, 8081, NULL), false, -1,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "198.51.100.1", POLICY_PROTO_TCP, 8080, NULL), true, -1,
+	       false);
 	expect(decide(p, POLICY_EGRESS, "203.0.113.5", POLICY_PROTO_UDP, 9, NULL), false, 2, true);
 	expect(decide(p, POLICY_INGRESS, "203.0.113.5", POLICY_PROTO_UDP, 9, NULL), false, 2, true);
 	/* Invalid flows are denied. */
-	expect(decide(p, (enum policy_direction)3, "8.8.8.8", POLICY_PROTO_TCP, 1, NULL), false, -1, false);
-	expect(decide(p, POLICY_EGRESS, "8.8.8.8", (enum policy_proto)3, 1, NULL), false, -1, false);
+	expect(decide(p, (enum policy_direction)3, "8.8.8.8", POLICY_PROTO_TCP, 1, NULL), false, -1,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "8.8.8.8", (enum policy_proto)3, 1, NULL), false, -1,
+	       false);
 	expect(policy_decide(p, NULL), false, -1, false);
 	expect(policy_decide(NULL, NULL), false, -1, false);
 	policy_free(p);
@@ -518,14 +562,17 @@ Test(match, directions)
 
 Test(match, first_match_wins_and_defaults)
 {
-	struct policy *p = parse_ok(
-		"{\"default_egress\": \"allow\", \"default_ingress\": \"allow\", \"rules\": ["
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.1.0.0/16\"},"
-		" \"action\": \"deny\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.0.0.0/8\"},"
-		" \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.1.2.0/24\"},"
-		" \"action\": \"allow\"}]}");
+	struct policy *p = parse_ok("{\"default_egress\": \"allow\", \"default_ingress\": "
+				    "\"allow\", \"rules\": ["
+				    "{\"direction\": \"egress\", \"destination\": {\"cidr\": "
+				    "\"10.1.0.0/16\"},"
+				    " \"action\": \"deny\"},"
+				    "{\"direction\": \"egress\", \"destination\": {\"cidr\": "
+				    "\"10.0.0.0/8\"},"
+				    " \"action\": \"allow\"},"
+				    "{\"direction\": \"egress\", \"destination\": {\"cidr\": "
+				    "\"10.1.2.0/24\"},"
+				    " \"action\": \"allow\"}]}");
 
 	expect(egress(p, "10.1.2.3", POLICY_PROTO_TCP, 80), false, 0, false);
 	expect(egress(p, "10.2.0.1", POLICY_PROTO_TCP, 80), true, 1, false);
@@ -536,13 +583,15 @@ Test(match, first_match_wins_and_defaults)
 
 Test(match, terminate)
 {
-	struct policy *p = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"metadata\"},"
-		" \"action\": \"deny\", \"terminate\": true},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"loopback\"},"
-		" \"action\": \"deny\", \"terminate\": false},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"public\"},"
-		" \"action\": \"allow\", \"terminate\": false}"));
+	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"metadata\"},"
+					   " \"action\": \"deny\", \"terminate\": true},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"loopback\"},"
+					   " \"action\": \"deny\", \"terminate\": false},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"public\"},"
+					   " \"action\": \"allow\", \"terminate\": false}"));
 
 	expect(egress(p, "169.254.169.254", POLICY_PROTO_TCP, 80), false, 0, true);
 	expect(egress(p, "fd00:ec2::254", POLICY_PROTO_TCP, 80), false, 0, true);
@@ -559,14 +608,22 @@ Test(match, terminate)
 
 Test(match, cidr)
 {
-	struct policy *p = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.1.2.3/8\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"::ffff:192.168.0.0/112\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"2001:db8::/32\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"198.51.100.7\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"::/0\"}, \"action\": \"deny\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"0.0.0.0/0\"}, \"action\": \"deny\", \"terminate\": true},"
-		"{\"direction\": \"egress\", \"destination\": \"any\", \"action\": \"allow\"}"));
+	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"10.1.2.3/8\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"::ffff:192.168.0.0/112\"}, \"action\": "
+					   "\"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"2001:db8::/32\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"198.51.100.7\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"::/0\"}, \"action\": \"deny\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"0.0.0.0/0\"}, \"action\": \"deny\", "
+					   "\"terminate\": true},"
+					   "{\"direction\": \"egress\", \"destination\": \"any\", "
+					   "\"action\": \"allow\"}"));
 	char *j = policy_to_json(p);
 
 	/* Host bits are cleared; mapped CIDRs are folded to IPv4. */
@@ -593,34 +650,49 @@ Test(match, cidr)
 Test(match, cidr_errors)
 {
 	static const char *const bad[][2] = {
-		{ "10.0.0.0/33", "0..32" }, { "2001:db8::/129", "0..128" },
-		{ "10.0.0.0/", "prefix" }, { "10.0.0.0/abc", "prefix" }, { "10.0.0.0/-1", "prefix" },
-		{ "10.0.0/8", "not a CIDR" }, { "", "not a CIDR" }, { "/8", "not a CIDR" },
-		{ "example.com/8", "not a CIDR" }, { "10.0.0.0/8 ", "prefix" },
+		{ "10.0.0.0/33", "0..32" },
+		{ "2001:db8::/129", "0..128" },
+		{ "10.0.0.0/", "prefix" },
+		{ "10.0.0.0/abc", "prefix" },
+		{ "10.0.0.0/-1", "prefix" },
+		{ "10.0.0/8", "not a CIDR" },
+		{ "", "not a CIDR" },
+		{ "/8", "not a CIDR" },
+		{ "example.com/8", "not a CIDR" },
+		{ "10.0.0.0/8 ", "prefix" },
 	};
 	char json[512];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		snprintf(json, sizeof(json), POLICY(
-			"{\"direction\": \"egress\", \"destination\": \"any\", \"action\": \"allow\"},"
-			"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"%s\"}, \"action\": \"allow\"}"),
+		snprintf(json, sizeof(json),
+			 POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"action\": "
+				"\"allow\"},"
+				"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"%s\"}, "
+				"\"action\": \"allow\"}"),
 			 bad[i][0]);
 		parse_fail(json, "rules[1].destination.cidr", bad[i][1]);
 	}
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"cidr\": 10}, \"action\": \"allow\"}"),
+	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"cidr\": 10}, "
+			  "\"action\": \"allow\"}"),
 		   "rules[0].destination.cidr", "string");
 }
 
 Test(match, groups)
 {
-	struct policy *p = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"metadata\"}, \"action\": \"deny\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"loopback\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"private\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"link_local\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"multicast\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"public\"}, \"action\": \"allow\"}"));
+	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"host\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"metadata\"}, \"action\": \"deny\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"loopback\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"private\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"link_local\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"multicast\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"public\"}, \"action\": \"allow\"}"));
 
 	expect(egress(p, "10.0.2.2", POLICY_PROTO_TCP, 22), true, 0, false);
 	expect(egress(p, "fd00::2", POLICY_PROTO_TCP, 22), true, 0, false);
@@ -635,23 +707,29 @@ Test(match, groups)
 	expect(egress(p, "0.0.0.0", POLICY_PROTO_TCP, 80), false, -1, false);
 	expect(egress(p, "::", POLICY_PROTO_TCP, 80), false, -1, false);
 	policy_free(p);
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"internet\"}, \"action\": \"allow\"}"),
+	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"internet\"}, "
+			  "\"action\": \"allow\"}"),
 		   "rules[0].destination.group", "\"internet\" is not one of");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"unspecified\"}, \"action\": \"allow\"}"),
+	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": "
+			  "\"unspecified\"}, \"action\": \"allow\"}"),
 		   "rules[0].destination.group", "is not one of");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"\"}, \"action\": \"allow\"}"),
+	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"\"}, "
+			  "\"action\": \"allow\"}"),
 		   "rules[0].destination.group", "is not one of");
 }
 
 Test(match, domains)
 {
-	struct policy *p = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"domain\": \"API.Example.COM.\"},"
-		" \"protocols\": [\"tcp\"], \"ports\": [443], \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \".pythonhosted.org\"},"
-		" \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \"evil.test\"},"
-		" \"action\": \"deny\", \"terminate\": true}"));
+	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
+					   "{\"domain\": \"API.Example.COM.\"},"
+					   " \"protocols\": [\"tcp\"], \"ports\": [443], "
+					   "\"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"domain_suffix\": \".pythonhosted.org\"},"
+					   " \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"domain_suffix\": \"evil.test\"},"
+					   " \"action\": \"deny\", \"terminate\": true}"));
 	const char *api[] = { "api.example.com", NULL };
 	const char *api_upper_dot[] = { "API.EXAMPLE.COM.", NULL };
 	const char *other[] = { "www.example.com", "example.com", NULL };
@@ -667,17 +745,28 @@ Test(match, domains)
 	cr_assert(strstr(j, "\"api.example.com\""), "normalized: %s", j);
 	cr_assert(strstr(j, "\"pythonhosted.org\""), "leading dot dropped: %s", j);
 	free(j);
-	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, api), true, 0, false);
-	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, api_upper_dot), true, 0, false);
-	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 80, api), false, -1, false);
-	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, other), false, -1, false);
-	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, several), true, 0, false);
-	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, NULL), false, -1, false);
-	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, none), false, -1, false);
-	expect(decide(p, POLICY_EGRESS, "151.101.0.223", POLICY_PROTO_TCP, 443, apex), true, 1, false);
-	expect(decide(p, POLICY_EGRESS, "151.101.0.223", POLICY_PROTO_UDP, 443, sub), true, 1, false);
-	expect(decide(p, POLICY_EGRESS, "151.101.0.223", POLICY_PROTO_TCP, 443, deep), true, 1, false);
-	expect(decide(p, POLICY_EGRESS, "151.101.0.223", POLICY_PROTO_TCP, 443, lookalike), false, -1, false);
+	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, api), true, 0,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, api_upper_dot),
+	       true, 0, false);
+	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 80, api), false, -1,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, other), false, -1,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, several), true, 0,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, NULL), false, -1,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, none), false, -1,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "151.101.0.223", POLICY_PROTO_TCP, 443, apex), true, 1,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "151.101.0.223", POLICY_PROTO_UDP, 443, sub), true, 1,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "151.101.0.223", POLICY_PROTO_TCP, 443, deep), true, 1,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "151.101.0.223", POLICY_PROTO_TCP, 443, lookalike), false,
+	       -1, false);
 	expect(decide(p, POLICY_EGRESS, "192.0.2.66", POLICY_PROTO_TCP, 443, evil), false, 2, true);
 	policy_free(p);
 }
@@ -685,49 +774,60 @@ Test(match, domains)
 Test(match, domain_errors)
 {
 	static const char *const bad[][2] = {
-		{ "", "empty" }, { ".", "empty" }, { "a..b", "empty label" },
-		{ "..example.com", "empty label" }, { "example.com..", "empty label" },
-		{ "*.example.com", "domain_suffix" }, { "exa mple.com", "letters, digits" },
-		{ "http://example.com", "scheme" }, { "example.com:443", "port" },
-		{ "user@example.com", "user" }, { "ex\\u00e4mple.com", "letters, digits" },
+		{ "", "empty" },
+		{ ".", "empty" },
+		{ "a..b", "empty label" },
+		{ "..example.com", "empty label" },
+		{ "example.com..", "empty label" },
+		{ "*.example.com", "domain_suffix" },
+		{ "exa mple.com", "letters, digits" },
+		{ "http://example.com", "scheme" },
+		{ "example.com:443", "port" },
+		{ "user@example.com", "user" },
+		{ "ex\\u00e4mple.com", "letters, digits" },
 	};
 	char json[1024], label64[65], long_name[300];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		snprintf(json, sizeof(json), POLICY(
-			"{\"direction\": \"egress\", \"destination\": {\"domain\": \"%s\"}, \"action\": \"allow\"}"),
+		snprintf(json, sizeof(json),
+			 POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": "
+				"\"%s\"}, \"action\": \"allow\"}"),
 			 bad[i][0]);
 		parse_fail(json, "rules[0].destination.domain", bad[i][1]);
 	}
 	memset(label64, 'a', 64);
 	label64[64] = '\0';
-	snprintf(json, sizeof(json), POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \"%s.com\"}, \"action\": \"allow\"}"),
+	snprintf(json, sizeof(json),
+		 POLICY("{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": "
+			"\"%s.com\"}, \"action\": \"allow\"}"),
 		 label64);
 	parse_fail(json, "rules[0].destination.domain_suffix", "longer than 63");
 	/* 63 is fine. */
 	label64[63] = '\0';
-	snprintf(json, sizeof(json), POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \"%s.com\"}, \"action\": \"allow\"}"),
+	snprintf(json, sizeof(json),
+		 POLICY("{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": "
+			"\"%s.com\"}, \"action\": \"allow\"}"),
 		 label64);
 	policy_free(parse_ok(json));
 	/* 253 characters is the most; 254 is too many. */
 	for (int i = 0; i < 254; i++)
 		long_name[i] = (i % 2) ? '.' : 'a';
 	long_name[253] = '\0';
-	snprintf(json, sizeof(json), POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"domain\": \"%s\"}, \"action\": \"allow\"}"),
+	snprintf(json, sizeof(json),
+		 POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": \"%s\"}, "
+			"\"action\": \"allow\"}"),
 		 long_name);
 	policy_free(parse_ok(json));
 	long_name[253] = 'b';
 	long_name[254] = '\0';
-	snprintf(json, sizeof(json), POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"domain\": \"%s\"}, \"action\": \"allow\"}"),
+	snprintf(json, sizeof(json),
+		 POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": \"%s\"}, "
+			"\"action\": \"allow\"}"),
 		 long_name);
 	parse_fail(json, "rules[0].destination.domain", "253");
 	/* Underscore labels (SRV, DKIM) are real names. */
-	policy_free(parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"domain\": \"_http._tcp.example.com\"}, \"action\": \"allow\"}")));
+	policy_free(parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": "
+				    "\"_http._tcp.example.com\"}, \"action\": \"allow\"}")));
 }
 
 /* ------------------------------------------------------------------ */
@@ -749,19 +849,28 @@ Test(dns, default_policy_allows_every_query)
 
 Test(dns, rules_in_order)
 {
-	struct policy *p = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"0.0.0.0/0\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"public\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"ingress\", \"destination\": {\"domain\": \"in.example\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"domain\": \"api.example.com\"},"
-		" \"protocols\": [\"tcp\"], \"ports\": [443], \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \"blocked.example\"},"
-		" \"action\": \"deny\", \"terminate\": true},"
-		"{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": [\"tcp\"],"
-		" \"ports\": [443], \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"},"
-		" \"protocols\": [\"icmp\"], \"action\": \"allow\"},"
-		"{\"direction\": \"any\", \"destination\": {\"domain_suffix\": \"corp.example\"}, \"action\": \"allow\"}"));
+	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"0.0.0.0/0\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"public\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"ingress\", \"destination\": "
+					   "{\"domain\": \"in.example\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"domain\": \"api.example.com\"},"
+					   " \"protocols\": [\"tcp\"], \"ports\": [443], "
+					   "\"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"domain_suffix\": \"blocked.example\"},"
+					   " \"action\": \"deny\", \"terminate\": true},"
+					   "{\"direction\": \"egress\", \"destination\": \"any\", "
+					   "\"protocols\": [\"tcp\"],"
+					   " \"ports\": [443], \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"host\"},"
+					   " \"protocols\": [\"icmp\"], \"action\": \"allow\"},"
+					   "{\"direction\": \"any\", \"destination\": "
+					   "{\"domain_suffix\": \"corp.example\"}, \"action\": "
+					   "\"allow\"}"));
 
 	/* cidr, public group and ingress rules never match a query. */
 	expect(policy_decide_dns(p, "in.example"), false, -1, false);
@@ -779,16 +888,19 @@ Test(dns, rules_in_order)
 
 Test(dns, any_and_host_rules_that_admit_dns)
 {
-	struct policy *p1 = parse_ok(
-		"{\"default_egress\": \"allow\", \"default_ingress\": \"deny\", \"rules\": ["
-		"{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": [\"udp\"],"
-		" \"ports\": [{\"start\": 1, \"end\": 1024}], \"action\": \"deny\"}]}");
-	struct policy *p2 = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"},"
-		" \"protocols\": [\"tcp\"], \"ports\": [53], \"action\": \"allow\"}"));
-	struct policy *p3 = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"},"
-		" \"ports\": [54], \"action\": \"allow\"}"));
+	struct policy *p1 = parse_ok("{\"default_egress\": \"allow\", \"default_ingress\": "
+				     "\"deny\", \"rules\": ["
+				     "{\"direction\": \"egress\", \"destination\": \"any\", "
+				     "\"protocols\": [\"udp\"],"
+				     " \"ports\": [{\"start\": 1, \"end\": 1024}], \"action\": "
+				     "\"deny\"}]}");
+	struct policy *p2 = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
+					    "{\"group\": \"host\"},"
+					    " \"protocols\": [\"tcp\"], \"ports\": [53], "
+					    "\"action\": \"allow\"}"));
+	struct policy *p3 = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
+					    "{\"group\": \"host\"},"
+					    " \"ports\": [54], \"action\": \"allow\"}"));
 
 	expect(policy_decide_dns(p1, "example.com"), false, 0, false);
 	expect(policy_decide_dns(p2, "example.com"), true, 0, false);
@@ -800,17 +912,26 @@ Test(dns, any_and_host_rules_that_admit_dns)
 
 Test(dns, rebind_helper)
 {
-	struct policy *p = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": \"any\", \"action\": \"allow\","
-		" \"protocols\": [\"udp\"]},"
-		"{\"direction\": \"egress\", \"destination\": {\"domain\": \"internal.example\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"ingress\", \"destination\": {\"group\": \"loopback\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.0.0.0/8\"},"
-		" \"protocols\": [\"tcp\"], \"ports\": [22], \"action\": \"deny\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.0.0.0/8\"}, \"action\": \"allow\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"192.168.1.0/24\"}, \"action\": \"deny\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"private\"},"
-		" \"protocols\": [\"tcp\"], \"ports\": [443], \"action\": \"allow\"}"));
+	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", "
+					   "\"action\": \"allow\","
+					   " \"protocols\": [\"udp\"]},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"domain\": \"internal.example\"}, \"action\": "
+					   "\"allow\"},"
+					   "{\"direction\": \"ingress\", \"destination\": "
+					   "{\"group\": \"loopback\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"10.0.0.0/8\"},"
+					   " \"protocols\": [\"tcp\"], \"ports\": [22], "
+					   "\"action\": \"deny\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"10.0.0.0/8\"}, \"action\": \"allow\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"cidr\": \"192.168.1.0/24\"}, \"action\": \"deny\"},"
+					   "{\"direction\": \"egress\", \"destination\": "
+					   "{\"group\": \"private\"},"
+					   " \"protocols\": [\"tcp\"], \"ports\": [443], "
+					   "\"action\": \"allow\"}"));
 	struct policy_addr a10 = A("10.1.2.3"), m10 = A("::ffff:10.1.2.3"), a192 = A("192.168.1.7");
 	struct policy_addr a172 = A("172.16.0.1"), lo = A("127.0.0.1"), un = A("0.0.0.0");
 
@@ -837,17 +958,18 @@ Test(dns, rebind_helper)
 	policy_free(p);
 
 	/* A deny "any" that covers everything stops the walk; a partial one does not. */
-	p = parse_ok(POLICY(
-		"{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": [\"tcp\"],"
-		" \"ports\": [25], \"action\": \"deny\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"private\"}, \"action\": \"allow\"}"));
+	p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": "
+			    "[\"tcp\"],"
+			    " \"ports\": [25], \"action\": \"deny\"},"
+			    "{\"direction\": \"egress\", \"destination\": {\"group\": "
+			    "\"private\"}, \"action\": \"allow\"}"));
 	cr_assert(policy_address_rule_allows(p, &a10, 0, 0));
 	cr_assert_not(policy_address_rule_allows(p, &a10, POLICY_PROTO_TCP, 25));
 	policy_free(p);
-	p = parse_ok(
-		"{\"default_egress\": \"allow\", \"default_ingress\": \"deny\", \"rules\": ["
-		"{\"direction\": \"egress\", \"destination\": \"any\", \"action\": \"deny\"},"
-		"{\"direction\": \"egress\", \"destination\": {\"group\": \"private\"}, \"action\": \"allow\"}]}");
+	p = parse_ok("{\"default_egress\": \"allow\", \"default_ingress\": \"deny\", \"rules\": ["
+		     "{\"direction\": \"egress\", \"destination\": \"any\", \"action\": \"deny\"},"
+		     "{\"direction\": \"egress\", \"destination\": {\"group\": \"private\"}, "
+		     "\"action\": \"allow\"}]}");
 	cr_assert_not(policy_address_rule_allows(p, &a10, 0, 0));
 	policy_free(p);
 	/* The default does not count. */
@@ -882,7 +1004,8 @@ Test(defaults, builtin_policy)
 	expect(egress(p, "169.254.169.254", POLICY_PROTO_TCP, 80), false, -1, false);
 	expect(egress(p, "224.0.0.251", POLICY_PROTO_UDP, 5353), false, -1, false);
 	expect(egress(p, "0.0.0.0", POLICY_PROTO_TCP, 80), false, -1, false);
-	expect(decide(p, POLICY_INGRESS, "192.0.2.1", POLICY_PROTO_TCP, 8080, NULL), true, -1, false);
+	expect(decide(p, POLICY_INGRESS, "192.0.2.1", POLICY_PROTO_TCP, 8080, NULL), true, -1,
+	       false);
 	cr_assert(policy_dns(p)->rebind_protection);
 	cr_assert_eq(policy_dns(p)->timeout_ms, 2000);
 	cr_assert_eq(policy_dns(p)->n_nameservers, 0);
@@ -909,7 +1032,8 @@ Test(examples, all_parse)
 		if (len < 6 || strcmp(e->d_name + len - 5, ".json"))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", examples_dir(), e->d_name);
-		cr_assert_eq(policy_load_file(path, &env, &p, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
+		cr_assert_eq(policy_load_file(path, &env, &p, errbuf, sizeof(errbuf)), 0, "%s",
+			     errbuf);
 		j = policy_to_json(p);
 		cr_assert_not_null(j);
 		cr_assert_eq(policy_parse(j, strlen(j), path, &env, &q, errbuf, sizeof(errbuf)), 0,
@@ -955,14 +1079,19 @@ Test(examples, single_api)
 	const char *api[] = { "api.example.com", NULL };
 	const char *other[] = { "www.example.com", NULL };
 
-	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, api), true, 0, false);
-	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 80, api), false, -1, false);
-	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, other), false, -1, false);
-	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, NULL), false, -1, false);
+	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, api), true, 0,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 80, api), false, -1,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, other), false, -1,
+	       false);
+	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, NULL), false, -1,
+	       false);
 	expect(egress(p, "10.0.2.3", POLICY_PROTO_UDP, 53), true, 1, false);
 	expect(policy_decide_dns(p, "api.example.com"), true, 0, false);
 	cr_assert(policy_has_domain_rules(p));
-	expect(decide(p, POLICY_INGRESS, "192.0.2.1", POLICY_PROTO_TCP, 22, NULL), false, -1, false);
+	expect(decide(p, POLICY_INGRESS, "192.0.2.1", POLICY_PROTO_TCP, 22, NULL), false, -1,
+	       false);
 	policy_free(p);
 }
 
@@ -985,11 +1114,11 @@ Test(examples, host_dev_server)
 
 Test(ext, dns_section)
 {
-	struct policy *p = parse_ok(
-		"{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		" \"dns\": {\"nameservers\": [\"192.0.2.53\", \"192.0.2.54:5353\","
-		" \"[2001:db8::53]:53\", \"2001:db8::54\", \"[2001:db8::55]\"],"
-		" \"rebind_protection\": false, \"timeout_ms\": 750}}");
+	struct policy *p = parse_ok("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+				    " \"dns\": {\"nameservers\": [\"192.0.2.53\", "
+				    "\"192.0.2.54:5353\","
+				    " \"[2001:db8::53]:53\", \"2001:db8::54\", \"[2001:db8::55]\"],"
+				    " \"rebind_protection\": false, \"timeout_ms\": 750}}");
 	const struct policy_dns *d = policy_dns(p);
 	char *j = policy_to_json(p);
 
@@ -1011,41 +1140,53 @@ Test(ext, dns_section)
 	policy_free(p);
 
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"dns\": {\"nameservers\": [\"dns.google\"]}}", "dns.nameservers[0]", "not an address");
+		   " \"dns\": {\"nameservers\": [\"dns.google\"]}}",
+		   "dns.nameservers[0]", "not an address");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"dns\": {\"nameservers\": [\"1.2.3.4:0\"]}}", "dns.nameservers[0]", "not an address");
+		   " \"dns\": {\"nameservers\": [\"1.2.3.4:0\"]}}",
+		   "dns.nameservers[0]", "not an address");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"dns\": {\"nameservers\": [\"1.1.1.1\", \"1.2.3.4:65536\"]}}", "dns.nameservers[1]", NULL);
+		   " \"dns\": {\"nameservers\": [\"1.1.1.1\", \"1.2.3.4:65536\"]}}",
+		   "dns.nameservers[1]", NULL);
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"dns\": {\"nameservers\": [\"[1.2.3.4]:53\"]}}", "dns.nameservers[0]", NULL);
+		   " \"dns\": {\"nameservers\": [\"[1.2.3.4]:53\"]}}",
+		   "dns.nameservers[0]", NULL);
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"dns\": {\"nameservers\": [\"0.0.0.0\"]}}", "dns.nameservers[0]", "unspecified");
+		   " \"dns\": {\"nameservers\": [\"0.0.0.0\"]}}",
+		   "dns.nameservers[0]", "unspecified");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"dns\": {\"nameservers\": [53]}}", "dns.nameservers[0]", "string");
+		   " \"dns\": {\"nameservers\": [53]}}",
+		   "dns.nameservers[0]", "string");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
 		   " \"dns\": {\"nameservers\": [\"1.1.1.1\",\"1.1.1.2\",\"1.1.1.3\",\"1.1.1.4\","
 		   "\"1.1.1.5\",\"1.1.1.6\",\"1.1.1.7\",\"1.1.1.8\",\"1.1.1.9\"]}}",
 		   "dns.nameservers", "more than 8");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"dns\": {\"timeout_ms\": 0}}", "dns.timeout_ms", "1..60000");
+		   " \"dns\": {\"timeout_ms\": 0}}",
+		   "dns.timeout_ms", "1..60000");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"dns\": {\"timeout_ms\": 60001}}", "dns.timeout_ms", "1..60000");
+		   " \"dns\": {\"timeout_ms\": 60001}}",
+		   "dns.timeout_ms", "1..60000");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"dns\": {\"rebind_protection\": \"yes\"}}", "dns.rebind_protection", "true or false");
+		   " \"dns\": {\"rebind_protection\": \"yes\"}}",
+		   "dns.rebind_protection", "true or false");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"dns\": {\"upstream\": []}}", "dns.upstream", "unknown key");
+		   " \"dns\": {\"upstream\": []}}",
+		   "dns.upstream", "unknown key");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"dns\": []}",
 		   "dns", "must be an object");
 }
 
 Test(ext, limits_section)
 {
-	struct policy *p = parse_ok(
-		"{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"limits\": {"
-		" \"max_tcp_connections\": 100,"
-		" \"max_udp_flows\": {\"limit\": 50},"
-		" \"new_connections_per_second\": {\"limit\": 20, \"on_exceed\": \"terminate\"},"
-		" \"egress_bytes_per_second\": {\"limit\": 1000000000000, \"on_exceed\": \"refuse\"}}}");
+	struct policy *p = parse_ok("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", "
+				    "\"limits\": {"
+				    " \"max_tcp_connections\": 100,"
+				    " \"max_udp_flows\": {\"limit\": 50},"
+				    " \"new_connections_per_second\": {\"limit\": 20, "
+				    "\"on_exceed\": \"terminate\"},"
+				    " \"egress_bytes_per_second\": {\"limit\": 1000000000000, "
+				    "\"on_exceed\": \"refuse\"}}}");
 	const struct policy_limits *l = policy_limits(p);
 
 	cr_assert(l->max_tcp_connections.set);
@@ -1061,13 +1202,17 @@ Test(ext, limits_section)
 	policy_free(p);
 
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"limits\": {\"max_tcp_connections\": 0}}", "limits.max_tcp_connections", "at least 1");
+		   " \"limits\": {\"max_tcp_connections\": 0}}",
+		   "limits.max_tcp_connections", "at least 1");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"limits\": {\"max_tcp_connections\": -5}}", "limits.max_tcp_connections", "at least 1");
+		   " \"limits\": {\"max_tcp_connections\": -5}}",
+		   "limits.max_tcp_connections", "at least 1");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"limits\": {\"max_udp_flows\": \"10\"}}", "limits.max_udp_flows", "positive integer");
+		   " \"limits\": {\"max_udp_flows\": \"10\"}}",
+		   "limits.max_udp_flows", "positive integer");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"limits\": {\"max_udp_flows\": 1.5}}", "limits.max_udp_flows", "positive integer");
+		   " \"limits\": {\"max_udp_flows\": 1.5}}",
+		   "limits.max_udp_flows", "positive integer");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
 		   " \"limits\": {\"max_udp_flows\": {\"on_exceed\": \"refuse\"}}}",
 		   "limits.max_udp_flows.limit", "missing");
@@ -1078,16 +1223,19 @@ Test(ext, limits_section)
 		   " \"limits\": {\"max_udp_flows\": {\"limit\": 5, \"burst\": 9}}}",
 		   "limits.max_udp_flows.burst", "unknown key");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"limits\": {\"max_connections\": 5}}", "limits.max_connections", "unknown key");
+		   " \"limits\": {\"max_connections\": 5}}",
+		   "limits.max_connections", "unknown key");
 }
 
 Test(ext, publish_section)
 {
-	struct policy *p = parse_ok(
-		"{\"default_egress\": \"deny\", \"default_ingress\": \"allow\", \"publish\": ["
-		" {\"host_port\": 8080, \"guest_port\": 80},"
-		" {\"host_address\": \"::1\", \"host_port\": 5353, \"guest_port\": 53, \"protocol\": \"udp\"},"
-		" {\"host_address\": \"0.0.0.0\", \"host_port\": 8080, \"guest_port\": 80, \"protocol\": \"udp\"}]}");
+	struct policy *p = parse_ok("{\"default_egress\": \"deny\", \"default_ingress\": "
+				    "\"allow\", \"publish\": ["
+				    " {\"host_port\": 8080, \"guest_port\": 80},"
+				    " {\"host_address\": \"::1\", \"host_port\": 5353, "
+				    "\"guest_port\": 53, \"protocol\": \"udp\"},"
+				    " {\"host_address\": \"0.0.0.0\", \"host_port\": 8080, "
+				    "\"guest_port\": 80, \"protocol\": \"udp\"}]}");
 	const struct policy_publish *pb;
 	char buf[64];
 
@@ -1108,18 +1256,24 @@ Test(ext, publish_section)
 	policy_free(p);
 
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"publish\": [{\"guest_port\": 80}]}", "publish[0].host_port", "missing");
+		   " \"publish\": [{\"guest_port\": 80}]}",
+		   "publish[0].host_port", "missing");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"publish\": [{\"host_port\": 80}]}", "publish[0].guest_port", "missing");
+		   " \"publish\": [{\"host_port\": 80}]}",
+		   "publish[0].guest_port", "missing");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"publish\": [{\"host_port\": 0, \"guest_port\": 80}]}", "publish[0].host_port", "1..65535");
+		   " \"publish\": [{\"host_port\": 0, \"guest_port\": 80}]}",
+		   "publish[0].host_port", "1..65535");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"publish\": [{\"host_port\": 80, \"guest_port\": 65536}]}", "publish[0].guest_port", "1..65535");
+		   " \"publish\": [{\"host_port\": 80, \"guest_port\": 65536}]}",
+		   "publish[0].guest_port", "1..65535");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"publish\": [{\"host_port\": 80, \"guest_port\": 80, \"protocol\": \"icmp\"}]}",
+		   " \"publish\": [{\"host_port\": 80, \"guest_port\": 80, \"protocol\": "
+		   "\"icmp\"}]}",
 		   "publish[0].protocol", "\"tcp\" or \"udp\"");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"publish\": [{\"host_address\": \"localhost\", \"host_port\": 80, \"guest_port\": 80}]}",
+		   " \"publish\": [{\"host_address\": \"localhost\", \"host_port\": 80, "
+		   "\"guest_port\": 80}]}",
 		   "publish[0].host_address", "IP address");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
 		   " \"publish\": [{\"host_port\": 80, \"guest_port\": 80},"
@@ -1144,8 +1298,8 @@ Test(schema, top_level)
 	parse_fail("{\"default_egress\": \"deny\"}", "test.json: default_ingress:", "missing");
 	parse_fail("{\"default_egress\": \"maybe\", \"default_ingress\": \"deny\"}",
 		   "default_egress", "\"allow\" or \"deny\"");
-	parse_fail("{\"default_egress\": true, \"default_ingress\": \"deny\"}",
-		   "default_egress", "\"allow\" or \"deny\"");
+	parse_fail("{\"default_egress\": true, \"default_ingress\": \"deny\"}", "default_egress",
+		   "\"allow\" or \"deny\"");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"rule\": []}",
 		   "test.json: rule: unknown key", "rules");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"rules\": {}}",
@@ -1157,7 +1311,8 @@ Test(schema, top_level)
 
 Test(schema, rule_fields)
 {
-	parse_fail(POLICY(RULE_OK ", {\"direction\": \"egress\", \"destinaton\": \"any\", \"action\": \"allow\"}"),
+	parse_fail(POLICY(RULE_OK ", {\"direction\": \"egress\", \"destinaton\": \"any\", "
+				  "\"action\": \"allow\"}"),
 		   "test.json: rules[1].destinaton:", "unknown key");
 	parse_fail(POLICY("{\"destination\": \"any\", \"action\": \"allow\"}"),
 		   "rules[0].direction", "missing");
@@ -1165,31 +1320,40 @@ Test(schema, rule_fields)
 		   "rules[0].destination", "missing");
 	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\"}"),
 		   "rules[0].action", "missing");
-	parse_fail(POLICY("{\"direction\": \"outbound\", \"destination\": \"any\", \"action\": \"allow\"}"),
+	parse_fail(POLICY("{\"direction\": \"outbound\", \"destination\": \"any\", \"action\": "
+			  "\"allow\"}"),
 		   "rules[0].direction", "\"outbound\" is not \"egress\", \"ingress\" or \"any\"");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"action\": \"permit\"}"),
+	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"action\": "
+			  "\"permit\"}"),
 		   "rules[0].action", "\"allow\" or \"deny\"");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"all\", \"action\": \"allow\"}"),
+	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"all\", \"action\": "
+			  "\"allow\"}"),
 		   "rules[0].destination", "\"any\" or an object");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {}, \"action\": \"allow\"}"),
+	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {}, \"action\": "
+			  "\"allow\"}"),
 		   "rules[0].destination", "\"any\" or an object");
 	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.0.0.0/8\","
 			  " \"group\": \"public\"}, \"action\": \"allow\"}"),
 		   "rules[0].destination", "exactly one");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"host\": \"x\"}, \"action\": \"allow\"}"),
+	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"host\": \"x\"}, "
+			  "\"action\": \"allow\"}"),
 		   "rules[0].destination.host", "unknown key");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": \"tcp\","
-			  " \"action\": \"allow\"}"), "rules[0].protocols", "list");
-	parse_fail(POLICY(RULE_OK "," RULE_OK ", {\"direction\": \"egress\", \"destination\": \"any\","
-			  " \"protocols\": [\"tcp\", \"sctp\"], \"action\": \"allow\"}"),
+	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": "
+			  "\"tcp\","
+			  " \"action\": \"allow\"}"),
+		   "rules[0].protocols", "list");
+	parse_fail(POLICY(RULE_OK "," RULE_OK ", {\"direction\": \"egress\", \"destination\": "
+				  "\"any\","
+				  " \"protocols\": [\"tcp\", \"sctp\"], \"action\": \"allow\"}"),
 		   "test.json: rules[2].protocols[1]:", "\"sctp\" is not one of tcp, udp, icmp");
 }
 
 Test(schema, ports)
 {
 	parse_fail(POLICY(RULE_OK "," RULE_OK "," RULE_OK ", {\"direction\": \"egress\","
-			  " \"destination\": \"any\", \"ports\": [{\"start\": 1, \"end\": 65536}],"
-			  " \"action\": \"allow\"}"),
+				  " \"destination\": \"any\", \"ports\": [{\"start\": 1, \"end\": "
+				  "65536}],"
+				  " \"action\": \"allow\"}"),
 		   "test.json: rules[3].ports[0].end: must be an integer 0..65535", NULL);
 	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
 			  " \"ports\": [{\"start\": -1, \"end\": 5}], \"action\": \"allow\"}"),
@@ -1207,7 +1371,8 @@ Test(schema, ports)
 			  " \"ports\": [{\"end\": 90}], \"action\": \"allow\"}"),
 		   "rules[0].ports[0].start", "missing");
 	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
-			  " \"ports\": [{\"start\": 1, \"end\": 2, \"step\": 1}], \"action\": \"allow\"}"),
+			  " \"ports\": [{\"start\": 1, \"end\": 2, \"step\": 1}], \"action\": "
+			  "\"allow\"}"),
 		   "rules[0].ports[0].step", "unknown key");
 	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
 			  " \"ports\": [\"80\"], \"action\": \"allow\"}"),
@@ -1222,7 +1387,8 @@ Test(schema, ports)
 
 Test(schema, values_are_sanitized_in_messages)
 {
-	parse_fail(POLICY("{\"direction\": \"eg\\u001bress\", \"destination\": \"any\", \"action\": \"allow\"}"),
+	parse_fail(POLICY("{\"direction\": \"eg\\u001bress\", \"destination\": \"any\", "
+			  "\"action\": \"allow\"}"),
 		   "\"eg?ress\"", NULL);
 	cr_assert(!strchr(errbuf, 0x1b));
 }
@@ -1232,7 +1398,9 @@ Test(schema, too_many_rules)
 	size_t cap = (POLICY_MAX_RULES + 2) * sizeof(RULE_OK ",") + 200, o;
 	char *s = malloc(cap);
 
-	o = (size_t)snprintf(s, cap, "{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"rules\": [");
+	o = (size_t)snprintf(s, cap,
+			     "{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", "
+			     "\"rules\": [");
 	for (int i = 0; i <= POLICY_MAX_RULES; i++)
 		o += (size_t)snprintf(s + o, cap - o, "%s" RULE_OK, i ? "," : "");
 	snprintf(s + o, cap - o, "]}");
@@ -1246,13 +1414,15 @@ Test(schema, too_many_rules)
 
 Test(input, syntax_error_has_line_and_column)
 {
-	parse_fail("{\n  \"default_egress\": \"deny\",\n  \"default_ingress\": \"deny\",\n}", "test.json:4:", NULL);
+	parse_fail("{\n  \"default_egress\": \"deny\",\n  \"default_ingress\": \"deny\",\n}",
+		   "test.json:4:", NULL);
 	cr_assert(strstr(errbuf, "test.json:4:1: "), "%s", errbuf);
 	parse_fail("{\"default_egress\": \"deny\" \"x\"}", "test.json:1:", NULL);
 	/* The quoted input in jansson's message stays on one printable line. */
 	parse_fail("{\"default_egress\": \"de\nny\x1b\"}", "test.json:1:", NULL);
 	cr_assert_null(strchr(errbuf, 0x1b));
-	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\"} trailing", "test.json:1:", NULL);
+	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\"} trailing",
+		   "test.json:1:", NULL);
 }
 
 Test(input, deep_nesting)
@@ -1264,7 +1434,8 @@ Test(input, deep_nesting)
 	memset(s + n, ']', n);
 	parse_fail_n(s, 2 * n, "test.json:1:", "depth");
 	/* Inside a rule, too, and with objects. */
-	o = (size_t)sprintf(s, "{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"rules\": ");
+	o = (size_t)sprintf(s, "{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", "
+			       "\"rules\": ");
 	for (size_t i = 0; i < 3000; i++, o += 5)
 		memcpy(s + o, "{\"a\":", 5);
 	s[o++] = '1';
@@ -1276,21 +1447,27 @@ Test(input, deep_nesting)
 
 Test(input, invalid_utf8_and_nul)
 {
-	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"rules\": [{\"direction\": \"egr\xff\"}]}",
+	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"rules\": "
+		   "[{\"direction\": \"egr\xff\"}]}",
 		   "test.json:1:", NULL);
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"x\xc3\": 1}",
 		   "test.json:1:", NULL);
-	parse_fail_n("{\"default_egress\": \"deny\",\0 \"default_ingress\": \"deny\"}", 52, "test.json:1:", NULL);
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": \"a\\u0000b\"}, \"action\": \"allow\"}"),
+	parse_fail_n("{\"default_egress\": \"deny\",\0 \"default_ingress\": \"deny\"}", 52,
+		     "test.json:1:", NULL);
+	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": "
+			  "\"a\\u0000b\"}, \"action\": \"allow\"}"),
 		   "test.json:1:", NULL);
 }
 
 Test(input, duplicate_keys)
 {
-	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"default_egress\": \"allow\"}",
+	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", "
+		   "\"default_egress\": \"allow\"}",
 		   "test.json:1:", "duplicate");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"direction\": \"ingress\", \"destination\": \"any\","
-			  " \"action\": \"allow\"}"), "duplicate", NULL);
+	parse_fail(POLICY("{\"direction\": \"egress\", \"direction\": \"ingress\", "
+			  "\"destination\": \"any\","
+			  " \"action\": \"allow\"}"),
+		   "duplicate", NULL);
 }
 
 Test(input, size_limit)
@@ -1303,7 +1480,8 @@ Test(input, size_limit)
 	/* Exactly 1 MiB (padded with spaces) is fine; one byte more is not. */
 	memset(s, ' ', max + 1);
 	memcpy(s, pol, strlen(pol));
-	cr_assert_eq(policy_parse(s, max, "test.json", NULL, &p, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
+	cr_assert_eq(policy_parse(s, max, "test.json", NULL, &p, errbuf, sizeof(errbuf)), 0, "%s",
+		     errbuf);
 	policy_free(p);
 	parse_fail_n(s, max + 1, "test.json: ", "larger than 1 MiB");
 	free(s);
@@ -1368,32 +1546,51 @@ Test(input, null_arguments)
 /* Round trip                                                          */
 /* ------------------------------------------------------------------ */
 
-static const char rich[] =
-	"{\"default_egress\": \"deny\", \"default_ingress\": \"allow\", \"rules\": ["
-	"{\"direction\": \"egress\", \"destination\": {\"group\": \"metadata\"}, \"action\": \"deny\", \"terminate\": true},"
-	"{\"direction\": \"any\", \"destination\": {\"cidr\": \"10.9.8.7/16\"}, \"protocols\": [\"udp\", \"tcp\"],"
-	" \"ports\": [22, {\"start\": 8000, \"end\": 8999}, 23], \"action\": \"deny\"},"
-	"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"::ffff:172.16.0.0/108\"}, \"action\": \"allow\"},"
-	"{\"direction\": \"egress\", \"destination\": {\"domain\": \"PyPI.org.\"}, \"protocols\": [\"tcp\"], \"ports\": [443], \"action\": \"allow\"},"
-	"{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \".pythonhosted.org\"}, \"action\": \"allow\"},"
-	"{\"direction\": \"ingress\", \"destination\": {\"cidr\": \"2001:db8::/32\"}, \"protocols\": [\"icmpv6\"], \"action\": \"allow\"},"
-	"{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"}, \"protocols\": [\"udp\", \"tcp\"], \"ports\": [53], \"action\": \"allow\"},"
-	"{\"direction\": \"egress\", \"destination\": {\"group\": \"public\"}, \"ports\": [{\"start\": 0, \"end\": 100}, {\"start\": 101, \"end\": 65535}], \"action\": \"allow\"},"
-	"{\"direction\": \"any\", \"destination\": \"any\", \"protocols\": [\"icmp\"], \"action\": \"deny\"}"
-	"],"
-	"\"dns\": {\"nameservers\": [\"192.0.2.53\", \"[2001:db8::53]:5353\"], \"rebind_protection\": false, \"timeout_ms\": 1500},"
-	"\"limits\": {\"max_tcp_connections\": 64, \"ingress_bytes_per_second\": {\"limit\": 1048576, \"on_exceed\": \"terminate\"}},"
-	"\"publish\": [{\"host_port\": 2222, \"guest_port\": 22}, {\"host_address\": \"::\", \"host_port\": 5353, \"guest_port\": 53, \"protocol\": \"udp\"}]}";
+static const char rich[] = "{\"default_egress\": \"deny\", \"default_ingress\": \"allow\", "
+			   "\"rules\": ["
+			   "{\"direction\": \"egress\", \"destination\": {\"group\": "
+			   "\"metadata\"}, \"action\": \"deny\", \"terminate\": true},"
+			   "{\"direction\": \"any\", \"destination\": {\"cidr\": \"10.9.8.7/16\"}, "
+			   "\"protocols\": [\"udp\", \"tcp\"],"
+			   " \"ports\": [22, {\"start\": 8000, \"end\": 8999}, 23], \"action\": "
+			   "\"deny\"},"
+			   "{\"direction\": \"egress\", \"destination\": {\"cidr\": "
+			   "\"::ffff:172.16.0.0/108\"}, \"action\": \"allow\"},"
+			   "{\"direction\": \"egress\", \"destination\": {\"domain\": "
+			   "\"PyPI.org.\"}, \"protocols\": [\"tcp\"], \"ports\": [443], "
+			   "\"action\": \"allow\"},"
+			   "{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": "
+			   "\".pythonhosted.org\"}, \"action\": \"allow\"},"
+			   "{\"direction\": \"ingress\", \"destination\": {\"cidr\": "
+			   "\"2001:db8::/32\"}, \"protocols\": [\"icmpv6\"], \"action\": "
+			   "\"allow\"},"
+			   "{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"}, "
+			   "\"protocols\": [\"udp\", \"tcp\"], \"ports\": [53], \"action\": "
+			   "\"allow\"},"
+			   "{\"direction\": \"egress\", \"destination\": {\"group\": \"public\"}, "
+			   "\"ports\": [{\"start\": 0, \"end\": 100}, {\"start\": 101, \"end\": "
+			   "65535}], \"action\": \"allow\"},"
+			   "{\"direction\": \"any\", \"destination\": \"any\", \"protocols\": "
+			   "[\"icmp\"], \"action\": \"deny\"}"
+			   "],"
+			   "\"dns\": {\"nameservers\": [\"192.0.2.53\", \"[2001:db8::53]:5353\"], "
+			   "\"rebind_protection\": false, \"timeout_ms\": 1500},"
+			   "\"limits\": {\"max_tcp_connections\": 64, "
+			   "\"ingress_bytes_per_second\": {\"limit\": 1048576, \"on_exceed\": "
+			   "\"terminate\"}},"
+			   "\"publish\": [{\"host_port\": 2222, \"guest_port\": 22}, "
+			   "{\"host_address\": \"::\", \"host_port\": 5353, \"guest_port\": 53, "
+			   "\"protocol\": \"udp\"}]}";
 
 Test(roundtrip, to_json_parses_back_equal)
 {
 	struct policy *p = parse_ok(rich), *q;
 	char *j1 = policy_to_json(p), *j2;
-	static const char *const addrs[] = {
-		"169.254.169.254", "10.9.1.1", "10.8.1.1", "172.16.5.5", "::ffff:172.16.5.5",
-		"172.32.0.1", "8.8.8.8", "2001:db8::1", "10.0.2.3", "10.0.2.2", "127.0.0.1",
-		"0.0.0.0", "fe80::1", "ff02::fb", NULL
-	};
+	static const char *const addrs[] = { "169.254.169.254", "10.9.1.1",	     "10.8.1.1",
+					     "172.16.5.5",	"::ffff:172.16.5.5", "172.32.0.1",
+					     "8.8.8.8",		"2001:db8::1",	     "10.0.2.3",
+					     "10.0.2.2",	"127.0.0.1",	     "0.0.0.0",
+					     "fe80::1",		"ff02::fb",	     NULL };
 	static const uint16_t ports[] = { 0, 22, 23, 24, 53, 443, 7999, 8000, 8999, 9000, 65535 };
 	const char *names[] = { "files.pythonhosted.org", NULL };
 	const char *pypi[] = { "pypi.org", NULL };
@@ -1409,14 +1606,21 @@ Test(roundtrip, to_json_parses_back_equal)
 			for (int proto = 1; proto <= 4; proto <<= 1)
 				for (int dir = 1; dir <= 2; dir++)
 					for (int k = 0; k < 3; k++) {
-						const char *const *nm = k == 0 ? NULL : k == 1 ? names : pypi;
-						struct policy_decision x = decide(p, dir, *a, proto, ports[i], nm);
-						struct policy_decision y = decide(q, dir, *a, proto, ports[i], nm);
+						const char *const *nm = k == 0 ? NULL :
+									k == 1 ? names :
+										 pypi;
+						struct policy_decision x = decide(p, dir, *a, proto,
+										  ports[i], nm);
+						struct policy_decision y = decide(q, dir, *a, proto,
+										  ports[i], nm);
 
 						cr_assert(x.allow == y.allow && x.rule == y.rule &&
-							  x.terminate == y.terminate, "%s %u", *a, ports[i]);
+								  x.terminate == y.terminate,
+							  "%s %u", *a, ports[i]);
 					}
-	for (const char *const *n = (const char *const[]){ "pypi.org", "x.pythonhosted.org", "a.b", NULL }; *n; n++) {
+	for (const char *const *n =
+		     (const char *const[]){ "pypi.org", "x.pythonhosted.org", "a.b", NULL };
+	     *n; n++) {
 		struct policy_decision x = policy_decide_dns(p, *n), y = policy_decide_dns(q, *n);
 
 		cr_assert(x.allow == y.allow && x.rule == y.rule);
@@ -1491,8 +1695,10 @@ static void first_line(const char *text, char *out, size_t n)
 Test(explain, first_line_is_machine_readable)
 {
 	struct policy *p = parse_ok(rich);
-	struct policy_flow f = { .direction = POLICY_EGRESS, .proto = POLICY_PROTO_TCP,
-				 .dst = A("169.254.169.254"), .port = 80 };
+	struct policy_flow f = { .direction = POLICY_EGRESS,
+				 .proto = POLICY_PROTO_TCP,
+				 .dst = A("169.254.169.254"),
+				 .port = 80 };
 	char buf[8192], line[128];
 	int n;
 
@@ -1536,7 +1742,8 @@ Test(explain, first_line_is_machine_readable)
 	cr_assert_str_eq(line, "allow rule 6");
 	policy_free(p);
 
-	p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": \"bad.example\"},"
+	p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": "
+			    "\"bad.example\"},"
 			    " \"action\": \"deny\", \"terminate\": true}"));
 	policy_explain_dns(p, "bad.example", buf, sizeof(buf));
 	first_line(buf, line, sizeof(line));
@@ -1551,8 +1758,10 @@ Test(explain, first_line_is_machine_readable)
 Test(explain, agrees_with_decide_and_truncates_like_snprintf)
 {
 	struct policy *p = parse_ok(rich);
-	struct policy_flow f = { .direction = POLICY_EGRESS, .proto = POLICY_PROTO_UDP,
-				 .dst = A("10.0.2.3"), .port = 53 };
+	struct policy_flow f = { .direction = POLICY_EGRESS,
+				 .proto = POLICY_PROTO_UDP,
+				 .dst = A("10.0.2.3"),
+				 .port = 53 };
 	char full[8192], small[16];
 	int n, m;
 
@@ -1611,10 +1820,12 @@ static int run_cli(char *out, size_t outlen, char *err, size_t errlen, int argc,
 	return rc;
 }
 
-#define CLI(...) ({ \
-	char *argv_[] = { __VA_ARGS__, NULL }; \
-	run_cli(out, sizeof(out), err, sizeof(err), (int)(sizeof(argv_) / sizeof(argv_[0])) - 1, argv_); \
-})
+#define CLI(...)                                                             \
+	({                                                                   \
+		char *argv_[] = { __VA_ARGS__, NULL };                       \
+		run_cli(out, sizeof(out), err, sizeof(err),                  \
+			(int)(sizeof(argv_) / sizeof(argv_[0])) - 1, argv_); \
+	})
 
 Test(cli, check)
 {
@@ -1655,12 +1866,15 @@ Test(cli, check_reports_schema_error)
 	cr_assert_not_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/bad.json", dir);
 	f = fopen(path, "w");
-	fputs(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"ports\": [{\"start\": 1,"
-		     " \"end\": 99999}], \"action\": \"allow\"}"), f);
+	fputs(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"ports\": "
+		     "[{\"start\": 1,"
+		     " \"end\": 99999}], \"action\": \"allow\"}"),
+	      f);
 	fclose(f);
 	cr_assert_eq(CLI("policy", "check", path), 2);
 	cr_assert(strstr(err, "moat: ") == err, "%s", err);
-	cr_assert(strstr(err, "bad.json: rules[0].ports[0].end: must be an integer 0..65535\n"), "%s", err);
+	cr_assert(strstr(err, "bad.json: rules[0].ports[0].end: must be an integer 0..65535\n"),
+		  "%s", err);
 	unlink(path);
 	rmdir(dir);
 }
@@ -1673,7 +1887,8 @@ Test(cli, explain)
 	snprintf(api, sizeof(api), "%s/single-api.json", examples_dir());
 	snprintf(host, sizeof(host), "%s/host-dev-server.json", examples_dir());
 
-	cr_assert_eq(CLI("policy", "explain", pub, "--dst", "169.254.169.254:80/tcp"), 0, "%s", err);
+	cr_assert_eq(CLI("policy", "explain", pub, "--dst", "169.254.169.254:80/tcp"), 0, "%s",
+		     err);
 	cr_assert(!strncmp(out, "deny rule 0 terminate\n", 22), "%s", out);
 	cr_assert_eq(CLI("policy", "explain", pub, "--dst=203.0.113.10:443/tcp"), 0, "%s", err);
 	cr_assert(!strncmp(out, "allow rule 2\n", 13), "%s", out);
@@ -1686,29 +1901,35 @@ Test(cli, explain)
 	cr_assert_eq(CLI("policy", "explain", pub, "--dst", "10.0.2.2:22"), 0, "%s", err);
 	cr_assert(!strncmp(out, "deny default\n", 13), "%s", out);
 	/* --subnet moves the host group. */
-	cr_assert_eq(CLI("policy", "explain", pub, "--dst", "192.168.50.3:53/udp",
-			 "--subnet", "192.168.50.0/24"), 0, "%s", err);
+	cr_assert_eq(CLI("policy", "explain", pub, "--dst", "192.168.50.3:53/udp", "--subnet",
+			 "192.168.50.0/24"),
+		     0, "%s", err);
 	cr_assert(!strncmp(out, "allow rule 1\n", 13), "%s", out);
-	cr_assert_eq(CLI("policy", "explain", pub, "--dst", "10.0.2.3:53/udp",
-			 "--subnet", "192.168.50.0/24"), 0, "%s", err);
+	cr_assert_eq(CLI("policy", "explain", pub, "--dst", "10.0.2.3:53/udp", "--subnet",
+			 "192.168.50.0/24"),
+		     0, "%s", err);
 	cr_assert(!strncmp(out, "deny default\n", 13), "%s", out);
 	/* --name for domain rules. */
 	cr_assert_eq(CLI("policy", "explain", api, "--dst", "93.184.216.34:443/tcp"), 0, "%s", err);
 	cr_assert(!strncmp(out, "deny default\n", 13), "%s", out);
-	cr_assert_eq(CLI("policy", "explain", api, "--dst", "93.184.216.34:443/tcp",
-			 "--name", "cdn.example.net", "--name", "api.example.com"), 0, "%s", err);
+	cr_assert_eq(CLI("policy", "explain", api, "--dst", "93.184.216.34:443/tcp", "--name",
+			 "cdn.example.net", "--name", "api.example.com"),
+		     0, "%s", err);
 	cr_assert(!strncmp(out, "allow rule 0\n", 13), "%s", out);
 	cr_assert_eq(CLI("policy", "explain", api, "--dns", "api.example.com"), 0, "%s", err);
 	cr_assert(!strncmp(out, "allow rule 0\n", 13), "%s", out);
 	cr_assert_eq(CLI("policy", "explain", host, "--dst", "10.0.2.2:3000/tcp"), 0, "%s", err);
 	cr_assert(!strncmp(out, "allow rule 1\n", 13), "%s", out);
-	cr_assert_eq(CLI("policy", "explain", host, "--ingress", "--dst", "192.0.2.9:8080/tcp"), 0, "%s", err);
+	cr_assert_eq(CLI("policy", "explain", host, "--ingress", "--dst", "192.0.2.9:8080/tcp"), 0,
+		     "%s", err);
 	cr_assert(!strncmp(out, "allow default\n", 14), "%s", out);
 
 	/* Usage errors: exit 2, one line on stderr. */
-	static const char *const bad_dst[] = { "10.0.2.2", "10.0.2.2:80/sctp", "2001:db8::1:443/tcp",
-					       "[10.0.0.1]:80/tcp", "10.0.2.2:70000/tcp", "8.8.8.8:1/icmp",
-					       "[2001:db8::1/tcp", "host:80/tcp", "" };
+	static const char *const bad_dst[] = {
+		"10.0.2.2",	     "10.0.2.2:80/sctp",   "2001:db8::1:443/tcp",
+		"[10.0.0.1]:80/tcp", "10.0.2.2:70000/tcp", "8.8.8.8:1/icmp",
+		"[2001:db8::1/tcp",  "host:80/tcp",	   ""
+	};
 	for (size_t i = 0; i < sizeof(bad_dst) / sizeof(bad_dst[0]); i++) {
 		cr_assert_eq(CLI("policy", "explain", pub, "--dst", (char *)bad_dst[i]), 2,
 			     "--dst '%s' should fail", bad_dst[i]);

@@ -206,7 +206,7 @@ Test(proc, a_child_does_not_outlive_its_parent)
 		}
 		if (write(fds[1], &pid, sizeof(pid)) != sizeof(pid))
 			_exit(1);
-		_exit(0);	/* the "supervisor" dies; its child must follow */
+		_exit(0); /* the "supervisor" dies; its child must follow */
 	}
 	cr_assert_eq(read(fds[0], &orphan, sizeof(orphan)), sizeof(orphan));
 	cr_assert(orphan > 0);
@@ -290,6 +290,6 @@ Test(hook, no_program_no_runner)
 
 	cr_assert_eq(hook_start(&h, NULL), 0);
 	cr_assert_eq(h.runner.pid, 0);
-	hook_run(&h, &info);	/* nothing to do, nothing to wait for */
+	hook_run(&h, &info); /* nothing to do, nothing to wait for */
 	hook_fini(&h);
 }

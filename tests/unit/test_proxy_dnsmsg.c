@@ -108,9 +108,9 @@ Test(dns, query_edns_size)
 
 	header(&m, 1, 0, 1, 0, 0, 1);
 	question(&m, "a.b", DNSMSG_TYPE_A);
-	u8(&m, 0);		/* root */
+	u8(&m, 0); /* root */
 	u16(&m, DNSMSG_TYPE_OPT);
-	u16(&m, 1232);		/* UDP size */
+	u16(&m, 1232); /* UDP size */
 	u32(&m, 0);
 	u16(&m, 0);
 	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), 0);
@@ -189,12 +189,12 @@ Test(dns, name_limits)
 
 	/* 255 octets of wire name are fine, 257 are not. */
 	header(&m, 1, 0, 1, 0, 0, 0);
-	for (int i = 0; i < 4; i++) {	/* 4 * 64 = 256 octets so far, minus one below */
+	for (int i = 0; i < 4; i++) { /* 4 * 64 = 256 octets so far, minus one below */
 		u8(&m, i == 3 ? 61 : 63);
 		memset(m.b + m.n, 'x', i == 3 ? 61 : 63);
 		m.n += i == 3 ? 61 : 63;
 	}
-	u8(&m, 0);			/* 64*3 + 62 + 1 = 255 */
+	u8(&m, 0); /* 64*3 + 62 + 1 = 255 */
 	u16(&m, 1);
 	u16(&m, 1);
 	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), 0);
@@ -204,7 +204,7 @@ Test(dns, name_limits)
 		memset(m.b + m.n, 'x', 63);
 		m.n += 63;
 	}
-	u8(&m, 0);			/* 257 */
+	u8(&m, 0); /* 257 */
 	u16(&m, 1);
 	u16(&m, 1);
 	cr_assert_eq(dnsmsg_parse_query(m.b, m.n, &q), -EBADMSG);
@@ -438,7 +438,7 @@ Test(dns, replies)
 	cr_assert_eq(n, qm.n);
 	cr_assert_eq(out[0], 0x12);
 	cr_assert_eq(out[1], 0x34);
-	cr_assert(out[2] & 0x80);		/* QR */
+	cr_assert(out[2] & 0x80); /* QR */
 	cr_assert_eq(out[3] & 0xf, DNSMSG_RCODE_NXDOMAIN);
 	cr_assert_eq(memcmp(out + 12, qm.b + 12, qm.n - 12), 0);
 

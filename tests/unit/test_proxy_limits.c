@@ -10,15 +10,15 @@ Test(tbucket, refill_and_take)
 {
 	struct tbucket b;
 
-	limits_tbucket_init(&b, 100, 100, 0);		/* 100/s, one second of burst */
+	limits_tbucket_init(&b, 100, 100, 0); /* 100/s, one second of burst */
 	cr_assert_eq(limits_tbucket_avail(&b, 0), 100);
 	cr_assert(limits_tbucket_take(&b, 60, 0));
 	cr_assert_not(limits_tbucket_take(&b, 41, 0));
 	cr_assert(limits_tbucket_take(&b, 40, 0));
 	cr_assert_eq(limits_tbucket_avail(&b, 0), 0);
-	cr_assert_eq(limits_tbucket_avail(&b, 10), 1);		/* 10 ms = 1 token */
+	cr_assert_eq(limits_tbucket_avail(&b, 10), 1); /* 10 ms = 1 token */
 	cr_assert_eq(limits_tbucket_avail(&b, 500), 50);
-	cr_assert_eq(limits_tbucket_avail(&b, 100000), 100);	/* never above the burst */
+	cr_assert_eq(limits_tbucket_avail(&b, 100000), 100); /* never above the burst */
 	cr_assert_eq(limits_tbucket_wait_ms(&b, 100, 100000), 0);
 	cr_assert(limits_tbucket_take(&b, 100, 100000));
 	cr_assert_eq(limits_tbucket_wait_ms(&b, 50, 100000), 500);
@@ -37,7 +37,7 @@ Test(tbucket, off_and_overdraft)
 	limits_tbucket_charge(&b, 25, 0);
 	cr_assert_lt(b.milli, 0);
 	cr_assert_eq(limits_tbucket_avail(&b, 0), 0);
-	cr_assert_eq(limits_tbucket_avail(&b, 1500), 0);	/* -15 + 15 */
+	cr_assert_eq(limits_tbucket_avail(&b, 1500), 0); /* -15 + 15 */
 	cr_assert_eq(limits_tbucket_avail(&b, 2000), 5);
 	/* Absurd rates and long gaps do not overflow. */
 	limits_tbucket_init(&b, UINT64_MAX, UINT64_MAX, 0);
@@ -61,11 +61,13 @@ Test(limits, counts)
 	limits_init(&l, 3, 0);
 	limits_configure(&l, &p, 0);
 	cr_assert_eq(limits_new_flow(&l, true, 2, 0, &k), LIMIT_OK);
-	cr_assert_eq(limits_new_flow(&l, true, 3, 0, &k), LIMIT_REFUSE);	/* command line cap */
+	cr_assert_eq(limits_new_flow(&l, true, 3, 0, &k), LIMIT_REFUSE); /* command line cap */
 	cr_assert_eq(k, LIMIT_TCP_CONNECTIONS);
-	cr_assert_eq(limits_new_flow(&l, false, 100000, 0, &k), LIMIT_OK);	/* no UDP cap */
+	cr_assert_eq(limits_new_flow(&l, false, 100000, 0, &k), LIMIT_OK); /* no UDP cap */
 
-	p.max_udp_flows = (struct policy_limit){ .value = 2, .on_exceed = POLICY_EXCEED_TERMINATE, .set = true };
+	p.max_udp_flows = (struct policy_limit){ .value = 2,
+						 .on_exceed = POLICY_EXCEED_TERMINATE,
+						 .set = true };
 	limits_configure(&l, &p, 0);
 	cr_assert_eq(limits_new_flow(&l, false, 1, 0, &k), LIMIT_OK);
 	cr_assert_eq(limits_new_flow(&l, false, 2, 0, &k), LIMIT_TERMINATE);
@@ -87,7 +89,7 @@ Test(limits, connection_rate)
 		ok += limits_new_flow(&l, true, 0, 0, &k) == LIMIT_OK;
 	cr_assert_eq(ok, 5);
 	cr_assert_eq(k, LIMIT_NEW_CONNECTIONS);
-	cr_assert_eq(limits_new_flow(&l, true, 0, 200, &k), LIMIT_OK);	/* one more after 200 ms */
+	cr_assert_eq(limits_new_flow(&l, true, 0, 200, &k), LIMIT_OK); /* one more after 200 ms */
 	/* A reload with the same rate keeps the bucket's fill. */
 	limits_configure(&l, &p, 200);
 	cr_assert_eq(limits_new_flow(&l, true, 0, 200, &k), LIMIT_REFUSE);
@@ -104,9 +106,11 @@ Test(limits, bytes_shape_and_police)
 
 	limits_init(&l, 0, 0);
 	limits_configure(&l, &p, 0);
-	cr_assert_eq(limits_bytes_allowed(&l, true, 70000, 0), 70000);	/* no limit */
+	cr_assert_eq(limits_bytes_allowed(&l, true, 70000, 0), 70000); /* no limit */
 	p.ingress_bytes_per_second = (struct policy_limit){ .value = 100000, .set = true };
-	p.egress_bytes_per_second = (struct policy_limit){ .value = 1000, .on_exceed = POLICY_EXCEED_TERMINATE, .set = true };
+	p.egress_bytes_per_second = (struct policy_limit){ .value = 1000,
+							   .on_exceed = POLICY_EXCEED_TERMINATE,
+							   .set = true };
 	limits_configure(&l, &p, 0);
 	/* Shaping: allowed shrinks to the tokens, then waits. */
 	cr_assert_eq(limits_bytes_allowed(&l, true, 65536, 0), 65536);

@@ -20,7 +20,7 @@ Test(pins, add_lookup_refresh)
 	cr_assert_eq(pins_init(&t, 16), 0);
 	cr_assert_eq(pins_add(&t, 4, A1, "www.example.com", 60, 1000), 0);
 	cr_assert_eq(pins_add(&t, 4, A1, "cdn.example.net", 60, 1000), 0);
-	cr_assert_eq(pins_add(&t, 4, A1, "www.example.com", 60, 1000), 0);	/* same pair */
+	cr_assert_eq(pins_add(&t, 4, A1, "www.example.com", 60, 1000), 0); /* same pair */
 	cr_assert_eq(t.count, 2);
 	cr_assert_eq(pins_lookup(&t, 4, A1, 2000, names, 4), 2);
 	cr_assert_eq(pins_lookup(&t, 4, A2, 2000, names, 4), 0);
@@ -37,11 +37,11 @@ Test(pins, ttl_expiry_and_clamp)
 	const char *names[4];
 
 	cr_assert_eq(pins_init(&t, 16), 0);
-	pins_add(&t, 4, A1, "short.example", 0, 0);	/* clamped up to PINS_TTL_MIN_S */
+	pins_add(&t, 4, A1, "short.example", 0, 0); /* clamped up to PINS_TTL_MIN_S */
 	pins_add(&t, 4, A2, "long.example", 100, 0);
 	cr_assert_eq(pins_lookup(&t, 4, A1, PINS_TTL_MIN_S * 1000 - 1, names, 4), 1);
 	cr_assert_eq(pins_lookup(&t, 4, A1, PINS_TTL_MIN_S * 1000, names, 4), 0);
-	cr_assert_eq(t.count, 1);	/* dropped on the way */
+	cr_assert_eq(t.count, 1); /* dropped on the way */
 	cr_assert_eq(pins_lookup(&t, 4, A2, 99999, names, 4), 1);
 	pins_expire(&t, 100000);
 	cr_assert_eq(t.count, 0);
@@ -74,7 +74,7 @@ Test(pins, bounded_evicts_oldest)
 	cr_assert_eq(pins_lookup(&t, 4, a, 1, names, 4), 1);
 	cr_assert_str_eq(names[0], "h99.example");
 	a[3] = 91;
-	cr_assert_eq(pins_lookup(&t, 4, a, 1, names, 4), 0);	/* evicted */
+	cr_assert_eq(pins_lookup(&t, 4, a, 1, names, 4), 0); /* evicted */
 	a[3] = 92;
 	cr_assert_eq(pins_lookup(&t, 4, a, 1, names, 4), 1);
 	pins_fini(&t);

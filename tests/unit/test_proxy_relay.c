@@ -30,21 +30,26 @@
 
 static struct proxy px;
 static struct region region;
-static struct ring s2p, p2s;	/* our (the netstack's) side: producer, consumer */
+static struct ring s2p, p2s; /* our (the netstack's) side: producer, consumer */
 static int efd_sup, efd_ns, efd_px, ctl[2];
 static _Alignas(8) uint8_t rbuf[FLOW_RECORD_MAX];
 static uint32_t mbox_seq;
 
-static const char POLICY_FMT[] =
-	"{\"default_egress\":\"allow\",\"default_ingress\":\"allow\",\"rules\":["
-	"{\"direction\":\"egress\",\"destination\":{\"cidr\":\"127.0.0.2/32\"},\"action\":\"deny\"},"
-	"{\"direction\":\"egress\",\"destination\":{\"cidr\":\"127.0.0.3/32\"},"
-	"\"action\":\"deny\",\"terminate\":true},"
-	"{\"direction\":\"egress\",\"destination\":{\"domain\":\"blocked.test\"},\"action\":\"deny\"},"
-	"{\"direction\":\"egress\",\"destination\":{\"domain_suffix\":\"pinned.test\"},\"protocols\":[\"tcp\"],"
-	"\"ports\":[{\"start\":1,\"end\":65535}],\"action\":\"allow\"},"
-	"{\"direction\":\"egress\",\"destination\":{\"cidr\":\"127.0.0.4/32\"},\"action\":\"deny\"}"
-	"]%s}";
+static const char POLICY_FMT[] = "{\"default_egress\":\"allow\",\"default_ingress\":\"allow\","
+				 "\"rules\":["
+				 "{\"direction\":\"egress\",\"destination\":{\"cidr\":\"127.0.0.2/"
+				 "32\"},\"action\":\"deny\"},"
+				 "{\"direction\":\"egress\",\"destination\":{\"cidr\":\"127.0.0.3/"
+				 "32\"},"
+				 "\"action\":\"deny\",\"terminate\":true},"
+				 "{\"direction\":\"egress\",\"destination\":{\"domain\":\"blocked."
+				 "test\"},\"action\":\"deny\"},"
+				 "{\"direction\":\"egress\",\"destination\":{\"domain_suffix\":"
+				 "\"pinned.test\"},\"protocols\":[\"tcp\"],"
+				 "\"ports\":[{\"start\":1,\"end\":65535}],\"action\":\"allow\"},"
+				 "{\"direction\":\"egress\",\"destination\":{\"cidr\":\"127.0.0.4/"
+				 "32\"},\"action\":\"deny\"}"
+				 "]%s}";
 
 static void send_doc(const char *doc)
 {
@@ -190,7 +195,8 @@ static struct flow_endpoint guest_ep(uint16_t port)
 
 static int tcp_listener(uint16_t *port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(sa);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 
@@ -289,11 +295,11 @@ Test(relay, validate_records)
 	cr_assert_eq(relay_validate(FLOW_CONNECT, &c, sizeof(c) + 8), -EBADMSG);
 	bad = c, bad.id = 0;
 	cr_assert_eq(relay_validate(FLOW_CONNECT, &bad, sizeof(bad)), -EBADMSG);
-	bad = c, bad.id = FLOW_ID_INGRESS | 3;		/* not an egress id */
+	bad = c, bad.id = FLOW_ID_INGRESS | 3; /* not an egress id */
 	cr_assert_eq(relay_validate(FLOW_CONNECT, &bad, sizeof(bad)), -EBADMSG);
 	bad = c, bad.dst.family = 5;
 	cr_assert_eq(relay_validate(FLOW_CONNECT, &bad, sizeof(bad)), -EBADMSG);
-	bad = c, bad.dst.family = 6;			/* families differ */
+	bad = c, bad.dst.family = 6; /* families differ */
 	cr_assert_eq(relay_validate(FLOW_CONNECT, &bad, sizeof(bad)), -EBADMSG);
 	bad = c, bad.dst.port = 0;
 	cr_assert_eq(relay_validate(FLOW_CONNECT, &bad, sizeof(bad)), -EBADMSG);
@@ -301,12 +307,12 @@ Test(relay, validate_records)
 	cr_assert_eq(relay_validate(FLOW_CONNECT_RESULT, &r, sizeof(r)), 0);
 	r.result = MOAT_CONN_RESULT_COUNT;
 	cr_assert_eq(relay_validate(FLOW_CONNECT_RESULT, &r, sizeof(r)), -EBADMSG);
-	r.result = 0, r.id = 7;				/* results only for ingress ids */
+	r.result = 0, r.id = 7; /* results only for ingress ids */
 	cr_assert_eq(relay_validate(FLOW_CONNECT_RESULT, &r, sizeof(r)), -EBADMSG);
 
 	memcpy(data, &cr, 8);
 	cr_assert_eq(relay_validate(FLOW_DATA, data, 9), 0);
-	cr_assert_eq(relay_validate(FLOW_DATA, data, 8), -EBADMSG);	/* no payload */
+	cr_assert_eq(relay_validate(FLOW_DATA, data, 8), -EBADMSG); /* no payload */
 	cr_assert_eq(relay_validate(FLOW_DATA, data, 8 + FLOW_DATA_MAX + 1), -EBADMSG);
 	cr_assert_eq(relay_validate(FLOW_CREDIT, &cr, sizeof(cr)), 0);
 	cr_assert_eq(relay_validate(FLOW_CREDIT, &cr, 4), -EBADMSG);
@@ -317,7 +323,7 @@ Test(relay, validate_records)
 
 	memcpy(data, &d, sizeof(d));
 	cr_assert_eq(relay_validate(FLOW_DGRAM, data, sizeof(data)), 0);
-	cr_assert_eq(relay_validate(FLOW_DGRAM, data, sizeof(d)), 0);	/* empty datagram */
+	cr_assert_eq(relay_validate(FLOW_DGRAM, data, sizeof(d)), 0); /* empty datagram */
 	cr_assert_eq(relay_validate(FLOW_DGRAM, data, sizeof(d) - 1), -EBADMSG);
 	d.src.port = 0;
 	memcpy(data, &d, sizeof(d));
@@ -340,7 +346,7 @@ Test(relay, malformed_record_is_a_violation)
 	int32_t rule;
 
 	start(NULL);
-	push(FLOW_CREDIT, &cr, 7);	/* wrong size */
+	push(FLOW_CREDIT, &cr, 7); /* wrong size */
 	run_ms(50);
 	cr_assert(violation_posted(&reason, &rule));
 	cr_assert_eq(reason, MOAT_VIOL_BAD_MESSAGE);
@@ -484,7 +490,7 @@ Test(relay, tcp_refused_and_gateway_means_host)
 	uint16_t port;
 	int lfd = tcp_listener(&port), sfd;
 
-	close(lfd);	/* nothing listens on port now */
+	close(lfd); /* nothing listens on port now */
 	start(NULL);
 	cr_assert_eq(connect_flow(2, ep4(127, 0, 0, 1, port)), MOAT_CONN_REFUSED);
 	lfd = tcp_listener(&port);
@@ -512,7 +518,7 @@ Test(relay, tcp_upstream_reset_and_guest_reset)
 	push(FLOW_CREDIT, &cr, sizeof(cr));
 	sfd = accept_wait(lfd);
 	setsockopt(sfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	close(sfd);	/* RST */
+	close(sfd); /* RST */
 	cr_assert_eq(expect(FLOW_CLOSE, 2000), (int)sizeof(cl));
 	cr_assert_eq(((struct flow_close *)rbuf)->reset, 1);
 
@@ -583,7 +589,8 @@ Test(relay, tcp_policy_reload_applies_to_new_connections)
 
 	start(NULL);
 	cr_assert_eq(connect_flow(8, ep4(127, 0, 0, 1, port)), MOAT_CONN_OK);
-	snprintf(doc, sizeof(doc), "{\"policy\":{\"default_egress\":\"deny\",\"default_ingress\":\"allow\","
+	snprintf(doc, sizeof(doc),
+		 "{\"policy\":{\"default_egress\":\"deny\",\"default_ingress\":\"allow\","
 		 "\"rules\":[]},\"generation\":2}");
 	send_doc(doc);
 	run_ms(50);
@@ -622,7 +629,8 @@ Test(relay, tcp_limit_refuses)
 
 static int udp_server(uint16_t *port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(sa);
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
 
@@ -668,8 +676,8 @@ Test(relay, udp_flow_echo_deny_and_cap)
 		struct flow_dgram r;
 
 		memcpy(&r, rbuf, sizeof(r));
-		cr_assert_eq(r.src.port, port);		/* from the remote */
-		cr_assert_eq(r.dst.port, 5000);		/* to the guest */
+		cr_assert_eq(r.src.port, port); /* from the remote */
+		cr_assert_eq(r.dst.port, 5000); /* to the guest */
 		cr_assert_eq(memcmp(rbuf + sizeof(r), "pong!", 5), 0);
 	}
 	cr_assert_eq(cnt()->udp_flows_opened, 1);
@@ -708,8 +716,8 @@ static size_t build_query(uint8_t *b, uint16_t id, const char *name, uint16_t ty
 
 	memset(b, 0, 12);
 	b[0] = (uint8_t)(id >> 8), b[1] = (uint8_t)id;
-	b[2] = 1;		/* RD */
-	b[5] = 1;		/* one question */
+	b[2] = 1; /* RD */
+	b[5] = 1; /* one question */
 	while (*name) {
 		const char *dot = strchr(name, '.');
 		size_t l = dot ? (size_t)(dot - name) : strlen(name);
@@ -756,7 +764,8 @@ static int dns_roundtrip(int ufd, const char *name, uint8_t *ans, bool upstream_
 		cr_assert_eq(n, (int)qn, "the query did not reach upstream");
 		cr_assert_eq(memcmp(up + 2, q + 2, qn - 2), 0);
 		n = (int)build_answer(a, up, qn, addr[0], addr[1], addr[2], addr[3]);
-		cr_assert_eq(sendto(ufd, a, (size_t)n, 0, (struct sockaddr *)&from, sizeof(from)), n);
+		cr_assert_eq(sendto(ufd, a, (size_t)n, 0, (struct sockaddr *)&from, sizeof(from)),
+			     n);
 	}
 	n = expect(FLOW_DGRAM, 3000);
 	cr_assert_gt(n, (int)sizeof(d));
@@ -786,8 +795,8 @@ Test(relay, dns_forward_deny_rebind_pin)
 	const char *names[4];
 	int n;
 
-	snprintf(extra, sizeof(extra), ",\"dns\":{\"nameservers\":[\"127.0.0.1:%u\"],\"timeout_ms\":500}",
-		 port);
+	snprintf(extra, sizeof(extra),
+		 ",\"dns\":{\"nameservers\":[\"127.0.0.1:%u\"],\"timeout_ms\":500}", port);
 	start(extra);
 
 	/* Allowed: forwarded, answered, pinned. */
@@ -810,7 +819,8 @@ Test(relay, dns_forward_deny_rebind_pin)
 		char *ev = read_event(500);
 
 		cr_assert_not_null(ev);
-		cr_assert(strstr(ev, "\"event\":\"dns_denial\"") && strstr(ev, "\"name\":\"blocked.test\""),
+		cr_assert(strstr(ev, "\"event\":\"dns_denial\"") && strstr(ev, "\"name\":\"blocked."
+									       "test\""),
 			  "%s", ev);
 	}
 
@@ -869,9 +879,10 @@ Test(relay, dns_failover_and_truncation)
 	size_t qn;
 	int n;
 
-	close(d0);	/* ICMP port unreachable from the first server */
+	close(d0); /* ICMP port unreachable from the first server */
 	snprintf(extra, sizeof(extra),
-		 ",\"dns\":{\"nameservers\":[\"127.0.0.1:%u\",\"127.0.0.1:%u\"],\"timeout_ms\":500}",
+		 ",\"dns\":{\"nameservers\":[\"127.0.0.1:%u\",\"127.0.0.1:%u\"],\"timeout_ms\":"
+		 "500}",
 		 dead, port);
 	start(extra);
 	qn = build_query(q, 0xabcd, "big.test", 1);
@@ -885,7 +896,9 @@ Test(relay, dns_failover_and_truncation)
 	a[7] = 60;
 	n = (int)qn;
 	for (int i = 0; i < 60; i++) {
-		uint8_t rr[16] = { 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, (uint8_t)i };
+		uint8_t rr[16] = {
+			0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, (uint8_t)i
+		};
 
 		memcpy(a + n, rr, 16);
 		n += 16;
@@ -915,8 +928,8 @@ Test(relay, dns_over_tcp)
 
 	close(ufd);
 	lfd = tcp_listener(&tport);
-	snprintf(extra, sizeof(extra), ",\"dns\":{\"nameservers\":[\"127.0.0.1:%u\"],\"timeout_ms\":1000}",
-		 tport);
+	snprintf(extra, sizeof(extra),
+		 ",\"dns\":{\"nameservers\":[\"127.0.0.1:%u\"],\"timeout_ms\":1000}", tport);
 	start(extra);
 	cr_assert_eq(connect_flow(30, ep4(10, 0, 2, 3, 53)), MOAT_CONN_OK);
 	push(FLOW_CREDIT, &cr, sizeof(cr));
@@ -985,9 +998,11 @@ Test(relay, dns_over_tcp_unread_answers_reset_the_flow)
 	cr_assert_eq(c.reset, 1);
 	cr_assert_geq(cnt()->dns_queries[MOAT_DNS_DENIED], 64);
 	/* The id is dead; the proxy still serves DNS over TCP. */
-	push(FLOW_CREDIT, &(struct flow_credit){ .id = 31, .bytes = 4096 }, sizeof(struct flow_credit));
+	push(FLOW_CREDIT, &(struct flow_credit){ .id = 31, .bytes = 4096 },
+	     sizeof(struct flow_credit));
 	cr_assert_eq(connect_flow(32, ep4(10, 0, 2, 3, 53)), MOAT_CONN_OK);
-	push(FLOW_CREDIT, &(struct flow_credit){ .id = 32, .bytes = 4096 }, sizeof(struct flow_credit));
+	push(FLOW_CREDIT, &(struct flow_credit){ .id = 32, .bytes = 4096 },
+	     sizeof(struct flow_credit));
 	dh.id = 32;
 	pushv(FLOW_DATA, &dh, sizeof(dh), m, 2 + m[1]);
 	k = expect(FLOW_DATA, 2000);
@@ -1009,7 +1024,8 @@ static uint16_t free_port(void)
 
 static int connect_to(uint16_t port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 
@@ -1027,7 +1043,8 @@ static int connect_to(uint16_t port)
  */
 Test(relay, publish_survives_accept_errors, .timeout = 30)
 {
-	struct policy_publish pub = { .host_addr = { .family = AF_INET }, .guest_port = 8080,
+	struct policy_publish pub = { .host_addr = { .family = AF_INET },
+				      .guest_port = 8080,
 				      .proto = POLICY_PROTO_TCP };
 	struct rlimit old, low;
 	struct flow_connect a;
@@ -1065,7 +1082,7 @@ Test(relay, publish_survives_accept_errors, .timeout = 30)
 		close(fill[i]);
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
 	close(c1);
-	run_ms(300);	/* the listener listens again after its pause */
+	run_ms(300); /* the listener listens again after its pause */
 	c2 = connect_to(pub.host_port);
 	n = expect(FLOW_ACCEPTED, 3000);
 	cr_assert_eq(n, (int)sizeof(a), "the listener stopped accepting");
@@ -1075,7 +1092,8 @@ Test(relay, publish_survives_accept_errors, .timeout = 30)
 	r.id = a.id;
 	r.result = MOAT_CONN_OK;
 	push(FLOW_CONNECT_RESULT, &r, sizeof(r));
-	push(FLOW_CREDIT, &(struct flow_credit){ .id = a.id, .bytes = 4096 }, sizeof(struct flow_credit));
+	push(FLOW_CREDIT, &(struct flow_credit){ .id = a.id, .bytes = 4096 },
+	     sizeof(struct flow_credit));
 	end = now_ms() + 2000;
 	while (send(c2, "hello", 5, MSG_DONTWAIT) != 5 && now_ms() < end)
 		spin();
@@ -1094,7 +1112,8 @@ Test(relay, publish_survives_accept_errors, .timeout = 30)
  */
 Test(relay, publish_holds_a_client_it_cannot_take_yet, .timeout = 30)
 {
-	struct policy_publish pub = { .host_addr = { .family = AF_INET }, .guest_port = 8081,
+	struct policy_publish pub = { .host_addr = { .family = AF_INET },
+				      .guest_port = 8081,
 				      .proto = POLICY_PROTO_TCP };
 	struct flow_connect a;
 	struct policy *pol;
@@ -1125,7 +1144,7 @@ Test(relay, full_ring_stops_reading_and_resumes)
 	uint16_t port;
 	int lfd = tcp_listener(&port), sfd;
 	struct flow_credit cr = { .id = 40, .bytes = 32u << 20 };
-	const size_t total = 32u << 20;	/* 32 rings: more than socket buffers hold */
+	const size_t total = 32u << 20; /* 32 rings: more than socket buffers hold */
 	uint8_t *src = malloc(total);
 	size_t sent = 0, got = 0;
 	uint64_t used;
@@ -1147,7 +1166,8 @@ Test(relay, full_ring_stops_reading_and_resumes)
 		spin();
 	}
 	used = ring_used_bytes(p2s.ctl, p2s.cap);
-	cr_assert_gt(used, p2s.cap / 2, "the ring never filled (%llu used)", (unsigned long long)used);
+	cr_assert_gt(used, p2s.cap / 2, "the ring never filled (%llu used)",
+		     (unsigned long long)used);
 	cr_assert_lt(sent, total, "the server could send everything: nothing pushed back");
 	/* Now drain as the netstack would; everything arrives, in order. */
 	end = now_ms() + 10000;
@@ -1170,7 +1190,8 @@ Test(relay, full_ring_stops_reading_and_resumes)
 			continue;
 		cr_assert_eq(((struct flow_data *)rbuf)->id, 40);
 		cr_assert_eq(memcmp(rbuf + sizeof(struct flow_data), src + got,
-				    (size_t)n - sizeof(struct flow_data)), 0, "data differs at %zu", got);
+				    (size_t)n - sizeof(struct flow_data)),
+			     0, "data differs at %zu", got);
 		got += (size_t)n - sizeof(struct flow_data);
 	}
 	cr_assert_eq(got, total);
@@ -1193,7 +1214,7 @@ Test(relay, data_beyond_any_window_is_a_violation)
 
 	start(NULL);
 	cr_assert_eq(connect_flow(41, ep4(127, 0, 0, 1, port)), MOAT_CONN_OK);
-	sfd = accept_wait(lfd);	/* never reads: writes stall, credit stops coming back */
+	sfd = accept_wait(lfd); /* never reads: writes stall, credit stops coming back */
 	end = now_ms() + 10000;
 	while (!violation_posted(&reason, &rule) && now_ms() < end) {
 		struct iovec iov[2] = { { &dh, sizeof(dh) }, { chunk, sizeof(chunk) } };
@@ -1205,7 +1226,8 @@ Test(relay, data_beyond_any_window_is_a_violation)
 		}
 		spin();
 	}
-	cr_assert_eq(reason, MOAT_VIOL_BAD_MESSAGE, "no violation after %zu bytes without credit", pushed);
+	cr_assert_eq(reason, MOAT_VIOL_BAD_MESSAGE, "no violation after %zu bytes without credit",
+		     pushed);
 	cr_assert_geq(pushed, 16u << 20);
 	close(sfd);
 	close(lfd);

@@ -20,7 +20,7 @@
 
 #include "shm/region.h"
 
-#define PAGE	4096u
+#define PAGE 4096u
 
 static const struct region_config cfg = {
 	.frame_ring_bytes = 1u << 20,
@@ -157,7 +157,7 @@ Test(region, layout_page_aligned_in_bounds_disjoint)
 Test(region, create_rejects_bad_ring_sizes)
 {
 	static const struct region_config bad[] = {
-		{ 0, 1u << 16 }, { 1u << 16, 0 }, { (1u << 16) + 4096, 1u << 16 },
+		{ 0, 1u << 16 },	{ 1u << 16, 0 },	{ (1u << 16) + 4096, 1u << 16 },
 		{ 1u << 16, 3u << 16 }, { 1u << 15, 1u << 16 }, { 1u << 16, 4096 },
 	};
 	struct moat_shm_header proto = { .mtu = 1500 };
@@ -246,7 +246,8 @@ Test(region, mapped_header_is_read_only)
 	}
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
-		  "writing the header through a child's mapping did not fault (status 0x%x)", status);
+		  "writing the header through a child's mapping did not fault (status 0x%x)",
+		  status);
 	cr_assert_eq(((struct moat_shm_header *)r.part[MOAT_PART_HEADER])->mtu, 1500);
 	region_unmap(&c);
 	destroy(&r);
@@ -259,9 +260,11 @@ Test(region, header_copy_is_private)
 
 	make(&r);
 	cr_assert_eq(region_map(r.fd, REGION_ALL_PARTS, &c), 0);
-	((struct moat_shm_header *)r.part[MOAT_PART_HEADER])->part[MOAT_PART_RING_G2S].size = 1u << 30;
+	((struct moat_shm_header *)r.part[MOAT_PART_HEADER])->part[MOAT_PART_RING_G2S].size = 1u
+											      << 30;
 	cr_assert_eq(region_ring_capacity(&c, MOAT_PART_RING_G2S), cfg.frame_ring_bytes);
-	cr_assert_eq(c.hdr.part[MOAT_PART_RING_G2S].size, MOAT_RING_DATA_OFF + cfg.frame_ring_bytes);
+	cr_assert_eq(c.hdr.part[MOAT_PART_RING_G2S].size,
+		     MOAT_RING_DATA_OFF + cfg.frame_ring_bytes);
 	region_unmap(&c);
 	destroy(&r);
 }
@@ -290,10 +293,15 @@ static void expect_rejected(forge_fn forge, const char *what)
 	destroy(&r);
 }
 
-#define FORGE(name, body)					\
-	static void forge_##name(struct moat_shm_header *h)	\
-	{ body; }						\
-	Test(region_forged, name) { expect_rejected(forge_##name, #name); }
+#define FORGE(name, body)                                   \
+	static void forge_##name(struct moat_shm_header *h) \
+	{                                                   \
+		body;                                       \
+	}                                                   \
+	Test(region_forged, name)                           \
+	{                                                   \
+		expect_rejected(forge_##name, #name);       \
+	}
 
 FORGE(magic, h->magic ^= 1)
 FORGE(magic_zero, h->magic = 0)
@@ -388,7 +396,7 @@ Test(region_forged, every_header_byte)
 	}
 	/* The layout bytes (magic .. part[]) are all checked. */
 	cr_assert_lt(accepted, (int)sizeof(struct moat_shm_header) -
-			       (int)offsetof(struct moat_shm_header, mtu) + 1);
+				       (int)offsetof(struct moat_shm_header, mtu) + 1);
 	destroy(&r);
 }
 

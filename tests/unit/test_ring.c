@@ -24,8 +24,8 @@
 
 #include "shm/ring.h"
 
-#define PAGE	4096u
-#define HDR	((uint32_t)sizeof(struct moat_rec_hdr))
+#define PAGE 4096u
+#define HDR  ((uint32_t)sizeof(struct moat_rec_hdr))
 
 /* A ring part (control page + @cap data bytes) that ends at a guard page. */
 struct guarded {
@@ -33,7 +33,7 @@ struct guarded {
 	size_t map_len;
 	void *part;
 	uint64_t cap;
-	uint8_t *end;		/* first byte of the guard page */
+	uint8_t *end; /* first byte of the guard page */
 };
 
 static struct guarded make_ring_mem(uint64_t cap, int shared)
@@ -212,10 +212,10 @@ Test(ring, wrap_record_when_record_does_not_fit)
 	uint64_t head0;
 
 	pair_init(&x, 4096);
-	advance(&x, 4096 - 64);		/* 64 bytes left before the end */
+	advance(&x, 4096 - 64); /* 64 bytes left before the end */
 	head0 = ctl_of(&x)->head;
 	cr_assert_eq(head0 & 4095, 4096 - 64);
-	push_pattern(&x.p, 42, 100);	/* 112 bytes: does not fit in 64 */
+	push_pattern(&x.p, 42, 100); /* 112 bytes: does not fit in 64 */
 	ring_flush(&x.p);
 	/* A WRAP header sits at the old position, the record at 0. */
 	memcpy(&h, x.c.data + 4096 - 64, sizeof(h));
@@ -237,7 +237,7 @@ Test(ring, wrap_with_exactly_one_header_left)
 	struct moat_rec_hdr h;
 
 	pair_init(&x, 4096);
-	advance(&x, 4096 - 8);		/* room for a WRAP header and nothing else */
+	advance(&x, 4096 - 8); /* room for a WRAP header and nothing else */
 	push_pattern(&x.p, 5, 1);
 	ring_flush(&x.p);
 	memcpy(&h, x.c.data + 4096 - 8, sizeof(h));
@@ -252,11 +252,11 @@ Test(ring, record_ending_exactly_at_the_end)
 
 	pair_init(&x, 4096);
 	advance(&x, 4096 - 64);
-	push_pattern(&x.p, 9, 64 - HDR);	/* fills the last 64 bytes exactly */
+	push_pattern(&x.p, 9, 64 - HDR); /* fills the last 64 bytes exactly */
 	ring_flush(&x.p);
 	cr_assert_eq(ctl_of(&x)->head & 4095, 0);
 	pop_expect(&x.c, 9, 64 - HDR);
-	push_pattern(&x.p, 10, 3);		/* and the next starts at 0, no WRAP */
+	push_pattern(&x.p, 10, 3); /* and the next starts at 0, no WRAP */
 	ring_flush(&x.p);
 	pop_expect(&x.c, 10, 3);
 	free_ring_mem(&x.m);
@@ -330,7 +330,7 @@ Test(ring, full_then_space_after_release)
 {
 	struct pair x;
 	uint8_t buf[2048];
-	uint32_t t, len = 496;		/* 504-byte records: 8 fill 4032, 64 bytes slack */
+	uint32_t t, len = 496; /* 504-byte records: 8 fill 4032, 64 bytes slack */
 	int pushed = 0, popped = 0;
 
 	pair_init(&x, 4096);
@@ -367,7 +367,7 @@ Test(ring, wrap_needs_room_for_the_skipped_tail)
 	advance(&x, 992);
 	push_pattern(&x.p, 1, 1016);
 	push_pattern(&x.p, 2, 1016);
-	push_pattern(&x.p, 3, 984);	/* head at 4032: 64 bytes to the end */
+	push_pattern(&x.p, 3, 984); /* head at 4032: 64 bytes to the end */
 	ring_flush(&x.p);
 	cr_assert_eq(x.p.head & 4095, 4032);
 	cr_assert_eq(ring_free_bytes(&x.p), 1056);
@@ -418,7 +418,7 @@ Test(ring, reserve_commit_in_place)
 	cr_assert_eq(ring_reserve(&x.p, 200, &p), 0);
 	cr_assert((uint8_t *)p >= x.p.data && (uint8_t *)p + 200 <= x.m.end);
 	fill_pattern(p, 150, 33);
-	ring_commit(&x.p, 33, 150);	/* commit less than reserved */
+	ring_commit(&x.p, 33, 150); /* commit less than reserved */
 	ring_flush(&x.p);
 	pop_expect(&x.c, 33, 150);
 	cr_assert_eq(ctl_of(&x)->head, rec_size(150));
@@ -439,7 +439,7 @@ Test(ring, pushv_concatenates)
 	iov[2] = (struct iovec){ whole + 14, 186 };
 	iov[3] = (struct iovec){ whole + 200, 100 };
 	cr_assert_eq(ring_pushv(&x.p, 3, iov, 4), 0);
-	cr_assert_eq(ring_pushv(&x.p, 4, iov, 0), 0);	/* empty record */
+	cr_assert_eq(ring_pushv(&x.p, 4, iov, 0), 0); /* empty record */
 	ring_flush(&x.p);
 	cr_assert_eq(ring_pop(&x.c, &t, out, sizeof(out)), 300);
 	cr_assert_eq(t, 3);
@@ -461,7 +461,7 @@ Test(ring, peek_and_consume)
 	int n;
 
 	pair_init(&x, 4096);
-	advance(&x, 4096 - 32);		/* so the second record wraps */
+	advance(&x, 4096 - 32); /* so the second record wraps */
 	push_pattern(&x.p, 1, 10);
 	push_pattern(&x.p, 2, 40);
 	ring_flush(&x.p);
@@ -660,9 +660,9 @@ Test(ring_wake, wait_space_and_release_wake_the_producer)
 /* ------------------------------------------------------------------ */
 
 /* 1 GiB of payload; fast enough under ASan too (about a second either way). */
-#define STRESS_BYTES	(1ULL << 30)
-#define STRESS_CAP	(256u << 10)
-#define STRESS_BATCH	16
+#define STRESS_BYTES (1ULL << 30)
+#define STRESS_CAP   (256u << 10)
+#define STRESS_BATCH 16
 
 static uint64_t splitmix(uint64_t x)
 {
@@ -733,8 +733,8 @@ static int sleep_on(int efd)
 }
 
 /* Child: produce @nrec records; exit 0, or 10+ on an error. */
-static void __attribute__((noreturn)) stress_producer(struct ring *r, uint64_t nrec,
-						      uint64_t *waits, uint64_t *flushes)
+static void __attribute__((noreturn))
+stress_producer(struct ring *r, uint64_t nrec, uint64_t *waits, uint64_t *flushes)
 {
 	uint32_t max = RING_MAX_RECORD(r->cap);
 	uint8_t *tmp = malloc(max);
@@ -758,7 +758,8 @@ static void __attribute__((noreturn)) stress_producer(struct ring *r, uint64_t n
 			}
 		} else {
 			/* Copied through pushv, split in two pieces. */
-			struct iovec iov[2] = { { tmp, len / 3 }, { tmp + len / 3, len - len / 3 } };
+			struct iovec iov[2] = { { tmp, len / 3 },
+						{ tmp + len / 3, len - len / 3 } };
 
 			stress_fill(tmp, len, seq);
 			rc = ring_pushv(r, (uint32_t)seq, iov, 2);
@@ -845,7 +846,7 @@ Test(ring_stress, fork_one_gib_variable_records, .timeout = 600)
 				if (sleep_on(cons_efd) < 0) {
 					kill(pid, SIGKILL);
 					cr_assert_fail("consumer never woken at record %llu",
-						 (unsigned long long)seq);
+						       (unsigned long long)seq);
 				}
 			}
 			continue;
@@ -854,8 +855,8 @@ Test(ring_stress, fork_one_gib_variable_records, .timeout = 600)
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
 			cr_assert_fail("record %llu: rc %d type %u len %d (want %u)%s",
-				 (unsigned long long)seq, n, t, n, stress_len(seq, max),
-				 n == -EILSEQ ? ": payload corrupted" : "");
+				       (unsigned long long)seq, n, t, n, stress_len(seq, max),
+				       n == -EILSEQ ? ": payload corrupted" : "");
 		}
 		got_bytes += (uint64_t)n;
 		seq++;
@@ -866,8 +867,8 @@ Test(ring_stress, fork_one_gib_variable_records, .timeout = 600)
 	}
 	ring_release(&c);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		  "producer failed: status 0x%x", status);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "producer failed: status 0x%x",
+		  status);
 	cr_assert_eq(got_bytes, want_bytes);
 	cr_assert_geq(got_bytes, STRESS_BYTES);
 	{
@@ -876,7 +877,8 @@ Test(ring_stress, fork_one_gib_variable_records, .timeout = 600)
 		cr_assert_eq(ring_pop(&c, &t, buf, max), -EAGAIN, "nothing beyond the last record");
 	}
 	cr_assert_not(c.corrupt);
-	cr_assert_eq(((struct moat_ring_ctl *)m.part)->head, ((struct moat_ring_ctl *)m.part)->tail);
+	cr_assert_eq(((struct moat_ring_ctl *)m.part)->head,
+		     ((struct moat_ring_ctl *)m.part)->tail);
 	/*
 	 * Wakes are suppressed: each side writes the other's eventfd at most
 	 * once per announced sleep (ring_prepare_sleep / ring_wait_space).
@@ -945,7 +947,7 @@ Test(ring_corrupt, forged_head_behind_tail)
 
 	pair_init(&x, 4096);
 	advance(&x, 1024);
-	ctl_of(&x)->head = 512;		/* head - tail wraps to a huge value */
+	ctl_of(&x)->head = 512; /* head - tail wraps to a huge value */
 	cr_assert_eq(ring_peek(&x.c, &t, &p), -EBADMSG);
 	assert_stays_corrupt(&x);
 	free_ring_mem(&x.m);
@@ -959,12 +961,12 @@ Test(ring_corrupt, forged_tail_ahead_of_head)
 	pair_init(&x, 4096);
 	push_pattern(&x.p, 1, 100);
 	ring_flush(&x.p);
-	ctl_of(&x)->tail = x.p.head + 8;	/* consumer "released" what was never written */
+	ctl_of(&x)->tail = x.p.head + 8; /* consumer "released" what was never written */
 	cr_assert_eq(ring_free_bytes(&x.p), 0);
 	cr_assert(x.p.corrupt);
 	cr_assert_eq(ring_reserve(&x.p, 10, &p), -EBADMSG);
 	/* cppcheck-suppress redundantAssignment ; shared memory: ring_reserve() read it in between */
-	ctl_of(&x)->tail = x.p.head;		/* sticky */
+	ctl_of(&x)->tail = x.p.head; /* sticky */
 	cr_assert_eq(ring_push(&x.p, 1, "abc", 3), -EBADMSG);
 	cr_assert(ring_wait_space(&x.p, 10), "a corrupt ring never sleeps");
 	free_ring_mem(&x.m);
@@ -991,7 +993,7 @@ Test(ring_corrupt, record_longer_than_published)
 
 	pair_init(&x, 4096);
 	forge_hdr(&x, 0, 100, 1);
-	ctl_of(&x)->head = 16;		/* only 8 payload bytes were published */
+	ctl_of(&x)->head = 16; /* only 8 payload bytes were published */
 	cr_assert_eq(ring_pop(&x.c, &t, buf, sizeof(buf)), -EBADMSG);
 	assert_stays_corrupt(&x);
 	free_ring_mem(&x.m);
@@ -1035,7 +1037,7 @@ Test(ring_corrupt, record_longer_than_contiguous_space_peek)
 
 	pair_init(&x, 4096);
 	advance(&x, 4096 - 32);
-	forge_hdr(&x, 4096 - 32, 32 - HDR + 1, 1);	/* one byte too many */
+	forge_hdr(&x, 4096 - 32, 32 - HDR + 1, 1); /* one byte too many */
 	ctl_of(&x)->head = x.c.tail + 1024;
 	cr_assert_eq(ring_peek(&x.c, &t, &p), -EBADMSG);
 	assert_stays_corrupt(&x);
@@ -1045,8 +1047,8 @@ Test(ring_corrupt, record_longer_than_contiguous_space_peek)
 Test(ring_corrupt, record_longer_than_max_record)
 {
 	const uint32_t max = RING_MAX_RECORD(65536);
-	const uint32_t lens[] = { max + 1, max + 8, 65536 - HDR, 0x7ffffff8u, 0xfffffff8u,
-				  0xffffffffu };
+	const uint32_t lens[] = { max + 1,     max + 8,	    65536 - HDR,
+				  0x7ffffff8u, 0xfffffff8u, 0xffffffffu };
 
 	for (unsigned i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		struct pair x;
@@ -1073,7 +1075,7 @@ Test(ring_corrupt, wrap_record_not_covered_by_head)
 	pair_init(&x, 4096);
 	advance(&x, 4096 - 64);
 	forge_hdr(&x, 4096 - 64, 0, MOAT_REC_WRAP);
-	ctl_of(&x)->head = x.c.tail + 16;	/* skipping 64 bytes, only 16 published */
+	ctl_of(&x)->head = x.c.tail + 16; /* skipping 64 bytes, only 16 published */
 	cr_assert_eq(ring_pop(&x.c, &t, buf, sizeof(buf)), -EBADMSG);
 	assert_stays_corrupt(&x);
 	free_ring_mem(&x.m);
@@ -1101,7 +1103,7 @@ Test(ring_corrupt, wrap_then_bad_record_at_zero)
 	pair_init(&x, 4096);
 	advance(&x, 4096 - 64);
 	forge_hdr(&x, 4096 - 64, 0, MOAT_REC_WRAP);
-	forge_hdr(&x, 0, 4000, 1);		/* after the wrap: too long for what follows */
+	forge_hdr(&x, 0, 4000, 1); /* after the wrap: too long for what follows */
 	ctl_of(&x)->head = x.c.tail + 64 + 32;
 	cr_assert_eq(ring_pop(&x.c, &t, buf, sizeof(buf)), -EBADMSG);
 	assert_stays_corrupt(&x);
@@ -1123,11 +1125,11 @@ Test(ring_corrupt, header_rewritten_between_peek_and_consume)
 	pair_init(&x, 4096);
 	advance(&x, 4096 - 64);
 	push_pattern(&x.p, 1, 40);
-	push_pattern(&x.p, 2, 24);	/* wraps to position 0 */
+	push_pattern(&x.p, 2, 24); /* wraps to position 0 */
 	ring_flush(&x.p);
 	cr_assert_eq(ring_peek(&x.c, &t, &p), 40);
 	tail = x.c.tail;
-	forge_hdr(&x, 4096 - 64, 4000, 1);	/* the peer rewrites the length */
+	forge_hdr(&x, 4096 - 64, 4000, 1); /* the peer rewrites the length */
 	ring_consume(&x.c);
 	cr_assert_not(x.c.corrupt, "a header nobody reads again is no reason to stop");
 	cr_assert_eq(x.c.tail, tail + rec_size(40), "the tail must move by the validated size");
@@ -1146,7 +1148,7 @@ Test(ring_corrupt, header_shrunk_between_peek_and_consume)
 	push_pattern(&x.p, 2, 40);
 	ring_flush(&x.p);
 	cr_assert_eq(ring_peek(&x.c, &t, &p), 200);
-	forge_hdr(&x, 0, 0, 1);		/* would land the tail inside the payload */
+	forge_hdr(&x, 0, 0, 1); /* would land the tail inside the payload */
 	ring_consume(&x.c);
 	cr_assert_eq(x.c.tail, rec_size(200));
 	pop_expect(&x.c, 2, 40);
@@ -1163,7 +1165,7 @@ Test(ring_corrupt, header_turned_into_wrap_between_peek_and_consume)
 	push_pattern(&x.p, 1, 40);
 	ring_flush(&x.p);
 	cr_assert_eq(ring_peek(&x.c, &t, &p), 40);
-	forge_hdr(&x, 0, 0, MOAT_REC_WRAP);	/* would skip to the end of the area */
+	forge_hdr(&x, 0, 0, MOAT_REC_WRAP); /* would skip to the end of the area */
 	ring_consume(&x.c);
 	cr_assert_eq(x.c.tail, rec_size(40));
 	cr_assert_eq(ring_peek(&x.c, &t, &p), -EAGAIN);
@@ -1210,8 +1212,9 @@ Test(ring, consume_steps_over_the_peeked_record_once)
 	ring_consume(&x.c);
 	cr_assert_eq(x.c.tail, rec_size(40));
 	cr_assert_eq(ring_peek(&x.c, &t, &p), 16);
-	cr_assert_eq(ring_pop(&x.c, &t, buf, sizeof(buf)), 16, "pop after a peek takes that record");
-	ring_consume(&x.c);	/* the pop took it: nothing left to step over */
+	cr_assert_eq(ring_pop(&x.c, &t, buf, sizeof(buf)), 16,
+		     "pop after a peek takes that record");
+	ring_consume(&x.c); /* the pop took it: nothing left to step over */
 	cr_assert_eq(x.c.tail, rec_size(40) + rec_size(16));
 	pop_expect(&x.c, 3, 8);
 	cr_assert_not(x.c.corrupt);
@@ -1227,7 +1230,7 @@ Test(ring_corrupt, consumer_ignores_shared_tail_after_attach)
 	push_pattern(&x.p, 1, 40);
 	push_pattern(&x.p, 2, 40);
 	ring_flush(&x.p);
-	ctl_of(&x)->tail = 1000;	/* a hostile producer rewrites the consumer's tail */
+	ctl_of(&x)->tail = 1000; /* a hostile producer rewrites the consumer's tail */
 	pop_expect(&x.c, 1, 40);
 	pop_expect(&x.c, 2, 40);
 	ring_release(&x.c);
