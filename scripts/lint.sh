@@ -7,6 +7,8 @@
 #             netstack/lwip/ is lwIP's port and opts out with its own .clang-format)
 #   cppcheck  cppcheck over BUILD_DIR/compile_commands.json, lwIP left out
 #   tidy      clang-tidy (.clang-tidy) over the shipped code (not tests/), two at a time
+#   names     no function or object of moat's outside netstack/ has the name of one
+#             of lwIP's (docs/hacking.md, "Names"): nm over the built libraries
 # BUILD_DIR defaults to build/. Exit 0 clean, 1 findings, 77 the tool is missing
 # (ctest counts that as skipped).
 #
@@ -74,6 +76,16 @@ tidy)
 	rc=$?
 	grep -E '(warning|error):' "$tmp/out"
 	[ $rc -eq 0 ] && ! grep -qE '(warning|error):' "$tmp/out"
+	;;
+names)
+	need nm
+	lwip=$(find "$build/netstack/CMakeFiles/moat_lwip.dir" -name '*.o' 2>/dev/null)
+	[ -n "$lwip" ] || { echo "lint: no lwIP objects under $build (build first)"; exit 2; }
+	ours=$(find "$build" -name 'libmoat_*.a' ! -name 'libmoat_netstack.a' ! -path '*/third_party/*')
+	# Global definitions only (T, D, B, R ...): static names cannot clash.
+	defs() { nm --defined-only -g "$@" 2>/dev/null | awk 'NF==3 {print $3}' | sort -u; }
+	clash=$(comm -12 <(defs $lwip) <(defs $ours))
+	[ -z "$clash" ] || { echo "lint: moat names that are lwIP's too:"; echo "$clash"; exit 1; }
 	;;
 *)
 	sed -n '2,16p' "$0" >&2
