@@ -170,10 +170,9 @@ static json_t *limits_json(const struct policy_limits *l, bool *ok)
 		if (x) {
 			put(x, "limit", json_integer((json_int_t)all[i].lim->value), ok);
 			put(x, "on_exceed",
-			    json_string(all[i].lim->on_exceed == POLICY_EXCEED_TERMINATE ? "termina"
-											   "te" :
-											   "refus"
-											   "e"),
+			    json_string(all[i].lim->on_exceed == POLICY_EXCEED_TERMINATE ?
+						"terminate" :
+						"refuse"),
 			    ok);
 		}
 		put(o, all[i].key, x, ok);

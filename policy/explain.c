@@ -226,9 +226,9 @@ static void flow_reason(struct sb *s, const struct policy_rule *r, const struct 
 		return;
 	case POLICY_MISS_PROTOCOL:
 		sb_printf(s, "no match: it does not cover %s%s", policy_proto_name(f->proto),
-			  f->proto == POLICY_PROTO_ICMP && r->n_ports ? " (a rule with ports "
-									"covers only tcp and udp)" :
-									"");
+			  f->proto == POLICY_PROTO_ICMP && r->n_ports ?
+				  " (a rule with ports covers only tcp and udp)" :
+				  "");
 		return;
 	case POLICY_MISS_PORT:
 		sb_printf(s, "no match: port %u is not among its ports", (unsigned int)f->port);

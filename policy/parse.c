@@ -221,10 +221,9 @@ static const char *parse_cidr(const char *s, struct policy_addr *net, int *prefi
 		pre = 0;
 		for (; *d; d++) {
 			if (*d < '0' || *d > '9')
-				return net->family == AF_INET ? "has a bad prefix length (must be "
-								"0..32)" :
-								"has a bad prefix length (must be "
-								"0..128)";
+				return net->family == AF_INET ?
+					       "has a bad prefix length (must be 0..32)" :
+					       "has a bad prefix length (must be 0..128)";
 			pre = pre * 10 + (*d - '0');
 		}
 		if (pre > max)
@@ -282,8 +281,7 @@ static const char *parse_name(const char *s, char **out)
 		}
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
-			return "is not a domain name (a label may hold letters, digits, '-' and "
-			       "'_')";
+			return "is not a domain name (a label may hold letters, digits, '-' and '_')";
 		if (++label > 63)
 			return "is not a domain name (a label is longer than 63 characters)";
 	}
@@ -322,9 +320,9 @@ static int parse_destination(struct ctx *c, json_t *j, const char *path, struct 
 	}
 	if (!json_is_object(j) || json_object_size(j) != 1) {
 		if (json_is_object(j) && json_object_size(j) > 1)
-			return schema_err(c, path,
-					  "must have exactly one of cidr, domain, domain_suffix, "
-					  "group");
+			return schema_err(
+				c, path,
+				"must have exactly one of cidr, domain, domain_suffix, group");
 		return schema_err(c, path,
 				  "must be \"any\" or an object with one of cidr, domain, "
 				  "domain_suffix, group");

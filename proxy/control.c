@@ -143,10 +143,10 @@ static int parse_publish(json_t *arr, struct policy_publish *out, int *n, char *
 									    POLICY_PROTO_UDP;
 				seen |= 8;
 			} else {
-				snprintf(err, errlen,
-					 "control document: publish[%zu]: bad or unknown field "
-					 "'%s'",
-					 i, key);
+				snprintf(
+					err, errlen,
+					"control document: publish[%zu]: bad or unknown field '%s'",
+					i, key);
 				return -1;
 			}
 		}

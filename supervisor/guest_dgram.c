@@ -360,12 +360,12 @@ static bool dgram_accept_sender(struct guest *g, const struct sockaddr_un *from,
 			return true;
 		if (peer_alive(d)) {
 			if (d->impostors++ == 0)
-				log_warn("guest port: %s: datagram from the peer's path %s by pid "
-					 "%d "
-					 "uid %u dropped: the peer is pid %d uid %u",
-					 d->what, addr_str(from, len, a), (int)cred->pid,
-					 (unsigned)cred->uid, (int)d->peer_cred.pid,
-					 (unsigned)d->peer_cred.uid);
+				log_warn(
+					"guest port: %s: datagram from the peer's path %s by pid %d "
+					"uid %u dropped: the peer is pid %d uid %u",
+					d->what, addr_str(from, len, a), (int)cred->pid,
+					(unsigned)cred->uid, (int)d->peer_cred.pid,
+					(unsigned)d->peer_cred.uid);
 			guest_count(&g->cnt->drops[MOAT_DROP_SPOOFED], 1);
 			return false;
 		}
@@ -565,12 +565,11 @@ static void dgram_output(struct guest *g)
 				/* This frame cannot be sent (EMSGSIZE, ...): skip it, like a wire. */
 				if ((e == EACCES || e == EPERM) && !d->denied_logged) {
 					d->denied_logged = true;
-					log_warn("guest port: %s: the VMM's socket refuses moat "
-						 "(%s): moat "
-						 "runs as uid %u after set-up; make the VMM's "
-						 "socket "
-						 "writable for it (umask 0) or use --user",
-						 d->what, strerror(e), (unsigned)geteuid());
+					log_warn(
+						"guest port: %s: the VMM's socket refuses moat (%s): moat "
+						"runs as uid %u after set-up; make the VMM's socket "
+						"writable for it (umask 0) or use --user",
+						d->what, strerror(e), (unsigned)geteuid());
 				}
 				log_debug("guest port: %s: send: %s", d->what, strerror(e));
 				if (k > 1) {

@@ -40,30 +40,22 @@
 #define EXIT_USAGE 2
 #define MAX_NAMES  16
 
-static const char usage_text[] = "usage: moat policy check FILE\n"
-				 "       moat policy explain FILE --dst ADDR:PORT/PROTO [--name "
-				 "NAME]... [--ingress]\n"
-				 "                           [--subnet CIDR]\n"
-				 "       moat policy explain FILE --dns NAME [--subnet CIDR]\n"
-				 "       moat policy default\n"
-				 "  check     validate FILE and print it normalized\n"
-				 "  explain   print which rule decides an egress flow (or, with "
-				 "--ingress, an\n"
-				 "            inbound one from ADDR to guest port PORT) or a DNS "
-				 "query, and why;\n"
-				 "            the first line reads: allow|deny rule N|default "
-				 "[terminate]\n"
-				 "  --dst     203.0.113.10:443/tcp, [2001:db8::1]:443/tcp, "
-				 "192.0.2.1/icmp\n"
-				 "            (PROTO tcp, udp or icmp; tcp if left out; icmp takes "
-				 "no port)\n"
-				 "  --name    pretend ADDR was resolved from NAME (repeatable), "
-				 "for domain rules\n"
-				 "  --subnet  the guest network, as for moat run (default "
-				 "10.0.2.0/24); its .2\n"
-				 "            and .3 addresses and fd00::2 form the \"host\" "
-				 "group\n"
-				 "  default   print the built-in default policy\n";
+static const char usage_text[] =
+	"usage: moat policy check FILE\n"
+	"       moat policy explain FILE --dst ADDR:PORT/PROTO [--name NAME]... [--ingress]\n"
+	"                           [--subnet CIDR]\n"
+	"       moat policy explain FILE --dns NAME [--subnet CIDR]\n"
+	"       moat policy default\n"
+	"  check     validate FILE and print it normalized\n"
+	"  explain   print which rule decides an egress flow (or, with --ingress, an\n"
+	"            inbound one from ADDR to guest port PORT) or a DNS query, and why;\n"
+	"            the first line reads: allow|deny rule N|default [terminate]\n"
+	"  --dst     203.0.113.10:443/tcp, [2001:db8::1]:443/tcp, 192.0.2.1/icmp\n"
+	"            (PROTO tcp, udp or icmp; tcp if left out; icmp takes no port)\n"
+	"  --name    pretend ADDR was resolved from NAME (repeatable), for domain rules\n"
+	"  --subnet  the guest network, as for moat run (default 10.0.2.0/24); its .2\n"
+	"            and .3 addresses and fd00::2 form the \"host\" group\n"
+	"  default   print the built-in default policy\n";
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -278,10 +270,10 @@ static int cmd_explain(int argc, char **argv)
 	if (dns && (n_names || ingress))
 		return fail("explain: --name and --ingress go with --dst, not --dns");
 	if (dst && parse_dst(dst, &f) < 0)
-		return fail("explain: --dst '%s' is not ADDR:PORT/PROTO (like "
-			    "203.0.113.10:443/tcp, "
-			    "[2001:db8::1]:443/tcp or 192.0.2.1/icmp)",
-			    dst);
+		return fail(
+			"explain: --dst '%s' is not ADDR:PORT/PROTO (like 203.0.113.10:443/tcp, "
+			"[2001:db8::1]:443/tcp or 192.0.2.1/icmp)",
+			dst);
 	if (env_from_subnet(subnet, &env) < 0)
 		return fail("explain: --subnet '%s' is not an IPv4 CIDR like 10.0.2.0/24 "
 			    "(prefix 8..28)",
@@ -326,8 +318,8 @@ static int cmd_default(int argc)
 int policy_cmd_main(int argc, char **argv)
 {
 	if (argc < 2)
-		return fail("usage: moat policy check|explain|default ... (see moat policy "
-			    "--help)");
+		return fail(
+			"usage: moat policy check|explain|default ... (see moat policy --help)");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		fputs(usage_text, stdout);
 		return EXIT_OK;

@@ -136,12 +136,10 @@ static struct events_reader control_rd; /* the proxy's events, reassembled */
 
 static const char run_usage[] =
 	"usage: moat run --guest SPEC [--policy FILE] [--vm-pid PID | -- COMMAND...]\n"
-	"                [--mtu N] [--subnet CIDR] [--publish "
-	"[HOSTIP:]HOSTPORT:GUESTPORT[/udp]]...\n"
+	"                [--mtu N] [--subnet CIDR] [--publish [HOSTIP:]HOSTPORT:GUESTPORT[/udp]]...\n"
 	"                [--max-connections N] [--max-udp-flows N] [--connect-timeout MS]\n"
 	"                [--metrics ADDR] [--metrics-file PATH] [--events PATH|-] [--pcap PATH]\n"
-	"                [--ready-fd N] [--on-violation PROGRAM] [--anti-spoof "
-	"off|drop|terminate]\n"
+	"                [--ready-fd N] [--on-violation PROGRAM] [--anti-spoof off|drop|terminate]\n"
 	"                [--user NAME] [--log-level error|warn|info|debug]\n"
 	"\n"
 	"  --guest SPEC       tap:IFNAME[@NETNS_PATH] | tap-fd:N | stream:PATH | stream-fd:N |\n"

@@ -138,11 +138,11 @@ int sandbox_check_dir(const struct sandbox_user *u, const char *path, char *err,
 			return -1;
 		}
 		if (!may(u, &st, want)) {
-			snprintf(err, errlen,
-				 "%s: the directory %s is not %s by user %s, which moat runs as "
-				 "after "
-				 "set-up (choose a directory it may write, or --user)",
-				 path, dir, want == 3 ? "writable" : "searchable", u->name);
+			snprintf(
+				err, errlen,
+				"%s: the directory %s is not %s by user %s, which moat runs as after "
+				"set-up (choose a directory it may write, or --user)",
+				path, dir, want == 3 ? "writable" : "searchable", u->name);
 			return -1;
 		}
 		want = 1;

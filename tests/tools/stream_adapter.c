@@ -120,8 +120,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (argc - optind != 2) {
-		fprintf(stderr, "usage: stream_adapter [-m stream|dgram|vfkit] [-l LOCAL] TAP "
-				"SOCKET\n");
+		fprintf(stderr,
+			"usage: stream_adapter [-m stream|dgram|vfkit] [-l LOCAL] TAP SOCKET\n");
 		return 1;
 	}
 	tap = argv[optind];

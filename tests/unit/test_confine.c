@@ -858,12 +858,12 @@ Test(confine_limits, fsize_is_zero_even_with_a_regular_file_on_stderr)
 		_exit(0);
 	}
 	status = wait_child(pid);
-	cr_assert(!(WIFEXITED(status) && WEXITSTATUS(status) == 86), "RLIMIT_FSIZE is not 0 with a "
-								     "regular file on stderr");
-	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ,
-		  "logging to a regular file under RLIMIT_FSIZE 0 did not raise SIGXFSZ (status "
-		  "0x%x)",
-		  status);
+	cr_assert(!(WIFEXITED(status) && WEXITSTATUS(status) == 86),
+		  "RLIMIT_FSIZE is not 0 with a regular file on stderr");
+	cr_assert(
+		WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ,
+		"logging to a regular file under RLIMIT_FSIZE 0 did not raise SIGXFSZ (status 0x%x)",
+		status);
 	cr_assert_eq(pread(fd, buf, sizeof(buf) - 1, 0), 14, "the file grew: %s", buf);
 	close(fd);
 }
@@ -1187,9 +1187,9 @@ Test(confine_roles, a_role_refuses_a_bad_or_wrong_supervisor, .timeout = 60)
 				     "%s '%s' still runs after 5 s", roles[r], args[i]);
 			assert_exit(status, 1, args[i]);
 			role_log(&ro, log, sizeof(log));
-			cr_assert(strstr(log, i + 1 < sizeof(args) / sizeof(args[0]) ? "supervisor'"
-										       "s pid" :
-										       "is gone"),
+			cr_assert(strstr(log, i + 1 < sizeof(args) / sizeof(args[0]) ?
+						      "supervisor's pid" :
+						      "is gone"),
 				  "%s '%s': no reason logged: %s", roles[r], args[i], log);
 			ro.pid = 0;
 			role_end(&ro);

@@ -69,8 +69,7 @@ Test(guest_open, bad_specs_do_not_parse)
 		"stream-fd:-1",
 		"dgram-fd:99999999",
 		"vhost:foo",
-		"stream:/a/very/long/path/that/goes/on/and/on/and/on/and/on/and/on/and/on/and/on/"
-		"and/on/and/on/and/on/and/on/and/on/and/on/x.sock",
+		"stream:/a/very/long/path/that/goes/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/x.sock",
 	};
 	struct guest_spec gs;
 
@@ -98,8 +97,8 @@ Test(guest_open, good_specs_parse)
 
 Test(guest_open, socket_in_missing_directory)
 {
-	refused("stream:/nonexistent-moat-dir/g.sock", "directory /nonexistent-moat-dir does not "
-						       "exist");
+	refused("stream:/nonexistent-moat-dir/g.sock",
+		"directory /nonexistent-moat-dir does not exist");
 	refused("dgram:/nonexistent-moat-dir/g.sock", "does not exist");
 	refused("shm:/nonexistent-moat-dir/g.sock", "does not exist");
 }
@@ -131,8 +130,8 @@ Test(guest_open, bad_descriptors)
 Test(guest_open, missing_tap_and_namespace)
 {
 	refused("tap:moatnosuch0", "tap moatnosuch0 does not exist");
-	refused("tap:tap0@/nonexistent-moat-netns", "network namespace /nonexistent-moat-netns "
-						    "does not exist");
+	refused("tap:tap0@/nonexistent-moat-netns",
+		"network namespace /nonexistent-moat-netns does not exist");
 	refused("tap:tap0@/etc/hostname", "not a network namespace");
 }
 

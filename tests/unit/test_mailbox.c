@@ -182,8 +182,8 @@ Test(mailbox, detail_is_escaped)
 	memcpy(mb->detail, forged, sizeof(forged));
 	__atomic_store_n(&mb->seq, 1, __ATOMIC_RELEASE);
 	cr_assert_eq(mailbox_take(mb, &last, &out), 1);
-	cr_assert_str_eq(out.detail, "ring\\x0acorrupt\\x1b[31m \\\"q\\\" back\\\\slash "
-				     "\\x7f\\xff\\x01 ok");
+	cr_assert_str_eq(out.detail,
+			 "ring\\x0acorrupt\\x1b[31m \\\"q\\\" back\\\\slash \\x7f\\xff\\x01 ok");
 	for (const char *c = out.detail; *c; c++)
 		cr_assert(*c >= 0x20 && *c <= 0x7e, "byte 0x%02x left in the detail",
 			  (unsigned char)*c);

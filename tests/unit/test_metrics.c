@@ -642,8 +642,7 @@ Test(metrics, bad_addresses_fail_with_one_line)
 		"unix:",
 		"198.51.100.1:9100" /* not a local address */,
 		"unix:/nonexistent-dir/x.sock",
-		("unix:/tmp/"
-		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		("unix:/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock"),
 	};
 	struct metrics *m;

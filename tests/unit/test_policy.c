@@ -254,13 +254,13 @@ Test(addr, hostport_bad)
 	 * addresses only, and a numeric address has no zone (refused, as it
 	 * always was).
 	 */
-	hostport_refuses(0, POLICY_HOSTPORT_BAD_HOST,
-			 (const char *const[]){ ":53", "::1:53", "2001:db8::1:53", "[1.2.3.4]:53",
-						"[fe80::1%eth0]:53", "example.com:53",
-						"localhost:53", "300.1.2.3:53", " 1.2.3.4:53",
-						"[aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:"
-						"aaaa:aaaa:aaaa:aaaa:aaaa]:53",
-						NULL });
+	hostport_refuses(
+		0, POLICY_HOSTPORT_BAD_HOST,
+		(const char *const[]){
+			":53", "::1:53", "2001:db8::1:53", "[1.2.3.4]:53", "[fe80::1%eth0]:53",
+			"example.com:53", "localhost:53", "300.1.2.3:53", " 1.2.3.4:53",
+			"[aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa:aaaa]:53",
+			NULL });
 	hostport_refuses(POLICY_HOSTPORT_PORT_OPTIONAL, POLICY_HOSTPORT_BAD_HOST,
 			 (const char *const[]){ "[1.2.3.4]", "fe80::1%eth0", NULL });
 	hostport_refuses(POLICY_HOSTPORT_HOST_OPTIONAL, POLICY_HOSTPORT_BAD_HOST,
@@ -416,13 +416,11 @@ Test(group, public)
 
 Test(match, port_range_edges)
 {
-	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", "
-					   "\"protocols\": [\"tcp\"],"
-					   " \"ports\": [{\"start\": 1000, \"end\": 2000}], "
-					   "\"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": \"any\", "
-					   "\"ports\": [0, 65535],"
-					   " \"action\": \"allow\"}"));
+	struct policy *p = parse_ok(POLICY(
+		"{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": [\"tcp\"],"
+		" \"ports\": [{\"start\": 1000, \"end\": 2000}], \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": \"any\", \"ports\": [0, 65535],"
+		" \"action\": \"allow\"}"));
 
 	expect(egress(p, "8.8.8.8", POLICY_PROTO_TCP, 999), false, -1, false);
 	expect(egress(p, "8.8.8.8", POLICY_PROTO_TCP, 1000), true, 0, false);
@@ -439,10 +437,10 @@ Test(match, port_range_edges)
 
 Test(match, ports_merge_and_bare_numbers)
 {
-	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
-					   " \"ports\": [443, 80, {\"start\": 81, \"end\": 442}, "
-					   "8080, 8080],"
-					   " \"action\": \"allow\"}"));
+	struct policy *p = parse_ok(
+		POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
+		       " \"ports\": [443, 80, {\"start\": 81, \"end\": 442}, 8080, 8080],"
+		       " \"action\": \"allow\"}"));
 	char *j = policy_to_json(p);
 
 	expect(egress(p, "8.8.8.8", POLICY_PROTO_TCP, 80), true, 0, false);
@@ -460,19 +458,15 @@ Test(match, ports_merge_and_bare_numbers)
 
 Test(match, protocols)
 {
-	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"192.0.2.0/24\"},"
-					   " \"protocols\": [\"udp\"], \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"198.51.100.0/24\"},"
-					   " \"protocols\": [\"icmpv4\"], \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"2001:db8::/32\"},"
-					   " \"protocols\": [\"icmpv6\", \"tcp\"], \"action\": "
-					   "\"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"203.0.113.0/24\"},"
-					   " \"protocols\": [], \"action\": \"allow\"}"));
+	struct policy *p = parse_ok(POLICY(
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"192.0.2.0/24\"},"
+		" \"protocols\": [\"udp\"], \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"198.51.100.0/24\"},"
+		" \"protocols\": [\"icmpv4\"], \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"2001:db8::/32\"},"
+		" \"protocols\": [\"icmpv6\", \"tcp\"], \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"203.0.113.0/24\"},"
+		" \"protocols\": [], \"action\": \"allow\"}"));
 
 	expect(egress(p, "192.0.2.1", POLICY_PROTO_UDP, 53), true, 0, false);
 	expect(egress(p, "192.0.2.1", POLICY_PROTO_TCP, 53), false, -1, false);
@@ -491,13 +485,11 @@ Test(match, protocols)
 
 Test(match, icmp_and_port_filters)
 {
-	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", "
-					   "\"ports\": [80],"
-					   " \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"public\"},"
-					   " \"ports\": [{\"start\": 0, \"end\": 65535}], "
-					   "\"action\": \"deny\"}"));
+	struct policy *p = parse_ok(
+		POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"ports\": [80],"
+		       " \"action\": \"allow\"},"
+		       "{\"direction\": \"egress\", \"destination\": {\"group\": \"public\"},"
+		       " \"ports\": [{\"start\": 0, \"end\": 65535}], \"action\": \"deny\"}"));
 
 	/* A rule with ports never matches icmp (which has none)... */
 	expect(egress(p, "8.8.8.8", POLICY_PROTO_TCP, 80), true, 0, false);
@@ -519,25 +511,22 @@ Test(match, icmp_and_port_filters)
 	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
 			  " \"protocols\": [\"icmp\"], \"ports\": [80], \"action\": \"allow\"}"),
 		   "rules[0].ports", "icmp has no ports");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
-			  " \"protocols\": [\"tcp\", \"icmpv6\"], \"ports\": [80], \"action\": "
-			  "\"allow\"}"),
-		   "rules[0].ports", "icmp");
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
+		       " \"protocols\": [\"tcp\", \"icmpv6\"], \"ports\": [80], \"action\": \"allow\"}"),
+		"rules[0].ports", "icmp");
 }
 
 Test(match, directions)
 {
-	struct policy *p = parse_ok("{\"default_egress\": \"allow\", \"default_ingress\": "
-				    "\"deny\", \"rules\": ["
-				    "{\"direction\": \"egress\", \"destination\": {\"cidr\": "
-				    "\"192.0.2.0/24\"},"
-				    " \"action\": \"deny\"},"
-				    "{\"direction\": \"ingress\", \"destination\": {\"cidr\": "
-				    "\"198.51.100.0/24\"},"
-				    " \"ports\": [8080], \"action\": \"allow\"},"
-				    "{\"direction\": \"any\", \"destination\": {\"cidr\": "
-				    "\"203.0.113.0/24\"},"
-				    " \"action\": \"deny\", \"terminate\": true}]}");
+	struct policy *p = parse_ok(
+		"{\"default_egress\": \"allow\", \"default_ingress\": \"deny\", \"rules\": ["
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"192.0.2.0/24\"},"
+		" \"action\": \"deny\"},"
+		"{\"direction\": \"ingress\", \"destination\": {\"cidr\": \"198.51.100.0/24\"},"
+		" \"ports\": [8080], \"action\": \"allow\"},"
+		"{\"direction\": \"any\", \"destination\": {\"cidr\": \"203.0.113.0/24\"},"
+		" \"action\": \"deny\", \"terminate\": true}]}");
 
 	expect(decide(p, POLICY_EGRESS, "192.0.2.1", POLICY_PROTO_TCP, 80, NULL), false, 0, false);
 	expect(decide(p, POLICY_INGRESS, "192.0.2.1", POLICY_PROTO_TCP, 80, NULL), false, -1,
@@ -562,17 +551,14 @@ Test(match, directions)
 
 Test(match, first_match_wins_and_defaults)
 {
-	struct policy *p = parse_ok("{\"default_egress\": \"allow\", \"default_ingress\": "
-				    "\"allow\", \"rules\": ["
-				    "{\"direction\": \"egress\", \"destination\": {\"cidr\": "
-				    "\"10.1.0.0/16\"},"
-				    " \"action\": \"deny\"},"
-				    "{\"direction\": \"egress\", \"destination\": {\"cidr\": "
-				    "\"10.0.0.0/8\"},"
-				    " \"action\": \"allow\"},"
-				    "{\"direction\": \"egress\", \"destination\": {\"cidr\": "
-				    "\"10.1.2.0/24\"},"
-				    " \"action\": \"allow\"}]}");
+	struct policy *p = parse_ok(
+		"{\"default_egress\": \"allow\", \"default_ingress\": \"allow\", \"rules\": ["
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.1.0.0/16\"},"
+		" \"action\": \"deny\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.0.0.0/8\"},"
+		" \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.1.2.0/24\"},"
+		" \"action\": \"allow\"}]}");
 
 	expect(egress(p, "10.1.2.3", POLICY_PROTO_TCP, 80), false, 0, false);
 	expect(egress(p, "10.2.0.1", POLICY_PROTO_TCP, 80), true, 1, false);
@@ -583,15 +569,13 @@ Test(match, first_match_wins_and_defaults)
 
 Test(match, terminate)
 {
-	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"metadata\"},"
-					   " \"action\": \"deny\", \"terminate\": true},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"loopback\"},"
-					   " \"action\": \"deny\", \"terminate\": false},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"public\"},"
-					   " \"action\": \"allow\", \"terminate\": false}"));
+	struct policy *p = parse_ok(
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"metadata\"},"
+		       " \"action\": \"deny\", \"terminate\": true},"
+		       "{\"direction\": \"egress\", \"destination\": {\"group\": \"loopback\"},"
+		       " \"action\": \"deny\", \"terminate\": false},"
+		       "{\"direction\": \"egress\", \"destination\": {\"group\": \"public\"},"
+		       " \"action\": \"allow\", \"terminate\": false}"));
 
 	expect(egress(p, "169.254.169.254", POLICY_PROTO_TCP, 80), false, 0, true);
 	expect(egress(p, "fd00:ec2::254", POLICY_PROTO_TCP, 80), false, 0, true);
@@ -608,22 +592,14 @@ Test(match, terminate)
 
 Test(match, cidr)
 {
-	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"10.1.2.3/8\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"::ffff:192.168.0.0/112\"}, \"action\": "
-					   "\"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"2001:db8::/32\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"198.51.100.7\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"::/0\"}, \"action\": \"deny\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"0.0.0.0/0\"}, \"action\": \"deny\", "
-					   "\"terminate\": true},"
-					   "{\"direction\": \"egress\", \"destination\": \"any\", "
-					   "\"action\": \"allow\"}"));
+	struct policy *p = parse_ok(POLICY(
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.1.2.3/8\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"::ffff:192.168.0.0/112\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"2001:db8::/32\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"198.51.100.7\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"::/0\"}, \"action\": \"deny\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"0.0.0.0/0\"}, \"action\": \"deny\", \"terminate\": true},"
+		"{\"direction\": \"egress\", \"destination\": \"any\", \"action\": \"allow\"}"));
 	char *j = policy_to_json(p);
 
 	/* Host bits are cleared; mapped CIDRs are folded to IPv4. */
@@ -664,35 +640,28 @@ Test(match, cidr_errors)
 	char json[512];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		snprintf(json, sizeof(json),
-			 POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"action\": "
-				"\"allow\"},"
-				"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"%s\"}, "
-				"\"action\": \"allow\"}"),
-			 bad[i][0]);
+		snprintf(
+			json, sizeof(json),
+			POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"action\": \"allow\"},"
+			       "{\"direction\": \"egress\", \"destination\": {\"cidr\": \"%s\"}, \"action\": \"allow\"}"),
+			bad[i][0]);
 		parse_fail(json, "rules[1].destination.cidr", bad[i][1]);
 	}
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"cidr\": 10}, "
-			  "\"action\": \"allow\"}"),
-		   "rules[0].destination.cidr", "string");
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"cidr\": 10}, \"action\": \"allow\"}"),
+		"rules[0].destination.cidr", "string");
 }
 
 Test(match, groups)
 {
-	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"host\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"metadata\"}, \"action\": \"deny\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"loopback\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"private\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"link_local\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"multicast\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"public\"}, \"action\": \"allow\"}"));
+	struct policy *p = parse_ok(POLICY(
+		"{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"group\": \"metadata\"}, \"action\": \"deny\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"group\": \"loopback\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"group\": \"private\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"group\": \"link_local\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"group\": \"multicast\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"group\": \"public\"}, \"action\": \"allow\"}"));
 
 	expect(egress(p, "10.0.2.2", POLICY_PROTO_TCP, 22), true, 0, false);
 	expect(egress(p, "fd00::2", POLICY_PROTO_TCP, 22), true, 0, false);
@@ -707,29 +676,26 @@ Test(match, groups)
 	expect(egress(p, "0.0.0.0", POLICY_PROTO_TCP, 80), false, -1, false);
 	expect(egress(p, "::", POLICY_PROTO_TCP, 80), false, -1, false);
 	policy_free(p);
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"internet\"}, "
-			  "\"action\": \"allow\"}"),
-		   "rules[0].destination.group", "\"internet\" is not one of");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": "
-			  "\"unspecified\"}, \"action\": \"allow\"}"),
-		   "rules[0].destination.group", "is not one of");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"\"}, "
-			  "\"action\": \"allow\"}"),
-		   "rules[0].destination.group", "is not one of");
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"internet\"}, \"action\": \"allow\"}"),
+		"rules[0].destination.group", "\"internet\" is not one of");
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"unspecified\"}, \"action\": \"allow\"}"),
+		"rules[0].destination.group", "is not one of");
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"\"}, \"action\": \"allow\"}"),
+		"rules[0].destination.group", "is not one of");
 }
 
 Test(match, domains)
 {
-	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
-					   "{\"domain\": \"API.Example.COM.\"},"
-					   " \"protocols\": [\"tcp\"], \"ports\": [443], "
-					   "\"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"domain_suffix\": \".pythonhosted.org\"},"
-					   " \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"domain_suffix\": \"evil.test\"},"
-					   " \"action\": \"deny\", \"terminate\": true}"));
+	struct policy *p = parse_ok(POLICY(
+		"{\"direction\": \"egress\", \"destination\": {\"domain\": \"API.Example.COM.\"},"
+		" \"protocols\": [\"tcp\"], \"ports\": [443], \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \".pythonhosted.org\"},"
+		" \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \"evil.test\"},"
+		" \"action\": \"deny\", \"terminate\": true}"));
 	const char *api[] = { "api.example.com", NULL };
 	const char *api_upper_dot[] = { "API.EXAMPLE.COM.", NULL };
 	const char *other[] = { "www.example.com", "example.com", NULL };
@@ -789,45 +755,45 @@ Test(match, domain_errors)
 	char json[1024], label64[65], long_name[300];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		snprintf(json, sizeof(json),
-			 POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": "
-				"\"%s\"}, \"action\": \"allow\"}"),
-			 bad[i][0]);
+		snprintf(
+			json, sizeof(json),
+			POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": \"%s\"}, \"action\": \"allow\"}"),
+			bad[i][0]);
 		parse_fail(json, "rules[0].destination.domain", bad[i][1]);
 	}
 	memset(label64, 'a', 64);
 	label64[64] = '\0';
-	snprintf(json, sizeof(json),
-		 POLICY("{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": "
-			"\"%s.com\"}, \"action\": \"allow\"}"),
-		 label64);
+	snprintf(
+		json, sizeof(json),
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \"%s.com\"}, \"action\": \"allow\"}"),
+		label64);
 	parse_fail(json, "rules[0].destination.domain_suffix", "longer than 63");
 	/* 63 is fine. */
 	label64[63] = '\0';
-	snprintf(json, sizeof(json),
-		 POLICY("{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": "
-			"\"%s.com\"}, \"action\": \"allow\"}"),
-		 label64);
+	snprintf(
+		json, sizeof(json),
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \"%s.com\"}, \"action\": \"allow\"}"),
+		label64);
 	policy_free(parse_ok(json));
 	/* 253 characters is the most; 254 is too many. */
 	for (int i = 0; i < 254; i++)
 		long_name[i] = (i % 2) ? '.' : 'a';
 	long_name[253] = '\0';
-	snprintf(json, sizeof(json),
-		 POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": \"%s\"}, "
-			"\"action\": \"allow\"}"),
-		 long_name);
+	snprintf(
+		json, sizeof(json),
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": \"%s\"}, \"action\": \"allow\"}"),
+		long_name);
 	policy_free(parse_ok(json));
 	long_name[253] = 'b';
 	long_name[254] = '\0';
-	snprintf(json, sizeof(json),
-		 POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": \"%s\"}, "
-			"\"action\": \"allow\"}"),
-		 long_name);
+	snprintf(
+		json, sizeof(json),
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": \"%s\"}, \"action\": \"allow\"}"),
+		long_name);
 	parse_fail(json, "rules[0].destination.domain", "253");
 	/* Underscore labels (SRV, DKIM) are real names. */
-	policy_free(parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": "
-				    "\"_http._tcp.example.com\"}, \"action\": \"allow\"}")));
+	policy_free(parse_ok(POLICY(
+		"{\"direction\": \"egress\", \"destination\": {\"domain\": \"_http._tcp.example.com\"}, \"action\": \"allow\"}")));
 }
 
 /* ------------------------------------------------------------------ */
@@ -849,28 +815,19 @@ Test(dns, default_policy_allows_every_query)
 
 Test(dns, rules_in_order)
 {
-	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"0.0.0.0/0\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"public\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"ingress\", \"destination\": "
-					   "{\"domain\": \"in.example\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"domain\": \"api.example.com\"},"
-					   " \"protocols\": [\"tcp\"], \"ports\": [443], "
-					   "\"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"domain_suffix\": \"blocked.example\"},"
-					   " \"action\": \"deny\", \"terminate\": true},"
-					   "{\"direction\": \"egress\", \"destination\": \"any\", "
-					   "\"protocols\": [\"tcp\"],"
-					   " \"ports\": [443], \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"host\"},"
-					   " \"protocols\": [\"icmp\"], \"action\": \"allow\"},"
-					   "{\"direction\": \"any\", \"destination\": "
-					   "{\"domain_suffix\": \"corp.example\"}, \"action\": "
-					   "\"allow\"}"));
+	struct policy *p = parse_ok(POLICY(
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"0.0.0.0/0\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"group\": \"public\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"ingress\", \"destination\": {\"domain\": \"in.example\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"domain\": \"api.example.com\"},"
+		" \"protocols\": [\"tcp\"], \"ports\": [443], \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \"blocked.example\"},"
+		" \"action\": \"deny\", \"terminate\": true},"
+		"{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": [\"tcp\"],"
+		" \"ports\": [443], \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"},"
+		" \"protocols\": [\"icmp\"], \"action\": \"allow\"},"
+		"{\"direction\": \"any\", \"destination\": {\"domain_suffix\": \"corp.example\"}, \"action\": \"allow\"}"));
 
 	/* cidr, public group and ingress rules never match a query. */
 	expect(policy_decide_dns(p, "in.example"), false, -1, false);
@@ -888,19 +845,16 @@ Test(dns, rules_in_order)
 
 Test(dns, any_and_host_rules_that_admit_dns)
 {
-	struct policy *p1 = parse_ok("{\"default_egress\": \"allow\", \"default_ingress\": "
-				     "\"deny\", \"rules\": ["
-				     "{\"direction\": \"egress\", \"destination\": \"any\", "
-				     "\"protocols\": [\"udp\"],"
-				     " \"ports\": [{\"start\": 1, \"end\": 1024}], \"action\": "
-				     "\"deny\"}]}");
-	struct policy *p2 = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
-					    "{\"group\": \"host\"},"
-					    " \"protocols\": [\"tcp\"], \"ports\": [53], "
-					    "\"action\": \"allow\"}"));
-	struct policy *p3 = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": "
-					    "{\"group\": \"host\"},"
-					    " \"ports\": [54], \"action\": \"allow\"}"));
+	struct policy *p1 = parse_ok(
+		"{\"default_egress\": \"allow\", \"default_ingress\": \"deny\", \"rules\": ["
+		"{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": [\"udp\"],"
+		" \"ports\": [{\"start\": 1, \"end\": 1024}], \"action\": \"deny\"}]}");
+	struct policy *p2 = parse_ok(
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"},"
+		       " \"protocols\": [\"tcp\"], \"ports\": [53], \"action\": \"allow\"}"));
+	struct policy *p3 = parse_ok(
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"},"
+		       " \"ports\": [54], \"action\": \"allow\"}"));
 
 	expect(policy_decide_dns(p1, "example.com"), false, 0, false);
 	expect(policy_decide_dns(p2, "example.com"), true, 0, false);
@@ -912,26 +866,17 @@ Test(dns, any_and_host_rules_that_admit_dns)
 
 Test(dns, rebind_helper)
 {
-	struct policy *p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", "
-					   "\"action\": \"allow\","
-					   " \"protocols\": [\"udp\"]},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"domain\": \"internal.example\"}, \"action\": "
-					   "\"allow\"},"
-					   "{\"direction\": \"ingress\", \"destination\": "
-					   "{\"group\": \"loopback\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"10.0.0.0/8\"},"
-					   " \"protocols\": [\"tcp\"], \"ports\": [22], "
-					   "\"action\": \"deny\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"10.0.0.0/8\"}, \"action\": \"allow\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"cidr\": \"192.168.1.0/24\"}, \"action\": \"deny\"},"
-					   "{\"direction\": \"egress\", \"destination\": "
-					   "{\"group\": \"private\"},"
-					   " \"protocols\": [\"tcp\"], \"ports\": [443], "
-					   "\"action\": \"allow\"}"));
+	struct policy *p = parse_ok(POLICY(
+		"{\"direction\": \"egress\", \"destination\": \"any\", \"action\": \"allow\","
+		" \"protocols\": [\"udp\"]},"
+		"{\"direction\": \"egress\", \"destination\": {\"domain\": \"internal.example\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"ingress\", \"destination\": {\"group\": \"loopback\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.0.0.0/8\"},"
+		" \"protocols\": [\"tcp\"], \"ports\": [22], \"action\": \"deny\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.0.0.0/8\"}, \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"192.168.1.0/24\"}, \"action\": \"deny\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"group\": \"private\"},"
+		" \"protocols\": [\"tcp\"], \"ports\": [443], \"action\": \"allow\"}"));
 	struct policy_addr a10 = A("10.1.2.3"), m10 = A("::ffff:10.1.2.3"), a192 = A("192.168.1.7");
 	struct policy_addr a172 = A("172.16.0.1"), lo = A("127.0.0.1"), un = A("0.0.0.0");
 
@@ -958,18 +903,17 @@ Test(dns, rebind_helper)
 	policy_free(p);
 
 	/* A deny "any" that covers everything stops the walk; a partial one does not. */
-	p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": "
-			    "[\"tcp\"],"
-			    " \"ports\": [25], \"action\": \"deny\"},"
-			    "{\"direction\": \"egress\", \"destination\": {\"group\": "
-			    "\"private\"}, \"action\": \"allow\"}"));
+	p = parse_ok(POLICY(
+		"{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": [\"tcp\"],"
+		" \"ports\": [25], \"action\": \"deny\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"group\": \"private\"}, \"action\": \"allow\"}"));
 	cr_assert(policy_address_rule_allows(p, &a10, 0, 0));
 	cr_assert_not(policy_address_rule_allows(p, &a10, POLICY_PROTO_TCP, 25));
 	policy_free(p);
-	p = parse_ok("{\"default_egress\": \"allow\", \"default_ingress\": \"deny\", \"rules\": ["
-		     "{\"direction\": \"egress\", \"destination\": \"any\", \"action\": \"deny\"},"
-		     "{\"direction\": \"egress\", \"destination\": {\"group\": \"private\"}, "
-		     "\"action\": \"allow\"}]}");
+	p = parse_ok(
+		"{\"default_egress\": \"allow\", \"default_ingress\": \"deny\", \"rules\": ["
+		"{\"direction\": \"egress\", \"destination\": \"any\", \"action\": \"deny\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"group\": \"private\"}, \"action\": \"allow\"}]}");
 	cr_assert_not(policy_address_rule_allows(p, &a10, 0, 0));
 	policy_free(p);
 	/* The default does not count. */
@@ -1114,11 +1058,11 @@ Test(examples, host_dev_server)
 
 Test(ext, dns_section)
 {
-	struct policy *p = parse_ok("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-				    " \"dns\": {\"nameservers\": [\"192.0.2.53\", "
-				    "\"192.0.2.54:5353\","
-				    " \"[2001:db8::53]:53\", \"2001:db8::54\", \"[2001:db8::55]\"],"
-				    " \"rebind_protection\": false, \"timeout_ms\": 750}}");
+	struct policy *p = parse_ok(
+		"{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+		" \"dns\": {\"nameservers\": [\"192.0.2.53\", \"192.0.2.54:5353\","
+		" \"[2001:db8::53]:53\", \"2001:db8::54\", \"[2001:db8::55]\"],"
+		" \"rebind_protection\": false, \"timeout_ms\": 750}}");
 	const struct policy_dns *d = policy_dns(p);
 	char *j = policy_to_json(p);
 
@@ -1179,14 +1123,12 @@ Test(ext, dns_section)
 
 Test(ext, limits_section)
 {
-	struct policy *p = parse_ok("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", "
-				    "\"limits\": {"
-				    " \"max_tcp_connections\": 100,"
-				    " \"max_udp_flows\": {\"limit\": 50},"
-				    " \"new_connections_per_second\": {\"limit\": 20, "
-				    "\"on_exceed\": \"terminate\"},"
-				    " \"egress_bytes_per_second\": {\"limit\": 1000000000000, "
-				    "\"on_exceed\": \"refuse\"}}}");
+	struct policy *p = parse_ok(
+		"{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"limits\": {"
+		" \"max_tcp_connections\": 100,"
+		" \"max_udp_flows\": {\"limit\": 50},"
+		" \"new_connections_per_second\": {\"limit\": 20, \"on_exceed\": \"terminate\"},"
+		" \"egress_bytes_per_second\": {\"limit\": 1000000000000, \"on_exceed\": \"refuse\"}}}");
 	const struct policy_limits *l = policy_limits(p);
 
 	cr_assert(l->max_tcp_connections.set);
@@ -1229,13 +1171,11 @@ Test(ext, limits_section)
 
 Test(ext, publish_section)
 {
-	struct policy *p = parse_ok("{\"default_egress\": \"deny\", \"default_ingress\": "
-				    "\"allow\", \"publish\": ["
-				    " {\"host_port\": 8080, \"guest_port\": 80},"
-				    " {\"host_address\": \"::1\", \"host_port\": 5353, "
-				    "\"guest_port\": 53, \"protocol\": \"udp\"},"
-				    " {\"host_address\": \"0.0.0.0\", \"host_port\": 8080, "
-				    "\"guest_port\": 80, \"protocol\": \"udp\"}]}");
+	struct policy *p = parse_ok(
+		"{\"default_egress\": \"deny\", \"default_ingress\": \"allow\", \"publish\": ["
+		" {\"host_port\": 8080, \"guest_port\": 80},"
+		" {\"host_address\": \"::1\", \"host_port\": 5353, \"guest_port\": 53, \"protocol\": \"udp\"},"
+		" {\"host_address\": \"0.0.0.0\", \"host_port\": 8080, \"guest_port\": 80, \"protocol\": \"udp\"}]}");
 	const struct policy_publish *pb;
 	char buf[64];
 
@@ -1267,14 +1207,14 @@ Test(ext, publish_section)
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
 		   " \"publish\": [{\"host_port\": 80, \"guest_port\": 65536}]}",
 		   "publish[0].guest_port", "1..65535");
-	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"publish\": [{\"host_port\": 80, \"guest_port\": 80, \"protocol\": "
-		   "\"icmp\"}]}",
-		   "publish[0].protocol", "\"tcp\" or \"udp\"");
-	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"publish\": [{\"host_address\": \"localhost\", \"host_port\": 80, "
-		   "\"guest_port\": 80}]}",
-		   "publish[0].host_address", "IP address");
+	parse_fail(
+		"{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+		" \"publish\": [{\"host_port\": 80, \"guest_port\": 80, \"protocol\": \"icmp\"}]}",
+		"publish[0].protocol", "\"tcp\" or \"udp\"");
+	parse_fail(
+		"{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+		" \"publish\": [{\"host_address\": \"localhost\", \"host_port\": 80, \"guest_port\": 80}]}",
+		"publish[0].host_address", "IP address");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
 		   " \"publish\": [{\"host_port\": 80, \"guest_port\": 80},"
 		   " {\"host_address\": \"127.0.0.1\", \"host_port\": 80, \"guest_port\": 81}]}",
@@ -1311,49 +1251,50 @@ Test(schema, top_level)
 
 Test(schema, rule_fields)
 {
-	parse_fail(POLICY(RULE_OK ", {\"direction\": \"egress\", \"destinaton\": \"any\", "
-				  "\"action\": \"allow\"}"),
-		   "test.json: rules[1].destinaton:", "unknown key");
+	parse_fail(
+		POLICY(RULE_OK
+		       ", {\"direction\": \"egress\", \"destinaton\": \"any\", \"action\": \"allow\"}"),
+		"test.json: rules[1].destinaton:", "unknown key");
 	parse_fail(POLICY("{\"destination\": \"any\", \"action\": \"allow\"}"),
 		   "rules[0].direction", "missing");
 	parse_fail(POLICY("{\"direction\": \"egress\", \"action\": \"allow\"}"),
 		   "rules[0].destination", "missing");
 	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\"}"),
 		   "rules[0].action", "missing");
-	parse_fail(POLICY("{\"direction\": \"outbound\", \"destination\": \"any\", \"action\": "
-			  "\"allow\"}"),
-		   "rules[0].direction", "\"outbound\" is not \"egress\", \"ingress\" or \"any\"");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"action\": "
-			  "\"permit\"}"),
-		   "rules[0].action", "\"allow\" or \"deny\"");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"all\", \"action\": "
-			  "\"allow\"}"),
-		   "rules[0].destination", "\"any\" or an object");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {}, \"action\": "
-			  "\"allow\"}"),
-		   "rules[0].destination", "\"any\" or an object");
+	parse_fail(
+		POLICY("{\"direction\": \"outbound\", \"destination\": \"any\", \"action\": \"allow\"}"),
+		"rules[0].direction", "\"outbound\" is not \"egress\", \"ingress\" or \"any\"");
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"action\": \"permit\"}"),
+		"rules[0].action", "\"allow\" or \"deny\"");
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"destination\": \"all\", \"action\": \"allow\"}"),
+		"rules[0].destination", "\"any\" or an object");
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"destination\": {}, \"action\": \"allow\"}"),
+		"rules[0].destination", "\"any\" or an object");
 	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"cidr\": \"10.0.0.0/8\","
 			  " \"group\": \"public\"}, \"action\": \"allow\"}"),
 		   "rules[0].destination", "exactly one");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"host\": \"x\"}, "
-			  "\"action\": \"allow\"}"),
-		   "rules[0].destination.host", "unknown key");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": "
-			  "\"tcp\","
-			  " \"action\": \"allow\"}"),
-		   "rules[0].protocols", "list");
-	parse_fail(POLICY(RULE_OK "," RULE_OK ", {\"direction\": \"egress\", \"destination\": "
-				  "\"any\","
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"host\": \"x\"}, \"action\": \"allow\"}"),
+		"rules[0].destination.host", "unknown key");
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"protocols\": \"tcp\","
+		       " \"action\": \"allow\"}"),
+		"rules[0].protocols", "list");
+	parse_fail(POLICY(RULE_OK "," RULE_OK
+				  ", {\"direction\": \"egress\", \"destination\": \"any\","
 				  " \"protocols\": [\"tcp\", \"sctp\"], \"action\": \"allow\"}"),
 		   "test.json: rules[2].protocols[1]:", "\"sctp\" is not one of tcp, udp, icmp");
 }
 
 Test(schema, ports)
 {
-	parse_fail(POLICY(RULE_OK "," RULE_OK "," RULE_OK ", {\"direction\": \"egress\","
-				  " \"destination\": \"any\", \"ports\": [{\"start\": 1, \"end\": "
-				  "65536}],"
-				  " \"action\": \"allow\"}"),
+	parse_fail(POLICY(RULE_OK
+			  "," RULE_OK "," RULE_OK ", {\"direction\": \"egress\","
+			  " \"destination\": \"any\", \"ports\": [{\"start\": 1, \"end\": 65536}],"
+			  " \"action\": \"allow\"}"),
 		   "test.json: rules[3].ports[0].end: must be an integer 0..65535", NULL);
 	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
 			  " \"ports\": [{\"start\": -1, \"end\": 5}], \"action\": \"allow\"}"),
@@ -1370,10 +1311,10 @@ Test(schema, ports)
 	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
 			  " \"ports\": [{\"end\": 90}], \"action\": \"allow\"}"),
 		   "rules[0].ports[0].start", "missing");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
-			  " \"ports\": [{\"start\": 1, \"end\": 2, \"step\": 1}], \"action\": "
-			  "\"allow\"}"),
-		   "rules[0].ports[0].step", "unknown key");
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
+		       " \"ports\": [{\"start\": 1, \"end\": 2, \"step\": 1}], \"action\": \"allow\"}"),
+		"rules[0].ports[0].step", "unknown key");
 	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
 			  " \"ports\": [\"80\"], \"action\": \"allow\"}"),
 		   "rules[0].ports[0]", "port number");
@@ -1387,9 +1328,9 @@ Test(schema, ports)
 
 Test(schema, values_are_sanitized_in_messages)
 {
-	parse_fail(POLICY("{\"direction\": \"eg\\u001bress\", \"destination\": \"any\", "
-			  "\"action\": \"allow\"}"),
-		   "\"eg?ress\"", NULL);
+	parse_fail(
+		POLICY("{\"direction\": \"eg\\u001bress\", \"destination\": \"any\", \"action\": \"allow\"}"),
+		"\"eg?ress\"", NULL);
 	cr_assert(!strchr(errbuf, 0x1b));
 }
 
@@ -1398,9 +1339,9 @@ Test(schema, too_many_rules)
 	size_t cap = (POLICY_MAX_RULES + 2) * sizeof(RULE_OK ",") + 200, o;
 	char *s = malloc(cap);
 
-	o = (size_t)snprintf(s, cap,
-			     "{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", "
-			     "\"rules\": [");
+	o = (size_t)snprintf(
+		s, cap,
+		"{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"rules\": [");
 	for (int i = 0; i <= POLICY_MAX_RULES; i++)
 		o += (size_t)snprintf(s + o, cap - o, "%s" RULE_OK, i ? "," : "");
 	snprintf(s + o, cap - o, "]}");
@@ -1434,8 +1375,8 @@ Test(input, deep_nesting)
 	memset(s + n, ']', n);
 	parse_fail_n(s, 2 * n, "test.json:1:", "depth");
 	/* Inside a rule, too, and with objects. */
-	o = (size_t)sprintf(s, "{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", "
-			       "\"rules\": ");
+	o = (size_t)sprintf(
+		s, "{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"rules\": ");
 	for (size_t i = 0; i < 3000; i++, o += 5)
 		memcpy(s + o, "{\"a\":", 5);
 	s[o++] = '1';
@@ -1447,27 +1388,27 @@ Test(input, deep_nesting)
 
 Test(input, invalid_utf8_and_nul)
 {
-	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"rules\": "
-		   "[{\"direction\": \"egr\xff\"}]}",
-		   "test.json:1:", NULL);
+	parse_fail(
+		"{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"rules\": [{\"direction\": \"egr\xff\"}]}",
+		"test.json:1:", NULL);
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"x\xc3\": 1}",
 		   "test.json:1:", NULL);
 	parse_fail_n("{\"default_egress\": \"deny\",\0 \"default_ingress\": \"deny\"}", 52,
 		     "test.json:1:", NULL);
-	parse_fail(POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": "
-			  "\"a\\u0000b\"}, \"action\": \"allow\"}"),
-		   "test.json:1:", NULL);
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": \"a\\u0000b\"}, \"action\": \"allow\"}"),
+		"test.json:1:", NULL);
 }
 
 Test(input, duplicate_keys)
 {
-	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", "
-		   "\"default_egress\": \"allow\"}",
-		   "test.json:1:", "duplicate");
-	parse_fail(POLICY("{\"direction\": \"egress\", \"direction\": \"ingress\", "
-			  "\"destination\": \"any\","
-			  " \"action\": \"allow\"}"),
-		   "duplicate", NULL);
+	parse_fail(
+		"{\"default_egress\": \"deny\", \"default_ingress\": \"deny\", \"default_egress\": \"allow\"}",
+		"test.json:1:", "duplicate");
+	parse_fail(
+		POLICY("{\"direction\": \"egress\", \"direction\": \"ingress\", \"destination\": \"any\","
+		       " \"action\": \"allow\"}"),
+		"duplicate", NULL);
 }
 
 Test(input, size_limit)
@@ -1546,41 +1487,22 @@ Test(input, null_arguments)
 /* Round trip                                                          */
 /* ------------------------------------------------------------------ */
 
-static const char rich[] = "{\"default_egress\": \"deny\", \"default_ingress\": \"allow\", "
-			   "\"rules\": ["
-			   "{\"direction\": \"egress\", \"destination\": {\"group\": "
-			   "\"metadata\"}, \"action\": \"deny\", \"terminate\": true},"
-			   "{\"direction\": \"any\", \"destination\": {\"cidr\": \"10.9.8.7/16\"}, "
-			   "\"protocols\": [\"udp\", \"tcp\"],"
-			   " \"ports\": [22, {\"start\": 8000, \"end\": 8999}, 23], \"action\": "
-			   "\"deny\"},"
-			   "{\"direction\": \"egress\", \"destination\": {\"cidr\": "
-			   "\"::ffff:172.16.0.0/108\"}, \"action\": \"allow\"},"
-			   "{\"direction\": \"egress\", \"destination\": {\"domain\": "
-			   "\"PyPI.org.\"}, \"protocols\": [\"tcp\"], \"ports\": [443], "
-			   "\"action\": \"allow\"},"
-			   "{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": "
-			   "\".pythonhosted.org\"}, \"action\": \"allow\"},"
-			   "{\"direction\": \"ingress\", \"destination\": {\"cidr\": "
-			   "\"2001:db8::/32\"}, \"protocols\": [\"icmpv6\"], \"action\": "
-			   "\"allow\"},"
-			   "{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"}, "
-			   "\"protocols\": [\"udp\", \"tcp\"], \"ports\": [53], \"action\": "
-			   "\"allow\"},"
-			   "{\"direction\": \"egress\", \"destination\": {\"group\": \"public\"}, "
-			   "\"ports\": [{\"start\": 0, \"end\": 100}, {\"start\": 101, \"end\": "
-			   "65535}], \"action\": \"allow\"},"
-			   "{\"direction\": \"any\", \"destination\": \"any\", \"protocols\": "
-			   "[\"icmp\"], \"action\": \"deny\"}"
-			   "],"
-			   "\"dns\": {\"nameservers\": [\"192.0.2.53\", \"[2001:db8::53]:5353\"], "
-			   "\"rebind_protection\": false, \"timeout_ms\": 1500},"
-			   "\"limits\": {\"max_tcp_connections\": 64, "
-			   "\"ingress_bytes_per_second\": {\"limit\": 1048576, \"on_exceed\": "
-			   "\"terminate\"}},"
-			   "\"publish\": [{\"host_port\": 2222, \"guest_port\": 22}, "
-			   "{\"host_address\": \"::\", \"host_port\": 5353, \"guest_port\": 53, "
-			   "\"protocol\": \"udp\"}]}";
+static const char rich[] =
+	"{\"default_egress\": \"deny\", \"default_ingress\": \"allow\", \"rules\": ["
+	"{\"direction\": \"egress\", \"destination\": {\"group\": \"metadata\"}, \"action\": \"deny\", \"terminate\": true},"
+	"{\"direction\": \"any\", \"destination\": {\"cidr\": \"10.9.8.7/16\"}, \"protocols\": [\"udp\", \"tcp\"],"
+	" \"ports\": [22, {\"start\": 8000, \"end\": 8999}, 23], \"action\": \"deny\"},"
+	"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"::ffff:172.16.0.0/108\"}, \"action\": \"allow\"},"
+	"{\"direction\": \"egress\", \"destination\": {\"domain\": \"PyPI.org.\"}, \"protocols\": [\"tcp\"], \"ports\": [443], \"action\": \"allow\"},"
+	"{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \".pythonhosted.org\"}, \"action\": \"allow\"},"
+	"{\"direction\": \"ingress\", \"destination\": {\"cidr\": \"2001:db8::/32\"}, \"protocols\": [\"icmpv6\"], \"action\": \"allow\"},"
+	"{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"}, \"protocols\": [\"udp\", \"tcp\"], \"ports\": [53], \"action\": \"allow\"},"
+	"{\"direction\": \"egress\", \"destination\": {\"group\": \"public\"}, \"ports\": [{\"start\": 0, \"end\": 100}, {\"start\": 101, \"end\": 65535}], \"action\": \"allow\"},"
+	"{\"direction\": \"any\", \"destination\": \"any\", \"protocols\": [\"icmp\"], \"action\": \"deny\"}"
+	"],"
+	"\"dns\": {\"nameservers\": [\"192.0.2.53\", \"[2001:db8::53]:5353\"], \"rebind_protection\": false, \"timeout_ms\": 1500},"
+	"\"limits\": {\"max_tcp_connections\": 64, \"ingress_bytes_per_second\": {\"limit\": 1048576, \"on_exceed\": \"terminate\"}},"
+	"\"publish\": [{\"host_port\": 2222, \"guest_port\": 22}, {\"host_address\": \"::\", \"host_port\": 5353, \"guest_port\": 53, \"protocol\": \"udp\"}]}";
 
 Test(roundtrip, to_json_parses_back_equal)
 {
@@ -1742,9 +1664,9 @@ Test(explain, first_line_is_machine_readable)
 	cr_assert_str_eq(line, "allow rule 6");
 	policy_free(p);
 
-	p = parse_ok(POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": "
-			    "\"bad.example\"},"
-			    " \"action\": \"deny\", \"terminate\": true}"));
+	p = parse_ok(
+		POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": \"bad.example\"},"
+		       " \"action\": \"deny\", \"terminate\": true}"));
 	policy_explain_dns(p, "bad.example", buf, sizeof(buf));
 	first_line(buf, line, sizeof(line));
 	cr_assert_str_eq(line, "deny rule 0 terminate");
@@ -1866,8 +1788,7 @@ Test(cli, check_reports_schema_error)
 	cr_assert_not_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/bad.json", dir);
 	f = fopen(path, "w");
-	fputs(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"ports\": "
-		     "[{\"start\": 1,"
+	fputs(POLICY("{\"direction\": \"egress\", \"destination\": \"any\", \"ports\": [{\"start\": 1,"
 		     " \"end\": 99999}], \"action\": \"allow\"}"),
 	      f);
 	fclose(f);
