@@ -26,12 +26,14 @@
  * Either way the proxy sees p2s fill up; nothing is dropped.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "lwip/ip_addr.h"
 #include "lwip/sys.h"
 #include "netstack/stack.h"
+#include "shm/flowmsg.h"
 
 #define MEM_RETRY_MS 10
 
@@ -143,35 +145,57 @@ static void bad(struct netstack *ns, uint32_t id, const char *what)
 
 enum { DISP_DONE, DISP_WAIT, DISP_BAD };
 
+/* s2g has no room for a frame of @len payload bytes: wait until it has. */
+static int s2g_wait(struct netstack *ns, uint32_t len)
+{
+	ns->p2s_paused = true;
+	ns->p2s_need_s2g = (uint32_t)s2g_need(ns, len);
+	return DISP_WAIT;
+}
+
+/* A DGRAM for the guest: to the guest's own address (v4) or not multicast (v6). */
+static int dgram_dispatch(struct netstack *ns, const struct flow_dgram *m, const uint8_t *data,
+			  uint32_t len)
+{
+	ip_addr_t src, dst;
+
+	if (flows_endpoint_addr(&m->src, &src) < 0 || flows_endpoint_addr(&m->dst, &dst) < 0 ||
+	    (m->dst.family == 4 && ip4_addr_get_u32(ip_2_ip4(&dst)) != ns->cfg.guest_ip4) ||
+	    (m->dst.family == 6 && ip6_addr_ismulticast(ip_2_ip6(&dst))))
+		return bad(ns, 0, "DGRAM addresses"), DISP_BAD;
+	if (!guestif_s2g_room(ns, s2g_need(ns, len)))
+		return s2g_wait(ns, len);
+	dgram_output(ns, &src, m->src.port, &dst, m->dst.port, data, len);
+	return DISP_DONE;
+}
+
 static int dispatch(struct netstack *ns, uint32_t type, const uint8_t *rec, uint32_t n)
 {
-	switch (type) {
-	case FLOW_CONNECT_RESULT: {
-		struct flow_connect_result m;
+	union flowmsg m;
+	uint32_t hl, len;
+	const char *why;
 
-		if (n != sizeof(m))
-			return bad(ns, 0, "CONNECT_RESULT size"), DISP_BAD;
-		memcpy(&m, rec, sizeof(m));
-		if (!m.id || (m.id & FLOW_ID_INGRESS) || m.result >= MOAT_CONN_RESULT_COUNT)
-			return bad(ns, m.id, "CONNECT_RESULT field"), DISP_BAD;
-		conn_connect_result(ns, &m);
-		return DISP_DONE;
+	if (flowmsg_check(FLOWMSG_P2S, type, rec, n, &m, &hl, &why) < 0) {
+		char what[48];
+
+		snprintf(what, sizeof(what), "%s %s", flowmsg_name(type), why);
+		return bad(ns, 0, what), DISP_BAD;
 	}
+	rec += hl;
+	len = n - hl;
+	switch (type) {
+	case FLOW_CONNECT_RESULT:
+		conn_connect_result(ns, &m.result);
+		return DISP_DONE;
 	case FLOW_DATA: {
-		struct flow_data m;
-		uint32_t len, taken;
+		uint32_t taken;
 		int rc;
 
-		if (n <= sizeof(m) || n - sizeof(m) > FLOW_DATA_MAX)
-			return bad(ns, 0, "DATA size"), DISP_BAD;
-		memcpy(&m, rec, sizeof(m));
-		len = n - (uint32_t)sizeof(m);
-		if (!m.id || ns->p2s_skip >= len)
-			return bad(ns, m.id, "DATA field"), DISP_BAD;
-		rc = conn_data(ns, m.id, rec + sizeof(m) + ns->p2s_skip, len - ns->p2s_skip,
-			       &taken);
+		if (ns->p2s_skip >= len)
+			return bad(ns, m.data.id, "DATA field"), DISP_BAD;
+		rc = conn_data(ns, m.data.id, rec + ns->p2s_skip, len - ns->p2s_skip, &taken);
 		if (rc == -EINVAL)
-			return bad(ns, m.id, "DATA beyond the credit given"), DISP_BAD;
+			return bad(ns, m.data.id, "DATA beyond the credit given"), DISP_BAD;
 		if (rc == -EAGAIN) {
 			ns->p2s_skip += taken;
 			ns->p2s_paused = true;
@@ -180,92 +204,29 @@ static int dispatch(struct netstack *ns, uint32_t type, const uint8_t *rec, uint
 		}
 		return DISP_DONE;
 	}
-	case FLOW_CREDIT: {
-		struct flow_credit m;
-
-		if (n != sizeof(m))
-			return bad(ns, 0, "CREDIT size"), DISP_BAD;
-		memcpy(&m, rec, sizeof(m));
-		if (!m.id || !m.bytes || conn_credit(ns, &m) < 0)
-			return bad(ns, m.id, "CREDIT for bytes never sent"), DISP_BAD;
+	case FLOW_CREDIT:
+		if (!m.credit.bytes || conn_credit(ns, &m.credit) < 0)
+			return bad(ns, m.credit.id, "CREDIT for bytes never sent"), DISP_BAD;
 		return DISP_DONE;
-	}
-	case FLOW_SHUT_WR: {
-		struct flow_shut m;
-
-		if (n != sizeof(m))
-			return bad(ns, 0, "SHUT_WR size"), DISP_BAD;
-		memcpy(&m, rec, sizeof(m));
-		if (!m.id || conn_shut(ns, m.id) < 0)
-			return bad(ns, m.id, "SHUT_WR before the connection"), DISP_BAD;
+	case FLOW_SHUT_WR:
+		if (conn_shut(ns, m.shut.id) < 0)
+			return bad(ns, m.shut.id, "SHUT_WR before the connection"), DISP_BAD;
 		return DISP_DONE;
-	}
-	case FLOW_CLOSE: {
-		struct flow_close m;
-
-		if (n != sizeof(m))
-			return bad(ns, 0, "CLOSE size"), DISP_BAD;
-		memcpy(&m, rec, sizeof(m));
-		if (!m.id || m.reset > 1)
-			return bad(ns, m.id, "CLOSE field"), DISP_BAD;
-		conn_close(ns, &m);
+	case FLOW_CLOSE:
+		conn_close(ns, &m.close);
 		return DISP_DONE;
-	}
-	case FLOW_DGRAM: {
-		struct flow_dgram m;
-		ip_addr_t src, dst;
-		uint32_t len;
-
-		if (n < sizeof(m) || n - sizeof(m) > FLOW_DATA_MAX)
-			return bad(ns, 0, "DGRAM size"), DISP_BAD;
-		memcpy(&m, rec, sizeof(m));
-		len = n - (uint32_t)sizeof(m);
-		if (flows_endpoint_addr(&m.src, &src) < 0 ||
-		    flows_endpoint_addr(&m.dst, &dst) < 0 || m.src.family != m.dst.family ||
-		    !m.src.port || !m.dst.port ||
-		    (m.dst.family == 4 && ip4_addr_get_u32(ip_2_ip4(&dst)) != ns->cfg.guest_ip4) ||
-		    (m.dst.family == 6 && ip6_addr_ismulticast(ip_2_ip6(&dst))))
-			return bad(ns, 0, "DGRAM addresses"), DISP_BAD;
-		if (!guestif_s2g_room(ns, s2g_need(ns, len))) {
-			ns->p2s_paused = true;
-			ns->p2s_need_s2g = (uint32_t)s2g_need(ns, len);
-			return DISP_WAIT;
-		}
-		dgram_output(ns, &src, m.src.port, &dst, m.dst.port, rec + sizeof(m), len);
-		return DISP_DONE;
-	}
-	case FLOW_ECHO_REPLY: {
-		struct flow_echo m;
-		uint32_t len;
-
-		if (n < sizeof(m) || n - sizeof(m) > FLOW_DATA_MAX)
-			return bad(ns, 0, "ECHO_REPLY size"), DISP_BAD;
-		memcpy(&m, rec, sizeof(m));
-		len = n - (uint32_t)sizeof(m);
-		if (!guestif_s2g_room(ns, s2g_need(ns, len))) {
-			ns->p2s_paused = true;
-			ns->p2s_need_s2g = (uint32_t)s2g_need(ns, len);
-			return DISP_WAIT;
-		}
-		if (icmpgw_echo_reply_from_proxy(ns, &m, rec + sizeof(m), len) < 0)
+	case FLOW_DGRAM:
+		return dgram_dispatch(ns, &m.dgram, rec, len);
+	case FLOW_ECHO_REPLY:
+		if (!guestif_s2g_room(ns, s2g_need(ns, len)))
+			return s2g_wait(ns, len);
+		if (icmpgw_echo_reply_from_proxy(ns, &m.echo, rec, len) < 0)
 			return bad(ns, 0, "ECHO_REPLY addresses"), DISP_BAD;
 		return DISP_DONE;
-	}
-	case FLOW_ACCEPTED: {
-		struct flow_connect m;
-
-		if (n != sizeof(m))
-			return bad(ns, 0, "ACCEPTED size"), DISP_BAD;
-		memcpy(&m, rec, sizeof(m));
-		if (!(m.id & FLOW_ID_INGRESS) || !m.dst.port || !m.src.port ||
-		    (m.src.family != 4 && m.src.family != 6))
-			return bad(ns, m.id, "ACCEPTED field"), DISP_BAD;
-		if (conn_accepted(ns, &m) < 0)
-			return bad(ns, m.id, "ACCEPTED for a live id"), DISP_BAD;
+	default: /* FLOW_ACCEPTED: flowmsg_check() lets no other type through */
+		if (conn_accepted(ns, &m.connect) < 0)
+			return bad(ns, m.connect.id, "ACCEPTED for a live id"), DISP_BAD;
 		return DISP_DONE;
-	}
-	default:
-		return bad(ns, 0, "unknown message type"), DISP_BAD;
 	}
 }
 

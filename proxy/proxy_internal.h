@@ -119,7 +119,6 @@ struct proxy {
 /* relay.c */
 int relay_init(struct proxy *px);
 void relay_fini(struct proxy *px);
-int relay_validate(uint32_t type, const void *msg, uint32_t len);
 void relay_send(struct proxy *px, uint32_t type, const void *msg, uint32_t len);
 void relay_sendv(struct proxy *px, uint32_t type, const void *hdr, uint32_t hlen, const void *data,
 		 uint32_t dlen);

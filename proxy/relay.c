@@ -13,7 +13,7 @@
  * one uv_prepare callback, which runs right before the loop would block:
  * pop a bounded batch of records (each copied out of the ring by
  * ring_pop() before it is looked at), validate each one completely
- * (relay_validate(): known type, exact size for fixed-size records, data
+ * (flowmsg_check(): known type, exact size for fixed-size records, data
  * sizes within FLOW_DATA_MAX, valid families and ports, ids in the right
  * half of the space) and hand it to tcpflow.c, udpflow.c, dnsfwd.c or ping.c. A
  * malformed record or a corrupt ring is a fatal violation (mailbox, then
@@ -49,6 +49,7 @@
 
 #include "common/log.h"
 #include "proxy/proxy_internal.h"
+#include "shm/flowmsg.h"
 #include "shm/mailbox.h"
 
 #define DRAIN_RECORDS	  4096	      /* s2p records per loop iteration */
@@ -66,115 +67,6 @@ static uint64_t backlog_bytes;
 
 /* One record copied out of s2p at a time. */
 static _Alignas(8) uint8_t rec_buf[FLOW_RECORD_MAX];
-
-static bool ep_valid(const struct flow_endpoint *ep)
-{
-	return ep->family == 4 || ep->family == 6;
-}
-
-/**
- * relay_validate() - check one s2p record completely before it is used
- * @type:	record type
- * @msg:	payload, already copied out of the ring
- * @len:	payload length
- *
- * Records that only travel p2s (ECHO_REPLY, ACCEPTED) are invalid here.
- *
- * Return: 0 if well-formed, -EBADMSG if not (a violation).
- */
-int relay_validate(uint32_t type, const void *msg, uint32_t len)
-{
-	switch (type) {
-	case FLOW_CONNECT: {
-		struct flow_connect c;
-
-		if (len != sizeof(c))
-			return -EBADMSG;
-		memcpy(&c, msg, sizeof(c));
-		if (c.id == 0 || (c.id & FLOW_ID_INGRESS))
-			return -EBADMSG;
-		if (!ep_valid(&c.src) || !ep_valid(&c.dst) || c.src.family != c.dst.family ||
-		    c.src.port == 0 || c.dst.port == 0)
-			return -EBADMSG;
-		return 0;
-	}
-	case FLOW_CONNECT_RESULT: {
-		struct flow_connect_result r;
-
-		if (len != sizeof(r))
-			return -EBADMSG;
-		memcpy(&r, msg, sizeof(r));
-		if (!(r.id & FLOW_ID_INGRESS) || r.id == FLOW_ID_INGRESS ||
-		    r.result >= MOAT_CONN_RESULT_COUNT)
-			return -EBADMSG;
-		return 0;
-	}
-	case FLOW_DATA: {
-		struct flow_data d;
-
-		if (len <= sizeof(d) || len > sizeof(d) + FLOW_DATA_MAX)
-			return -EBADMSG;
-		memcpy(&d, msg, sizeof(d));
-		return d.id && d.id != FLOW_ID_INGRESS ? 0 : -EBADMSG;
-	}
-	case FLOW_CREDIT: {
-		struct flow_credit c;
-
-		if (len != sizeof(c))
-			return -EBADMSG;
-		memcpy(&c, msg, sizeof(c));
-		return c.id && c.id != FLOW_ID_INGRESS ? 0 : -EBADMSG;
-	}
-	case FLOW_SHUT_WR: {
-		struct flow_shut s;
-
-		if (len != sizeof(s))
-			return -EBADMSG;
-		memcpy(&s, msg, sizeof(s));
-		return s.id && s.id != FLOW_ID_INGRESS ? 0 : -EBADMSG;
-	}
-	case FLOW_CLOSE: {
-		struct flow_close c;
-
-		if (len != sizeof(c))
-			return -EBADMSG;
-		memcpy(&c, msg, sizeof(c));
-		return c.id && c.id != FLOW_ID_INGRESS && c.reset <= 1 ? 0 : -EBADMSG;
-	}
-	case FLOW_DGRAM: {
-		struct flow_dgram d;
-
-		if (len < sizeof(d) || len > sizeof(d) + FLOW_DATA_MAX)
-			return -EBADMSG;
-		memcpy(&d, msg, sizeof(d));
-		if (!ep_valid(&d.src) || !ep_valid(&d.dst) || d.src.family != d.dst.family ||
-		    d.src.port == 0 || d.dst.port == 0)
-			return -EBADMSG;
-		return 0;
-	}
-	case FLOW_ECHO: {
-		struct flow_echo e;
-
-		if (len < sizeof(e) || len > sizeof(e) + FLOW_DATA_MAX)
-			return -EBADMSG;
-		memcpy(&e, msg, sizeof(e));
-		if (!ep_valid(&e.peer) || !ep_valid(&e.guest) || e.peer.family != e.guest.family)
-			return -EBADMSG;
-		return 0;
-	}
-	default:
-		return -EBADMSG;
-	}
-}
-
-static const char *type_name(uint32_t type)
-{
-	static const char *const names[] = { "CONNECT",	   "CONNECT_RESULT", "DATA",  "CREDIT",
-					     "SHUT_WR",	   "CLOSE",	     "DGRAM", "ECHO",
-					     "ECHO_REPLY", "ACCEPTED" };
-
-	return type >= FLOW_CONNECT && type < FLOW_MSG_END ? names[type - FLOW_CONNECT] : "unknown";
-}
 
 static void dispatch(struct proxy *px, uint32_t type, const uint8_t *msg, uint32_t len)
 {
@@ -247,7 +139,9 @@ static void drain(struct proxy *px)
 	uint64_t bytes = 0;
 
 	for (int i = 0; i < DRAIN_RECORDS && bytes < DRAIN_BYTES && !px->violation; i++) {
-		uint32_t type = 0;
+		uint32_t type = 0, hlen;
+		union flowmsg hdr;
+		const char *why = "size";
 		int n = ring_pop(&px->s2p, &type, rec_buf, sizeof(rec_buf));
 
 		if (n == -EAGAIN)
@@ -257,12 +151,15 @@ static void drain(struct proxy *px)
 					"ring s2p failed validation");
 			return;
 		}
-		if (n == -EMSGSIZE || (n >= 0 && relay_validate(type, rec_buf, (uint32_t)n) < 0)) {
+		if (n == -EMSGSIZE ||
+		    (n >= 0 && flowmsg_check(FLOWMSG_S2P, type, rec_buf, (uint32_t)n, &hdr, &hlen,
+					     &why) < 0)) {
 			char detail[96];
 
 			CNT_ADD(px, bad_messages, 1);
-			snprintf(detail, sizeof(detail), "malformed s2p record type=%u (%s) len=%d",
-				 type, type_name(type), n);
+			snprintf(detail, sizeof(detail),
+				 "malformed s2p record type=%u (%s) len=%d: %s", type,
+				 flowmsg_name(type), n, why);
 			relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, 0, 0xff, NULL, detail);
 			return;
 		}
