@@ -190,23 +190,30 @@ void publish_result_input(struct proxy *px, const struct flow_connect_result *r)
 	tcpflow_start_reading(f);
 }
 
-/* Bind and listen on @l->ss; on failure pause and try again. */
-static void listener_open(struct tcp_listener *l)
+/* Make @l's socket, bind it to @l->ss and listen. Return: 0 or a libuv error. */
+static int listener_listen(struct tcp_listener *l)
 {
-	struct proxy *px = l->px;
-	int rc = uv_tcp_init(&px->loop, &l->sock);
+	int rc = uv_tcp_init(&l->px->loop, &l->sock);
 
-	if (rc < 0) {
-		uv_timer_start(&l->retry, on_listen_retry, PUBLISH_ACCEPT_BACKOFF_MS, 0);
-		return;
-	}
+	if (rc < 0)
+		return rc;
 	l->sock.data = l;
 	l->sock_open = true;
 	l->handles++;
 	rc = uv_tcp_bind(&l->sock, (struct sockaddr *)&l->ss, 0);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&l->sock, 128, on_listen);
-	if (rc < 0) {
+	return rc;
+}
+
+/* Listen again after a pause; on failure pause and try again. */
+static void listener_open(struct tcp_listener *l)
+{
+	int rc = listener_listen(l);
+
+	if (rc < 0 && !l->sock_open) {
+		uv_timer_start(&l->retry, on_listen_retry, PUBLISH_ACCEPT_BACKOFF_MS, 0);
+	} else if (rc < 0) {
 		log_debug("publish: host port %u: listen again: %s", l->pub.host_port,
 			  uv_err_name(rc));
 		listener_pause(l);
@@ -285,16 +292,7 @@ int publish_listen(struct proxy *px, const struct policy_publish *pub)
 	l->retry.data = l;
 	l->handles = 1;
 	list_add_tail(&px->tcp->listeners, &l->node);
-	rc = uv_tcp_init(&px->loop, &l->sock);
-	if (rc < 0)
-		goto out;
-	l->sock.data = l;
-	l->sock_open = true;
-	l->handles++;
-	rc = uv_tcp_bind(&l->sock, (struct sockaddr *)&l->ss, 0);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&l->sock, 128, on_listen);
-out:
+	rc = listener_listen(l);
 	if (rc < 0) {
 		/* Not retried: a port in use at start-up is a configuration error. */
 		log_error("publish: cannot listen on %s: %s", a, uv_strerror(rc));
