@@ -67,6 +67,9 @@
 #include "netstack/stack.h"
 
 /* Chains in a receive queue: consecutive chains sum to more than 64 KiB. */
+_Static_assert(TCP_WND <= FLOW_TCP_WINDOW_MAX,
+	       "the proxy sizes its write pool from FLOW_TCP_WINDOW_MAX");
+
 #define RXQ_MAX		   ((2 * TCP_WND) / 0xffff + 4)
 #define LISTEN_IDLE_MS	   60000u
 #define HALF_CLOSED_IDLE_S 300u

@@ -33,6 +33,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -46,18 +47,22 @@
 #define DNSFWD_STREAM_MAX	  64  /* per TCP stream: beyond, SERVFAIL at once */
 #define DNSFWD_TIMEOUT_DEFAULT_MS 2000
 #define DNSFWD_MSG_MAX		  65535
+#define DNSFWD_STREAMS_MAX	  64 /* guest DNS-over-TCP connections at once */
+/* Query contexts: the ones in flight plus the ones whose handles still close. */
+#define DNSFWD_CTX_MAX		  (2 * DNSFWD_INFLIGHT_MAX)
 
+/* A guest's DNS-over-TCP connection (MOAT_POOL_DNS_STREAM). */
 struct dnsfwd_stream {
 	struct tcp_flow *flow;
-	uint8_t *buf; /* 2 + DNSFWD_MSG_MAX */
 	size_t len;
 	int pending;
 	uint32_t held;
 	bool shut;
 	bool failed; /* an answer could not be queued: tcpflow.c resets the flow */
+	uint8_t buf[2 + DNSFWD_MSG_MAX];
 };
 
-/* One try toward one nameserver; a retry gets a new one (handles close late). */
+/* One try toward one nameserver; a retry uses the next one (handles close late). */
 struct dnsfwd_conn {
 	union {
 		uv_handle_t h;
@@ -69,6 +74,7 @@ struct dnsfwd_conn {
 	uv_write_t wreq;
 };
 
+/* One query (MOAT_POOL_DNS_QUERY); its tries are @tries[0..ns-1]. */
 struct dnsfwd_ctx {
 	struct list_head node;
 	struct proxy *px;
@@ -76,18 +82,20 @@ struct dnsfwd_ctx {
 	bool tcp;
 	struct flow_endpoint guest, server; /* UDP origin: reply dst and src */
 	struct dnsmsg_query q;
-	uint8_t *msg; /* the query as sent upstream (our id) */
 	uint16_t len, up_id;
 	int ns, n_ns;
 	struct sockaddr_storage nsaddr[POLICY_MAX_NAMESERVERS];
 	uint32_t timeout_ms;
 	struct dnsfwd_conn *conn; /* the current try */
+	struct dnsfwd_conn tries[POLICY_MAX_NAMESERVERS];
 	bool timer_open, done;
 	uv_timer_t timer;
 	uint8_t lenpfx[2];
-	uint8_t *rbuf; /* TCP answer being read */
 	size_t rlen;
 	int handles; /* timer + connections not yet closed */
+	/* last, so that query() clears only what is before them */
+	uint8_t msg[DNSFWD_MSG_MAX];	  /* the query as sent upstream (our id) */
+	uint8_t rbuf[2 + DNSFWD_MSG_MAX]; /* TCP answer being read */
 };
 
 struct dnsfwd {
@@ -177,9 +185,7 @@ static void local_reply(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 
 static void ctx_free(struct dnsfwd_ctx *c)
 {
-	free(c->msg);
-	free(c->rbuf);
-	free(c);
+	pool_put(&c->px->pools[MOAT_POOL_DNS_QUERY], c);
 }
 
 static void ctx_unref(struct dnsfwd_ctx *c)
@@ -198,7 +204,6 @@ static void conn_closed(uv_handle_t *h)
 	struct dnsfwd_conn *conn = h->data;
 	struct dnsfwd_ctx *c = conn->c;
 
-	free(conn);
 	ctx_unref(c);
 }
 
@@ -437,21 +442,18 @@ static void on_timeout(uv_timer_t *t)
 	try_next(c);
 }
 
-/* Start one try toward @sa. Return: 0 or a libuv error (conn closed). */
+/* Start try number c->ns - 1, toward @sa. Return: 0 or a libuv error (conn closed). */
 static int start_try(struct dnsfwd_ctx *c, const struct sockaddr *sa)
 {
 	struct proxy *px = c->px;
-	struct dnsfwd_conn *conn = calloc(1, sizeof(*conn));
+	struct dnsfwd_conn *conn = &c->tries[c->ns - 1];
 	int rc;
 
-	if (!conn)
-		return UV_ENOMEM;
+	memset(conn, 0, sizeof(*conn));
 	conn->c = c;
 	rc = c->tcp ? uv_tcp_init(&px->loop, &conn->u.tcp) : uv_udp_init(&px->loop, &conn->u.udp);
-	if (rc < 0) {
-		free(conn);
+	if (rc < 0)
 		return rc;
-	}
 	conn->u.h.data = conn;
 	c->conn = conn;
 	c->handles++;
@@ -537,14 +539,15 @@ static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 		local_reply(px, tcp, s, server, guest, &q, DNSMSG_RCODE_SERVFAIL);
 		return;
 	}
-	c = calloc(1, sizeof(*c));
-	if (!c || !(c->msg = malloc(len)) || (tcp && !(c->rbuf = malloc(2 + DNSFWD_MSG_MAX)))) {
-		if (c)
-			ctx_free(c);
+	c = pool_get(&px->pools[MOAT_POOL_DNS_QUERY]);
+	if (!c || len > sizeof(c->msg)) {
+		pool_put(&px->pools[MOAT_POOL_DNS_QUERY], c);
 		CNT_ADD(px, dns_queries[MOAT_DNS_SERVFAIL], 1);
 		local_reply(px, tcp, s, server, guest, &q, DNSMSG_RCODE_SERVFAIL);
 		return;
 	}
+	/* everything but the buffers, which are written before they are read */
+	memset(c, 0, offsetof(struct dnsfwd_ctx, msg));
 	c->px = px;
 	c->tcp = tcp;
 	c->stream = s;
@@ -599,20 +602,16 @@ void dnsfwd_udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_
  * @f:	its TCP flow (tcpflow.c)
  *
  * Return: the stream (closed with dnsfwd_stream_close() or freed by
- * itself after tcpflow_stream_finish()), NULL if out of memory.
+ * itself after tcpflow_stream_finish()), NULL when DNSFWD_STREAMS_MAX are
+ * open (the dns_stream pool refuses, counted).
  */
 struct dnsfwd_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f)
 {
-	struct dnsfwd_stream *s = calloc(1, sizeof(*s));
+	struct dnsfwd_stream *s = pool_get(&px->pools[MOAT_POOL_DNS_STREAM]);
 
-	(void)px;
 	if (!s)
 		return NULL;
-	s->buf = malloc(2 + DNSFWD_MSG_MAX);
-	if (!s->buf) {
-		free(s);
-		return NULL;
-	}
+	memset(s, 0, offsetof(struct dnsfwd_stream, buf));
 	s->flow = f;
 	return s;
 }
@@ -632,8 +631,7 @@ static void stream_free(struct proxy *px, struct dnsfwd_stream *s)
 		if (c->stream == s)
 			c->stream = NULL;
 	}
-	free(s->buf);
-	free(s);
+	pool_put(&px->pools[MOAT_POOL_DNS_STREAM], s);
 }
 
 /* A query of @s finished: return held credit, finish after SHUT_WR. */
@@ -740,12 +738,18 @@ void dnsfwd_tick(struct proxy *px, uint64_t now_ms)
 int dnsfwd_init(struct proxy *px)
 {
 	struct dnsfwd *fw = calloc(1, sizeof(*fw));
+	int rc;
 
 	if (!fw)
 		return -ENOMEM;
 	list_init(&fw->queries);
 	px->dns = fw;
-	return 0;
+	rc = pool_init(&px->pools[MOAT_POOL_DNS_QUERY], "dns_query", sizeof(struct dnsfwd_ctx),
+		       DNSFWD_CTX_MAX);
+	if (rc == 0)
+		rc = pool_init(&px->pools[MOAT_POOL_DNS_STREAM], "dns_stream",
+			       sizeof(struct dnsfwd_stream), DNSFWD_STREAMS_MAX);
+	return rc;
 }
 
 /**

@@ -20,6 +20,7 @@
 #include "policy/policy.h"
 #include "proxy/limits.h"
 #include "proxy/pins.h"
+#include "proxy/pool.h"
 #include "shm/flow.h"
 #include "shm/region.h"
 #include "shm/ring.h"
@@ -65,8 +66,11 @@ struct relay_waiter {
  * @n_publish:	how many
  * @pins:	DNS pin table
  * @limits:	limits state
- * @backlog:	p2s records that did not fit, in order (struct backlog_rec)
+ * @backlog:	p2s records that did not fit, in order (struct backlog_rec,
+ *		from @pools[MOAT_POOL_P2S_CONTROL] or [MOAT_POOL_P2S_DGRAM])
  * @backlog_len: records in @backlog
+ * @pools:	the fixed pools of the data path (enum moat_pool; pool.c), each
+ *		made by the file that uses it, all unmapped by relay_fini()
  * @waiters:	producers waiting for p2s space (struct relay_waiter)
  * @p2s_blocked: we asked the netstack to wake us for space
  * @efd_poll, @prepare, @idle, @tick: loop handles of relay.c
@@ -92,6 +96,7 @@ struct proxy {
 	struct limits limits;
 	struct list_head backlog;
 	uint64_t backlog_len;
+	struct pool pools[MOAT_POOL_COUNT];
 	struct list_head waiters;
 	bool p2s_blocked;
 	uv_poll_t efd_poll;
@@ -125,6 +130,7 @@ void relay_sendv(struct proxy *px, uint32_t type, const void *hdr, uint32_t hlen
 void *relay_reserve(struct proxy *px, uint32_t hlen, uint32_t want, uint32_t *got);
 void relay_commit(struct proxy *px, uint32_t type, uint32_t len);
 void relay_wait(struct proxy *px, struct relay_waiter *w);
+bool relay_backlogged(const struct proxy *px);
 void relay_violation(struct proxy *px, uint32_t reason, int rule, uint32_t flow, uint8_t proto,
 		     const struct flow_endpoint *dst, const char *detail);
 struct policy_decision relay_decide(struct proxy *px, enum policy_direction dir,

@@ -32,8 +32,11 @@
  * not empty nothing is reserved, so no record overtakes another. A reader
  * that found no room registers as a waiter (relay_wait()) and stops; when
  * the netstack frees space it writes our eventfd (ring_wait_space()), the
- * backlog drains and the waiters resume. Nothing is ever dropped on p2s
- * except datagrams beyond a hard backlog bound (UDP is lossy anyway).
+ * backlog drains and the waiters resume. The backlog is two fixed pools
+ * (pool.c): control records, sized so that a netstack that reads p2s never
+ * fills it (full = it stopped reading: a violation), and datagrams, which
+ * are dropped beyond it (UDP is lossy anyway). DATA never waits there:
+ * its producers reserve ring space or wait.
  *
  * Decisions. relay_decide() asks the policy about a flow, with the DNS
  * names pinned for its destination; relay_denied() acts on a denial: a
@@ -52,18 +55,39 @@
 #include "shm/flowmsg.h"
 #include "shm/mailbox.h"
 
-#define DRAIN_RECORDS	  4096	      /* s2p records per loop iteration */
-#define DRAIN_BYTES	  (8u << 20)  /* s2p bytes per loop iteration */
-#define BACKLOG_LOSSY_MAX (16u << 20) /* datagram bytes that may wait for p2s space */
-#define TICK_MS		  1000
+#define DRAIN_RECORDS 4096	 /* s2p records per loop iteration */
+#define DRAIN_BYTES   (8u << 20) /* s2p bytes per loop iteration */
+#define TICK_MS	      1000
 
+/*
+ * A p2s record waiting for ring space. Control records (everything but
+ * DGRAM and ECHO_REPLY) come from the p2s_control pool, whose objects hold
+ * the biggest of them; datagrams from the p2s_dgram pool, whose objects
+ * hold a whole record.
+ */
 struct backlog_rec {
 	struct list_head node;
 	uint32_t type, len;
-	uint8_t data[];
+	_Alignas(8) uint8_t data[];
 };
 
-static uint64_t backlog_bytes;
+#define BACKLOG_CONTROL_MAX 64	/* bytes: the biggest control record (static asserts below) */
+#define BACKLOG_DGRAMS	    256 /* datagrams that may wait; beyond, they are dropped */
+/*
+ * Control records a flow can have waiting at once: CONNECT_RESULT or
+ * ACCEPTED, SHUT_WR, CLOSE, and one CREDIT (tcpflow.c sends no CREDIT while
+ * records wait, relay_backlogged()). More than this many per flow the table
+ * holds means the netstack stopped reading p2s: a violation.
+ */
+#define BACKLOG_PER_FLOW    4
+#define BACKLOG_SPARE	    256
+
+_Static_assert(sizeof(struct flow_connect_result) <= BACKLOG_CONTROL_MAX &&
+		       sizeof(struct flow_connect) <= BACKLOG_CONTROL_MAX &&
+		       sizeof(struct flow_credit) <= BACKLOG_CONTROL_MAX &&
+		       sizeof(struct flow_shut) <= BACKLOG_CONTROL_MAX &&
+		       sizeof(struct flow_close) <= BACKLOG_CONTROL_MAX,
+	       "p2s_control objects hold every control record");
 
 /* One record copied out of s2p at a time. */
 static _Alignas(8) uint8_t rec_buf[FLOW_RECORD_MAX];
@@ -189,6 +213,13 @@ static void resume_waiters(struct proxy *px)
 	}
 }
 
+static struct pool *backlog_pool(struct proxy *px, uint32_t type)
+{
+	bool lossy = type == FLOW_DGRAM || type == FLOW_ECHO_REPLY;
+
+	return &px->pools[lossy ? MOAT_POOL_P2S_DGRAM : MOAT_POOL_P2S_CONTROL];
+}
+
 /* Move waiting records into p2s; then let the readers go on if there is room. */
 static void backlog_drain(struct proxy *px)
 {
@@ -213,9 +244,7 @@ static void backlog_drain(struct proxy *px)
 		}
 		list_del(&r->node);
 		px->backlog_len--;
-		if (r->type == FLOW_DGRAM || r->type == FLOW_ECHO_REPLY)
-			backlog_bytes -= r->len;
-		free(r);
+		pool_put(backlog_pool(px, r->type), r);
 	}
 	if (list_empty(&px->waiters))
 		return;
@@ -224,6 +253,20 @@ static void backlog_drain(struct proxy *px)
 		resume_waiters(px);
 	else
 		px->p2s_blocked = true;
+}
+
+/* Publish the pools' counters; give the pages of idle pools back if @trim. */
+static void relay_pools_sync(struct proxy *px, bool trim)
+{
+	for (int i = 0; i < MOAT_POOL_COUNT; i++) {
+		struct pool *p = &px->pools[i];
+
+		if (trim)
+			pool_trim(p);
+		CNT_SET(px, pool_size[i], p->count);
+		CNT_SET(px, pool_in_use[i], p->used);
+		CNT_SET(px, pool_refused[i], p->refused);
+	}
 }
 
 static void on_idle(uv_idle_t *h)
@@ -291,6 +334,7 @@ static void on_tick(uv_timer_t *h)
 	if (++n % 10 == 0)
 		pins_expire(&px->pins, now);
 	CNT_SET(px, dns_pins, px->pins.count);
+	relay_pools_sync(px, true);
 }
 
 /**
@@ -306,16 +350,20 @@ void relay_kick(struct proxy *px)
 static void backlog_add(struct proxy *px, uint32_t type, const void *hdr, uint32_t hlen,
 			const void *data, uint32_t dlen)
 {
-	bool lossy = type == FLOW_DGRAM || type == FLOW_ECHO_REPLY;
+	struct pool *pool = backlog_pool(px, type);
 	struct backlog_rec *r;
 
-	if (lossy && backlog_bytes + hlen + dlen > BACKLOG_LOSSY_MAX)
-		return; /* datagrams may be lost; flow control may not */
-	r = malloc(sizeof(*r) + hlen + dlen);
+	if (pool == &px->pools[MOAT_POOL_P2S_CONTROL] && hlen + dlen > BACKLOG_CONTROL_MAX) {
+		/* tcpflow.c never sends DATA through here; a bug, not the netstack's fault */
+		log_error("p2s record type %u of %u bytes cannot wait; dropped", type, hlen + dlen);
+		return;
+	}
+	r = pool_get(pool);
 	if (!r) {
-		/* Out of memory in the proxy: nothing sane is left. */
-		relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, 0, 0xff, NULL,
-				"proxy out of memory");
+		if (pool == &px->pools[MOAT_POOL_P2S_DGRAM])
+			return; /* datagrams may be lost (counted); flow control may not */
+		relay_violation(px, MOAT_VIOL_RING_CORRUPT, -1, 0, 0xff, NULL,
+				"the netstack stopped reading p2s (control backlog full)");
 		return;
 	}
 	r->type = type;
@@ -325,9 +373,18 @@ static void backlog_add(struct proxy *px, uint32_t type, const void *hdr, uint32
 		memcpy(r->data + hlen, data, dlen);
 	list_add_tail(&px->backlog, &r->node);
 	px->backlog_len++;
-	if (lossy)
-		backlog_bytes += r->len;
 	relay_kick(px);
+}
+
+/**
+ * relay_backlogged() - are records waiting for p2s space?
+ * @px:	proxy
+ *
+ * Return: true if so; a record sent now would wait behind them.
+ */
+bool relay_backlogged(const struct proxy *px)
+{
+	return !list_empty(&px->backlog);
 }
 
 /**
@@ -746,6 +803,12 @@ int relay_init(struct proxy *px)
 	rc = pins_init(&px->pins, PINS_DEFAULT_MAX);
 	if (rc < 0)
 		return rc;
+	if ((rc = pool_init(&px->pools[MOAT_POOL_P2S_CONTROL], "p2s_control",
+			    sizeof(struct backlog_rec) + BACKLOG_CONTROL_MAX,
+			    BACKLOG_PER_FLOW * (h->max_tcp_connections + 1) + BACKLOG_SPARE)) < 0 ||
+	    (rc = pool_init(&px->pools[MOAT_POOL_P2S_DGRAM], "p2s_dgram",
+			    sizeof(struct backlog_rec) + FLOW_RECORD_MAX, BACKLOG_DGRAMS)) < 0)
+		return rc;
 	px->efd_poll.data = px->prepare.data = px->idle.data = px->tick.data = px;
 	if ((rc = uv_poll_init(&px->loop, &px->efd_poll, px->efd_self)) < 0 ||
 	    (rc = uv_prepare_init(&px->loop, &px->prepare)) < 0 ||
@@ -770,6 +833,7 @@ int relay_init(struct proxy *px)
 	uv_poll_start(&px->efd_poll, UV_READABLE, on_efd);
 	uv_prepare_start(&px->prepare, on_prepare);
 	uv_timer_start(&px->tick, on_tick, TICK_MS, TICK_MS);
+	relay_pools_sync(px, false);
 	return 0;
 }
 
@@ -802,10 +866,11 @@ void relay_fini(struct proxy *px)
 		struct backlog_rec *r = list_entry(px->backlog.next, struct backlog_rec, node);
 
 		list_del(&r->node);
-		free(r);
+		pool_put(backlog_pool(px, r->type), r);
 	}
 	px->backlog_len = 0;
-	backlog_bytes = 0;
+	for (int i = 0; i < MOAT_POOL_COUNT; i++)
+		pool_fini(&px->pools[i]);
 	pins_fini(&px->pins);
 	if (px->policy)
 		policy_free(px->policy);

@@ -56,13 +56,18 @@
 #include "proxy/proxy_internal.h"
 #include "proxy/tcpflow.h"
 
-#define TCP_MAX_UNACKED	       (16ull << 20)  /* guest bytes not yet credited back, per flow */
-#define TCP_MAX_BUFFERED       (512ull << 20) /* the same, all flows together */
-#define TCP_MAX_CREDIT	       (1ull << 30)   /* credit the netstack may grant */
-#define TCP_CONNECT_TIMEOUT_MS 10000	      /* if the header says 0 */
-#define TCP_DRAIN_MAX_MS       60000	      /* graceful close of a flow the netstack closed */
-#define TCP_DNS_IDLE_MS	       60000	      /* DNS over TCP connections */
-#define TCP_WB_MIN	       65536
+#define TCP_MAX_UNACKED	       FLOW_TCP_WINDOW_MAX /* guest bytes not yet credited back, per flow */
+#define TCP_MAX_CREDIT	       (1ull << 30)	   /* credit the netstack may grant */
+#define TCP_CONNECT_TIMEOUT_MS 10000		   /* if the header says 0 */
+#define TCP_DRAIN_MAX_MS       60000 /* graceful close of a flow the netstack closed */
+#define TCP_DNS_IDLE_MS	       60000 /* DNS over TCP connections */
+/*
+ * Chunks one flow can hold: its window's worth of full ones plus the one
+ * being filled and a partial one being written (a partial chunk is written
+ * only when no other write is in flight).
+ */
+#define TCP_WCHUNKS_PER_FLOW   ((FLOW_TCP_WINDOW_MAX + TCP_WCHUNK_BYTES - 1) / TCP_WCHUNK_BYTES + 2)
+#define TCP_DNS_ANSWERS	       256 /* DNS-over-TCP answers waiting, all streams together */
 #define TCP_DNS_OUTQ_MAX \
 	64 /* DNS answers queued toward a guest that does not read
 						 * (dnsfwd.c lets a stream have 64 queries unanswered) */
@@ -146,12 +151,11 @@ struct tcp_flow *tcpflow_new(struct proxy *px, uint32_t id)
 	return f;
 }
 
-static void unacked_sub(struct proxy *px, struct tcp_flow *f, uint64_t n)
+static void unacked_sub(struct tcp_flow *f, uint64_t n)
 {
 	if (n > f->unacked)
 		n = f->unacked;
 	f->unacked -= n;
-	px->tcp->buffered -= n;
 }
 
 static void mark_dirty(struct tcp_flow *f)
@@ -193,13 +197,13 @@ static void on_closed(uv_handle_t *h)
 
 static void free_buffers(struct tcp_flow *f)
 {
-	free(f->wb);
+	pool_put(&f->px->pools[MOAT_POOL_TCP_WRITE], f->wb);
 	f->wb = NULL;
 	while (!list_empty(&f->outq)) {
 		struct outbuf *b = list_entry(f->outq.next, struct outbuf, node);
 
 		list_del(&b->node);
-		free(b);
+		pool_put(&f->px->pools[MOAT_POOL_DNS_ANSWER], b);
 	}
 	f->outq_n = 0;
 }
@@ -215,7 +219,7 @@ void tcpflow_close_handles(struct proxy *px, struct tcp_flow *f, bool reset)
 	if (f->st == ST_CLOSED)
 		return;
 	flow_unhash(px, f);
-	unacked_sub(px, f, f->unacked);
+	unacked_sub(f, f->unacked);
 	f->st = ST_CLOSED;
 	f->reading = false;
 	list_del(&f->all);
@@ -417,23 +421,29 @@ void tcpflow_start_reading(struct tcp_flow *f)
 		f->reading = true;
 }
 
+/* p2s has room again: read on, return the credit that waited, send DNS answers. */
 static void waiter_resume(struct relay_waiter *w)
 {
 	struct tcp_flow *f = list_entry(w, struct tcp_flow, waiter);
 
-	tcpflow_start_reading(f);
+	if (f->owed)
+		mark_dirty(f);
+	if (f->dns)
+		(void)tcpflow_stream_output(f->px, f, NULL, 0);
+	else
+		tcpflow_start_reading(f);
 }
 
 /* ---- guest -> world ------------------------------------------------- */
 
 static void on_write(uv_write_t *req, int status)
 {
-	struct tcp_wreq *wb = req->data;
+	struct tcp_wchunk *wb = req->data;
 	struct tcp_flow *f = wb->f;
 	struct proxy *px = f->px;
 	uint32_t n = wb->len;
 
-	free(wb);
+	pool_put(&px->pools[MOAT_POOL_TCP_WRITE], wb);
 	if (f->st == ST_CLOSED)
 		return;
 	f->writes--;
@@ -477,6 +487,11 @@ static void credit_return(struct proxy *px, struct tcp_flow *f)
 		f->owed = 0;
 		return;
 	}
+	if (relay_backlogged(px)) {
+		/* Wait behind the records already waiting: one CREDIT per flow, later. */
+		relay_wait(px, &f->waiter);
+		return;
+	}
 	n = limits_bytes_allowed(&px->limits, false, f->owed, now);
 	if (!n) {
 		shape_wait(px, f, false);
@@ -487,11 +502,31 @@ static void credit_return(struct proxy *px, struct tcp_flow *f)
 	c.bytes = (uint32_t)n;
 	relay_send(px, FLOW_CREDIT, &c, sizeof(c));
 	f->owed -= n;
-	unacked_sub(px, f, n);
+	unacked_sub(f, n);
 	relay_limit(px, limits_bytes_done(&px->limits, false, n, now), LIMIT_EGRESS_BYTES, f->id,
 		    MOAT_P_TCP, &f->dst);
 	if (f->owed)
 		shape_wait(px, f, false);
+}
+
+/* Write @f's current chunk. Return: 0, or -1 when the flow was killed. */
+static int write_chunk(struct proxy *px, struct tcp_flow *f)
+{
+	struct tcp_wchunk *wb = f->wb;
+	uv_buf_t b = uv_buf_init((char *)wb->data, wb->len);
+	int rc;
+
+	f->wb = NULL;
+	wb->f = f;
+	wb->req.data = wb;
+	rc = uv_write(&wb->req, (uv_stream_t *)&f->sock, &b, 1, on_write);
+	if (rc < 0) {
+		pool_put(&px->pools[MOAT_POOL_TCP_WRITE], wb);
+		flow_kill(px, f, true, true);
+		return -1;
+	}
+	f->writes++;
+	return 0;
 }
 
 static void flush_flow(struct proxy *px, struct tcp_flow *f)
@@ -505,22 +540,8 @@ static void flush_flow(struct proxy *px, struct tcp_flow *f)
 		flow_kill(px, f, true, true);
 		return;
 	}
-	if (f->wb && sock_ok) {
-		struct tcp_wreq *wb = f->wb;
-		uv_buf_t b = uv_buf_init((char *)wb->data, wb->len);
-		int rc;
-
-		f->wb = NULL;
-		wb->f = f;
-		wb->req.data = wb;
-		rc = uv_write(&wb->req, (uv_stream_t *)&f->sock, &b, 1, on_write);
-		if (rc < 0) {
-			free(wb);
-			flow_kill(px, f, true, true);
-			return;
-		}
-		f->writes++;
-	}
+	if (f->wb && sock_ok && !f->writes && write_chunk(px, f) < 0)
+		return;
 	if (f->owed)
 		credit_return(px, f);
 	if (f->shut_guest && !f->shut_started && !f->wb && sock_ok) {
@@ -551,27 +572,35 @@ void tcpflow_flush(struct proxy *px)
 	}
 }
 
-static int append_data(struct tcp_flow *f, const uint8_t *data, uint32_t len)
+/*
+ * Copy guest bytes into @f's chunks; a chunk that fills is written at once.
+ * Return: 0, or -ENOBUFS when the write pool is empty (counted; it is sized
+ * for every flow's whole window, so only a netstack beyond its window gets
+ * there) or -1 when a write failed and the flow was killed.
+ */
+static int append_data(struct proxy *px, struct tcp_flow *f, const uint8_t *data, uint32_t len)
 {
-	struct tcp_wreq *wb = f->wb;
+	while (len) {
+		struct tcp_wchunk *wb = f->wb;
+		uint32_t n;
 
-	if (!wb || wb->cap - wb->len < len) {
-		uint32_t have = wb ? wb->len : 0, cap = wb ? wb->cap : 0;
-		uint32_t ncap = cap ? cap : TCP_WB_MIN;
-		struct tcp_wreq *nw;
-
-		while (ncap - have < len)
-			ncap *= 2;
-		nw = realloc(wb, sizeof(*nw) + ncap);
-		if (!nw)
-			return -ENOMEM;
-		if (!wb)
-			nw->len = 0;
-		nw->cap = ncap;
-		f->wb = wb = nw;
+		if (!wb) {
+			wb = pool_get(&px->pools[MOAT_POOL_TCP_WRITE]);
+			if (!wb)
+				return -ENOBUFS;
+			wb->len = 0;
+			f->wb = wb;
+		}
+		n = TCP_WCHUNK_BYTES - wb->len;
+		if (n > len)
+			n = len;
+		memcpy(wb->data + wb->len, data, n);
+		wb->len += n;
+		data += n;
+		len -= n;
+		if (wb->len == TCP_WCHUNK_BYTES && write_chunk(px, f) < 0)
+			return -1;
 	}
-	memcpy(wb->data + wb->len, data, len);
-	wb->len += len;
 	return 0;
 }
 
@@ -585,6 +614,7 @@ static int append_data(struct tcp_flow *f, const uint8_t *data, uint32_t len)
 void tcpflow_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint32_t len)
 {
 	struct tcp_flow *f = tcpflow_find(px, id);
+	int rc;
 
 	if (!f)
 		return;
@@ -596,8 +626,7 @@ void tcpflow_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint
 		return;
 	}
 	f->unacked += len;
-	px->tcp->buffered += len;
-	if (f->unacked > TCP_MAX_UNACKED || px->tcp->buffered > TCP_MAX_BUFFERED) {
+	if (f->unacked > TCP_MAX_UNACKED) {
 		CNT_ADD(px, bad_messages, 1);
 		relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, id, MOAT_P_TCP, &f->dst,
 				"DATA beyond any window (flow control overrun)");
@@ -609,7 +638,10 @@ void tcpflow_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint
 			dnsfwd_stream_input(px, f->ds, data, len);
 		return;
 	}
-	if (append_data(f, data, len) < 0) {
+	rc = append_data(px, f, data, len);
+	if (rc == -ENOBUFS)
+		log_warn("tcp flow %u: write pool empty: reset", f->id);
+	if (rc < 0) {
 		flow_kill(px, f, true, true);
 		return;
 	}
@@ -903,16 +935,16 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 
 /* ---- DNS over TCP (dnsfwd.c's side) ---------------------------------- */
 
-/* Queue a copy of @data on @f's outq (bounded). Return: 0, -ENOBUFS or -ENOMEM. */
+/* Queue a copy of @data on @f's outq (bounded). Return: 0 or -ENOBUFS. */
 static int outq_push(struct tcp_flow *f, const void *data, uint32_t len)
 {
 	struct outbuf *b;
 
-	if (f->outq_n >= TCP_DNS_OUTQ_MAX)
+	if (f->outq_n >= TCP_DNS_OUTQ_MAX || len > sizeof(b->data))
 		return -ENOBUFS;
-	b = malloc(sizeof(*b) + len);
+	b = pool_get(&f->px->pools[MOAT_POOL_DNS_ANSWER]);
 	if (!b)
-		return -ENOMEM;
+		return -ENOBUFS;
 	b->len = len;
 	b->off = 0;
 	memcpy(b->data, data, len);
@@ -965,16 +997,27 @@ int tcpflow_stream_output(struct proxy *px, struct tcp_flow *f, const void *data
 		uint64_t n = b->len - b->off;
 		struct flow_data d = { .id = f->id };
 
+		uint32_t got;
+		uint8_t *p;
+
 		if (n > f->credit)
 			n = f->credit;
 		if (n > FLOW_DATA_MAX)
 			n = FLOW_DATA_MAX;
-		relay_sendv(px, FLOW_DATA, &d, sizeof(d), b->data + b->off, (uint32_t)n);
-		f->credit -= n;
-		b->off += (uint32_t)n;
+		/* straight into the ring, never into the backlog: DATA waits with us */
+		p = relay_reserve(px, sizeof(d), (uint32_t)n, &got);
+		if (!p) {
+			relay_wait(px, &f->waiter);
+			break;
+		}
+		memcpy(p, &d, sizeof(d));
+		memcpy(p + sizeof(d), b->data + b->off, got);
+		relay_commit(px, FLOW_DATA, (uint32_t)sizeof(d) + got);
+		f->credit -= got;
+		b->off += got;
 		if (b->off == b->len) {
 			list_del(&b->node);
-			free(b);
+			pool_put(&px->pools[MOAT_POOL_DNS_ANSWER], b);
 			f->outq_n--;
 		}
 	}
@@ -1051,6 +1094,7 @@ void tcpflow_tick(struct proxy *px, uint64_t now_ms)
 int tcpflow_init(struct proxy *px)
 {
 	struct tcp_state *st = calloc(1, sizeof(*st));
+	int rc;
 
 	if (!st)
 		return -ENOMEM;
@@ -1061,7 +1105,12 @@ int tcpflow_init(struct proxy *px)
 	uv_timer_init(&px->loop, &st->shape_timer);
 	st->shape_timer.data = px;
 	px->tcp = st;
-	return 0;
+	rc = pool_init(&px->pools[MOAT_POOL_TCP_WRITE], "tcp_write", sizeof(struct tcp_wchunk),
+		       (px->region.hdr.max_tcp_connections + 1) * TCP_WCHUNKS_PER_FLOW);
+	if (rc == 0)
+		rc = pool_init(&px->pools[MOAT_POOL_DNS_ANSWER], "dns_answer",
+			       sizeof(struct outbuf), TCP_DNS_ANSWERS);
+	return rc;
 }
 
 static void nothing_closed(uv_handle_t *h)

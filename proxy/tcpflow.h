@@ -27,17 +27,27 @@ enum tcp_st {
 
 enum stop_why { WHY_CREDIT, WHY_RING, WHY_SHAPE };
 
-struct tcp_wreq {
+/*
+ * Guest bytes on their way to the host socket: a write pool object
+ * (MOAT_POOL_TCP_WRITE), filled by DATA records and written with its own
+ * uv_write(). A flow holds at most TCP_WCHUNKS_PER_FLOW of them (tcpflow.c).
+ */
+#define TCP_WCHUNK_BYTES 65536
+
+struct tcp_wchunk {
 	uv_write_t req;
 	struct tcp_flow *f;
-	uint32_t len, cap;
-	uint8_t data[];
+	uint32_t len;
+	uint8_t data[TCP_WCHUNK_BYTES];
 };
+
+/* A DNS answer waiting for the guest's window (MOAT_POOL_DNS_ANSWER). */
+#define TCP_DNS_ANSWER_BYTES (2 + 65535)
 
 struct outbuf {
 	struct list_head node;
 	uint32_t len, off;
-	uint8_t data[];
+	uint8_t data[TCP_DNS_ANSWER_BYTES];
 };
 
 /**
@@ -76,8 +86,9 @@ struct outbuf {
  * @credit:	bytes the netstack lets us send toward the guest
  * @owed:	guest bytes written upstream, not yet credited back
  * @unacked:	guest bytes received and not yet credited back (bounded)
- * @wb:		the write buffer gathering this iteration's guest bytes
- * @writes:	uv_write()s in flight
+ * @wb:		the chunk gathering guest bytes not yet written; written when
+ *		full, or at the end of an iteration when no write is in flight
+ * @writes:	uv_write()s in flight (one chunk each)
  * @last_ms:	last activity (idle timeout)
  * @deadline_ms: end of a graceful close (ST_DRAINING)
  * @ds:		the forwarder's stream state (DNS streams)
@@ -102,7 +113,7 @@ struct tcp_flow {
 	uv_shutdown_t sreq;
 	struct flow_endpoint src, dst;
 	uint64_t credit, owed, unacked;
-	struct tcp_wreq *wb;
+	struct tcp_wchunk *wb;
 	uint32_t writes;
 	uint64_t last_ms, deadline_ms;
 	struct dnsfwd_stream *ds;
@@ -129,7 +140,6 @@ struct tcp_state {
 	struct tcp_flow *hash[TCP_BUCKETS];
 	struct list_head all, dirty, shaped, listeners;
 	uint64_t count, active;
-	uint64_t buffered; /* sum of the flows' unacked */
 	uint32_t next_ingress;
 	uint64_t accept_errors; /* published listeners: failed accepts */
 	uv_timer_t shape_timer;

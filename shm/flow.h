@@ -48,8 +48,15 @@
 
 #include <stdint.h>
 
-#define FLOW_ID_INGRESS 0x80000000u
-#define FLOW_DATA_MAX	65536 /* payload bytes in one DATA/DGRAM/ECHO */
+#define FLOW_ID_INGRESS	    0x80000000u
+#define FLOW_DATA_MAX	    65536 /* payload bytes in one DATA/DGRAM/ECHO */
+/*
+ * The most guest bytes the netstack has sent on one TCP flow and the proxy
+ * has not credited back: the netstack's receive window (it calls
+ * tcp_recved() only for credited bytes). The proxy sizes its write pool
+ * from it and treats more as a violation.
+ */
+#define FLOW_TCP_WINDOW_MAX (512u << 10)
 
 enum flow_msg {
 	FLOW_CONNECT = 16,

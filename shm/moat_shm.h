@@ -204,6 +204,17 @@ enum moat_dns_result {
 	MOAT_DNS_RESULT_COUNT
 };
 
+/* The proxy's fixed pools (proxy/pool.c, docs/proxy.md "Memory"). */
+enum moat_pool {
+	MOAT_POOL_TCP_WRITE,   /* guest bytes on their way to a host socket */
+	MOAT_POOL_P2S_CONTROL, /* control records waiting for p2s ring space */
+	MOAT_POOL_P2S_DGRAM,   /* datagrams waiting for p2s ring space */
+	MOAT_POOL_DNS_QUERY,   /* DNS queries being forwarded */
+	MOAT_POOL_DNS_STREAM,  /* guest DNS-over-TCP connections */
+	MOAT_POOL_DNS_ANSWER,  /* DNS-over-TCP answers waiting for the guest's window */
+	MOAT_POOL_COUNT
+};
+
 struct moat_proxy_counters {
 	uint64_t tcp_connections[MOAT_CONN_RESULT_COUNT];
 	uint64_t tcp_active;
@@ -218,6 +229,8 @@ struct moat_proxy_counters {
 	uint64_t bad_messages;
 	uint64_t policy_generation;
 	uint64_t wakes_sent;
+	uint64_t pool_size[MOAT_POOL_COUNT], pool_in_use[MOAT_POOL_COUNT];
+	uint64_t pool_refused[MOAT_POOL_COUNT];
 };
 
 /* Violation reasons (mailbox and events). */

@@ -188,9 +188,12 @@ static const char *const dns_names[MOAT_DNS_RESULT_COUNT] = {
 	"forwarded", "denied", "rebind", "formerr", "servfail", "truncated", "upstream_bad"
 };
 static const char *const ring_names[4] = { "g2s", "s2g", "s2p", "p2s" };
+static const char *const pool_names[MOAT_POOL_COUNT] = { "tcp_write", "p2s_control", "p2s_dgram",
+							 "dns_query", "dns_stream",  "dns_answer" };
 
 _Static_assert((int)EVENTS_KIND_COUNT <= 16 && (int)MOAT_VIOL_COUNT <= 16 &&
-		       (int)MOAT_DNS_RESULT_COUNT <= 16 && (int)MOAT_CONN_RESULT_COUNT <= 16,
+		       (int)MOAT_DNS_RESULT_COUNT <= 16 && (int)MOAT_CONN_RESULT_COUNT <= 16 &&
+		       (int)MOAT_POOL_COUNT <= 16,
 	       "the label tables below hold 16 values");
 
 static void render_supervisor(struct out *o, const struct region *r, bool up)
@@ -393,6 +396,20 @@ static void render_proxy(struct out *o, const struct moat_proxy_counters *p)
 	labelled(o, "moat_dns_queries_total", "counter",
 		 "DNS queries from the guest handled by the forwarder, by result.", "result",
 		 dns_names, v, MOAT_DNS_RESULT_COUNT);
+	for (int i = 0; i < MOAT_POOL_COUNT; i++)
+		v[i] = ld(&p->pool_size[i]);
+	labelled(o, "moat_proxy_pool_size", "gauge",
+		 "Objects in each of the proxy's fixed pools (the bound).", "pool", pool_names, v,
+		 MOAT_POOL_COUNT);
+	for (int i = 0; i < MOAT_POOL_COUNT; i++)
+		v[i] = ld(&p->pool_in_use[i]);
+	labelled(o, "moat_proxy_pool_in_use", "gauge", "Objects of each pool in use.", "pool",
+		 pool_names, v, MOAT_POOL_COUNT);
+	for (int i = 0; i < MOAT_POOL_COUNT; i++)
+		v[i] = ld(&p->pool_refused[i]);
+	labelled(o, "moat_proxy_pool_refused_total", "counter",
+		 "Requests a pool refused because it was empty, by pool.", "pool", pool_names, v,
+		 MOAT_POOL_COUNT);
 }
 
 /**

@@ -97,7 +97,7 @@ static void start(const char *extra)
 	h.gateway_ip4[0] = 10, h.gateway_ip4[2] = 2, h.gateway_ip4[3] = 2;
 	h.dns_ip4[0] = 10, h.dns_ip4[2] = 2, h.dns_ip4[3] = 3;
 	h.connect_timeout_ms = 1500;
-	h.max_tcp_connections = 64;
+	h.max_tcp_connections = 128; /* more than the DNS streams (dns_streams_are_bounded) */
 	h.max_udp_flows = 4;
 	h.udp_idle_timeout_s = 60;
 	h.tcp_idle_timeout_s = MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S;
@@ -1162,7 +1162,123 @@ Test(relay, data_beyond_any_window_is_a_violation)
 	}
 	cr_assert_eq(reason, MOAT_VIOL_BAD_MESSAGE, "no violation after %zu bytes without credit",
 		     pushed);
-	cr_assert_geq(pushed, 16u << 20);
+	cr_assert_geq(pushed, FLOW_TCP_WINDOW_MAX);
+	/* the write pool was never the limit: the window was */
+	cr_assert_eq(px.pools[MOAT_POOL_TCP_WRITE].refused, 0);
+	close(sfd);
+	close(lfd);
+	stop();
+}
+
+/* ---- fixed pools ------------------------------------------------------ */
+
+/*
+ * A netstack that sends CONNECTs and never reads p2s: the answers wait in
+ * the control backlog, which is a fixed pool; when it is empty the proxy
+ * reports a violation instead of growing.
+ */
+Test(relay, p2s_control_backlog_is_bounded, .timeout = 60)
+{
+	struct pool *pool;
+	uint32_t reason = 0, id = 1000;
+	int32_t rule;
+	long end;
+
+	start(NULL);
+	pool = &px.pools[MOAT_POOL_P2S_CONTROL];
+	end = now_ms() + 30000;
+	while (!violation_posted(&reason, &rule) && now_ms() < end) {
+		struct flow_connect c = { .id = id,
+					  .src = guest_ep(40000),
+					  .dst = ep4(127, 0, 0, 2, 80) };
+
+		if (ring_push(&s2p, FLOW_CONNECT, &c, sizeof(c)) == 0) {
+			ring_flush(&s2p);
+			id++;
+			continue;
+		}
+		spin();
+	}
+	cr_assert_eq(reason, MOAT_VIOL_RING_CORRUPT, "no violation after %u CONNECTs", id - 1000);
+	cr_assert_eq(pool->used, pool->count, "the backlog did not fill its pool");
+	cr_assert_eq(pool->refused, 1);
+	cr_assert_eq(px.backlog_len, pool->count);
+	cr_assert_lt(pool->count, 4096, "the bound is %u records", pool->count);
+	stop();
+}
+
+/*
+ * Guest DNS-over-TCP connections come from a fixed pool: the one beyond it
+ * is refused (counted), and a closed one makes room again.
+ */
+Test(relay, dns_streams_are_bounded)
+{
+	uint32_t n, i;
+	struct flow_close cl = { .reset = 1 };
+
+	start(NULL);
+	n = px.pools[MOAT_POOL_DNS_STREAM].count;
+	cr_assert_gt(n, 0);
+	for (i = 0; i < n; i++)
+		cr_assert_eq(connect_flow(100 + i, ep4(10, 0, 2, 3, 53)), MOAT_CONN_OK);
+	cr_assert_eq(connect_flow(100 + n, ep4(10, 0, 2, 3, 53)), MOAT_CONN_REFUSED);
+	run_ms(1100); /* the counters follow the pools once a second */
+	cr_assert_eq(cnt()->pool_refused[MOAT_POOL_DNS_STREAM], 1);
+	cr_assert_eq(cnt()->pool_in_use[MOAT_POOL_DNS_STREAM], n);
+	cr_assert_eq(cnt()->pool_size[MOAT_POOL_DNS_STREAM], n);
+	cl.id = 100;
+	push(FLOW_CLOSE, &cl, sizeof(cl));
+	run_ms(20);
+	cr_assert_eq(connect_flow(100 + n + 1, ep4(10, 0, 2, 3, 53)), MOAT_CONN_OK);
+	stop();
+}
+
+/*
+ * Guest bytes to a host socket go through write chunks from the tcp_write
+ * pool; once the flows are gone and a tick has passed the pool's pages are
+ * given back (pool_trim()).
+ */
+Test(relay, tcp_write_pool_is_used_and_trimmed, .timeout = 30)
+{
+	uint16_t port;
+	int lfd = tcp_listener(&port), sfd;
+	struct flow_data dh = { .id = 50 };
+	struct flow_close cl = { .id = 50, .reset = 0 };
+	static uint8_t chunk[FLOW_DATA_MAX];
+	struct pool *pool;
+	size_t got = 0, total = 4 * sizeof(chunk);
+	long end;
+
+	start(NULL);
+	pool = &px.pools[MOAT_POOL_TCP_WRITE];
+	cr_assert_eq(connect_flow(50, ep4(127, 0, 0, 1, port)), MOAT_CONN_OK);
+	sfd = accept_wait(lfd);
+	for (size_t i = 0; i < sizeof(chunk); i++)
+		chunk[i] = (uint8_t)(i * 7);
+	for (int k = 0; k < 4; k++)
+		pushv(FLOW_DATA, &dh, sizeof(dh), chunk, sizeof(chunk));
+	end = now_ms() + 5000;
+	while (got < total && now_ms() < end) {
+		uint8_t b[65536];
+		ssize_t n = recv(sfd, b, sizeof(b), MSG_DONTWAIT);
+
+		if (n > 0) {
+			for (ssize_t j = 0; j < n; j++)
+				cr_assert_eq(b[j],
+					     (uint8_t)(((got + (size_t)j) % sizeof(chunk)) * 7));
+			got += (size_t)n;
+			continue;
+		}
+		spin();
+	}
+	cr_assert_eq(got, total);
+	cr_assert_geq(pool->peak, 1);
+	cr_assert_gt(pool->fresh, 0);
+	push(FLOW_CLOSE, &cl, sizeof(cl));
+	run_ms(2200); /* two ticks */
+	cr_assert_eq(pool->used, 0);
+	cr_assert_eq(pool->fresh, 0, "the pool's pages were not given back");
+	cr_assert_eq(pool->refused, 0);
 	close(sfd);
 	close(lfd);
 	stop();
