@@ -92,8 +92,8 @@ static json_t *range(uint16_t start, uint16_t end, bool *ok)
 
 static json_t *rule_json(const struct policy_rule *r, bool *ok)
 {
-	static const unsigned int protos[] = { POLICY_PROTO_TCP, POLICY_PROTO_UDP,
-					       POLICY_PROTO_ICMP };
+	const char *words[4];
+	int nw = policy_rule_proto_words(r, words);
 	json_t *o = json_object(), *pl, *ports;
 
 	if (!o)
@@ -105,9 +105,8 @@ static json_t *rule_json(const struct policy_rule *r, bool *ok)
 	    ok);
 	put(o, "destination", destination(r, ok), ok);
 	pl = json_array();
-	for (size_t i = 0; pl && i < sizeof(protos) / sizeof(protos[0]); i++)
-		if (r->protocols & protos[i])
-			push(pl, json_string(policy_proto_name((enum policy_proto)protos[i])), ok);
+	for (int i = 0; pl && i < nw; i++)
+		push(pl, json_string(words[i]), ok);
 	put(o, "protocols", pl, ok);
 	ports = json_array();
 	if (ports && !r->n_ports)
@@ -144,6 +143,14 @@ static json_t *dns_json(const struct policy_dns *d, bool *ok)
 	put(o, "nameservers", ns, ok);
 	put(o, "rebind_protection", json_boolean(d->rebind_protection), ok);
 	put(o, "timeout_ms", json_integer(d->timeout_ms), ok);
+	if (d->intercept == POLICY_DNS_INTERCEPT_OFF)
+		put(o, "intercept", json_false(), ok);
+	else
+		put(o, "intercept",
+		    json_string(d->intercept == POLICY_DNS_INTERCEPT_REQUESTED ?
+					"forward_to_requested" :
+					"redirect"),
+		    ok);
 	return o;
 }
 
@@ -229,6 +236,12 @@ char *policy_to_json(const struct policy *p)
 	put(root, "dns", dns_json(&p->dns, &ok), &ok);
 	put(root, "limits", limits_json(&p->limits, &ok), &ok);
 	put(root, "publish", publish_json(p, &ok), &ok);
+	{
+		json_t *rl = json_object();
+
+		put(rl, "existing", json_string(p->reload_keep ? "keep" : "reevaluate"), &ok);
+		put(root, "reload", rl, &ok);
+	}
 	text = ok ? json_dumps(root, JSON_INDENT(2)) : NULL;
 	json_decref(root);
 	return text;
@@ -243,8 +256,9 @@ static bool addr_same(const struct policy_addr *a, const struct policy_addr *b)
 
 static bool rule_equal(const struct policy_rule *a, const struct policy_rule *b)
 {
-	if (a->directions != b->directions || a->protocols != b->protocols || a->kind != b->kind ||
-	    a->allow != b->allow || a->terminate != b->terminate || a->n_ports != b->n_ports)
+	if (a->directions != b->directions || a->protocols != b->protocols ||
+	    a->icmp_families != b->icmp_families || a->kind != b->kind || a->allow != b->allow ||
+	    a->terminate != b->terminate || a->n_ports != b->n_ports)
 		return false;
 	for (int i = 0; i < a->n_ports; i++)
 		if (a->ports[i].start != b->ports[i].start || a->ports[i].end != b->ports[i].end)
@@ -288,7 +302,7 @@ bool policy_equal(const struct policy *a, const struct policy *b)
 		return a == b;
 	if (a->default_egress_allow != b->default_egress_allow ||
 	    a->default_ingress_allow != b->default_ingress_allow || a->n_rules != b->n_rules ||
-	    a->n_publish != b->n_publish)
+	    a->n_publish != b->n_publish || a->reload_keep != b->reload_keep)
 		return false;
 	for (int i = 0; i < a->n_rules; i++)
 		if (!rule_equal(&a->rules[i], &b->rules[i]))
@@ -303,7 +317,7 @@ bool policy_equal(const struct policy *a, const struct policy *b)
 		return false;
 	if (a->dns.n_nameservers != b->dns.n_nameservers ||
 	    a->dns.rebind_protection != b->dns.rebind_protection ||
-	    a->dns.timeout_ms != b->dns.timeout_ms)
+	    a->dns.timeout_ms != b->dns.timeout_ms || a->dns.intercept != b->dns.intercept)
 		return false;
 	for (int i = 0; i < a->dns.n_nameservers; i++)
 		if (a->dns.nameservers[i].port != b->dns.nameservers[i].port ||

@@ -96,24 +96,19 @@ static void describe_destination(struct sb *s, const struct policy_rule *r)
 
 static void describe_rule(struct sb *s, const struct policy_rule *r, int i)
 {
-	static const unsigned int protos[] = { POLICY_PROTO_TCP, POLICY_PROTO_UDP,
-					       POLICY_PROTO_ICMP };
-	bool first = true;
+	const char *words[4];
+	int nw = policy_rule_proto_words(r, words);
 
 	sb_printf(s, "rule %d (%s %s, destination ", i, r->allow ? "allow" : "deny",
 		  dir_words(r->directions));
 	describe_destination(s, r);
-	if (r->protocols == POLICY_PROTO_ALL) {
+	if (r->protocols == POLICY_PROTO_ALL &&
+	    r->icmp_families == (POLICY_ICMP_V4 | POLICY_ICMP_V6)) {
 		sb_printf(s, ", all protocols");
 	} else {
 		sb_printf(s, ", protocols ");
-		for (size_t k = 0; k < sizeof(protos) / sizeof(protos[0]); k++) {
-			if (!(r->protocols & protos[k]))
-				continue;
-			sb_printf(s, "%s%s", first ? "" : ",",
-				  policy_proto_name((enum policy_proto)protos[k]));
-			first = false;
-		}
+		for (int k = 0; k < nw; k++)
+			sb_printf(s, "%s%s", k ? "," : "", words[k]);
 	}
 	if (!r->n_ports)
 		sb_printf(s, ", all ports");
@@ -323,8 +318,11 @@ int policy_explain(const struct policy *p, const struct policy_flow *f, char *bu
 	return finish(&s);
 }
 
-static void dns_reason(struct sb *s, const struct policy_rule *r, enum policy_miss m)
+static void dns_reason(struct sb *s, const struct policy_rule *r, enum policy_miss m,
+		       enum policy_proto transport)
 {
+	const char *t = transport == POLICY_PROTO_TCP ? "tcp" : "udp";
+
 	switch (m) {
 	case POLICY_MISS_NONE:
 		if (r->kind == POLICY_DEST_DOMAIN)
@@ -332,7 +330,7 @@ static void dns_reason(struct sb *s, const struct policy_rule *r, enum policy_mi
 		else if (r->kind == POLICY_DEST_SUFFIX)
 			sb_printf(s, "matches: the name is %s or ends in .%s", r->name, r->name);
 		else
-			sb_printf(s, "matches: it admits DNS (udp or tcp port 53)");
+			sb_printf(s, "matches: it admits DNS (%s port 53)", t);
 		return;
 	case POLICY_MISS_DIRECTION:
 		sb_printf(s, "no match: it is for ingress only");
@@ -349,7 +347,7 @@ static void dns_reason(struct sb *s, const struct policy_rule *r, enum policy_mi
 			     "decide DNS queries");
 		return;
 	case POLICY_MISS_DNS_PORTS:
-		sb_printf(s, "no match: it does not admit DNS (udp or tcp port 53)");
+		sb_printf(s, "no match: it does not admit DNS over %s (%s port 53)", t, t);
 		return;
 	case POLICY_MISS_PROTOCOL:
 	case POLICY_MISS_PORT:
@@ -363,6 +361,7 @@ static void dns_reason(struct sb *s, const struct policy_rule *r, enum policy_mi
  * policy_explain_dns() - explain the decision on one DNS query
  * @p:		the policy
  * @qname:	the query name
+ * @transport:	POLICY_PROTO_UDP or POLICY_PROTO_TCP
  * @buf:	output (may be NULL if @len is 0); always NUL-terminated if @len
  * @len:	size of @buf
  *
@@ -371,7 +370,8 @@ static void dns_reason(struct sb *s, const struct policy_rule *r, enum policy_mi
  *
  * Return: the length of the full text, or -1 if @p is NULL.
  */
-int policy_explain_dns(const struct policy *p, const char *qname, char *buf, size_t len)
+int policy_explain_dns(const struct policy *p, const char *qname, enum policy_proto transport,
+		       char *buf, size_t len)
 {
 	struct sb s = { buf, len, 0 };
 	struct policy_decision d;
@@ -383,16 +383,17 @@ int policy_explain_dns(const struct policy *p, const char *qname, char *buf, siz
 		buf[0] = '\0';
 	if (!qname)
 		qname = "";
-	d = policy_decide_dns(p, qname);
+	d = policy_decide_dns(p, qname, transport);
 	verdict(&s, d);
-	sb_printf(&s, "query: DNS name %s (decided by the egress rules)\n",
-		  *qname ? printable(q, sizeof(q), qname) : "(root)");
+	sb_printf(&s, "query: DNS name %s over %s (decided by the egress rules)\n",
+		  *qname ? printable(q, sizeof(q), qname) : "(root)",
+		  transport == POLICY_PROTO_TCP ? "tcp" : "udp");
 	for (int i = 0; i < p->n_rules; i++) {
-		enum policy_miss m = policy_rule_check_dns(&p->rules[i], qname);
+		enum policy_miss m = policy_rule_check_dns(&p->rules[i], qname, transport);
 
 		describe_rule(&s, &p->rules[i], i);
 		sb_printf(&s, ": ");
-		dns_reason(&s, &p->rules[i], m);
+		dns_reason(&s, &p->rules[i], m, transport);
 		sb_printf(&s, "\n");
 		if (m == POLICY_MISS_NONE)
 			break;

@@ -378,6 +378,11 @@ enum policy_miss policy_rule_check(const struct policy_rule *r, const struct pol
 	/* parse.c keeps icmp out of the protocols of a rule with ports. */
 	if (!(r->protocols & (unsigned int)f->proto))
 		return POLICY_MISS_PROTOCOL;
+	if (f->proto == POLICY_PROTO_ICMP) {
+		policy_addr_normalize(&f->dst, &n);
+		if (!(r->icmp_families & (n.family == AF_INET6 ? POLICY_ICMP_V6 : POLICY_ICMP_V4)))
+			return POLICY_MISS_PROTOCOL;
+	}
 	if (f->proto != POLICY_PROTO_ICMP && !policy_ports_contain(r, f->port))
 		return POLICY_MISS_PORT;
 	switch (r->kind) {
@@ -438,21 +443,44 @@ struct policy_decision policy_decide(const struct policy *p, const struct policy
 	return d;
 }
 
-/* Does an "any" or host-group rule let DNS through (udp or tcp, port 53)? */
-static bool admits_dns(const struct policy_rule *r)
+/* Does an "any" or host-group rule let DNS over @transport (udp or tcp) through port 53? */
+static bool admits_dns(const struct policy_rule *r, enum policy_proto transport)
 {
-	return (r->protocols & (POLICY_PROTO_UDP | POLICY_PROTO_TCP)) &&
-	       policy_ports_contain(r, 53);
+	return (r->protocols & (unsigned int)transport) && policy_ports_contain(r, 53);
+}
+
+/**
+ * policy_rule_proto_words() - the schema's words for a rule's protocols
+ * @r:		the rule
+ * @words:	filled with up to three of "tcp", "udp", "icmp", "icmpv4", "icmpv6"
+ *
+ * Return: how many.
+ */
+int policy_rule_proto_words(const struct policy_rule *r, const char *words[4])
+{
+	int n = 0;
+
+	if (r->protocols & POLICY_PROTO_TCP)
+		words[n++] = "tcp";
+	if (r->protocols & POLICY_PROTO_UDP)
+		words[n++] = "udp";
+	if (r->protocols & POLICY_PROTO_ICMP)
+		words[n++] = r->icmp_families == POLICY_ICMP_V4 ? "icmpv4" :
+			     r->icmp_families == POLICY_ICMP_V6 ? "icmpv6" :
+								  "icmp";
+	return n;
 }
 
 /**
  * policy_rule_check_dns() - test one rule against a DNS query
  * @r:		the rule
  * @qname:	the query name (any case, trailing dot allowed)
+ * @transport:	POLICY_PROTO_UDP or POLICY_PROTO_TCP: how the query came
  *
  * Return: POLICY_MISS_NONE on a match, else why not.
  */
-enum policy_miss policy_rule_check_dns(const struct policy_rule *r, const char *qname)
+enum policy_miss policy_rule_check_dns(const struct policy_rule *r, const char *qname,
+				       enum policy_proto transport)
 {
 	if (!(r->directions & POLICY_EGRESS))
 		return POLICY_MISS_DIRECTION;
@@ -467,7 +495,7 @@ enum policy_miss policy_rule_check_dns(const struct policy_rule *r, const char *
 			return POLICY_MISS_DNS_KIND;
 		/* fall through */
 	case POLICY_DEST_ANY:
-		return admits_dns(r) ? POLICY_MISS_NONE : POLICY_MISS_DNS_PORTS;
+		return admits_dns(r, transport) ? POLICY_MISS_NONE : POLICY_MISS_DNS_PORTS;
 	case POLICY_DEST_CIDR:
 		break;
 	}
@@ -478,26 +506,28 @@ enum policy_miss policy_rule_check_dns(const struct policy_rule *r, const char *
  * policy_decide_dns() - decide a DNS query from the guest
  * @p:		the policy
  * @qname:	the query name
+ * @transport:	POLICY_PROTO_UDP or POLICY_PROTO_TCP: how the guest asked
  *
  * The egress rules in order: domain and domain_suffix rules match the
  * name (whatever their protocols and ports: allowing a name to be reached
  * allows it to be resolved); "any" and {"group": "host"} rules match when
- * they admit udp or tcp port 53; cidr and other group rules never match.
+ * they admit port 53 over @transport; cidr and other group rules never match.
  * First match wins, else the egress default.
  *
  * Context: the proxy's DNS forwarder; no allocation.
  * Return: the decision. A denied query is answered NXDOMAIN.
  */
-struct policy_decision policy_decide_dns(const struct policy *p, const char *qname)
+struct policy_decision policy_decide_dns(const struct policy *p, const char *qname,
+					 enum policy_proto transport)
 {
 	struct policy_decision d = { false, false, -1 };
 
-	if (!p)
+	if (!p || (transport != POLICY_PROTO_UDP && transport != POLICY_PROTO_TCP))
 		return d;
 	if (!qname)
 		qname = "";
 	for (int i = 0; i < p->n_rules; i++)
-		if (policy_rule_check_dns(&p->rules[i], qname) == POLICY_MISS_NONE)
+		if (policy_rule_check_dns(&p->rules[i], qname, transport) == POLICY_MISS_NONE)
 			return decision_of(&p->rules[i], i);
 	d.allow = p->default_egress_allow;
 	return d;
@@ -578,6 +608,30 @@ bool policy_has_domain_rules(const struct policy *p)
 		    p->rules[i].kind == POLICY_DEST_SUFFIX)
 			return true;
 	return false;
+}
+
+/**
+ * policy_reload_keeps_flows() - does a reload to this policy spare open flows
+ * @p:	the new policy
+ *
+ * Return: true for "reload": {"existing": "keep"}; false (the default): open
+ * TCP connections and UDP flows are decided again and the denied ones cut.
+ */
+bool policy_reload_keeps_flows(const struct policy *p)
+{
+	return p && p->reload_keep;
+}
+
+/**
+ * policy_warning() - one thing parsing accepted that a reader should know
+ * @p:	the policy
+ * @i:	0, 1, ...
+ *
+ * Return: the sentence, or NULL past the last one.
+ */
+const char *policy_warning(const struct policy *p, int i)
+{
+	return p && i >= 0 && i < p->n_warnings ? p->warnings[i] : NULL;
 }
 
 /**

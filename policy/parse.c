@@ -9,8 +9,15 @@
  * before swapping it in. The proxy parses the normalized text the
  * supervisor sends it (policy_to_json()) with this same code. So this is
  * the one gate every policy passes, and it fails closed: unknown keys,
- * wrong types, values out of range, a missing default -- all are errors,
- * never a silent "allow".
+ * wrong types, values out of range -- all are errors, never a silent
+ * "allow". A missing default_egress or default_ingress means "deny", as
+ * in microsandbox, and leaves a warning (policy_warning()) for `moat policy
+ * check` and the supervisor's log.
+ *
+ * Name resolution happens here too, and only here: a nameserver given as a
+ * host name ("dns.example:53") is resolved with getaddrinfo() while the
+ * supervisor parses the file, and the normalized text carries the address;
+ * the proxy (which could not resolve anything) only ever parses addresses.
  *
  * jansson does the JSON: json_loadb() with JSON_REJECT_DUPLICATES; it
  * rejects invalid UTF-8, NUL bytes and nesting deeper than 2048 levels
@@ -25,7 +32,7 @@
  * Normalization happens here, once: names lowercased without their dots
  * at the ends, CIDRs folded (IPv4-mapped to IPv4, host bits cleared), port
  * ranges sorted and merged (the full range 0..65535 is no filter at all),
- * "icmpv4"/"icmpv6" folded to icmp, and icmp dropped from the protocols of
+ * "icmpv4"/"icmpv6" kept as icmp of one family, and icmp dropped from the protocols of
  * a rule with a port filter (icmp has no ports to pass it). Matching
  * (match.c) and serializing (emit.c) rely on that form.
  *
@@ -34,6 +41,7 @@
  * default policy and freeing are in policy.c.
  */
 #include <jansson.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -361,16 +369,20 @@ static int parse_destination(struct ctx *c, json_t *j, const char *path, struct 
 /* Protocols and ports                                                 */
 /* ------------------------------------------------------------------ */
 
+/* "icmp" is both families, "icmpv4" and "icmpv6" one each (as in microsandbox). */
 static int parse_protocols(struct ctx *c, json_t *j, const char *path, unsigned int *protos,
-			   bool *named_icmp)
+			   unsigned int *icmp_families, bool *named_icmp)
 {
 	static const char *const words[] = { "tcp", "udp", "icmp", "icmpv4", "icmpv6", NULL };
 	static const unsigned int bits[] = { POLICY_PROTO_TCP, POLICY_PROTO_UDP, POLICY_PROTO_ICMP,
 					     POLICY_PROTO_ICMP, POLICY_PROTO_ICMP };
+	static const unsigned int fams[] = { 0, 0, POLICY_ICMP_V4 | POLICY_ICMP_V6, POLICY_ICMP_V4,
+					     POLICY_ICMP_V6 };
 	size_t i;
 	json_t *v;
 
 	*protos = 0;
+	*icmp_families = 0;
 	*named_icmp = false;
 	if (!json_is_array(j))
 		return schema_err(c, path, "must be a list of protocols (tcp, udp, icmp)");
@@ -384,11 +396,14 @@ static int parse_protocols(struct ctx *c, json_t *j, const char *path, unsigned 
 		if (w < 0)
 			return -1;
 		*protos |= bits[w];
+		*icmp_families |= fams[w];
 		if (bits[w] == POLICY_PROTO_ICMP)
 			*named_icmp = true;
 	}
-	if (!*protos)
+	if (!*protos) {
 		*protos = POLICY_PROTO_ALL; /* [] = every protocol */
+		*icmp_families = POLICY_ICMP_V4 | POLICY_ICMP_V6;
+	}
 	return 0;
 }
 
@@ -491,6 +506,7 @@ static int parse_rule(struct ctx *c, json_t *j, const char *path, struct policy_
 	int d;
 
 	r->protocols = POLICY_PROTO_ALL;
+	r->icmp_families = POLICY_ICMP_V4 | POLICY_ICMP_V6;
 	if (!json_is_object(j))
 		return schema_err(c, path, "must be an object (a rule)");
 	if (check_keys(c, j, path, keys) < 0)
@@ -516,7 +532,7 @@ static int parse_rule(struct ctx *c, json_t *j, const char *path, struct policy_
 
 	path_key(p, path, "protocols");
 	v = json_object_get(j, "protocols");
-	if (v && parse_protocols(c, v, p, &r->protocols, &named_icmp) < 0)
+	if (v && parse_protocols(c, v, p, &r->protocols, &r->icmp_families, &named_icmp) < 0)
 		return -1;
 
 	path_key(p, path, "ports");
@@ -530,6 +546,8 @@ static int parse_rule(struct ctx *c, json_t *j, const char *path, struct policy_
 	/* A rule with ports can only match tcp and udp: say so in its protocols. */
 	if (r->n_ports)
 		r->protocols &= ~(unsigned int)POLICY_PROTO_ICMP;
+	if (!(r->protocols & POLICY_PROTO_ICMP))
+		r->icmp_families = 0;
 
 	path_key(p, path, "action");
 	v = json_object_get(j, "action");
@@ -580,12 +598,74 @@ static int parse_rules(struct ctx *c, json_t *j, struct policy *pol)
 /* dns, limits, publish                                                */
 /* ------------------------------------------------------------------ */
 
+/* Is @s (of @n bytes) a host name: letters, digits, '-' and '.', not all digits and dots? */
+static bool is_hostname(const char *s, size_t n)
+{
+	bool letter = false;
+
+	if (!n || n > 253 || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))
+			letter = true;
+		else if (!(ch >= '0' && ch <= '9') && ch != '-' && ch != '.')
+			return false;
+	}
+	return letter;
+}
+
+/*
+ * A nameserver given as "NAME" or "NAME:PORT": resolve NAME now (the first
+ * address getaddrinfo() gives). Return: 0, 1 if @s is not of that form, or
+ * -1 with the error set.
+ */
+static int resolve_nameserver(struct ctx *c, const char *path, const char *s, struct policy_addr *a,
+			      uint16_t *port)
+{
+	const char *colon = strchr(s, ':');
+	size_t n = colon ? (size_t)(colon - s) : strlen(s);
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM }, *res = NULL;
+	char host[254], v[SHOW_MAX + 8];
+	int rc;
+
+	if (!is_hostname(s, n))
+		return 1;
+	if (colon) {
+		char *end;
+		unsigned long pn = strtoul(colon + 1, &end, 10);
+
+		if (!colon[1] || *end || colon[1] < '0' || colon[1] > '9' || pn < 1 || pn > 65535)
+			return 1;
+		*port = (uint16_t)pn;
+	}
+	memcpy(host, s, n);
+	host[n] = '\0';
+	rc = getaddrinfo(host, NULL, &hints, &res);
+	if (rc != 0 || !res)
+		return schema_err(c, path, "cannot resolve the host name \"%s\": %s",
+				  show(v, sizeof(v), host), rc ? gai_strerror(rc) : "no address");
+	memset(a, 0, sizeof(*a));
+	if (res->ai_family == AF_INET6) {
+		a->family = AF_INET6;
+		memcpy(a->addr, &((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr, 16);
+	} else {
+		a->family = AF_INET;
+		memcpy(a->addr, &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr, 4);
+	}
+	freeaddrinfo(res);
+	return 0;
+}
+
 static int parse_dns(struct ctx *c, json_t *j, struct policy_dns *dns)
 {
-	static const char *const keys[] = { "nameservers", "rebind_protection", "timeout_ms",
-					    NULL };
+	static const char *const keys[] = { "nameservers",	"rebind_protection", "timeout_ms",
+					    "query_timeout_ms", "intercept",	     NULL };
+	static const char *const intercepts[] = { "redirect", "forward_to_requested", NULL };
 	char p[PATH_MAX_LEN], v[SHOW_MAX + 8];
 	json_int_t t;
+	int rc;
 	json_t *ns, *x;
 	size_t i;
 
@@ -611,13 +691,20 @@ static int parse_dns(struct ctx *c, json_t *j, struct policy_dns *dns)
 						  "\"192.0.2.53:5353\" or \"[2001:db8::53]:53\"");
 			/* "192.0.2.1", "2001:db8::1", "[2001:db8::1]" alone are port 53. */
 			dns->nameservers[i].port = 53;
-			if (policy_hostport_parse(json_string_value(x),
-						  POLICY_HOSTPORT_PORT_OPTIONAL, a,
-						  &dns->nameservers[i].port) < 0)
-				return schema_err(c, p,
-						  "\"%s\" is not an address like \"192.0.2.53\", "
-						  "\"192.0.2.53:5353\" or \"[2001:db8::53]:53\"",
-						  show(v, sizeof(v), json_string_value(x)));
+			rc = policy_hostport_parse(json_string_value(x),
+						   POLICY_HOSTPORT_PORT_OPTIONAL, a,
+						   &dns->nameservers[i].port) < 0 ?
+				     resolve_nameserver(c, p, json_string_value(x), a,
+							&dns->nameservers[i].port) :
+				     0;
+			if (rc < 0)
+				return -1;
+			if (rc > 0)
+				return schema_err(
+					c, p,
+					"\"%s\" is not an address like \"192.0.2.53\", "
+					"\"192.0.2.53:5353\", \"[2001:db8::53]:53\" or a host name",
+					show(v, sizeof(v), json_string_value(x)));
 			if (policy_classify(NULL, a) == POLICY_GROUP_UNSPECIFIED)
 				return schema_err(c, p, "\"%s\" is the unspecified address",
 						  show(v, sizeof(v), json_string_value(x)));
@@ -628,10 +715,33 @@ static int parse_dns(struct ctx *c, json_t *j, struct policy_dns *dns)
 	if (x && get_bool(c, x, "dns.rebind_protection", &dns->rebind_protection) < 0)
 		return -1;
 	x = json_object_get(j, "timeout_ms");
+	if (x && json_object_get(j, "query_timeout_ms"))
+		return schema_err(c, "dns.query_timeout_ms",
+				  "give timeout_ms or query_timeout_ms (microsandbox's name), "
+				  "not both");
+	if (!x)
+		x = json_object_get(j, "query_timeout_ms");
 	if (x) {
-		if (get_int(c, x, "dns.timeout_ms", 1, 60000, &t) < 0)
+		if (get_int(c, x,
+			    json_object_get(j, "timeout_ms") ? "dns.timeout_ms" :
+							       "dns.query_timeout_ms",
+			    1, 60000, &t) < 0)
 			return -1;
 		dns->timeout_ms = (uint32_t)t;
+	}
+	x = json_object_get(j, "intercept");
+	if (x && json_is_false(x)) {
+		dns->intercept = POLICY_DNS_INTERCEPT_OFF;
+	} else if (x && json_is_true(x)) {
+		dns->intercept = POLICY_DNS_INTERCEPT_REDIRECT;
+	} else if (x) {
+		int w = get_word(c, x, "dns.intercept", intercepts,
+				 "\"redirect\", \"forward_to_requested\" or false");
+
+		if (w < 0)
+			return -1;
+		dns->intercept = w == 0 ? POLICY_DNS_INTERCEPT_REDIRECT :
+					  POLICY_DNS_INTERCEPT_REQUESTED;
 	}
 	return 0;
 }
@@ -787,29 +897,75 @@ static int parse_publish(struct ctx *c, json_t *j, struct policy *pol)
 /* The document                                                        */
 /* ------------------------------------------------------------------ */
 
+static void add_warning(struct policy *pol, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void add_warning(struct policy *pol, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (pol->n_warnings >= POLICY_MAX_WARNINGS)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(pol->warnings[pol->n_warnings++], sizeof(pol->warnings[0]), fmt, ap);
+	va_end(ap);
+}
+
+/* default_egress/default_ingress: "allow" or "deny"; missing = deny, with a warning. */
+static int parse_default(struct ctx *c, json_t *root, const char *key, bool *allow)
+{
+	json_t *v = json_object_get(root, key);
+
+	*allow = false;
+	if (v)
+		return get_action(c, v, key, allow);
+	return 1;
+}
+
+static int parse_reload(struct ctx *c, json_t *j, struct policy *pol)
+{
+	static const char *const keys[] = { "existing", NULL };
+	static const char *const words[] = { "reevaluate", "keep", NULL };
+	json_t *v;
+	int w;
+
+	if (!json_is_object(j))
+		return schema_err(c, "reload", "must be an object like {\"existing\": \"keep\"}");
+	if (check_keys(c, j, "reload", keys) < 0)
+		return -1;
+	v = json_object_get(j, "existing");
+	if (!v)
+		return 0;
+	w = get_word(c, v, "reload.existing", words, "\"reevaluate\" or \"keep\"");
+	if (w < 0)
+		return -1;
+	pol->reload_keep = w == 1;
+	return 0;
+}
+
 static int parse_document(struct ctx *c, json_t *root, struct policy *pol)
 {
-	static const char *const keys[] = { "default_egress", "default_ingress", "rules", "dns",
-					    "limits",	      "publish",	 NULL };
+	static const char *const keys[] = { "default_egress", "default_ingress", "rules",  "dns",
+					    "limits",	      "publish",	 "reload", NULL };
 	json_t *v;
+	int rc;
 
 	if (!json_is_object(root))
 		return schema_err(c, "", "the policy must be a JSON object, not a list");
 	if (check_keys(c, root, "", keys) < 0)
 		return -1;
-	v = json_object_get(root, "default_egress");
-	if (!v)
-		return schema_err(c, "default_egress",
-				  "missing (\"allow\" or \"deny\"; a policy "
-				  "must say what happens to egress no rule matches)");
-	if (get_action(c, v, "default_egress", &pol->default_egress_allow) < 0)
+	rc = parse_default(c, root, "default_egress", &pol->default_egress_allow);
+	if (rc < 0)
 		return -1;
-	v = json_object_get(root, "default_ingress");
-	if (!v)
-		return schema_err(c, "default_ingress",
-				  "missing (\"allow\" or \"deny\"; a policy "
-				  "must say what happens to ingress no rule matches)");
-	if (get_action(c, v, "default_ingress", &pol->default_ingress_allow) < 0)
+	if (rc > 0)
+		add_warning(pol, "default_egress is missing: egress no rule matches is denied");
+	rc = parse_default(c, root, "default_ingress", &pol->default_ingress_allow);
+	if (rc < 0)
+		return -1;
+	if (rc > 0)
+		add_warning(pol, "default_ingress is missing: ingress no rule matches is denied");
+	v = json_object_get(root, "reload");
+	if (v && parse_reload(c, v, pol) < 0)
 		return -1;
 	v = json_object_get(root, "rules");
 	if (v && parse_rules(c, v, pol) < 0)
@@ -869,8 +1025,8 @@ int policy_parse(const char *text, size_t len, const char *filename, const struc
 				  len);
 	if (!len || all_space(text, len))
 		return schema_err(&c, "",
-				  "the file is empty; a policy needs at least "
-				  "default_egress and default_ingress");
+				  "the file is empty; a policy is a JSON object "
+				  "(at least {\"default_egress\": ..., \"default_ingress\": ...})");
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root) {
 		char why[sizeof(je.text)];

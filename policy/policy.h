@@ -82,6 +82,13 @@ struct policy_limits {
 		egress_bytes_per_second, ingress_bytes_per_second;
 };
 
+/* What happens to guest DNS queries sent to an address other than moat's DNS address. */
+enum policy_dns_intercept {
+	POLICY_DNS_INTERCEPT_REDIRECT,	/* decided like any query, sent to moat's nameservers */
+	POLICY_DNS_INTERCEPT_REQUESTED, /* decided like any query, sent to the address asked */
+	POLICY_DNS_INTERCEPT_OFF,	/* ordinary flows, decided by the rules (no pins) */
+};
+
 struct policy_dns {
 	struct {
 		struct policy_addr addr;
@@ -89,7 +96,8 @@ struct policy_dns {
 	} nameservers[POLICY_MAX_NAMESERVERS];
 	int n_nameservers;	/* 0 = use the host's /etc/resolv.conf (read by the supervisor) */
 	bool rebind_protection; /* default true */
-	uint32_t timeout_ms;	/* per upstream try, default 2000 */
+	uint32_t timeout_ms;	/* per upstream try, default 2000 ("query_timeout_ms" too) */
+	enum policy_dns_intercept intercept; /* default redirect */
 };
 
 struct policy_publish {
@@ -115,13 +123,16 @@ void policy_free(struct policy *p);
 
 /* Deciding (match.c): no allocation. */
 struct policy_decision policy_decide(const struct policy *p, const struct policy_flow *f);
-struct policy_decision policy_decide_dns(const struct policy *p, const char *qname);
+struct policy_decision policy_decide_dns(const struct policy *p, const char *qname,
+					 enum policy_proto transport);
 bool policy_address_rule_allows(const struct policy *p, const struct policy_addr *a,
 				enum policy_proto proto, uint16_t port);
 enum policy_group policy_classify(const struct policy_env *env, const struct policy_addr *a);
 const char *policy_group_name(enum policy_group g);
 const char *policy_proto_name(enum policy_proto proto);
 bool policy_has_domain_rules(const struct policy *p);
+bool policy_reload_keeps_flows(const struct policy *p);
+const char *policy_warning(const struct policy *p, int i);
 int policy_rule_count(const struct policy *p);
 
 /* Addresses (match.c) and addresses with a port (addr.c). */
@@ -149,6 +160,7 @@ bool policy_equal(const struct policy *a, const struct policy *b);
 
 /* Explaining (explain.c): snprintf-like, first line machine-readable. */
 int policy_explain(const struct policy *p, const struct policy_flow *f, char *buf, size_t len);
-int policy_explain_dns(const struct policy *p, const char *qname, char *buf, size_t len);
+int policy_explain_dns(const struct policy *p, const char *qname, enum policy_proto transport,
+		       char *buf, size_t len);
 
 #endif /* MOAT_POLICY_H */

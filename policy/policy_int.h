@@ -18,13 +18,18 @@ enum policy_dest_kind {
 	POLICY_DEST_GROUP,
 };
 
+#define POLICY_ICMP_V4	    1u /* "icmpv4" (or "icmp") */
+#define POLICY_ICMP_V6	    2u /* "icmpv6" (or "icmp") */
+#define POLICY_MAX_WARNINGS 4
+
 struct policy_port_range {
 	uint16_t start, end; /* inclusive */
 };
 
 struct policy_rule {
-	unsigned int directions; /* POLICY_EGRESS | POLICY_INGRESS bits, never 0 */
-	unsigned int protocols;	 /* enum policy_proto bits, never 0; no icmp if n_ports */
+	unsigned int directions;    /* POLICY_EGRESS | POLICY_INGRESS bits, never 0 */
+	unsigned int protocols;	    /* enum policy_proto bits, never 0; no icmp if n_ports */
+	unsigned int icmp_families; /* with icmp: POLICY_ICMP_V4 | POLICY_ICMP_V6 bits */
 	enum policy_dest_kind kind;
 	struct policy_addr net; /* CIDR: v4-mapped folded to v4, host bits cleared */
 	int prefix;
@@ -46,6 +51,9 @@ struct policy {
 	struct policy_publish *publish;
 	int n_publish;
 	struct policy_env env; /* copy of the caller's, for the "host" group */
+	bool reload_keep;      /* "reload": {"existing": "keep"}: a reload spares open flows */
+	char warnings[POLICY_MAX_WARNINGS][160]; /* what parsing accepted but a reader should know */
+	int n_warnings;
 };
 
 /* Why a rule did not match a flow or a query (match.c, used by explain.c). */
@@ -64,7 +72,9 @@ void policy_addr_normalize(const struct policy_addr *in, struct policy_addr *out
 bool policy_ports_contain(const struct policy_rule *r, uint16_t port);
 enum policy_miss policy_rule_check(const struct policy_rule *r, const struct policy_flow *f,
 				   enum policy_group g);
-enum policy_miss policy_rule_check_dns(const struct policy_rule *r, const char *qname);
+enum policy_miss policy_rule_check_dns(const struct policy_rule *r, const char *qname,
+				       enum policy_proto transport);
+int policy_rule_proto_words(const struct policy_rule *r, const char *words[4]);
 bool policy_name_matches(const char *name, const char *rule_name, bool suffix);
 bool policy_flow_valid(const struct policy_flow *f);
 

@@ -516,7 +516,7 @@ static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 		answer(px, tcp, s, server, guest, b, dnsmsg_formerr(msg, len, b, sizeof(b)));
 		return;
 	}
-	d = policy_decide_dns(px->policy, q.q.name);
+	d = policy_decide_dns(px->policy, q.q.name, tcp ? POLICY_PROTO_TCP : POLICY_PROTO_UDP);
 	if (!d.allow) {
 		struct flow_endpoint dst = *server;
 

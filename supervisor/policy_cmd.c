@@ -12,7 +12,7 @@
  *	the normalized policy (policy_to_json()) on stdout; exit 0.
  *   moat policy explain FILE --dst ADDR:PORT/PROTO [--name NAME]...
  *			      [--ingress] [--subnet CIDR]
- *   moat policy explain FILE --dns NAME [--subnet CIDR]
+ *   moat policy explain FILE --dns NAME[/udp|/tcp] [--subnet CIDR]
  *	print policy_explain()'s text: a machine-readable first line
  *	("deny rule 2 terminate"), then the reasons; exit 0 whatever the
  *	decision.
@@ -44,7 +44,7 @@ static const char usage_text[] =
 	"usage: moat policy check FILE\n"
 	"       moat policy explain FILE --dst ADDR:PORT/PROTO [--name NAME]... [--ingress]\n"
 	"                           [--subnet CIDR]\n"
-	"       moat policy explain FILE --dns NAME [--subnet CIDR]\n"
+	"       moat policy explain FILE --dns NAME[/udp|/tcp] [--subnet CIDR]\n"
 	"       moat policy default\n"
 	"  check     validate FILE and print it normalized\n"
 	"  explain   print which rule decides an egress flow (or, with --ingress, an\n"
@@ -148,8 +148,12 @@ static int load(const char *file, const struct policy_env *env, struct policy **
 {
 	char err[1024];
 
+	const char *w;
+
 	if (policy_load_file(file, env, p, err, sizeof(err)) < 0)
 		return fail("%s", err);
+	for (int i = 0; (w = policy_warning(*p, i)); i++)
+		fprintf(stderr, "moat: %s: warning: %s\n", file, w);
 	return EXIT_OK;
 }
 
@@ -200,13 +204,14 @@ static const char *opt_value(const char *opt, int argc, char **argv, int *i, boo
 	return argv[++*i];
 }
 
-static int print_explain(const struct policy *p, const struct policy_flow *f, const char *qname)
+static int print_explain(const struct policy *p, const struct policy_flow *f, const char *qname,
+			 enum policy_proto transport)
 {
 	char small[8192], *buf = small, *big = NULL;
 	int n;
 
 	n = f ? policy_explain(p, f, buf, sizeof(small)) :
-		policy_explain_dns(p, qname, buf, sizeof(small));
+		policy_explain_dns(p, qname, transport, buf, sizeof(small));
 	if (n < 0)
 		return fail("cannot explain");
 	if ((size_t)n >= sizeof(small)) {
@@ -214,7 +219,7 @@ static int print_explain(const struct policy *p, const struct policy_flow *f, co
 		if (!big)
 			return fail("out of memory");
 		n = f ? policy_explain(p, f, buf, (size_t)n + 1) :
-			policy_explain_dns(p, qname, buf, (size_t)n + 1);
+			policy_explain_dns(p, qname, transport, buf, (size_t)n + 1);
 		if (n < 0) {
 			free(big);
 			return fail("cannot explain");
@@ -229,6 +234,8 @@ static int cmd_explain(int argc, char **argv)
 {
 	const char *file = NULL, *dst = NULL, *dns = NULL, *subnet = NULL;
 	const char *names[MAX_NAMES + 1] = { NULL };
+	enum policy_proto transport = POLICY_PROTO_UDP;
+	char qname[256];
 	struct policy_flow f = { .direction = POLICY_EGRESS };
 	struct policy_env env;
 	struct policy *p = NULL;
@@ -269,6 +276,21 @@ static int cmd_explain(int argc, char **argv)
 		return fail("explain: give exactly one of --dst ADDR:PORT/PROTO and --dns NAME");
 	if (dns && (n_names || ingress))
 		return fail("explain: --name and --ingress go with --dst, not --dns");
+	if (dns) {
+		/* NAME, NAME/udp or NAME/tcp */
+		const char *slash = strrchr(dns, '/');
+		size_t n = slash ? (size_t)(slash - dns) : strlen(dns);
+
+		if (slash && !strcmp(slash, "/tcp"))
+			transport = POLICY_PROTO_TCP;
+		else if (slash && strcmp(slash, "/udp"))
+			return fail("explain: --dns '%s': the transport is /udp or /tcp", dns);
+		if (n >= sizeof(qname))
+			return fail("explain: --dns: the name is longer than 255 characters");
+		memcpy(qname, dns, n);
+		qname[n] = '\0';
+		dns = qname;
+	}
 	if (dst && parse_dst(dst, &f) < 0)
 		return fail(
 			"explain: --dst '%s' is not ADDR:PORT/PROTO (like 203.0.113.10:443/tcp, "
@@ -284,7 +306,7 @@ static int cmd_explain(int argc, char **argv)
 	if (ingress)
 		f.direction = POLICY_INGRESS;
 	f.names = n_names ? names : NULL;
-	rc = print_explain(p, dst ? &f : NULL, dns);
+	rc = print_explain(p, dst ? &f : NULL, dns, transport);
 	policy_free(p);
 	return rc;
 }

@@ -849,6 +849,14 @@ static void reload_seccomp(scmp_filter_ctx ctx)
 	ALLOW(ctx, lseek);	/* jansson's file reader */
 }
 
+static void log_policy_warnings(const struct policy *p)
+{
+	const char *w;
+
+	for (int i = 0; (w = policy_warning(p, i)); i++)
+		log_warn("%s: %s", sv.o.policy_path, w);
+}
+
 static void reload_policy(void)
 {
 	struct policy *np = NULL;
@@ -864,6 +872,7 @@ static void reload_policy(void)
 		events_reload(sv.o.policy_path, false, err);
 		return;
 	}
+	log_policy_warnings(np);
 	rc = send_policy(np, false);
 	if (rc < 0) {
 		snprintf(err, sizeof(err), "%s: cannot hand the policy to the proxy: %s%s",
@@ -980,6 +989,7 @@ static int check_and_open(struct moat_shm_header *proto)
 			fprintf(stderr, "moat: %s\n", err);
 			return EXIT_USAGE;
 		}
+		log_policy_warnings(sv.policy);
 	} else {
 		sv.policy = policy_default(&sv.env);
 		if (!sv.policy)

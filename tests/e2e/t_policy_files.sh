@@ -16,7 +16,8 @@ printf '{%s, "rules": [{"direction": "egress", "destination": "any", "action": 1
 printf '{%s, "rulez": []}' "$D" >"$W/unknown-key.json"
 printf '{%s, "rules": [{"direction": "egress", "destination": {"cidr": "10.0.0.0/33"}, "action": "allow"}]}' "$D" >"$W/bad-cidr.json"
 : >"$W/empty.json"
-printf '{"default_egress": "deny"}' >"$W/missing-default.json"
+printf '{"default_egress": "allow"}' >"$W/missing-default.json"
+printf '{%s, "dns": {"nameservers": ["no-such-host.invalid"]}}' "$D" >"$W/unresolvable.json"
 python3 - "$W" <<'PY'
 import sys
 w = sys.argv[1]
@@ -29,7 +30,7 @@ open(f"{w}/bad-utf8.json", "wb").write(b'{' + D.encode() + b', "rules": [{"direc
 open(f"{w}/dup-key.json", "w").write("{%s, \"default_egress\": \"allow\"}" % D)
 PY
 
-for f in wrong-type unknown-key bad-cidr empty missing-default ten-mb deep bad-utf8 dup-key; do
+for f in wrong-type unknown-key bad-cidr empty ten-mb deep bad-utf8 dup-key; do
 	for mode in check run; do
 		if [ $mode = check ]; then
 			"$MOAT" policy check "$W/$f.json" >"$W/out" 2>"$W/err"
@@ -45,5 +46,28 @@ for f in wrong-type unknown-key bad-cidr empty missing-default ten-mb deep bad-u
 	done
 	echo "$f: $(head -c 200 "$W/err")"
 done
+
+# microsandbox parity: a missing default means deny, with one warning line.
+"$MOAT" policy check "$W/missing-default.json" >"$W/out" 2>"$W/err"
+rc=$?
+[ $rc -eq 0 ] || fail "missing-default (check): exit $rc, want 0: $(head -c 300 "$W/err")"
+grep -q '"default_ingress": "deny"' "$W/out" || fail "missing-default: the normalized policy does not say deny: $(cat "$W/out")"
+grep -q '"default_egress": "allow"' "$W/out" || fail "missing-default: default_egress changed"
+[ "$(wc -l <"$W/err")" -eq 1 ] && grep -q "missing-default.json: warning: default_ingress is missing" "$W/err" ||
+	fail "missing-default: want one warning line, got: $(cat "$W/err")"
+echo "missing-default: $(cat "$W/err")"
+
+# A nameserver host name that cannot be resolved refuses the policy (in an empty
+# network namespace: the lookup fails at once and nothing leaves the machine).
+if unshare -n true 2>/dev/null; then
+	unshare -n timeout 20 "$MOAT" policy check "$W/unresolvable.json" >"$W/out" 2>"$W/err"
+	rc=$?
+	[ $rc -eq 2 ] || fail "unresolvable nameserver: exit $rc, want 2: $(head -c 300 "$W/err")"
+	grep -q 'dns.nameservers\[0\]: cannot resolve the host name "no-such-host.invalid"' "$W/err" ||
+		fail "unresolvable nameserver: $(head -c 300 "$W/err")"
+	echo "unresolvable: $(head -c 200 "$W/err")"
+else
+	echo "skip unresolvable nameserver: unshare -n not permitted"
+fi
 [ $fails -eq 0 ] || exit 1
-echo "PASS t_policy_files: 9 malformed policies refused with exit 2 by check and run"
+echo "PASS t_policy_files: 8 malformed policies refused with exit 2 by check and run; missing defaults deny with a warning; an unresolvable nameserver refuses"

@@ -69,9 +69,10 @@ static void exercise(const struct policy *p, const struct policy *q)
 			abort();
 	}
 	for (size_t i = 0; i < sizeof(qnames) / sizeof(qnames[0]); i++) {
-		if (!same(policy_decide_dns(p, qnames[i]), policy_decide_dns(q, qnames[i])))
+		if (!same(policy_decide_dns(p, qnames[i], POLICY_PROTO_UDP),
+			  policy_decide_dns(q, qnames[i], POLICY_PROTO_UDP)))
 			abort();
-		if (policy_explain_dns(p, qnames[i], buf, sizeof(buf)) < 0)
+		if (policy_explain_dns(p, qnames[i], POLICY_PROTO_UDP, buf, sizeof(buf)) < 0)
 			abort();
 	}
 }

@@ -483,6 +483,42 @@ Test(match, protocols)
 	policy_free(p);
 }
 
+/* microsandbox parity: icmpv4 and icmpv6 are one family each, icmp both. */
+Test(match, icmp_families)
+{
+	struct policy *p = parse_ok(POLICY(
+		"{\"direction\": \"egress\", \"destination\": \"any\","
+		" \"protocols\": [\"icmpv4\"], \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"2001:db8:1::/48\"},"
+		" \"protocols\": [\"icmp\"], \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"2001:db8:2::/48\"},"
+		" \"protocols\": [\"icmpv6\"], \"action\": \"allow\"}"));
+	char *j = policy_to_json(p);
+	struct policy *q;
+	char buf[2048];
+
+	expect(egress(p, "198.51.100.7", POLICY_PROTO_ICMP, 0), true, 0, false);
+	expect(egress(p, "2001:db8:9::1", POLICY_PROTO_ICMP, 0), false, -1, false);
+	expect(egress(p, "::ffff:198.51.100.7", POLICY_PROTO_ICMP, 0), true, 0, false);
+	expect(egress(p, "2001:db8:1::1", POLICY_PROTO_ICMP, 0), true, 1, false);
+	expect(egress(p, "2001:db8:2::1", POLICY_PROTO_ICMP, 0), true, 2, false);
+	cr_assert(strstr(j, "\"icmpv4\""), "%s", j);
+	cr_assert(strstr(j, "\"icmpv6\""), "%s", j);
+	cr_assert_eq(policy_parse(j, strlen(j), "j", NULL, &q, errbuf, sizeof(errbuf)), 0, "%s",
+		     errbuf);
+	cr_assert(policy_equal(p, q));
+	{
+		struct policy_flow f = { .direction = POLICY_EGRESS, .proto = POLICY_PROTO_ICMP };
+
+		cr_assert_eq(policy_addr_parse("2001:db8:9::1", &f.dst), 0);
+		policy_explain(p, &f, buf, sizeof(buf));
+		cr_assert(strstr(buf, "protocols icmpv4"), "%s", buf);
+	}
+	policy_free(q);
+	free(j);
+	policy_free(p);
+}
+
 Test(match, icmp_and_port_filters)
 {
 	struct policy *p = parse_ok(
@@ -806,10 +842,10 @@ Test(dns, default_policy_allows_every_query)
 	struct policy *p = policy_default(&env);
 
 	cr_assert_not_null(p);
-	expect(policy_decide_dns(p, "example.com"), true, 0, false);
-	expect(policy_decide_dns(p, "metadata.google.internal"), true, 0, false);
-	expect(policy_decide_dns(p, ""), true, 0, false);
-	expect(policy_decide_dns(p, NULL), true, 0, false);
+	expect(policy_decide_dns(p, "example.com", POLICY_PROTO_UDP), true, 0, false);
+	expect(policy_decide_dns(p, "metadata.google.internal", POLICY_PROTO_UDP), true, 0, false);
+	expect(policy_decide_dns(p, "", POLICY_PROTO_UDP), true, 0, false);
+	expect(policy_decide_dns(p, NULL, POLICY_PROTO_UDP), true, 0, false);
 	policy_free(p);
 }
 
@@ -830,16 +866,16 @@ Test(dns, rules_in_order)
 		"{\"direction\": \"any\", \"destination\": {\"domain_suffix\": \"corp.example\"}, \"action\": \"allow\"}"));
 
 	/* cidr, public group and ingress rules never match a query. */
-	expect(policy_decide_dns(p, "in.example"), false, -1, false);
+	expect(policy_decide_dns(p, "in.example", POLICY_PROTO_UDP), false, -1, false);
 	/* A domain rule matches the query whatever its protocols and ports. */
-	expect(policy_decide_dns(p, "api.example.com"), true, 3, false);
-	expect(policy_decide_dns(p, "API.EXAMPLE.COM."), true, 3, false);
-	expect(policy_decide_dns(p, "www.api.example.com"), false, -1, false);
-	expect(policy_decide_dns(p, "blocked.example"), false, 4, true);
-	expect(policy_decide_dns(p, "x.y.blocked.example"), false, 4, true);
+	expect(policy_decide_dns(p, "api.example.com", POLICY_PROTO_UDP), true, 3, false);
+	expect(policy_decide_dns(p, "API.EXAMPLE.COM.", POLICY_PROTO_UDP), true, 3, false);
+	expect(policy_decide_dns(p, "www.api.example.com", POLICY_PROTO_UDP), false, -1, false);
+	expect(policy_decide_dns(p, "blocked.example", POLICY_PROTO_UDP), false, 4, true);
+	expect(policy_decide_dns(p, "x.y.blocked.example", POLICY_PROTO_UDP), false, 4, true);
 	/* "any" on tcp/443 and host on icmp do not admit DNS. */
-	expect(policy_decide_dns(p, "a.corp.example"), true, 7, false);
-	expect(policy_decide_dns(p, "example.org"), false, -1, false);
+	expect(policy_decide_dns(p, "a.corp.example", POLICY_PROTO_UDP), true, 7, false);
+	expect(policy_decide_dns(p, "example.org", POLICY_PROTO_UDP), false, -1, false);
 	policy_free(p);
 }
 
@@ -856,9 +892,13 @@ Test(dns, any_and_host_rules_that_admit_dns)
 		POLICY("{\"direction\": \"egress\", \"destination\": {\"group\": \"host\"},"
 		       " \"ports\": [54], \"action\": \"allow\"}"));
 
-	expect(policy_decide_dns(p1, "example.com"), false, 0, false);
-	expect(policy_decide_dns(p2, "example.com"), true, 0, false);
-	expect(policy_decide_dns(p3, "example.com"), false, -1, false);
+	expect(policy_decide_dns(p1, "example.com", POLICY_PROTO_UDP), false, 0, false);
+	/* microsandbox parity: the rule admits DNS over tcp only */
+	expect(policy_decide_dns(p2, "example.com", POLICY_PROTO_UDP), false, -1, false);
+	expect(policy_decide_dns(p2, "example.com", POLICY_PROTO_TCP), true, 0, false);
+	expect(policy_decide_dns(p1, "example.com", POLICY_PROTO_TCP), true, -1, false);
+	expect(policy_decide_dns(p2, "example.com", (enum policy_proto)0), false, -1, false);
+	expect(policy_decide_dns(p3, "example.com", POLICY_PROTO_UDP), false, -1, false);
 	policy_free(p1);
 	policy_free(p2);
 	policy_free(p3);
@@ -1032,7 +1072,7 @@ Test(examples, single_api)
 	expect(decide(p, POLICY_EGRESS, "93.184.216.34", POLICY_PROTO_TCP, 443, NULL), false, -1,
 	       false);
 	expect(egress(p, "10.0.2.3", POLICY_PROTO_UDP, 53), true, 1, false);
-	expect(policy_decide_dns(p, "api.example.com"), true, 0, false);
+	expect(policy_decide_dns(p, "api.example.com", POLICY_PROTO_UDP), true, 0, false);
 	cr_assert(policy_has_domain_rules(p));
 	expect(decide(p, POLICY_INGRESS, "192.0.2.1", POLICY_PROTO_TCP, 22, NULL), false, -1,
 	       false);
@@ -1084,7 +1124,7 @@ Test(ext, dns_section)
 	policy_free(p);
 
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
-		   " \"dns\": {\"nameservers\": [\"dns.google\"]}}",
+		   " \"dns\": {\"nameservers\": [\"dns_google\"]}}",
 		   "dns.nameservers[0]", "not an address");
 	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
 		   " \"dns\": {\"nameservers\": [\"1.2.3.4:0\"]}}",
@@ -1234,8 +1274,6 @@ Test(ext, publish_section)
 
 Test(schema, top_level)
 {
-	parse_fail("{\"default_ingress\": \"deny\"}", "test.json: default_egress:", "missing");
-	parse_fail("{\"default_egress\": \"deny\"}", "test.json: default_ingress:", "missing");
 	parse_fail("{\"default_egress\": \"maybe\", \"default_ingress\": \"deny\"}",
 		   "default_egress", "\"allow\" or \"deny\"");
 	parse_fail("{\"default_egress\": true, \"default_ingress\": \"deny\"}", "default_egress",
@@ -1432,7 +1470,7 @@ Test(input, empty)
 {
 	parse_fail_n("", 0, "test.json: ", "empty");
 	parse_fail(" \n\t\r\n", "test.json: ", "empty");
-	parse_fail("{}", "default_egress", "missing");
+	parse_fail("[]", "test.json: ", "JSON object");
 }
 
 Test(input, load_file)
@@ -1477,7 +1515,7 @@ Test(input, null_arguments)
 
 	cr_assert_eq(policy_parse(NULL, 5, "x", NULL, &p, errbuf, sizeof(errbuf)), -1);
 	cr_assert_eq(policy_parse("{}", 2, "x", NULL, NULL, errbuf, sizeof(errbuf)), -1);
-	cr_assert_eq(policy_parse("{}", 2, "x", NULL, &p, NULL, 0), -1, "no err buffer is fine");
+	cr_assert_eq(policy_parse("[]", 2, "x", NULL, &p, NULL, 0), -1, "no err buffer is fine");
 	policy_free(NULL);
 	cr_assert_null(policy_to_json(NULL));
 	cr_assert_eq(policy_explain(NULL, NULL, errbuf, sizeof(errbuf)), -1);
@@ -1543,7 +1581,8 @@ Test(roundtrip, to_json_parses_back_equal)
 	for (const char *const *n =
 		     (const char *const[]){ "pypi.org", "x.pythonhosted.org", "a.b", NULL };
 	     *n; n++) {
-		struct policy_decision x = policy_decide_dns(p, *n), y = policy_decide_dns(q, *n);
+		struct policy_decision x = policy_decide_dns(p, *n, POLICY_PROTO_UDP),
+				       y = policy_decide_dns(q, *n, POLICY_PROTO_UDP);
 
 		cr_assert(x.allow == y.allow && x.rule == y.rule);
 	}
@@ -1556,7 +1595,7 @@ Test(roundtrip, to_json_parses_back_equal)
 	cr_assert(strstr(j1, "\"on_exceed\": \"terminate\""), "%s", j1);
 	cr_assert(strstr(j1, "\"on_exceed\": \"refuse\""), "%s", j1);
 	cr_assert(strstr(j1, "\n  \"rules\": [\n"), "2-space indent: %s", j1);
-	cr_assert_null(strstr(j1, "icmpv6"), "icmpv6 is folded into icmp");
+	cr_assert(strstr(j1, "\"icmpv6\""), "icmpv6 stays icmpv6: %s", j1);
 	free(j1);
 	free(j2);
 	policy_free(p);
@@ -1655,11 +1694,11 @@ Test(explain, first_line_is_machine_readable)
 	first_line(buf, line, sizeof(line));
 	cr_assert_str_eq(line, "allow default");
 
-	n = policy_explain_dns(p, "files.pythonhosted.org", buf, sizeof(buf));
+	n = policy_explain_dns(p, "files.pythonhosted.org", POLICY_PROTO_UDP, buf, sizeof(buf));
 	cr_assert_eq((size_t)n, strlen(buf));
 	first_line(buf, line, sizeof(line));
 	cr_assert_str_eq(line, "allow rule 4");
-	policy_explain_dns(p, "example.com", buf, sizeof(buf));
+	policy_explain_dns(p, "example.com", POLICY_PROTO_UDP, buf, sizeof(buf));
 	first_line(buf, line, sizeof(line));
 	cr_assert_str_eq(line, "allow rule 6");
 	policy_free(p);
@@ -1667,10 +1706,10 @@ Test(explain, first_line_is_machine_readable)
 	p = parse_ok(
 		POLICY("{\"direction\": \"egress\", \"destination\": {\"domain\": \"bad.example\"},"
 		       " \"action\": \"deny\", \"terminate\": true}"));
-	policy_explain_dns(p, "bad.example", buf, sizeof(buf));
+	policy_explain_dns(p, "bad.example", POLICY_PROTO_UDP, buf, sizeof(buf));
 	first_line(buf, line, sizeof(line));
 	cr_assert_str_eq(line, "deny rule 0 terminate");
-	policy_explain_dns(p, "good.example", buf, sizeof(buf));
+	policy_explain_dns(p, "good.example", POLICY_PROTO_UDP, buf, sizeof(buf));
 	first_line(buf, line, sizeof(line));
 	cr_assert_str_eq(line, "deny default");
 	cr_assert(strstr(buf, "NXDOMAIN"), "%s", buf);
@@ -1864,4 +1903,113 @@ Test(cli, explain)
 	cr_assert_eq(CLI("policy", "explain", pub, "--dns", "x", "--subnet", "10.0.0.0/30"), 2);
 	cr_assert_eq(CLI("policy", "explain", pub, "--dns", "x", "--frob"), 2);
 	cr_assert_eq(CLI("policy", "explain", "/nonexistent", "--dns", "x"), 2);
+}
+
+/* ---- microsandbox parity (issue 13) -------------------------------- */
+
+Test(parity, missing_defaults_mean_deny_with_a_warning)
+{
+	struct policy *p = parse_ok("{\"rules\": []}");
+	struct policy *q = parse_ok("{\"default_egress\": \"allow\"}");
+	char *j = policy_to_json(p);
+
+	expect(egress(p, "203.0.113.1", POLICY_PROTO_TCP, 443), false, -1, false);
+	expect(decide(p, POLICY_INGRESS, "203.0.113.1", POLICY_PROTO_TCP, 22, NULL), false, -1,
+	       false);
+	cr_assert_not_null(policy_warning(p, 0));
+	cr_assert(strstr(policy_warning(p, 0), "default_egress is missing"));
+	cr_assert(strstr(policy_warning(p, 1), "default_ingress is missing"));
+	cr_assert_null(policy_warning(p, 2));
+	cr_assert(strstr(j, "\"default_egress\": \"deny\""), "%s", j);
+	expect(egress(q, "203.0.113.1", POLICY_PROTO_TCP, 443), true, -1, false);
+	cr_assert(strstr(policy_warning(q, 0), "default_ingress"));
+	cr_assert_null(policy_warning(q, 1));
+	free(j);
+	policy_free(p);
+	policy_free(q);
+}
+
+Test(parity, query_timeout_ms_intercept_and_reload)
+{
+	struct policy *p = parse_ok("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+				    " \"dns\": {\"query_timeout_ms\": 1500}}");
+	struct policy *q = parse_ok(
+		"{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+		" \"dns\": {\"intercept\": \"forward_to_requested\"}, \"reload\": {\"existing\": \"keep\"}}");
+	struct policy *r = parse_ok("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+				    " \"dns\": {\"intercept\": false}}");
+	struct policy *back;
+	char *j = policy_to_json(q);
+
+	cr_assert_eq(policy_dns(p)->timeout_ms, 1500);
+	cr_assert_eq(policy_dns(p)->intercept, POLICY_DNS_INTERCEPT_REDIRECT, "default: redirect");
+	cr_assert_not(policy_reload_keeps_flows(p), "default: re-evaluate");
+	cr_assert_eq(policy_dns(q)->intercept, POLICY_DNS_INTERCEPT_REQUESTED);
+	cr_assert(policy_reload_keeps_flows(q));
+	cr_assert_eq(policy_dns(r)->intercept, POLICY_DNS_INTERCEPT_OFF);
+	cr_assert(strstr(j, "\"intercept\": \"forward_to_requested\""), "%s", j);
+	cr_assert(strstr(j, "\"existing\": \"keep\""), "%s", j);
+	cr_assert_eq(policy_parse(j, strlen(j), "j", NULL, &back, errbuf, sizeof(errbuf)), 0);
+	cr_assert(policy_equal(q, back));
+	cr_assert_not(policy_equal(p, q));
+	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+		   " \"dns\": {\"timeout_ms\": 5, \"query_timeout_ms\": 5}}",
+		   "dns.query_timeout_ms", "not both");
+	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+		   " \"dns\": {\"query_timeout_ms\": 0}}",
+		   "dns.query_timeout_ms", NULL);
+	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+		   " \"dns\": {\"intercept\": \"sometimes\"}}",
+		   "dns.intercept", "forward_to_requested");
+	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+		   " \"reload\": {\"existing\": \"drop\"}}",
+		   "reload.existing", "keep");
+	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+		   " \"reload\": {\"other\": 1}}",
+		   "reload", "unknown key");
+	free(j);
+	policy_free(back);
+	policy_free(p);
+	policy_free(q);
+	policy_free(r);
+}
+
+/* A host name as nameserver is resolved while parsing (localhost: /etc/hosts, no traffic). */
+Test(parity, nameserver_host_names)
+{
+	struct policy *p = parse_ok(
+		"{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+		" \"dns\": {\"nameservers\": [\"localhost:5353\", \"localhost\"]}}");
+	const struct policy_dns *d = policy_dns(p);
+	char *j = policy_to_json(p);
+
+	cr_assert_eq(d->n_nameservers, 2);
+	cr_assert_eq(policy_classify(NULL, &d->nameservers[0].addr), POLICY_GROUP_LOOPBACK);
+	cr_assert_eq(d->nameservers[0].port, 5353);
+	cr_assert_eq(d->nameservers[1].port, 53);
+	cr_assert_null(strstr(j, "localhost"), "the normalized text carries addresses: %s", j);
+	free(j);
+	policy_free(p);
+	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+		   " \"dns\": {\"nameservers\": [\"localhost:0\"]}}",
+		   "dns.nameservers[0]", "not an address");
+	parse_fail("{\"default_egress\": \"deny\", \"default_ingress\": \"deny\","
+		   " \"dns\": {\"nameservers\": [\"-bad.example\"]}}",
+		   "dns.nameservers[0]", "not an address");
+}
+
+Test(parity, dns_explain_names_the_transport)
+{
+	struct policy *p = parse_ok(
+		POLICY("{\"direction\": \"egress\", \"destination\": \"any\","
+		       " \"protocols\": [\"udp\"], \"ports\": [53], \"action\": \"allow\"}"));
+	char buf[2048];
+
+	policy_explain_dns(p, "example.com", POLICY_PROTO_TCP, buf, sizeof(buf));
+	cr_assert(strstr(buf, "over tcp"), "%s", buf);
+	cr_assert(strstr(buf, "does not admit DNS over tcp"), "%s", buf);
+	cr_assert(strstr(buf, "deny"), "%s", buf);
+	policy_explain_dns(p, "example.com", POLICY_PROTO_UDP, buf, sizeof(buf));
+	cr_assert(strstr(buf, "admits DNS (udp port 53)"), "%s", buf);
+	policy_free(p);
 }

@@ -532,7 +532,7 @@ Test(relay, tcp_policy_reload_applies_to_new_connections)
 	cr_assert_eq(cnt()->policy_generation, 2);
 	cr_assert_eq(connect_flow(9, ep4(127, 0, 0, 1, port)), MOAT_CONN_DENIED);
 	/* A broken document changes nothing. */
-	send_doc("{\"policy\":{\"default_egress\":\"allow\"},\"generation\":3}");
+	send_doc("{\"policy\":{\"default_egress\":\"maybe\"},\"generation\":3}");
 	send_doc("{\"policy\":{},\"generation\":4,\"bogus\":1}");
 	run_ms(50);
 	cr_assert_eq(px.generation, 2);
