@@ -1,19 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dnsfwd.c - the proxy's DNS forwarder (the guest's 10.0.2.3:53)
+ * dnsfwd.c - the proxy's DNS forwarder (the guest's 10.0.2.3:53, and port 53
+ * anywhere)
  *
  * Theory of Operation
  * -------------------
  * Runs in moat-proxy. Guest queries to the DNS address come as DGRAM
  * records (UDP) or as the byte stream of a TCP flow that tcpflow.c hands us
- * (length-prefixed messages, RFC 1035 4.2.2). For each query:
+ * (length-prefixed messages, RFC 1035 4.2.2). So do queries to port 53 of
+ * any other address (DNS interception, relay_dns_intercepts()), unless the
+ * policy turns that off: they are decided exactly the same way and answered
+ * from the address the guest asked, so that a guest cannot walk around the
+ * DNS rules, rebind protection or pinning by naming its own resolver. For
+ * each query:
  *  1. parse it with dnsmsg.c (malformed: FORMERR, other opcodes: NOTIMP,
  *     counted);
  *  2. decide its name with policy_decide_dns(); a denied name is answered
  *     NXDOMAIN here and never leaves the machine (a "terminate" rule is a
  *     violation, reported first); counted, and a "dns_denial" event;
  *  3. forward it with a fresh random id to the policy's nameservers, else
- *     the ones of the control document (the host's resolv.conf), in order:
+ *     the ones of the control document (the host's resolv.conf) -- or, with
+ *     "intercept": "forward_to_requested", to the address the guest asked
+ *     if the rules let it reach that address (else REFUSED) -- in order:
  *     UDP for UDP queries, TCP for TCP queries, a connected socket per
  *     query, policy_dns()->timeout_ms per try, the next server on a
  *     timeout or an error (ICMP unreachable, refused connect); none left
@@ -54,6 +62,7 @@
 /* A guest's DNS-over-TCP connection (MOAT_POOL_DNS_STREAM). */
 struct dnsfwd_stream {
 	struct tcp_flow *flow;
+	struct flow_endpoint server, guest; /* the address the guest connected to, and its own */
 	size_t len;
 	int pending;
 	uint32_t held;
@@ -498,6 +507,26 @@ static void try_next(struct dnsfwd_ctx *c)
 	}
 }
 
+/*
+ * "intercept": "forward_to_requested": the query goes to the resolver the
+ * guest asked, so that address must be one the rules let it reach (as an
+ * ordinary udp/tcp flow to port 53). Return: true if so; else the guest got
+ * REFUSED and the denial is counted and reported.
+ */
+static bool requested_allowed(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
+			      const struct flow_endpoint *server, const struct flow_endpoint *guest,
+			      const struct dnsmsg_query *q)
+{
+	enum policy_proto proto = tcp ? POLICY_PROTO_TCP : POLICY_PROTO_UDP;
+	struct policy_decision d = relay_decide(px, POLICY_EGRESS, proto, server);
+
+	if (!relay_denied(px, d, POLICY_EGRESS, proto, server, 0))
+		return true;
+	CNT_ADD(px, dns_queries[MOAT_DNS_DENIED], 1);
+	local_reply(px, tcp, s, server, guest, q, DNSMSG_RCODE_REFUSED);
+	return false;
+}
+
 static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 		  const struct flow_endpoint *server, const struct flow_endpoint *guest,
 		  const uint8_t *msg, size_t len)
@@ -516,6 +545,8 @@ static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 		answer(px, tcp, s, server, guest, b, dnsmsg_formerr(msg, len, b, sizeof(b)));
 		return;
 	}
+	if (!relay_is_dns(px, server))
+		CNT_ADD(px, dns_intercepted, 1);
 	d = policy_decide_dns(px->policy, q.q.name, tcp ? POLICY_PROTO_TCP : POLICY_PROTO_UDP);
 	if (!d.allow) {
 		struct flow_endpoint dst = *server;
@@ -534,6 +565,9 @@ static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 		return;
 	}
 	pd = policy_dns(px->policy);
+	if (!relay_is_dns(px, server) && pd->intercept == POLICY_DNS_INTERCEPT_REQUESTED &&
+	    !requested_allowed(px, tcp, s, server, guest, &q))
+		return;
 	if (fw->inflight >= DNSFWD_INFLIGHT_MAX || (s && s->pending >= DNSFWD_STREAM_MAX)) {
 		CNT_ADD(px, dns_queries[MOAT_DNS_SERVFAIL], 1);
 		local_reply(px, tcp, s, server, guest, &q, DNSMSG_RCODE_SERVFAIL);
@@ -557,7 +591,11 @@ static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 	memcpy(c->msg, msg, len);
 	c->len = (uint16_t)len;
 	c->timeout_ms = pd->timeout_ms ? pd->timeout_ms : DNSFWD_TIMEOUT_DEFAULT_MS;
-	if (pd->n_nameservers) {
+	if (!relay_is_dns(px, server) && pd->intercept == POLICY_DNS_INTERCEPT_REQUESTED) {
+		/* the resolver the guest asked (the gateway means the host, as for any flow) */
+		relay_sockaddr(px, server, relay_is_host(px, server), &c->nsaddr[0]);
+		c->n_ns = 1;
+	} else if (pd->n_nameservers) {
 		for (int i = 0; i < pd->n_nameservers && i < POLICY_MAX_NAMESERVERS; i++) {
 			struct flow_endpoint ep = { .port = pd->nameservers[i].port };
 
@@ -597,15 +635,20 @@ void dnsfwd_udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_
 /* ---- DNS over TCP from the guest --------------------------------------- */
 
 /**
- * dnsfwd_stream_open() - a guest TCP connection to the DNS address
- * @px:	proxy
- * @f:	its TCP flow (tcpflow.c)
+ * dnsfwd_stream_open() - a guest TCP connection to port 53 (the DNS address, or
+ * any address under DNS interception)
+ * @px:		proxy
+ * @f:		its TCP flow (tcpflow.c)
+ * @server:	the address the guest connected to
+ * @guest:	the guest's end
  *
  * Return: the stream (closed with dnsfwd_stream_close() or freed by
  * itself after tcpflow_stream_finish()), NULL when DNSFWD_STREAMS_MAX are
  * open (the dns_stream pool refuses, counted).
  */
-struct dnsfwd_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f)
+struct dnsfwd_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f,
+					 const struct flow_endpoint *server,
+					 const struct flow_endpoint *guest)
 {
 	struct dnsfwd_stream *s = pool_get(&px->pools[MOAT_POOL_DNS_STREAM]);
 
@@ -613,6 +656,8 @@ struct dnsfwd_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f)
 		return NULL;
 	memset(s, 0, offsetof(struct dnsfwd_stream, buf));
 	s->flow = f;
+	s->server = *server;
+	s->guest = *guest;
 	return s;
 }
 
@@ -683,11 +728,7 @@ void dnsfwd_stream_input(struct proxy *px, struct dnsfwd_stream *s, const uint8_
 			need = 2 + ((size_t)s->buf[0] << 8 | s->buf[1]);
 			if (s->len < need)
 				break;
-			{
-				struct flow_endpoint server = { 0 }, guest = { 0 };
-
-				query(px, true, s, &server, &guest, s->buf + 2, need - 2);
-			}
+			query(px, true, s, &s->server, &s->guest, s->buf + 2, need - 2);
 			memmove(s->buf, s->buf + need, s->len - need);
 			s->len -= need;
 		}

@@ -141,6 +141,7 @@ bool relay_limit(struct proxy *px, enum limit_verdict v, enum limit_kind which, 
 		 uint8_t proto, const struct flow_endpoint *dst);
 bool relay_is_host(const struct proxy *px, const struct flow_endpoint *ep);
 bool relay_is_dns(const struct proxy *px, const struct flow_endpoint *ep);
+bool relay_dns_intercepts(const struct proxy *px, const struct flow_endpoint *dst);
 int relay_sockaddr(const struct proxy *px, const struct flow_endpoint *ep, bool to_host,
 		   struct sockaddr_storage *ss);
 void relay_endpoint(const struct sockaddr *sa, struct flow_endpoint *ep);
@@ -193,7 +194,9 @@ int dnsfwd_init(struct proxy *px);
 void dnsfwd_fini(struct proxy *px);
 void dnsfwd_udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *data,
 		      uint32_t len);
-struct dnsfwd_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f);
+struct dnsfwd_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f,
+					 const struct flow_endpoint *server,
+					 const struct flow_endpoint *guest);
 void dnsfwd_stream_input(struct proxy *px, struct dnsfwd_stream *s, const uint8_t *data,
 			 uint32_t len);
 void dnsfwd_stream_shut(struct proxy *px, struct dnsfwd_stream *s);

@@ -141,7 +141,7 @@ static void dispatch(struct proxy *px, uint32_t type, const uint8_t *msg, uint32
 		struct flow_dgram d;
 
 		memcpy(&d, msg, sizeof(d));
-		if (relay_is_dns(px, &d.dst) && d.dst.port == 53)
+		if (relay_dns_intercepts(px, &d.dst))
 			dnsfwd_udp_input(px, &d, msg + sizeof(d), len - (uint32_t)sizeof(d));
 		else
 			udpflow_input(px, &d, msg + sizeof(d), len - (uint32_t)sizeof(d));
@@ -675,6 +675,26 @@ bool relay_is_host(const struct proxy *px, const struct flow_endpoint *ep)
 bool relay_is_dns(const struct proxy *px, const struct flow_endpoint *ep)
 {
 	return ep->family == 4 && !memcmp(ep->addr, px->region.hdr.dns_ip4, 4);
+}
+
+/**
+ * relay_dns_intercepts() - is a guest flow to @dst DNS for the forwarder
+ * @px:		proxy
+ * @dst:	the destination the guest chose
+ *
+ * Port 53 of the DNS address always is; port 53 of any other address too,
+ * unless the policy says "dns": {"intercept": false} (docs/policy.md, "DNS
+ * interception").
+ *
+ * Return: true if the flow's queries go to dnsfwd.c.
+ */
+bool relay_dns_intercepts(const struct proxy *px, const struct flow_endpoint *dst)
+{
+	if (dst->port != 53)
+		return false;
+	if (relay_is_dns(px, dst))
+		return true;
+	return px->policy && policy_dns(px->policy)->intercept != POLICY_DNS_INTERCEPT_OFF;
 }
 
 /**

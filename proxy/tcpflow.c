@@ -875,8 +875,8 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 				"CONNECT for a flow id in use");
 		return;
 	}
-	if (relay_is_dns(px, &c->dst) && c->dst.port == 53) {
-		/* DNS over TCP: the forwarder decides each query. */
+	if (relay_dns_intercepts(px, &c->dst)) {
+		/* DNS over TCP (to any address, unless interception is off): the forwarder decides each query. */
 		v = limits_new_flow(&px->limits, true, px->tcp->count, uv_now(&px->loop), &which);
 		if (relay_limit(px, v, which, c->id, MOAT_P_TCP, &c->dst)) {
 			send_result(px, c->id, MOAT_CONN_LIMIT);
@@ -890,7 +890,7 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 		f->dns = true;
 		f->src = c->src;
 		f->dst = c->dst;
-		f->ds = dnsfwd_stream_open(px, f);
+		f->ds = dnsfwd_stream_open(px, f, &c->dst, &c->src);
 		if (!f->ds) {
 			send_result(px, c->id, MOAT_CONN_REFUSED);
 			tcpflow_close_handles(px, f, false);

@@ -223,6 +223,7 @@ struct moat_proxy_counters {
 	uint64_t udp_flows_opened, udp_flows_active, udp_flows_refused;
 	uint64_t dns_queries[MOAT_DNS_RESULT_COUNT];
 	uint64_t dns_pins;
+	uint64_t dns_intercepted; /* queries the guest sent to an address other than the DNS address */
 	uint64_t upstream_tx_bytes, upstream_rx_bytes; /* socket bytes */
 	uint64_t icmp_echo_sent, icmp_echo_replies;
 	uint64_t limit_exceeded;

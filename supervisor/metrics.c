@@ -351,6 +351,8 @@ static const struct counter proxy_counters[] = {
 	P(udp_flows_refused, "moat_udp_flows_refused_total", "counter",
 	  "UDP flows the proxy refused for a limit (denials are in moat_policy_denials_total)."),
 	P(udp_flows_active, "moat_udp_flows_active", "gauge", "UDP flows the proxy is relaying."),
+	P(dns_intercepted, "moat_dns_intercepted_total", "counter",
+	  "Guest DNS queries to an address other than the DNS address, taken by the forwarder."),
 	P(dns_pins, "moat_dns_pinned_addresses", "gauge",
 	  "Addresses remembered from allowed DNS answers (for domain rules)."),
 	P(upstream_tx_bytes, "moat_upstream_tx_bytes_total", "counter",

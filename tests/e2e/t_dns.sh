@@ -13,7 +13,12 @@
 #  - failover: with a dead first nameserver (blackholed) the second answers;
 #  - a domain_suffix rule allows a connection only once the name was
 #    resolved through the forwarder (the address is pinned);
-#  - a malformed query gets FORMERR and the forwarder keeps working.
+#  - a malformed query gets FORMERR and the forwarder keeps working;
+#  - DNS interception (issue 13): queries to any other resolver (dnsmasq's
+#    own address, or an address where nothing listens) are taken by the
+#    forwarder and decided the same way: a denied name gets NXDOMAIN from the
+#    address asked and never reaches dnsmasq, an allowed one is answered and
+#    pinned; over UDP and TCP.
 source "$(dirname "$0")/lib.sh"
 need dig dnsmasq curl python3
 
@@ -44,7 +49,8 @@ bg ip netns exec "$SRV" dnsmasq --no-daemon --no-resolv --no-hosts --user=root \
 	--listen-address=203.0.113.10 --bind-interfaces --log-queries --log-facility=- \
 	--host-record=public.test,203.0.113.10 --host-record=www.pinned.test,203.0.113.10 \
 	--host-record=evil.test,10.88.0.10 --host-record=ok.test,10.88.0.11 \
-	--host-record=blocked.test,203.0.113.10 "${many[@]}" 2>"$WORK/dnsmasq.log"
+	--host-record=blocked.test,203.0.113.10 --host-record=direct.test,203.0.113.10 \
+	"${many[@]}" 2>"$WORK/dnsmasq.log"
 echo hi >"$WORK/hi.txt"
 bg ip netns exec "$SRV" $PY http 203.0.113.10 8080 "$WORK"
 wait_for 10 in_srv dig @203.0.113.10 +time=1 +tries=1 public.test || fail "dnsmasq did not start"
@@ -100,6 +106,24 @@ assert r[:2] == b"\x12\x34" and r[3] & 15 == 1, r
 [ "$(in_guest $DIG +short public.test)" = 203.0.113.10 ] || fail "the forwarder stopped after FORMERR"
 echo "malformed query: FORMERR"
 
+# Interception: the guest asks dnsmasq directly, and an address where no resolver is.
+# The rules allow no flow to either (default deny; only the host group on 53).
+for ns in 203.0.113.10 198.51.100.99; do
+	for t in +notcp +tcp; do
+		in_guest dig @$ns +time=5 +tries=1 $t blocked.test >"$WORK/dig.txt" ||
+			fail "dig @$ns $t blocked.test failed: $(cat "$WORK/dig.txt")"
+		grep -q 'status: NXDOMAIN' "$WORK/dig.txt" || fail "@$ns $t blocked.test: $(grep status "$WORK/dig.txt")"
+		grep -q "SERVER: $ns#53" "$WORK/dig.txt" || fail "@$ns $t: the answer did not come from $ns"
+		r=$(in_guest dig @$ns +time=5 +tries=1 $t +short direct.test)
+		[ "$r" = 203.0.113.10 ] || fail "@$ns $t direct.test: '$r'"
+	done
+done
+sleep 0.5
+grep -q 'blocked.test' "$WORK/dnsmasq.log" && fail "a denied name asked of dnsmasq directly reached it"
+[ "$(metric moat_dns_intercepted_total)" -ge 8 ] || fail "intercepted: $(metric moat_dns_intercepted_total)"
+[ "$(metric moat_udp_flows_opened_total)" = 0 ] || fail "a UDP flow was opened for port 53"
+echo "interception: any resolver, UDP and TCP: denied names NXDOMAIN from the address asked, allowed ones answered"
+
 # Failover: the first nameserver is blackholed.
 policy '["198.51.100.53", "203.0.113.10"]'
 kill -HUP "$MOAT_PID"
@@ -110,4 +134,4 @@ r=$(in_guest $DIG +short public.test)
 ms=$((($(date +%s%N) - t0) / 1000000))
 [ "$r" = 203.0.113.10 ] || fail "failover: '$r'"
 echo "failover: answered by the second nameserver after $ms ms (timeout_ms 1000)"
-pass "forward, deny, rebind, truncation + TCP, pins, FORMERR, failover"
+pass "forward, deny, rebind, truncation + TCP, pins, FORMERR, interception, failover"

@@ -683,10 +683,11 @@ static size_t build_answer(uint8_t *b, const uint8_t *q, size_t qn, uint8_t a, u
 	return qn;
 }
 
-static int dns_roundtrip(int ufd, const char *name, uint8_t *ans, bool upstream_answers,
-			 const uint8_t addr[4])
+/* A UDP query for @name to @dst; the answer must come back from @dst. */
+static int dns_roundtrip_to(int ufd, struct flow_endpoint dst, const char *name, uint8_t *ans,
+			    bool upstream_answers, const uint8_t addr[4])
 {
-	struct flow_dgram d = { .src = guest_ep(5353), .dst = ep4(10, 0, 2, 3, 53) };
+	struct flow_dgram d = { .src = guest_ep(5353), .dst = dst };
 	uint8_t q[512], up[512], a[512];
 	struct sockaddr_in from;
 	size_t qn = build_query(q, 0xabcd, name, 1);
@@ -707,14 +708,22 @@ static int dns_roundtrip(int ufd, const char *name, uint8_t *ans, bool upstream_
 		struct flow_dgram r;
 
 		memcpy(&r, rbuf, sizeof(r));
-		cr_assert_eq(r.src.port, 53);
-		cr_assert_eq(r.src.addr[3], 3);
+		cr_assert_eq(r.src.port, dst.port);
+		cr_assert_eq(memcmp(r.src.addr, dst.addr, 4), 0,
+			     "the answer is not from %u.%u.%u.%u", dst.addr[0], dst.addr[1],
+			     dst.addr[2], dst.addr[3]);
 		cr_assert_eq(r.dst.port, 5353);
 	}
 	memcpy(ans, rbuf + sizeof(d), (size_t)n - sizeof(d));
 	cr_assert_eq(ans[0], 0xab);
 	cr_assert_eq(ans[1], 0xcd);
 	return n - (int)sizeof(d);
+}
+
+static int dns_roundtrip(int ufd, const char *name, uint8_t *ans, bool upstream_answers,
+			 const uint8_t addr[4])
+{
+	return dns_roundtrip_to(ufd, ep4(10, 0, 2, 3, 53), name, ans, upstream_answers, addr);
 }
 
 Test(relay, dns_forward_deny_rebind_pin)
@@ -1281,5 +1290,129 @@ Test(relay, tcp_write_pool_is_used_and_trimmed, .timeout = 30)
 	cr_assert_eq(pool->refused, 0);
 	close(sfd);
 	close(lfd);
+	stop();
+}
+
+/* ---- DNS interception ------------------------------------------------- */
+
+/* A UDP socket on @ip:53 (root may bind port 53 on any loopback address). */
+static int udp_server_53(uint8_t last)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(53),
+				  .sin_addr.s_addr = htonl(0x7f000000u | last) };
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+
+	cr_assert_geq(fd, 0);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Queries to any resolver go to the forwarder: decided by the DNS rules,
+ * sent to moat's nameservers, pinned, and answered from the address asked.
+ */
+Test(relay, dns_interception_redirects_any_resolver)
+{
+	uint16_t port;
+	int ufd = udp_server(&port);
+	char extra[128];
+	uint8_t ans[512], up[512];
+	static const uint8_t pub[4] = { 203, 0, 113, 77 };
+	const char *names[4];
+	int n;
+
+	snprintf(extra, sizeof(extra),
+		 ",\"dns\":{\"nameservers\":[\"127.0.0.1:%u\"],\"timeout_ms\":500}", port);
+	start(extra);
+	/* A denied name asked of 198.51.100.53: NXDOMAIN from there, nothing upstream. */
+	n = dns_roundtrip_to(ufd, ep4(198, 51, 100, 53, 53), "blocked.test", ans, false, NULL);
+	cr_assert_gt(n, 12);
+	cr_assert_eq(ans[3] & 0xf, 3, "expected NXDOMAIN");
+	run_ms(50);
+	cr_assert_eq(recvfrom(ufd, up, sizeof(up), MSG_DONTWAIT, NULL, NULL), -1);
+	/* An allowed name: forwarded to our nameserver, pinned, answered from the address asked. */
+	n = dns_roundtrip_to(ufd, ep4(198, 51, 100, 53, 53), "cdn.example.test", ans, true, pub);
+	cr_assert_eq(ans[3] & 0xf, 0);
+	cr_assert_eq(pins_lookup(&px.pins, 4, pub, uv_now(&px.loop), names, 4), 1);
+	cr_assert_str_eq(names[0], "cdn.example.test");
+	cr_assert_eq(cnt()->dns_intercepted, 2);
+	cr_assert_eq(cnt()->dns_queries[MOAT_DNS_DENIED], 1);
+	cr_assert_eq(cnt()->dns_queries[MOAT_DNS_FORWARDED], 1);
+	cr_assert_eq(cnt()->udp_flows_opened, 0, "no UDP flow was opened for port 53");
+	close(ufd);
+	stop();
+}
+
+/* DNS over TCP to any address: the forwarder answers; nothing is dialled. */
+Test(relay, dns_interception_over_tcp)
+{
+	struct flow_data dh = { .id = 60 };
+	uint8_t q[512], m[514];
+	size_t qn;
+	int k;
+
+	start(NULL);
+	cr_assert_eq(connect_flow(60, ep4(198, 51, 100, 53, 53)), MOAT_CONN_OK);
+	push(FLOW_CREDIT, &(struct flow_credit){ .id = 60, .bytes = 4096 },
+	     sizeof(struct flow_credit));
+	qn = build_query(q, 0x4242, "blocked.test", 1);
+	m[0] = 0, m[1] = (uint8_t)qn;
+	memcpy(m + 2, q, qn);
+	pushv(FLOW_DATA, &dh, sizeof(dh), m, (uint32_t)qn + 2);
+	k = expect(FLOW_DATA, 2000);
+	cr_assert_gt(k, (int)sizeof(dh) + 2 + 12);
+	cr_assert_eq(rbuf[sizeof(dh) + 2], 0x42);
+	cr_assert_eq(rbuf[sizeof(dh) + 2 + 3] & 0xf, 3, "expected NXDOMAIN");
+	cr_assert_eq(cnt()->dns_intercepted, 1);
+	stop();
+}
+
+/*
+ * "forward_to_requested": the query goes to the resolver the guest asked,
+ * if the rules let the guest reach it; a denied resolver gets REFUSED.
+ */
+Test(relay, dns_interception_forward_to_requested)
+{
+	int sfd = udp_server_53(5);
+	uint8_t ans[512];
+	static const uint8_t pub[4] = { 203, 0, 113, 78 };
+	int n;
+
+	if (sfd < 0)
+		cr_skip_test("cannot bind 127.0.0.5:53 (not root?)");
+	start(",\"dns\":{\"intercept\":\"forward_to_requested\",\"timeout_ms\":500}");
+	n = dns_roundtrip_to(sfd, ep4(127, 0, 0, 5, 53), "svc.example.test", ans, true, pub);
+	cr_assert_eq(ans[3] & 0xf, 0);
+	cr_assert_gt(n, 12);
+	/* 127.0.0.2 is denied by the rules: REFUSED, a denial. */
+	n = dns_roundtrip_to(sfd, ep4(127, 0, 0, 2, 53), "svc.example.test", ans, false, NULL);
+	cr_assert_eq(ans[3] & 0xf, 5, "expected REFUSED");
+	cr_assert_eq(cnt()->denials_egress[MOAT_P_UDP], 1);
+	close(sfd);
+	stop();
+}
+
+/* "intercept": false: port 53 elsewhere is an ordinary UDP flow, decided by the rules. */
+Test(relay, dns_interception_off)
+{
+	int sfd = udp_server_53(6);
+	struct flow_dgram d = { .src = guest_ep(5354), .dst = ep4(127, 0, 0, 6, 53) };
+	struct sockaddr_in from;
+	uint8_t q[512], up[512];
+	size_t qn = build_query(q, 0x7777, "blocked.test", 1);
+
+	if (sfd < 0)
+		cr_skip_test("cannot bind 127.0.0.6:53 (not root?)");
+	start(",\"dns\":{\"intercept\":false}");
+	pushv(FLOW_DGRAM, &d, sizeof(d), q, (uint32_t)qn);
+	cr_assert_eq(udp_recv_wait(sfd, up, sizeof(up), &from), (int)qn);
+	cr_assert_eq(memcmp(up, q, qn), 0, "the query went as the guest sent it, id and all");
+	cr_assert_eq(cnt()->dns_intercepted, 0);
+	cr_assert_eq(cnt()->udp_flows_opened, 1);
+	close(sfd);
 	stop();
 }
