@@ -259,6 +259,11 @@ int control_apply(struct proxy *px, const char *json, size_t len, char *err, siz
 		px->n_nameservers = n_ns;
 	}
 	relay_policy_changed(px);
+	if (!first && !policy_reload_keeps_flows(px->policy)) {
+		/* A reload cuts off what the new policy denies (docs/policy.md). */
+		tcpflow_reevaluate(px);
+		udpflow_reevaluate(px);
+	}
 	if (first) {
 		const struct policy_publish *pp;
 		int n = policy_publish(px->policy, &pp);
@@ -385,7 +390,8 @@ static void put_dst(json_t *o, const struct flow_endpoint *dst, enum policy_dire
  */
 void control_event_denial(struct proxy *px, const char *event, enum policy_direction dir,
 			  enum policy_proto proto, const struct flow_endpoint *dst,
-			  const char *name, int rule, bool terminate, uint32_t flow)
+			  const char *name, int rule, bool terminate, uint32_t flow,
+			  const char *reason)
 {
 	json_t *o = json_object();
 
@@ -402,6 +408,8 @@ void control_event_denial(struct proxy *px, const char *event, enum policy_direc
 		json_object_set_new(o, "terminate", json_true());
 	if (flow)
 		json_object_set_new(o, "flow", json_integer(flow));
+	if (reason)
+		json_object_set_new(o, "reason", json_string(reason));
 	emit(px, o);
 }
 

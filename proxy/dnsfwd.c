@@ -559,7 +559,7 @@ static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 		CNT_ADD(px, dns_queries[MOAT_DNS_DENIED], 1);
 		control_event_denial(px, "dns_denial", POLICY_EGRESS,
 				     tcp ? POLICY_PROTO_TCP : POLICY_PROTO_UDP, NULL, q.q.name,
-				     d.rule, d.terminate, 0);
+				     d.rule, d.terminate, 0, NULL);
 		log_debug("dns: denied %s rule=%d", q.q.name, d.rule);
 		local_reply(px, tcp, s, server, guest, &q, DNSMSG_RCODE_NXDOMAIN);
 		return;

@@ -137,6 +137,9 @@ struct policy_decision relay_decide(struct proxy *px, enum policy_direction dir,
 				    enum policy_proto proto, const struct flow_endpoint *dst);
 bool relay_denied(struct proxy *px, struct policy_decision d, enum policy_direction dir,
 		  enum policy_proto proto, const struct flow_endpoint *dst, uint32_t flow);
+bool relay_denied_why(struct proxy *px, struct policy_decision d, enum policy_direction dir,
+		      enum policy_proto proto, const struct flow_endpoint *dst, uint32_t flow,
+		      const char *reason);
 bool relay_limit(struct proxy *px, enum limit_verdict v, enum limit_kind which, uint32_t flow,
 		 uint8_t proto, const struct flow_endpoint *dst);
 bool relay_is_host(const struct proxy *px, const struct flow_endpoint *ep);
@@ -156,7 +159,8 @@ int control_apply(struct proxy *px, const char *json, size_t len, char *err, siz
 void control_event(struct proxy *px, const char *json);
 void control_event_denial(struct proxy *px, const char *event, enum policy_direction dir,
 			  enum policy_proto proto, const struct flow_endpoint *dst,
-			  const char *name, int rule, bool terminate, uint32_t flow);
+			  const char *name, int rule, bool terminate, uint32_t flow,
+			  const char *reason);
 void control_event_limit(struct proxy *px, const char *limit, bool terminate, uint32_t flow,
 			 uint8_t proto, const struct flow_endpoint *dst);
 
@@ -171,6 +175,7 @@ void tcpflow_close_input(struct proxy *px, uint32_t id, bool reset);
 void tcpflow_flush(struct proxy *px);
 void tcpflow_tick(struct proxy *px, uint64_t now_ms);
 uint64_t tcpflow_active(const struct proxy *px);
+void tcpflow_reevaluate(struct proxy *px);
 /* used by dnsfwd.c for DNS over TCP to the DNS address */
 int tcpflow_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len);
 void tcpflow_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes);
@@ -187,6 +192,7 @@ int udpflow_init(struct proxy *px);
 void udpflow_fini(struct proxy *px);
 void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *data, uint32_t len);
 void udpflow_tick(struct proxy *px, uint64_t now_ms);
+void udpflow_reevaluate(struct proxy *px);
 
 /* dnsfwd.c */
 struct dnsfwd_stream;

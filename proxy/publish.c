@@ -95,6 +95,7 @@ static int listener_take(struct tcp_listener *l)
 		struct policy_decision d;
 
 		q.port = l->pub.guest_port;
+		f->decided = q;
 		d = relay_decide(px, POLICY_INGRESS, POLICY_PROTO_TCP, &q);
 		if (relay_denied(px, d, POLICY_INGRESS, POLICY_PROTO_TCP, &q, f->id)) {
 			tcpflow_close_handles(px, f, true);

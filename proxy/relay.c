@@ -598,18 +598,41 @@ static uint8_t proto_idx(enum policy_proto proto)
 bool relay_denied(struct proxy *px, struct policy_decision d, enum policy_direction dir,
 		  enum policy_proto proto, const struct flow_endpoint *dst, uint32_t flow)
 {
+	return relay_denied_why(px, d, dir, proto, dst, flow, NULL);
+}
+
+/**
+ * relay_denied_why() - relay_denied() with a reason for the event
+ * @px:		proxy
+ * @d:		the decision
+ * @dir:	direction
+ * @proto:	protocol
+ * @dst:	the endpoint decided on
+ * @flow:	flow id or 0
+ * @reason:	NULL (a new flow) or why an open flow was decided again:
+ *		"policy_reload" (a terminate rule then only cuts the flow: the
+ *		guest did nothing new), ...
+ *
+ * Return: true if denied.
+ */
+bool relay_denied_why(struct proxy *px, struct policy_decision d, enum policy_direction dir,
+		      enum policy_proto proto, const struct flow_endpoint *dst, uint32_t flow,
+		      const char *reason)
+{
 	uint8_t pi = proto_idx(proto);
+	bool reload = reason && !strcmp(reason, "policy_reload");
 
 	if (d.allow)
 		return false;
-	if (d.terminate)
+	if (d.terminate && !reload)
 		relay_violation(px, MOAT_VIOL_POLICY_TERMINATE, d.rule, flow, pi, dst,
 				"a terminate rule matched");
 	if (dir == POLICY_EGRESS)
 		CNT_ADD(px, denials_egress[pi], 1);
 	else
 		CNT_ADD(px, denials_ingress[pi], 1);
-	control_event_denial(px, "denial", dir, proto, dst, NULL, d.rule, d.terminate, flow);
+	control_event_denial(px, "denial", dir, proto, dst, NULL, d.rule, d.terminate && !reload,
+			     flow, reason);
 	if (log_current_level >= LOG_LVL_DEBUG) {
 		char a[64];
 

@@ -270,6 +270,46 @@ static void send_result(struct proxy *px, uint32_t id, uint32_t result)
 }
 
 /**
+ * tcpflow_reevaluate() - a new policy is in force: decide every relayed
+ * connection again and reset the ones it denies
+ * @px:	proxy
+ *
+ * The guest gets a reset (CLOSE(reset=1) to the netstack, or CONNECT_RESULT
+ * denied while the connect is pending), the server one too (SO_LINGER 0); a
+ * denial event with reason "policy_reload". DNS streams are not flows the
+ * rules decide (each query is). A terminate rule only cuts the connection:
+ * the guest did nothing new.
+ */
+void tcpflow_reevaluate(struct proxy *px)
+{
+	struct list_head *n, *next;
+
+	for (n = px->tcp->all.next; n != &px->tcp->all; n = next) {
+		struct tcp_flow *f = list_entry(n, struct tcp_flow, all);
+		bool ingress = (f->id & FLOW_ID_INGRESS) != 0;
+		enum policy_direction dir = ingress ? POLICY_INGRESS : POLICY_EGRESS;
+		struct policy_decision d;
+
+		next = n->next;
+		if (f->dns || !f->hashed ||
+		    (f->st != ST_CONNECTING && f->st != ST_ACCEPTING && f->st != ST_OPEN))
+			continue;
+		d = relay_decide(px, dir, POLICY_PROTO_TCP, &f->decided);
+		if (!relay_denied_why(px, d, dir, POLICY_PROTO_TCP, &f->decided, f->id,
+				      "policy_reload"))
+			continue;
+		log_info("tcp flow %u: denied by the new policy (rule %d): reset", f->id, d.rule);
+		CNT_ADD(px, reload_cuts, 1);
+		if (f->st == ST_CONNECTING) {
+			send_result(px, f->id, MOAT_CONN_DENIED);
+			tcpflow_close_handles(px, f, true);
+		} else {
+			flow_kill(px, f, true, true);
+		}
+	}
+}
+
+/**
  * tcpflow_set_active() - the flow is open both ways: count it as active
  * @px:	proxy
  * @f:	the flow
@@ -922,6 +962,7 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 	}
 	f->src = c->src;
 	f->dst = c->dst;
+	f->decided = c->dst;
 	f->st = ST_CONNECTING;
 	f->to_host = relay_is_host(px, &c->dst);
 	f->dial_family = c->dst.family;

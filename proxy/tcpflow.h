@@ -83,6 +83,8 @@ struct outbuf {
  * @creq:	the pending connect
  * @sreq:	the pending shutdown
  * @src, @dst:	the guest-side endpoints as the netstack named them
+ * @decided:	what the policy decided on (egress: @dst; ingress: the host
+ *		client with the guest port), decided again on a reload
  * @credit:	bytes the netstack lets us send toward the guest
  * @owed:	guest bytes written upstream, not yet credited back
  * @unacked:	guest bytes received and not yet credited back (bounded)
@@ -111,7 +113,7 @@ struct tcp_flow {
 	uv_timer_t timer;
 	uv_connect_t creq;
 	uv_shutdown_t sreq;
-	struct flow_endpoint src, dst;
+	struct flow_endpoint src, dst, decided;
 	uint64_t credit, owed, unacked;
 	struct tcp_wchunk *wb;
 	uint32_t writes;

@@ -325,6 +325,35 @@ void udpflow_tick(struct proxy *px, uint64_t now_ms)
 }
 
 /**
+ * udpflow_reevaluate() - a new policy is in force: decide every open UDP
+ * flow again and close the ones it denies
+ * @px:	proxy
+ *
+ * A closed flow's socket is gone (answers to it are lost, as after its
+ * idle timeout); the guest's next datagram is a new flow, decided (and
+ * remembered as denied) under the new policy. A denial event with reason
+ * "policy_reload" for each. Remembered denials are decided again at their
+ * next datagram already (their generation is old).
+ */
+void udpflow_reevaluate(struct proxy *px)
+{
+	struct list_head *n, *next;
+
+	for (n = px->udp->all.next; n != &px->udp->all; n = next) {
+		struct udp_flow *f = list_entry(n, struct udp_flow, all);
+		struct policy_decision d;
+
+		next = n->next;
+		d = relay_decide(px, POLICY_EGRESS, POLICY_PROTO_UDP, &f->remote);
+		if (!relay_denied_why(px, d, POLICY_EGRESS, POLICY_PROTO_UDP, &f->remote, 0,
+				      "policy_reload"))
+			continue;
+		CNT_ADD(px, reload_cuts, 1);
+		flow_free(px, f);
+	}
+}
+
+/**
  * udpflow_init() - UDP state
  * @px:	proxy
  *

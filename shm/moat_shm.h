@@ -227,6 +227,7 @@ struct moat_proxy_counters {
 	uint64_t upstream_tx_bytes, upstream_rx_bytes; /* socket bytes */
 	uint64_t icmp_echo_sent, icmp_echo_replies;
 	uint64_t limit_exceeded;
+	uint64_t reload_cuts; /* open TCP connections and UDP flows a reload denied and cut */
 	uint64_t bad_messages;
 	uint64_t policy_generation;
 	uint64_t wakes_sent;

@@ -365,6 +365,8 @@ static const struct counter proxy_counters[] = {
 	  "ICMP echo replies the proxy received on the host."),
 	P(limit_exceeded, "moat_limit_exceeded_total", "counter",
 	  "Times a policy limit was exceeded."),
+	P(reload_cuts, "moat_policy_reload_cuts_total", "counter",
+	  "Open TCP connections and UDP flows a policy reload denied and cut off."),
 	P(bad_messages, "moat_proxy_bad_messages_total", "counter",
 	  "Malformed flow messages the proxy received from the netstack."),
 	P(policy_generation, "moat_policy_generation", "gauge",

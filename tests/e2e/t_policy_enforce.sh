@@ -3,7 +3,8 @@
 #
 #  - allowed connects work; a denied one fails at once with ECONNREFUSED and
 #    shows up in the events (--events) and the counters;
-#  - SIGHUP with a new policy file changes the decision for new connections;
+#  - SIGHUP with a new policy file changes the decision for new connections
+#    and resets a held connection the new policy denies;
 #    a broken file on SIGHUP changes nothing;
 #  - a connect to 169.254.169.254:80 (a "terminate" rule) kills the process
 #    given by --vm-pid (a `sleep 1000` standing in for the VM), runs
@@ -63,11 +64,36 @@ grep '"event":"denial"' "$WORK/events.jsonl" | grep -q '"rule":0' || fail "denia
 [ "$(metric 'moat_tcp_connections_total{result="denied"}')" = 1 ] || fail "denied connections counter"
 echo "8080 allowed, 8081 denied: ECONNREFUSED, event and counters"
 
-# Reload: the decision flips for new connections.
+# Reload: the decision flips for new connections, and a held connection the new
+# policy denies is reset (issue 13: reload cuts off).
+in_guest python3 -c '
+import socket, sys, time
+s = socket.create_connection(("203.0.113.10", 8080), timeout=10)
+open(sys.argv[1], "w").write("up")
+s.settimeout(20)
+try:
+    r = "data" if s.recv(1) else "eof"
+except ConnectionResetError:
+    r = "reset"
+except socket.timeout:
+    r = "timeout"
+open(sys.argv[2], "w").write("%s %.6f\n" % (r, time.time()))
+' "$WORK/held.up" "$WORK/held.out" &
+HELD=$!
+wait_for 10 test -s "$WORK/held.up" || fail "the held connection did not open"
 policy 8080
+t0=$(date +%s.%N)
 kill -HUP "$MOAT_PID"
 wait_for 5 bash -c "[ \"\$(curl -s --unix-socket $WORK/metrics.sock http://moat/metrics |
 	awk '\$1 == \"moat_policy_generation\" {print \$2}')\" = 2 ]" || fail "the proxy did not take generation 2"
+wait_for 5 test -s "$WORK/held.out" || fail "the held connection was not cut by the reload"
+wait "$HELD" 2>/dev/null
+read -r how t1 <"$WORK/held.out"
+[ "$how" = reset ] || fail "the held connection ended with '$how', want reset"
+grep -q '"event":"denial".*"dst_port":8080.*"reason":"policy_reload"' "$WORK/events.jsonl" ||
+	fail "no policy_reload denial event: $(grep denial "$WORK/events.jsonl")"
+[ "$(metric moat_policy_reload_cuts_total)" = 1 ] || fail "reload cuts: $(metric moat_policy_reload_cuts_total)"
+echo "reload: the held connection to 8080 was reset $(python3 -c "print(round(($t1 - $t0) * 1000))") ms after SIGHUP"
 [ "$(conn 8080)" = ECONNREFUSED ] || fail "after reload 8080 should be denied"
 [ "$(conn 8081)" = ok ] || fail "after reload 8081 should be allowed"
 echo "SIGHUP: 8080 now denied, 8081 allowed"

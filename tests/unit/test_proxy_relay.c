@@ -1416,3 +1416,85 @@ Test(relay, dns_interception_off)
 	close(sfd);
 	stop();
 }
+
+/* ---- reload ------------------------------------------------------------ */
+
+/* The next CLOSE for @id (other records skipped), or -1. */
+static int expect_close(uint32_t id, int timeout_ms, struct flow_close *c)
+{
+	long end = now_ms() + timeout_ms;
+
+	while (now_ms() < end) {
+		int n = expect(FLOW_CLOSE, (int)(end - now_ms()));
+
+		if (n < 0)
+			return -1;
+		memcpy(c, rbuf, sizeof(*c));
+		if (c->id == id)
+			return n;
+	}
+	return -1;
+}
+
+/*
+ * A reload decides open flows again: a TCP connection the new policy denies
+ * is reset both ways, a UDP flow is closed, each with a "policy_reload"
+ * denial event; "reload": {"existing": "keep"} spares them.
+ */
+Test(relay, reload_cuts_what_the_new_policy_denies, .timeout = 30)
+{
+	uint16_t port, uport;
+	int lfd = tcp_listener(&port), sfd, ufd = udp_server(&uport);
+	struct flow_dgram d = { .src = guest_ep(5100), .dst = ep4(127, 0, 0, 1, 0) };
+	struct flow_close c;
+	struct sockaddr_in from;
+	char buf[64], *ev;
+	bool saw_reload_event = false;
+	long end;
+
+	start(NULL);
+	d.dst.port = uport;
+	cr_assert_eq(connect_flow(70, ep4(127, 0, 0, 1, port)), MOAT_CONN_OK);
+	sfd = accept_wait(lfd);
+	pushv(FLOW_DGRAM, &d, sizeof(d), "ping", 4);
+	cr_assert_eq(udp_recv_wait(ufd, buf, sizeof(buf), &from), 4);
+	cr_assert_eq(cnt()->udp_flows_active, 1);
+	/* A reload that keeps open flows: nothing happens. */
+	send_doc("{\"policy\":{\"default_egress\":\"deny\",\"default_ingress\":\"allow\","
+		 "\"rules\":[],\"reload\":{\"existing\":\"keep\"}},\"generation\":2}");
+	run_ms(100);
+	cr_assert_eq(px.generation, 2);
+	cr_assert_eq(cnt()->reload_cuts, 0);
+	cr_assert_eq(cnt()->udp_flows_active, 1);
+	/* The same policy re-evaluating: both are cut. */
+	send_doc("{\"policy\":{\"default_egress\":\"deny\",\"default_ingress\":\"allow\","
+		 "\"rules\":[]},\"generation\":3}");
+	cr_assert_gt(expect_close(70, 1000, &c), 0, "no CLOSE for the denied connection");
+	cr_assert_eq(c.reset, 1);
+	end = now_ms() + 2000;
+	for (;;) {
+		ssize_t n = recv(sfd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n < 0 && errno == ECONNRESET)
+			break;
+		cr_assert(n < 0 && errno == EAGAIN && now_ms() < end,
+			  "the server did not see a reset (n=%zd errno=%d)", n, errno);
+		spin();
+	}
+	cr_assert_eq(cnt()->reload_cuts, 2);
+	cr_assert_eq(cnt()->udp_flows_active, 0);
+	cr_assert_eq(cnt()->tcp_active, 0);
+	while ((ev = read_event(300)))
+		if (strstr(ev, "\"reason\":\"policy_reload\"") &&
+		    strstr(ev, "\"protocol\":\"tcp\""))
+			saw_reload_event = true;
+	cr_assert(saw_reload_event, "no denial event with reason policy_reload");
+	/* The guest's next datagram is a new flow, denied. */
+	pushv(FLOW_DGRAM, &d, sizeof(d), "ping", 4);
+	run_ms(100);
+	cr_assert_eq(recvfrom(ufd, buf, sizeof(buf), MSG_DONTWAIT, NULL, NULL), -1);
+	close(sfd);
+	close(lfd);
+	close(ufd);
+	stop();
+}
