@@ -730,9 +730,9 @@ static int parse_dns(struct ctx *c, json_t *j, struct policy_dns *dns)
 		dns->timeout_ms = (uint32_t)t;
 	}
 	x = json_object_get(j, "intercept");
-	if (x && json_is_false(x)) {
+	if (json_is_false(x)) {
 		dns->intercept = POLICY_DNS_INTERCEPT_OFF;
-	} else if (x && json_is_true(x)) {
+	} else if (json_is_true(x)) {
 		dns->intercept = POLICY_DNS_INTERCEPT_REDIRECT;
 	} else if (x) {
 		int w = get_word(c, x, "dns.intercept", intercepts,
