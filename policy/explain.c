@@ -260,6 +260,41 @@ static void flow_reason(struct sb *s, const struct policy_rule *r, const struct 
 	}
 }
 
+static void decision_line(struct sb *s, const char *what, enum policy_direction dir,
+			  struct policy_decision d)
+{
+	if (d.rule < 0)
+		sb_printf(s, "%s: no rule matched, so the %s default applies: %s\n", what,
+			  dir == POLICY_EGRESS ? "egress" : "ingress", d.allow ? "allow" : "deny");
+	else if (d.terminate)
+		sb_printf(s,
+			  "%s: deny by rule %d, which terminates: the flow is a fatal "
+			  "violation and the sandbox is killed\n",
+			  what, d.rule);
+	else
+		sb_printf(s, "%s: %s by rule %d\n", what, d.allow ? "allow" : "deny", d.rule);
+}
+
+/* The flow, its address, its names and the rules walked up to the deciding one. */
+static void walk_rules(struct sb *s, const struct policy *p, const struct policy_flow *f)
+{
+	enum policy_group g = policy_classify(&p->env, &f->dst);
+
+	flow_line(s, f);
+	address_line(s, p, f, g);
+	names_line(s, f);
+	for (int i = 0; i < p->n_rules; i++) {
+		enum policy_miss m = policy_rule_check(&p->rules[i], f, g);
+
+		describe_rule(s, &p->rules[i], i);
+		sb_printf(s, ": ");
+		flow_reason(s, &p->rules[i], f, g, m);
+		sb_printf(s, "\n");
+		if (m == POLICY_MISS_NONE)
+			break;
+	}
+}
+
 /**
  * policy_explain() - explain the decision on one flow
  * @p:		the policy
@@ -278,7 +313,6 @@ int policy_explain(const struct policy *p, const struct policy_flow *f, char *bu
 {
 	struct sb s = { buf, len, 0 };
 	struct policy_decision d;
-	enum policy_group g;
 
 	if (!p)
 		return -1;
@@ -290,31 +324,83 @@ int policy_explain(const struct policy *p, const struct policy_flow *f, char *bu
 		sb_printf(&s, "flow: invalid (unknown direction or protocol), so denied\n");
 		return finish(&s);
 	}
-	g = policy_classify(&p->env, &f->dst);
-	flow_line(&s, f);
-	address_line(&s, p, f, g);
-	names_line(&s, f);
-	for (int i = 0; i < p->n_rules; i++) {
-		enum policy_miss m = policy_rule_check(&p->rules[i], f, g);
+	walk_rules(&s, p, f);
+	decision_line(&s, "decision", f->direction, d);
+	return finish(&s);
+}
 
-		describe_rule(&s, &p->rules[i], i);
-		sb_printf(&s, ": ");
-		flow_reason(&s, &p->rules[i], f, g, m);
-		sb_printf(&s, "\n");
-		if (m == POLICY_MISS_NONE)
-			break;
+/**
+ * policy_explain_hostname() - explain the decision on a TCP connection whose
+ * client names a host (TLS SNI or HTTP Host)
+ * @p:		the policy
+ * @f:		the connection (egress, TCP), as for policy_decide()
+ * @hostname:	the name the client sends (lowercase, as the proxy reads it)
+ * @tls:	true for a TLS SNI, false for an HTTP Host header
+ * @buf:	output (may be NULL if @len is 0); always NUL-terminated if @len
+ * @len:	size of @buf
+ *
+ * What the proxy does (proxy/tcpflow.c): decide by address and pin, then,
+ * where policy_wants_hostname() says a name rule concerns the connection,
+ * read the name and decide again with policy_decide_hostname(). Same first
+ * line as policy_explain() (the final decision), then the walk by address,
+ * the first decision, what the name changes, and the decision.
+ *
+ * Return: the length of the full text, or -1 if @p is NULL.
+ */
+int policy_explain_hostname(const struct policy *p, const struct policy_flow *f,
+			    const char *hostname, bool tls, char *buf, size_t len)
+{
+	const char *what = tls ? "SNI" : "Host";
+	struct sb s = { buf, len, 0 };
+	struct policy_decision first, d;
+	bool wants, mismatch = false;
+	char h[256];
+
+	if (!p)
+		return -1;
+	if (buf && len)
+		buf[0] = '\0';
+	first = policy_decide(p, f);
+	wants = policy_flow_valid(f) && f->direction == POLICY_EGRESS &&
+		f->proto == POLICY_PROTO_TCP && policy_wants_hostname(p, first);
+	d = wants ? policy_decide_hostname(p, f, first, hostname, &mismatch) : first;
+	verdict(&s, d);
+	if (!policy_flow_valid(f)) {
+		sb_printf(&s, "flow: invalid (unknown direction or protocol), so denied\n");
+		return finish(&s);
 	}
-	if (d.rule < 0)
-		sb_printf(&s, "decision: no rule matched, so the %s default applies: %s\n",
-			  f->direction == POLICY_EGRESS ? "egress" : "ingress",
-			  d.allow ? "allow" : "deny");
-	else if (d.terminate)
+	walk_rules(&s, p, f);
+	decision_line(&s, "by address", f->direction, first);
+	printable(h, sizeof(h), hostname ? hostname : "");
+	if (!wants) {
+		sb_printf(&s, "%s: %s is not read: %s\n", what, h,
+			  !first.allow ? "the connection is refused before the client speaks" :
+			  f->proto != POLICY_PROTO_TCP || f->direction != POLICY_EGRESS ?
+					 "only egress TCP connections are read" :
+					 "no name rule concerns this connection");
+	} else if (mismatch) {
+		const struct policy_rule *r = &p->rules[first.rule];
+		bool suffix = r->kind == POLICY_DEST_SUFFIX;
+
 		sb_printf(&s,
-			  "decision: deny by rule %d, which terminates: the flow is a fatal "
-			  "violation and the sandbox is killed\n",
-			  d.rule);
-	else
-		sb_printf(&s, "decision: %s by rule %d\n", d.allow ? "allow" : "deny", d.rule);
+			  "%s: rule %d allows %s%s%s only, and %s is not %s: the connection is "
+			  "reset (reason %s)\n",
+			  what, first.rule, r->name, suffix ? " and names ending in ." : "",
+			  suffix ? r->name : "", h, suffix ? "one" : "it",
+			  tls ? "sni_mismatch" : "host_mismatch");
+	} else if (!d.allow) {
+		sb_printf(&s,
+			  "%s: %s matches rule %d, a deny rule on names: the connection is reset "
+			  "(reason %s)\n",
+			  what, h, d.rule, tls ? "sni_denied" : "host_denied");
+	} else {
+		bool named = first.rule >= 0 && (p->rules[first.rule].kind == POLICY_DEST_DOMAIN ||
+						 p->rules[first.rule].kind == POLICY_DEST_SUFFIX);
+
+		sb_printf(&s, "%s: %s matches %sno deny rule on names: the bytes are relayed\n",
+			  what, h, named ? "the allowing rule's name and " : "");
+	}
+	decision_line(&s, "decision", f->direction, d);
 	return finish(&s);
 }
 

@@ -610,6 +610,82 @@ bool policy_has_domain_rules(const struct policy *p)
 	return false;
 }
 
+static bool is_name_rule(const struct policy_rule *r)
+{
+	return r->kind == POLICY_DEST_DOMAIN || r->kind == POLICY_DEST_SUFFIX;
+}
+
+/**
+ * policy_wants_hostname() - must the proxy read the host name a connection's
+ * client names (TLS SNI, HTTP Host) before it relays the client's bytes
+ * @p:	the policy
+ * @d:	the connection's decision (policy_decide())
+ *
+ * Return: true for an allowed connection that a domain or domain_suffix
+ * rule allowed, or any allowed connection when some egress rule denies a
+ * name; false otherwise (nothing to check: the bytes go straight through).
+ */
+bool policy_wants_hostname(const struct policy *p, struct policy_decision d)
+{
+	if (!p || !d.allow)
+		return false;
+	if (d.rule >= 0 && d.rule < p->n_rules && is_name_rule(&p->rules[d.rule]))
+		return true;
+	for (int i = 0; i < p->n_rules; i++)
+		if (!p->rules[i].allow && is_name_rule(&p->rules[i]) &&
+		    (p->rules[i].directions & POLICY_EGRESS))
+			return true;
+	return false;
+}
+
+/**
+ * policy_decide_hostname() - decide a connection again with the host name its
+ * client named
+ * @p:		the policy
+ * @f:		the connection as policy_decide() saw it
+ * @first:	policy_decide()'s decision (an allow)
+ * @hostname:	the SNI or Host name (lowercase), or NULL if the client named none
+ * @mismatch:	set when the allow of a domain rule is taken back because the
+ *		name is not that rule's
+ *
+ * Without a name the first decision stands (pin alone). With one: an allow
+ * by a domain or domain_suffix rule needs the name to match that rule too
+ * (the pin says the address was resolved from an allowed name; the name says
+ * which site the client wants: names on a shared address share no pass); and
+ * the flow decided as if its address had been resolved from this name alone
+ * must not end on a deny rule that names a domain, so deny rules on names
+ * apply to the name even on an address that was never resolved.
+ *
+ * Return: the decision (terminate set by a terminate deny rule on the name).
+ */
+struct policy_decision policy_decide_hostname(const struct policy *p, const struct policy_flow *f,
+					      struct policy_decision first, const char *hostname,
+					      bool *mismatch)
+{
+	const char *names[2] = { hostname, NULL };
+	struct policy_flow g = *f;
+	struct policy_decision d;
+
+	*mismatch = false;
+	if (!p || !first.allow || !hostname || !*hostname)
+		return first;
+	if (first.rule >= 0 && first.rule < p->n_rules && is_name_rule(&p->rules[first.rule])) {
+		const struct policy_rule *r = &p->rules[first.rule];
+
+		if (!policy_name_matches(hostname, r->name, r->kind == POLICY_DEST_SUFFIX)) {
+			struct policy_decision no = { false, false, first.rule };
+
+			*mismatch = true;
+			return no;
+		}
+	}
+	g.names = names;
+	d = policy_decide(p, &g);
+	if (!d.allow && d.rule >= 0 && is_name_rule(&p->rules[d.rule]))
+		return d;
+	return first;
+}
+
 /**
  * policy_reload_keeps_flows() - does a reload to this policy spare open flows
  * @p:	the new policy

@@ -132,6 +132,10 @@ const char *policy_group_name(enum policy_group g);
 const char *policy_proto_name(enum policy_proto proto);
 bool policy_has_domain_rules(const struct policy *p);
 bool policy_reload_keeps_flows(const struct policy *p);
+bool policy_wants_hostname(const struct policy *p, struct policy_decision d);
+struct policy_decision policy_decide_hostname(const struct policy *p, const struct policy_flow *f,
+					      struct policy_decision first, const char *hostname,
+					      bool *mismatch);
 const char *policy_warning(const struct policy *p, int i);
 int policy_rule_count(const struct policy *p);
 
@@ -162,5 +166,7 @@ bool policy_equal(const struct policy *a, const struct policy *b);
 int policy_explain(const struct policy *p, const struct policy_flow *f, char *buf, size_t len);
 int policy_explain_dns(const struct policy *p, const char *qname, enum policy_proto transport,
 		       char *buf, size_t len);
+int policy_explain_hostname(const struct policy *p, const struct policy_flow *f,
+			    const char *hostname, bool tls, char *buf, size_t len);
 
 #endif /* MOAT_POLICY_H */

@@ -139,7 +139,10 @@ bool relay_denied(struct proxy *px, struct policy_decision d, enum policy_direct
 		  enum policy_proto proto, const struct flow_endpoint *dst, uint32_t flow);
 bool relay_denied_why(struct proxy *px, struct policy_decision d, enum policy_direction dir,
 		      enum policy_proto proto, const struct flow_endpoint *dst, uint32_t flow,
-		      const char *reason);
+		      const char *reason, const char *name);
+struct policy_decision relay_decide_hostname(struct proxy *px, const struct flow_endpoint *dst,
+					     struct policy_decision first, const char *hostname,
+					     bool *mismatch);
 bool relay_limit(struct proxy *px, enum limit_verdict v, enum limit_kind which, uint32_t flow,
 		 uint8_t proto, const struct flow_endpoint *dst);
 bool relay_is_host(const struct proxy *px, const struct flow_endpoint *ep);

@@ -548,6 +548,25 @@ static void ep_to_addr(const struct flow_endpoint *ep, struct policy_addr *a)
 	memcpy(a->addr, ep->addr, ep->family == 4 ? 4 : 16);
 }
 
+/* The policy's view of a flow to @dst, with the names pinned for it (egress). */
+static void flow_of(struct proxy *px, enum policy_direction dir, enum policy_proto proto,
+		    const struct flow_endpoint *dst, const char *names[PINS_LOOKUP_MAX + 1],
+		    struct policy_flow *f)
+{
+	int n = 0;
+
+	memset(f, 0, sizeof(*f));
+	f->direction = dir;
+	f->proto = proto;
+	ep_to_addr(dst, &f->dst);
+	f->port = proto == POLICY_PROTO_ICMP ? 0 : dst->port;
+	if (dir == POLICY_EGRESS)
+		n = pins_lookup(&px->pins, dst->family, dst->addr, uv_now(&px->loop), names,
+				PINS_LOOKUP_MAX);
+	names[n] = NULL;
+	f->names = n ? names : NULL;
+}
+
 /**
  * relay_decide() - decide a flow with the names pinned for its address
  * @px:		proxy
@@ -562,17 +581,32 @@ struct policy_decision relay_decide(struct proxy *px, enum policy_direction dir,
 				    enum policy_proto proto, const struct flow_endpoint *dst)
 {
 	const char *names[PINS_LOOKUP_MAX + 1];
-	struct policy_flow f = { .direction = dir, .proto = proto };
-	int n = 0;
+	struct policy_flow f;
 
-	ep_to_addr(dst, &f.dst);
-	f.port = proto == POLICY_PROTO_ICMP ? 0 : dst->port;
-	if (dir == POLICY_EGRESS)
-		n = pins_lookup(&px->pins, dst->family, dst->addr, uv_now(&px->loop), names,
-				PINS_LOOKUP_MAX);
-	names[n] = NULL;
-	f.names = n ? names : NULL;
+	flow_of(px, dir, proto, dst, names, &f);
 	return policy_decide(px->policy, &f);
+}
+
+/**
+ * relay_decide_hostname() - decide an allowed egress TCP connection again with
+ * the host name its client named (policy_decide_hostname())
+ * @px:		proxy
+ * @dst:	its destination
+ * @first:	relay_decide()'s decision for it
+ * @hostname:	the TLS SNI or HTTP Host, NULL if none
+ * @mismatch:	set when a domain rule's allow was taken back for the name
+ *
+ * Return: the decision.
+ */
+struct policy_decision relay_decide_hostname(struct proxy *px, const struct flow_endpoint *dst,
+					     struct policy_decision first, const char *hostname,
+					     bool *mismatch)
+{
+	const char *names[PINS_LOOKUP_MAX + 1];
+	struct policy_flow f;
+
+	flow_of(px, POLICY_EGRESS, POLICY_PROTO_TCP, dst, names, &f);
+	return policy_decide_hostname(px->policy, &f, first, hostname, mismatch);
 }
 
 static uint8_t proto_idx(enum policy_proto proto)
@@ -598,7 +632,7 @@ static uint8_t proto_idx(enum policy_proto proto)
 bool relay_denied(struct proxy *px, struct policy_decision d, enum policy_direction dir,
 		  enum policy_proto proto, const struct flow_endpoint *dst, uint32_t flow)
 {
-	return relay_denied_why(px, d, dir, proto, dst, flow, NULL);
+	return relay_denied_why(px, d, dir, proto, dst, flow, NULL, NULL);
 }
 
 /**
@@ -611,13 +645,16 @@ bool relay_denied(struct proxy *px, struct policy_decision d, enum policy_direct
  * @flow:	flow id or 0
  * @reason:	NULL (a new flow) or why an open flow was decided again:
  *		"policy_reload" (a terminate rule then only cuts the flow: the
- *		guest did nothing new), ...
+ *		guest did nothing new), "sni_mismatch", "host_mismatch" (a
+ *		domain rule's allow taken back for the name the client sent),
+ *		"sni_denied", "host_denied" (a deny rule on that name)
+ * @name:	the name the client sent, for the event, or NULL
  *
  * Return: true if denied.
  */
 bool relay_denied_why(struct proxy *px, struct policy_decision d, enum policy_direction dir,
 		      enum policy_proto proto, const struct flow_endpoint *dst, uint32_t flow,
-		      const char *reason)
+		      const char *reason, const char *name)
 {
 	uint8_t pi = proto_idx(proto);
 	bool reload = reason && !strcmp(reason, "policy_reload");
@@ -631,7 +668,7 @@ bool relay_denied_why(struct proxy *px, struct policy_decision d, enum policy_di
 		CNT_ADD(px, denials_egress[pi], 1);
 	else
 		CNT_ADD(px, denials_ingress[pi], 1);
-	control_event_denial(px, "denial", dir, proto, dst, NULL, d.rule, d.terminate && !reload,
+	control_event_denial(px, "denial", dir, proto, dst, name, d.rule, d.terminate && !reload,
 			     flow, reason);
 	if (log_current_level >= LOG_LVL_DEBUG) {
 		char a[64];

@@ -37,6 +37,16 @@
  *    what is queued, shuts down and closes.
  * After CLOSE either way the id is dead: messages for it are ignored.
  *
+ * Host names (docs/policy.md "Host names on connections"): when
+ * policy_wants_hostname() says a name rule concerns an accepted connection,
+ * the guest's first bytes are held in a buffer of the sniff pool (at most
+ * SNIFF_MAX_BYTES, TCP_SNIFF_TIMEOUT_MS) until sniff.c finds the TLS SNI or
+ * HTTP Host, or finds there is none; relay_decide_hostname() then decides
+ * again: denied is a reset with its own reason, allowed appends the held
+ * bytes to the write queue and the relay goes on. Their credit is owed like
+ * any other written bytes, and the upstream's bytes flow meanwhile, so a
+ * server that speaks first is not held up.
+ *
  * The netstack is less trusted: DATA before the connection is accepted or
  * after SHUT_WR, a CONNECT for an id in use, more unacknowledged data than
  * any window allows, or credit beyond any send buffer are violations.
@@ -67,7 +77,8 @@
  * only when no other write is in flight).
  */
 #define TCP_WCHUNKS_PER_FLOW   ((FLOW_TCP_WINDOW_MAX + TCP_WCHUNK_BYTES - 1) / TCP_WCHUNK_BYTES + 2)
-#define TCP_DNS_ANSWERS	       256 /* DNS-over-TCP answers waiting, all streams together */
+#define TCP_DNS_ANSWERS	       256  /* DNS-over-TCP answers waiting, all streams together */
+#define TCP_SNIFF_TIMEOUT_MS   3000 /* a partial ClientHello/request head, then decided without */
 #define TCP_DNS_OUTQ_MAX \
 	64 /* DNS answers queued toward a guest that does not read
 						 * (dnsfwd.c lets a stream have 64 queries unanswered) */
@@ -199,6 +210,9 @@ static void free_buffers(struct tcp_flow *f)
 {
 	pool_put(&f->px->pools[MOAT_POOL_TCP_WRITE], f->wb);
 	f->wb = NULL;
+	pool_put(&f->px->pools[MOAT_POOL_SNIFF], f->sniff);
+	f->sniff = NULL;
+	f->sniffing = false;
 	while (!list_empty(&f->outq)) {
 		struct outbuf *b = list_entry(f->outq.next, struct outbuf, node);
 
@@ -295,8 +309,16 @@ void tcpflow_reevaluate(struct proxy *px)
 		    (f->st != ST_CONNECTING && f->st != ST_ACCEPTING && f->st != ST_OPEN))
 			continue;
 		d = relay_decide(px, dir, POLICY_PROTO_TCP, &f->decided);
+		if (!ingress && d.allow) {
+			bool mismatch;
+
+			f->first = d;
+			if (f->hostname[0])
+				d = relay_decide_hostname(px, &f->decided, d, f->hostname,
+							  &mismatch);
+		}
 		if (!relay_denied_why(px, d, dir, POLICY_PROTO_TCP, &f->decided, f->id,
-				      "policy_reload"))
+				      "policy_reload", NULL))
 			continue;
 		log_info("tcp flow %u: denied by the new policy (rule %d): reset", f->id, d.rule);
 		CNT_ADD(px, reload_cuts, 1);
@@ -644,6 +666,83 @@ static int append_data(struct proxy *px, struct tcp_flow *f, const uint8_t *data
 	return 0;
 }
 
+/* ---- host names on connections (sniff.c, docs/policy.md) ------------- */
+
+/*
+ * The client named @name (or none): decide the connection again. Denied: a
+ * reset both ways and a denial event naming the name. Allowed: the held
+ * bytes go upstream and the flow relays as any other.
+ */
+static void sniff_done(struct proxy *px, struct tcp_flow *f, enum sniff_result r,
+		       enum sniff_kind kind, const char *name)
+{
+	bool mismatch = false, tls = kind == SNIFF_KIND_TLS;
+	struct policy_decision d;
+	int rc = 0;
+
+	f->sniffing = false;
+	if (r == SNIFF_NAME && name)
+		snprintf(f->hostname, sizeof(f->hostname), "%s", name);
+	d = relay_decide_hostname(px, &f->decided, f->first, f->hostname[0] ? f->hostname : NULL,
+				  &mismatch);
+	if (relay_denied_why(px, d, POLICY_EGRESS, POLICY_PROTO_TCP, &f->decided, f->id,
+			     mismatch ? (tls ? "sni_mismatch" : "host_mismatch") :
+					(tls ? "sni_denied" : "host_denied"),
+			     f->hostname)) {
+		log_info("tcp flow %u: %s %s denied (rule %d): reset", f->id, tls ? "SNI" : "Host",
+			 f->hostname, d.rule);
+		CNT_ADD(px, hostname_denials, 1);
+		flow_kill(px, f, true, true);
+		return;
+	}
+	if (f->sniff_len)
+		rc = append_data(px, f, f->sniff, f->sniff_len);
+	pool_put(&px->pools[MOAT_POOL_SNIFF], f->sniff);
+	f->sniff = NULL;
+	f->sniff_len = 0;
+	if (rc == -ENOBUFS)
+		log_warn("tcp flow %u: write pool empty: reset", f->id);
+	if (rc < 0) {
+		flow_kill(px, f, true, true);
+		return;
+	}
+	mark_dirty(f);
+}
+
+/*
+ * Guest bytes of a connection whose host name is not known yet: held (at most
+ * SNIFF_MAX_BYTES) until sniff.c knows. Return: how many of @len it took;
+ * the flow may be gone (f->st) or relaying (!f->sniffing) afterwards.
+ */
+static uint32_t sniff_input(struct proxy *px, struct tcp_flow *f, const uint8_t *data, uint32_t len)
+{
+	char name[SNIFF_NAME_MAX + 1];
+	enum sniff_kind kind;
+	enum sniff_result r;
+	uint32_t n;
+
+	if (!f->sniff) {
+		f->sniff = pool_get(&px->pools[MOAT_POOL_SNIFF]);
+		if (!f->sniff) {
+			/* fail closed: a name rule concerns this flow */
+			log_warn("tcp flow %u: sniff pool empty: reset", f->id);
+			flow_kill(px, f, true, true);
+			return len;
+		}
+		f->sniff_len = 0;
+		f->sniff_deadline_ms = uv_now(&px->loop) + TCP_SNIFF_TIMEOUT_MS;
+	}
+	n = SNIFF_MAX_BYTES - f->sniff_len;
+	if (n > len)
+		n = len;
+	memcpy(f->sniff + f->sniff_len, data, n);
+	f->sniff_len += n;
+	r = sniff_hostname(f->sniff, f->sniff_len, name, &kind);
+	if (r != SNIFF_MORE)
+		sniff_done(px, f, r, kind, name);
+	return n;
+}
+
 /**
  * tcpflow_data_input() - DATA from the netstack: bytes the guest sent
  * @px:		proxy
@@ -677,6 +776,16 @@ void tcpflow_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint
 		if (f->ds)
 			dnsfwd_stream_input(px, f->ds, data, len);
 		return;
+	}
+	if (f->sniffing) {
+		uint32_t used = sniff_input(px, f, data, len);
+
+		if (f->sniffing || f->st != ST_OPEN)
+			return;
+		data += used;
+		len -= used;
+		if (!len)
+			return;
 	}
 	rc = append_data(px, f, data, len);
 	if (rc == -ENOBUFS)
@@ -737,6 +846,8 @@ void tcpflow_shut_input(struct proxy *px, uint32_t id)
 			dnsfwd_stream_shut(px, f->ds);
 		return;
 	}
+	if (f->sniffing && f->sniff)
+		sniff_done(px, f, SNIFF_NONE, SNIFF_KIND_NONE, NULL); /* no more is coming */
 	mark_dirty(f);
 }
 
@@ -905,6 +1016,7 @@ int tcpflow_start_timer(struct proxy *px, struct tcp_flow *f)
 void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 {
 	struct policy_decision d;
+	bool sniff;
 	enum limit_verdict v;
 	enum limit_kind which;
 	struct tcp_flow *f;
@@ -945,6 +1057,7 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 		send_result(px, c->id, MOAT_CONN_DENIED);
 		return;
 	}
+	sniff = policy_wants_hostname(px->policy, d);
 	v = limits_new_flow(&px->limits, true, px->tcp->count, uv_now(&px->loop), &which);
 	if (relay_limit(px, v, which, c->id, MOAT_P_TCP, &c->dst)) {
 		send_result(px, c->id, MOAT_CONN_LIMIT);
@@ -963,6 +1076,8 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 	f->src = c->src;
 	f->dst = c->dst;
 	f->decided = c->dst;
+	f->first = d;
+	f->sniffing = sniff;
 	f->st = ST_CONNECTING;
 	f->to_host = relay_is_host(px, &c->dst);
 	f->dial_family = c->dst.family;
@@ -1119,6 +1234,12 @@ void tcpflow_tick(struct proxy *px, uint64_t now_ms)
 		uint64_t lim = f->dns ? TCP_DNS_IDLE_MS : idle_ms;
 
 		nx = n->next;
+		if (f->st == ST_OPEN && f->sniffing && f->sniff && now_ms >= f->sniff_deadline_ms) {
+			log_debug("tcp flow %u: no complete ClientHello/request head in time",
+				  f->id);
+			sniff_done(px, f, SNIFF_NONE, SNIFF_KIND_NONE, NULL);
+			continue;
+		}
 		if (f->st == ST_DRAINING && now_ms >= f->deadline_ms)
 			tcpflow_close_handles(px, f, true);
 		else if (f->st == ST_OPEN && now_ms - f->last_ms > lim && f->writes == 0)
@@ -1151,6 +1272,9 @@ int tcpflow_init(struct proxy *px)
 	if (rc == 0)
 		rc = pool_init(&px->pools[MOAT_POOL_DNS_ANSWER], "dns_answer",
 			       sizeof(struct outbuf), TCP_DNS_ANSWERS);
+	if (rc == 0)
+		rc = pool_init(&px->pools[MOAT_POOL_SNIFF], "sniff", SNIFF_MAX_BYTES,
+			       px->region.hdr.max_tcp_connections + 1);
 	return rc;
 }
 

@@ -14,6 +14,7 @@
 
 #include "common/list.h"
 #include "proxy/proxy_internal.h"
+#include "proxy/sniff.h"
 
 #define TCP_BUCKETS 4096 /* flow id hash buckets */
 
@@ -96,6 +97,14 @@ struct outbuf {
  * @ds:		the forwarder's stream state (DNS streams)
  * @outq:	DNS answers queued toward the guest (struct outbuf)
  * @outq_n:	buffers in @outq, at most TCP_DNS_OUTQ_MAX
+ * @sniffing:	the guest's first bytes are held until the host name they
+ *		name (TLS SNI, HTTP Host) is checked (policy_wants_hostname())
+ * @sniff:	those bytes (MOAT_POOL_SNIFF), NULL until the first arrive
+ * @sniff_len:	how many
+ * @sniff_deadline_ms: when a partial ClientHello or request head stops
+ *		being waited for (decided without a name)
+ * @first:	the connect's decision (the one the host name refines)
+ * @hostname:	the name the client sent, "" if none (decided again on reload)
  * @handles:	libuv handles not yet closed; freed when 0 in ST_CLOSED
  */
 struct tcp_flow {
@@ -121,6 +130,12 @@ struct tcp_flow {
 	struct dnsfwd_stream *ds;
 	struct list_head outq;
 	uint32_t outq_n;
+	bool sniffing;
+	uint8_t *sniff;
+	uint32_t sniff_len;
+	uint64_t sniff_deadline_ms;
+	struct policy_decision first;
+	char hostname[SNIFF_NAME_MAX + 1];
 	int handles;
 };
 

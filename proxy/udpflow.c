@@ -346,7 +346,7 @@ void udpflow_reevaluate(struct proxy *px)
 		next = n->next;
 		d = relay_decide(px, POLICY_EGRESS, POLICY_PROTO_UDP, &f->remote);
 		if (!relay_denied_why(px, d, POLICY_EGRESS, POLICY_PROTO_UDP, &f->remote, 0,
-				      "policy_reload"))
+				      "policy_reload", NULL))
 			continue;
 		CNT_ADD(px, reload_cuts, 1);
 		flow_free(px, f);

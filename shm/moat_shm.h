@@ -212,6 +212,7 @@ enum moat_pool {
 	MOAT_POOL_DNS_QUERY,   /* DNS queries being forwarded */
 	MOAT_POOL_DNS_STREAM,  /* guest DNS-over-TCP connections */
 	MOAT_POOL_DNS_ANSWER,  /* DNS-over-TCP answers waiting for the guest's window */
+	MOAT_POOL_SNIFF,       /* a connection's first bytes, held until its host name is known */
 	MOAT_POOL_COUNT
 };
 
@@ -227,7 +228,8 @@ struct moat_proxy_counters {
 	uint64_t upstream_tx_bytes, upstream_rx_bytes; /* socket bytes */
 	uint64_t icmp_echo_sent, icmp_echo_replies;
 	uint64_t limit_exceeded;
-	uint64_t reload_cuts; /* open TCP connections and UDP flows a reload denied and cut */
+	uint64_t reload_cuts;	   /* open TCP connections and UDP flows a reload denied and cut */
+	uint64_t hostname_denials; /* connections reset for the SNI/Host their client sent */
 	uint64_t bad_messages;
 	uint64_t policy_generation;
 	uint64_t wakes_sent;

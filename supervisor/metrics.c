@@ -189,7 +189,8 @@ static const char *const dns_names[MOAT_DNS_RESULT_COUNT] = {
 };
 static const char *const ring_names[4] = { "g2s", "s2g", "s2p", "p2s" };
 static const char *const pool_names[MOAT_POOL_COUNT] = { "tcp_write", "p2s_control", "p2s_dgram",
-							 "dns_query", "dns_stream",  "dns_answer" };
+							 "dns_query", "dns_stream",  "dns_answer",
+							 "sniff" };
 
 _Static_assert((int)EVENTS_KIND_COUNT <= 16 && (int)MOAT_VIOL_COUNT <= 16 &&
 		       (int)MOAT_DNS_RESULT_COUNT <= 16 && (int)MOAT_CONN_RESULT_COUNT <= 16 &&
@@ -367,6 +368,8 @@ static const struct counter proxy_counters[] = {
 	  "Times a policy limit was exceeded."),
 	P(reload_cuts, "moat_policy_reload_cuts_total", "counter",
 	  "Open TCP connections and UDP flows a policy reload denied and cut off."),
+	P(hostname_denials, "moat_hostname_denials_total", "counter",
+	  "TCP connections reset for the TLS SNI or HTTP Host their client sent."),
 	P(bad_messages, "moat_proxy_bad_messages_total", "counter",
 	  "Malformed flow messages the proxy received from the netstack."),
 	P(policy_generation, "moat_policy_generation", "gauge",

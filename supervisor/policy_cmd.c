@@ -11,9 +11,10 @@
  *	parse and validate FILE with the same code `moat run` uses; print
  *	the normalized policy (policy_to_json()) on stdout; exit 0.
  *   moat policy explain FILE --dst ADDR:PORT/PROTO [--name NAME]...
- *			      [--ingress] [--subnet CIDR]
+ *			      [--ingress] [--sni NAME | --host NAME] [--subnet CIDR]
  *   moat policy explain FILE --dns NAME[/udp|/tcp] [--subnet CIDR]
- *	print policy_explain()'s text: a machine-readable first line
+ *	print policy_explain()'s text (policy_explain_hostname()'s with
+ *	--sni/--host: the connection's client sends that name): a machine-readable first line
  *	("deny rule 2 terminate"), then the reasons; exit 0 whatever the
  *	decision.
  *   moat policy default
@@ -27,6 +28,7 @@
  * and never calls exit().
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +45,7 @@
 static const char usage_text[] =
 	"usage: moat policy check FILE\n"
 	"       moat policy explain FILE --dst ADDR:PORT/PROTO [--name NAME]... [--ingress]\n"
+	"                           [--sni NAME | --host NAME]\n"
 	"                           [--subnet CIDR]\n"
 	"       moat policy explain FILE --dns NAME[/udp|/tcp] [--subnet CIDR]\n"
 	"       moat policy default\n"
@@ -53,6 +56,7 @@ static const char usage_text[] =
 	"  --dst     203.0.113.10:443/tcp, [2001:db8::1]:443/tcp, 192.0.2.1/icmp\n"
 	"            (PROTO tcp, udp or icmp; tcp if left out; icmp takes no port)\n"
 	"  --name    pretend ADDR was resolved from NAME (repeatable), for domain rules\n"
+	"  --sni     the connection's TLS ClientHello names NAME (--host: its HTTP Host)\n"
 	"  --subnet  the guest network, as for moat run (default 10.0.2.0/24); its .2\n"
 	"            and .3 addresses and fd00::2 form the \"host\" group\n"
 	"  default   print the built-in default policy\n";
@@ -204,22 +208,37 @@ static const char *opt_value(const char *opt, int argc, char **argv, int *i, boo
 	return argv[++*i];
 }
 
-static int print_explain(const struct policy *p, const struct policy_flow *f, const char *qname,
-			 enum policy_proto transport)
+/* What explain was asked: a flow (maybe with the host name its client sends) or a query. */
+struct explain_ask {
+	const struct policy_flow *flow; /* NULL: the DNS query below */
+	const char *hostname;		/* --sni or --host, or NULL */
+	bool tls;			/* hostname is an SNI */
+	const char *qname;
+	enum policy_proto transport;
+};
+
+static int explain_into(const struct policy *p, const struct explain_ask *a, char *buf, size_t len)
+{
+	if (!a->flow)
+		return policy_explain_dns(p, a->qname, a->transport, buf, len);
+	if (a->hostname)
+		return policy_explain_hostname(p, a->flow, a->hostname, a->tls, buf, len);
+	return policy_explain(p, a->flow, buf, len);
+}
+
+static int print_explain(const struct policy *p, const struct explain_ask *a)
 {
 	char small[8192], *buf = small, *big = NULL;
 	int n;
 
-	n = f ? policy_explain(p, f, buf, sizeof(small)) :
-		policy_explain_dns(p, qname, transport, buf, sizeof(small));
+	n = explain_into(p, a, buf, sizeof(small));
 	if (n < 0)
 		return fail("cannot explain");
 	if ((size_t)n >= sizeof(small)) {
 		buf = big = malloc((size_t)n + 1);
 		if (!big)
 			return fail("out of memory");
-		n = f ? policy_explain(p, f, buf, (size_t)n + 1) :
-			policy_explain_dns(p, qname, transport, buf, (size_t)n + 1);
+		n = explain_into(p, a, buf, (size_t)n + 1);
 		if (n < 0) {
 			free(big);
 			return fail("cannot explain");
@@ -232,8 +251,11 @@ static int print_explain(const struct policy *p, const struct policy_flow *f, co
 
 static int cmd_explain(int argc, char **argv)
 {
-	const char *file = NULL, *dst = NULL, *dns = NULL, *subnet = NULL;
+	const char *file = NULL, *dst = NULL, *dns = NULL, *subnet = NULL, *sni = NULL,
+		   *host = NULL;
 	const char *names[MAX_NAMES + 1] = { NULL };
+	struct explain_ask ask = { 0 };
+	char hostname[256];
 	enum policy_proto transport = POLICY_PROTO_UDP;
 	char qname[256];
 	struct policy_flow f = { .direction = POLICY_EGRESS };
@@ -252,6 +274,10 @@ static int cmd_explain(int argc, char **argv)
 			dns = v;
 		} else if ((v = opt_value("--subnet", argc, argv, &i, &missing))) {
 			subnet = v;
+		} else if ((v = opt_value("--sni", argc, argv, &i, &missing))) {
+			sni = v;
+		} else if ((v = opt_value("--host", argc, argv, &i, &missing))) {
+			host = v;
 		} else if ((v = opt_value("--name", argc, argv, &i, &missing))) {
 			if (n_names == MAX_NAMES)
 				return fail("explain: at most %d --name", MAX_NAMES);
@@ -274,8 +300,25 @@ static int cmd_explain(int argc, char **argv)
 		return fail("usage: moat policy explain FILE --dst ADDR:PORT/PROTO | --dns NAME");
 	if (!!dst == !!dns)
 		return fail("explain: give exactly one of --dst ADDR:PORT/PROTO and --dns NAME");
-	if (dns && (n_names || ingress))
-		return fail("explain: --name and --ingress go with --dst, not --dns");
+	if (dns && (n_names || ingress || sni || host))
+		return fail(
+			"explain: --name, --ingress, --sni and --host go with --dst, not --dns");
+	if (sni && host)
+		return fail(
+			"explain: give --sni or --host, not both (a connection is TLS or HTTP)");
+	if (sni || host) {
+		const char *h = sni ? sni : host;
+		size_t n = strlen(h);
+
+		if (!n || n >= sizeof(hostname))
+			return fail("explain: %s: the name is 1 to 255 characters",
+				    sni ? "--sni" : "--host");
+		/* the proxy compares the lowercase name, as sniff.c reads it */
+		for (size_t k = 0; k <= n; k++)
+			hostname[k] = (char)tolower((unsigned char)h[k]);
+		ask.hostname = hostname;
+		ask.tls = sni != NULL;
+	}
 	if (dns) {
 		/* NAME, NAME/udp or NAME/tcp */
 		const char *slash = strrchr(dns, '/');
@@ -306,7 +349,10 @@ static int cmd_explain(int argc, char **argv)
 	if (ingress)
 		f.direction = POLICY_INGRESS;
 	f.names = n_names ? names : NULL;
-	rc = print_explain(p, dst ? &f : NULL, dns, transport);
+	ask.flow = dst ? &f : NULL;
+	ask.qname = dns;
+	ask.transport = transport;
+	rc = print_explain(p, &ask);
 	policy_free(p);
 	return rc;
 }

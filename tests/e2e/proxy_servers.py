@@ -93,6 +93,33 @@ def watchrst(path):
     return h
 
 
+def banner(c):
+    # a server-first protocol (SSH, SMTP): speaks before the client does
+    c.sendall(b"SSH-2.0-moat-test\r\n")
+    try:
+        b = c.recv(100)
+        if b:
+            c.sendall(b"echo " + b)
+    except OSError:
+        pass
+    c.close()
+
+
+def tls(cert, key):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+
+    def h(c):
+        try:
+            t = ctx.wrap_socket(c, server_side=True)
+            t.sendall(b"tls hello " + (t.recv(100) or b"") + b"\n")
+            t.close()
+        except (OSError, ssl.SSLError):
+            c.close()
+    return h
+
+
 def main():
     mode, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "http":
@@ -106,9 +133,11 @@ def main():
             b, peer = s.recvfrom(65536)
             s.sendto(b, peer)
     else:
-        handler = {"sink": sink, "halfclose": halfclose, "rst": rst}.get(mode)
+        handler = {"sink": sink, "halfclose": halfclose, "rst": rst, "banner": banner}.get(mode)
         if mode == "watchrst":
             handler = watchrst(sys.argv[4])
+        if mode == "tls":
+            handler = tls(sys.argv[4], sys.argv[5])
         serve(listener(addr, port), handler)
 
 

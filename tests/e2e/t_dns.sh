@@ -18,9 +18,13 @@
 #    own address, or an address where nothing listens) are taken by the
 #    forwarder and decided the same way: a denied name gets NXDOMAIN from the
 #    address asked and never reaches dnsmasq, an allowed one is answered and
-#    pinned; over UDP and TCP.
+#    pinned; over UDP and TCP;
+#  - host names on connections (issue 13): to the pinned address, TLS with
+#    the SNI of the allowed name works and with another SNI is reset, the
+#    same for an HTTP Host header; a server-first banner reaches the guest
+#    before it sends anything (the proxy holds only the guest's bytes).
 source "$(dirname "$0")/lib.sh"
-need dig dnsmasq curl python3
+need dig dnsmasq curl python3 openssl
 
 PY="python3 $MOAT_SRC/tests/e2e/proxy_servers.py"
 CLIENT="python3 $MOAT_SRC/tests/e2e/proxy_client.py"
@@ -94,6 +98,44 @@ r=$(in_guest $CLIENT connect 203.0.113.10 8080 10)
 	fail "connect after resolving a pinned.test name was not allowed"
 [ "$(metric moat_dns_pinned_addresses)" -ge 1 ] || fail "no pinned addresses in the metrics"
 echo "domain_suffix: denied before resolving, allowed after (pinned)"
+
+# Host names on connections: the pin lets 203.0.113.10 in for *.pinned.test only.
+openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=www.pinned.test -days 1 \
+	-keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1 || fail "openssl req failed"
+bg ip netns exec "$SRV" $PY tls 203.0.113.10 8443 "$WORK/cert.pem" "$WORK/key.pem"
+bg ip netns exec "$SRV" $PY banner 203.0.113.10 2222
+wait_for 10 in_srv bash -c "echo >/dev/tcp/203.0.113.10/8443 && echo >/dev/tcp/203.0.113.10/2222" ||
+	fail "tls/banner servers did not start"
+tls_try() { # SNI -> "tls hello x" or the error's name
+	in_guest python3 -c '
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+try:
+    s = ctx.wrap_socket(socket.create_connection(("203.0.113.10", 8443), timeout=10), server_hostname=sys.argv[1])
+    s.sendall(b"x"); print(s.recv(100).decode().strip())
+except ConnectionResetError: print("reset")
+except (OSError, ssl.SSLError) as e: print(type(e).__name__, e)
+' "$1"
+}
+r=$(tls_try www.pinned.test)
+[ "$r" = "tls hello x" ] || fail "TLS with SNI www.pinned.test: '$r'"
+r=$(tls_try other.example)
+[ "$r" = reset ] || fail "TLS with SNI other.example to the pinned address: '$r', want reset"
+wait_for 5 grep -q '"reason":"sni_mismatch"' "$WORK/events.jsonl" || fail "no sni_mismatch denial event"
+grep '"reason":"sni_mismatch"' "$WORK/events.jsonl" | grep -q '"name":"other.example"' || fail "the event does not name the SNI"
+[ "$(in_guest curl -sS -m 10 -H 'Host: www.pinned.test' http://203.0.113.10:8080/hi.txt)" = hi ] ||
+	fail "HTTP with Host www.pinned.test"
+r=$(in_guest curl -sS -m 10 -H 'Host: other.example' http://203.0.113.10:8080/hi.txt 2>&1 || true)
+case "$r" in *reset*) ;; *) fail "HTTP with Host other.example: '$r', want a reset" ;; esac
+wait_for 5 grep -q '"reason":"host_mismatch"' "$WORK/events.jsonl" || fail "no host_mismatch denial event"
+[ "$(metric moat_hostname_denials_total)" = 2 ] || fail "hostname denials: $(metric moat_hostname_denials_total)"
+r=$(in_guest python3 -c '
+import socket
+s = socket.create_connection(("203.0.113.10", 2222), timeout=10)
+print(s.recv(100).decode().strip())
+')
+[ "$r" = SSH-2.0-moat-test ] || fail "server-first banner: '$r'"
+echo "host names: SNI and Host must match the pinned name; a server-first banner is not held"
 
 # Malformed query: FORMERR, and the forwarder goes on.
 in_guest python3 -c '

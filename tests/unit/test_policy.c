@@ -1905,6 +1905,41 @@ Test(cli, explain)
 	cr_assert_eq(CLI("policy", "explain", "/nonexistent", "--dns", "x"), 2);
 }
 
+Test(cli, explain_sni_and_host)
+{
+	char out[65536], err[4096], api[4200];
+	char *dst[] = { "--dst", "93.184.216.34:443/tcp", "--name", "api.example.com" };
+
+	snprintf(api, sizeof(api), "%s/single-api.json", examples_dir());
+	/* the pin allows; the SNI must be the rule's name as well */
+	cr_assert_eq(CLI("policy", "explain", api, dst[0], dst[1], dst[2], dst[3], "--sni",
+			 "API.example.com"),
+		     0, "%s", err);
+	cr_assert(!strncmp(out, "allow rule 0\n", 13), "%s", out);
+	cr_assert(strstr(out, "by address: allow by rule 0"), "%s", out);
+	cr_assert(strstr(out, "SNI: api.example.com matches"), "%s", out);
+	cr_assert_eq(CLI("policy", "explain", api, dst[0], dst[1], dst[2], dst[3], "--sni",
+			 "other.example.net"),
+		     0, "%s", err);
+	cr_assert(!strncmp(out, "deny rule 0\n", 12), "%s", out);
+	cr_assert(strstr(out, "reason sni_mismatch"), "%s", out);
+	cr_assert_eq(CLI("policy", "explain", api, dst[0], dst[1], dst[2], dst[3], "--host",
+			 "other.example.net"),
+		     0, "%s", err);
+	cr_assert(strstr(out, "reason host_mismatch"), "%s", out);
+	/* denied by address: the name is never read */
+	cr_assert_eq(CLI("policy", "explain", api, "--dst", "93.184.216.34:443/tcp", "--sni",
+			 "api.example.com"),
+		     0, "%s", err);
+	cr_assert(!strncmp(out, "deny default\n", 13), "%s", out);
+	cr_assert(strstr(out, "is not read"), "%s", out);
+	/* usage */
+	cr_assert_eq(CLI("policy", "explain", api, dst[0], dst[1], "--sni", "a", "--host", "b"), 2);
+	cr_assert_eq(CLI("policy", "explain", api, "--dns", "x", "--sni", "a"), 2);
+	cr_assert_eq(CLI("policy", "explain", api, dst[0], dst[1], "--sni", ""), 2);
+	cr_assert(!strncmp(err, "moat: ", 6), "%s", err);
+}
+
 /* ---- microsandbox parity (issue 13) -------------------------------- */
 
 Test(parity, missing_defaults_mean_deny_with_a_warning)
@@ -2012,4 +2047,55 @@ Test(parity, dns_explain_names_the_transport)
 	policy_explain_dns(p, "example.com", POLICY_PROTO_UDP, buf, sizeof(buf));
 	cr_assert(strstr(buf, "admits DNS (udp port 53)"), "%s", buf);
 	policy_free(p);
+}
+
+Test(hostname, sni_and_host_refine_domain_rules)
+{
+	struct policy *p = parse_ok(POLICY(
+		"{\"direction\": \"egress\", \"destination\": {\"domain_suffix\": \"cdn.example\"},"
+		" \"protocols\": [\"tcp\"], \"action\": \"allow\"},"
+		"{\"direction\": \"egress\", \"destination\": {\"cidr\": \"192.0.2.0/24\"},"
+		" \"action\": \"allow\"}"));
+	struct policy *q = parse_ok(
+		"{\"default_egress\": \"allow\", \"default_ingress\": \"deny\", \"rules\": ["
+		"{\"direction\": \"egress\", \"destination\": {\"domain\": \"evil.example\"},"
+		" \"action\": \"deny\", \"terminate\": true}]}");
+	const char *pinned[] = { "a.cdn.example", NULL };
+	struct policy_flow f = {
+		.direction = POLICY_EGRESS, .proto = POLICY_PROTO_TCP, .port = 443, .names = pinned
+	};
+	struct policy_decision first, d;
+	bool mm;
+
+	cr_assert_eq(policy_addr_parse("203.0.113.5", &f.dst), 0);
+	first = policy_decide(p, &f);
+	expect(first, true, 0, false);
+	cr_assert(policy_wants_hostname(p, first), "allowed by a domain rule");
+	d = policy_decide_hostname(p, &f, first, "b.cdn.example", &mm);
+	expect(d, true, 0, false);
+	cr_assert_not(mm);
+	d = policy_decide_hostname(p, &f, first, "other.example", &mm);
+	expect(d, false, 0, false);
+	cr_assert(mm, "an SNI that is not the rule's name takes the allow back");
+	d = policy_decide_hostname(p, &f, first, NULL, &mm);
+	expect(d, true, 0, false);
+	cr_assert_not(mm, "no name: the pin alone");
+	/* an address rule's allow needs no name, and p has no deny rules on names */
+	f.names = NULL;
+	cr_assert_eq(policy_addr_parse("192.0.2.9", &f.dst), 0);
+	first = policy_decide(p, &f);
+	expect(first, true, 1, false);
+	cr_assert_not(policy_wants_hostname(p, first));
+	/* deny rules on names apply to the name alone, on any address */
+	cr_assert_eq(policy_addr_parse("198.51.100.1", &f.dst), 0);
+	first = policy_decide(q, &f);
+	expect(first, true, -1, false);
+	cr_assert(policy_wants_hostname(q, first), "q denies a name");
+	d = policy_decide_hostname(q, &f, first, "evil.example", &mm);
+	expect(d, false, 0, true);
+	cr_assert_not(mm);
+	expect(policy_decide_hostname(q, &f, first, "good.example", &mm), true, -1, false);
+	cr_assert_not(policy_wants_hostname(q, d), "denied flows are never sniffed");
+	policy_free(p);
+	policy_free(q);
 }
