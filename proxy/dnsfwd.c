@@ -163,7 +163,7 @@ static void reply_stream(struct proxy *px, struct dnsfwd_stream *s, const uint8_
 	 * and frees @s then (dnsfwd_stream_close()); @s stays valid until
 	 * then, and we parse no further query from it.
 	 */
-	if (tcpflow_stream_output(px, s->flow, b, (uint32_t)len + 2) < 0)
+	if (tcpdns_output(px, s->flow, b, (uint32_t)len + 2) < 0)
 		s->failed = true;
 }
 
@@ -643,7 +643,7 @@ void dnsfwd_udp_input(struct proxy *px, const struct flow_dgram *d, const uint8_
  * @guest:	the guest's end
  *
  * Return: the stream (closed with dnsfwd_stream_close() or freed by
- * itself after tcpflow_stream_finish()), NULL when DNSFWD_STREAMS_MAX are
+ * itself after tcpdns_finish()), NULL when DNSFWD_STREAMS_MAX are
  * open (the dns_stream pool refuses, counted).
  */
 struct dnsfwd_stream *dnsfwd_stream_open(struct proxy *px, struct tcp_flow *f,
@@ -683,14 +683,14 @@ static void stream_free(struct proxy *px, struct dnsfwd_stream *s)
 static void stream_release(struct proxy *px, struct dnsfwd_stream *s)
 {
 	if (s->held && s->pending < DNSFWD_STREAM_PIPELINE) {
-		tcpflow_stream_credit(px, s->flow, s->held);
+		tcpdns_credit(px, s->flow, s->held);
 		s->held = 0;
 	}
 	if (s->shut && s->pending == 0) {
 		struct tcp_flow *f = s->flow;
 
 		stream_free(px, s);
-		tcpflow_stream_finish(px, f);
+		tcpdns_finish(px, f);
 	}
 }
 
@@ -703,7 +703,7 @@ static void stream_release(struct proxy *px, struct dnsfwd_stream *s)
  *
  * Queries answered at once (denied, malformed, over a limit) are answered
  * from inside this loop. If an answer cannot be queued the flow is reset
- * by tcpflow.c after we return (tcpflow_stream_output()); @s is still ours until
+ * by tcpflow.c after we return (tcpdns_output()); @s is still ours until
  * then, and the rest of @data is dropped.
  */
 void dnsfwd_stream_input(struct proxy *px, struct dnsfwd_stream *s, const uint8_t *data,
@@ -717,7 +717,7 @@ void dnsfwd_stream_input(struct proxy *px, struct dnsfwd_stream *s, const uint8_
 		data += n;
 		len -= (uint32_t)n;
 		if (s->pending < DNSFWD_STREAM_PIPELINE)
-			tcpflow_stream_credit(px, s->flow, (uint32_t)n);
+			tcpdns_credit(px, s->flow, (uint32_t)n);
 		else
 			s->held += (uint32_t)n;
 		while (!s->failed) {

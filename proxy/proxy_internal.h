@@ -179,10 +179,11 @@ void tcpflow_flush(struct proxy *px);
 void tcpflow_tick(struct proxy *px, uint64_t now_ms);
 uint64_t tcpflow_active(const struct proxy *px);
 void tcpflow_reevaluate(struct proxy *px);
-/* used by dnsfwd.c for DNS over TCP to the DNS address */
-int tcpflow_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len);
-void tcpflow_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes);
-void tcpflow_stream_finish(struct proxy *px, struct tcp_flow *f);
+
+/* tcpdns.c: DNS over TCP, dnsfwd.c's side */
+int tcpdns_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len);
+void tcpdns_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes);
+void tcpdns_finish(struct proxy *px, struct tcp_flow *f);
 
 /* publish.c */
 int publish_listen(struct proxy *px, const struct policy_publish *pub);

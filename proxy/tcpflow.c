@@ -11,8 +11,8 @@
  * DNS forwarder pinned for the destination included), check the limits,
  * and only then dial: the gateway address means the host, so we dial
  * 127.0.0.1 (then ::1) at the same port, the policy having decided on the
- * original address (group "host"); TCP to the DNS address's port 53 is the
- * forwarder's (dnsfwd.c) and opens no socket. The connect's outcome
+ * original address (group "host"); TCP to port 53 is the forwarder's
+ * (dnsfwd.c, through tcpdns.c) and opens no socket. The connect's outcome
  * becomes CONNECT_RESULT: ok, refused (ECONNREFUSED), unreachable
  * (EHOSTUNREACH, ENETUNREACH, ...), timeout (our timer of the header's
  * connect_timeout_ms), denied or limit.
@@ -77,13 +77,7 @@
  * only when no other write is in flight).
  */
 #define TCP_WCHUNKS_PER_FLOW   ((FLOW_TCP_WINDOW_MAX + TCP_WCHUNK_BYTES - 1) / TCP_WCHUNK_BYTES + 2)
-#define TCP_DNS_ANSWERS	       256  /* DNS-over-TCP answers waiting, all streams together */
 #define TCP_SNIFF_TIMEOUT_MS   3000 /* a partial ClientHello/request head, then decided without */
-#define TCP_DNS_OUTQ_MAX \
-	64 /* DNS answers queued toward a guest that does not read
-						 * (dnsfwd.c lets a stream have 64 queries unanswered) */
-
-static void flow_kill(struct proxy *px, struct tcp_flow *f, bool send_close, bool reset);
 
 /* ---- table ---------------------------------------------------------- */
 
@@ -169,7 +163,12 @@ static void unacked_sub(struct tcp_flow *f, uint64_t n)
 	f->unacked -= n;
 }
 
-static void mark_dirty(struct tcp_flow *f)
+/**
+ * tcpflow_mark_dirty() - have tcpflow_flush() look at @f at the end of this
+ * loop iteration (writes, credit, a pending reset)
+ * @f:	the flow
+ */
+void tcpflow_mark_dirty(struct tcp_flow *f)
 {
 	if (!list_linked(&f->dirty))
 		list_add_tail(&f->px->tcp->dirty, &f->dirty);
@@ -213,13 +212,7 @@ static void free_buffers(struct tcp_flow *f)
 	pool_put(&f->px->pools[MOAT_POOL_SNIFF], f->sniff);
 	f->sniff = NULL;
 	f->sniffing = false;
-	while (!list_empty(&f->outq)) {
-		struct outbuf *b = list_entry(f->outq.next, struct outbuf, node);
-
-		list_del(&b->node);
-		pool_put(&f->px->pools[MOAT_POOL_DNS_ANSWER], b);
-	}
-	f->outq_n = 0;
+	tcpdns_drop(f);
 }
 
 /**
@@ -262,8 +255,15 @@ void tcpflow_close_handles(struct proxy *px, struct tcp_flow *f, bool reset)
 	maybe_free(f);
 }
 
-/* The flow ends: tell the netstack (CLOSE) if @send_close, close the socket. */
-static void flow_kill(struct proxy *px, struct tcp_flow *f, bool send_close, bool reset)
+/**
+ * tcpflow_kill() - the flow ends: tell the netstack (CLOSE) if @send_close,
+ * close the socket
+ * @px:		proxy
+ * @f:		the flow
+ * @send_close:	send CLOSE (only if the netstack knows the id)
+ * @reset:	a reset both ways (CLOSE reset=1, SO_LINGER 0) rather than a close
+ */
+void tcpflow_kill(struct proxy *px, struct tcp_flow *f, bool send_close, bool reset)
 {
 	if (f->st == ST_CLOSED)
 		return;
@@ -326,7 +326,7 @@ void tcpflow_reevaluate(struct proxy *px)
 			send_result(px, f->id, MOAT_CONN_DENIED);
 			tcpflow_close_handles(px, f, true);
 		} else {
-			flow_kill(px, f, true, true);
+			tcpflow_kill(px, f, true, true);
 		}
 	}
 }
@@ -348,7 +348,7 @@ void tcpflow_set_active(struct proxy *px, struct tcp_flow *f)
 static void maybe_done(struct proxy *px, struct tcp_flow *f)
 {
 	if (f->st == ST_OPEN && f->eof_up && f->shut_done && f->writes == 0 && !f->wb)
-		flow_kill(px, f, true, false);
+		tcpflow_kill(px, f, true, false);
 }
 
 /* ---- shaping -------------------------------------------------------- */
@@ -363,7 +363,7 @@ static void on_shape_timer(uv_timer_t *t)
 		struct tcp_flow *f = list_entry(st->shaped.next, struct tcp_flow, shaped);
 
 		list_del(&f->shaped);
-		mark_dirty(f);
+		tcpflow_mark_dirty(f);
 		tcpflow_start_reading(f);
 	}
 	relay_kick(px);
@@ -467,7 +467,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	/* ECONNRESET or another error: the upstream connection is gone. */
 	log_debug("tcp flow %u: upstream %s", f->id, uv_err_name((int)nread));
-	flow_kill(px, f, true, true);
+	tcpflow_kill(px, f, true, true);
 }
 
 /**
@@ -489,9 +489,9 @@ static void waiter_resume(struct relay_waiter *w)
 	struct tcp_flow *f = list_entry(w, struct tcp_flow, waiter);
 
 	if (f->owed)
-		mark_dirty(f);
+		tcpflow_mark_dirty(f);
 	if (f->dns)
-		(void)tcpflow_stream_output(f->px, f, NULL, 0);
+		(void)tcpdns_output(f->px, f, NULL, 0);
 	else
 		tcpflow_start_reading(f);
 }
@@ -514,13 +514,13 @@ static void on_write(uv_write_t *req, int status)
 		if (f->st == ST_DRAINING)
 			tcpflow_close_handles(px, f, true);
 		else
-			flow_kill(px, f, true, true);
+			tcpflow_kill(px, f, true, true);
 		return;
 	}
 	CNT_ADD(px, upstream_tx_bytes, n);
 	f->owed += n;
 	f->last_ms = uv_now(&px->loop);
-	mark_dirty(f);
+	tcpflow_mark_dirty(f);
 	maybe_done(px, f);
 }
 
@@ -584,7 +584,7 @@ static int write_chunk(struct proxy *px, struct tcp_flow *f)
 	rc = uv_write(&wb->req, (uv_stream_t *)&f->sock, &b, 1, on_write);
 	if (rc < 0) {
 		pool_put(&px->pools[MOAT_POOL_TCP_WRITE], wb);
-		flow_kill(px, f, true, true);
+		tcpflow_kill(px, f, true, true);
 		return -1;
 	}
 	f->writes++;
@@ -598,8 +598,8 @@ static void flush_flow(struct proxy *px, struct tcp_flow *f)
 	if (f->st == ST_CLOSED)
 		return;
 	if (f->reset_pending) {
-		/* tcpflow_stream_output() failed: dnsfwd.c is no longer inside the stream. */
-		flow_kill(px, f, true, true);
+		/* tcpdns_output() failed: dnsfwd.c is no longer inside the stream. */
+		tcpflow_kill(px, f, true, true);
 		return;
 	}
 	if (f->wb && sock_ok && !f->writes && write_chunk(px, f) < 0)
@@ -692,7 +692,7 @@ static void sniff_done(struct proxy *px, struct tcp_flow *f, enum sniff_result r
 		log_info("tcp flow %u: %s %s denied (rule %d): reset", f->id, tls ? "SNI" : "Host",
 			 f->hostname, d.rule);
 		CNT_ADD(px, hostname_denials, 1);
-		flow_kill(px, f, true, true);
+		tcpflow_kill(px, f, true, true);
 		return;
 	}
 	if (f->sniff_len)
@@ -703,10 +703,10 @@ static void sniff_done(struct proxy *px, struct tcp_flow *f, enum sniff_result r
 	if (rc == -ENOBUFS)
 		log_warn("tcp flow %u: write pool empty: reset", f->id);
 	if (rc < 0) {
-		flow_kill(px, f, true, true);
+		tcpflow_kill(px, f, true, true);
 		return;
 	}
-	mark_dirty(f);
+	tcpflow_mark_dirty(f);
 }
 
 /*
@@ -726,7 +726,7 @@ static uint32_t sniff_input(struct proxy *px, struct tcp_flow *f, const uint8_t 
 		if (!f->sniff) {
 			/* fail closed: a name rule concerns this flow */
 			log_warn("tcp flow %u: sniff pool empty: reset", f->id);
-			flow_kill(px, f, true, true);
+			tcpflow_kill(px, f, true, true);
 			return len;
 		}
 		f->sniff_len = 0;
@@ -791,10 +791,10 @@ void tcpflow_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint
 	if (rc == -ENOBUFS)
 		log_warn("tcp flow %u: write pool empty: reset", f->id);
 	if (rc < 0) {
-		flow_kill(px, f, true, true);
+		tcpflow_kill(px, f, true, true);
 		return;
 	}
-	mark_dirty(f);
+	tcpflow_mark_dirty(f);
 }
 
 /**
@@ -817,7 +817,7 @@ void tcpflow_credit_input(struct proxy *px, uint32_t id, uint32_t bytes)
 		return;
 	}
 	if (f->dns) {
-		(void)tcpflow_stream_output(px, f, NULL, 0); /* only sends what is queued */
+		(void)tcpdns_output(px, f, NULL, 0); /* only sends what is queued */
 		return;
 	}
 	tcpflow_start_reading(f);
@@ -848,7 +848,7 @@ void tcpflow_shut_input(struct proxy *px, uint32_t id)
 	}
 	if (f->sniffing && f->sniff)
 		sniff_done(px, f, SNIFF_NONE, SNIFF_KIND_NONE, NULL); /* no more is coming */
-	mark_dirty(f);
+	tcpflow_mark_dirty(f);
 }
 
 /**
@@ -879,7 +879,7 @@ void tcpflow_close_input(struct proxy *px, uint32_t id, bool reset)
 		return;
 	}
 	f->shut_guest = true;
-	mark_dirty(f);
+	tcpflow_mark_dirty(f);
 }
 
 /* ---- connecting ----------------------------------------------------- */
@@ -981,7 +981,7 @@ static void on_conn_timer(uv_timer_t *t)
 		tcpflow_close_handles(px, f, false);
 	} else if (f->st == ST_ACCEPTING) {
 		/* The netstack never answered ACCEPTED: give up on both sides. */
-		flow_kill(px, f, true, true);
+		tcpflow_kill(px, f, true, true);
 	}
 }
 
@@ -1089,132 +1089,6 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 	dial(px, f);
 }
 
-/* ---- DNS over TCP (dnsfwd.c's side) ---------------------------------- */
-
-/* Queue a copy of @data on @f's outq (bounded). Return: 0 or -ENOBUFS. */
-static int outq_push(struct tcp_flow *f, const void *data, uint32_t len)
-{
-	struct outbuf *b;
-
-	if (f->outq_n >= TCP_DNS_OUTQ_MAX || len > sizeof(b->data))
-		return -ENOBUFS;
-	b = pool_get(&f->px->pools[MOAT_POOL_DNS_ANSWER]);
-	if (!b)
-		return -ENOBUFS;
-	b->len = len;
-	b->off = 0;
-	memcpy(b->data, data, len);
-	/*
-	 * Freed when sent, or by free_buffers(). gcc 12's -fanalyzer reports
-	 * a leak of b here: a false positive, it loses the pointer stored
-	 * through head->prev->next in list_add_tail().
-	 */
-	list_add_tail(&f->outq, &b->node);
-	f->outq_n++;
-	return 0;
-}
-
-/**
- * tcpflow_stream_output() - queue bytes toward the guest on a DNS stream and
- * send what the credit allows
- * @px:		proxy
- * @f:		the DNS flow
- * @data:	bytes (NULL: only send what is queued)
- * @len:	their length
- *
- * A guest that does not read its answers may have at most TCP_DNS_OUTQ_MAX
- * of them queued. When that bound or the memory runs out the flow is reset,
- * but not here: the caller is inside its stream (dnsfwd_stream_input()
- * parsing further queries), and closing the flow frees the stream. The
- * reset happens in tcpflow_flush(), later in the same loop iteration, which
- * then frees the stream through dnsfwd_stream_close(); until then the
- * stream and the flow stay valid and further output is refused.
- *
- * Return: 0, -ENOBUFS (queue full), -ENOMEM, or -EPIPE (the flow is not
- * open or is being reset).
- */
-int tcpflow_stream_output(struct proxy *px, struct tcp_flow *f, const void *data, uint32_t len)
-{
-	if (f->st != ST_OPEN || f->reset_pending)
-		return -EPIPE;
-	if (data && len) {
-		int rc = outq_push(f, data, len);
-
-		if (rc < 0) {
-			log_debug("tcp flow %u: DNS answer not queued (%s): reset", f->id,
-				  strerror(-rc));
-			f->reset_pending = true;
-			mark_dirty(f);
-			return rc;
-		}
-	}
-	while (!list_empty(&f->outq) && f->credit) {
-		struct outbuf *b = list_entry(f->outq.next, struct outbuf, node);
-		uint64_t n = b->len - b->off;
-		struct flow_data d = { .id = f->id };
-
-		uint32_t got;
-		uint8_t *p;
-
-		if (n > f->credit)
-			n = f->credit;
-		if (n > FLOW_DATA_MAX)
-			n = FLOW_DATA_MAX;
-		/* straight into the ring, never into the backlog: DATA waits with us */
-		p = relay_reserve(px, sizeof(d), (uint32_t)n, &got);
-		if (!p) {
-			relay_wait(px, &f->waiter);
-			break;
-		}
-		memcpy(p, &d, sizeof(d));
-		memcpy(p + sizeof(d), b->data + b->off, got);
-		relay_commit(px, FLOW_DATA, (uint32_t)sizeof(d) + got);
-		f->credit -= got;
-		b->off += got;
-		if (b->off == b->len) {
-			list_del(&b->node);
-			pool_put(&px->pools[MOAT_POOL_DNS_ANSWER], b);
-			f->outq_n--;
-		}
-	}
-	if (f->finishing && list_empty(&f->outq)) {
-		struct flow_shut sh = { .id = f->id };
-
-		/* Safe to close here: tcpflow_stream_finish() detached the stream. */
-		relay_send(px, FLOW_SHUT_WR, &sh, sizeof(sh));
-		flow_kill(px, f, true, false);
-	}
-	return 0;
-}
-
-/**
- * tcpflow_stream_credit() - a DNS stream consumed @bytes of the guest's data
- * @px:		proxy
- * @f:		the DNS flow
- * @bytes:	bytes to credit back to the netstack
- */
-void tcpflow_stream_credit(struct proxy *px, struct tcp_flow *f, uint32_t bytes)
-{
-	(void)px;
-	if (f->st != ST_OPEN || f->reset_pending)
-		return;
-	f->owed += bytes;
-	mark_dirty(f);
-}
-
-/**
- * tcpflow_stream_finish() - a DNS stream is done (the guest shut its side and
- * every answer is queued): FIN and CLOSE once the answers are out
- * @px:	proxy
- * @f:	the DNS flow; the stream must not be used by tcpflow.c afterwards
- */
-void tcpflow_stream_finish(struct proxy *px, struct tcp_flow *f)
-{
-	f->ds = NULL;
-	f->finishing = true;
-	(void)tcpflow_stream_output(px, f, NULL, 0);
-}
-
 /* ---- periodic ------------------------------------------------------- */
 
 /**
@@ -1243,7 +1117,7 @@ void tcpflow_tick(struct proxy *px, uint64_t now_ms)
 		if (f->st == ST_DRAINING && now_ms >= f->deadline_ms)
 			tcpflow_close_handles(px, f, true);
 		else if (f->st == ST_OPEN && now_ms - f->last_ms > lim && f->writes == 0)
-			flow_kill(px, f, true, true);
+			tcpflow_kill(px, f, true, true);
 	}
 }
 
@@ -1270,8 +1144,7 @@ int tcpflow_init(struct proxy *px)
 	rc = pool_init(&px->pools[MOAT_POOL_TCP_WRITE], "tcp_write", sizeof(struct tcp_wchunk),
 		       (px->region.hdr.max_tcp_connections + 1) * TCP_WCHUNKS_PER_FLOW);
 	if (rc == 0)
-		rc = pool_init(&px->pools[MOAT_POOL_DNS_ANSWER], "dns_answer",
-			       sizeof(struct outbuf), TCP_DNS_ANSWERS);
+		rc = tcpdns_init(px);
 	if (rc == 0)
 		rc = pool_init(&px->pools[MOAT_POOL_SNIFF], "sniff", SNIFF_MAX_BYTES,
 			       px->region.hdr.max_tcp_connections + 1);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tcpflow.h - the TCP flow table shared by tcpflow.c (the relay) and
- * publish.c (published ports): the flow, the listener, the state, and the
+ * tcpflow.h - the TCP flow table shared by tcpflow.c (the relay),
+ * publish.c (published ports) and tcpdns.c (DNS over TCP): the flow, the listener, the state, and the
  * few table operations publish.c needs. Private to those two files and the
  * unit tests.
  */
@@ -40,15 +40,6 @@ struct tcp_wchunk {
 	struct tcp_flow *f;
 	uint32_t len;
 	uint8_t data[TCP_WCHUNK_BYTES];
-};
-
-/* A DNS answer waiting for the guest's window (MOAT_POOL_DNS_ANSWER). */
-#define TCP_DNS_ANSWER_BYTES (2 + 65535)
-
-struct outbuf {
-	struct list_head node;
-	uint32_t len, off;
-	uint8_t data[TCP_DNS_ANSWER_BYTES];
 };
 
 /**
@@ -95,8 +86,8 @@ struct outbuf {
  * @last_ms:	last activity (idle timeout)
  * @deadline_ms: end of a graceful close (ST_DRAINING)
  * @ds:		the forwarder's stream state (DNS streams)
- * @outq:	DNS answers queued toward the guest (struct outbuf)
- * @outq_n:	buffers in @outq, at most TCP_DNS_OUTQ_MAX
+ * @outq:	DNS answers queued toward the guest (struct tcpdns_answer)
+ * @outq_n:	buffers in @outq, at most TCPDNS_QUEUE_MAX
  * @sniffing:	the guest's first bytes are held until the host name they
  *		name (TLS SNI, HTTP Host) is checked (policy_wants_hostname())
  * @sniff:	those bytes (MOAT_POOL_SNIFF), NULL until the first arrive
@@ -169,5 +160,11 @@ void tcpflow_close_handles(struct proxy *px, struct tcp_flow *f, bool reset);
 void tcpflow_set_active(struct proxy *px, struct tcp_flow *f);
 void tcpflow_start_reading(struct tcp_flow *f);
 int tcpflow_start_timer(struct proxy *px, struct tcp_flow *f);
+void tcpflow_kill(struct proxy *px, struct tcp_flow *f, bool send_close, bool reset);
+void tcpflow_mark_dirty(struct tcp_flow *f);
+
+/* tcpdns.c: DNS over TCP, a flow whose far end is dnsfwd.c's stream */
+void tcpdns_drop(struct tcp_flow *f);
+int tcpdns_init(struct proxy *px);
 
 #endif
