@@ -89,17 +89,8 @@ static void __attribute__((noreturn)) supervisor_gone(short revents)
 	_exit(1);
 }
 
-/**
- * netstack_main() - entry of the moat-netstack role
- * @supervisor:	the supervisor's pid (our parent), from the command line
- *
- * Context: a freshly exec'd child of the supervisor, fds as in common/fds.h
- * (up to FD_LAST_NETSTACK).
- * Return: exit status (0 on a requested stop). Exits 1 at once when the
- * supervisor is gone: before start-up (our parent is not @supervisor) or
- * later (the lifeline fired).
- */
-int netstack_main(pid_t supervisor)
+/* Map the region, build the stack, then confine ourselves for good. */
+static void start(struct netstack *ns, pid_t supervisor)
 {
 	uint32_t parts = REGION_PART_BIT(MOAT_PART_HEADER) |
 			 REGION_PART_BIT(MOAT_PART_CNT_NETSTACK) |
@@ -112,7 +103,6 @@ int netstack_main(pid_t supervisor)
 		.guest = FD_EFD_GUEST,
 		.proxy = FD_EFD_PROXY,
 	};
-	static struct netstack ns;
 	int rc;
 
 	prctl(PR_SET_NAME, "moat-netstack");
@@ -120,17 +110,17 @@ int netstack_main(pid_t supervisor)
 	confine_parent_death(supervisor);
 	confine_close_fds(FD_LAST_NETSTACK);
 	/* Only the mappings stay: the fd would let us map or write any part. */
-	rc = region_adopt(FD_REGION, parts, &ns.region);
+	rc = region_adopt(FD_REGION, parts, &ns->region);
 	if (rc < 0)
 		fatalx(1, "cannot map the shared region: %s", strerror(-rc));
-	log_init("moat-netstack", ns.region.hdr.log_level);
+	log_init("moat-netstack", ns->region.hdr.log_level);
 
 	rc = confine_netns();
 	if (rc < 0)
 		log_warn("no private network namespace (%s); seccomp still forbids sockets",
 			 strerror(-rc));
 	/* Everything that allocates happens before the filter goes on. */
-	if (stack_init(&ns, &fds) < 0)
+	if (stack_init(ns, &fds) < 0)
 		fatalx(1, "cannot initialise the TCP/IP stack");
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -139,17 +129,11 @@ int netstack_main(pid_t supervisor)
 	/* Credential changes (the user namespace, capabilities) may clear it (prctl(2)). */
 	confine_parent_death(supervisor);
 	netstack_seccomp();
+}
 
-#ifdef MOAT_TEST_TRIGGERS
-	if (ns.region.hdr.flags & MOAT_HDR_F_TEST_TRIGGERS) {
-		/* Test builds only: prove the filter bites. This must kill us with SIGSYS. */
-		log_warn("test trigger: calling socket()");
-		(void)socket(AF_INET, SOCK_STREAM, 0);
-		log_error("test trigger: socket() returned; the filter did not bite");
-		return 1;
-	}
-#endif
-
+/* Move frames and flow records until a stop, a violation or a broken eventfd. */
+static void run(struct netstack *ns)
+{
 	while (!stop_requested) {
 		struct pollfd pfd[2] = {
 			{ .fd = FD_EFD_NETSTACK, .events = POLLIN },
@@ -157,11 +141,12 @@ int netstack_main(pid_t supervisor)
 		};
 		struct timespec ts, *tsp = NULL;
 		uint32_t sleep_ms;
+		int rc;
 
-		stack_poll(&ns);
-		if (ns.violation)
-			break;
-		sleep_ms = stack_prepare_sleep(&ns);
+		stack_poll(ns);
+		if (ns->violation)
+			return;
+		sleep_ms = stack_prepare_sleep(ns);
 		if (sleep_ms == 0)
 			continue;
 		if (sleep_ms != UINT32_MAX) {
@@ -172,14 +157,41 @@ int netstack_main(pid_t supervisor)
 		rc = ppoll(pfd, 2, tsp, NULL);
 		if (rc > 0 && pfd[1].revents)
 			supervisor_gone(pfd[1].revents);
-		stack_wake(&ns);
+		stack_wake(ns);
 		if (rc > 0 && pfd[0].revents) {
 			uint64_t v;
 
 			if (read(FD_EFD_NETSTACK, &v, sizeof(v)) < 0 && errno != EAGAIN)
-				break;
+				return;
 		}
 	}
+}
+
+/**
+ * netstack_main() - entry of the moat-netstack role
+ * @supervisor:	the supervisor's pid (our parent), from the command line
+ *
+ * Context: a freshly exec'd child of the supervisor, fds as in common/fds.h
+ * (up to FD_LAST_NETSTACK).
+ * Return: exit status (0 on a requested stop). Exits 1 at once when the
+ * supervisor is gone: before start-up (our parent is not @supervisor) or
+ * later (the lifeline fired).
+ */
+int netstack_main(pid_t supervisor)
+{
+	static struct netstack ns;
+
+	start(&ns, supervisor);
+#ifdef MOAT_TEST_TRIGGERS
+	if (ns.region.hdr.flags & MOAT_HDR_F_TEST_TRIGGERS) {
+		/* Test builds only: prove the filter bites. This must kill us with SIGSYS. */
+		log_warn("test trigger: calling socket()");
+		(void)socket(AF_INET, SOCK_STREAM, 0);
+		log_error("test trigger: socket() returned; the filter did not bite");
+		return 1;
+	}
+#endif
+	run(&ns);
 	if (!ns.violation) {
 		/* A requested stop: reset the guest's open connections (the RSTs go out
 		 * through s2g; the supervisor passes them on before it closes the port). */
@@ -187,15 +199,14 @@ int netstack_main(pid_t supervisor)
 
 		ring_flush(&ns.s2g);
 		log_debug("stopping: reset %u open connections", n);
+		return 0;
 	}
-	if (ns.violation) {
-		/* Reported through the mailbox; wait for the supervisor to end us. */
-		while (!stop_requested) {
-			struct pollfd life = { .fd = FD_LIFELINE, .events = POLLIN };
+	/* Reported through the mailbox; wait for the supervisor to end us. */
+	while (!stop_requested) {
+		struct pollfd life = { .fd = FD_LIFELINE, .events = POLLIN };
 
-			if (ppoll(&life, 1, NULL, NULL) > 0 && life.revents)
-				supervisor_gone(life.revents);
-		}
+		if (ppoll(&life, 1, NULL, NULL) > 0 && life.revents)
+			supervisor_gone(life.revents);
 	}
 	return 0;
 }

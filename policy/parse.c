@@ -658,59 +658,66 @@ static int resolve_nameserver(struct ctx *c, const char *path, const char *s, st
 	return 0;
 }
 
+/* dns.nameservers: addresses, address:port, [v6]:port, or host names resolved now. */
+static int parse_nameservers(struct ctx *c, json_t *ns, struct policy_dns *dns)
+{
+	char p[PATH_MAX_LEN], v[SHOW_MAX + 8];
+	json_t *x;
+	size_t i;
+	int rc;
+
+	if (!json_is_array(ns))
+		return schema_err(c, "dns.nameservers", "must be a list of addresses");
+	if (json_array_size(ns) > POLICY_MAX_NAMESERVERS)
+		return schema_err(c, "dns.nameservers", "more than %d nameservers",
+				  POLICY_MAX_NAMESERVERS);
+	json_array_foreach(ns, i, x)
+	{
+		struct policy_addr *a = &dns->nameservers[i].addr;
+
+		path_index(p, "dns.nameservers", i);
+		if (!json_is_string(x))
+			return schema_err(c, p,
+					  "must be a string like \"192.0.2.53\", "
+					  "\"192.0.2.53:5353\" or \"[2001:db8::53]:53\"");
+		/* "192.0.2.1", "2001:db8::1", "[2001:db8::1]" alone are port 53. */
+		dns->nameservers[i].port = 53;
+		rc = policy_hostport_parse(json_string_value(x), POLICY_HOSTPORT_PORT_OPTIONAL, a,
+					   &dns->nameservers[i].port) < 0 ?
+			     resolve_nameserver(c, p, json_string_value(x), a,
+						&dns->nameservers[i].port) :
+			     0;
+		if (rc < 0)
+			return -1;
+		if (rc > 0)
+			return schema_err(
+				c, p,
+				"\"%s\" is not an address like \"192.0.2.53\", "
+				"\"192.0.2.53:5353\", \"[2001:db8::53]:53\" or a host name",
+				show(v, sizeof(v), json_string_value(x)));
+		if (policy_classify(NULL, a) == POLICY_GROUP_UNSPECIFIED)
+			return schema_err(c, p, "\"%s\" is the unspecified address",
+					  show(v, sizeof(v), json_string_value(x)));
+		dns->n_nameservers = (int)i + 1;
+	}
+	return 0;
+}
+
 static int parse_dns(struct ctx *c, json_t *j, struct policy_dns *dns)
 {
 	static const char *const keys[] = { "nameservers",	"rebind_protection", "timeout_ms",
 					    "query_timeout_ms", "intercept",	     NULL };
 	static const char *const intercepts[] = { "redirect", "forward_to_requested", NULL };
-	char p[PATH_MAX_LEN], v[SHOW_MAX + 8];
 	json_int_t t;
-	int rc;
 	json_t *ns, *x;
-	size_t i;
 
 	if (!json_is_object(j))
 		return schema_err(c, "dns", "must be an object");
 	if (check_keys(c, j, "dns", keys) < 0)
 		return -1;
 	ns = json_object_get(j, "nameservers");
-	if (ns) {
-		if (!json_is_array(ns))
-			return schema_err(c, "dns.nameservers", "must be a list of addresses");
-		if (json_array_size(ns) > POLICY_MAX_NAMESERVERS)
-			return schema_err(c, "dns.nameservers", "more than %d nameservers",
-					  POLICY_MAX_NAMESERVERS);
-		json_array_foreach(ns, i, x)
-		{
-			struct policy_addr *a = &dns->nameservers[i].addr;
-
-			path_index(p, "dns.nameservers", i);
-			if (!json_is_string(x))
-				return schema_err(c, p,
-						  "must be a string like \"192.0.2.53\", "
-						  "\"192.0.2.53:5353\" or \"[2001:db8::53]:53\"");
-			/* "192.0.2.1", "2001:db8::1", "[2001:db8::1]" alone are port 53. */
-			dns->nameservers[i].port = 53;
-			rc = policy_hostport_parse(json_string_value(x),
-						   POLICY_HOSTPORT_PORT_OPTIONAL, a,
-						   &dns->nameservers[i].port) < 0 ?
-				     resolve_nameserver(c, p, json_string_value(x), a,
-							&dns->nameservers[i].port) :
-				     0;
-			if (rc < 0)
-				return -1;
-			if (rc > 0)
-				return schema_err(
-					c, p,
-					"\"%s\" is not an address like \"192.0.2.53\", "
-					"\"192.0.2.53:5353\", \"[2001:db8::53]:53\" or a host name",
-					show(v, sizeof(v), json_string_value(x)));
-			if (policy_classify(NULL, a) == POLICY_GROUP_UNSPECIFIED)
-				return schema_err(c, p, "\"%s\" is the unspecified address",
-						  show(v, sizeof(v), json_string_value(x)));
-			dns->n_nameservers = (int)i + 1;
-		}
-	}
+	if (ns && parse_nameservers(c, ns, dns) < 0)
+		return -1;
 	x = json_object_get(j, "rebind_protection");
 	if (x && get_bool(c, x, "dns.rebind_protection", &dns->rebind_protection) < 0)
 		return -1;

@@ -160,6 +160,106 @@ static int parse_publish(json_t *arr, struct policy_publish *out, int *n, char *
 	return 0;
 }
 
+/* One configuration document from the supervisor, parsed and not yet in force. */
+struct control_doc {
+	struct policy *policy;
+	uint64_t generation;
+	struct sockaddr_storage ns[POLICY_MAX_NAMESERVERS];
+	int n_ns; /* -1: not given (keep ours) */
+	struct policy_publish pub[POLICY_MAX_PUBLISH];
+	int n_pub; /* -1: not given */
+};
+
+static int parse_nameservers(json_t *v, struct control_doc *d, char *err, size_t errlen)
+{
+	size_t i;
+	json_t *s;
+
+	d->n_ns = 0;
+	json_array_foreach(v, i, s)
+	{
+		struct sockaddr_storage one;
+
+		if (!json_is_string(s) || parse_hostport(json_string_value(s), &one) < 0) {
+			snprintf(err, errlen, "control document: bad nameserver entry %zu", i);
+			return -1;
+		}
+		/* Beyond the policy's own bound: the first ones are enough. */
+		if (d->n_ns < POLICY_MAX_NAMESERVERS)
+			d->ns[d->n_ns++] = one;
+	}
+	return 0;
+}
+
+/* The policy member, through the same parser as a policy file. */
+static int parse_policy_member(struct proxy *px, json_t *pol, struct control_doc *d, char *err,
+			       size_t errlen)
+{
+	char *text = json_dumps(pol, JSON_COMPACT);
+	int rc;
+
+	if (!text) {
+		snprintf(err, errlen, "control document: cannot re-serialize the policy");
+		return -1;
+	}
+	rc = policy_parse(text, strlen(text), "control", &px->env, &d->policy, err, errlen);
+	free(text);
+	return rc < 0 ? -1 : 0;
+}
+
+static int control_doc_parse(struct proxy *px, json_t *doc, struct control_doc *d, char *err,
+			     size_t errlen)
+{
+	json_t *v, *pol = NULL;
+	const char *key;
+
+	if (!json_is_object(doc)) {
+		snprintf(err, errlen, "control document: not an object");
+		return -1;
+	}
+	json_object_foreach(doc, key, v)
+	{
+		int rc = 0;
+
+		if (!strcmp(key, "policy") && json_is_object(v)) {
+			pol = v;
+		} else if (!strcmp(key, "generation") && json_is_integer(v) &&
+			   json_integer_value(v) >= 0) {
+			d->generation = (uint64_t)json_integer_value(v);
+		} else if (!strcmp(key, "nameservers") && json_is_array(v)) {
+			rc = parse_nameservers(v, d, err, errlen);
+		} else if (!strcmp(key, "publish")) {
+			rc = parse_publish(v, d->pub, &d->n_pub, err, errlen);
+		} else {
+			snprintf(err, errlen, "control document: bad or unknown key '%s'", key);
+			rc = -1;
+		}
+		if (rc < 0)
+			return -1;
+	}
+	if (!pol) {
+		snprintf(err, errlen, "control document: no policy");
+		return -1;
+	}
+	return parse_policy_member(px, pol, d, err, errlen);
+}
+
+/* Published ports are taken once, at start: the document's, then the policy's. */
+static void publish_at_start(struct proxy *px, const struct control_doc *d)
+{
+	const struct policy_publish *pp;
+	int n = policy_publish(px->policy, &pp);
+
+	if (d->n_pub > 0) {
+		memcpy(px->publish, d->pub, sizeof(d->pub[0]) * (size_t)d->n_pub);
+		px->n_publish = d->n_pub;
+	}
+	for (int i = 0; i < n && px->n_publish < POLICY_MAX_PUBLISH; i++)
+		px->publish[px->n_publish++] = pp[i];
+	for (int i = 0; i < px->n_publish; i++)
+		publish_listen(px, &px->publish[i]);
+}
+
 /**
  * control_apply() - parse one configuration document and put it in force
  * @px:		proxy
@@ -174,15 +274,12 @@ static int parse_publish(json_t *arr, struct policy_publish *out, int *n, char *
  */
 int control_apply(struct proxy *px, const char *json, size_t len, char *err, size_t errlen)
 {
-	struct sockaddr_storage ns[POLICY_MAX_NAMESERVERS];
-	struct policy_publish pub[POLICY_MAX_PUBLISH];
-	int n_ns = -1, n_pub = -1, rc = -1;
-	json_int_t generation = 0;
-	struct policy *np = NULL;
-	json_error_t jerr;
-	json_t *doc, *v, *pol = NULL;
-	const char *key;
+	struct control_doc d = { .n_ns = -1, .n_pub = -1 };
 	bool first = px->policy == NULL;
+	struct policy *old;
+	json_error_t jerr;
+	json_t *doc;
+	int rc;
 
 	doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!doc) {
@@ -190,73 +287,21 @@ int control_apply(struct proxy *px, const char *json, size_t len, char *err, siz
 			 jerr.column, jerr.text);
 		return -1;
 	}
-	if (!json_is_object(doc)) {
-		snprintf(err, errlen, "control document: not an object");
-		goto out;
-	}
-	json_object_foreach(doc, key, v)
-	{
-		if (!strcmp(key, "policy") && json_is_object(v)) {
-			pol = v;
-		} else if (!strcmp(key, "generation") && json_is_integer(v) &&
-			   json_integer_value(v) >= 0) {
-			generation = json_integer_value(v);
-		} else if (!strcmp(key, "nameservers") && json_is_array(v)) {
-			size_t i;
-			json_t *s;
-
-			n_ns = 0;
-			json_array_foreach(v, i, s)
-			{
-				struct sockaddr_storage one;
-
-				if (!json_is_string(s) ||
-				    parse_hostport(json_string_value(s), &one) < 0) {
-					snprintf(err, errlen,
-						 "control document: bad nameserver entry %zu", i);
-					goto out;
-				}
-				/* Beyond the policy's own bound: the first ones are enough. */
-				if (n_ns < POLICY_MAX_NAMESERVERS)
-					ns[n_ns++] = one;
-			}
-		} else if (!strcmp(key, "publish")) {
-			if (parse_publish(v, pub, &n_pub, err, errlen) < 0)
-				goto out;
-		} else {
-			snprintf(err, errlen, "control document: bad or unknown key '%s'", key);
-			goto out;
-		}
-	}
-	if (!pol) {
-		snprintf(err, errlen, "control document: no policy");
-		goto out;
-	}
-	{
-		char *text = json_dumps(pol, JSON_COMPACT);
-
-		if (!text) {
-			snprintf(err, errlen, "control document: cannot re-serialize the policy");
-			goto out;
-		}
-		rc = policy_parse(text, strlen(text), "control", &px->env, &np, err, errlen);
-		free(text);
-		if (rc < 0)
-			goto out;
+	rc = control_doc_parse(px, doc, &d, err, errlen);
+	json_decref(doc);
+	if (rc < 0) {
+		policy_free(d.policy);
+		return -1;
 	}
 
 	/* Everything parsed: put it in force. */
-	{
-		struct policy *old = px->policy;
-
-		px->policy = np;
-		np = NULL;
-		px->generation = (uint64_t)generation;
-		policy_free(old);
-	}
-	if (n_ns >= 0) {
-		memcpy(px->nameservers, ns, sizeof(ns[0]) * (size_t)n_ns);
-		px->n_nameservers = n_ns;
+	old = px->policy;
+	px->policy = d.policy;
+	px->generation = d.generation;
+	policy_free(old);
+	if (d.n_ns >= 0) {
+		memcpy(px->nameservers, d.ns, sizeof(d.ns[0]) * (size_t)d.n_ns);
+		px->n_nameservers = d.n_ns;
 	}
 	relay_policy_changed(px);
 	if (!first && !policy_reload_keeps_flows(px->policy)) {
@@ -264,29 +309,13 @@ int control_apply(struct proxy *px, const char *json, size_t len, char *err, siz
 		tcpflow_reevaluate(px);
 		udpflow_reevaluate(px);
 	}
-	if (first) {
-		const struct policy_publish *pp;
-		int n = policy_publish(px->policy, &pp);
-
-		if (n_pub > 0) {
-			memcpy(px->publish, pub, sizeof(pub[0]) * (size_t)n_pub);
-			px->n_publish = n_pub;
-		}
-		for (int i = 0; i < n && px->n_publish < POLICY_MAX_PUBLISH; i++)
-			px->publish[px->n_publish++] = pp[i];
-		for (int i = 0; i < px->n_publish; i++)
-			publish_listen(px, &px->publish[i]);
-	} else if (n_pub > 0) {
+	if (first)
+		publish_at_start(px, &d);
+	else if (d.n_pub > 0)
 		log_warn("control: published ports are only taken at start-up");
-	}
 	log_info("policy generation %llu in force (%d rules)", (unsigned long long)px->generation,
 		 policy_rule_count(px->policy));
-	rc = 0;
-out:
-	if (np)
-		policy_free(np);
-	json_decref(doc);
-	return rc;
+	return 0;
 }
 
 static void on_control(uv_poll_t *h, int status, int events);

@@ -527,6 +527,51 @@ static bool requested_allowed(struct proxy *px, bool tcp, struct dnsfwd_stream *
 	return false;
 }
 
+/* A query the rules deny: NXDOMAIN, a dns_denial event, maybe a violation. */
+static void query_denied(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
+			 const struct flow_endpoint *server, const struct flow_endpoint *guest,
+			 const struct dnsmsg_query *q, struct policy_decision d)
+{
+	enum policy_proto proto = tcp ? POLICY_PROTO_TCP : POLICY_PROTO_UDP;
+	struct flow_endpoint dst = *server;
+
+	dst.port = 53;
+	if (d.terminate)
+		relay_violation(px, MOAT_VIOL_POLICY_TERMINATE, d.rule, 0,
+				tcp ? MOAT_P_TCP : MOAT_P_UDP, &dst,
+				"a terminate rule matched a DNS query");
+	CNT_ADD(px, dns_queries[MOAT_DNS_DENIED], 1);
+	control_event_denial(px, "dns_denial", POLICY_EGRESS, proto, NULL, q->q.name, d.rule,
+			     d.terminate, 0, NULL);
+	log_debug("dns: denied %s rule=%d", q->q.name, d.rule);
+	local_reply(px, tcp, s, server, guest, q, DNSMSG_RCODE_NXDOMAIN);
+}
+
+/*
+ * Where @c goes: the resolver the guest asked (forward_to_requested), the
+ * policy's nameservers, or the host's.
+ */
+static void choose_nameservers(struct proxy *px, struct dnsfwd_ctx *c, const struct policy_dns *pd)
+{
+	if (!relay_is_dns(px, &c->server) && pd->intercept == POLICY_DNS_INTERCEPT_REQUESTED) {
+		/* the resolver the guest asked (the gateway means the host, as for any flow) */
+		relay_sockaddr(px, &c->server, relay_is_host(px, &c->server), &c->nsaddr[0]);
+		c->n_ns = 1;
+	} else if (pd->n_nameservers) {
+		for (int i = 0; i < pd->n_nameservers && i < POLICY_MAX_NAMESERVERS; i++) {
+			struct flow_endpoint ep = { .port = pd->nameservers[i].port };
+
+			ep.family = pd->nameservers[i].addr.family == AF_INET6 ? 6 : 4;
+			memcpy(ep.addr, pd->nameservers[i].addr.addr, ep.family == 4 ? 4 : 16);
+			relay_sockaddr(px, &ep, false, &c->nsaddr[c->n_ns++]);
+		}
+	} else {
+		memcpy(c->nsaddr, px->nameservers,
+		       sizeof(c->nsaddr[0]) * (size_t)px->n_nameservers);
+		c->n_ns = px->n_nameservers;
+	}
+}
+
 static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 		  const struct flow_endpoint *server, const struct flow_endpoint *guest,
 		  const uint8_t *msg, size_t len)
@@ -549,19 +594,7 @@ static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 		CNT_ADD(px, dns_intercepted, 1);
 	d = policy_decide_dns(px->policy, q.q.name, tcp ? POLICY_PROTO_TCP : POLICY_PROTO_UDP);
 	if (!d.allow) {
-		struct flow_endpoint dst = *server;
-
-		dst.port = 53;
-		if (d.terminate)
-			relay_violation(px, MOAT_VIOL_POLICY_TERMINATE, d.rule, 0,
-					tcp ? MOAT_P_TCP : MOAT_P_UDP, &dst,
-					"a terminate rule matched a DNS query");
-		CNT_ADD(px, dns_queries[MOAT_DNS_DENIED], 1);
-		control_event_denial(px, "dns_denial", POLICY_EGRESS,
-				     tcp ? POLICY_PROTO_TCP : POLICY_PROTO_UDP, NULL, q.q.name,
-				     d.rule, d.terminate, 0, NULL);
-		log_debug("dns: denied %s rule=%d", q.q.name, d.rule);
-		local_reply(px, tcp, s, server, guest, &q, DNSMSG_RCODE_NXDOMAIN);
+		query_denied(px, tcp, s, server, guest, &q, d);
 		return;
 	}
 	pd = policy_dns(px->policy);
@@ -591,23 +624,7 @@ static void query(struct proxy *px, bool tcp, struct dnsfwd_stream *s,
 	memcpy(c->msg, msg, len);
 	c->len = (uint16_t)len;
 	c->timeout_ms = pd->timeout_ms ? pd->timeout_ms : DNSFWD_TIMEOUT_DEFAULT_MS;
-	if (!relay_is_dns(px, server) && pd->intercept == POLICY_DNS_INTERCEPT_REQUESTED) {
-		/* the resolver the guest asked (the gateway means the host, as for any flow) */
-		relay_sockaddr(px, server, relay_is_host(px, server), &c->nsaddr[0]);
-		c->n_ns = 1;
-	} else if (pd->n_nameservers) {
-		for (int i = 0; i < pd->n_nameservers && i < POLICY_MAX_NAMESERVERS; i++) {
-			struct flow_endpoint ep = { .port = pd->nameservers[i].port };
-
-			ep.family = pd->nameservers[i].addr.family == AF_INET6 ? 6 : 4;
-			memcpy(ep.addr, pd->nameservers[i].addr.addr, ep.family == 4 ? 4 : 16);
-			relay_sockaddr(px, &ep, false, &c->nsaddr[c->n_ns++]);
-		}
-	} else {
-		memcpy(c->nsaddr, px->nameservers,
-		       sizeof(c->nsaddr[0]) * (size_t)px->n_nameservers);
-		c->n_ns = px->n_nameservers;
-	}
+	choose_nameservers(px, c, pd);
 	uv_timer_init(&px->loop, &c->timer);
 	c->timer.data = c;
 	c->timer_open = true;

@@ -417,6 +417,73 @@ static unsigned g2s_room(struct guest *g)
 	return free_bytes > GUEST_BATCH ? GUEST_BATCH : (unsigned)free_bytes;
 }
 
+static void dgram_prepare(struct dgram *d, unsigned want, uint32_t bufsz)
+{
+	for (unsigned i = 0; i < want; i++) {
+		d->iov[i] = (struct iovec){ d->in + (size_t)i * bufsz, bufsz };
+		d->msgs[i].msg_hdr = (struct msghdr){
+			.msg_name = d->bound ? &d->from[i] : NULL,
+			.msg_namelen = d->bound ? sizeof(d->from[i]) : 0,
+			.msg_iov = &d->iov[i],
+			.msg_iovlen = 1,
+			.msg_control = d->bound ? d->cmsg[i].buf : NULL,
+			.msg_controllen = d->bound ? sizeof(d->cmsg[i].buf) : 0,
+		};
+	}
+}
+
+enum dgram_take { DGRAM_NEXT, DGRAM_RING_FULL, DGRAM_STOP };
+
+/* Datagram @i of a recvmmsg() batch: a frame into g2s, or a counted drop. */
+static enum dgram_take dgram_take(struct guest *g, struct dgram *d, int i, uint64_t *frames,
+				  uint64_t *bytes)
+{
+	const uint8_t *p = d->iov[i].iov_base;
+	uint32_t len = d->msgs[i].msg_len;
+	int rc;
+
+	if (d->bound) {
+		/*
+		 * Absent only if the kernel ignored SO_PASSCRED: such
+		 * datagrams all look alike and are told apart by path.
+		 */
+		struct ucred cred = { .pid = -1, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+
+		dgram_cred(&d->msgs[i].msg_hdr, &cred);
+		if (!dgram_accept_sender(g, &d->from[i], d->msgs[i].msg_hdr.msg_namelen, &cred))
+			return DGRAM_NEXT;
+	}
+	if (len == 4 && !memcmp(p, "VFKT", 4))
+		return DGRAM_NEXT; /* vfkit's handshake */
+	if (d->seqpacket && len == 0) {
+		peer_lost(g, "closed"); /* end of a seqpacket connection */
+		return DGRAM_STOP;
+	}
+	if ((d->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len > g->max_frame) {
+		guest_count(&g->cnt->drops[MOAT_DROP_TOO_LONG], 1);
+		return DGRAM_NEXT;
+	}
+	if (len < 14) {
+		guest_count(&g->cnt->drops[MOAT_DROP_TOO_SHORT], 1);
+		return DGRAM_NEXT;
+	}
+	rc = ring_push(&g->g2s, MOAT_REC_FRAME, p, len);
+	if (rc == -ENOBUFS) {
+		/* Received already: it cannot wait in the socket any more. */
+		guest_count(&g->cnt->drops[MOAT_DROP_RING_FULL], 1);
+		return DGRAM_RING_FULL;
+	}
+	if (rc < 0) {
+		guest_g2s_blocked(g, rc, len);
+		return DGRAM_STOP;
+	}
+	if (g->pcap)
+		pcap_frame(g->pcap, p, len);
+	(*frames)++;
+	*bytes += len;
+	return DGRAM_NEXT;
+}
+
 static void dgram_input(struct guest *g)
 {
 	struct dgram *d = g->fe;
@@ -436,17 +503,7 @@ static void dgram_input(struct guest *g)
 				break;
 			want = 1;
 		}
-		for (unsigned i = 0; i < want; i++) {
-			d->iov[i] = (struct iovec){ d->in + (size_t)i * bufsz, bufsz };
-			d->msgs[i].msg_hdr = (struct msghdr){
-				.msg_name = d->bound ? &d->from[i] : NULL,
-				.msg_namelen = d->bound ? sizeof(d->from[i]) : 0,
-				.msg_iov = &d->iov[i],
-				.msg_iovlen = 1,
-				.msg_control = d->bound ? d->cmsg[i].buf : NULL,
-				.msg_controllen = d->bound ? sizeof(d->cmsg[i].buf) : 0,
-			};
-		}
+		dgram_prepare(d, want, bufsz);
 		n = recvmmsg(d->fd, d->msgs, want, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);
 		if (n < 0) {
 			if (errno == ECONNREFUSED && !d->bound)
@@ -456,53 +513,11 @@ static void dgram_input(struct guest *g)
 			break;
 		}
 		for (int i = 0; i < n; i++) {
-			const uint8_t *p = d->iov[i].iov_base;
-			uint32_t len = d->msgs[i].msg_len;
-			int rc;
+			enum dgram_take t = dgram_take(g, d, i, &frames, &bytes);
 
-			if (d->bound) {
-				/*
-				 * Absent only if the kernel ignored SO_PASSCRED: such
-				 * datagrams all look alike and are told apart by path.
-				 */
-				struct ucred cred = { .pid = -1,
-						      .uid = (uid_t)-1,
-						      .gid = (gid_t)-1 };
-
-				dgram_cred(&d->msgs[i].msg_hdr, &cred);
-				if (!dgram_accept_sender(g, &d->from[i],
-							 d->msgs[i].msg_hdr.msg_namelen, &cred))
-					continue;
-			}
-			if (len == 4 && !memcmp(p, "VFKT", 4))
-				continue; /* vfkit's handshake */
-			if (d->seqpacket && len == 0) {
-				peer_lost(g, "closed"); /* end of a seqpacket connection */
+			if (t == DGRAM_STOP)
 				goto out;
-			}
-			if ((d->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len > g->max_frame) {
-				guest_count(&g->cnt->drops[MOAT_DROP_TOO_LONG], 1);
-				continue;
-			}
-			if (len < 14) {
-				guest_count(&g->cnt->drops[MOAT_DROP_TOO_SHORT], 1);
-				continue;
-			}
-			rc = ring_push(&g->g2s, MOAT_REC_FRAME, p, len);
-			if (rc == -ENOBUFS) {
-				/* Received already: it cannot wait in the socket any more. */
-				guest_count(&g->cnt->drops[MOAT_DROP_RING_FULL], 1);
-				full = true;
-				continue;
-			}
-			if (rc < 0) {
-				guest_g2s_blocked(g, rc, len);
-				goto out;
-			}
-			if (g->pcap)
-				pcap_frame(g->pcap, p, len);
-			frames++;
-			bytes += len;
+			full |= t == DGRAM_RING_FULL;
 		}
 		if (full && guest_g2s_blocked(g, -ENOBUFS, g->max_frame))
 			break;

@@ -249,6 +249,46 @@ static int print_explain(const struct policy *p, const struct explain_ask *a)
 	return fflush(stdout) ? fail("cannot write to stdout") : EXIT_OK;
 }
 
+/* --dns NAME, NAME/udp or NAME/tcp: the name into @qname. Return: @qname, or NULL. */
+static const char *explain_dns_name(const char *arg, char qname[256], enum policy_proto *transport)
+{
+	const char *slash = strrchr(arg, '/');
+	size_t n = slash ? (size_t)(slash - arg) : strlen(arg);
+
+	if (slash && !strcmp(slash, "/tcp"))
+		*transport = POLICY_PROTO_TCP;
+	if (slash && strcmp(slash, "/udp") && strcmp(slash, "/tcp")) {
+		fail("explain: --dns '%s': the transport is /udp or /tcp", arg);
+		return NULL;
+	}
+	if (n >= 256) {
+		fail("explain: --dns: the name is longer than 255 characters");
+		return NULL;
+	}
+	memcpy(qname, arg, n);
+	qname[n] = '\0';
+	return qname;
+}
+
+/*
+ * --sni NAME or --host NAME: lowercased into @buf (the proxy compares the
+ * lowercase name, as sniff.c reads it). Return: 0, or -1 after the message.
+ */
+static int explain_hostname(const char *arg, bool tls, char buf[256], struct explain_ask *ask)
+{
+	size_t n = strlen(arg);
+
+	if (!n || n >= 256) {
+		fail("explain: %s: the name is 1 to 255 characters", tls ? "--sni" : "--host");
+		return -1;
+	}
+	for (size_t k = 0; k <= n; k++)
+		buf[k] = (char)tolower((unsigned char)arg[k]);
+	ask->hostname = buf;
+	ask->tls = tls;
+	return 0;
+}
+
 static int cmd_explain(int argc, char **argv)
 {
 	const char *file = NULL, *dst = NULL, *dns = NULL, *subnet = NULL, *sni = NULL,
@@ -306,34 +346,10 @@ static int cmd_explain(int argc, char **argv)
 	if (sni && host)
 		return fail(
 			"explain: give --sni or --host, not both (a connection is TLS or HTTP)");
-	if (sni || host) {
-		const char *h = sni ? sni : host;
-		size_t n = strlen(h);
-
-		if (!n || n >= sizeof(hostname))
-			return fail("explain: %s: the name is 1 to 255 characters",
-				    sni ? "--sni" : "--host");
-		/* the proxy compares the lowercase name, as sniff.c reads it */
-		for (size_t k = 0; k <= n; k++)
-			hostname[k] = (char)tolower((unsigned char)h[k]);
-		ask.hostname = hostname;
-		ask.tls = sni != NULL;
-	}
-	if (dns) {
-		/* NAME, NAME/udp or NAME/tcp */
-		const char *slash = strrchr(dns, '/');
-		size_t n = slash ? (size_t)(slash - dns) : strlen(dns);
-
-		if (slash && !strcmp(slash, "/tcp"))
-			transport = POLICY_PROTO_TCP;
-		else if (slash && strcmp(slash, "/udp"))
-			return fail("explain: --dns '%s': the transport is /udp or /tcp", dns);
-		if (n >= sizeof(qname))
-			return fail("explain: --dns: the name is longer than 255 characters");
-		memcpy(qname, dns, n);
-		qname[n] = '\0';
-		dns = qname;
-	}
+	if ((sni || host) && explain_hostname(sni ? sni : host, sni != NULL, hostname, &ask) < 0)
+		return EXIT_USAGE;
+	if (dns && !(dns = explain_dns_name(dns, qname, &transport)))
+		return EXIT_USAGE;
 	if (dst && parse_dst(dst, &f) < 0)
 		return fail(
 			"explain: --dst '%s' is not ADDR:PORT/PROTO (like 203.0.113.10:443/tcp, "

@@ -39,6 +39,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stddef.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -101,6 +102,7 @@ struct run_opts {
 	int anti_spoof;
 	int log_level;
 	bool test_trigger;
+	bool have_guest; /* --guest was given */
 };
 
 enum child_role { CHILD_NETSTACK, CHILD_PROXY, CHILD_COUNT };
@@ -255,59 +257,144 @@ static void parse_publish(struct run_opts *o, const char *s)
 	p->guest_port = parse_uint("--publish guest port", guest, 1, 65535);
 }
 
+static void opt_guest(struct run_opts *o, const char *arg)
+{
+	char err[256];
+
+	if (guest_spec_parse(arg, &o->guest, err, sizeof(err)) < 0)
+		usage_error("--guest: %s", err);
+	o->have_guest = true;
+}
+
+static void opt_vm_pid(struct run_opts *o, const char *arg)
+{
+	o->vm_pid = (pid_t)parse_uint("--vm-pid", arg, 1, INT_MAX);
+}
+
+static void opt_ready_fd(struct run_opts *o, const char *arg)
+{
+	o->ready_fd = (int)parse_uint("--ready-fd", arg, 0, INT_MAX);
+}
+
+static void opt_anti_spoof(struct run_opts *o, const char *arg)
+{
+	static const char *const modes[] = { "off", "drop", "terminate" };
+
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(arg, modes[i])) {
+			o->anti_spoof = i;
+			return;
+		}
+	usage_error("--anti-spoof: '%s' is not off, drop or terminate", arg);
+}
+
+static void opt_log_level(struct run_opts *o, const char *arg)
+{
+	o->log_level = log_level_parse(arg);
+	if (o->log_level < 0)
+		usage_error("--log-level: '%s' is not error, warn, info or debug", arg);
+}
+
+static void opt_help(struct run_opts *o, const char *arg)
+{
+	(void)o, (void)arg;
+	fputs(run_usage, stdout);
+	exit(0);
+}
+
+static void opt_test_trigger(struct run_opts *o, const char *arg)
+{
+	(void)arg;
+	o->test_trigger = true;
+}
+
+/*
+ * moat run's options, one row each: a string kept as given, a number in
+ * [min, max] stored in an unsigned field, or a function of its own.
+ */
+enum run_opt_kind { RUN_OPT_STRING, RUN_OPT_UINT, RUN_OPT_CALL };
+
+struct run_option {
+	const char *name;
+	enum run_opt_kind kind;
+	size_t off; /* RUN_OPT_STRING: a const char *; RUN_OPT_UINT: an unsigned */
+	unsigned min, max;
+	void (*call)(struct run_opts *o, const char *arg); /* RUN_OPT_CALL */
+};
+
+#define OPT_S(n, field)                                                         \
+	{                                                                       \
+		n, RUN_OPT_STRING, offsetof(struct run_opts, field), 0, 0, NULL \
+	}
+#define OPT_U(n, field, lo, hi)                                                 \
+	{                                                                       \
+		n, RUN_OPT_UINT, offsetof(struct run_opts, field), lo, hi, NULL \
+	}
+#define OPT_F(n, fn)                         \
+	{                                    \
+		n, RUN_OPT_CALL, 0, 0, 0, fn \
+	}
+static const struct run_option run_options[] = {
+	OPT_F("guest", opt_guest),
+	OPT_S("policy", policy_path),
+	OPT_F("vm-pid", opt_vm_pid),
+	OPT_U("mtu", mtu, 576, 65520),
+	OPT_F("subnet", parse_subnet),
+	OPT_F("publish", parse_publish),
+	OPT_U("max-connections", max_connections, 1, 65536),
+	OPT_U("max-udp-flows", max_udp_flows, 1, 65536),
+	OPT_U("connect-timeout", connect_timeout_ms, 10, 600000),
+	OPT_S("metrics", metrics_addr),
+	OPT_S("metrics-file", metrics_file),
+	OPT_S("events", events_path),
+	OPT_S("pcap", pcap_path),
+	OPT_F("ready-fd", opt_ready_fd),
+	OPT_S("on-violation", on_violation),
+	OPT_F("anti-spoof", opt_anti_spoof),
+	OPT_F("log-level", opt_log_level),
+	OPT_S("user", user),
+	OPT_F("help", opt_help), /* takes no value */
+#ifdef MOAT_TEST_TRIGGERS
+	OPT_F("test-trigger-seccomp", opt_test_trigger), /* takes no value */
+#endif
+};
+#undef OPT_S
+#undef OPT_U
+#undef OPT_F
+#define RUN_OPTIONS ((int)(sizeof(run_options) / sizeof(run_options[0])))
+
+static void run_option_apply(struct run_opts *o, const struct run_option *r, const char *arg)
+{
+	char what[64];
+
+	switch (r->kind) {
+	case RUN_OPT_STRING:
+		*(const char **)((char *)o + r->off) = arg;
+		break;
+	case RUN_OPT_UINT:
+		snprintf(what, sizeof(what), "--%s", r->name);
+		*(unsigned *)((char *)o + r->off) = parse_uint(what, arg, r->min, r->max);
+		break;
+	case RUN_OPT_CALL:
+		r->call(o, arg);
+		break;
+	}
+}
+
 static void parse_options(struct run_opts *o, int argc, char **argv)
 {
-	enum {
-		O_GUEST = 256,
-		O_POLICY,
-		O_VMPID,
-		O_MTU,
-		O_SUBNET,
-		O_PUBLISH,
-		O_MAXCONN,
-		O_MAXUDP,
-		O_CTIMEOUT,
-		O_METRICS,
-		O_METRICS_FILE,
-		O_EVENTS,
-		O_PCAP,
-		O_READY,
-		O_ONVIOL,
-		O_ANTISPOOF,
-		O_LOGLEVEL,
-		O_USER,
-		O_HELP,
-		O_TEST_TRIGGER
-	};
-	static const struct option longopts[] = {
-		{ "guest", required_argument, NULL, O_GUEST },
-		{ "policy", required_argument, NULL, O_POLICY },
-		{ "vm-pid", required_argument, NULL, O_VMPID },
-		{ "mtu", required_argument, NULL, O_MTU },
-		{ "subnet", required_argument, NULL, O_SUBNET },
-		{ "publish", required_argument, NULL, O_PUBLISH },
-		{ "max-connections", required_argument, NULL, O_MAXCONN },
-		{ "max-udp-flows", required_argument, NULL, O_MAXUDP },
-		{ "connect-timeout", required_argument, NULL, O_CTIMEOUT },
-		{ "metrics", required_argument, NULL, O_METRICS },
-		{ "metrics-file", required_argument, NULL, O_METRICS_FILE },
-		{ "events", required_argument, NULL, O_EVENTS },
-		{ "pcap", required_argument, NULL, O_PCAP },
-		{ "ready-fd", required_argument, NULL, O_READY },
-		{ "on-violation", required_argument, NULL, O_ONVIOL },
-		{ "anti-spoof", required_argument, NULL, O_ANTISPOOF },
-		{ "log-level", required_argument, NULL, O_LOGLEVEL },
-		{ "user", required_argument, NULL, O_USER },
-		{ "help", no_argument, NULL, O_HELP },
-#ifdef MOAT_TEST_TRIGGERS
-		{ "test-trigger-seccomp", no_argument, NULL, O_TEST_TRIGGER },
-#endif
-		{ NULL, 0, NULL, 0 }
-	};
-	char err[256];
-	bool have_guest = false;
+	struct option longopts[RUN_OPTIONS + 1];
 	int c;
 
+	for (int i = 0; i < RUN_OPTIONS; i++) {
+		bool flag = run_options[i].call == opt_help ||
+			    run_options[i].call == opt_test_trigger;
+
+		longopts[i] = (struct option){ run_options[i].name,
+					       flag ? no_argument : required_argument, NULL,
+					       256 + i };
+	}
+	longopts[RUN_OPTIONS] = (struct option){ NULL, 0, NULL, 0 };
 	o->mtu = 1500;
 	o->subnet[0] = 10, o->subnet[1] = 0, o->subnet[2] = 2, o->subnet[3] = 0;
 	o->prefix = 24;
@@ -321,86 +408,14 @@ static void parse_options(struct run_opts *o, int argc, char **argv)
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-		switch (c) {
-		case O_GUEST:
-			if (guest_spec_parse(optarg, &o->guest, err, sizeof(err)) < 0)
-				usage_error("--guest: %s", err);
-			have_guest = true;
-			break;
-		case O_POLICY:
-			o->policy_path = optarg;
-			break;
-		case O_VMPID:
-			o->vm_pid = (pid_t)parse_uint("--vm-pid", optarg, 1, INT_MAX);
-			break;
-		case O_MTU:
-			o->mtu = parse_uint("--mtu", optarg, 576, 65520);
-			break;
-		case O_SUBNET:
-			parse_subnet(o, optarg);
-			break;
-		case O_PUBLISH:
-			parse_publish(o, optarg);
-			break;
-		case O_MAXCONN:
-			o->max_connections = parse_uint("--max-connections", optarg, 1, 65536);
-			break;
-		case O_MAXUDP:
-			o->max_udp_flows = parse_uint("--max-udp-flows", optarg, 1, 65536);
-			break;
-		case O_CTIMEOUT:
-			o->connect_timeout_ms = parse_uint("--connect-timeout", optarg, 10, 600000);
-			break;
-		case O_METRICS:
-			o->metrics_addr = optarg;
-			break;
-		case O_METRICS_FILE:
-			o->metrics_file = optarg;
-			break;
-		case O_EVENTS:
-			o->events_path = optarg;
-			break;
-		case O_PCAP:
-			o->pcap_path = optarg;
-			break;
-		case O_READY:
-			o->ready_fd = (int)parse_uint("--ready-fd", optarg, 0, INT_MAX);
-			break;
-		case O_ONVIOL:
-			o->on_violation = optarg;
-			break;
-		case O_ANTISPOOF:
-			if (!strcmp(optarg, "off"))
-				o->anti_spoof = 0;
-			else if (!strcmp(optarg, "drop"))
-				o->anti_spoof = 1;
-			else if (!strcmp(optarg, "terminate"))
-				o->anti_spoof = 2;
-			else
-				usage_error("--anti-spoof: '%s' is not off, drop or terminate",
-					    optarg);
-			break;
-		case O_LOGLEVEL:
-			o->log_level = log_level_parse(optarg);
-			if (o->log_level < 0)
-				usage_error("--log-level: '%s' is not error, warn, info or debug",
-					    optarg);
-			break;
-		case O_USER:
-			o->user = optarg;
-			break;
-		case O_HELP:
-		case 'h':
-			fputs(run_usage, stdout);
-			exit(0);
-		case O_TEST_TRIGGER:
-			o->test_trigger = true;
-			break;
-		case ':':
+		if (c >= 256 && c < 256 + RUN_OPTIONS)
+			run_option_apply(o, &run_options[c - 256], optarg);
+		else if (c == 'h')
+			opt_help(o, NULL);
+		else if (c == ':')
 			usage_error("option '%s' needs a value", argv[optind - 1]);
-		default:
+		else
 			usage_error("unknown option '%s'", argv[optind - 1]);
-		}
 	}
 	if (optind < argc) {
 		if (strcmp(argv[optind - 1], "--"))
@@ -408,7 +423,7 @@ static void parse_options(struct run_opts *o, int argc, char **argv)
 				    argv[optind]);
 		o->command = &argv[optind];
 	}
-	if (!have_guest)
+	if (!o->have_guest)
 		usage_error("--guest is required, e.g. --guest tap:tap0@/run/netns/guest");
 	if (o->vm_pid && o->command)
 		usage_error("--vm-pid and -- COMMAND exclude each other");
