@@ -666,6 +666,27 @@ static int append_data(struct proxy *px, struct tcp_flow *f, const uint8_t *data
 	return 0;
 }
 
+/* Guest bytes toward the socket: queued for this iteration's write, or a reset. */
+static void queue_upstream(struct proxy *px, struct tcp_flow *f, const uint8_t *data, uint32_t len)
+{
+	int rc = len ? append_data(px, f, data, len) : 0;
+
+	if (rc == -ENOBUFS)
+		log_warn("tcp flow %u: write pool empty: reset", f->id);
+	if (rc < 0) {
+		tcpflow_kill(px, f, true, true);
+		return;
+	}
+	tcpflow_mark_dirty(f);
+}
+
+/* The netstack broke the flow protocol on @f: a violation (shm/flow.h). */
+static void bad_message(struct proxy *px, struct tcp_flow *f, const char *why)
+{
+	CNT_ADD(px, bad_messages, 1);
+	relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, f->id, MOAT_P_TCP, &f->dst, why);
+}
+
 /* ---- host names on connections (sniff.c, docs/policy.md) ------------- */
 
 /*
@@ -678,7 +699,8 @@ static void sniff_done(struct proxy *px, struct tcp_flow *f, enum sniff_result r
 {
 	bool mismatch = false, tls = kind == SNIFF_KIND_TLS;
 	struct policy_decision d;
-	int rc = 0;
+	uint32_t held_len;
+	uint8_t *held;
 
 	f->sniffing = false;
 	if (r == SNIFF_NAME && name)
@@ -695,18 +717,13 @@ static void sniff_done(struct proxy *px, struct tcp_flow *f, enum sniff_result r
 		tcpflow_kill(px, f, true, true);
 		return;
 	}
-	if (f->sniff_len)
-		rc = append_data(px, f, f->sniff, f->sniff_len);
-	pool_put(&px->pools[MOAT_POOL_SNIFF], f->sniff);
+	/* the flow may be gone after queue_upstream(): nothing of it is used after */
+	held = f->sniff;
+	held_len = f->sniff_len;
 	f->sniff = NULL;
 	f->sniff_len = 0;
-	if (rc == -ENOBUFS)
-		log_warn("tcp flow %u: write pool empty: reset", f->id);
-	if (rc < 0) {
-		tcpflow_kill(px, f, true, true);
-		return;
-	}
-	tcpflow_mark_dirty(f);
+	queue_upstream(px, f, held, held_len);
+	pool_put(&px->pools[MOAT_POOL_SNIFF], held);
 }
 
 /*
@@ -753,22 +770,18 @@ static uint32_t sniff_input(struct proxy *px, struct tcp_flow *f, const uint8_t 
 void tcpflow_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint32_t len)
 {
 	struct tcp_flow *f = tcpflow_find(px, id);
-	int rc;
 
 	if (!f)
 		return;
 	if (f->st != ST_OPEN || f->shut_guest) {
-		CNT_ADD(px, bad_messages, 1);
-		relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, id, MOAT_P_TCP, &f->dst,
-				f->st != ST_OPEN ? "DATA before the connection was accepted" :
-						   "DATA after SHUT_WR");
+		bad_message(px, f,
+			    f->st != ST_OPEN ? "DATA before the connection was accepted" :
+					       "DATA after SHUT_WR");
 		return;
 	}
 	f->unacked += len;
 	if (f->unacked > TCP_MAX_UNACKED) {
-		CNT_ADD(px, bad_messages, 1);
-		relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, id, MOAT_P_TCP, &f->dst,
-				"DATA beyond any window (flow control overrun)");
+		bad_message(px, f, "DATA beyond any window (flow control overrun)");
 		return;
 	}
 	f->last_ms = uv_now(&px->loop);
@@ -787,14 +800,7 @@ void tcpflow_data_input(struct proxy *px, uint32_t id, const uint8_t *data, uint
 		if (!len)
 			return;
 	}
-	rc = append_data(px, f, data, len);
-	if (rc == -ENOBUFS)
-		log_warn("tcp flow %u: write pool empty: reset", f->id);
-	if (rc < 0) {
-		tcpflow_kill(px, f, true, true);
-		return;
-	}
-	tcpflow_mark_dirty(f);
+	queue_upstream(px, f, data, len);
 }
 
 /**
@@ -811,9 +817,7 @@ void tcpflow_credit_input(struct proxy *px, uint32_t id, uint32_t bytes)
 		return;
 	f->credit += bytes;
 	if (f->credit > TCP_MAX_CREDIT) {
-		CNT_ADD(px, bad_messages, 1);
-		relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, id, MOAT_P_TCP, &f->dst,
-				"CREDIT beyond any send buffer");
+		bad_message(px, f, "CREDIT beyond any send buffer");
 		return;
 	}
 	if (f->dns) {
@@ -835,9 +839,7 @@ void tcpflow_shut_input(struct proxy *px, uint32_t id)
 	if (!f || f->shut_guest)
 		return;
 	if (f->st != ST_OPEN) {
-		CNT_ADD(px, bad_messages, 1);
-		relay_violation(px, MOAT_VIOL_BAD_MESSAGE, -1, id, MOAT_P_TCP, &f->dst,
-				"SHUT_WR before the connection was accepted");
+		bad_message(px, f, "SHUT_WR before the connection was accepted");
 		return;
 	}
 	f->shut_guest = true;

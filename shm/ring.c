@@ -322,6 +322,20 @@ static int next_record(struct ring *r, uint64_t *pos, struct moat_rec_hdr *h)
 	}
 }
 
+/* The next record for a consumer: 1, -EAGAIN if empty, -EBADMSG if corrupt. */
+static int consumer_next(struct ring *r, uint64_t *pos, struct moat_rec_hdr *h)
+{
+	int rc;
+
+	r->peeked = 0;
+	if (r->corrupt)
+		return -EBADMSG;
+	rc = next_record(r, pos, h);
+	if (rc <= 0)
+		return rc ? rc : -EAGAIN;
+	return 1;
+}
+
 /**
  * ring_pop() - copy the next record out of the ring
  * @r:		consumer view
@@ -340,14 +354,10 @@ int ring_pop(struct ring *r, uint32_t *type, void *buf, uint32_t bufsize)
 {
 	struct moat_rec_hdr h;
 	uint64_t pos;
-	int rc;
+	int rc = consumer_next(r, &pos, &h);
 
-	r->peeked = 0;
-	if (r->corrupt)
-		return -EBADMSG;
-	rc = next_record(r, &pos, &h);
-	if (rc <= 0)
-		return rc ? rc : -EAGAIN;
+	if (rc < 0)
+		return rc;
 	r->tail += rec_size(h.len);
 	if (h.len > bufsize)
 		return -EMSGSIZE;
@@ -373,14 +383,10 @@ int ring_peek(struct ring *r, uint32_t *type, const uint8_t **payload)
 {
 	struct moat_rec_hdr h;
 	uint64_t pos;
-	int rc;
+	int rc = consumer_next(r, &pos, &h);
 
-	r->peeked = 0;
-	if (r->corrupt)
-		return -EBADMSG;
-	rc = next_record(r, &pos, &h);
-	if (rc <= 0)
-		return rc ? rc : -EAGAIN;
+	if (rc < 0)
+		return rc;
 	*type = h.type;
 	*payload = r->data + pos + HDR_SIZE;
 	r->peeked = rec_size(h.len);
