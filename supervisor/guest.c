@@ -325,6 +325,23 @@ void guest_unix_unlink(const char *path)
 }
 
 /**
+ * guest_unix_close() - close a unix-socket frontend's client and listener,
+ * and remove the socket file it created
+ * @g:		the port (its spec names the path)
+ * @cfd:	the connected client, or -1
+ * @lfd:	the listening socket, or -1
+ */
+void guest_unix_close(struct guest *g, int cfd, int lfd)
+{
+	if (cfd >= 0)
+		close(cfd);
+	if (lfd >= 0) {
+		close(lfd);
+		guest_unix_unlink(g->spec.path);
+	}
+}
+
+/**
  * guest_open() - open the guest side before the children are forked
  * @spec:	parsed --guest
  * @err:	error text (one line, says what to fix)

@@ -116,5 +116,6 @@ bool guest_g2s_blocked(struct guest *g, int rc, uint32_t len);
 int guest_check_fd(int fd, int want_type, const char *spec, char *err, size_t errlen);
 int guest_unix_listen(const char *path, int type, char *err, size_t errlen);
 void guest_unix_unlink(const char *path);
+void guest_unix_close(struct guest *g, int cfd, int lfd);
 
 #endif /* MOAT_GUEST_INT_H */

@@ -173,12 +173,7 @@ static void shm_close(struct guest *g)
 
 	if (!s)
 		return;
-	if (s->cfd >= 0)
-		close(s->cfd);
-	if (s->lfd >= 0) {
-		close(s->lfd);
-		guest_unix_unlink(g->spec.path);
-	}
+	guest_unix_close(g, s->cfd, s->lfd);
 }
 
 const struct guest_ops guest_shm_ops = {
