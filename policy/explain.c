@@ -295,6 +295,19 @@ static void walk_rules(struct sb *s, const struct policy *p, const struct policy
 	}
 }
 
+/* The verdict line, then the walk; false for an invalid flow (nothing more to say). */
+static bool begin(struct sb *s, const struct policy *p, const struct policy_flow *f,
+		  struct policy_decision d)
+{
+	verdict(s, d);
+	if (!policy_flow_valid(f)) {
+		sb_printf(s, "flow: invalid (unknown direction or protocol), so denied\n");
+		return false;
+	}
+	walk_rules(s, p, f);
+	return true;
+}
+
 /**
  * policy_explain() - explain the decision on one flow
  * @p:		the policy
@@ -319,13 +332,8 @@ int policy_explain(const struct policy *p, const struct policy_flow *f, char *bu
 	if (buf && len)
 		buf[0] = '\0';
 	d = policy_decide(p, f);
-	verdict(&s, d);
-	if (!policy_flow_valid(f)) {
-		sb_printf(&s, "flow: invalid (unknown direction or protocol), so denied\n");
-		return finish(&s);
-	}
-	walk_rules(&s, p, f);
-	decision_line(&s, "decision", f->direction, d);
+	if (begin(&s, p, f, d))
+		decision_line(&s, "decision", f->direction, d);
 	return finish(&s);
 }
 
@@ -364,12 +372,8 @@ int policy_explain_hostname(const struct policy *p, const struct policy_flow *f,
 	wants = policy_flow_valid(f) && f->direction == POLICY_EGRESS &&
 		f->proto == POLICY_PROTO_TCP && policy_wants_hostname(p, first);
 	d = wants ? policy_decide_hostname(p, f, first, hostname, &mismatch) : first;
-	verdict(&s, d);
-	if (!policy_flow_valid(f)) {
-		sb_printf(&s, "flow: invalid (unknown direction or protocol), so denied\n");
+	if (!begin(&s, p, f, d))
 		return finish(&s);
-	}
-	walk_rules(&s, p, f);
 	decision_line(&s, "by address", f->direction, first);
 	printable(h, sizeof(h), hostname ? hostname : "");
 	if (!wants) {

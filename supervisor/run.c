@@ -316,23 +316,29 @@ enum run_opt_kind { RUN_OPT_STRING, RUN_OPT_UINT, RUN_OPT_CALL };
 
 struct run_option {
 	const char *name;
-	enum run_opt_kind kind;
 	size_t off; /* RUN_OPT_STRING: a const char *; RUN_OPT_UINT: an unsigned */
-	unsigned min, max;
 	void (*call)(struct run_opts *o, const char *arg); /* RUN_OPT_CALL */
+	unsigned min, max;
+	enum run_opt_kind kind;
+	bool flag; /* takes no value */
 };
 
-#define OPT_S(n, field)                                                         \
-	{                                                                       \
-		n, RUN_OPT_STRING, offsetof(struct run_opts, field), 0, 0, NULL \
+#define OPT_S(n, f)                                                                    \
+	{                                                                              \
+		.name = n, .kind = RUN_OPT_STRING, .off = offsetof(struct run_opts, f) \
 	}
-#define OPT_U(n, field, lo, hi)                                                 \
-	{                                                                       \
-		n, RUN_OPT_UINT, offsetof(struct run_opts, field), lo, hi, NULL \
+#define OPT_U(n, f, lo, hi)                                                                      \
+	{                                                                                        \
+		.name = n, .kind = RUN_OPT_UINT, .off = offsetof(struct run_opts, f), .min = lo, \
+		.max = hi                                                                        \
 	}
-#define OPT_F(n, fn)                         \
-	{                                    \
-		n, RUN_OPT_CALL, 0, 0, 0, fn \
+#define OPT_F(n, fn)                                        \
+	{                                                   \
+		.name = n, .kind = RUN_OPT_CALL, .call = fn \
+	}
+#define OPT_FLAG(n, fn)                                                   \
+	{                                                                 \
+		.name = n, .kind = RUN_OPT_CALL, .call = fn, .flag = true \
 	}
 static const struct run_option run_options[] = {
 	OPT_F("guest", opt_guest),
@@ -353,14 +359,15 @@ static const struct run_option run_options[] = {
 	OPT_F("anti-spoof", opt_anti_spoof),
 	OPT_F("log-level", opt_log_level),
 	OPT_S("user", user),
-	OPT_F("help", opt_help), /* takes no value */
+	OPT_FLAG("help", opt_help),
 #ifdef MOAT_TEST_TRIGGERS
-	OPT_F("test-trigger-seccomp", opt_test_trigger), /* takes no value */
+	OPT_FLAG("test-trigger-seccomp", opt_test_trigger),
 #endif
 };
 #undef OPT_S
 #undef OPT_U
 #undef OPT_F
+#undef OPT_FLAG
 #define RUN_OPTIONS ((int)(sizeof(run_options) / sizeof(run_options[0])))
 
 static void run_option_apply(struct run_opts *o, const struct run_option *r, const char *arg)
@@ -386,14 +393,11 @@ static void parse_options(struct run_opts *o, int argc, char **argv)
 	struct option longopts[RUN_OPTIONS + 1];
 	int c;
 
-	for (int i = 0; i < RUN_OPTIONS; i++) {
-		bool flag = run_options[i].call == opt_help ||
-			    run_options[i].call == opt_test_trigger;
-
+	for (int i = 0; i < RUN_OPTIONS; i++)
 		longopts[i] = (struct option){ run_options[i].name,
-					       flag ? no_argument : required_argument, NULL,
-					       256 + i };
-	}
+					       run_options[i].flag ? no_argument :
+								     required_argument,
+					       NULL, 256 + i };
 	longopts[RUN_OPTIONS] = (struct option){ NULL, 0, NULL, 0 };
 	o->mtu = 1500;
 	o->subnet[0] = 10, o->subnet[1] = 0, o->subnet[2] = 2, o->subnet[3] = 0;
