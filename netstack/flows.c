@@ -185,7 +185,7 @@ static int dispatch(struct netstack *ns, uint32_t type, const uint8_t *rec, uint
 	len = n - hl;
 	switch (type) {
 	case FLOW_CONNECT_RESULT:
-		conn_connect_result(ns, &m.result);
+		connopen_result(ns, &m.result);
 		return DISP_DONE;
 	case FLOW_DATA: {
 		uint32_t taken;
@@ -224,7 +224,7 @@ static int dispatch(struct netstack *ns, uint32_t type, const uint8_t *rec, uint
 			return bad(ns, 0, "ECHO_REPLY addresses"), DISP_BAD;
 		return DISP_DONE;
 	default: /* FLOW_ACCEPTED: flowmsg_check() lets no other type through */
-		if (conn_accepted(ns, &m.connect) < 0)
+		if (connopen_accepted(ns, &m.connect) < 0)
 			return bad(ns, m.connect.id, "ACCEPTED for a live id"), DISP_BAD;
 		return DISP_DONE;
 	}

@@ -26,7 +26,7 @@
  * Valid frames are dispatched by protocol, for any destination address
  * (DESIGN §6): ARP to arp.c; IPv4/IPv6 fragments through lwIP's bounded
  * reassembly (ip4_reass/ip6_reass), after which the transport header is
- * validated again; then TCP to conn.c (which holds new SYNs and hands
+ * validated again; then TCP to connopen.c (which holds new SYNs and hands
  * everything else to lwIP's tcp_input() through guestif_feed_tcp(), which sets
  * up lwIP's ip_data as ip4_input()/ip6_input() would), UDP to dgram.c and
  * ICMP to icmpgw.c.
@@ -315,7 +315,7 @@ static void input4(struct netstack *ns, struct pbuf *p, const struct frame_info 
 			pbuf_free(p);
 			return;
 		}
-		conn_input(ns, p, false, IP_HLEN);
+		connopen_input(ns, p, false, IP_HLEN);
 		return;
 	case IPPROTO_UDP_:
 		dgram_input(ns, p, false, IP_HLEN);
@@ -362,7 +362,7 @@ static void input6(struct netstack *ns, struct pbuf *p, const struct frame_info 
 			pbuf_free(p);
 			return;
 		}
-		conn_input(ns, p, true, l4_off);
+		connopen_input(ns, p, true, l4_off);
 		return;
 	case IPPROTO_UDP_:
 		dgram_input(ns, p, true, l4_off);

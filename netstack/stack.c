@@ -114,6 +114,7 @@ static void tick(void *arg)
 	struct netstack *ns = arg;
 
 	ticks++;
+	connopen_timer(ns);
 	conn_timer(ns);
 	count_frag_drops(ns);
 	count_memory(ns);

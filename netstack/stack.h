@@ -8,9 +8,10 @@
  * stack_ (stack.c), guestif_ (guestif.c, the guest interface), arp_
  * (arp.c), dhcps_ (dhcps.c, the DHCP server), icmpgw_ (icmpgw.c, ICMP as
  * the gateway answers it), dgram_ (dgram.c, UDP flows), conn_ (conn.c, TCP
- * flows), flows_ (flows.c, the p2s dispatch). lwIP owns netif_, icmp_,
- * udp_, tcp_, dhcp_, etharp_, ip4_/ip6_, nd6_, pbuf_ and sys_ (sys_arch.c
- * implements lwIP's port API and is the one exception).
+ * flows once open), connopen_ (connopen.c, how they open), flows_
+ * (flows.c, the p2s dispatch). lwIP owns netif_, icmp_, udp_, tcp_,
+ * dhcp_, etharp_, ip4_/ip6_, nd6_, pbuf_ and sys_ (sys_arch.c implements
+ * lwIP's port API and is the one exception).
  */
 #ifndef MOAT_STACK_H
 #define MOAT_STACK_H
@@ -152,19 +153,22 @@ void dgram_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off);
 int dgram_output(struct netstack *ns, const ip_addr_t *src, uint16_t sport, const ip_addr_t *dst,
 		 uint16_t dport, const uint8_t *data, uint32_t len);
 
-/* conn.c: TCP flows */
+/* conn.c: TCP flows once open */
 int conn_init(struct netstack *ns);
-void conn_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off);
 void conn_pump(struct netstack *ns);
 void conn_output(struct netstack *ns);
 void conn_timer(struct netstack *ns);
-void conn_connect_result(struct netstack *ns, const struct flow_connect_result *m);
 int conn_data(struct netstack *ns, uint32_t id, const uint8_t *data, uint32_t len, uint32_t *taken);
 int conn_credit(struct netstack *ns, const struct flow_credit *m);
 int conn_shut(struct netstack *ns, uint32_t id);
 void conn_close(struct netstack *ns, const struct flow_close *m);
 uint32_t conn_reset_all(struct netstack *ns);
-int conn_accepted(struct netstack *ns, const struct flow_connect *m);
+
+/* connopen.c: how TCP flows open */
+void connopen_input(struct netstack *ns, struct pbuf *p, bool v6, uint16_t l4_off);
+void connopen_result(struct netstack *ns, const struct flow_connect_result *m);
+int connopen_accepted(struct netstack *ns, const struct flow_connect *m);
+void connopen_timer(struct netstack *ns);
 
 /* flows.c: s2p helpers and the p2s dispatch */
 int flows_emit(struct netstack *ns, uint32_t type, const void *hdr, uint32_t hdrlen, struct pbuf *p,
