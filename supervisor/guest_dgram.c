@@ -116,7 +116,7 @@ struct dgram {
 	} cmsg[GUEST_BATCH];
 };
 
-static int dgram_open(struct guest *g, char *err, size_t errlen)
+static int guest_dgram_open(struct guest *g, char *err, size_t errlen)
 {
 	struct dgram *d = calloc(1, sizeof(*d));
 
@@ -159,7 +159,7 @@ static int dgram_open(struct guest *g, char *err, size_t errlen)
 	return 0;
 }
 
-static void dgram_set_events(struct guest *g)
+static void guest_dgram_set_events(struct guest *g)
 {
 	struct dgram *d = g->fe;
 	/* An unconnected socket's EPOLLOUT says nothing about the peer: timer. */
@@ -180,7 +180,7 @@ static void dgram_set_events(struct guest *g)
 }
 
 /* Retry a send the peer's full queue refused; back off while nothing moves. */
-static void dgram_arm_retry(struct guest *g, bool progress)
+static void guest_dgram_arm_retry(struct guest *g, bool progress)
 {
 	struct dgram *d = g->fe;
 	struct itimerspec its = { 0 };
@@ -272,7 +272,7 @@ static void peer_lost(struct guest *g, const char *why)
 }
 
 /* The peer process exited: nothing it left bound at its path is the peer. */
-static void dgram_on_pidfd(struct loop_watch *w, uint32_t events)
+static void guest_dgram_on_pidfd(struct loop_watch *w, uint32_t events)
 {
 	struct guest *g = w->arg;
 
@@ -302,7 +302,7 @@ static void peer_learn_identity(struct guest *g, const struct ucred *cred)
 	if (fd < 0)
 		return;
 	d->pidfd = fd;
-	d->wp = (struct loop_watch){ .fd = fd, .cb = dgram_on_pidfd, .arg = g };
+	d->wp = (struct loop_watch){ .fd = fd, .cb = guest_dgram_on_pidfd, .arg = g };
 	if (loop_add(g->loop, &d->wp, EPOLLIN) < 0) {
 		close(fd);
 		d->pidfd = -1;
@@ -315,7 +315,7 @@ static bool same_cred(const struct ucred *a, const struct ucred *b)
 }
 
 /* The sender's credentials from a received datagram; false if there are none. */
-static bool dgram_cred(struct msghdr *mh, struct ucred *out)
+static bool guest_dgram_cred(struct msghdr *mh, struct ucred *out)
 {
 	bool found = false;
 
@@ -341,8 +341,8 @@ static bool dgram_cred(struct msghdr *mh, struct ucred *out)
 }
 
 /* dgram:PATH: may a datagram from @from, sent by @cred, be taken? Learns the peer. */
-static bool dgram_accept_sender(struct guest *g, const struct sockaddr_un *from, socklen_t len,
-				const struct ucred *cred)
+static bool guest_dgram_accept_sender(struct guest *g, const struct sockaddr_un *from,
+				      socklen_t len, const struct ucred *cred)
 {
 	struct dgram *d = g->fe;
 	char a[sizeof(d->peer.sun_path) + 1], b[sizeof(d->peer.sun_path) + 1];
@@ -417,7 +417,7 @@ static unsigned g2s_room(struct guest *g)
 	return free_bytes > GUEST_BATCH ? GUEST_BATCH : (unsigned)free_bytes;
 }
 
-static void dgram_prepare(struct dgram *d, unsigned want, uint32_t bufsz)
+static void guest_dgram_prepare(struct dgram *d, unsigned want, uint32_t bufsz)
 {
 	for (unsigned i = 0; i < want; i++) {
 		d->iov[i] = (struct iovec){ d->in + (size_t)i * bufsz, bufsz };
@@ -432,11 +432,11 @@ static void dgram_prepare(struct dgram *d, unsigned want, uint32_t bufsz)
 	}
 }
 
-enum dgram_take { DGRAM_NEXT, DGRAM_RING_FULL, DGRAM_STOP };
+enum dgram_taken { DGRAM_NEXT, DGRAM_RING_FULL, DGRAM_STOP };
 
 /* Datagram @i of a recvmmsg() batch: a frame into g2s, or a counted drop. */
-static enum dgram_take dgram_take(struct guest *g, struct dgram *d, int i, uint64_t *frames,
-				  uint64_t *bytes)
+static enum dgram_taken guest_dgram_take(struct guest *g, struct dgram *d, int i, uint64_t *frames,
+					 uint64_t *bytes)
 {
 	const uint8_t *p = d->iov[i].iov_base;
 	uint32_t len = d->msgs[i].msg_len;
@@ -449,8 +449,9 @@ static enum dgram_take dgram_take(struct guest *g, struct dgram *d, int i, uint6
 		 */
 		struct ucred cred = { .pid = -1, .uid = (uid_t)-1, .gid = (gid_t)-1 };
 
-		dgram_cred(&d->msgs[i].msg_hdr, &cred);
-		if (!dgram_accept_sender(g, &d->from[i], d->msgs[i].msg_hdr.msg_namelen, &cred))
+		guest_dgram_cred(&d->msgs[i].msg_hdr, &cred);
+		if (!guest_dgram_accept_sender(g, &d->from[i], d->msgs[i].msg_hdr.msg_namelen,
+					       &cred))
 			return DGRAM_NEXT;
 	}
 	if (len == 4 && !memcmp(p, "VFKT", 4))
@@ -484,7 +485,7 @@ static enum dgram_take dgram_take(struct guest *g, struct dgram *d, int i, uint6
 	return DGRAM_NEXT;
 }
 
-static void dgram_input(struct guest *g)
+static void guest_dgram_input(struct guest *g)
 {
 	struct dgram *d = g->fe;
 	uint64_t frames = 0, bytes = 0;
@@ -503,7 +504,7 @@ static void dgram_input(struct guest *g)
 				break;
 			want = 1;
 		}
-		dgram_prepare(d, want, bufsz);
+		guest_dgram_prepare(d, want, bufsz);
 		n = recvmmsg(d->fd, d->msgs, want, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);
 		if (n < 0) {
 			if (errno == ECONNREFUSED && !d->bound)
@@ -513,7 +514,7 @@ static void dgram_input(struct guest *g)
 			break;
 		}
 		for (int i = 0; i < n; i++) {
-			enum dgram_take t = dgram_take(g, d, i, &frames, &bytes);
+			enum dgram_taken t = guest_dgram_take(g, d, i, &frames, &bytes);
 
 			if (t == DGRAM_STOP)
 				goto out;
@@ -526,10 +527,10 @@ static void dgram_input(struct guest *g)
 	}
 out:
 	guest_g2s_done(g, frames, bytes);
-	dgram_set_events(g);
+	guest_dgram_set_events(g);
 }
 
-static void dgram_output(struct guest *g)
+static void guest_dgram_output(struct guest *g)
 {
 	struct dgram *d = g->fe;
 	uint64_t frames = 0, bytes = 0;
@@ -540,7 +541,7 @@ static void dgram_output(struct guest *g)
 		peer_lost(g, "its socket file was replaced");
 	if (!d->have_peer) {
 		guest_s2g_discard(g);
-		dgram_set_events(g);
+		guest_dgram_set_events(g);
 		return;
 	}
 	while (frames < GUEST_OUT_MAX) {
@@ -572,7 +573,7 @@ static void dgram_output(struct guest *g)
 				g->s2g.tail = start[0];
 				g->waiting_out = true;
 				if (d->bound)
-					dgram_arm_retry(g, frames > 0);
+					guest_dgram_arm_retry(g, frames > 0);
 			} else if (e == ECONNREFUSED || e == ENOENT || e == ENOTCONN ||
 				   e == EPIPE) {
 				peer_lost(g, strerror(e));
@@ -610,20 +611,20 @@ static void dgram_output(struct guest *g)
 	if (frames >= GUEST_OUT_MAX && !g->waiting_out)
 		guest_yield(g);
 	guest_s2g_done(g, frames, bytes);
-	dgram_set_events(g);
+	guest_dgram_set_events(g);
 }
 
-static void dgram_on_fd(struct loop_watch *w, uint32_t events)
+static void guest_dgram_on_fd(struct loop_watch *w, uint32_t events)
 {
 	struct guest *g = w->arg;
 
 	if (events & EPOLLOUT)
-		dgram_output(g);
+		guest_dgram_output(g);
 	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && !guest_input_off(g))
-		dgram_input(g);
+		guest_dgram_input(g);
 }
 
-static void dgram_on_timer(struct loop_watch *w, uint32_t events)
+static void guest_dgram_on_timer(struct loop_watch *w, uint32_t events)
 {
 	struct guest *g = w->arg;
 	struct dgram *d = g->fe;
@@ -634,10 +635,10 @@ static void dgram_on_timer(struct loop_watch *w, uint32_t events)
 		return;
 	d->timer_armed = false;
 	if (g->waiting_out)
-		dgram_output(g);
+		guest_dgram_output(g);
 }
 
-static int dgram_start(struct guest *g)
+static int guest_dgram_start(struct guest *g)
 {
 	struct dgram *d = g->fe;
 
@@ -646,14 +647,14 @@ static int dgram_start(struct guest *g)
 		log_error("guest port: out of memory");
 		return -1;
 	}
-	d->w = (struct loop_watch){ .fd = d->fd, .cb = dgram_on_fd, .arg = g };
+	d->w = (struct loop_watch){ .fd = d->fd, .cb = guest_dgram_on_fd, .arg = g };
 	d->events = EPOLLIN;
 	if (loop_add(g->loop, &d->w, EPOLLIN) < 0) {
 		log_error("guest port: cannot watch %s: %s", d->what, strerror(errno));
 		return -1;
 	}
 	if (d->tfd >= 0) {
-		d->wt = (struct loop_watch){ .fd = d->tfd, .cb = dgram_on_timer, .arg = g };
+		d->wt = (struct loop_watch){ .fd = d->tfd, .cb = guest_dgram_on_timer, .arg = g };
 		if (loop_add(g->loop, &d->wt, EPOLLIN) < 0)
 			return -1;
 	}
@@ -662,7 +663,7 @@ static int dgram_start(struct guest *g)
 	return 0;
 }
 
-static void dgram_close(struct guest *g)
+static void guest_dgram_close(struct guest *g)
 {
 	struct dgram *d = g->fe;
 
@@ -682,9 +683,9 @@ static void dgram_close(struct guest *g)
 
 const struct guest_ops guest_dgram_ops = {
 	.name = "dgram",
-	.open = dgram_open,
-	.start = dgram_start,
-	.input = dgram_input,
-	.output = dgram_output,
-	.close = dgram_close,
+	.open = guest_dgram_open,
+	.start = guest_dgram_start,
+	.input = guest_dgram_input,
+	.output = guest_dgram_output,
+	.close = guest_dgram_close,
 };

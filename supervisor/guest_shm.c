@@ -45,7 +45,7 @@ struct shm {
 	char what[128];
 };
 
-static int shm_open_port(struct guest *g, char *err, size_t errlen)
+static int guest_shm_open_port(struct guest *g, char *err, size_t errlen)
 {
 	struct shm *s = calloc(1, sizeof(*s));
 
@@ -61,7 +61,7 @@ static int shm_open_port(struct guest *g, char *err, size_t errlen)
 }
 
 /* Hand the region and the two eventfds to the VMM on @fd. */
-static int shm_send_hello(struct guest *g, int fd)
+static int guest_shm_send_hello(struct guest *g, int fd)
 {
 	struct moat_shm_hello h = {
 		.magic = MOAT_SHM_HELLO_MAGIC,
@@ -97,7 +97,7 @@ static int shm_send_hello(struct guest *g, int fd)
 	return 0;
 }
 
-static void shm_on_client(struct loop_watch *w, uint32_t events)
+static void guest_shm_on_client(struct loop_watch *w, uint32_t events)
 {
 	struct guest *g = w->arg;
 	struct shm *s = g->fe;
@@ -119,7 +119,7 @@ static void shm_on_client(struct loop_watch *w, uint32_t events)
 	loop_add(g->loop, &s->wl, EPOLLIN);
 }
 
-static void shm_on_listen(struct loop_watch *w, uint32_t events)
+static void guest_shm_on_listen(struct loop_watch *w, uint32_t events)
 {
 	struct guest *g = w->arg;
 	struct shm *s = g->fe;
@@ -134,7 +134,7 @@ static void shm_on_listen(struct loop_watch *w, uint32_t events)
 			log_warn("guest port: %s: accept: %s", s->what, strerror(errno));
 		return;
 	}
-	rc = shm_send_hello(g, fd);
+	rc = guest_shm_send_hello(g, fd);
 	if (rc < 0) {
 		log_warn("guest port: %s: cannot hand the region to the VMM: %s", s->what,
 			 strerror(-rc));
@@ -142,18 +142,18 @@ static void shm_on_listen(struct loop_watch *w, uint32_t events)
 		return;
 	}
 	s->cfd = fd;
-	s->wc = (struct loop_watch){ .fd = fd, .cb = shm_on_client, .arg = g };
+	s->wc = (struct loop_watch){ .fd = fd, .cb = guest_shm_on_client, .arg = g };
 	loop_del(g->loop, &s->wl);
 	loop_add(g->loop, &s->wc, EPOLLIN | EPOLLRDHUP);
 	guest_count(&g->cnt->clients_accepted, 1);
 	log_info("guest port: %s: VMM connected; it has the rings", s->what);
 }
 
-static int shm_start(struct guest *g)
+static int guest_shm_start(struct guest *g)
 {
 	struct shm *s = g->fe;
 
-	s->wl = (struct loop_watch){ .fd = s->lfd, .cb = shm_on_listen, .arg = g };
+	s->wl = (struct loop_watch){ .fd = s->lfd, .cb = guest_shm_on_listen, .arg = g };
 	if (loop_add(g->loop, &s->wl, EPOLLIN) < 0) {
 		log_error("guest port: cannot watch %s: %s", s->what, strerror(errno));
 		return -1;
@@ -162,12 +162,12 @@ static int shm_start(struct guest *g)
 }
 
 /* The supervisor moves no frames with shm: these are never called. */
-static void shm_idle(struct guest *g)
+static void guest_shm_idle(struct guest *g)
 {
 	(void)g;
 }
 
-static void shm_close(struct guest *g)
+static void guest_shm_close(struct guest *g)
 {
 	struct shm *s = g->fe;
 
@@ -178,9 +178,9 @@ static void shm_close(struct guest *g)
 
 const struct guest_ops guest_shm_ops = {
 	.name = "shm",
-	.open = shm_open_port,
-	.start = shm_start,
-	.input = shm_idle,
-	.output = shm_idle,
-	.close = shm_close,
+	.open = guest_shm_open_port,
+	.start = guest_shm_start,
+	.input = guest_shm_idle,
+	.output = guest_shm_idle,
+	.close = guest_shm_close,
 };

@@ -72,7 +72,7 @@ struct stream {
 	uint32_t out_off, out_len;
 };
 
-static int stream_open(struct guest *g, char *err, size_t errlen)
+static int guest_stream_open(struct guest *g, char *err, size_t errlen)
 {
 	struct stream *s = calloc(1, sizeof(*s));
 
@@ -94,7 +94,7 @@ static int stream_open(struct guest *g, char *err, size_t errlen)
 	return s->lfd < 0 ? -1 : 0;
 }
 
-static void stream_set_events(struct guest *g)
+static void guest_stream_set_events(struct guest *g)
 {
 	struct stream *s = g->fe;
 	uint32_t ev;
@@ -116,7 +116,7 @@ static void stream_set_events(struct guest *g)
 	s->cevents = ev;
 }
 
-static void stream_drop(struct guest *g, const char *why, bool bad)
+static void guest_stream_drop(struct guest *g, const char *why, bool bad)
 {
 	struct stream *s = g->fe;
 
@@ -149,7 +149,7 @@ static void stream_drop(struct guest *g, const char *why, bool bad)
  * paused; or corrupt: reported, off for good), -1 when the client was
  * dropped.
  */
-static int stream_parse(struct guest *g, uint64_t *frames, uint64_t *bytes)
+static int guest_stream_parse(struct guest *g, uint64_t *frames, uint64_t *bytes)
 {
 	struct stream *s = g->fe;
 
@@ -178,7 +178,7 @@ static int stream_parse(struct guest *g, uint64_t *frames, uint64_t *bytes)
 				 s->lfd < 0 ? "the VMM sent a bad length prefix %u" :
 					      "bad length prefix %u",
 				 len);
-			stream_drop(g, why, true);
+			guest_stream_drop(g, why, true);
 			return -1;
 		}
 		if (len > g->max_frame) {
@@ -211,7 +211,7 @@ static int stream_parse(struct guest *g, uint64_t *frames, uint64_t *bytes)
 	return 0;
 }
 
-static void stream_input(struct guest *g)
+static void guest_stream_input(struct guest *g)
 {
 	struct stream *s = g->fe;
 	uint64_t frames = 0, bytes = 0;
@@ -220,7 +220,7 @@ static void stream_input(struct guest *g)
 		uint32_t room;
 		ssize_t n;
 
-		if (stream_parse(g, &frames, &bytes))
+		if (guest_stream_parse(g, &frames, &bytes))
 			break;
 		if (round == STREAM_READS)
 			break; /* level-triggered: we come back */
@@ -229,23 +229,23 @@ static void stream_input(struct guest *g)
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 			if (s->in_wr > s->in_rd || s->skip)
 				guest_count(&g->cnt->drops[MOAT_DROP_TOO_SHORT], 1);
-			stream_drop(g, n == 0 ? "closed" : strerror(errno), false);
+			guest_stream_drop(g, n == 0 ? "closed" : strerror(errno), false);
 			break;
 		}
 		if (n < 0)
 			break;
 		s->in_wr += (uint32_t)n;
 		if ((uint32_t)n < room) {
-			stream_parse(g, &frames, &bytes);
+			guest_stream_parse(g, &frames, &bytes);
 			break;
 		}
 	}
 	guest_g2s_done(g, frames, bytes);
-	stream_set_events(g);
+	guest_stream_set_events(g);
 }
 
 /* Send the rest of a frame a short write cut. Return: true when done. */
-static bool stream_flush_rest(struct guest *g)
+static bool guest_stream_flush_rest(struct guest *g)
 {
 	struct stream *s = g->fe;
 	ssize_t n;
@@ -258,7 +258,7 @@ static bool stream_flush_rest(struct guest *g)
 			g->waiting_out = true;
 			return false;
 		}
-		stream_drop(g, strerror(errno), false);
+		guest_stream_drop(g, strerror(errno), false);
 		return false;
 	}
 	s->out_off += (uint32_t)n;
@@ -270,7 +270,7 @@ static bool stream_flush_rest(struct guest *g)
 	return true;
 }
 
-static void stream_output(struct guest *g)
+static void guest_stream_output(struct guest *g)
 {
 	struct stream *s = g->fe;
 	uint64_t frames = 0, bytes = 0;
@@ -280,7 +280,7 @@ static void stream_output(struct guest *g)
 		guest_s2g_discard(g);
 		return;
 	}
-	if (!stream_flush_rest(g))
+	if (!guest_stream_flush_rest(g))
 		goto out;
 	while (frames < GUEST_OUT_MAX) {
 		struct iovec iov[2 * GUEST_BATCH];
@@ -308,7 +308,7 @@ static void stream_output(struct guest *g)
 				g->s2g.tail = start[0];
 				g->waiting_out = true;
 			} else {
-				stream_drop(g, strerror(errno), false);
+				guest_stream_drop(g, strerror(errno), false);
 			}
 			break;
 		}
@@ -349,32 +349,32 @@ static void stream_output(struct guest *g)
 		guest_yield(g);
 out:
 	guest_s2g_done(g, frames, bytes);
-	stream_set_events(g);
+	guest_stream_set_events(g);
 }
 
-static void stream_on_client(struct loop_watch *w, uint32_t events)
+static void guest_stream_on_client(struct loop_watch *w, uint32_t events)
 {
 	struct guest *g = w->arg;
 	struct stream *s = g->fe;
 
 	if ((events & EPOLLOUT) && s->cfd >= 0)
-		stream_output(g);
+		guest_stream_output(g);
 	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && s->cfd >= 0 && !guest_input_off(g))
-		stream_input(g);
+		guest_stream_input(g);
 }
 
-static void stream_watch_client(struct guest *g)
+static void guest_stream_watch_client(struct guest *g)
 {
 	struct stream *s = g->fe;
 
-	s->wc = (struct loop_watch){ .fd = s->cfd, .cb = stream_on_client, .arg = g };
+	s->wc = (struct loop_watch){ .fd = s->cfd, .cb = guest_stream_on_client, .arg = g };
 	s->cevents = 0;
 	s->parked = true;
 	guest_count(&g->cnt->clients_accepted, 1);
-	stream_set_events(g); /* EPOLLIN, unless g2s is corrupt */
+	guest_stream_set_events(g); /* EPOLLIN, unless g2s is corrupt */
 }
 
-static void stream_on_listen(struct loop_watch *w, uint32_t events)
+static void guest_stream_on_listen(struct loop_watch *w, uint32_t events)
 {
 	struct guest *g = w->arg;
 	struct stream *s = g->fe;
@@ -393,11 +393,11 @@ static void stream_on_listen(struct loop_watch *w, uint32_t events)
 	/* Whatever s2g holds now was meant for nobody: this client has sent nothing yet. */
 	guest_s2g_discard(g);
 	s->cfd = fd;
-	stream_watch_client(g);
+	guest_stream_watch_client(g);
 	log_info("guest port: %s: client connected", s->what);
 }
 
-static int stream_start(struct guest *g)
+static int guest_stream_start(struct guest *g)
 {
 	struct stream *s = g->fe;
 
@@ -408,10 +408,10 @@ static int stream_start(struct guest *g)
 		return -1;
 	}
 	if (s->cfd >= 0) {
-		stream_watch_client(g);
+		guest_stream_watch_client(g);
 		return 0;
 	}
-	s->wl = (struct loop_watch){ .fd = s->lfd, .cb = stream_on_listen, .arg = g };
+	s->wl = (struct loop_watch){ .fd = s->lfd, .cb = guest_stream_on_listen, .arg = g };
 	if (loop_add(g->loop, &s->wl, EPOLLIN) < 0) {
 		log_error("guest port: cannot watch %s: %s", s->what, strerror(errno));
 		return -1;
@@ -419,7 +419,7 @@ static int stream_start(struct guest *g)
 	return 0;
 }
 
-static void stream_close(struct guest *g)
+static void guest_stream_close(struct guest *g)
 {
 	struct stream *s = g->fe;
 
@@ -432,9 +432,9 @@ static void stream_close(struct guest *g)
 
 const struct guest_ops guest_stream_ops = {
 	.name = "stream",
-	.open = stream_open,
-	.start = stream_start,
-	.input = stream_input,
-	.output = stream_output,
-	.close = stream_close,
+	.open = guest_stream_open,
+	.start = guest_stream_start,
+	.input = guest_stream_input,
+	.output = guest_stream_output,
+	.close = guest_stream_close,
 };

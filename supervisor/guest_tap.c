@@ -125,7 +125,7 @@ out:
 	return fd;
 }
 
-static int tap_open(struct guest *g, char *err, size_t errlen)
+static int guest_tap_open(struct guest *g, char *err, size_t errlen)
 {
 	struct tap *t = calloc(1, sizeof(*t));
 	char what[32];
@@ -147,7 +147,7 @@ static int tap_open(struct guest *g, char *err, size_t errlen)
 	return 0;
 }
 
-static void tap_set_events(struct guest *g)
+static void guest_tap_set_events(struct guest *g)
 {
 	struct tap *t = g->fe;
 	uint32_t ev = (guest_input_off(g) ? 0 : EPOLLIN) | (g->waiting_out ? EPOLLOUT : 0);
@@ -171,7 +171,7 @@ static void tap_set_events(struct guest *g)
 }
 
 /* Guest -> g2s: read frames into reserved records, publish once. */
-static void tap_input(struct guest *g)
+static void guest_tap_input(struct guest *g)
 {
 	struct tap *t = g->fe;
 	uint64_t frames = 0, bytes = 0;
@@ -208,11 +208,11 @@ static void tap_input(struct guest *g)
 		bytes += (uint64_t)n;
 	}
 	guest_g2s_done(g, frames, bytes);
-	tap_set_events(g);
+	guest_tap_set_events(g);
 }
 
 /* s2g -> guest: write records straight from the ring. */
-static void tap_output(struct guest *g)
+static void guest_tap_output(struct guest *g)
 {
 	struct tap *t = g->fe;
 	uint64_t frames = 0, bytes = 0;
@@ -242,25 +242,25 @@ static void tap_output(struct guest *g)
 			ring_release(&g->s2g);
 	}
 	guest_s2g_done(g, frames, bytes);
-	tap_set_events(g);
+	guest_tap_set_events(g);
 }
 
-static void tap_on_fd(struct loop_watch *w, uint32_t events)
+static void guest_tap_on_fd(struct loop_watch *w, uint32_t events)
 {
 	struct guest *g = w->arg;
 
 	if (events & EPOLLOUT)
-		tap_output(g);
+		guest_tap_output(g);
 	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && !guest_input_off(g))
-		tap_input(g);
-	tap_set_events(g);
+		guest_tap_input(g);
+	guest_tap_set_events(g);
 }
 
-static int tap_start(struct guest *g)
+static int guest_tap_start(struct guest *g)
 {
 	struct tap *t = g->fe;
 
-	t->w = (struct loop_watch){ .fd = t->fd, .cb = tap_on_fd, .arg = g };
+	t->w = (struct loop_watch){ .fd = t->fd, .cb = guest_tap_on_fd, .arg = g };
 	t->events = EPOLLIN;
 	if (loop_add(g->loop, &t->w, EPOLLIN) < 0) {
 		log_error("guest port: cannot watch the tap: %s", strerror(errno));
@@ -269,7 +269,7 @@ static int tap_start(struct guest *g)
 	return 0;
 }
 
-static void tap_close(struct guest *g)
+static void guest_tap_close(struct guest *g)
 {
 	struct tap *t = g->fe;
 
@@ -279,9 +279,9 @@ static void tap_close(struct guest *g)
 
 const struct guest_ops guest_tap_ops = {
 	.name = "tap",
-	.open = tap_open,
-	.start = tap_start,
-	.input = tap_input,
-	.output = tap_output,
-	.close = tap_close,
+	.open = guest_tap_open,
+	.start = guest_tap_start,
+	.input = guest_tap_input,
+	.output = guest_tap_output,
+	.close = guest_tap_close,
 };
