@@ -107,19 +107,19 @@ int policy_addr_parse(const char *s, struct policy_addr *out)
  *
  * An address of neither family is written as "unspecified".
  *
- * Return: the length written, or -1 if @buf is too small.
+ * Return: the length written, or -ENOSPC if @buf is too small.
  */
 int policy_addr_format(const struct policy_addr *a, char *buf, size_t len)
 {
 	if (!buf || !len)
-		return -1;
+		return -ENOSPC;
 	if (a && (a->family == AF_INET || a->family == AF_INET6)) {
 		if (!inet_ntop(a->family, a->addr, buf, (socklen_t)(len > 256 ? 256 : len)))
-			return -1;
+			return -ENOSPC;
 		return (int)strlen(buf);
 	}
 	if (len < sizeof("unspecified"))
-		return -1;
+		return -ENOSPC;
 	memcpy(buf, "unspecified", sizeof("unspecified"));
 	return (int)sizeof("unspecified") - 1;
 }

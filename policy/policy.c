@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/cleanup.h"
 #include "policy/policy_int.h"
 
 /* microsandbox's "public" profile; examples/default.json is the same. */
@@ -63,9 +64,9 @@ int policy_load_file(const char *path, const struct policy_env *env, struct poli
 		     size_t errlen)
 {
 	size_t cap = POLICY_MAX_FILE_SIZE + 1, n = 0;
+	CLEANUP_FREE char *buf = NULL;
+	CLEANUP_CLOSE int fd = -1;
 	struct stat st;
-	char *buf;
-	int fd, rc;
 
 	if (out)
 		*out = NULL;
@@ -83,14 +84,12 @@ int policy_load_file(const char *path, const struct policy_env *env, struct poli
 	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
 		if (err && errlen)
 			snprintf(err, errlen, "%s: is a directory", path);
-		close(fd);
 		return -1;
 	}
 	buf = malloc(cap);
 	if (!buf) {
 		if (err && errlen)
 			snprintf(err, errlen, "%s: out of memory", path);
-		close(fd);
 		return -1;
 	}
 	while (n < cap) {
@@ -101,18 +100,13 @@ int policy_load_file(const char *path, const struct policy_env *env, struct poli
 		if (r < 0) {
 			if (err && errlen)
 				snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			free(buf);
-			close(fd);
 			return -1;
 		}
 		if (r == 0)
 			break;
 		n += (size_t)r;
 	}
-	close(fd);
-	rc = policy_parse(buf, n, path, env, out, err, errlen);
-	free(buf);
-	return rc;
+	return policy_parse(buf, n, path, env, out, err, errlen);
 }
 
 /**

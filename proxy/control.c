@@ -100,7 +100,7 @@ static int parse_publish(json_t *arr, struct policy_publish *out, int *n, char *
 	*n = 0;
 	if (!json_is_array(arr)) {
 		snprintf(err, errlen, "control document: publish: not an array");
-		return -1;
+		return -EINVAL;
 	}
 	json_array_foreach(arr, i, v)
 	{
@@ -111,11 +111,11 @@ static int parse_publish(json_t *arr, struct policy_publish *out, int *n, char *
 
 		if (*n >= POLICY_MAX_PUBLISH) {
 			snprintf(err, errlen, "control document: publish: too many entries");
-			return -1;
+			return -EINVAL;
 		}
 		if (!json_is_object(v)) {
 			snprintf(err, errlen, "control document: publish[%zu]: not an object", i);
-			return -1;
+			return -EINVAL;
 		}
 		memset(p, 0, sizeof(*p));
 		json_object_foreach(v, key, f)
@@ -125,7 +125,7 @@ static int parse_publish(json_t *arr, struct policy_publish *out, int *n, char *
 					snprintf(err, errlen,
 						 "control document: publish[%zu]: bad host_address",
 						 i);
-					return -1;
+					return -EINVAL;
 				}
 				seen |= 1;
 			} else if ((!strcmp(key, "host_port") || !strcmp(key, "guest_port")) &&
@@ -147,13 +147,13 @@ static int parse_publish(json_t *arr, struct policy_publish *out, int *n, char *
 					err, errlen,
 					"control document: publish[%zu]: bad or unknown field '%s'",
 					i, key);
-				return -1;
+				return -EINVAL;
 			}
 		}
 		if (seen != 15) {
 			snprintf(err, errlen, "control document: publish[%zu]: a field is missing",
 				 i);
-			return -1;
+			return -EINVAL;
 		}
 		(*n)++;
 	}
@@ -182,7 +182,7 @@ static int parse_nameservers(json_t *v, struct control_doc *d, char *err, size_t
 
 		if (!json_is_string(s) || parse_hostport(json_string_value(s), &one) < 0) {
 			snprintf(err, errlen, "control document: bad nameserver entry %zu", i);
-			return -1;
+			return -EINVAL;
 		}
 		/* Beyond the policy's own bound: the first ones are enough. */
 		if (d->n_ns < POLICY_MAX_NAMESERVERS)
@@ -200,7 +200,7 @@ static int parse_policy_member(struct proxy *px, json_t *pol, struct control_doc
 
 	if (!text) {
 		snprintf(err, errlen, "control document: cannot re-serialize the policy");
-		return -1;
+		return -EINVAL;
 	}
 	rc = policy_parse(text, strlen(text), "control", &px->env, &d->policy, err, errlen);
 	free(text);
@@ -215,7 +215,7 @@ static int control_doc_parse(struct proxy *px, json_t *doc, struct control_doc *
 
 	if (!json_is_object(doc)) {
 		snprintf(err, errlen, "control document: not an object");
-		return -1;
+		return -EINVAL;
 	}
 	json_object_foreach(doc, key, v)
 	{
@@ -235,11 +235,11 @@ static int control_doc_parse(struct proxy *px, json_t *doc, struct control_doc *
 			rc = -1;
 		}
 		if (rc < 0)
-			return -1;
+			return -EINVAL;
 	}
 	if (!pol) {
 		snprintf(err, errlen, "control document: no policy");
-		return -1;
+		return -EINVAL;
 	}
 	return parse_policy_member(px, pol, d, err, errlen);
 }
@@ -270,7 +270,7 @@ static void publish_at_start(struct proxy *px, const struct control_doc *d)
  *
  * Nothing changes unless the whole document is valid.
  *
- * Return: 0 or -1.
+ * Return: 0, or -EINVAL (the reason in @err).
  */
 int control_apply(struct proxy *px, const char *json, size_t len, char *err, size_t errlen)
 {
@@ -285,13 +285,13 @@ int control_apply(struct proxy *px, const char *json, size_t len, char *err, siz
 	if (!doc) {
 		snprintf(err, errlen, "control document: line %d column %d: %s", jerr.line,
 			 jerr.column, jerr.text);
-		return -1;
+		return -EINVAL;
 	}
 	rc = control_doc_parse(px, doc, &d, err, errlen);
 	json_decref(doc);
 	if (rc < 0) {
 		policy_free(d.policy);
-		return -1;
+		return -EINVAL;
 	}
 
 	/* Everything parsed: put it in force. */
@@ -479,7 +479,7 @@ static int on_document(void *arg, const char *msg, size_t len)
 	if (control_apply(px, msg, len, c->reject, sizeof(c->reject)) == 0)
 		return 0;
 	if (!px->policy)
-		return -1; /* at start-up: no policy, no proxy */
+		return -EINVAL; /* at start-up: no policy, no proxy */
 	log_error("control: configuration rejected, the old policy stays: %s", c->reject);
 	c->reject[0] = '\0'; /* only a start-up rejection is reported by on_control() */
 	return 0;

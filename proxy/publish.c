@@ -50,7 +50,7 @@ static uint32_t ingress_id(struct proxy *px)
 static void listener_pause(struct tcp_listener *l);
 static void on_listen_retry(uv_timer_t *t);
 
-/* Take the connection libuv holds for @l. Return: 0, or -1 if it must wait. */
+/* Take the connection libuv holds for @l. Return: 0, or a negative errno if it must wait. */
 static int listener_take(struct tcp_listener *l)
 {
 	struct proxy *px = l->px;
@@ -65,11 +65,12 @@ static int listener_take(struct tcp_listener *l)
 
 	f = tcpflow_new(px, ingress_id(px));
 	if (!f)
-		return -1;
+		return -ENOBUFS;
 	f->st = ST_ACCEPTING;
-	if (uv_tcp_init(&px->loop, &f->sock) < 0) {
+	rc = uv_tcp_init(&px->loop, &f->sock);
+	if (rc < 0) {
 		tcpflow_close_handles(px, f, false);
-		return -1;
+		return rc;
 	}
 	f->sock.data = f;
 	f->sock_open = true;

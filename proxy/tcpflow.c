@@ -571,7 +571,7 @@ static void credit_return(struct proxy *px, struct tcp_flow *f)
 		shape_wait(px, f, false);
 }
 
-/* Write @f's current chunk. Return: 0, or -1 when the flow was killed. */
+/* Write @f's current chunk. Return: 0, or uv_write()'s error when the flow was killed. */
 static int write_chunk(struct proxy *px, struct tcp_flow *f)
 {
 	struct tcp_wchunk *wb = f->wb;
@@ -585,7 +585,7 @@ static int write_chunk(struct proxy *px, struct tcp_flow *f)
 	if (rc < 0) {
 		pool_put(&px->pools[MOAT_POOL_TCP_WRITE], wb);
 		tcpflow_kill(px, f, true, true);
-		return -1;
+		return rc;
 	}
 	f->writes++;
 	return 0;
@@ -638,7 +638,7 @@ void tcpflow_flush(struct proxy *px)
  * Copy guest bytes into @f's chunks; a chunk that fills is written at once.
  * Return: 0, or -ENOBUFS when the write pool is empty (counted; it is sized
  * for every flow's whole window, so only a netstack beyond its window gets
- * there) or -1 when a write failed and the flow was killed.
+ * there) or a write's negative errno when it failed and the flow was killed.
  */
 static int append_data(struct proxy *px, struct tcp_flow *f, const uint8_t *data, uint32_t len)
 {
@@ -660,8 +660,12 @@ static int append_data(struct proxy *px, struct tcp_flow *f, const uint8_t *data
 		wb->len += n;
 		data += n;
 		len -= n;
-		if (wb->len == TCP_WCHUNK_BYTES && write_chunk(px, f) < 0)
-			return -1;
+		if (wb->len == TCP_WCHUNK_BYTES) {
+			int rc = write_chunk(px, f);
+
+			if (rc < 0)
+				return rc;
+		}
 	}
 	return 0;
 }
@@ -998,9 +1002,10 @@ int tcpflow_start_timer(struct proxy *px, struct tcp_flow *f)
 {
 	uint32_t ms = px->region.hdr.connect_timeout_ms ? px->region.hdr.connect_timeout_ms :
 							  TCP_CONNECT_TIMEOUT_MS;
+	int rc = uv_timer_init(&px->loop, &f->timer);
 
-	if (uv_timer_init(&px->loop, &f->timer) < 0)
-		return -1;
+	if (rc < 0)
+		return rc;
 	f->timer.data = f;
 	f->timer_open = true;
 	f->handles++;

@@ -39,6 +39,11 @@
  * guest_on_violation() as "s2g ring corrupt" / "g2s ring corrupt" and never
  * touched again; input or output stops instead of retrying, so a forged
  * ring can never make the supervisor spin.
+ *
+ * Errors: the guest port's functions (here and in the guest_*.c frontends)
+ * return -1 with a reason, in @err or in the log. guest_s2g_next() alone
+ * returns a status its callers tell apart: -EAGAIN (s2g is empty) or
+ * -EBADMSG (s2g is corrupt).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,6 +57,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/cleanup.h"
 #include "common/confine.h"
 #include "common/log.h"
 #include "supervisor/guest_int.h"
@@ -202,14 +208,14 @@ int guest_check_fd(int fd, int want_type, const char *spec, char *err, size_t er
 	return 0;
 }
 
-/* Is someone serving @path? 1 yes, 0 no (stale), -errno can't tell. */
+/* Is someone serving @path? 1 yes, 0 no (stale), -1 can't tell. */
 static int unix_in_use(const char *path, int type)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0), rc;
 
 	if (fd < 0)
-		return -errno;
+		return -1;
 	memcpy(sa.sun_path, path, strlen(path));
 	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 	if (rc == 0)
@@ -219,7 +225,7 @@ static int unix_in_use(const char *path, int type)
 	else if (errno == EPROTOTYPE)
 		rc = 1; /* bound by a socket of another type: live */
 	else
-		rc = -errno;
+		rc = -1;
 	close(fd);
 	return rc;
 }
@@ -251,9 +257,10 @@ static void dir_of(const char *path, char *dir, size_t len)
 int guest_unix_listen(const char *path, int type, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	CLEANUP_CLOSE int fd = -1;
 	struct stat st;
 	char dir[sizeof(sa.sun_path)];
-	int fd, e;
+	int e;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "%s: the socket path is longer than %zu bytes", path,
@@ -300,16 +307,14 @@ int guest_unix_listen(const char *path, int type, char *err, size_t errlen)
 			snprintf(err, errlen, "%s is in use", path);
 		else
 			snprintf(err, errlen, "cannot create socket %s: %s", path, strerror(e));
-		close(fd);
 		return -1;
 	}
 	if (type == SOCK_STREAM && listen(fd, 4) < 0) {
 		snprintf(err, errlen, "%s: listen: %s", path, strerror(errno));
-		close(fd);
 		unlink(path);
 		return -1;
 	}
-	return fd;
+	return cleanup_take_fd(&fd);
 }
 
 /**

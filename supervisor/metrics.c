@@ -36,6 +36,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -51,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/cleanup.h"
 #include "common/confine.h"
 #include "common/log.h"
 #include "policy/policy.h"
@@ -570,8 +572,8 @@ static struct MHD_Response *static_response(const char *text, const char *allow)
 static int listen_unix(struct metrics *m, const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	CLEANUP_CLOSE int fd = -1;
 	struct stat st;
-	int fd;
 
 	if (!path[0] || strlen(path) >= sizeof(sun.sun_path)) {
 		snprintf(err, errlen, "unix socket path must be 1..%zu bytes",
@@ -590,13 +592,13 @@ static int listen_unix(struct metrics *m, const char *path, char *err, size_t er
 
 		if (!S_ISSOCK(st.st_mode)) {
 			snprintf(err, errlen, "%s exists and is not a socket", path);
-			goto fail;
+			return -1;
 		}
 		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
 			close(probe);
 			snprintf(err, errlen, "%s is in use by another process", path);
-			goto fail;
+			return -1;
 		}
 		if (probe >= 0)
 			close(probe);
@@ -604,14 +606,11 @@ static int listen_unix(struct metrics *m, const char *path, char *err, size_t er
 	}
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		snprintf(err, errlen, "cannot bind %s: %s", path, strerror(errno));
-		goto fail;
+		return -1;
 	}
 	snprintf(m->unix_path, sizeof(m->unix_path), "%s", path);
 	snprintf(m->address, sizeof(m->address), "unix:%s", path);
-	return fd;
-fail:
-	close(fd);
-	return -1;
+	return cleanup_take_fd(&fd);
 }
 
 static int listen_inet(struct metrics *m, const char *spec, char *err, size_t errlen)
@@ -623,8 +622,9 @@ static int listen_inet(struct metrics *m, const char *spec, char *err, size_t er
 	socklen_t sl;
 	char host[INET6_ADDRSTRLEN + 2], alias[64];
 	const char *text = spec;
+	CLEANUP_CLOSE int fd = -1;
 	uint16_t port;
-	int fd, one = 1;
+	int one = 1;
 
 	/* The one name we know: "localhost:PORT" is 127.0.0.1. */
 	if (!strncmp(spec, "localhost:", strlen("localhost:")) &&
@@ -673,7 +673,6 @@ static int listen_inet(struct metrics *m, const char *spec, char *err, size_t er
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
 		snprintf(err, errlen, "cannot bind %s: %s", spec, strerror(errno));
-		close(fd);
 		return -1;
 	}
 	/* Report the port actually bound (port 0 picks a free one). */
@@ -686,7 +685,7 @@ static int listen_inet(struct metrics *m, const char *spec, char *err, size_t er
 		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
 		snprintf(m->address, sizeof(m->address), "%s:%u", host, ntohs(sin->sin_port));
 	}
-	return fd;
+	return cleanup_take_fd(&fd);
 }
 
 /* ---- --metrics-file ------------------------------------------------------ */
@@ -699,43 +698,61 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Write the text to PATH.tmp and rename it over PATH. Return 0 or -errno. */
-static int write_file(struct metrics *m, bool up)
+/*
+ * Write the text to PATH.tmp and rename it over PATH.
+ * Return: 0, or -1 with the reason (naming the failing step) in @err.
+ */
+static int write_file(struct metrics *m, bool up, char *err, size_t errlen)
 {
 	size_t len = metrics_render_buf(m->r, up, m->file_buf, METRICS_BUF_SIZE), off = 0;
-	int fd, rc = 0;
+	const char *step = NULL;
+	int fd, e = 0;
 
-	if (len >= METRICS_BUF_SIZE)
-		return -EMSGSIZE;
+	if (len >= METRICS_BUF_SIZE) {
+		snprintf(err, errlen, "%s: the metrics text is over %u bytes", m->file,
+			 (unsigned)METRICS_BUF_SIZE);
+		return -1;
+	}
 	fd = open(m->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", m->tmp, strerror(errno));
+		return -1;
+	}
 	while (off < len) {
 		ssize_t n = write(fd, m->file_buf + off, len - off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			rc = n < 0 ? -errno : -EIO;
+			e = n < 0 ? errno : EIO;
+			step = "write";
 			break;
 		}
 		off += (size_t)n;
 	}
-	if (close(fd) < 0 && !rc)
-		rc = -errno;
-	if (!rc && rename(m->tmp, m->file) < 0)
-		rc = -errno;
-	if (rc)
-		unlink(m->tmp);
-	return rc;
+	if (close(fd) < 0 && !step) {
+		e = errno;
+		step = "write";
+	}
+	if (!step && rename(m->tmp, m->file) < 0) {
+		e = errno;
+		step = "rename to";
+	}
+	if (!step)
+		return 0;
+	snprintf(err, errlen, "cannot %s %s: %s", step, !strcmp(step, "write") ? m->tmp : m->file,
+		 strerror(e));
+	unlink(m->tmp);
+	return -1;
 }
 
 static void write_file_logged(struct metrics *m, bool up)
 {
-	int rc = write_file(m, up);
+	char err[PATH_MAX + 128];
+	int rc = write_file(m, up, err, sizeof(err));
 
 	if (rc && !m->file_failing)
-		log_warn("--metrics-file: cannot write %s: %s", m->file, strerror(-rc));
+		log_warn("--metrics-file: %s", err);
 	else if (!rc && m->file_failing)
 		log_info("--metrics-file: %s is written again", m->file);
 	m->file_failing = rc != 0;
@@ -785,7 +802,7 @@ int metrics_start(struct metrics **out, const char *addr, const char *file, cons
 		  char *err, size_t errlen)
 {
 	struct metrics *m;
-	int fd = -1, rc;
+	int fd = -1;
 
 	*out = NULL;
 	clock_gettime(CLOCK_REALTIME, &start_time);
@@ -806,11 +823,8 @@ int metrics_start(struct metrics **out, const char *addr, const char *file, cons
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
-		rc = write_file(m, true);
-		if (rc) {
-			snprintf(err, errlen, "--metrics-file %s: %s", file, strerror(-rc));
+		if (write_file(m, true, err, errlen) < 0)
 			goto fail;
-		}
 		m->next_ms = now_ms() + METRICS_FILE_INTERVAL_MS;
 	}
 	if (addr) {
