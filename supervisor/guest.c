@@ -347,6 +347,46 @@ void guest_unix_close(struct guest *g, int cfd, int lfd)
 }
 
 /**
+ * guest_unix_watch_listener() - wait for a VMM to connect to a listener
+ * @g:		the port
+ * @wl:		the listener's watch (the frontend's)
+ * @lfd:	the listening socket
+ * @cb:		called when a connection waits
+ * @what:	the socket, for the message
+ *
+ * Return: 0, or -1 (logged).
+ */
+int guest_unix_watch_listener(struct guest *g, struct loop_watch *wl, int lfd, loop_cb cb,
+			      const char *what)
+{
+	*wl = (struct loop_watch){ .fd = lfd, .cb = cb, .arg = g };
+	if (loop_add(g->loop, wl, EPOLLIN) < 0) {
+		log_error("guest port: cannot watch %s: %s", what, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/**
+ * guest_unix_accept() - take the connection waiting on a listener
+ * @lfd:	the listening socket
+ * @what:	the socket, for the message
+ *
+ * A connection that went away before it was taken, or none at all, is not
+ * worth a message; other failures are logged.
+ *
+ * Return: the non-blocking, close-on-exec descriptor, or -1.
+ */
+int guest_unix_accept(int lfd, const char *what)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd < 0 && errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+		log_warn("guest port: %s: accept: %s", what, strerror(errno));
+	return fd;
+}
+
+/**
  * guest_open() - open the guest side before the children are forked
  * @spec:	parsed --guest
  * @err:	error text (one line, says what to fix)

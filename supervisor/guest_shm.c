@@ -128,12 +128,9 @@ static void guest_shm_on_listen(struct loop_watch *w, uint32_t events)
 	(void)events;
 	if (s->cfd >= 0)
 		return;
-	fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-			log_warn("guest port: %s: accept: %s", s->what, strerror(errno));
+	fd = guest_unix_accept(s->lfd, s->what);
+	if (fd < 0)
 		return;
-	}
 	rc = guest_shm_send_hello(g, fd);
 	if (rc < 0) {
 		log_warn("guest port: %s: cannot hand the region to the VMM: %s", s->what,
@@ -153,12 +150,7 @@ static int guest_shm_start(struct guest *g)
 {
 	struct shm *s = g->fe;
 
-	s->wl = (struct loop_watch){ .fd = s->lfd, .cb = guest_shm_on_listen, .arg = g };
-	if (loop_add(g->loop, &s->wl, EPOLLIN) < 0) {
-		log_error("guest port: cannot watch %s: %s", s->what, strerror(errno));
-		return -1;
-	}
-	return 0;
+	return guest_unix_watch_listener(g, &s->wl, s->lfd, guest_shm_on_listen, s->what);
 }
 
 /* The supervisor moves no frames with shm: these are never called. */

@@ -383,12 +383,9 @@ static void guest_stream_on_listen(struct loop_watch *w, uint32_t events)
 	(void)events;
 	if (s->cfd >= 0)
 		return;
-	fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-			log_warn("guest port: %s: accept: %s", s->what, strerror(errno));
+	fd = guest_unix_accept(s->lfd, s->what);
+	if (fd < 0)
 		return;
-	}
 	loop_del(g->loop, &s->wl);
 	/* Whatever s2g holds now was meant for nobody: this client has sent nothing yet. */
 	guest_s2g_discard(g);
@@ -411,12 +408,7 @@ static int guest_stream_start(struct guest *g)
 		guest_stream_watch_client(g);
 		return 0;
 	}
-	s->wl = (struct loop_watch){ .fd = s->lfd, .cb = guest_stream_on_listen, .arg = g };
-	if (loop_add(g->loop, &s->wl, EPOLLIN) < 0) {
-		log_error("guest port: cannot watch %s: %s", s->what, strerror(errno));
-		return -1;
-	}
-	return 0;
+	return guest_unix_watch_listener(g, &s->wl, s->lfd, guest_stream_on_listen, s->what);
 }
 
 static void guest_stream_close(struct guest *g)
