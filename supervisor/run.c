@@ -302,11 +302,13 @@ static void opt_help(struct run_opts *o, const char *arg)
 	exit(0);
 }
 
+#ifdef MOAT_TEST_TRIGGERS
 static void opt_test_trigger(struct run_opts *o, const char *arg)
 {
 	(void)arg;
 	o->test_trigger = true;
 }
+#endif
 
 /*
  * moat run's options, one row each: a string kept as given, a number in
