@@ -46,6 +46,7 @@
 # Only numbers from the same run compare: the machine is small and shared.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/lib.sh"
 shared=${MOAT_SHARED:-$top/../shared}
 N=5 T=3 MTU=1500 PROVIDERS="moat slirp4netns pasta"
 while getopts n:t:m:p: o; do case $o in
@@ -58,14 +59,7 @@ for t in ip iperf3 python3; do
 done
 
 if [[ " $PROVIDERS " == *" moat "* && -z "${MOAT:-}" ]]; then
-	MOAT=$top/build-bench/moat
-	log=$(mktemp)
-	if ! { cmake -S "$top" -B "$top/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release &&
-		ninja -C "$top/build-bench" moat; } >"$log" 2>&1; then
-		tail -n 40 "$log" >&2; rm -f "$log"
-		echo "footprint: building moat failed (build-bench/)" >&2; exit 1
-	fi
-	rm -f "$log"
+	lib_build_moat footprint
 fi
 export MOAT="${MOAT:-}"
 

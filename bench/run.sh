@@ -14,6 +14,7 @@
 # Only numbers from the same run compare: the machine is small and shared.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/lib.sh"
 shared=${MOAT_SHARED:-$top/../shared}
 [ -x "$shared/bench/peers.sh" ] || { echo "bench: $shared/bench/peers.sh not found" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root" >&2; exit 2; }
@@ -27,16 +28,7 @@ done
 if [ -n "${MOAT:-}" ]; then
 	[ -x "$MOAT" ] || { echo "bench: MOAT=$MOAT is not an executable" >&2; exit 2; }
 else
-	# Say why when the build fails (with set -e and the output thrown away,
-	# a failed build used to end the script without a word).
-	MOAT=$top/build-bench/moat
-	log=$(mktemp)
-	if ! { cmake -S "$top" -B "$top/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release &&
-		ninja -C "$top/build-bench" moat; } >"$log" 2>&1; then
-		tail -n 40 "$log" >&2; rm -f "$log"
-		echo "bench: building moat failed (build-bench/)" >&2; exit 1
-	fi
-	rm -f "$log"
+	lib_build_moat bench
 fi
 
 out=$(mktemp)

@@ -21,6 +21,7 @@
 # machine, so part of any throughput drop is the scraper's CPU, not moat's).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/lib.sh"
 T=10 R=3 MTU=1500 IV=10
 while getopts t:r:m:i: o; do case $o in
 	t) T=$OPTARG ;; r) R=$OPTARG ;; m) MTU=$OPTARG ;; i) IV=$OPTARG ;;
@@ -29,12 +30,7 @@ while getopts t:r:m:i: o; do case $o in
 for t in ip iperf3 python3; do
 	command -v $t >/dev/null || { echo "scrape.sh: needs $t" >&2; exit 2; }
 done
-if [ -z "${MOAT:-}" ]; then
-	cmake -S "$top" -B "$top/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-		-DMOAT_TESTS=OFF >/dev/null
-	ninja -C "$top/build-bench" moat >/dev/null
-	MOAT=$top/build-bench/moat
-fi
+[ -n "${MOAT:-}" ] || lib_build_moat scrape.sh
 
 SRV=bx-srv HOST=bx-host GUEST=bx-guest SRV_IP=203.0.113.10 PORT=5301 MPORT=9464
 work=$(mktemp -d /tmp/moat-scrape.XXXXXX)
@@ -51,21 +47,7 @@ cleanup() {
 trap cleanup EXIT
 
 for ns in $GUEST $HOST $SRV; do ip netns del $ns 2>/dev/null || true; done
-ip netns add $SRV
-ip netns add $HOST
-ip -n $SRV link set lo up
-ip -n $HOST link set lo up
-ip link add bxh0 netns $HOST type veth peer name bxs0 netns $SRV
-ip -n $HOST addr add 10.77.0.1/24 dev bxh0
-ip -n $SRV addr add 10.77.0.254/24 dev bxs0
-ip -n $HOST link set bxh0 up
-ip -n $SRV link set bxs0 up
-ip -n $HOST route add default via 10.77.0.254 dev bxh0
-ip -n $SRV addr add $SRV_IP/32 dev lo
-ip -n $SRV route add default via 10.77.0.1 dev bxs0
-ip netns add $GUEST
-ip -n $GUEST link set lo up
-ip -n $GUEST tuntap add dev tap0 mode tap
+lib_topology $SRV $HOST $GUEST bx $SRV_IP
 ip -n $GUEST link set tap0 mtu "$MTU" up
 ip -n $GUEST addr add 10.0.2.15/24 dev tap0
 ip -n $GUEST route add default via 10.0.2.2

@@ -16,6 +16,7 @@
 # everything is torn down. Nothing leaves the machine. Safe to run twice.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/lib.sh"
 P=moat-demo SRV=moat-demo-srv HOST=moat-demo-host GUEST=moat-demo-guest
 SRV_IP=203.0.113.10 PRIV_IP=10.88.0.10 METRICS=127.0.0.1:9464
 
@@ -41,20 +42,7 @@ for ns in $GUEST $HOST $SRV; do ip netns del $ns 2>/dev/null || true; done
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "topology: $SRV (servers) <- $HOST (moat) <- $GUEST (guest, tap0)"
-ip netns add $SRV
-ip netns add $HOST
-ip netns add $GUEST
-for ns in $SRV $HOST $GUEST; do ip -n $ns link set lo up; done
-ip link add mh0 netns $HOST type veth peer name ms0 netns $SRV
-ip -n $HOST addr add 10.77.0.1/24 dev mh0
-ip -n $SRV addr add 10.77.0.254/24 dev ms0
-ip -n $HOST link set mh0 up
-ip -n $SRV link set ms0 up
-ip -n $HOST route add default via 10.77.0.254 dev mh0
-ip -n $SRV addr add $SRV_IP/32 dev lo
-ip -n $SRV addr add $PRIV_IP/32 dev lo
-ip -n $SRV route add default via 10.77.0.1 dev ms0
-ip -n $GUEST tuntap add dev tap0 mode tap
+lib_topology $SRV $HOST $GUEST m $SRV_IP $PRIV_IP
 ip -n $GUEST link set tap0 up
 
 # Servers in the "outside world". Each namespace gets its own resolv.conf
