@@ -353,6 +353,21 @@ static void on_err(void *arg, err_t err)
 		conn_finish(c, err != ERR_CLSD);
 }
 
+/*
+ * With TSO toward the guest lwIP writes segments of this many bytes, a
+ * multiple of the guest's MSS @mss (so that the pieces the guest's side cuts
+ * are all full) that fits, with its headers, in one 64 KiB arena block.
+ */
+static u16_t segment_mss(u16_t mss)
+{
+	uint32_t big;
+
+	if (mss == 0)
+		return mss;
+	big = (65536u - 512u) / mss * mss;
+	return (u16_t)(big > TCP_MSS ? TCP_MSS / mss * mss : big);
+}
+
 /**
  * conn_attach() - bind lwIP's @pcb to the flow: its callbacks reach @c
  * @c:		the flow
@@ -380,6 +395,8 @@ void conn_opened(struct conn *c, struct tcp_pcb *pcb)
 	c->state = CS_OPEN;
 	c->last_ms = sys_now();
 	tcp_nagle_disable(pcb);
+	if (ns->cfg.offloads & (c->v6 ? MOAT_OFFLOAD_TSO6 : MOAT_OFFLOAD_TSO4))
+		pcb->mss = segment_mss(pcb->mss);
 	cnt_add(&ns->cnt->tcp_flows_opened, 1);
 	conns.active++;
 	cnt_set(&ns->cnt->tcp_flows_active, conns.active);

@@ -125,12 +125,7 @@ int dgram_output(struct netstack *ns, const ip_addr_t *src, uint16_t sport, cons
 	if (sum == 0)
 		sum = 0xffff;
 	memcpy(u + 6, &sum, 2); /* already in network order */
-	if (IP_IS_V6(dst))
-		err = ip6_output_if_src(p, ip_2_ip6(src), ip_2_ip6(dst), 64, 0, IP6_NEXTH_UDP,
-					&ns->netif);
-	else
-		err = ip4_output_if_src(p, ip_2_ip4(src), ip_2_ip4(dst), 64, 0, IP_PROTO_UDP,
-					&ns->netif);
+	err = guestif_output_ip(ns, p, src, dst, 64, IP_PROTO_UDP);
 	pbuf_free(p);
 	return err == ERR_OK ? 0 : -EIO;
 }

@@ -162,23 +162,13 @@ static int check_ip6(const uint8_t *ip, size_t len, struct frame_info *fi)
 	return frame_check_l4(next, ip + off, fi->ip_len - off, fi->ip_len - off);
 }
 
-/**
- * frame_check() - validate one guest frame
- * @cfg:	MTU and our MAC
- * @f:		the frame (a private copy)
- * @len:	its length
- * @fi:		filled with what was found
- *
- * Return: FRAME_OK, FRAME_IGNORE, or the enum moat_drop_reason to count
- * the drop under.
- */
-int frame_check(const struct frame_cfg *cfg, const uint8_t *f, size_t len, struct frame_info *fi)
+/* frame_check() without the MTU bound (the caller applied its own). */
+static int check_frame(const struct frame_cfg *cfg, const uint8_t *f, size_t len,
+		       struct frame_info *fi)
 {
 	memset(fi, 0, sizeof(*fi));
 	if (len < ETH_HLEN)
 		return MOAT_DROP_TOO_SHORT;
-	if (len > (size_t)cfg->mtu + ETH_HLEN)
-		return MOAT_DROP_TOO_LONG;
 	fi->multicast = f[0] & 1;
 	if (!fi->multicast && memcmp(f, cfg->our_mac, 6))
 		return MOAT_DROP_NOT_FOR_US;
@@ -195,6 +185,25 @@ int frame_check(const struct frame_cfg *cfg, const uint8_t *f, size_t len, struc
 	default:
 		return MOAT_DROP_ETHERTYPE;
 	}
+}
+
+/**
+ * frame_check() - validate one guest frame
+ * @cfg:	MTU and our MAC
+ * @f:		the frame (a private copy)
+ * @len:	its length
+ * @fi:		filled with what was found
+ *
+ * Return: FRAME_OK, FRAME_IGNORE, or the enum moat_drop_reason to count
+ * the drop under.
+ */
+int frame_check(const struct frame_cfg *cfg, const uint8_t *f, size_t len, struct frame_info *fi)
+{
+	if (len > (size_t)cfg->mtu + ETH_HLEN) {
+		memset(fi, 0, sizeof(*fi));
+		return MOAT_DROP_TOO_LONG;
+	}
+	return check_frame(cfg, f, len, fi);
 }
 
 /**
@@ -246,4 +255,70 @@ int frame_check_l4(uint8_t proto, const uint8_t *l4, size_t avail, size_t l4_len
 	default:
 		return MOAT_DROP_PROTOCOL;
 	}
+}
+
+static uint16_t le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+/**
+ * frame_check_vnet() - validate a frame that came with offload metadata
+ * @cfg:	MTU, our MAC and the offloads the guest port negotiated
+ * @vh:		the FRAME_VNET_LEN bytes of struct moat_vnet_hdr (a private copy)
+ * @f:		the frame after it (a private copy)
+ * @len:	the frame's length
+ * @v:		filled with the metadata in host order
+ * @fi:		as for frame_check()
+ *
+ * Metadata the guest port did not negotiate, or that cannot be true of this
+ * frame, is MOAT_DROP_BAD_OFFLOAD: flags or GSO types moat does not know, a
+ * GSO segment of size 0, a TCPv4 segment that is not IPv4 TCP (and the same
+ * for TCPv6), a checksum position outside the frame. A segment (GSO) may be
+ * up to MOAT_FRAME_MAX_GSO bytes; anything else keeps the MTU bound. The
+ * checksum of a NEEDS_CSUM frame is partial and is not looked at (moat
+ * verifies no checksums: the guest port is a local link).
+ *
+ * Return: FRAME_OK, FRAME_IGNORE, or the enum moat_drop_reason to count
+ * the drop under.
+ */
+int frame_check_vnet(const struct frame_cfg *cfg, const uint8_t *vh, const uint8_t *f, size_t len,
+		     struct frame_vnet *v, struct frame_info *fi)
+{
+	uint8_t gso;
+	int rc;
+
+	memset(fi, 0, sizeof(*fi));
+	v->flags = vh[0];
+	v->gso_type = vh[1];
+	v->hdr_len = le16(vh + 2);
+	v->gso_size = le16(vh + 4);
+	v->csum_start = le16(vh + 6);
+	v->csum_offset = le16(vh + 8);
+	gso = v->gso_type & (uint8_t)~MOAT_VNET_GSO_ECN;
+	if (v->flags & ~(MOAT_VNET_F_NEEDS_CSUM | MOAT_VNET_F_DATA_VALID))
+		return MOAT_DROP_BAD_OFFLOAD;
+	if (v->flags & MOAT_VNET_F_NEEDS_CSUM) {
+		if (!(cfg->offloads & MOAT_OFFLOAD_CSUM) || v->csum_start < ETH_HLEN ||
+		    (size_t)v->csum_start + v->csum_offset + 2 > len)
+			return MOAT_DROP_BAD_OFFLOAD;
+	}
+	if (gso == MOAT_VNET_GSO_NONE) {
+		if (v->gso_type != MOAT_VNET_GSO_NONE)
+			return MOAT_DROP_BAD_OFFLOAD; /* ECN on no segment */
+		return frame_check(cfg, f, len, fi);
+	}
+	if ((gso == MOAT_VNET_GSO_TCPV4 && !(cfg->offloads & MOAT_OFFLOAD_TSO4)) ||
+	    (gso == MOAT_VNET_GSO_TCPV6 && !(cfg->offloads & MOAT_OFFLOAD_TSO6)) ||
+	    (gso != MOAT_VNET_GSO_TCPV4 && gso != MOAT_VNET_GSO_TCPV6) || v->gso_size == 0)
+		return MOAT_DROP_BAD_OFFLOAD;
+	if (len > MOAT_FRAME_MAX_GSO)
+		return MOAT_DROP_TOO_LONG;
+	rc = check_frame(cfg, f, len, fi);
+	if (rc != FRAME_OK)
+		return rc;
+	if (fi->l4_proto != IPPROTO_TCP_ || fi->fragment ||
+	    fi->ethertype != (gso == MOAT_VNET_GSO_TCPV4 ? ETHTYPE_IP4 : ETHTYPE_IP6))
+		return MOAT_DROP_BAD_OFFLOAD;
+	return FRAME_OK;
 }

@@ -27,13 +27,27 @@
 
 /**
  * struct frame_cfg - what the validator needs to know
- * @mtu:	IP MTU; frames may be at most mtu + 14 bytes
+ * @mtu:	IP MTU; frames may be at most mtu + 14 bytes (segments with
+ *		offload metadata: MOAT_FRAME_MAX_GSO)
+ * @offloads:	MOAT_OFFLOAD_* the guest port negotiated (frame_check_vnet())
  * @our_mac:	the gateway MAC the guest sends to
  */
 struct frame_cfg {
 	uint32_t mtu;
+	uint32_t offloads;
 	uint8_t our_mac[6];
 };
+
+/**
+ * struct frame_vnet - a moat_vnet_hdr as frame_check_vnet() read it (host
+ * order); see shm/moat_shm.h for the fields
+ */
+struct frame_vnet {
+	uint8_t flags, gso_type;
+	uint16_t hdr_len, gso_size, csum_start, csum_offset;
+};
+
+#define FRAME_VNET_LEN 10 /* sizeof(struct moat_vnet_hdr) on the ring */
 
 /**
  * struct frame_info - what frame_check() found (valid only on FRAME_OK)
@@ -59,6 +73,8 @@ struct frame_info {
 
 int frame_check(const struct frame_cfg *cfg, const uint8_t *f, size_t len, struct frame_info *fi);
 int frame_check_l4(uint8_t proto, const uint8_t *l4, size_t avail, size_t l4_len);
+int frame_check_vnet(const struct frame_cfg *cfg, const uint8_t *vh, const uint8_t *f, size_t len,
+		     struct frame_vnet *v, struct frame_info *fi);
 
 /* Big-endian loads from byte buffers (no alignment assumptions). */
 static inline uint16_t rd16(const uint8_t *p)

@@ -52,15 +52,71 @@ static struct frame_cfg fcfg;
 
 static const uint8_t bcast_mac[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 
-/* Build one s2g record: Ethernet header + the pbuf chain. */
+/*
+ * A TCP segment longer than the guest's MTU allows: with the guest port's
+ * TSO it goes out whole, in a MOAT_REC_FRAME_VNET record that tells the
+ * guest's side how to cut it (GSO), with a partial checksum. Return: the
+ * GSO type, or MOAT_VNET_GSO_NONE for a frame that goes out as it is.
+ */
+static uint8_t gso_type_for(const struct netstack *ns, uint16_t type, const struct pbuf *p)
+{
+	if (p->tot_len <= ns->cfg.mtu)
+		return MOAT_VNET_GSO_NONE;
+	if (type == ETHTYPE_IP4 && (ns->cfg.offloads & MOAT_OFFLOAD_TSO4) &&
+	    pbuf_get_at(p, 9) == IPPROTO_TCP_ && (pbuf_get_at(p, 0) & 0x0f) == 5)
+		return MOAT_VNET_GSO_TCPV4;
+	if (type == ETHTYPE_IP6 && (ns->cfg.offloads & MOAT_OFFLOAD_TSO6) &&
+	    pbuf_get_at(p, 6) == IPPROTO_TCP_)
+		return MOAT_VNET_GSO_TCPV6;
+	return MOAT_VNET_GSO_NONE;
+}
+
+static void wr_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+/*
+ * Fill @vh for the segment at @f (Ethernet header first) and replace its TCP
+ * checksum with the pseudo-header sum (the length is the whole segment's):
+ * whoever cuts it completes the checksum of each piece.
+ */
+static void gso_prepare(const struct netstack *ns, uint8_t gso, uint8_t *vh, uint8_t *f,
+			uint32_t len)
+{
+	uint16_t l3 = gso == MOAT_VNET_GSO_TCPV4 ? IP_HLEN : IP6_HLEN;
+	uint8_t *tcp = f + ETH_HLEN + l3;
+	uint16_t thl = (uint16_t)((tcp[12] >> 4) * 4);
+	uint16_t tcp_len = (uint16_t)(len - ETH_HLEN - l3);
+	uint32_t sum = 0;
+
+	/* Addresses: IPv4 12..19, IPv6 8..39 of the IP header. */
+	for (uint16_t i = gso == MOAT_VNET_GSO_TCPV4 ? 12 : 8; i < l3; i += 2)
+		sum += rd16(f + ETH_HLEN + i);
+	sum += IPPROTO_TCP_ + tcp_len;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	wr16(tcp + 16, (uint16_t)sum);
+	vh[0] = MOAT_VNET_F_NEEDS_CSUM;
+	vh[1] = gso;
+	wr_le16(vh + 2, (uint16_t)(ETH_HLEN + l3 + thl));
+	wr_le16(vh + 4, (uint16_t)(ns->cfg.mtu - l3 - thl));
+	wr_le16(vh + 6, (uint16_t)(ETH_HLEN + l3));
+	wr_le16(vh + 8, 16);
+}
+
+/* Build one s2g record: Ethernet header + the pbuf chain (a segment: GSO). */
 static err_t linkout(struct netstack *ns, const uint8_t *dst, uint16_t type, struct pbuf *p)
 {
+	uint8_t gso = gso_type_for(ns, type, p);
+	uint32_t vlen = gso != MOAT_VNET_GSO_NONE ? FRAME_VNET_LEN : 0;
 	uint32_t len = ETH_HLEN + (uint32_t)p->tot_len;
 	uint8_t *f;
 	void *rec;
 	int rc;
 
-	rc = ring_reserve(&ns->s2g, len, &rec);
+	rc = ring_reserve(&ns->s2g, vlen + len, &rec);
 	if (rc == -ENOBUFS) {
 		ns->s2g_blocked = true;
 		return ERR_MEM;
@@ -71,12 +127,17 @@ static err_t linkout(struct netstack *ns, const uint8_t *dst, uint16_t type, str
 	}
 	if (rc < 0)
 		return ERR_BUF;
-	f = rec;
+	f = (uint8_t *)rec + vlen;
 	memcpy(f, dst, 6);
 	memcpy(f + 6, ns->cfg.gw_mac, 6);
 	wr16(f + 12, type);
 	pbuf_copy_partial(p, f + ETH_HLEN, p->tot_len, 0);
-	ring_commit(&ns->s2g, MOAT_REC_FRAME, len);
+	if (vlen) {
+		gso_prepare(ns, gso, rec, f, len);
+		ring_commit(&ns->s2g, MOAT_REC_FRAME_VNET, vlen + len);
+	} else {
+		ring_commit(&ns->s2g, MOAT_REC_FRAME, len);
+	}
 	return ERR_OK;
 }
 
@@ -191,6 +252,52 @@ static err_t linkoutput(struct netif *netif, struct pbuf *p)
 	return ERR_IF; /* lwIP's ARP/ND are off: everything uses output4/6 */
 }
 
+/**
+ * guestif_output_ip() - send an IP packet that is not a TCP segment to the
+ * guest, fragmented to the guest's MTU where it is longer
+ * @ns:		netstack
+ * @p:		the transport message (header and checksum done); not freed
+ * @src, @dst:	addresses (the family is @dst's)
+ * @hops:	TTL or hop limit
+ * @proto:	the IP protocol / next header
+ *
+ * The netif's MTU is the segment limit (guestif_ip_mtu()); here it is the
+ * guest's for the one call, so lwIP fragments datagrams as the guest needs.
+ *
+ * Return: lwIP's result.
+ */
+err_t guestif_output_ip(struct netstack *ns, struct pbuf *p, const ip_addr_t *src,
+			const ip_addr_t *dst, uint8_t hops, uint8_t proto)
+{
+	err_t err;
+
+	ns->netif.mtu = (u16_t)ns->cfg.mtu;
+	if (IP_IS_V6(dst))
+		err = ip6_output_if_src(p, ip_2_ip6(src), ip_2_ip6(dst), hops, 0, proto,
+					&ns->netif);
+	else
+		err = ip4_output_if_src(p, ip_2_ip4(src), ip_2_ip4(dst), hops, 0, proto,
+					&ns->netif);
+	ns->netif.mtu = (u16_t)guestif_ip_mtu(ns, IPPROTO_TCP_);
+	return err;
+}
+
+/**
+ * guestif_ip_mtu() - the largest IP packet of @proto the guest link takes
+ * @ns:		netstack
+ * @proto:	IPPROTO_TCP_ (segments, which the guest's side may cut) or
+ *		anything else
+ *
+ * Return: the guest's MTU, or for TCP with TSO negotiated (either family)
+ * MOAT_FRAME_MAX_GSO - 14.
+ */
+uint32_t guestif_ip_mtu(const struct netstack *ns, uint8_t proto)
+{
+	if (proto == IPPROTO_TCP_ && (ns->cfg.offloads & (MOAT_OFFLOAD_TSO4 | MOAT_OFFLOAD_TSO6)))
+		return MOAT_FRAME_MAX_GSO - ETH_HLEN;
+	return ns->cfg.mtu;
+}
+
 static err_t link_setup(struct netif *netif)
 {
 	struct netstack *ns = netif->state;
@@ -200,7 +307,11 @@ static err_t link_setup(struct netif *netif)
 	netif->output = output4;
 	netif->output_ip6 = output6;
 	netif->linkoutput = linkoutput;
-	netif->mtu = (u16_t)ns->cfg.mtu;
+	/*
+	 * With TSO the link takes segments up to MOAT_FRAME_MAX_GSO: lwIP must
+	 * not fragment them. Datagrams keep the guest's MTU (guestif_mtu()).
+	 */
+	netif->mtu = (u16_t)guestif_ip_mtu(ns, IPPROTO_TCP_);
 	netif->hwaddr_len = 6;
 	memcpy(netif->hwaddr, ns->cfg.gw_mac, 6);
 	netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHERNET | NETIF_FLAG_LINK_UP;
@@ -232,6 +343,7 @@ int guestif_init(struct netstack *ns)
 	netif_set_default(&ns->netif);
 	netif_set_up(&ns->netif);
 	fcfg.mtu = ns->cfg.mtu;
+	fcfg.offloads = ns->cfg.offloads;
 	memcpy(fcfg.our_mac, ns->cfg.gw_mac, 6);
 	return 0;
 }
@@ -374,14 +486,19 @@ static void input6(struct netstack *ns, struct pbuf *p, const struct frame_info 
 	pbuf_free(p);
 }
 
-/* One frame, in a private single pbuf; consumes @p. */
-static void guestif_input(struct netstack *ns, struct pbuf *p)
+/*
+ * One frame, in a private single pbuf, with its offload metadata (@vh, a
+ * private copy) or none (NULL); consumes @p.
+ */
+static void guestif_input(struct netstack *ns, struct pbuf *p, const uint8_t *vh)
 {
 	const uint8_t *f = p->payload;
 	struct frame_info fi;
+	struct frame_vnet v;
 	int rc;
 
-	rc = frame_check(&fcfg, f, p->len, &fi);
+	rc = vh ? frame_check_vnet(&fcfg, vh, f, p->len, &v, &fi) :
+		  frame_check(&fcfg, f, p->len, &fi);
 	if (rc != FRAME_OK) {
 		if (rc != FRAME_IGNORE)
 			stack_drop(ns, rc);
@@ -431,9 +548,10 @@ static void guestif_input(struct netstack *ns, struct pbuf *p)
 void guestif_poll(struct netstack *ns, unsigned budget)
 {
 	while (budget-- && !ns->violation) {
+		uint8_t vh[FRAME_VNET_LEN];
+		uint32_t type, vlen, max;
 		const uint8_t *rec;
 		struct pbuf *p;
-		uint32_t type;
 		int n;
 
 		n = ring_peek(&ns->g2s, &type, &rec);
@@ -443,23 +561,26 @@ void guestif_poll(struct netstack *ns, unsigned budget)
 			stack_violation(ns, MOAT_VIOL_RING_CORRUPT, 0, "g2s ring corrupt");
 			return;
 		}
-		if (type != MOAT_REC_FRAME) {
+		vlen = type == MOAT_REC_FRAME_VNET ? FRAME_VNET_LEN : 0;
+		max = vlen ? MOAT_FRAME_MAX_GSO : ns->cfg.mtu + ETH_HLEN;
+		if (type != MOAT_REC_FRAME && !(vlen && ns->cfg.offloads)) {
 			stack_drop(ns, MOAT_DROP_MALFORMED);
-		} else if (n < ETH_HLEN) {
+		} else if ((uint32_t)n < vlen + ETH_HLEN) {
 			stack_drop(ns, MOAT_DROP_TOO_SHORT);
-		} else if ((uint32_t)n > ns->cfg.mtu + ETH_HLEN) {
+		} else if ((uint32_t)n - vlen > max) {
 			stack_drop(ns, MOAT_DROP_TOO_LONG);
 		} else {
-			p = pbuf_alloc(PBUF_RAW, (u16_t)n, PBUF_RAM);
+			p = pbuf_alloc(PBUF_RAW, (u16_t)(n - vlen), PBUF_RAM);
 			if (!p) {
 				stack_drop(ns, MOAT_DROP_NO_MEMORY);
 				ring_consume(&ns->g2s);
 				continue;
 			}
-			/* The one read of the shared bytes; only the copy is parsed. */
-			memcpy(p->payload, rec, (size_t)n);
+			/* The one read of the shared bytes; only the copies are parsed. */
+			memcpy(vh, rec, vlen);
+			memcpy(p->payload, rec + vlen, (size_t)n - vlen);
 			ring_consume(&ns->g2s);
-			guestif_input(ns, p);
+			guestif_input(ns, p, vlen ? vh : NULL);
 			continue;
 		}
 		ring_consume(&ns->g2s);

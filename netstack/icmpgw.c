@@ -57,13 +57,11 @@ static int send_icmp(struct netstack *ns, struct pbuf *p, const ip_addr_t *src,
 		sum = ip6_chksum_pseudo(p, IP6_NEXTH_ICMP6, p->tot_len, ip_2_ip6(src),
 					ip_2_ip6(dst));
 		memcpy(h + 2, &sum, 2);
-		err = ip6_output_if_src(p, ip_2_ip6(src), ip_2_ip6(dst), hops, 0, IP6_NEXTH_ICMP6,
-					&ns->netif);
+		err = guestif_output_ip(ns, p, src, dst, hops, IP6_NEXTH_ICMP6);
 	} else {
 		sum = inet_chksum_pbuf(p);
 		memcpy(h + 2, &sum, 2);
-		err = ip4_output_if_src(p, ip_2_ip4(src), ip_2_ip4(dst), hops, 0, IP_PROTO_ICMP,
-					&ns->netif);
+		err = guestif_output_ip(ns, p, src, dst, hops, IP_PROTO_ICMP);
 	}
 	pbuf_free(p);
 	return err == ERR_OK ? 0 : -EIO;

@@ -141,6 +141,8 @@ static int load_cfg(struct netstack *ns)
 	c->max_conns = h->max_tcp_connections;
 	c->connect_timeout_ms = h->connect_timeout_ms;
 	c->tcp_idle_s = h->tcp_idle_timeout_s;
+	c->offloads = h->guest_offloads &
+		      (MOAT_OFFLOAD_CSUM | MOAT_OFFLOAD_TSO4 | MOAT_OFFLOAD_TSO6);
 	if (c->mtu < 576 || c->mtu > 65520 || c->anti_spoof > 2 || c->max_conns < 1 ||
 	    c->max_conns > 65536 || (c->gw_mac[0] & 1) || !c->gw_ip4 || !c->guest_ip4)
 		return -EINVAL;

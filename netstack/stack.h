@@ -36,6 +36,8 @@
  * @max_conns:	TCP flow table size
  * @connect_timeout_ms: how long a held SYN may wait for CONNECT_RESULT
  * @tcp_idle_s:	idle TCP flows are reset after this
+ * @offloads:	MOAT_OFFLOAD_* of the guest port (segments and partial
+ *		checksums in MOAT_REC_FRAME_VNET records)
  */
 struct stack_cfg {
 	uint32_t mtu;
@@ -46,6 +48,7 @@ struct stack_cfg {
 	uint32_t max_conns;
 	uint32_t connect_timeout_ms;
 	uint32_t tcp_idle_s;
+	uint32_t offloads;
 };
 
 /**
@@ -124,6 +127,9 @@ void stack_violation(struct netstack *ns, uint32_t reason, uint32_t flow, const 
 int sys_arch_init(void);
 
 /* guestif.c: the guest link */
+uint32_t guestif_ip_mtu(const struct netstack *ns, uint8_t proto);
+err_t guestif_output_ip(struct netstack *ns, struct pbuf *p, const ip_addr_t *src,
+			const ip_addr_t *dst, uint8_t hops, uint8_t proto);
 int guestif_init(struct netstack *ns);
 void guestif_poll(struct netstack *ns, unsigned budget);
 int guestif_send_frame(struct netstack *ns, const uint8_t *dst_mac, uint16_t ethertype,

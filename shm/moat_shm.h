@@ -43,7 +43,7 @@
 #include <stdint.h>
 
 #define MOAT_SHM_MAGIC	 0x314d48534154414dULL /* "MATASHM1" */
-#define MOAT_SHM_VERSION 1
+#define MOAT_SHM_VERSION 2
 #define MOAT_CACHELINE	 64
 #define MOAT_REC_ALIGN	 8
 #define MOAT_REC_WRAP	 0xffffffffu
@@ -63,8 +63,52 @@ enum moat_part {
 	MOAT_PART_COUNT
 };
 
-/* Record types on the frame rings (g2s, s2g). */
-#define MOAT_REC_FRAME 1
+/*
+ * Record types on the frame rings (g2s, s2g). MOAT_REC_FRAME is an Ethernet
+ * frame of at most mtu + 14 bytes. MOAT_REC_FRAME_VNET is a struct
+ * moat_vnet_hdr followed by an Ethernet frame of at most MOAT_FRAME_MAX_GSO
+ * bytes; it is only written where the header's guest_offloads says the
+ * guest port takes it (version 2 and later).
+ */
+#define MOAT_REC_FRAME	    1
+#define MOAT_REC_FRAME_VNET 2
+
+/**
+ * struct moat_vnet_hdr - offload metadata of one frame: the layout of
+ * virtio-net's struct virtio_net_hdr (little-endian, 10 bytes), which a tap
+ * opened with IFF_VNET_HDR reads and writes in front of each frame
+ * @flags:	MOAT_VNET_F_*
+ * @gso_type:	MOAT_VNET_GSO_*: the frame is one segment to be cut into
+ *		pieces of @gso_size payload bytes (the receiver may keep it whole)
+ * @hdr_len:	bytes of Ethernet + IP + TCP headers in front of the payload
+ * @gso_size:	payload bytes per piece
+ * @csum_start:	with MOAT_VNET_F_NEEDS_CSUM: the checksum covers the frame
+ *		from this offset on; the field holds the pseudo-header sum
+ * @csum_offset: ... and the checksum is stored at csum_start + csum_offset
+ */
+struct moat_vnet_hdr {
+	uint8_t flags;
+	uint8_t gso_type;
+	uint16_t hdr_len;
+	uint16_t gso_size;
+	uint16_t csum_start;
+	uint16_t csum_offset;
+};
+
+#define MOAT_VNET_F_NEEDS_CSUM 1u /* the L4 checksum is partial */
+#define MOAT_VNET_F_DATA_VALID 2u /* the checksum was verified already */
+#define MOAT_VNET_GSO_NONE     0u
+#define MOAT_VNET_GSO_TCPV4    1u
+#define MOAT_VNET_GSO_TCPV6    4u
+#define MOAT_VNET_GSO_ECN      0x80u /* flag: the segment carries ECN's CWR */
+
+/* The largest frame of a MOAT_REC_FRAME_VNET record (lwIP's 16-bit lengths). */
+#define MOAT_FRAME_MAX_GSO 65535u
+
+/* guest_offloads: what the guest port takes and sends (MOAT_REC_FRAME_VNET). */
+#define MOAT_OFFLOAD_CSUM 1u /* partial checksums (MOAT_VNET_F_NEEDS_CSUM) */
+#define MOAT_OFFLOAD_TSO4 2u /* MOAT_VNET_GSO_TCPV4 segments */
+#define MOAT_OFFLOAD_TSO6 4u /* MOAT_VNET_GSO_TCPV6 segments */
 
 struct moat_part_desc {
 	uint64_t off; /* from the start of the region, page-aligned */
@@ -81,6 +125,9 @@ struct moat_part_desc {
  * @guest_ip4, @gateway_ip4, @dns_ip4, @netmask4: network order
  * @gateway_mac: the MAC the netstack answers with
  * @ring_capacity: data bytes of each ring (power of two), same order as parts
+ * @guest_offloads: MOAT_OFFLOAD_*: the guest port reads and writes
+ *		MOAT_REC_FRAME_VNET records with these offloads (0: plain frames
+ *		only)
  */
 struct moat_shm_header {
 	uint64_t magic;
@@ -107,6 +154,8 @@ struct moat_shm_header {
 	uint32_t tcp_idle_timeout_s; /* 0: MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S */
 	uint32_t udp_idle_timeout_s;
 	uint32_t flags; /* MOAT_HDR_F_* */
+	uint32_t guest_offloads;
+	uint32_t pad3;
 };
 
 #define MOAT_HDR_F_TEST_TRIGGERS 1u /* test builds only: honour test triggers */
@@ -144,19 +193,20 @@ struct moat_rec_hdr {
 
 /* Why a guest frame was dropped at the guest port or the netstack's input. */
 enum moat_drop_reason {
-	MOAT_DROP_TOO_SHORT,  /* < 14 bytes */
-	MOAT_DROP_TOO_LONG,   /* > MTU + 14 */
-	MOAT_DROP_RING_FULL,  /* g2s full (never for s2g: backpressure) */
-	MOAT_DROP_BAD_LENGTH, /* stream length prefix out of range */
-	MOAT_DROP_MALFORMED,  /* truncated or inconsistent L3/L4 header */
-	MOAT_DROP_ETHERTYPE,  /* unsupported ethertype */
-	MOAT_DROP_FRAGMENT,   /* IP fragment that could not be reassembled */
-	MOAT_DROP_IP_OPTIONS, /* IPv4 options */
-	MOAT_DROP_SPOOFED,    /* source MAC/IP is not the guest's */
-	MOAT_DROP_NOT_FOR_US, /* destination MAC neither ours nor broadcast */
-	MOAT_DROP_PROTOCOL,   /* unsupported L4 protocol */
-	MOAT_DROP_DHCP,	      /* malformed DHCP message */
-	MOAT_DROP_NO_MEMORY,  /* lwIP pool exhausted */
+	MOAT_DROP_TOO_SHORT,   /* < 14 bytes */
+	MOAT_DROP_TOO_LONG,    /* > MTU + 14 */
+	MOAT_DROP_RING_FULL,   /* g2s full (never for s2g: backpressure) */
+	MOAT_DROP_BAD_LENGTH,  /* stream length prefix out of range */
+	MOAT_DROP_MALFORMED,   /* truncated or inconsistent L3/L4 header */
+	MOAT_DROP_ETHERTYPE,   /* unsupported ethertype */
+	MOAT_DROP_FRAGMENT,    /* IP fragment that could not be reassembled */
+	MOAT_DROP_IP_OPTIONS,  /* IPv4 options */
+	MOAT_DROP_SPOOFED,     /* source MAC/IP is not the guest's */
+	MOAT_DROP_NOT_FOR_US,  /* destination MAC neither ours nor broadcast */
+	MOAT_DROP_PROTOCOL,    /* unsupported L4 protocol */
+	MOAT_DROP_DHCP,	       /* malformed DHCP message */
+	MOAT_DROP_NO_MEMORY,   /* lwIP pool exhausted */
+	MOAT_DROP_BAD_OFFLOAD, /* impossible offload metadata (moat_vnet_hdr) */
 	MOAT_DROP_REASON_COUNT
 };
 
@@ -167,6 +217,7 @@ struct moat_guest_counters {
 	uint64_t clients_accepted; /* stream/dgram frontends */
 	uint64_t clients_dropped;
 	uint64_t wakes_sent;
+	uint64_t offloads_refused; /* the tap refused IFF_VNET_HDR or TUNSETOFFLOAD */
 };
 
 enum moat_conn_result {

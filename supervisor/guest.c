@@ -531,18 +531,22 @@ static void s2g_corrupt(struct guest *g)
 /**
  * guest_s2g_next() - the next frame for the guest, in place
  * @g:		port
- * @frame:	set to the frame inside the ring
+ * @frame:	set to the record inside the ring
+ * @vnet:	set to true if the record is a MOAT_REC_FRAME_VNET (a struct
+ *		moat_vnet_hdr, then the frame), false for a plain frame; NULL
+ *		for a frontend that negotiated no offloads
  *
- * Records that are not frames of 14..MTU+14 bytes are stepped over (the
- * netstack never writes them; the guest must not get them). The frame is
- * not copied: the caller only hands the bytes to the guest, never parses
- * them. Follow with ring_consume() once the frame is taken, and
- * guest_s2g_done() at the end of the batch.
+ * Records that are not frames of 14..MTU+14 bytes, or with a port that
+ * negotiated offloads vnet records of a header and 14..MOAT_FRAME_MAX_GSO
+ * bytes, are stepped over (the netstack never writes them; the guest must
+ * not get them). The frame is not copied: the caller only hands the bytes
+ * to the guest, never parses them. Follow with ring_consume() once the
+ * frame is taken, and guest_s2g_done() at the end of the batch.
  *
- * Return: the frame length, -EAGAIN if s2g is empty (the consumer flag is
+ * Return: the record length, -EAGAIN if s2g is empty (the consumer flag is
  * set: the netstack will write our eventfd), -EBADMSG if s2g is corrupt.
  */
-int guest_s2g_next(struct guest *g, const uint8_t **frame)
+int guest_s2g_next(struct guest *g, const uint8_t **frame, bool *vnet)
 {
 	for (;;) {
 		uint32_t type;
@@ -557,8 +561,17 @@ int guest_s2g_next(struct guest *g, const uint8_t **frame)
 			s2g_corrupt(g);
 			return -EBADMSG;
 		}
-		if (type == MOAT_REC_FRAME && n >= 14 && (uint32_t)n <= g->max_frame)
+		if (type == MOAT_REC_FRAME && n >= 14 && (uint32_t)n <= g->max_frame) {
+			if (vnet)
+				*vnet = false;
 			return n;
+		}
+		if (type == MOAT_REC_FRAME_VNET && vnet && g->offloads &&
+		    n >= (int)sizeof(struct moat_vnet_hdr) + 14 &&
+		    (uint32_t)n <= sizeof(struct moat_vnet_hdr) + MOAT_FRAME_MAX_GSO) {
+			*vnet = true;
+			return n;
+		}
 		ring_consume(&g->s2g);
 	}
 }
@@ -575,7 +588,7 @@ void guest_s2g_discard(struct guest *g)
 	const uint8_t *p;
 	uint64_t n = 0;
 
-	while (guest_s2g_next(g, &p) > 0) {
+	while (guest_s2g_next(g, &p, NULL) > 0) {
 		ring_consume(&g->s2g);
 		n++;
 	}
@@ -696,8 +709,22 @@ int guest_open_pcap(struct guest *g, const char *path, unsigned mtu, char *err, 
 			 "frames itself); remove --pcap");
 		return -1;
 	}
-	g->pcap = pcap_open(path, mtu + 14, err, errlen);
+	/* Segments (offloads) are captured whole too. */
+	g->pcap = pcap_open(path, g->offloads ? MOAT_FRAME_MAX_GSO : mtu + 14, err, errlen);
 	return g->pcap ? 0 : -1;
+}
+
+/**
+ * guest_offloads() - the offloads the guest port negotiated
+ * @g:	port from guest_open()
+ *
+ * Context: set-up: the supervisor writes it to the region's header
+ * (guest_offloads) so that the netstack knows what it may send.
+ * Return: MOAT_OFFLOAD_* bits, 0 for plain frames only.
+ */
+uint32_t guest_offloads(const struct guest *g)
+{
+	return g->offloads;
 }
 
 /**
@@ -724,11 +751,13 @@ int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd
 		    region_ring_capacity(r, MOAT_PART_RING_G2S), netstack_efd, guest_efd,
 		    &g->cnt->wakes_sent);
 	/* The tap reserves one byte more than a frame to see oversize reads. */
-	if (g->max_frame + 1 > RING_MAX_RECORD(g->g2s.cap)) {
+	if (guest_max_record(g) + 1 > RING_MAX_RECORD(g->g2s.cap)) {
 		log_error("guest port: frames of %u bytes do not fit a g2s ring of %llu bytes",
-			  g->max_frame, (unsigned long long)g->g2s.cap);
+			  guest_max_record(g), (unsigned long long)g->g2s.cap);
 		return -1;
 	}
+	if (g->offloads_refused)
+		guest_count(&g->cnt->offloads_refused, 1);
 	ring_attach(&g->s2g, r->part[MOAT_PART_RING_S2G],
 		    region_ring_capacity(r, MOAT_PART_RING_S2G), guest_efd, netstack_efd,
 		    &g->cnt->wakes_sent);
@@ -780,6 +809,7 @@ void guest_seccomp(scmp_filter_ctx ctx, const struct guest *g)
 	/* Every frontend, and guest.c's eventfd watch. */
 	ALLOW(ctx, read);      /* our eventfd; tap frames; stream bytes; timerfd; shm EOF */
 	ALLOW(ctx, write);     /* the netstack's eventfd (ring wakes); tap frames; --pcap */
+	ALLOW(ctx, writev);    /* tap with offloads: a zero virtio_net_hdr before a frame */
 	ALLOW(ctx, epoll_ctl); /* watches paused and resumed (backpressure), clients */
 	ALLOW(ctx, close);     /* clients that leave; probe sockets; a dead peer's pidfd */
 	/* stream: and shm: serve the next VMM that connects. */

@@ -551,7 +551,7 @@ static void guest_dgram_output(struct guest *g)
 		const uint8_t *p;
 		int k = 0, n, sent;
 
-		while (k < GUEST_BATCH && (n = guest_s2g_next(g, &p)) > 0) {
+		while (k < GUEST_BATCH && (n = guest_s2g_next(g, &p, NULL)) > 0) {
 			start[k] = g->s2g.tail;
 			iov[k] = (struct iovec){ (void *)p, (size_t)n };
 			msgs[k].msg_hdr = (struct msghdr){

@@ -57,6 +57,9 @@ struct guest_ops {
  * @region:	the supervisor's full view of the region (shm frontend)
  * @guest_efd, @netstack_efd: the two frame-ring eventfds
  * @max_frame:	MTU + 14
+ * @offloads:	MOAT_OFFLOAD_* the frontend negotiated (tap: TUNSETOFFLOAD):
+ *		g2s and s2g may then carry MOAT_REC_FRAME_VNET records
+ * @offloads_refused: the tap refused them (counted once the counters exist)
  * @pcap:	--pcap, or NULL (the data path tests this one pointer)
  * @waiting_g2s: input paused because g2s is full
  * @waiting_out: output paused because the guest side is full
@@ -77,6 +80,8 @@ struct guest {
 	struct region *region;
 	int guest_efd, netstack_efd;
 	uint32_t max_frame;
+	uint32_t offloads;
+	bool offloads_refused;
 	struct pcap *pcap;
 	bool waiting_g2s;
 	bool waiting_out;
@@ -98,13 +103,20 @@ static inline void guest_count(uint64_t *c, uint64_t n)
 	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
 }
 
+/* The largest g2s/s2g record payload: a frame, or a vnet header and a segment. */
+static inline uint32_t guest_max_record(const struct guest *g)
+{
+	return (uint32_t)sizeof(struct moat_vnet_hdr) +
+	       (g->offloads ? MOAT_FRAME_MAX_GSO : g->max_frame);
+}
+
 /* Must the frontend stop reading the guest (g2s full, or corrupt for good)? */
 static inline bool guest_input_off(const struct guest *g)
 {
 	return g->waiting_g2s || g->g2s_broken;
 }
 
-int guest_s2g_next(struct guest *g, const uint8_t **frame);
+int guest_s2g_next(struct guest *g, const uint8_t **frame, bool *vnet);
 void guest_s2g_discard(struct guest *g);
 void guest_yield(struct guest *g);
 void guest_gone(struct guest *g, const char *what, const char *why);

@@ -291,7 +291,7 @@ static void guest_stream_output(struct guest *g)
 		ssize_t sent;
 		int k = 0, n, i;
 
-		while (k < GUEST_BATCH && (n = guest_s2g_next(g, &p)) > 0) {
+		while (k < GUEST_BATCH && (n = guest_s2g_next(g, &p, NULL)) > 0) {
 			start[k] = g->s2g.tail;
 			prefix[k] = htonl((uint32_t)n);
 			iov[2 * k] = (struct iovec){ &prefix[k], 4 };

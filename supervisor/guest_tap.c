@@ -19,6 +19,17 @@
  * for (a deleted tap would report EPOLLERR forever). s2g -> guest: records are written straight from the ring
  * (the bytes are not parsed here, so no copy is needed); when the tap's
  * queue is full (EAGAIN, or ENOBUFS) we wait for EPOLLOUT.
+ *
+ * Offloads. Unless --offload off, the tap is opened with IFF_VNET_HDR and
+ * asked (TUNSETOFFLOAD) for partial checksums and TCP segmentation both
+ * ways: every read and write then starts with a 10-byte virtio_net_hdr,
+ * the guest's side sends TCP segments of up to 64 KiB that nobody cut, and
+ * takes such segments from moat, cutting them itself. Records then carry
+ * the header as MOAT_REC_FRAME_VNET (the netstack validates it); frames
+ * the netstack sends plain get a zero header in front. A kernel that
+ * refuses is logged once and counted (offloads_refused), and the tap runs
+ * with plain frames as before. tap-fd:N uses the header when the
+ * descriptor was opened with IFF_VNET_HDR (TUNGETIFF says so).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,6 +41,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -40,11 +52,16 @@ struct tap {
 	struct loop_watch w;
 	uint32_t events;
 	bool parked; /* watch removed: nothing to wait for */
+	bool vnet;   /* reads and writes start with a virtio_net_hdr */
 };
 
-static int attach_tap(const struct guest_spec *spec, char *err, size_t errlen)
+#define TAP_VNET_LEN ((int)sizeof(struct moat_vnet_hdr))
+
+_Static_assert(sizeof(struct moat_vnet_hdr) == 10, "the tap's virtio_net_hdr is 10 bytes");
+
+static int attach_tap(const struct guest_spec *spec, bool vnet, char *err, size_t errlen)
 {
-	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI };
+	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0) };
 	const char *in = spec->netns[0] ? " in " : "";
 	int fd;
 
@@ -87,12 +104,12 @@ static int attach_tap(const struct guest_spec *spec, char *err, size_t errlen)
 	return fd;
 }
 
-static int open_tap(const struct guest_spec *spec, char *err, size_t errlen)
+static int open_tap(const struct guest_spec *spec, bool vnet, char *err, size_t errlen)
 {
 	int self_ns = -1, target_ns = -1, fd = -1, saved;
 
 	if (!spec->netns[0])
-		return attach_tap(spec, err, errlen);
+		return attach_tap(spec, vnet, err, errlen);
 	self_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	target_ns = open(spec->netns, O_RDONLY | O_CLOEXEC);
 	if (self_ns < 0 || target_ns < 0) {
@@ -108,7 +125,7 @@ static int open_tap(const struct guest_spec *spec, char *err, size_t errlen)
 			 errno == EINVAL ? "not a network namespace" : strerror(errno));
 		goto out;
 	}
-	fd = attach_tap(spec, err, errlen);
+	fd = attach_tap(spec, vnet, err, errlen);
 	if (setns(self_ns, CLONE_NEWNET) < 0) {
 		saved = errno;
 		if (fd >= 0)
@@ -125,9 +142,66 @@ out:
 	return fd;
 }
 
+/*
+ * Ask the tap for offloads (its fd has IFF_VNET_HDR). Return: the
+ * MOAT_OFFLOAD_* granted; 0 if the kernel refused even checksums.
+ */
+static uint32_t tap_offloads(int fd)
+{
+	int hdr = TAP_VNET_LEN;
+
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0)
+		return 0;
+	if (ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) == 0)
+		return MOAT_OFFLOAD_CSUM | MOAT_OFFLOAD_TSO4 | MOAT_OFFLOAD_TSO6;
+	if (ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM) == 0)
+		return MOAT_OFFLOAD_CSUM;
+	return 0;
+}
+
+/*
+ * A tap read without a virtio_net_hdr must not be offered segments: the
+ * device keeps the offloads an earlier user set (TUNSETOFFLOAD outlives the
+ * descriptor), and would hand us frames longer than the MTU.
+ */
+static int plain_tap(int fd)
+{
+	if (fd >= 0)
+		ioctl(fd, TUNSETOFFLOAD, 0);
+	return fd;
+}
+
+/* tap:IFNAME: with IFF_VNET_HDR and offloads if the kernel grants them. */
+static int open_tap_offloaded(struct guest *g, struct tap *t, char *err, size_t errlen)
+{
+	const char *why = "IFF_VNET_HDR";
+
+	if (g->spec.no_offload)
+		return plain_tap(open_tap(&g->spec, false, err, errlen));
+	t->fd = open_tap(&g->spec, true, err, errlen);
+	if (t->fd >= 0) {
+		g->offloads = tap_offloads(t->fd);
+		if (g->offloads) {
+			t->vnet = true;
+			return t->fd;
+		}
+		why = "TUNSETOFFLOAD";
+		close(t->fd);
+	}
+	/* Refused: plain frames, as without offloads. */
+	t->fd = plain_tap(open_tap(&g->spec, false, err, errlen));
+	if (t->fd >= 0) {
+		log_warn("guest port: tap %s refused %s: running without offloads", g->spec.ifname,
+			 why);
+		g->offloads_refused = true;
+	}
+	return t->fd;
+}
+
 static int guest_tap_open(struct guest *g, char *err, size_t errlen)
 {
 	struct tap *t = calloc(1, sizeof(*t));
+	struct ifreq ifr;
 	char what[32];
 
 	if (!t) {
@@ -137,13 +211,22 @@ static int guest_tap_open(struct guest *g, char *err, size_t errlen)
 	g->fe = t;
 	t->fd = -1;
 	if (g->spec.kind == GUEST_TAP) {
-		t->fd = open_tap(&g->spec, err, errlen);
+		t->fd = open_tap_offloaded(g, t, err, errlen);
 		return t->fd < 0 ? -1 : 0;
 	}
 	snprintf(what, sizeof(what), "tap-fd:%d", g->spec.fd);
 	if (guest_check_fd(g->spec.fd, -1, what, err, errlen) < 0)
 		return -1;
 	t->fd = g->spec.fd;
+	/* The descriptor's opener chose: a header if it set IFF_VNET_HDR. */
+	memset(&ifr, 0, sizeof(ifr));
+	if (ioctl(t->fd, TUNGETIFF, &ifr) < 0)
+		return 0; /* not a tap (a test's socket): plain frames */
+	t->vnet = ifr.ifr_flags & IFF_VNET_HDR;
+	if (t->vnet && !g->spec.no_offload)
+		g->offloads = tap_offloads(t->fd);
+	else
+		plain_tap(t->fd);
 	return 0;
 }
 
@@ -170,45 +253,82 @@ static void guest_tap_set_events(struct guest *g)
 	t->events = ev;
 }
 
+/*
+ * One frame read into a reserved g2s record at @p (@n bytes, with the
+ * virtio_net_hdr first if the tap has one): commit it, or count the drop.
+ * Return: the frame's bytes committed, or 0.
+ */
+static uint32_t tap_commit(struct guest *g, struct tap *t, uint8_t *p, uint32_t n)
+{
+	uint32_t vlen = t->vnet ? TAP_VNET_LEN : 0;
+
+	if (n < vlen + 14) {
+		guest_count(&g->cnt->drops[MOAT_DROP_TOO_SHORT], 1);
+		return 0;
+	}
+	if (n - vlen > (g->offloads ? MOAT_FRAME_MAX_GSO : g->max_frame)) {
+		guest_count(&g->cnt->drops[MOAT_DROP_TOO_LONG], 1);
+		return 0;
+	}
+	if (g->pcap)
+		pcap_frame(g->pcap, p + vlen, n - vlen);
+	if (g->offloads) {
+		ring_commit(&g->g2s, MOAT_REC_FRAME_VNET, n);
+	} else {
+		/* A header with nothing in it (no offloads granted): drop it. */
+		if (vlen)
+			memmove(p, p + vlen, n - vlen);
+		ring_commit(&g->g2s, MOAT_REC_FRAME, n - vlen);
+	}
+	return n - vlen;
+}
+
 /* Guest -> g2s: read frames into reserved records, publish once. */
 static void guest_tap_input(struct guest *g)
 {
 	struct tap *t = g->fe;
+	/* One byte more than a frame may be, to see oversize reads. */
+	uint32_t want = (t->vnet ? TAP_VNET_LEN : 0) +
+			(g->offloads ? MOAT_FRAME_MAX_GSO : g->max_frame) + 1;
 	uint64_t frames = 0, bytes = 0;
 
 	for (int i = 0; i < GUEST_BATCH; i++) {
+		uint32_t len;
 		void *p;
 		ssize_t n;
-		int rc = ring_reserve(&g->g2s, g->max_frame + 1, &p);
+		int rc = ring_reserve(&g->g2s, want, &p);
 
 		if (rc < 0) {
-			if (guest_g2s_blocked(g, rc, g->max_frame + 1))
+			if (guest_g2s_blocked(g, rc, want))
 				break;
 			i--;
 			continue;
 		}
-		n = read(t->fd, p, g->max_frame + 1);
+		n = read(t->fd, p, want);
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EINTR)
 				guest_gone(g, "the tap", strerror(errno));
 			break;
 		}
-		if (n < 14) {
-			guest_count(&g->cnt->drops[MOAT_DROP_TOO_SHORT], 1);
-			continue;
+		len = tap_commit(g, t, p, (uint32_t)n);
+		if (len) {
+			frames++;
+			bytes += len;
 		}
-		if (n > g->max_frame) {
-			guest_count(&g->cnt->drops[MOAT_DROP_TOO_LONG], 1);
-			continue;
-		}
-		if (g->pcap)
-			pcap_frame(g->pcap, p, (uint32_t)n);
-		ring_commit(&g->g2s, MOAT_REC_FRAME, (uint32_t)n);
-		frames++;
-		bytes += (uint64_t)n;
 	}
 	guest_g2s_done(g, frames, bytes);
 	guest_tap_set_events(g);
+}
+
+/* Write one s2g record to the tap; a plain frame gets a zero header if needed. */
+static ssize_t tap_write(struct tap *t, const uint8_t *p, int n, bool vnet)
+{
+	static const struct moat_vnet_hdr none;
+	struct iovec iov[2] = { { (void *)&none, sizeof(none) }, { (void *)p, (size_t)n } };
+
+	if (vnet || !t->vnet)
+		return write(t->fd, p, (size_t)n);
+	return writev(t->fd, iov, 2);
 }
 
 /* s2g -> guest: write records straight from the ring. */
@@ -217,15 +337,18 @@ static void guest_tap_output(struct guest *g)
 	struct tap *t = g->fe;
 	uint64_t frames = 0, bytes = 0;
 	const uint8_t *p;
+	bool vnet;
 	int n;
 
 	g->waiting_out = false;
-	while ((n = guest_s2g_next(g, &p)) > 0) {
+	while ((n = guest_s2g_next(g, &p, &vnet)) > 0) {
+		int vlen = vnet ? TAP_VNET_LEN : 0;
+
 		if (frames == GUEST_OUT_MAX) {
 			guest_yield(g);
 			break;
 		}
-		if (write(t->fd, p, (size_t)n) < 0) {
+		if (tap_write(t, p, n, vnet) < 0) {
 			if (errno == EAGAIN || errno == ENOBUFS) {
 				g->waiting_out = true;
 				break;
@@ -233,9 +356,9 @@ static void guest_tap_output(struct guest *g)
 			/* EIO: the tap is down; the frame is lost like on a wire. */
 		} else {
 			if (g->pcap)
-				pcap_frame(g->pcap, p, (uint32_t)n);
+				pcap_frame(g->pcap, p + vlen, (uint32_t)(n - vlen));
 			frames++;
-			bytes += (uint64_t)n;
+			bytes += (uint64_t)(n - vlen);
 		}
 		ring_consume(&g->s2g);
 		if (frames % GUEST_BATCH == 0)

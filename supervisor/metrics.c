@@ -181,7 +181,7 @@ static const char *const drop_names[MOAT_DROP_REASON_COUNT] = {
 	[MOAT_DROP_FRAGMENT] = "fragment",   [MOAT_DROP_IP_OPTIONS] = "ip_options",
 	[MOAT_DROP_SPOOFED] = "spoofed",     [MOAT_DROP_NOT_FOR_US] = "not_for_us",
 	[MOAT_DROP_PROTOCOL] = "protocol",   [MOAT_DROP_DHCP] = "dhcp",
-	[MOAT_DROP_NO_MEMORY] = "no_memory",
+	[MOAT_DROP_NO_MEMORY] = "no_memory", [MOAT_DROP_BAD_OFFLOAD] = "bad_offload",
 };
 static const char *const conn_names[MOAT_CONN_RESULT_COUNT] = { "ok",	  "refused", "unreachable",
 								"denied", "timeout", "limit" };
@@ -257,6 +257,8 @@ static const struct counter guest_counters[] = {
 	  "Clients accepted by a stream or dgram guest frontend."),
 	G(clients_dropped, "moat_guest_clients_dropped_total", "counter",
 	  "Clients of a stream frontend dropped for a bad length prefix or an error."),
+	G(offloads_refused, "moat_guest_offloads_refused_total", "counter",
+	  "1 if the tap refused checksum and segmentation offloads (plain frames are used)."),
 };
 #undef G
 

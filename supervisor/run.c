@@ -101,6 +101,7 @@ struct run_opts {
 	int ready_fd;
 	int anti_spoof;
 	int log_level;
+	bool no_offload; /* --offload off */
 	bool test_trigger;
 	bool have_guest; /* --guest was given */
 };
@@ -142,7 +143,7 @@ static const char run_usage[] =
 	"                [--max-connections N] [--max-udp-flows N] [--connect-timeout MS]\n"
 	"                [--metrics ADDR] [--metrics-file PATH] [--events PATH|-] [--pcap PATH]\n"
 	"                [--ready-fd N] [--on-violation PROGRAM] [--anti-spoof off|drop|terminate]\n"
-	"                [--user NAME] [--log-level error|warn|info|debug]\n"
+	"                [--offload on|off] [--user NAME] [--log-level error|warn|info|debug]\n"
 	"\n"
 	"  --guest SPEC       tap:IFNAME[@NETNS_PATH] | tap-fd:N | stream:PATH | stream-fd:N |\n"
 	"                     dgram:PATH | dgram-fd:N | shm:PATH\n"
@@ -160,6 +161,7 @@ static const char run_usage[] =
 	"  --ready-fd N       write one line to fd N once the guest port is up\n"
 	"  --on-violation P   run P (with MOAT_VIOLATION_* set) after killing the VM\n"
 	"  --anti-spoof MODE  spoofed guest sources: off, drop (default) or terminate\n"
+	"  --offload on|off   tap: checksum and TCP segmentation offloads (default on)\n"
 	"  --user NAME        started as root, run as NAME after set-up (default nobody;\n"
 	"                     root keeps uid 0, still without capabilities but CAP_KILL)\n"
 	"Exit status: 0 clean stop, 1 runtime error, 2 usage or configuration error,\n"
@@ -288,6 +290,13 @@ static void opt_anti_spoof(struct run_opts *o, const char *arg)
 	usage_error("--anti-spoof: '%s' is not off, drop or terminate", arg);
 }
 
+static void opt_offload(struct run_opts *o, const char *arg)
+{
+	if (strcmp(arg, "on") && strcmp(arg, "off"))
+		usage_error("--offload: '%s' is not on or off", arg);
+	o->no_offload = !strcmp(arg, "off");
+}
+
 static void opt_log_level(struct run_opts *o, const char *arg)
 {
 	o->log_level = log_level_parse(arg);
@@ -359,6 +368,7 @@ static const struct run_option run_options[] = {
 	OPT_F("ready-fd", opt_ready_fd),
 	OPT_S("on-violation", on_violation),
 	OPT_F("anti-spoof", opt_anti_spoof),
+	OPT_F("offload", opt_offload),
 	OPT_F("log-level", opt_log_level),
 	OPT_S("user", user),
 	OPT_FLAG("help", opt_help),
@@ -1024,6 +1034,7 @@ static int check_and_open(struct moat_shm_header *proto)
 			return EXIT_USAGE;
 		}
 	}
+	sv.o.guest.no_offload = sv.o.no_offload;
 	sv.guest = guest_open(&sv.o.guest, err, sizeof(err));
 	if (!sv.guest) {
 		fprintf(stderr, "moat: --guest: %s\n", err);
@@ -1060,6 +1071,7 @@ static int create_region_and_channels(struct moat_shm_header *proto, int sp[2],
 
 	proto->mtu = sv.o.mtu;
 	proto->anti_spoof = (uint8_t)sv.o.anti_spoof;
+	proto->guest_offloads = guest_offloads(sv.guest);
 	proto->log_level = (uint8_t)sv.o.log_level;
 	proto->max_tcp_connections = sv.o.max_connections;
 	proto->max_udp_flows = sv.o.max_udp_flows;
