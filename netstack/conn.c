@@ -365,7 +365,9 @@ static u16_t segment_mss(u16_t mss)
 	if (mss == 0)
 		return mss;
 	big = (65536u - 512u) / mss * mss;
-	return (u16_t)(big > TCP_MSS ? TCP_MSS / mss * mss : big);
+	if (big > TCP_MSS)
+		big = TCP_MSS / mss * mss;
+	return big > mss ? (u16_t)big : mss; /* an MSS near 64 KiB stays as it is */
 }
 
 /**

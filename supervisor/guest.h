@@ -33,13 +33,20 @@ enum guest_kind {
  * @path:	unix socket path (stream, dgram, shm)
  * @fd:		inherited descriptor (*-fd)
  */
+/*
+ * --offload: AUTO (the default) lets a tap negotiate and gives shm: none (the
+ * VMM cannot say what it takes); ON also promises a shm: VMM segments and
+ * partial checksums; OFF asks for nothing anywhere.
+ */
+enum guest_offload { GUEST_OFFLOAD_AUTO, GUEST_OFFLOAD_ON, GUEST_OFFLOAD_OFF };
+
 struct guest_spec {
 	enum guest_kind kind;
 	char ifname[IFNAMSIZ];
 	char netns[PATH_MAX];
 	char path[108];
 	int fd;
-	bool no_offload; /* --offload off: plain frames, no IFF_VNET_HDR */
+	enum guest_offload offload; /* --offload */
 };
 
 struct guest;

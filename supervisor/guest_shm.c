@@ -56,6 +56,9 @@ static int guest_shm_open_port(struct guest *g, char *err, size_t errlen)
 	g->fe = s;
 	s->cfd = -1;
 	snprintf(s->what, sizeof(s->what), "shm:%s", g->spec.path);
+	/* Nothing to negotiate with: --offload on is the orchestrator's word. */
+	if (g->spec.offload == GUEST_OFFLOAD_ON)
+		g->offloads = MOAT_OFFLOAD_CSUM | MOAT_OFFLOAD_TSO4 | MOAT_OFFLOAD_TSO6;
 	s->lfd = guest_unix_listen(g->spec.path, SOCK_STREAM, err, errlen);
 	return s->lfd < 0 ? -1 : 0;
 }

@@ -176,7 +176,7 @@ static int open_tap_offloaded(struct guest *g, struct tap *t, char *err, size_t 
 {
 	const char *why = "IFF_VNET_HDR";
 
-	if (g->spec.no_offload)
+	if (g->spec.offload == GUEST_OFFLOAD_OFF)
 		return plain_tap(open_tap(&g->spec, false, err, errlen));
 	t->fd = open_tap(&g->spec, true, err, errlen);
 	if (t->fd >= 0) {
@@ -223,7 +223,7 @@ static int guest_tap_open(struct guest *g, char *err, size_t errlen)
 	if (ioctl(t->fd, TUNGETIFF, &ifr) < 0)
 		return 0; /* not a tap (a test's socket): plain frames */
 	t->vnet = ifr.ifr_flags & IFF_VNET_HDR;
-	if (t->vnet && !g->spec.no_offload)
+	if (t->vnet && g->spec.offload != GUEST_OFFLOAD_OFF)
 		g->offloads = tap_offloads(t->fd);
 	else
 		plain_tap(t->fd);

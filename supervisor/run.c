@@ -101,7 +101,7 @@ struct run_opts {
 	int ready_fd;
 	int anti_spoof;
 	int log_level;
-	bool no_offload; /* --offload off */
+	enum guest_offload offload; /* --offload */
 	bool test_trigger;
 	bool have_guest; /* --guest was given */
 };
@@ -161,7 +161,8 @@ static const char run_usage[] =
 	"  --ready-fd N       write one line to fd N once the guest port is up\n"
 	"  --on-violation P   run P (with MOAT_VIOLATION_* set) after killing the VM\n"
 	"  --anti-spoof MODE  spoofed guest sources: off, drop (default) or terminate\n"
-	"  --offload on|off   tap: checksum and TCP segmentation offloads (default on)\n"
+	"  --offload on|off   checksum and TCP segmentation offloads: a tap negotiates them\n"
+	"                     unless off; on also promises them to a shm: VMM\n"
 	"  --user NAME        started as root, run as NAME after set-up (default nobody;\n"
 	"                     root keeps uid 0, still without capabilities but CAP_KILL)\n"
 	"Exit status: 0 clean stop, 1 runtime error, 2 usage or configuration error,\n"
@@ -294,7 +295,7 @@ static void opt_offload(struct run_opts *o, const char *arg)
 {
 	if (strcmp(arg, "on") && strcmp(arg, "off"))
 		usage_error("--offload: '%s' is not on or off", arg);
-	o->no_offload = !strcmp(arg, "off");
+	o->offload = !strcmp(arg, "on") ? GUEST_OFFLOAD_ON : GUEST_OFFLOAD_OFF;
 }
 
 static void opt_log_level(struct run_opts *o, const char *arg)
@@ -1034,7 +1035,7 @@ static int check_and_open(struct moat_shm_header *proto)
 			return EXIT_USAGE;
 		}
 	}
-	sv.o.guest.no_offload = sv.o.no_offload;
+	sv.o.guest.offload = sv.o.offload;
 	sv.guest = guest_open(&sv.o.guest, err, sizeof(err));
 	if (!sv.guest) {
 		fprintf(stderr, "moat: --guest: %s\n", err);

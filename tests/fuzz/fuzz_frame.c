@@ -16,6 +16,11 @@
  * a flow would: whatever comes out toward the guest or the proxy is read
  * and dropped. A held SYN that reaches the proxy side gets a CONNECT_RESULT
  * ok now and then, so lwIP's TCP input sees fuzzed segments too.
+ *
+ * An input whose first byte is 0x40..0x7f carries offload metadata: bytes
+ * 1..10 are a struct moat_vnet_hdr and the rest is the frame, checked by
+ * frame_check_vnet() and sent as a MOAT_REC_FRAME_VNET record to a
+ * netstack that negotiated checksum and segmentation offloads.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -155,6 +160,30 @@ static void drain(void)
 	}
 }
 
+/* A frame with offload metadata: the validator, then the whole netstack. */
+static void vnet_input(const uint8_t *vh, const uint8_t *frame, size_t len)
+{
+	static const struct frame_cfg vcfg = {
+		.mtu = 9000,
+		.offloads = MOAT_OFFLOAD_CSUM | MOAT_OFFLOAD_TSO4 | MOAT_OFFLOAD_TSO6,
+		.our_mac = { 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02 },
+	};
+	struct moat_vnet_hdr h;
+	struct frame_vnet v;
+	struct frame_info fi;
+
+	frame_check_vnet(&vcfg, vh, frame, len, &v, &fi);
+	memcpy(&h, vh, sizeof(h));
+	if (len <= MOAT_FRAME_MAX_GSO && nh_guest_send_vnet(&h, frame, len)) {
+		nh_poll();
+		drain();
+		nh_poll();
+		drain();
+	}
+	if (H.ns.violation)
+		__builtin_trap(); /* guest input must never be a violation */
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct frame_cfg cfg = {
@@ -167,9 +196,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static uint8_t pf[1600];
 
 	if (!ready) {
+		nh_offloads = MOAT_OFFLOAD_CSUM | MOAT_OFFLOAD_TSO4 | MOAT_OFFLOAD_TSO6;
 		nh_init_cfg(9000, 64, 0, 1u << 20); /* anti-spoofing off: any MAC gets in */
 		make_templates();
 		ready = true;
+	}
+	if (size >= 1 + FRAME_VNET_LEN && (data[0] & 0xc0) == 0x40) {
+		vnet_input(data + 1, data + 1 + FRAME_VNET_LEN, size - 1 - FRAME_VNET_LEN);
+		return 0;
 	}
 	if (size >= 2 && (data[0] & 0x80)) {
 		size = patch(data, size, pf);

@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -57,6 +58,8 @@ struct vring {
 
 static int vmm_efd, ns_efd;
 static uint32_t max_frame;
+static uint32_t max_rec; /* largest g2s/s2g payload: a frame, or a vnet header and a segment */
+static bool vnet;	 /* the header's guest_offloads: records carry a virtio_net_hdr */
 static struct moat_guest_counters *cnt;
 
 static void die(const char *what)
@@ -201,7 +204,7 @@ static uint8_t *g2s_reserve(struct vring *r, uint32_t len)
 
 static void g2s_commit(struct vring *r, uint32_t len)
 {
-	struct moat_rec_hdr h = { len, MOAT_REC_FRAME };
+	struct moat_rec_hdr h = { len, vnet ? MOAT_REC_FRAME_VNET : MOAT_REC_FRAME };
 
 	memcpy(r->data + (r->head & r->mask), &h, sizeof(h));
 	r->head += rec_size(len);
@@ -221,7 +224,7 @@ static bool g2s_wait_space(struct vring *r)
 {
 	__atomic_store_n(&r->ctl->prod_waiting, 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (g2s_room(r, max_frame + 1)) {
+	if (g2s_room(r, max_rec + 1)) {
 		__atomic_store_n(&r->ctl->prod_waiting, 0, __ATOMIC_RELAXED);
 		return false;
 	}
@@ -231,7 +234,7 @@ static bool g2s_wait_space(struct vring *r)
 /* --- s2g: we consume --- */
 
 /* Next frame, validated. Return: length, 0 if empty. Corrupt: exit. */
-static uint32_t s2g_next(struct vring *r, const uint8_t **payload)
+static uint32_t s2g_next(struct vring *r, const uint8_t **payload, bool *is_vnet)
 {
 	for (;;) {
 		uint64_t head = __atomic_load_n(&r->ctl->head, __ATOMIC_ACQUIRE);
@@ -261,9 +264,15 @@ static uint32_t s2g_next(struct vring *r, const uint8_t **payload)
 		if (rec_size(h.len) > contig || rec_size(h.len) > avail)
 			die("s2g: bad record length");
 		r->tail += rec_size(h.len);
+		if (h.type == MOAT_REC_FRAME_VNET && vnet && h.len >= 10 + 14 && h.len <= max_rec) {
+			*payload = r->data + pos + HDR;
+			*is_vnet = true;
+			return h.len;
+		}
 		if (h.type != MOAT_REC_FRAME || h.len < 14 || h.len > max_frame)
 			continue; /* not a frame the guest may get */
 		*payload = r->data + pos + HDR;
+		*is_vnet = false;
 		return h.len;
 	}
 }
@@ -289,9 +298,14 @@ static bool s2g_prepare_sleep(struct vring *r)
 	return true;
 }
 
+/*
+ * With offloads (the header's guest_offloads) the tap reads and writes a
+ * virtio_net_hdr before each frame, the layout of struct moat_vnet_hdr: the
+ * records pass through as they are.
+ */
 static int tap_open(const char *name)
 {
-	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI };
+	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0) };
 	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 
 	if (fd < 0)
@@ -299,6 +313,8 @@ static int tap_open(const char *name)
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0)
 		die(name);
+	if (ioctl(fd, TUNSETOFFLOAD, vnet ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 : 0) < 0 && vnet)
+		die("TUNSETOFFLOAD");
 	return fd;
 }
 
@@ -339,6 +355,8 @@ int main(int argc, char **argv)
 	vmm_efd = fds[MOAT_SHM_FD_VMM];
 	ns_efd = fds[MOAT_SHM_FD_NETSTACK];
 	max_frame = hdr.mtu + 14;
+	vnet = hdr.guest_offloads != 0;
+	max_rec = vnet ? 10 + MOAT_FRAME_MAX_GSO : max_frame;
 	cnt = (struct moat_guest_counters *)(base + hdr.part[MOAT_PART_CNT_GUEST].off);
 	ring_init(&g2s, base, &hdr.part[MOAT_PART_RING_G2S]);
 	ring_init(&s2g, base, &hdr.part[MOAT_PART_RING_S2G]);
@@ -355,12 +373,19 @@ int main(int argc, char **argv)
 		uint64_t frames = 0, bytes = 0, v;
 		const uint8_t *f;
 		uint32_t len;
+		bool rv;
 
 		/* s2g -> tap, then sleep only once announced. */
-		while ((len = s2g_next(&s2g, &f)) > 0) {
-			if (write(tfd, f, len) == (ssize_t)len) {
+		while ((len = s2g_next(&s2g, &f, &rv)) > 0) {
+			static const struct moat_vnet_hdr none;
+			struct iovec iov[2] = { { (void *)&none, sizeof(none) },
+						{ (void *)f, len } };
+			ssize_t want = (ssize_t)len + (vnet && !rv ? 10 : 0);
+
+			/* A plain frame on a tap with headers gets an empty one. */
+			if ((vnet && !rv ? writev(tfd, iov, 2) : write(tfd, f, len)) == want) {
 				frames++;
-				bytes += len;
+				bytes += len - (rv ? 10 : 0);
 			}
 			if (frames % BATCH == 0)
 				s2g_release(&s2g);
@@ -389,7 +414,8 @@ int main(int argc, char **argv)
 		/* tap -> g2s, a batch per publish. */
 		frames = bytes = 0;
 		for (int i = 0; i < BATCH; i++) {
-			uint8_t *dst = g2s_reserve(&g2s, max_frame + 1);
+			uint8_t *dst = g2s_reserve(&g2s, max_rec + 1);
+			uint32_t vl = vnet ? 10 : 0;
 			ssize_t n;
 
 			if (!dst) {
@@ -400,17 +426,18 @@ int main(int argc, char **argv)
 				i--;
 				continue;
 			}
-			n = read(tfd, dst, max_frame + 1);
+			n = read(tfd, dst, max_rec + 1);
 			if (n < 0)
 				break;
-			if (n < 14 || n > max_frame) {
-				add(&cnt->drops[n < 14 ? MOAT_DROP_TOO_SHORT : MOAT_DROP_TOO_LONG],
+			if (n < 14 + vl || n > max_rec) {
+				add(&cnt->drops[n < 14 + vl ? MOAT_DROP_TOO_SHORT :
+							      MOAT_DROP_TOO_LONG],
 				    1);
 				continue;
 			}
 			g2s_commit(&g2s, (uint32_t)n);
 			frames++;
-			bytes += (uint64_t)n;
+			bytes += (uint64_t)n - vl;
 		}
 		g2s_publish(&g2s);
 		add(&cnt->tx_frames, frames);

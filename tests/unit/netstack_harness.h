@@ -40,6 +40,8 @@ struct nh {
 };
 
 static struct nh H;
+/* MOAT_OFFLOAD_* the next nh_init_cfg() writes to the header (0: plain frames). */
+static uint32_t nh_offloads;
 
 static inline void nh_init_cfg(uint32_t mtu, uint32_t max_conns, uint8_t anti_spoof,
 			       uint64_t frame_ring)
@@ -71,6 +73,7 @@ static inline void nh_init_cfg(uint32_t mtu, uint32_t max_conns, uint8_t anti_sp
 	h.connect_timeout_ms = 10000;
 	h.tcp_idle_timeout_s = MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S;
 	h.udp_idle_timeout_s = 60;
+	h.guest_offloads = nh_offloads;
 	memset(&H, 0, sizeof(H));
 	if (region_create(&rc, &h, r) < 0) {
 		perror("region_create");
@@ -120,6 +123,17 @@ static inline bool nh_guest_try_send(const void *frame, size_t len)
 	return true;
 }
 
+/* Push a frame with offload metadata (MOAT_REC_FRAME_VNET); false if g2s is full. */
+static inline bool nh_guest_send_vnet(const struct moat_vnet_hdr *vh, const void *frame, size_t len)
+{
+	struct iovec iov[2] = { { (void *)vh, sizeof(*vh) }, { (void *)frame, len } };
+
+	if (ring_pushv(&H.g2s, MOAT_REC_FRAME_VNET, iov, 2) < 0)
+		return false;
+	ring_flush(&H.g2s);
+	return true;
+}
+
 static inline void nh_guest_send(const void *frame, size_t len)
 {
 	if (!nh_guest_try_send(frame, len)) {
@@ -128,14 +142,21 @@ static inline void nh_guest_send(const void *frame, size_t len)
 	}
 }
 
+/* Next s2g record, whatever its type (*@type): its length or -1. */
+static inline int nh_guest_recv_rec(uint8_t *buf, size_t size, uint32_t *type)
+{
+	int n = ring_pop(&H.s2g, type, buf, (uint32_t)size);
+
+	ring_release(&H.s2g);
+	return n < 0 ? -1 : n;
+}
+
 /* Next frame the netstack sent to the guest, any ethertype: length or -1. */
 static inline int nh_guest_recv_any(uint8_t *buf, size_t size)
 {
 	uint32_t type;
-	int n = ring_pop(&H.s2g, &type, buf, (uint32_t)size);
 
-	ring_release(&H.s2g);
-	return n < 0 ? -1 : n;
+	return nh_guest_recv_rec(buf, size, &type);
 }
 
 /*

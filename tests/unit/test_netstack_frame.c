@@ -303,3 +303,87 @@ Test(netstack_frame, fragments_are_reassembled)
 	cr_assert(!memcmp(msg + sizeof(d), payload, sizeof(payload)));
 	cr_assert_eq(nh_cnt()->drops[MOAT_DROP_FRAGMENT], 0);
 }
+
+/* ---- offload metadata (frame_check_vnet) --------------------------------- */
+
+static const struct frame_cfg cfg_tso = {
+	.mtu = 1500,
+	.offloads = MOAT_OFFLOAD_CSUM | MOAT_OFFLOAD_TSO4 | MOAT_OFFLOAD_TSO6,
+	.our_mac = { 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02 },
+};
+
+static int check_vnet(const struct frame_cfg *c, uint8_t flags, uint8_t gso, uint16_t gso_size,
+		      uint16_t csum_start, uint16_t csum_offset, size_t len)
+{
+	uint8_t vh[FRAME_VNET_LEN] = { flags,
+				       gso,
+				       54,
+				       0,
+				       (uint8_t)gso_size,
+				       (uint8_t)(gso_size >> 8),
+				       (uint8_t)csum_start,
+				       (uint8_t)(csum_start >> 8),
+				       (uint8_t)csum_offset,
+				       (uint8_t)(csum_offset >> 8) };
+	struct frame_vnet v;
+	struct frame_info fi;
+
+	return frame_check_vnet(c, vh, f, len, &v, &fi);
+}
+
+Test(netstack_frame, offload_metadata)
+{
+	static uint8_t payload[20000];
+	size_t small = base_udp(), seg;
+
+	/* No metadata at all: the frame as frame_check() sees it. */
+	cr_assert_eq(check_vnet(&cfg_tso, 0, MOAT_VNET_GSO_NONE, 0, 0, 0, small), FRAME_OK);
+	cr_assert_eq(check_vnet(&cfg_tso, MOAT_VNET_F_DATA_VALID, 0, 0, 0, 0, small), FRAME_OK);
+	/* A partial checksum inside the frame, and outside it. */
+	cr_assert_eq(check_vnet(&cfg_tso, MOAT_VNET_F_NEEDS_CSUM, 0, 0, 34, 6, small), FRAME_OK);
+	cr_assert_eq(check_vnet(&cfg_tso, MOAT_VNET_F_NEEDS_CSUM, 0, 0, 34, 60000, small),
+		     MOAT_DROP_BAD_OFFLOAD);
+	cr_assert_eq(check_vnet(&cfg_tso, MOAT_VNET_F_NEEDS_CSUM, 0, 0, 2, 0, small),
+		     MOAT_DROP_BAD_OFFLOAD, "a checksum inside the Ethernet header");
+	cr_assert_eq(check_vnet(&cfg, MOAT_VNET_F_NEEDS_CSUM, 0, 0, 34, 6, small),
+		     MOAT_DROP_BAD_OFFLOAD, "partial checksums not negotiated");
+	/* Flags and GSO types moat does not know. */
+	cr_assert_eq(check_vnet(&cfg_tso, 0x80, 0, 0, 0, 0, small), MOAT_DROP_BAD_OFFLOAD);
+	cr_assert_eq(check_vnet(&cfg_tso, 0, 3 /* UFO */, 1400, 0, 0, small),
+		     MOAT_DROP_BAD_OFFLOAD);
+	cr_assert_eq(check_vnet(&cfg_tso, 0, MOAT_VNET_GSO_ECN, 0, 0, 0, small),
+		     MOAT_DROP_BAD_OFFLOAD, "ECN without a segment");
+
+	/* A 20000-byte TCP/IPv4 segment. */
+	seg = nh_tcp4(f, NH_GUEST_IP, 40000, NH_REMOTE_IP, 80, 1, 1, 0x18, 1000, NULL, 0, payload,
+		      sizeof(payload));
+	cr_assert_eq(check_vnet(&cfg_tso, MOAT_VNET_F_NEEDS_CSUM, MOAT_VNET_GSO_TCPV4, 1460, 34, 16,
+				seg),
+		     FRAME_OK);
+	cr_assert_eq(check_vnet(&cfg_tso, MOAT_VNET_F_NEEDS_CSUM,
+				MOAT_VNET_GSO_TCPV4 | MOAT_VNET_GSO_ECN, 1460, 34, 16, seg),
+		     FRAME_OK);
+	cr_assert_eq(check_vnet(&cfg_tso, 0, MOAT_VNET_GSO_NONE, 0, 0, 0, seg), MOAT_DROP_TOO_LONG,
+		     "over the MTU without GSO");
+	cr_assert_eq(check(seg), MOAT_DROP_TOO_LONG);
+	cr_assert_eq(check_vnet(&cfg_tso, MOAT_VNET_F_NEEDS_CSUM, MOAT_VNET_GSO_TCPV4, 0, 34, 16,
+				seg),
+		     MOAT_DROP_BAD_OFFLOAD, "GSO size 0");
+	cr_assert_eq(check_vnet(&cfg_tso, MOAT_VNET_F_NEEDS_CSUM, MOAT_VNET_GSO_TCPV6, 1440, 34, 16,
+				seg),
+		     MOAT_DROP_BAD_OFFLOAD, "a TCPv6 segment that is IPv4");
+	cr_assert_eq(check_vnet(&cfg, MOAT_VNET_F_NEEDS_CSUM, MOAT_VNET_GSO_TCPV4, 1460, 34, 16,
+				seg),
+		     MOAT_DROP_BAD_OFFLOAD, "TSO not negotiated");
+	cr_assert_eq(check_vnet(&cfg_tso, MOAT_VNET_F_NEEDS_CSUM, MOAT_VNET_GSO_TCPV4, 1460, 34, 16,
+				70000),
+		     MOAT_DROP_TOO_LONG, "longer than MOAT_FRAME_MAX_GSO");
+	/* The IP header says less than the frame holds: padding, fine; more: malformed. */
+	cr_assert_eq(check_vnet(&cfg_tso, MOAT_VNET_F_NEEDS_CSUM, MOAT_VNET_GSO_TCPV4, 1460, 34, 16,
+				seg - 100),
+		     MOAT_DROP_MALFORMED, "a segment shorter than its IP header says");
+	/* A UDP frame claiming to be a TCP segment. */
+	nh_udp4(f, nh_guest_mac, NH_GUEST_IP, 1234, NH_REMOTE_IP, 53, payload, 2000);
+	cr_assert_eq(check_vnet(&cfg_tso, 0, MOAT_VNET_GSO_TCPV4, 1460, 0, 0, 14 + 20 + 8 + 2000),
+		     MOAT_DROP_BAD_OFFLOAD);
+}
