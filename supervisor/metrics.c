@@ -37,7 +37,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -58,6 +57,7 @@
 #include "policy/policy.h"
 #include "shm/ring.h"
 #include "supervisor/events.h"
+#include "supervisor/httpd.h"
 #include "supervisor/metrics.h"
 
 /**
@@ -533,39 +533,40 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	(void)upload_data_size;
 	(void)con_cls;
 	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
-		return MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, m->r405);
+		return httpd.queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, m->r405);
 	if (strcmp(url, "/metrics"))
-		return MHD_queue_response(c, MHD_HTTP_NOT_FOUND, m->r404);
+		return httpd.queue_response(c, MHD_HTTP_NOT_FOUND, m->r404);
 	s = slot_take(m);
 	if (!s)
-		return MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, m->r503);
+		return httpd.queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, m->r503);
 	len = metrics_render_buf(m->r, true, s->buf, METRICS_BUF_SIZE);
 	if (len >= METRICS_BUF_SIZE) {
 		/* Cannot happen (a unit test renders the worst case); never send a cut text. */
 		slot_release(s);
-		return MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, m->r503);
+		return httpd.queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, m->r503);
 	}
-	resp = MHD_create_response_from_buffer_with_free_callback_cls(len, s->buf, slot_release, s);
+	resp = httpd.create_response_from_buffer_with_free_callback_cls(len, s->buf, slot_release,
+									s);
 	if (!resp) {
 		slot_release(s);
 		return MHD_NO;
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, METRICS_CONTENT_TYPE);
-	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp); /* the slot goes back when MHD is done with it */
+	httpd.add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, METRICS_CONTENT_TYPE);
+	ret = httpd.queue_response(c, MHD_HTTP_OK, resp);
+	httpd.destroy_response(resp); /* the slot goes back when MHD is done with it */
 	return ret;
 }
 
 static struct MHD_Response *static_response(const char *text, const char *allow)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)text,
-								 MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *r = httpd.create_response_from_buffer(strlen(text), (void *)text,
+								   MHD_RESPMEM_PERSISTENT);
 
 	if (!r)
 		return NULL;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+	httpd.add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
 	if (allow)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+		httpd.add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
 	return r;
 }
 
@@ -765,15 +766,15 @@ static void write_file_logged(struct metrics *m, bool up)
 static void metrics_free(struct metrics *m)
 {
 	if (m->mhd)
-		MHD_stop_daemon(m->mhd); /* closes the listening socket */
+		httpd.stop_daemon(m->mhd); /* closes the listening socket */
 	if (m->unix_path[0])
 		unlink(m->unix_path);
 	if (m->r404)
-		MHD_destroy_response(m->r404);
+		httpd.destroy_response(m->r404);
 	if (m->r405)
-		MHD_destroy_response(m->r405);
+		httpd.destroy_response(m->r405);
 	if (m->r503)
-		MHD_destroy_response(m->r503);
+		httpd.destroy_response(m->r503);
 	for (int i = 0; i < METRICS_HTTP_CONNECTIONS; i++)
 		free(m->slot[i].buf);
 	free(m->file);
@@ -830,6 +831,8 @@ int metrics_start(struct metrics **out, const char *addr, const char *file, cons
 		m->next_ms = now_ms() + METRICS_FILE_INTERVAL_MS;
 	}
 	if (addr) {
+		if (httpd_load(err, errlen) < 0)
+			goto fail;
 		fd = !strncmp(addr, "unix:", 5) ? listen_unix(m, addr + 5, err, errlen) :
 						  listen_inet(m, addr, err, errlen);
 		if (fd < 0)
@@ -845,12 +848,12 @@ int metrics_start(struct metrics **out, const char *addr, const char *file, cons
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
-		m->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
-					  NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER,
-					  mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
-					  MHD_OPTION_CONNECTION_LIMIT,
-					  (unsigned)METRICS_HTTP_CONNECTIONS,
-					  MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+		m->mhd = httpd.start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
+					    NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER,
+					    mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+					    MHD_OPTION_CONNECTION_LIMIT,
+					    (unsigned)METRICS_HTTP_CONNECTIONS,
+					    MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
 		if (!m->mhd) {
 			snprintf(err, errlen, "cannot start the HTTP server on %s", addr);
 			goto fail;
@@ -915,7 +918,7 @@ void metrics_final(struct metrics *m)
 	if (!m)
 		return;
 	if (m->mhd) {
-		MHD_stop_daemon(m->mhd);
+		httpd.stop_daemon(m->mhd);
 		m->mhd = NULL;
 	}
 	if (m->file)
