@@ -192,18 +192,11 @@ bool guestif_s2g_room(struct netstack *ns, size_t bytes)
  */
 static err_t mac_unknown(struct netstack *ns)
 {
+	static const uint8_t unknown[6];
 	uint8_t a[28];
 
 	if (!ns->mac_wait || sys_now() - ns->mac_asked_ms >= 1000) {
-		wr16(a, 1);
-		wr16(a + 2, ETHTYPE_IP4);
-		a[4] = 6;
-		a[5] = 4;
-		wr16(a + 6, 1);
-		memcpy(a + 8, ns->cfg.gw_mac, 6);
-		memcpy(a + 14, &ns->cfg.gw_ip4, 4);
-		memset(a + 18, 0, 6);
-		memcpy(a + 24, &ns->cfg.guest_ip4, 4);
+		arp_build(ns, a, 1, &ns->cfg.gw_ip4, unknown, &ns->cfg.guest_ip4);
 		if (guestif_send_frame(ns, bcast_mac, ETHTYPE_ARP, a, sizeof(a)) == 0) {
 			ns->mac_wait = true;
 			ns->mac_asked_ms = sys_now();

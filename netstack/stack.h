@@ -139,6 +139,8 @@ bool guestif_s2g_room(struct netstack *ns, size_t bytes);
 
 /* arp.c */
 void arp_input(struct netstack *ns, const uint8_t *frame, size_t len);
+void arp_build(const struct netstack *ns, uint8_t a[28], uint16_t op, const void *spa,
+	       const uint8_t *tha, const void *tpa);
 
 /* dhcps.c: the server's glue (the parser is in dhcps.h) */
 void dhcps_input(struct netstack *ns, struct pbuf *p, uint16_t udp_off, uint16_t udp_len);

@@ -347,6 +347,23 @@ void guest_unix_close(struct guest *g, int cfd, int lfd)
 }
 
 /**
+ * guest_fe_alloc() - the frontend's zeroed private state, as g->fe
+ * @g:		the port
+ * @size:	bytes of the frontend's struct
+ * @err:	"out of memory" on failure
+ * @errlen:	size of @err
+ *
+ * Return: the state (freed by guest_close()), or NULL with @err set.
+ */
+void *guest_fe_alloc(struct guest *g, size_t size, char *err, size_t errlen)
+{
+	g->fe = calloc(1, size);
+	if (!g->fe)
+		snprintf(err, errlen, "out of memory");
+	return g->fe;
+}
+
+/**
  * guest_unix_watch_listener() - wait for a VMM to connect to a listener
  * @g:		the port
  * @wl:		the listener's watch (the frontend's)

@@ -118,13 +118,10 @@ struct dgram {
 
 static int guest_dgram_open(struct guest *g, char *err, size_t errlen)
 {
-	struct dgram *d = calloc(1, sizeof(*d));
+	struct dgram *d = guest_fe_alloc(g, sizeof(*d), err, errlen);
 
-	if (!d) {
-		snprintf(err, errlen, "out of memory");
+	if (!d)
 		return -1;
-	}
-	g->fe = d;
 	d->fd = d->tfd = d->pidfd = -1;
 	if (g->spec.kind == GUEST_DGRAM_FD) {
 		snprintf(d->what, sizeof(d->what), "dgram-fd:%d", g->spec.fd);

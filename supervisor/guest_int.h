@@ -129,6 +129,7 @@ int guest_check_fd(int fd, int want_type, const char *spec, char *err, size_t er
 int guest_unix_listen(const char *path, int type, char *err, size_t errlen);
 void guest_unix_unlink(const char *path);
 void guest_unix_close(struct guest *g, int cfd, int lfd);
+void *guest_fe_alloc(struct guest *g, size_t size, char *err, size_t errlen);
 int guest_unix_watch_listener(struct guest *g, struct loop_watch *wl, int lfd, loop_cb cb,
 			      const char *what);
 int guest_unix_accept(int lfd, const char *what);

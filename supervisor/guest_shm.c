@@ -47,13 +47,10 @@ struct shm {
 
 static int guest_shm_open_port(struct guest *g, char *err, size_t errlen)
 {
-	struct shm *s = calloc(1, sizeof(*s));
+	struct shm *s = guest_fe_alloc(g, sizeof(*s), err, errlen);
 
-	if (!s) {
-		snprintf(err, errlen, "out of memory");
+	if (!s)
 		return -1;
-	}
-	g->fe = s;
 	s->cfd = -1;
 	snprintf(s->what, sizeof(s->what), "shm:%s", g->spec.path);
 	/* Nothing to negotiate with: --offload on is the orchestrator's word. */

@@ -74,13 +74,10 @@ struct stream {
 
 static int guest_stream_open(struct guest *g, char *err, size_t errlen)
 {
-	struct stream *s = calloc(1, sizeof(*s));
+	struct stream *s = guest_fe_alloc(g, sizeof(*s), err, errlen);
 
-	if (!s) {
-		snprintf(err, errlen, "out of memory");
+	if (!s)
 		return -1;
-	}
-	g->fe = s;
 	s->lfd = s->cfd = -1;
 	if (g->spec.kind == GUEST_STREAM_FD) {
 		snprintf(s->what, sizeof(s->what), "stream-fd:%d", g->spec.fd);

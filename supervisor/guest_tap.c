@@ -200,15 +200,12 @@ static int open_tap_offloaded(struct guest *g, struct tap *t, char *err, size_t 
 
 static int guest_tap_open(struct guest *g, char *err, size_t errlen)
 {
-	struct tap *t = calloc(1, sizeof(*t));
+	struct tap *t = guest_fe_alloc(g, sizeof(*t), err, errlen);
 	struct ifreq ifr;
 	char what[32];
 
-	if (!t) {
-		snprintf(err, errlen, "out of memory");
+	if (!t)
 		return -1;
-	}
-	g->fe = t;
 	t->fd = -1;
 	if (g->spec.kind == GUEST_TAP) {
 		t->fd = open_tap_offloaded(g, t, err, errlen);
