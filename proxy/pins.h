@@ -28,13 +28,14 @@ struct pin {
  * @e:		entries (@max of them)
  * @bucket:	hash heads (@nbucket, a power of two), -1 = empty
  * @oldest, @newest: age list; the oldest is evicted when the table is full
- * @free:	free list
+ * @free:	free list of entries used before and given back
+ * @fresh:	entries from this index on were never used since pins_clear()
  * @count:	entries in use
  */
 struct pins {
 	struct pin *e;
 	int32_t *bucket;
-	uint32_t max, nbucket, count;
+	uint32_t max, nbucket, count, fresh;
 	int32_t oldest, newest, free;
 };
 
