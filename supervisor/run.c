@@ -95,7 +95,7 @@ struct run_opts {
 	unsigned prefix;
 	struct publish_opt publish[MAX_PUBLISH];
 	int n_publish;
-	unsigned max_connections, max_udp_flows, connect_timeout_ms;
+	unsigned max_connections, max_udp_flows, connect_timeout_ms, udp_timeout_s;
 	const char *metrics_addr, *metrics_file, *events_path, *pcap_path, *on_violation;
 	const char *user;
 	int ready_fd;
@@ -141,6 +141,7 @@ static const char run_usage[] =
 	"usage: moat run --guest SPEC [--policy FILE] [--vm-pid PID | -- COMMAND...]\n"
 	"                [--mtu N] [--subnet CIDR] [--publish [HOSTIP:]HOSTPORT:GUESTPORT[/udp]]...\n"
 	"                [--max-connections N] [--max-udp-flows N] [--connect-timeout MS]\n"
+	"                [--udp-timeout S]\n"
 	"                [--metrics ADDR] [--metrics-file PATH] [--events PATH|-] [--pcap PATH]\n"
 	"                [--ready-fd N] [--on-violation PROGRAM] [--anti-spoof off|drop|terminate]\n"
 	"                [--offload on|off] [--user NAME] [--log-level error|warn|info|debug]\n"
@@ -154,6 +155,7 @@ static const char run_usage[] =
 	"  --subnet CIDR      guest network (default 10.0.2.0/24: guest .15, gateway .2, DNS .3)\n"
 	"  --publish SPEC     forward a host port to a guest port\n"
 	"  --max-connections N, --max-udp-flows N, --connect-timeout MS\n"
+	"  --udp-timeout S    a UDP flow idle this long is closed, 1..86400 (default 60)\n"
 	"  --metrics ADDR     serve Prometheus metrics at HOST:PORT or unix:PATH\n"
 	"  --metrics-file P   rewrite the metrics to P every few seconds\n"
 	"  --events PATH|-    JSON lines: denials, violations, exits, reloads\n"
@@ -362,6 +364,7 @@ static const struct run_option run_options[] = {
 	OPT_U("max-connections", max_connections, 1, 65536),
 	OPT_U("max-udp-flows", max_udp_flows, 1, 65536),
 	OPT_U("connect-timeout", connect_timeout_ms, 10, 600000),
+	OPT_U("udp-timeout", udp_timeout_s, 1, 86400),
 	OPT_S("metrics", metrics_addr),
 	OPT_S("metrics-file", metrics_file),
 	OPT_S("events", events_path),
@@ -418,6 +421,7 @@ static void parse_options(struct run_opts *o, int argc, char **argv)
 	o->max_connections = 1024;
 	o->max_udp_flows = 256;
 	o->connect_timeout_ms = 10000;
+	o->udp_timeout_s = 60;
 	o->ready_fd = -1;
 	o->anti_spoof = 1;
 	o->log_level = LOG_LVL_INFO;
@@ -1078,7 +1082,7 @@ static int create_region_and_channels(struct moat_shm_header *proto, int sp[2],
 	proto->max_udp_flows = sv.o.max_udp_flows;
 	proto->connect_timeout_ms = sv.o.connect_timeout_ms;
 	proto->tcp_idle_timeout_s = MOAT_TCP_IDLE_TIMEOUT_DEFAULT_S;
-	proto->udp_idle_timeout_s = 60;
+	proto->udp_idle_timeout_s = sv.o.udp_timeout_s;
 	if (sv.o.test_trigger)
 		proto->flags |= MOAT_HDR_F_TEST_TRIGGERS;
 	/* The policy's limits (connections, flows) are enforced by the proxy, so a

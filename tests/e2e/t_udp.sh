@@ -30,7 +30,7 @@ cat >"$WORK/policy.json" <<'P'
 P
 sleep 1
 moat_start --policy "$WORK/policy.json" --max-udp-flows 150 --events "$WORK/events.jsonl" \
-	--metrics "unix:$WORK/metrics.sock"
+	--metrics "unix:$WORK/metrics.sock" --udp-timeout 20
 
 wait_for 10 bash -c "[ \"\$(ip netns exec $GUEST $CLIENT udp 203.0.113.10 7000 1 1200)\" = 1 ]" ||
 	fail "no echo"
@@ -72,9 +72,11 @@ wait_for 5 grep -q '"event":"denial".*"protocol":"udp".*"dst":"10.88.0.10"' "$WO
 	fail "no udp denial event"
 echo "denied destination: dropped, counted, event"
 
-# Idle expiry (the header's udp_idle_timeout_s, 60 s).
+# Idle expiry (--udp-timeout 20: the header's udp_idle_timeout_s). Flows
+# are still there well before it, gone a little after.
+[ "$(metric moat_udp_flows_active)" -gt 0 ] || fail "a flow expired before --udp-timeout"
 echo "waiting for the flows to expire..."
-wait_for 75 bash -c "[ \"\$(curl -s --unix-socket $WORK/metrics.sock http://moat/metrics |
+wait_for 30 bash -c "[ \"\$(curl -s --unix-socket $WORK/metrics.sock http://moat/metrics |
 	awk '\$1 == \"moat_udp_flows_active\" {print \$2}')\" = 0 ]" ||
 	fail "flows did not expire: $(metric moat_udp_flows_active) active"
 n=$(in_guest $CLIENT udp 203.0.113.10 7000 100)
