@@ -308,6 +308,7 @@ int control_apply(struct proxy *px, const char *json, size_t len, char *err, siz
 		/* A reload cuts off what the new policy denies (docs/policy.md). */
 		tcpflow_reevaluate(px);
 		udpflow_reevaluate(px);
+		udppub_reevaluate(px);
 	}
 	if (first)
 		publish_at_start(px, &d);

@@ -105,6 +105,7 @@ struct proxy {
 	uv_timer_t tick;
 	struct tcp_state *tcp;
 	struct udp_state *udp;
+	struct udppub_state *udppub;
 	struct dnsfwd *dns;
 	struct icmp_state *icmp;
 	struct control *ctl;
@@ -196,6 +197,15 @@ int udpflow_init(struct proxy *px);
 void udpflow_fini(struct proxy *px);
 void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *data, uint32_t len);
 void udpflow_tick(struct proxy *px, uint64_t now_ms);
+uint64_t udpflow_active(const struct proxy *px);
+
+/* udppub.c: published UDP ports */
+int udppub_init(struct proxy *px);
+void udppub_fini(struct proxy *px);
+int udppub_listen(struct proxy *px, const struct policy_publish *pub);
+bool udppub_reply(struct proxy *px, const struct flow_dgram *d, const uint8_t *data, uint32_t len);
+void udppub_tick(struct proxy *px, uint64_t now_ms);
+void udppub_reevaluate(struct proxy *px);
 void udpflow_reevaluate(struct proxy *px);
 
 /* dnsfwd.c */

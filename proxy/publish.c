@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * publish.c - the proxy's published TCP ports (ingress)
+ * publish.c - the proxy's published TCP ports (ingress); UDP ports are udppub.c's
  *
  * Theory of Operation
  * -------------------
@@ -257,7 +257,7 @@ static void on_listen_retry(uv_timer_t *t)
 }
 
 /**
- * publish_listen() - listen on a published TCP port
+ * publish_listen() - listen on a published port (UDP: udppub_listen())
  * @px:		proxy
  * @pub:	host address and port, guest port
  *
@@ -273,10 +273,8 @@ int publish_listen(struct proxy *px, const struct policy_publish *pub)
 	char a[64];
 	int rc;
 
-	if (pub->proto != POLICY_PROTO_TCP) {
-		log_warn("publish: UDP ports are not supported yet (host port %u)", pub->host_port);
-		return -EOPNOTSUPP;
-	}
+	if (pub->proto != POLICY_PROTO_TCP)
+		return udppub_listen(px, pub);
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;

@@ -329,6 +329,7 @@ static void on_tick(uv_timer_t *h)
 		return;
 	tcpflow_tick(px, now);
 	udpflow_tick(px, now);
+	udppub_tick(px, now);
 	dnsfwd_tick(px, now);
 	ping_tick(px, now);
 	if (++n % 10 == 0)
@@ -908,7 +909,8 @@ int relay_init(struct proxy *px)
 		uv_close((uv_handle_t *)&dummy, NULL);
 	}
 	if ((rc = tcpflow_init(px)) < 0 || (rc = udpflow_init(px)) < 0 ||
-	    (rc = dnsfwd_init(px)) < 0 || (rc = ping_init(px)) < 0 || (rc = control_init(px)) < 0)
+	    (rc = udppub_init(px)) < 0 || (rc = dnsfwd_init(px)) < 0 || (rc = ping_init(px)) < 0 ||
+	    (rc = control_init(px)) < 0)
 		return rc;
 	uv_poll_start(&px->efd_poll, UV_READABLE, on_efd);
 	uv_prepare_start(&px->prepare, on_prepare);
@@ -939,6 +941,7 @@ void relay_fini(struct proxy *px)
 	control_fini(px);
 	ping_fini(px);
 	dnsfwd_fini(px);
+	udppub_fini(px);
 	udpflow_fini(px);
 	tcpflow_fini(px);
 	uv_run(&px->loop, UV_RUN_NOWAIT);

@@ -242,6 +242,8 @@ void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *
 	uv_buf_t b;
 	int rc;
 
+	if (udppub_reply(px, d, data, len))
+		return; /* an answer to a published port's peer */
 	if (relay_is_dns(px, &d->dst))
 		return; /* only port 53 listens there */
 	f = flow_find(px, &d->src, &d->dst);
@@ -306,6 +308,17 @@ static void expire(struct proxy *px, struct list_head *list, uint64_t now_ms, ui
 		if (now_ms - f->last_ms >= idle_ms)
 			flow_free(px, f);
 	}
+}
+
+/**
+ * udpflow_active() - egress UDP flows open now
+ * @px:	proxy
+ *
+ * Return: the count (published ports' peers count against the same limit).
+ */
+uint64_t udpflow_active(const struct proxy *px)
+{
+	return px->udp ? px->udp->active : 0;
 }
 
 /**
