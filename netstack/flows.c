@@ -217,6 +217,12 @@ static int dispatch(struct netstack *ns, uint32_t type, const uint8_t *rec, uint
 		return DISP_DONE;
 	case FLOW_DGRAM:
 		return dgram_dispatch(ns, &m.dgram, rec, len);
+	case FLOW_UNREACH:
+		if (!guestif_s2g_room(ns, 128))
+			return s2g_wait(ns, 64);
+		if (icmpgw_dgram_unreachable(ns, &m.unreach) < 0)
+			return bad(ns, 0, "UNREACH addresses"), DISP_BAD;
+		return DISP_DONE;
 	case FLOW_ECHO_REPLY:
 		if (!guestif_s2g_room(ns, s2g_need(ns, len)))
 			return s2g_wait(ns, len);

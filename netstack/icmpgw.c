@@ -388,3 +388,64 @@ void icmpgw_unreachable(struct netstack *ns, struct pbuf *orig, bool v6)
 	pbuf_copy_partial(orig, h + 8, (u16_t)quote, 0);
 	send_icmp(ns, p, &src, &dst, 64);
 }
+
+/**
+ * icmpgw_dgram_unreachable() - the ICMP error a host sent for a guest's UDP
+ * flow, as the guest would have got it on a real network
+ * @ns:	netstack
+ * @m:	the flow (src = the remote, dst = the guest; validated) and the kind
+ *
+ * The error comes from the remote's address and quotes a datagram of the
+ * flow (an IP header and the UDP header, guest to remote), which is what
+ * the guest's kernel matches to its socket: a connected socket then fails
+ * with ECONNREFUSED (port) or EHOSTUNREACH / ENETUNREACH.
+ *
+ * Return: 0, or -EINVAL if the flow is not the guest's.
+ */
+int icmpgw_dgram_unreachable(struct netstack *ns, const struct flow_unreach *m)
+{
+	static const uint8_t code4[FLOW_UNREACH_KIND_COUNT] = { 3, 1, 0 };
+	static const uint8_t code6[FLOW_UNREACH_KIND_COUNT] = { 4, 3, 0 };
+	bool v6 = m->src.family == 6;
+	uint16_t ihl = v6 ? IP6_HLEN : IP_HLEN;
+	ip_addr_t remote, guest;
+	struct pbuf *p;
+	uint8_t *h, *q;
+	u16_t sum;
+
+	if (flows_endpoint_addr(&m->src, &remote) < 0 || flows_endpoint_addr(&m->dst, &guest) < 0)
+		return -EINVAL;
+	if (v6 ? ip6_addr_ismulticast(ip_2_ip6(&guest)) :
+		 ip4_addr_get_u32(ip_2_ip4(&guest)) != ns->cfg.guest_ip4)
+		return -EINVAL;
+	p = alloc_icmp(8u + ihl + 8u);
+	if (!p)
+		return 0;
+	h = p->payload;
+	h[0] = v6 ? ICMP6_UNREACH : ICMP4_UNREACH;
+	h[1] = v6 ? code6[m->kind] : code4[m->kind];
+	q = h + 8;
+	memset(q, 0, ihl + 8u);
+	if (v6) {
+		q[0] = 0x60;
+		wr16(q + 4, 8);
+		q[6] = IPPROTO_UDP_;
+		q[7] = 64;
+		memcpy(q + 8, m->dst.addr, 16);
+		memcpy(q + 24, m->src.addr, 16);
+	} else {
+		q[0] = 0x45;
+		wr16(q + 2, IP_HLEN + 8);
+		q[8] = 64;
+		q[9] = IPPROTO_UDP_;
+		memcpy(q + 12, m->dst.addr, 4);
+		memcpy(q + 16, m->src.addr, 4);
+		sum = inet_chksum(q, IP_HLEN); /* in network order, as stored */
+		memcpy(q + 10, &sum, 2);
+	}
+	wr16(q + ihl, m->dst.port);
+	wr16(q + ihl + 2, m->src.port);
+	wr16(q + ihl + 4, 8);
+	send_icmp(ns, p, &remote, &guest, 64);
+	return 0;
+}

@@ -150,6 +150,7 @@ void icmpgw_input4(struct netstack *ns, struct pbuf *p);
 void icmpgw_input6(struct netstack *ns, struct pbuf *p, uint16_t l4_off);
 int icmpgw_echo_reply_from_proxy(struct netstack *ns, const struct flow_echo *e,
 				 const uint8_t *data, uint32_t len);
+int icmpgw_dgram_unreachable(struct netstack *ns, const struct flow_unreach *m);
 void icmpgw_unreachable(struct netstack *ns, struct pbuf *orig, bool v6);
 void icmpgw_guest_seen(struct netstack *ns);
 int icmpgw_send_echo_reply(struct netstack *ns, const ip_addr_t *src, const ip_addr_t *dst,

@@ -24,11 +24,22 @@
  * host: such flows are sent to 127.0.0.1 / ::1, answers still come from
  * the gateway address. Flows expire after the header's udp_idle_timeout_s
  * without traffic either way.
+ *
+ * ICMP errors: each flow's socket has IP_RECVERR (IPV6_RECVERR), so a port,
+ * host or network unreachable the remote's side sends lands in its error
+ * queue; libuv reports it as a failed receive, and drain_errors() reads the
+ * queue empty and hands each error to the netstack as UNREACH, which sends
+ * the guest the same ICMP error from the remote (a connected UDP socket in
+ * the guest then fails with ECONNREFUSED, as on a real network).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <time.h> /* linux/errqueue.h needs struct timespec */
+#include <linux/errqueue.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/log.h"
 #include "proxy/proxy_internal.h"
@@ -138,6 +149,81 @@ static void recv_stop(struct udp_flow *f)
 	}
 }
 
+/* The ICMP error in @ee, as the guest should get it. Return: false if none. */
+static bool unreach_kind(const struct sock_extended_err *ee, uint32_t *kind)
+{
+	if (ee->ee_origin == SO_EE_ORIGIN_ICMP && ee->ee_type == 3) {
+		switch (ee->ee_code) {
+		case 3:
+			*kind = FLOW_UNREACH_PORT;
+			return true;
+		case 0:
+		case 6: /* destination network unknown */
+			*kind = FLOW_UNREACH_NET;
+			return true;
+		case 1:
+		case 7: /* destination host unknown */
+			*kind = FLOW_UNREACH_HOST;
+			return true;
+		default:
+			return false;
+		}
+	}
+	if (ee->ee_origin == SO_EE_ORIGIN_ICMP6 && ee->ee_type == 1) {
+		static const int8_t kinds6[5] = { FLOW_UNREACH_NET, -1, -1, FLOW_UNREACH_HOST,
+						  FLOW_UNREACH_PORT };
+
+		if (ee->ee_code < 5 && kinds6[ee->ee_code] >= 0) {
+			*kind = (uint32_t)kinds6[ee->ee_code];
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Read the socket's error queue (IP_RECVERR): it must be emptied, or the
+ * socket stays readable for ever. Each port, host or network unreachable
+ * goes to the netstack as UNREACH, for the guest to get as ICMP.
+ */
+static void drain_errors(struct udp_flow *f)
+{
+	struct proxy *px = f->px;
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&f->sock, &fd) < 0)
+		return;
+	for (int i = 0; i < 16; i++) {
+		union {
+			char buf[CMSG_SPACE(sizeof(struct sock_extended_err) +
+					    sizeof(struct sockaddr_in6))];
+			struct cmsghdr align;
+		} ctl;
+		struct msghdr mh = { .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+		struct cmsghdr *c;
+
+		if (recvmsg(fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
+			return;
+		for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			struct flow_unreach u;
+			struct sock_extended_err ee;
+
+			if (!((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+			      (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR)) ||
+			    c->cmsg_len < CMSG_LEN(sizeof(ee)))
+				continue;
+			memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+			memset(&u, 0, sizeof(u));
+			if (!unreach_kind(&ee, &u.kind))
+				continue;
+			u.src = f->remote;
+			u.dst = f->guest;
+			relay_send(px, FLOW_UNREACH, &u, sizeof(u));
+			CNT_ADD(px, udp_unreachable, 1);
+		}
+	}
+}
+
 static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
 		    unsigned flags)
 {
@@ -152,8 +238,12 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 		relay_wait(px, &f->waiter);
 		return;
 	}
-	if (nread < 0 || !addr || !buf->base || (flags & UV_UDP_PARTIAL))
-		return; /* ICMP errors on the connected socket, EAGAIN, truncation */
+	if (nread < 0) {
+		drain_errors(f); /* an ICMP error on the connected socket */
+		return;
+	}
+	if (!addr || !buf->base || (flags & UV_UDP_PARTIAL))
+		return; /* nothing, or truncated */
 	memset(&d, 0, sizeof(d));
 	d.src = f->remote;
 	d.dst = f->guest;
@@ -209,6 +299,20 @@ static struct udp_flow *flow_new(struct proxy *px, const struct flow_endpoint *g
 	return f;
 }
 
+/* ICMP errors for this flow into the socket's error queue (drain_errors()). */
+static void recverr_on(struct udp_flow *f, int family)
+{
+	int one = 1;
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&f->sock, &fd) < 0)
+		return;
+	if (family == AF_INET6)
+		setsockopt(fd, SOL_IPV6, IPV6_RECVERR, &one, sizeof(one));
+	else
+		setsockopt(fd, SOL_IP, IP_RECVERR, &one, sizeof(one));
+}
+
 static int open_socket(struct proxy *px, struct udp_flow *f)
 {
 	struct sockaddr_storage ss;
@@ -223,6 +327,7 @@ static int open_socket(struct proxy *px, struct udp_flow *f)
 	rc = uv_udp_connect(&f->sock, (struct sockaddr *)&ss);
 	if (rc < 0)
 		return rc;
+	recverr_on(f, ss.ss_family);
 	recv_start(f);
 	return 0;
 }

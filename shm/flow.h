@@ -39,6 +39,10 @@
  * UDP: DGRAM(src, dst, bytes) both ways. s2p: src = guest, dst = remote;
  * p2s: src = remote (the reply's source, which the netstack uses as the
  * source toward the guest), dst = guest. Flows are the proxy's business.
+ * p2s UNREACH(src = remote, dst = guest, kind): the remote's host answered
+ * the guest's datagrams on that flow with an ICMP port, host or network
+ * unreachable; the netstack sends the guest the matching ICMP error, from
+ * the remote, quoting a datagram of the flow.
  *
  * ICMP echo: s2p ECHO(dst, ident, seq, bytes) for destinations other than
  * the gateway; p2s ECHO_REPLY(src = original destination, ident, seq, bytes).
@@ -69,6 +73,7 @@ enum flow_msg {
 	FLOW_ECHO,
 	FLOW_ECHO_REPLY,
 	FLOW_ACCEPTED,
+	FLOW_UNREACH,
 	FLOW_MSG_END
 };
 
@@ -118,6 +123,19 @@ struct flow_echo {		    /* ECHO, ECHO_REPLY: followed by 0..FLOW_DATA_MAX bytes 
 	struct flow_endpoint peer;  /* ECHO: destination; ECHO_REPLY: who answered */
 	struct flow_endpoint guest; /* the guest's address (reply destination) */
 	uint16_t ident, seq;
+	uint32_t pad;
+};
+
+enum flow_unreach_kind {
+	FLOW_UNREACH_PORT, /* ICMP port unreachable, ICMPv6 port unreachable */
+	FLOW_UNREACH_HOST, /* host unreachable, ICMPv6 address unreachable */
+	FLOW_UNREACH_NET,  /* network unreachable, ICMPv6 no route */
+	FLOW_UNREACH_KIND_COUNT
+};
+
+struct flow_unreach {		       /* UNREACH */
+	struct flow_endpoint src, dst; /* the flow: remote, guest */
+	uint32_t kind;		       /* enum flow_unreach_kind */
 	uint32_t pad;
 };
 

@@ -58,6 +58,7 @@ static const struct {
 	[FLOW_ECHO_REPLY - FLOW_CONNECT] = { "ECHO_REPLY", DIR_P2S, sizeof(struct flow_echo), 0,
 					     FLOW_DATA_MAX },
 	[FLOW_ACCEPTED - FLOW_CONNECT] = { "ACCEPTED", DIR_P2S, sizeof(struct flow_connect), 0, 0 },
+	[FLOW_UNREACH - FLOW_CONNECT] = { "UNREACH", DIR_P2S, sizeof(struct flow_unreach), 0, 0 },
 };
 
 /**
@@ -118,6 +119,10 @@ static const char *fields_bad(enum flowmsg_dir dir, uint32_t type, const union f
 		return m->close.reset <= 1 ? NULL : "reset";
 	case FLOW_DGRAM:
 		return pair_ok(&m->dgram.src, &m->dgram.dst, true) ? NULL : "addresses";
+	case FLOW_UNREACH:
+		if (!pair_ok(&m->unreach.src, &m->unreach.dst, true))
+			return "addresses";
+		return m->unreach.kind < FLOW_UNREACH_KIND_COUNT ? NULL : "kind";
 	default: /* FLOW_ECHO, FLOW_ECHO_REPLY */
 		return pair_ok(&m->echo.peer, &m->echo.guest, false) ? NULL : "addresses";
 	}
@@ -132,7 +137,7 @@ static const char *fields_bad(enum flowmsg_dir dir, uint32_t type, const union f
  * @out:	the header, copied; valid on success
  * @hdr_len:	the header's size; the data are @rec + @hdr_len, @len - @hdr_len bytes
  * @why:	on failure, what was wrong: "type", "ring", "size", "id",
- *		"addresses", "result" or "reset" (with flowmsg_name(), a
+ *		"addresses", "result", "reset" or "kind" (with flowmsg_name(), a
  *		violation's detail)
  *
  * Return: 0, or -EBADMSG.

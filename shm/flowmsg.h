@@ -26,6 +26,7 @@ union flowmsg {
 	struct flow_close close;
 	struct flow_dgram dgram;
 	struct flow_echo echo; /* ECHO, ECHO_REPLY */
+	struct flow_unreach unreach;
 };
 
 int flowmsg_check(enum flowmsg_dir dir, uint32_t type, const void *rec, uint32_t len,

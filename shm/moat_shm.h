@@ -273,6 +273,7 @@ struct moat_proxy_counters {
 	uint64_t denials_egress[MOAT_P_COUNT];
 	uint64_t denials_ingress[MOAT_P_COUNT];
 	uint64_t udp_flows_opened, udp_flows_active, udp_flows_refused;
+	uint64_t udp_unreachable; /* ICMP unreachables relayed to the guest for its UDP flows */
 	uint64_t dns_queries[MOAT_DNS_RESULT_COUNT];
 	uint64_t dns_pins;
 	uint64_t dns_intercepted; /* queries the guest sent to an address other than the DNS address */

@@ -356,6 +356,8 @@ static const struct counter proxy_counters[] = {
 	P(udp_flows_refused, "moat_udp_flows_refused_total", "counter",
 	  "UDP flows the proxy refused for a limit (denials are in moat_policy_denials_total)."),
 	P(udp_flows_active, "moat_udp_flows_active", "gauge", "UDP flows the proxy is relaying."),
+	P(udp_unreachable, "moat_udp_unreachable_total", "counter",
+	  "ICMP port, host or network unreachables for guest UDP flows, relayed to the guest."),
 	P(dns_intercepted, "moat_dns_intercepted_total", "counter",
 	  "Guest DNS queries to an address other than the DNS address, taken by the forwarder."),
 	P(dns_pins, "moat_dns_pinned_addresses", "gauge",

@@ -72,6 +72,25 @@ wait_for 5 grep -q '"event":"denial".*"protocol":"udp".*"dst":"10.88.0.10"' "$WO
 	fail "no udp denial event"
 echo "denied destination: dropped, counted, event"
 
+# A closed port: the server's ICMP port unreachable reaches the guest, whose
+# connected socket fails with ECONNREFUSED, as on a real network.
+in_guest python3 -c '
+import errno, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+s.connect(("203.0.113.10", 7999))
+for i in range(3):
+    s.send(b"anyone?")
+    try:
+        s.recv(100)
+    except ConnectionRefusedError:
+        sys.exit(0)
+    except socket.timeout:
+        pass
+sys.exit("no ECONNREFUSED")
+' || fail "a connected UDP socket to a closed port did not get ECONNREFUSED"
+[ "$(metric moat_udp_unreachable_total)" -ge 1 ] || fail "moat_udp_unreachable_total not counted"
+echo "closed port: ECONNREFUSED in the guest (ICMP port unreachable relayed)"
+
 # Idle expiry (--udp-timeout 20: the header's udp_idle_timeout_s). Flows
 # are still there well before it, gone a little after.
 [ "$(metric moat_udp_flows_active)" -gt 0 ] || fail "a flow expired before --udp-timeout"

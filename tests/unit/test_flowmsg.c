@@ -157,3 +157,21 @@ Test(flowmsg, every_type_has_a_name)
 	cr_assert_str_eq(flowmsg_name(FLOW_MSG_END), "unknown");
 	cr_assert_str_eq(flowmsg_name(0), "unknown");
 }
+
+Test(flowmsg, unreach_records)
+{
+	struct flow_unreach u = { .src = ep4(203, 0, 113, 10, 7999), .dst = guest_ep(40000) };
+
+	cr_assert_eq(check(FLOWMSG_P2S, FLOW_UNREACH, &u, sizeof(u)), 0);
+	cr_assert_eq(check(FLOWMSG_S2P, FLOW_UNREACH, &u, sizeof(u)), -EBADMSG,
+		     "only the proxy reports ICMP errors");
+	cr_assert_eq(check(FLOWMSG_P2S, FLOW_UNREACH, &u, sizeof(u) - 1), -EBADMSG);
+	u.kind = FLOW_UNREACH_KIND_COUNT;
+	cr_assert_eq(check(FLOWMSG_P2S, FLOW_UNREACH, &u, sizeof(u)), -EBADMSG, "an unknown kind");
+	u.kind = FLOW_UNREACH_NET;
+	u.src.port = 0;
+	cr_assert_eq(check(FLOWMSG_P2S, FLOW_UNREACH, &u, sizeof(u)), -EBADMSG, "port 0");
+	u.src.port = 7999;
+	u.src.family = 6;
+	cr_assert_eq(check(FLOWMSG_P2S, FLOW_UNREACH, &u, sizeof(u)), -EBADMSG, "mixed families");
+}

@@ -1097,3 +1097,49 @@ Test(netstack_flows, vnet_records_without_offloads_are_dropped)
 	cr_assert_eq(nh_cnt()->drops[MOAT_DROP_MALFORMED], 1);
 	cr_assert(!H.ns.violation);
 }
+
+Test(netstack_flows, unreach_becomes_the_guests_icmp_error)
+{
+	struct flow_unreach u;
+	struct nh_pkt p;
+	int n;
+
+	nh_init();
+	/* The guest's datagram first (the netstack learns its MAC from it). */
+	n = (int)nh_udp4(fbuf, nh_guest_mac, NH_GUEST_IP, 40000, NH_REMOTE_IP, 7999, "?", 1);
+	nh_guest_send(fbuf, (size_t)n);
+	nh_poll();
+	cr_assert_gt(p_expect(FLOW_DGRAM, NULL, 0), 0);
+	while (nh_guest_recv_any(rbuf, sizeof(rbuf)) >= 0)
+		; /* the router advertisement the first frame brings */
+	memset(&u, 0, sizeof(u));
+	u.src.family = u.dst.family = 4;
+	nh_put32(u.src.addr, NH_REMOTE_IP);
+	u.src.port = 7999;
+	nh_put32(u.dst.addr, NH_GUEST_IP);
+	u.dst.port = 40000;
+	u.kind = FLOW_UNREACH_PORT;
+	nh_proxy_send(FLOW_UNREACH, &u, sizeof(u));
+	nh_poll();
+	cr_assert(!H.ns.violation);
+	n = nh_guest_recv(rbuf, sizeof(rbuf));
+	cr_assert_gt(n, 0, "no ICMP error for the guest");
+	cr_assert(nh_parse4(rbuf, (size_t)n, &p));
+	cr_assert_eq(p.proto, 1);
+	cr_assert_eq(p.src, NH_REMOTE_IP, "the error comes from the remote");
+	cr_assert_eq(p.type, 3);
+	cr_assert_eq(p.code, 3, "port unreachable");
+	cr_assert(p.csum_ok);
+	/* The quote: guest -> remote, UDP 40000 -> 7999. */
+	cr_assert_eq(nh_get32(p.l4 + 8 + 12), NH_GUEST_IP);
+	cr_assert_eq(nh_get32(p.l4 + 8 + 16), NH_REMOTE_IP);
+	cr_assert_eq(p.l4[8 + 9], 17);
+	cr_assert_eq(nh_get16(p.l4 + 8 + 20), 40000);
+	cr_assert_eq(nh_get16(p.l4 + 8 + 22), 7999);
+
+	/* Not for the guest's address: a violation. */
+	nh_put32(u.dst.addr, NH_REMOTE_IP);
+	nh_proxy_send(FLOW_UNREACH, &u, sizeof(u));
+	nh_poll();
+	cr_assert(H.ns.violation);
+}
