@@ -732,6 +732,17 @@ int guest_open_pcap(struct guest *g, const char *path, unsigned mtu, char *err, 
 }
 
 /**
+ * guest_kind_name() - the frontend's name, as --guest spells its kind
+ * @g:	port from guest_open()
+ *
+ * Return: "tap", "stream", "dgram" or "shm".
+ */
+const char *guest_kind_name(const struct guest *g)
+{
+	return g->ops->name;
+}
+
+/**
  * guest_offloads() - the offloads the guest port negotiated
  * @g:	port from guest_open()
  *

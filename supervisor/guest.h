@@ -64,6 +64,7 @@ struct guest *guest_open(const struct guest_spec *spec, char *err, size_t errlen
 int guest_open_pcap(struct guest *g, const char *path, unsigned mtu, char *err, size_t errlen);
 int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd, int netstack_efd);
 uint32_t guest_offloads(const struct guest *g);
+const char *guest_kind_name(const struct guest *g);
 void guest_on_violation(struct guest *g, guest_violation_fn fn);
 void guest_flush(struct guest *g);
 bool guest_failed(const struct guest *g);

@@ -53,6 +53,10 @@ int httpd_load(char *err, size_t errlen)
 		  (void **)&httpd.create_response_from_buffer_with_free_callback_cls },
 		{ "MHD_add_response_header", (void **)&httpd.add_response_header },
 		{ "MHD_destroy_response", (void **)&httpd.destroy_response },
+		{ "MHD_run", (void **)&httpd.run },
+		{ "MHD_get_timeout", (void **)&httpd.get_timeout },
+		{ "MHD_get_daemon_info", (void **)&httpd.get_daemon_info },
+		{ "MHD_lookup_connection_value", (void **)&httpd.lookup_connection_value },
 	};
 	void *lib;
 

@@ -35,6 +35,10 @@ struct httpd_lib {
 		*create_response_from_buffer_with_free_callback_cls;
 	__typeof__(MHD_add_response_header) *add_response_header;
 	__typeof__(MHD_destroy_response) *destroy_response;
+	__typeof__(MHD_run) *run;
+	__typeof__(MHD_get_timeout) *get_timeout;
+	__typeof__(MHD_get_daemon_info) *get_daemon_info;
+	__typeof__(MHD_lookup_connection_value) *lookup_connection_value;
 };
 
 extern struct httpd_lib httpd;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * main.c - moat's entry: `moat run`, `moat policy`, `moat version`, and the
+ * main.c - moat's entry: `moat run`, `moat policy`, `moat ctl`, `moat version`, and the
  * re-executed roles
  *
  * Theory of Operation
@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "netstack/netstack.h"
 #include "proxy/proxy.h"
+#include "supervisor/ctl.h"
 #include "supervisor/policy_cmd.h"
 #include "supervisor/run.h"
 
@@ -34,7 +35,9 @@ static void usage(FILE *f)
 {
 	fputs("usage: moat run --guest SPEC [options] [-- COMMAND...]\n"
 	      "       moat policy check FILE\n"
-	      "       moat policy explain FILE --dst ADDR:PORT/PROTO | --dns NAME\n"
+	      "       moat policy explain FILE --dst ADDR:PORT/PROTO [--name N] [--sni N|--host N]\n"
+	      "       moat policy explain FILE --dns NAME[/udp|/tcp]\n"
+	      "       moat ctl [--json] PATH status | policy [FILE]\n"
 	      "       moat version\n"
 	      "Run `moat run --help` for the options of run.\n",
 	      f);
@@ -81,6 +84,8 @@ int main(int argc, char **argv)
 		return run_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "policy"))
 		return policy_cmd_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ctl"))
+		return ctl_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 		printf("moat %s\n", MOAT_VERSION);
 		return 0;

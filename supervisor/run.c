@@ -65,6 +65,7 @@
 #include "common/confine.h"
 #include "shm/mailbox.h"
 #include "shm/region.h"
+#include "supervisor/api.h"
 #include "supervisor/events.h"
 #include "supervisor/guest.h"
 #include "supervisor/hook.h"
@@ -97,6 +98,7 @@ struct run_opts {
 	int n_publish;
 	unsigned max_connections, max_udp_flows, connect_timeout_ms, udp_timeout_s;
 	const char *metrics_addr, *metrics_file, *events_path, *pcap_path, *on_violation;
+	const char *api_path; /* --api */
 	const char *user;
 	int ready_fd;
 	int anti_spoof;
@@ -132,6 +134,8 @@ struct supervisor {
 	struct loop_watch w_signal, w_efd, w_child[CHILD_COUNT], w_cmd, w_control, w_log;
 	struct guest *guest;
 	struct metrics *metrics;
+	struct api *api;
+	struct timespec started; /* CLOCK_MONOTONIC, for the API's uptime */
 };
 
 static struct supervisor sv;
@@ -143,6 +147,7 @@ static const char run_usage[] =
 	"                [--max-connections N] [--max-udp-flows N] [--connect-timeout MS]\n"
 	"                [--udp-timeout S]\n"
 	"                [--metrics ADDR] [--metrics-file PATH] [--events PATH|-] [--pcap PATH]\n"
+	"                [--api PATH]\n"
 	"                [--ready-fd N] [--on-violation PROGRAM] [--anti-spoof off|drop|terminate]\n"
 	"                [--offload on|off] [--user NAME] [--log-level error|warn|info|debug]\n"
 	"\n"
@@ -158,6 +163,7 @@ static const char run_usage[] =
 	"  --udp-timeout S    a UDP flow idle this long is closed, 1..86400 (default 60)\n"
 	"  --metrics ADDR     serve Prometheus metrics at HOST:PORT or unix:PATH\n"
 	"  --metrics-file P   rewrite the metrics to P every few seconds\n"
+	"  --api PATH         the control API (HTTP and JSON) on the unix socket PATH\n"
 	"  --events PATH|-    JSON lines: denials, violations, exits, reloads\n"
 	"  --pcap PATH        record every guest frame\n"
 	"  --ready-fd N       write one line to fd N once the guest port is up\n"
@@ -367,6 +373,7 @@ static const struct run_option run_options[] = {
 	OPT_U("udp-timeout", udp_timeout_s, 1, 86400),
 	OPT_S("metrics", metrics_addr),
 	OPT_S("metrics-file", metrics_file),
+	OPT_S("api", api_path),
 	OPT_S("events", events_path),
 	OPT_S("pcap", pcap_path),
 	OPT_F("ready-fd", opt_ready_fd),
@@ -893,11 +900,36 @@ static void log_policy_warnings(const struct policy *p)
 		log_warn("%s: %s", sv.o.policy_path, w);
 }
 
+/*
+ * Put @np in force (SIGHUP or the API, named by @source). Return: 0, or -1
+ * with @err set and the old policy still in force (@np is freed either way
+ * or kept).
+ */
+static int apply_policy(struct policy *np, const char *source, char *err, size_t errlen)
+{
+	int rc = send_policy(np, false);
+
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: cannot hand the policy to the proxy: %s%s", source,
+			 strerror(-rc),
+			 rc == -ENOBUFS ? " (it has not taken the previous reloads yet)" : "");
+		log_error("policy reload failed, the old policy stays in force: %s", err);
+		events_reload(source, false, err);
+		policy_free(np);
+		return -1;
+	}
+	policy_free(sv.policy);
+	sv.policy = np;
+	log_info("policy reloaded from %s generation=%llu", source,
+		 (unsigned long long)sv.generation);
+	events_reload(source, true, NULL);
+	return 0;
+}
+
 static void reload_policy(void)
 {
 	struct policy *np = NULL;
 	char err[512];
-	int rc;
 
 	if (!sv.o.policy_path) {
 		log_info("SIGHUP: no --policy file; the default policy stays");
@@ -909,21 +941,92 @@ static void reload_policy(void)
 		return;
 	}
 	log_policy_warnings(np);
-	rc = send_policy(np, false);
-	if (rc < 0) {
-		snprintf(err, sizeof(err), "%s: cannot hand the policy to the proxy: %s%s",
-			 sv.o.policy_path, strerror(-rc),
-			 rc == -ENOBUFS ? " (it has not taken the previous reloads yet)" : "");
-		log_error("policy reload failed, the old policy stays in force: %s", err);
-		events_reload(sv.o.policy_path, false, err);
-		policy_free(np);
-		return;
+	apply_policy(np, sv.o.policy_path, err, sizeof(err));
+}
+
+/* ---- the control API's side (api.c) ------------------------------------ */
+
+static void api_status(json_t *o)
+{
+	const struct moat_shm_header *h = &sv.region.hdr;
+	const struct moat_proxy_counters *pc = sv.region.part[MOAT_PART_CNT_PROXY];
+	const struct moat_guest_counters *gc = sv.region.part[MOAT_PART_CNT_GUEST];
+	struct timespec now;
+	char ip[INET_ADDRSTRLEN] = "", gw[INET_ADDRSTRLEN] = "";
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	inet_ntop(AF_INET, h->guest_ip4, ip, sizeof(ip));
+	inet_ntop(AF_INET, h->gateway_ip4, gw, sizeof(gw));
+	json_object_set_new(o, "version", json_string(MOAT_VERSION));
+	json_object_set_new(o, "pid", json_integer(getpid()));
+	json_object_set_new(o, "netstack_pid", json_integer(sv.child[CHILD_NETSTACK].pid));
+	json_object_set_new(o, "proxy_pid", json_integer(sv.child[CHILD_PROXY].pid));
+	json_object_set_new(o, "uptime_s", json_integer(now.tv_sec - sv.started.tv_sec));
+	json_object_set_new(o, "guest",
+			    json_pack("{s:s,s:s,s:i,s:i,s:s}", "address", ip, "gateway", gw,
+				      "prefix", (int)h->prefix4, "mtu", (int)h->mtu, "frontend",
+				      guest_kind_name(sv.guest)));
+	json_object_set_new(o, "policy_generation", json_integer((json_int_t)sv.generation));
+	json_object_set_new(
+		o, "counts",
+		json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "tcp_connections_active",
+			  (json_int_t)__atomic_load_n(&pc->tcp_active, __ATOMIC_RELAXED),
+			  "udp_flows_active",
+			  (json_int_t)__atomic_load_n(&pc->udp_flows_active, __ATOMIC_RELAXED),
+			  "guest_tx_frames",
+			  (json_int_t)__atomic_load_n(&gc->tx_frames, __ATOMIC_RELAXED),
+			  "guest_rx_frames",
+			  (json_int_t)__atomic_load_n(&gc->rx_frames, __ATOMIC_RELAXED),
+			  "upstream_tx_bytes",
+			  (json_int_t)__atomic_load_n(&pc->upstream_tx_bytes, __ATOMIC_RELAXED),
+			  "upstream_rx_bytes",
+			  (json_int_t)__atomic_load_n(&pc->upstream_rx_bytes, __ATOMIC_RELAXED)));
+}
+
+static json_t *api_policy_get(void)
+{
+	char *text = policy_to_json(sv.policy);
+	json_t *pol = text ? json_loads(text, 0, NULL) : NULL;
+
+	free(text);
+	return json_pack("{s:I,s:o}", "generation", (json_int_t)sv.generation, "policy",
+			 pol ? pol : json_null());
+}
+
+static int api_policy_set(const char *doc, size_t len, unsigned long long *generation, char *err,
+			  size_t errlen)
+{
+	struct policy *np = NULL;
+
+	if (policy_parse(doc, len, "policy", &sv.env, &np, err, errlen) < 0) {
+		events_reload("api", false, err);
+		return -1;
 	}
-	policy_free(sv.policy);
-	sv.policy = np;
-	log_info("policy reloaded from %s generation=%llu", sv.o.policy_path,
-		 (unsigned long long)sv.generation);
-	events_reload(sv.o.policy_path, true, NULL);
+	if (apply_policy(np, "api", err, errlen) < 0)
+		return -1;
+	*generation = sv.generation;
+	return 0;
+}
+
+static const struct api_ops run_api_ops = {
+	.status = api_status,
+	.policy_get = api_policy_get,
+	.policy_set = api_policy_set,
+};
+
+/* 3. --api: bound and served before anything is forked. Return: 0 or EXIT_USAGE. */
+static int start_api(void)
+{
+	char err[512];
+
+	if (api_start(&sv.api, sv.o.api_path, sv.user.uid, sv.user.gid, &sv.loop, &run_api_ops, err,
+		      sizeof(err)) < 0) {
+		fprintf(stderr, "moat: --api: %s\n", err);
+		metrics_final(sv.metrics);
+		guest_close(sv.guest);
+		return EXIT_USAGE;
+	}
+	return 0;
 }
 
 static void on_cmd_exit(struct loop_watch *w, uint32_t events)
@@ -990,6 +1093,7 @@ static void confine_supervisor(void)
 	reload_seccomp(ctx);
 	guest_seccomp(ctx, sv.guest);
 	metrics_seccomp(ctx, sv.metrics);
+	api_seccomp(ctx, sv.api);
 	sandbox_enter(&sv.user, ctx);
 }
 
@@ -1174,9 +1278,12 @@ static void main_loop(void)
 {
 	while (!sv.loop.stop) {
 		int timeout = metrics_tick(sv.metrics), deadline = control_deadline_ms();
+		int api = api_timeout_ms(sv.api);
 
 		if (deadline >= 0 && (timeout < 0 || deadline < timeout))
 			timeout = deadline;
+		if (api >= 0 && (timeout < 0 || api < timeout))
+			timeout = api;
 		if (loop_run_once(&sv.loop, timeout) < 0)
 			fatal("epoll_wait");
 		check_mailboxes();
@@ -1195,6 +1302,7 @@ static int clean_stop(void)
 	proc_stop(&sv.cmd, PROC_STOP_GRACE_MS);
 	stop_children();
 	hook_fini(&sv.hook);
+	api_stop(sv.api);
 	/* Pass on what the netstack sent last (the RSTs of open connections). */
 	guest_flush(sv.guest);
 	guest_close(sv.guest);
@@ -1231,9 +1339,12 @@ int run_main(int argc, char **argv)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 
+	clock_gettime(CLOCK_MONOTONIC, &sv.started);
 	rc = check_and_open(&proto);
 	if (!rc)
 		rc = create_region_and_channels(&proto, sp, &mask);
+	if (!rc)
+		rc = start_api();
 	if (rc)
 		return rc;
 	start_processes(sp, &mask);

@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * api.c - the operator's control API: HTTP/1.1 and JSON on a unix socket
+ *
+ * Theory of Operation
+ * -------------------
+ * Runs in the supervisor, in its own loop: libmicrohttpd (loaded by
+ * httpd.c) without a thread of its own, in its epoll mode, so every request
+ * is handled in the loop thread that owns the policy and the control
+ * channel, and nothing needs a lock. The daemon's epoll descriptor is one
+ * more watch in the loop; api_timeout_ms() gives the loop the time of the
+ * next connection timeout.
+ *
+ * The socket (PATH) is bound before the supervisor confines itself, mode
+ * 0600, owned by the user moat runs as afterwards; a stale socket file is
+ * replaced, a live one refused (guest_unix_listen()).
+ *
+ * Routes (docs/api.md): GET /status, GET /policy, POST /policy. A body is
+ * read up to API_BODY_MAX bytes (more: 413, the rest is not read); a
+ * client that sends nothing is closed after API_CONN_TIMEOUT_S; at most
+ * API_CONNECTIONS at once. Unknown paths are 404, other methods 405 with
+ * Allow. Every answer is JSON; an error is {"error": "..."}.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/confine.h"
+#include "common/log.h"
+#include "supervisor/api.h"
+#include "supervisor/guest_int.h"
+#include "supervisor/httpd.h"
+
+#define API_CONNECTIONS	   8
+#define API_CONN_TIMEOUT_S 10u
+
+struct api {
+	struct MHD_Daemon *mhd;
+	struct loop *loop;
+	struct loop_watch w;
+	const struct api_ops *ops;
+	char path[108];
+};
+
+/* One request: its body so far. */
+struct api_req {
+	char *body;
+	size_t len;
+	bool too_big;
+};
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, json_t *obj,
+			     const char *allow)
+{
+	char *text = json_dumps(obj, JSON_COMPACT);
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	size_t n;
+
+	json_decref(obj);
+	if (!text)
+		return MHD_NO;
+	n = strlen(text);
+	r = httpd.create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(text);
+		return MHD_NO;
+	}
+	httpd.add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if (allow)
+		httpd.add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+	ret = httpd.queue_response(c, status, r);
+	httpd.destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *msg,
+				   const char *allow)
+{
+	return reply(c, status, json_pack("{s:s}", "error", msg), allow);
+}
+
+static enum MHD_Result post_policy(struct api *a, struct MHD_Connection *c, struct api_req *q)
+{
+	unsigned long long gen = 0;
+	char err[512];
+
+	if (q->too_big)
+		return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the policy is over 1 MiB", NULL);
+	if (!q->len)
+		return reply_error(c, MHD_HTTP_BAD_REQUEST, "no policy in the body", NULL);
+	if (a->ops->policy_set(q->body, q->len, &gen, err, sizeof(err)) < 0)
+		return reply_error(c, MHD_HTTP_BAD_REQUEST, err, NULL);
+	return reply(c, MHD_HTTP_OK, json_pack("{s:I}", "generation", (json_int_t)gen), NULL);
+}
+
+/* The request is complete: answer it. */
+static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char *url,
+			     const char *method, struct api_req *q)
+{
+	bool get = !strcmp(method, MHD_HTTP_METHOD_GET);
+	json_t *obj;
+
+	if (!strcmp(url, "/status")) {
+		if (!get)
+			return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only", "GET");
+		obj = json_object();
+		a->ops->status(obj);
+		return reply(c, MHD_HTTP_OK, obj, NULL);
+	}
+	if (!strcmp(url, "/policy")) {
+		if (get)
+			return reply(c, MHD_HTTP_OK, a->ops->policy_get(), NULL);
+		if (!strcmp(method, MHD_HTTP_METHOD_POST))
+			return post_policy(a, c, q);
+		return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET or POST", "GET, POST");
+	}
+	return reply_error(c, MHD_HTTP_NOT_FOUND, "no such path (see docs/api.md)", NULL);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct api_req *q = *con_cls;
+
+	(void)version;
+	if (!q) {
+		q = calloc(1, sizeof(*q));
+		if (!q)
+			return MHD_NO;
+		*con_cls = q;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (!q->too_big && q->len + *upload_size <= API_BODY_MAX) {
+			char *nb = realloc(q->body, q->len + *upload_size + 1);
+
+			if (!nb)
+				return MHD_NO;
+			memcpy(nb + q->len, upload, *upload_size);
+			q->body = nb;
+			q->len += *upload_size;
+		} else {
+			q->too_big = true; /* read on, keep nothing */
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	return route(cls, c, url, method, q);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct api_req *q = *con_cls;
+
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (q) {
+		free(q->body);
+		free(q);
+		*con_cls = NULL;
+	}
+}
+
+static void on_events(struct loop_watch *w, uint32_t events)
+{
+	struct api *a = w->arg;
+
+	(void)events;
+	httpd.run(a->mhd);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[256];
+
+	(void)cls;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	log_debug("api: %s", buf);
+}
+
+/**
+ * api_start() - serve the control API on a unix socket
+ * @out:	set to the API, or NULL when @path is NULL
+ * @path:	--api, or NULL
+ * @uid, @gid:	the socket's owner (the user moat becomes)
+ * @l:		the supervisor's loop
+ * @ops:	the supervisor's side of the requests
+ * @err:	one line saying what to fix
+ * @errlen:	size of @err
+ *
+ * Context: supervisor set-up, before confinement (binds, loads
+ * libmicrohttpd).
+ * Return: 0, or -1 with @err set and nothing left behind.
+ */
+int api_start(struct api **out, const char *path, uid_t uid, gid_t gid, struct loop *l,
+	      const struct api_ops *ops, char *err, size_t errlen)
+{
+	const union MHD_DaemonInfo *info;
+	struct api *a;
+	int fd;
+
+	*out = NULL;
+	if (!path)
+		return 0;
+	if (httpd_load(err, errlen) < 0)
+		return -1;
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	fd = guest_unix_listen(path, SOCK_STREAM, err, errlen);
+	if (fd < 0) {
+		free(a);
+		return -1;
+	}
+	snprintf(a->path, sizeof(a->path), "%s", path);
+	if (fchmod(fd, 0600) < 0 || chmod(path, 0600) < 0 || chown(path, uid, gid) < 0) {
+		snprintf(err, errlen, "%s: cannot make it 0600 for uid %u: %s", path, (unsigned)uid,
+			 strerror(errno));
+		goto fail;
+	}
+	a->loop = l;
+	a->ops = ops;
+	a->mhd = httpd.start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, a,
+				    MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_EXTERNAL_LOGGER,
+				    mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT,
+				    (unsigned)API_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+				    API_CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				    (size_t)32768, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+				    MHD_OPTION_END);
+	if (!a->mhd) {
+		snprintf(err, errlen, "%s: cannot start the HTTP server", path);
+		goto fail;
+	}
+	fd = -1; /* MHD's now */
+	info = httpd.get_daemon_info(a->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	a->w = (struct loop_watch){ .fd = info ? info->epoll_fd : -1, .cb = on_events, .arg = a };
+	if (!info || loop_add(l, &a->w, EPOLLIN) < 0) {
+		snprintf(err, errlen, "%s: cannot watch the HTTP server", path);
+		goto fail;
+	}
+	log_info("api: serving on unix:%s", path);
+	*out = a;
+	return 0;
+fail:
+	if (a->mhd)
+		httpd.stop_daemon(a->mhd);
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	free(a);
+	return -1;
+}
+
+/**
+ * api_timeout_ms() - when the loop must call the API next
+ * @a:	the API, or NULL
+ *
+ * Return: milliseconds until a connection's timeout, or -1 for none.
+ */
+int api_timeout_ms(struct api *a)
+{
+	MHD_UNSIGNED_LONG_LONG t;
+
+	if (!a || httpd.get_timeout(a->mhd, &t) != MHD_YES)
+		return -1;
+	if (!t) /* due now: MHD wants another run */
+		httpd.run(a->mhd);
+	return t > 60000 ? 60000 : (int)t;
+}
+
+/**
+ * api_seccomp() - the system calls the API's requests make in the loop
+ * @ctx:	the supervisor's filter
+ * @a:		the API, or NULL (nothing is added)
+ */
+void api_seccomp(scmp_filter_ctx ctx, const struct api *a)
+{
+	if (!a)
+		return;
+	ALLOW(ctx, accept4);	 /* clients' connections */
+	ALLOW(ctx, accept);	 /* the same on builds without accept4 */
+	ALLOW(ctx, recvfrom);	 /* requests */
+	ALLOW(ctx, sendto);	 /* responses */
+	ALLOW(ctx, sendmsg);	 /* responses (headers and body together) */
+	ALLOW(ctx, writev);	 /* the same on some paths */
+	ALLOW(ctx, setsockopt);	 /* socket options on accepted connections */
+	ALLOW(ctx, getsockopt);	 /* socket state checks */
+	ALLOW(ctx, getsockname); /* the accepted socket's address family */
+	ALLOW(ctx, fcntl);	 /* non-blocking, close-on-exec accepted sockets */
+	ALLOW(ctx, shutdown);	 /* closing a connection */
+	ALLOW(ctx, epoll_wait);	 /* MHD_run() looks at its own epoll set */
+}
+
+/**
+ * api_stop() - close every connection and the socket (its file is removed)
+ * @a:	the API, or NULL
+ */
+void api_stop(struct api *a)
+{
+	if (!a)
+		return;
+	loop_del(a->loop, &a->w);
+	httpd.stop_daemon(a->mhd);
+	guest_unix_unlink(a->path);
+	free(a);
+}

@@ -1,0 +1,103 @@
+#!/bin/bash
+# t_api.sh — the control API (issue 16): `moat run --api PATH` and `moat ctl`.
+#
+# Every route, each success and each error: GET /status, GET /policy,
+# POST /policy (a good policy is put in force with an event; bad JSON, a
+# bad policy, deep nesting and a 2 MiB body are refused with 4xx and change
+# nothing), unknown paths (404), other methods (405 with Allow), a client
+# that never finishes its request (closed after the timeout while others
+# are served), the socket's mode and owner, and `moat ctl` in both output
+# forms with its exit statuses. moat keeps running and stops with 0.
+source "$(dirname "$0")/lib.sh"
+need curl python3
+
+API=$WORK/api.sock
+api() { curl -s --max-time 10 --unix-socket "$API" "$@"; }
+code() { curl -s --max-time 10 -o "$WORK/body" -w '%{http_code}' --unix-socket "$API" "$@"; }
+jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
+
+topo_up
+guest_up 1500 static
+moat_start --api "$API" --events "$WORK/events.jsonl"
+
+# The socket: 0600, the user moat runs as.
+[ "$(stat -c '%a %U' "$API")" = "600 nobody" ] || fail "socket is $(stat -c '%a %U' "$API")"
+
+# GET /status
+s=$(api http://moat/status)
+[ "$(jget '["guest"]["address"]' <<<"$s")" = 10.0.2.15 ] || fail "status: $s"
+[ "$(jget '["pid"]' <<<"$s")" = "$MOAT_PID" ] || fail "status pid: $s (moat is $MOAT_PID)"
+[ "$(jget '["policy_generation"]' <<<"$s")" = 1 ] || fail "status generation: $s"
+for k in netstack_pid proxy_pid uptime_s counts; do
+	jget "[\"$k\"]" <<<"$s" >/dev/null || fail "status has no $k: $s"
+done
+
+# GET /policy
+p=$(api http://moat/policy)
+[ "$(jget '["generation"]' <<<"$p")" = 1 ] || fail "policy: $p"
+[ "$(jget '["policy"]["default_egress"]' <<<"$p")" = deny ] || fail "policy: $p"
+
+# POST /policy: in force, with an event.
+c=$(code -X POST http://moat/policy -d '{"default_egress":"deny","default_ingress":"deny","rules":[]}')
+[ "$c" = 200 ] && [ "$(jget '["generation"]' <"$WORK/body")" = 2 ] || fail "POST /policy: $c $(cat "$WORK/body")"
+[ "$(api http://moat/policy | jget '["policy"]["default_ingress"]')" = deny ] || fail "not in force"
+wait_for 5 grep -q '"event":"policy_reload","file":"api","ok":true' "$WORK/events.jsonl" ||
+	fail "no policy_reload event"
+
+# Refusals change nothing.
+c=$(code -X POST http://moat/policy -d '{"default_egress": ')
+[ "$c" = 400 ] && grep -q '"error"' "$WORK/body" || fail "bad JSON: $c $(cat "$WORK/body")"
+c=$(code -X POST http://moat/policy -d '{"default_egress":"maybe"}')
+[ "$c" = 400 ] && grep -q 'default_egress' "$WORK/body" || fail "bad policy: $c $(cat "$WORK/body")"
+python3 -c 'print("[" * 100000 + "]" * 100000)' >"$WORK/deep.json"
+c=$(code -X POST http://moat/policy --data-binary @"$WORK/deep.json")
+[ "$c" = 400 ] || fail "deep nesting: $c $(head -c 200 "$WORK/body")"
+head -c 2097152 /dev/zero | tr '\0' ' ' >"$WORK/big.json"
+c=$(code -X POST http://moat/policy --data-binary @"$WORK/big.json")
+[ "$c" = 413 ] || fail "2 MiB body: $c"
+c=$(code -X POST http://moat/policy)
+[ "$c" = 400 ] || fail "empty body: $c"
+[ "$(api http://moat/policy | jget '["generation"]')" = 2 ] || fail "a refused policy changed the generation"
+grep -q '"event":"policy_reload","file":"api","ok":false' "$WORK/events.jsonl" ||
+	fail "no failed policy_reload event"
+
+# Paths and methods.
+[ "$(code http://moat/nope)" = 404 ] || fail "unknown path"
+[ "$(code -X DELETE http://moat/policy)" = 405 ] || fail "DELETE /policy"
+curl -s -i -X PUT --unix-socket "$API" http://moat/status | grep -qi '^Allow: GET' || fail "no Allow"
+
+# A client that never finishes: closed after the timeout, others still served.
+python3 - "$API" >"$WORK/slow" 2>&1 <<'PY' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.send(b"POST /policy HTTP/1.1\r\nHost: moat\r\nContent-Length: 100\r\n\r\n{")
+t = time.time()
+s.settimeout(30)
+b = s.recv(100)
+print("closed after %.0f s" % (time.time() - t))
+PY
+slow=$!
+sleep 1
+[ "$(code http://moat/status)" = 200 ] || fail "a slow client stalled the API"
+wait $slow
+grep -q 'closed after' "$WORK/slow" || fail "the slow client was not closed: $(cat "$WORK/slow")"
+
+# moat ctl
+out=$("$MOAT" ctl "$API" status) || fail "ctl status failed"
+grep -q 'guest 10.0.2.15/24 via 10.0.2.2' <<<"$out" || fail "ctl status: $out"
+"$MOAT" ctl --json "$API" status | jget '["proxy_pid"]' >/dev/null || fail "ctl --json status"
+"$MOAT" ctl "$API" policy | grep -q '^policy generation 2:' || fail "ctl policy"
+out=$("$MOAT" ctl "$API" policy "$MOAT_SRC/examples/public-only.json") || fail "ctl policy FILE"
+[ "$out" = "policy generation 3 in force" ] || fail "ctl policy FILE: $out"
+rc=0
+echo '{"rules": 5}' | "$MOAT" ctl "$API" policy - 2>"$WORK/ctl.err" || rc=$?
+[ "$rc" = 1 ] && grep -q '400' "$WORK/ctl.err" || fail "ctl with a bad policy: exit $rc, $(cat "$WORK/ctl.err")"
+rc=0
+"$MOAT" ctl "$WORK/none.sock" status 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "ctl without a server: exit $rc, want 2"
+
+moat_stop
+[ "$MOAT_RC" = 0 ] || fail "moat exited $MOAT_RC"
+[ ! -e "$API" ] || fail "the socket file was left behind"
+pass "status, policy get/set, every refusal, 404/405, a slow client, moat ctl"
