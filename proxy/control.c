@@ -19,6 +19,10 @@
  * ports are taken from the first document. A document that fails to parse
  * changes nothing; at start-up that is fatal (no policy, no proxy), and so
  * is a framing error (a length of 0 or above CHANNEL_CONFIG_MAX).
+ * A document {"request": "flows", "id": N} (the control API's GET /flows)
+ * changes nothing: it is answered with reply messages on the event side,
+ * {"reply": "flows", "id": N, "flows": [...], "more": bool}, 128 flows
+ * each, the last with more = false.
  * Documents are reassembled by a channel_in whose one buffer of
  * CHANNEL_CONFIG_MAX is allocated at init and touched only as far as the
  * largest document really sent.
@@ -260,6 +264,73 @@ static void publish_at_start(struct proxy *px, const struct control_doc *d)
 		publish_listen(px, &px->publish[i]);
 }
 
+/* ---- requests from the control API (supervisor/api.c) ---------------- */
+
+static void emit(struct proxy *px, json_t *o);
+
+/* Flows per reply message: each well under CHANNEL_EVENT_MAX. */
+#define CONTROL_FLOWS_PER_REPLY 128
+
+struct flows_reply {
+	struct proxy *px;
+	json_int_t id;
+	json_t *flows;
+};
+
+static void flows_flush(struct flows_reply *r, bool more)
+{
+	emit(r->px, json_pack("{s:s,s:I,s:o,s:b}", "reply", "flows", "id", r->id, "flows", r->flows,
+			      "more", more));
+	r->flows = json_array();
+}
+
+static void flows_add(void *arg, const struct relay_flow_info *fi)
+{
+	struct flows_reply *r = arg;
+	uint64_t now = uv_now(&r->px->loop);
+	char src[INET6_ADDRSTRLEN] = "?", dst[INET6_ADDRSTRLEN] = "?";
+
+	inet_ntop(fi->src->family == 6 ? AF_INET6 : AF_INET, fi->src->addr, src, sizeof(src));
+	inet_ntop(fi->dst->family == 6 ? AF_INET6 : AF_INET, fi->dst->addr, dst, sizeof(dst));
+	json_array_append_new(
+		r->flows,
+		json_pack("{s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:o,s:I,s:I,s:I}", "protocol",
+			  policy_proto_name(fi->proto), "direction",
+			  fi->ingress ? "ingress" : "egress", "src", src, "sport",
+			  (int)fi->src->port, "dst", dst, "dport", (int)fi->dst->port, "state",
+			  fi->state, "rule", fi->rule >= 0 ? json_integer(fi->rule) : json_null(),
+			  "tx_bytes", (json_int_t)fi->tx, "rx_bytes", (json_int_t)fi->rx, "age_s",
+			  (json_int_t)((now - fi->born_ms) / 1000)));
+	if (json_array_size(r->flows) == CONTROL_FLOWS_PER_REPLY)
+		flows_flush(r, true);
+}
+
+/*
+ * A request document: {"request": "flows", "id": N}. The answer goes back as
+ * events {"reply": "flows", "id": N, "flows": [...], "more": bool}, as many
+ * as the flows need. Return: 0, or -EINVAL for a request we do not know.
+ */
+static int control_request(struct proxy *px, json_t *doc, char *err, size_t errlen)
+{
+	const char *what = json_string_value(json_object_get(doc, "request"));
+	json_t *id = json_object_get(doc, "id");
+	struct flows_reply r = { .px = px };
+
+	if (!what || strcmp(what, "flows") || !json_is_integer(id)) {
+		snprintf(err, errlen, "control request: unknown or without an id");
+		return -EINVAL;
+	}
+	r.id = json_integer_value(id);
+	log_debug("control: flows request %lld", (long long)r.id);
+	r.flows = json_array();
+	tcpflow_list(px, flows_add, &r);
+	udpflow_list(px, flows_add, &r);
+	udppub_list(px, flows_add, &r);
+	flows_flush(&r, false);
+	json_decref(r.flows);
+	return 0;
+}
+
 /**
  * control_apply() - parse one configuration document and put it in force
  * @px:		proxy
@@ -286,6 +357,11 @@ int control_apply(struct proxy *px, const char *json, size_t len, char *err, siz
 		snprintf(err, errlen, "control document: line %d column %d: %s", jerr.line,
 			 jerr.column, jerr.text);
 		return -EINVAL;
+	}
+	if (json_object_get(doc, "request")) {
+		rc = control_request(px, doc, err, errlen);
+		json_decref(doc);
+		return rc;
 	}
 	rc = control_doc_parse(px, doc, &d, err, errlen);
 	json_decref(doc);

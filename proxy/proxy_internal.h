@@ -199,6 +199,32 @@ void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *
 void udpflow_tick(struct proxy *px, uint64_t now_ms);
 uint64_t udpflow_active(const struct proxy *px);
 
+/**
+ * struct relay_flow_info - one open flow, as the control API lists it
+ * @proto:	POLICY_PROTO_TCP or POLICY_PROTO_UDP
+ * @ingress:	opened from the host (a published port)
+ * @src, @dst:	the opening side and the other (egress: guest, remote;
+ *		ingress: the host peer, the guest)
+ * @state:	"connecting", "open", "closing" (TCP), "open" (UDP)
+ * @rule:	the rule that allowed it, -1 for the direction's default
+ * @tx, @rx:	bytes toward the host socket, and from it
+ * @born_ms:	when it was opened (the proxy's loop clock)
+ */
+struct relay_flow_info {
+	enum policy_proto proto;
+	bool ingress;
+	const struct flow_endpoint *src, *dst;
+	const char *state;
+	int rule;
+	uint64_t tx, rx, born_ms;
+};
+
+typedef void (*relay_flow_fn)(void *arg, const struct relay_flow_info *fi);
+
+void tcpflow_list(struct proxy *px, relay_flow_fn fn, void *arg);
+void udpflow_list(struct proxy *px, relay_flow_fn fn, void *arg);
+void udppub_list(struct proxy *px, relay_flow_fn fn, void *arg);
+
 /* udppub.c: published UDP ports */
 int udppub_init(struct proxy *px);
 void udppub_fini(struct proxy *px);

@@ -102,6 +102,7 @@ static int listener_take(struct tcp_listener *l)
 			tcpflow_close_handles(px, f, true);
 			return 0;
 		}
+		f->rule = d.rule;
 	}
 	/* The flow itself is in the table already: count the others. */
 	v = limits_new_flow(&px->limits, true, px->tcp->count - 1, uv_now(&px->loop), &which);

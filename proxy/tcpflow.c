@@ -150,7 +150,8 @@ struct tcp_flow *tcpflow_new(struct proxy *px, uint32_t id)
 	f->waiter.resume = waiter_resume;
 	f->sock.data = f;
 	f->timer.data = f;
-	f->last_ms = uv_now(&px->loop);
+	f->last_ms = f->born_ms = uv_now(&px->loop);
+	f->rule = -1;
 	list_add_tail(&px->tcp->all, &f->all);
 	flow_hash(px, f);
 	return f;
@@ -313,6 +314,7 @@ void tcpflow_reevaluate(struct proxy *px)
 			bool mismatch;
 
 			f->first = d;
+			f->rule = d.rule;
 			if (f->hostname[0])
 				d = relay_decide_hostname(px, &f->decided, d, f->hostname,
 							  &mismatch);
@@ -441,6 +443,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		f->credit -= (uint64_t)nread;
 		f->last_ms = now;
 		CNT_ADD(px, upstream_rx_bytes, (uint64_t)nread);
+		f->rx_bytes += (uint64_t)nread;
 		relay_limit(px, limits_bytes_done(&px->limits, true, (uint64_t)nread, now),
 			    LIMIT_INGRESS_BYTES, f->id, MOAT_P_TCP, &f->dst);
 		if (!f->credit)
@@ -518,6 +521,7 @@ static void on_write(uv_write_t *req, int status)
 		return;
 	}
 	CNT_ADD(px, upstream_tx_bytes, n);
+	f->tx_bytes += n;
 	f->owed += n;
 	f->last_ms = uv_now(&px->loop);
 	tcpflow_mark_dirty(f);
@@ -1084,6 +1088,7 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 	f->dst = c->dst;
 	f->decided = c->dst;
 	f->first = d;
+	f->rule = d.rule;
 	f->sniffing = sniff;
 	f->st = ST_CONNECTING;
 	f->to_host = relay_is_host(px, &c->dst);
@@ -1180,4 +1185,38 @@ void tcpflow_fini(struct proxy *px)
 	uv_run(&px->loop, UV_RUN_NOWAIT);
 	free(st);
 	px->tcp = NULL;
+}
+
+/**
+ * tcpflow_list() - every relayed TCP connection, for the control API
+ * @px:		proxy
+ * @fn:		called once per connection (DNS-over-TCP streams are not listed)
+ * @arg:	for @fn
+ */
+void tcpflow_list(struct proxy *px, relay_flow_fn fn, void *arg)
+{
+	static const char *const states[] = { [ST_CONNECTING] = "connecting",
+					      [ST_ACCEPTING] = "connecting",
+					      [ST_OPEN] = "open",
+					      [ST_DRAINING] = "closing",
+					      [ST_CLOSED] = "closing" };
+	struct list_head *n;
+
+	for (n = px->tcp->all.next; n != &px->tcp->all; n = n->next) {
+		struct tcp_flow *f = list_entry(n, struct tcp_flow, all);
+		struct relay_flow_info fi = {
+			.proto = POLICY_PROTO_TCP,
+			.ingress = (f->id & FLOW_ID_INGRESS) != 0,
+			.src = &f->src,
+			.dst = &f->dst,
+			.state = states[f->st],
+			.rule = f->rule,
+			.tx = f->tx_bytes,
+			.rx = f->rx_bytes,
+			.born_ms = f->born_ms,
+		};
+
+		if (!f->dns && f->st != ST_CLOSED)
+			fn(arg, &fi);
+	}
 }

@@ -126,6 +126,8 @@ struct tcp_flow {
 	uint32_t sniff_len;
 	uint64_t sniff_deadline_ms;
 	struct policy_decision first;
+	int rule;			      /* the rule that allowed it (-1: default) */
+	uint64_t born_ms, tx_bytes, rx_bytes; /* for the API's GET /flows */
 	char hostname[SNIFF_NAME_MAX + 1];
 	int handles;
 };

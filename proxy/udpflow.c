@@ -56,7 +56,9 @@ struct udp_flow {
 	struct relay_waiter waiter;
 	uv_udp_t sock;
 	bool denied, sock_open, receiving, closed;
+	int rule; /* the rule that allowed it (-1: default) */
 	uint64_t last_ms, generation;
+	uint64_t born_ms, tx_bytes, rx_bytes; /* for the API's GET /flows */
 };
 
 struct udp_state {
@@ -251,6 +253,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 	relay_commit(px, FLOW_DGRAM, (uint32_t)(sizeof(d) + (size_t)nread));
 	f->last_ms = uv_now(&px->loop);
 	CNT_ADD(px, upstream_rx_bytes, (uint64_t)nread);
+	f->rx_bytes += (uint64_t)nread;
 	relay_limit(px, limits_bytes_done(&px->limits, true, (uint64_t)nread, f->last_ms),
 		    LIMIT_INGRESS_BYTES, 0, MOAT_P_UDP, &f->remote);
 }
@@ -281,7 +284,8 @@ static struct udp_flow *flow_new(struct proxy *px, const struct flow_endpoint *g
 	f->remote = *remote;
 	f->denied = denied;
 	f->generation = px->generation;
-	f->last_ms = uv_now(&px->loop);
+	f->last_ms = f->born_ms = uv_now(&px->loop);
+	f->rule = -1;
 	f->sock.data = f;
 	list_init(&f->waiter.node);
 	f->waiter.resume = waiter_resume;
@@ -376,6 +380,7 @@ void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *
 		f = flow_new(px, &d->src, &d->dst, false);
 		if (!f)
 			return;
+		f->rule = dec.rule;
 		rc = open_socket(px, f);
 		if (rc < 0) {
 			log_debug("udp: cannot open a flow socket: %s", uv_strerror(rc));
@@ -398,6 +403,7 @@ void udpflow_input(struct proxy *px, const struct flow_dgram *d, const uint8_t *
 		return;
 	}
 	CNT_ADD(px, upstream_tx_bytes, len);
+	f->tx_bytes += len;
 	relay_limit(px, limits_bytes_done(&px->limits, false, len, now), LIMIT_EGRESS_BYTES, 0,
 		    MOAT_P_UDP, &d->dst);
 }
@@ -506,4 +512,31 @@ void udpflow_fini(struct proxy *px)
 	uv_run(&px->loop, UV_RUN_NOWAIT);
 	free(st);
 	px->udp = NULL;
+}
+
+/**
+ * udpflow_list() - every open egress UDP flow, for the control API
+ * @px:		proxy
+ * @fn:		called once per flow (remembered denials are not listed)
+ * @arg:	for @fn
+ */
+void udpflow_list(struct proxy *px, relay_flow_fn fn, void *arg)
+{
+	struct list_head *n;
+
+	for (n = px->udp->all.next; n != &px->udp->all; n = n->next) {
+		struct udp_flow *f = list_entry(n, struct udp_flow, all);
+		struct relay_flow_info fi = {
+			.proto = POLICY_PROTO_UDP,
+			.src = &f->guest,
+			.dst = &f->remote,
+			.state = "open",
+			.rule = f->rule,
+			.tx = f->tx_bytes,
+			.rx = f->rx_bytes,
+			.born_ms = f->born_ms,
+		};
+
+		fn(arg, &fi);
+	}
 }

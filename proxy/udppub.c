@@ -54,7 +54,8 @@ struct udppub_peer {
 	struct flow_endpoint peer;    /* the same as an endpoint */
 	struct flow_endpoint shown;   /* the peer as the guest sees it */
 	struct list_head node;
-	uint64_t last_ms;
+	int rule; /* the rule that allowed it (-1: default) */
+	uint64_t last_ms, born_ms, tx_bytes, rx_bytes;
 };
 
 struct udppub_state {
@@ -161,6 +162,8 @@ static struct udppub_peer *peer_new(struct udppub_port *port, const struct socka
 	       addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
 					     sizeof(struct sockaddr_in));
 	p->port = port;
+	p->rule = d.rule;
+	p->born_ms = uv_now(&px->loop);
 	list_add_tail(&px->udppub->peers, &p->node);
 	px->udppub->n_peers++;
 	CNT_ADD(px, udp_flows_active, 1);
@@ -216,6 +219,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 	memcpy(buf->base - sizeof(d), &d, sizeof(d));
 	relay_commit(px, FLOW_DGRAM, (uint32_t)(sizeof(d) + (size_t)nread));
 	p->last_ms = uv_now(&px->loop);
+	p->rx_bytes += (uint64_t)nread;
 	CNT_ADD(px, upstream_rx_bytes, (uint64_t)nread);
 	relay_limit(px, limits_bytes_done(&px->limits, true, (uint64_t)nread, p->last_ms),
 		    LIMIT_INGRESS_BYTES, 0, MOAT_P_UDP, &p->peer);
@@ -303,8 +307,11 @@ bool udppub_reply(struct proxy *px, const struct flow_dgram *d, const uint8_t *d
 		if (!ep_equal(&p->shown, &d->dst) || !ep_equal(&p->port->guest, &d->src))
 			continue;
 		b = uv_buf_init((char *)data, len);
-		if (uv_udp_try_send(&p->port->sock, &b, 1, (const struct sockaddr *)&p->addr) >= 0)
+		if (uv_udp_try_send(&p->port->sock, &b, 1, (const struct sockaddr *)&p->addr) >=
+		    0) {
 			CNT_ADD(px, upstream_tx_bytes, len);
+			p->tx_bytes += len;
+		}
 		p->last_ms = uv_now(&px->loop);
 		relay_limit(px, limits_bytes_done(&px->limits, false, len, p->last_ms),
 			    LIMIT_EGRESS_BYTES, 0, MOAT_P_UDP, &p->peer);
@@ -401,4 +408,32 @@ void udppub_fini(struct proxy *px)
 	}
 	free(st);
 	px->udppub = NULL;
+}
+
+/**
+ * udppub_list() - every peer of the published UDP ports, for the control API
+ * @px:		proxy
+ * @fn:		called once per peer (src = the peer as the guest sees it)
+ * @arg:	for @fn
+ */
+void udppub_list(struct proxy *px, relay_flow_fn fn, void *arg)
+{
+	struct list_head *n;
+
+	for (n = px->udppub->peers.next; n != &px->udppub->peers; n = n->next) {
+		struct udppub_peer *p = list_entry(n, struct udppub_peer, node);
+		struct relay_flow_info fi = {
+			.proto = POLICY_PROTO_UDP,
+			.ingress = true,
+			.src = &p->shown,
+			.dst = &p->port->guest,
+			.state = "open",
+			.rule = p->rule,
+			.tx = p->tx_bytes,
+			.rx = p->rx_bytes,
+			.born_ms = p->born_ms,
+		};
+
+		fn(arg, &fi);
+	}
 }

@@ -15,7 +15,12 @@
  * 0600, owned by the user moat runs as afterwards; a stale socket file is
  * replaced, a live one refused (guest_unix_listen()).
  *
- * Routes (docs/api.md): GET /status, GET /policy, POST /policy. A body is
+ * Routes (docs/api.md): GET /status, GET /policy, POST /policy, GET /flows.
+ * The flows live in the proxy: GET /flows sends it a request over the
+ * control channel (ops->flows_request, tagged with an id), suspends the
+ * connection, collects the proxy's reply messages (api_proxy_reply()) and
+ * resumes it to answer; without an answer in API_PROXY_TIMEOUT_MS it is a
+ * 503. A body is
  * read up to API_BODY_MAX bytes (more: 413, the rest is not read); a
  * client that sends nothing is closed after API_CONN_TIMEOUT_S; at most
  * API_CONNECTIONS at once. Unknown paths are 404, other methods 405 with
@@ -28,9 +33,11 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/confine.h"
+#include "common/list.h"
 #include "common/log.h"
 #include "supervisor/api.h"
 #include "supervisor/guest_int.h"
@@ -44,15 +51,48 @@ struct api {
 	struct loop *loop;
 	struct loop_watch w;
 	const struct api_ops *ops;
+	struct list_head pending; /* GET /flows waiting for the proxy */
+	unsigned long long next_id;
 	char path[108];
 };
 
-/* One request: its body so far. */
+/*
+ * One request: its body so far; for GET /flows the proxy's answer as it
+ * comes (@flows), the protocol asked for (@proto, "" for all), and where it
+ * stands.
+ */
 struct api_req {
 	char *body;
 	size_t len;
 	bool too_big;
+	bool waiting, done, timed_out;
+	struct MHD_Connection *conn;
+	struct list_head node;
+	unsigned long long id;
+	uint64_t deadline_ms;
+	json_t *flows;
+	char proto[4];
 };
+
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+/*
+ * The answer is complete (or will not come): let MHD call on_request again.
+ * Without a thread of its own MHD acts on the resume at its next run, so
+ * the caller runs it (req_resumed()).
+ */
+static void req_resume(struct api_req *q)
+{
+	list_del(&q->node);
+	q->waiting = false;
+	httpd.resume_connection(q->conn);
+}
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, json_t *obj,
 			     const char *allow)
@@ -99,6 +139,31 @@ static enum MHD_Result post_policy(struct api *a, struct MHD_Connection *c, stru
 	return reply(c, MHD_HTTP_OK, json_pack("{s:I}", "generation", (json_int_t)gen), NULL);
 }
 
+static enum MHD_Result get_flows(struct api *a, struct MHD_Connection *c, struct api_req *q)
+{
+	const char *proto;
+
+	if (q->done)
+		return reply(c, MHD_HTTP_OK, json_incref(q->flows), NULL);
+	if (q->timed_out)
+		return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the proxy did not answer",
+				   NULL);
+	proto = httpd.lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "protocol");
+	if (proto && strcmp(proto, "tcp") && strcmp(proto, "udp"))
+		return reply_error(c, MHD_HTTP_BAD_REQUEST, "protocol is tcp or udp", NULL);
+	snprintf(q->proto, sizeof(q->proto), "%s", proto ? proto : "");
+	q->id = ++a->next_id;
+	if (a->ops->flows_request(q->id) < 0)
+		return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the proxy is busy", NULL);
+	q->flows = json_array();
+	q->conn = c;
+	q->waiting = true;
+	q->deadline_ms = now_ms() + API_PROXY_TIMEOUT_MS;
+	list_add_tail(&a->pending, &q->node);
+	httpd.suspend_connection(c);
+	return MHD_YES;
+}
+
 /* The request is complete: answer it. */
 static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char *url,
 			     const char *method, struct api_req *q)
@@ -119,6 +184,11 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char
 		if (!strcmp(method, MHD_HTTP_METHOD_POST))
 			return post_policy(a, c, q);
 		return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET or POST", "GET, POST");
+	}
+	if (!strcmp(url, "/flows")) {
+		if (!get)
+			return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only", "GET");
+		return get_flows(a, c, q);
 	}
 	return reply_error(c, MHD_HTTP_NOT_FOUND, "no such path (see docs/api.md)", NULL);
 }
@@ -164,6 +234,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	(void)c;
 	(void)toe;
 	if (q) {
+		if (q->waiting)
+			list_del(&q->node);
+		json_decref(q->flows);
 		free(q->body);
 		free(q);
 		*con_cls = NULL;
@@ -232,9 +305,10 @@ int api_start(struct api **out, const char *path, uid_t uid, gid_t gid, struct l
 	}
 	a->loop = l;
 	a->ops = ops;
-	a->mhd = httpd.start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, a,
-				    MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_EXTERNAL_LOGGER,
-				    mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT,
+	list_init(&a->pending);
+	a->mhd = httpd.start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0,
+				    NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+				    NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
 				    (unsigned)API_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
 				    API_CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 				    (size_t)32768, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
@@ -271,13 +345,69 @@ fail:
  */
 int api_timeout_ms(struct api *a)
 {
-	MHD_UNSIGNED_LONG_LONG t;
+	MHD_UNSIGNED_LONG_LONG t = 60000, m;
+	uint64_t now = now_ms();
+	struct list_head *n, *next;
 
-	if (!a || httpd.get_timeout(a->mhd, &t) != MHD_YES)
+	if (!a)
 		return -1;
-	if (!t) /* due now: MHD wants another run */
+	for (n = a->pending.next; n != &a->pending; n = next) {
+		struct api_req *q = list_entry(n, struct api_req, node);
+
+		next = n->next;
+		if (now >= q->deadline_ms) {
+			q->timed_out = true;
+			req_resume(q);
+			t = 0; /* MHD answers it in the run below */
+		} else if (q->deadline_ms - now < t) {
+			t = q->deadline_ms - now;
+		}
+	}
+	if (t && httpd.get_timeout(a->mhd, &m) == MHD_YES && m < t)
+		t = m;
+	if (!t) { /* due now: a resumed request, or a connection's timeout */
 		httpd.run(a->mhd);
-	return t > 60000 ? 60000 : (int)t;
+		if (httpd.get_timeout(a->mhd, &m) == MHD_YES && m < 60000)
+			return (int)m;
+		return !list_empty(&a->pending) ? 10 : 60000;
+	}
+	return (int)t;
+}
+
+/**
+ * api_proxy_reply() - one of the proxy's answers to a GET /flows
+ * @a:		the API, or NULL
+ * @msg:	{"reply": "flows", "id": N, "flows": [...], "more": bool}
+ *		(untrusted: anything else is ignored)
+ */
+void api_proxy_reply(struct api *a, json_t *msg)
+{
+	json_t *flows = json_object_get(msg, "flows"), *f;
+	json_int_t id = json_integer_value(json_object_get(msg, "id"));
+	struct list_head *n;
+	size_t i;
+
+	if (!a || !json_is_array(flows))
+		return;
+	for (n = a->pending.next; n != &a->pending; n = n->next) {
+		struct api_req *q = list_entry(n, struct api_req, node);
+
+		if ((json_int_t)q->id != id)
+			continue;
+		json_array_foreach(flows, i, f)
+		{
+			const char *p = json_string_value(json_object_get(f, "protocol"));
+
+			if (json_is_object(f) && p && (!q->proto[0] || !strcmp(p, q->proto)))
+				json_array_append(q->flows, f);
+		}
+		if (!json_is_true(json_object_get(msg, "more"))) {
+			q->done = true;
+			req_resume(q);
+			httpd.run(a->mhd);
+		}
+		return;
+	}
 }
 
 /**

@@ -24,17 +24,25 @@ struct api;
  * @policy_get:	the policy in force, normalized, and its generation
  * @policy_set:	put the policy document @doc in force as a reload would;
  *		0 (its generation in @generation) or -1 with @err set
+ * @flows_request: ask the proxy for its flows, tagged @id; 0, or -1 if
+ *		the request cannot be sent now (api_proxy_reply() brings the
+ *		answer)
  */
 struct api_ops {
 	void (*status)(json_t *obj);
 	json_t *(*policy_get)(void);
 	int (*policy_set)(const char *doc, size_t len, unsigned long long *generation, char *err,
 			  size_t errlen);
+	int (*flows_request)(unsigned long long id);
 };
+
+/* How long GET /flows waits for the proxy's answer before a 503. */
+#define API_PROXY_TIMEOUT_MS 2000
 
 int api_start(struct api **out, const char *path, uid_t uid, gid_t gid, struct loop *l,
 	      const struct api_ops *ops, char *err, size_t errlen);
 int api_timeout_ms(struct api *a);
+void api_proxy_reply(struct api *a, json_t *msg);
 void api_seccomp(scmp_filter_ctx ctx, const struct api *a);
 void api_stop(struct api *a);
 

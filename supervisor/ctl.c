@@ -29,8 +29,10 @@
 
 static const char ctl_usage[] =
 	"usage: moat ctl [--json] PATH status\n"
+	"       moat ctl [--json] PATH flows [tcp|udp]\n"
 	"       moat ctl [--json] PATH policy [FILE|-]\n"
 	"  status         pids, uptime, the guest, counts\n"
+	"  flows          the open TCP connections and UDP flows\n"
 	"  policy         the policy in force and its generation\n"
 	"  policy FILE    put FILE (- for stdin) in force, as SIGHUP would\n";
 
@@ -167,6 +169,33 @@ static void print_status(const json_t *s)
 	       (long long)num(c, "upstream_tx_bytes"), (long long)num(c, "upstream_rx_bytes"));
 }
 
+static void print_flows(const json_t *flows)
+{
+	const json_t *f;
+	size_t i;
+
+	printf("%-5s %-8s %-26s %-26s %-11s %5s %10s %10s %6s\n", "PROTO", "DIR", "SRC", "DST",
+	       "STATE", "RULE", "TX", "RX", "AGE");
+	json_array_foreach(flows, i, f)
+	{
+		char src[64], dst[64], rule[16] = "-";
+		const json_t *r = json_object_get(f, "rule");
+
+		snprintf(src, sizeof(src), "%s:%lld", json_string_value(json_object_get(f, "src")),
+			 (long long)num(f, "sport"));
+		snprintf(dst, sizeof(dst), "%s:%lld", json_string_value(json_object_get(f, "dst")),
+			 (long long)num(f, "dport"));
+		if (json_is_integer(r))
+			snprintf(rule, sizeof(rule), "%lld", (long long)json_integer_value(r));
+		printf("%-5s %-8s %-26s %-26s %-11s %5s %10lld %10lld %5llds\n",
+		       json_string_value(json_object_get(f, "protocol")),
+		       json_string_value(json_object_get(f, "direction")), src, dst,
+		       json_string_value(json_object_get(f, "state")), rule,
+		       (long long)num(f, "tx_bytes"), (long long)num(f, "rx_bytes"),
+		       (long long)num(f, "age_s"));
+	}
+}
+
 /* The body of `policy FILE`: the file, or stdin for "-". NULL on error. */
 static char *read_policy(const char *file, size_t *len)
 {
@@ -234,6 +263,16 @@ int ctl_main(int argc, char **argv)
 	what = argv[i + 1];
 	if (!strcmp(what, "status") && argc - i == 2) {
 		url = "/status";
+	} else if (!strcmp(what, "flows")) {
+		url = "/flows";
+		if (argc - i == 3) {
+			if (strcmp(argv[i + 2], "tcp") && strcmp(argv[i + 2], "udp")) {
+				fputs(ctl_usage, stderr);
+				return 2;
+			}
+			url = !strcmp(argv[i + 2], "tcp") ? "/flows?protocol=tcp" :
+							    "/flows?protocol=udp";
+		}
 	} else if (!strcmp(what, "policy")) {
 		url = "/policy";
 		if (argc - i == 3) {
@@ -262,6 +301,8 @@ int ctl_main(int argc, char **argv)
 		putchar('\n');
 	} else if (!strcmp(url, "/status")) {
 		print_status(rep.body);
+	} else if (!strncmp(url, "/flows", 6)) {
+		print_flows(rep.body);
 	} else if (!strcmp(method, "POST")) {
 		printf("policy generation %lld in force\n", (long long)num(rep.body, "generation"));
 	} else {

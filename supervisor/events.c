@@ -388,6 +388,21 @@ static int reject(json_t *in)
 	return -1;
 }
 
+static events_reply_fn reply_hook;
+
+/**
+ * events_on_reply() - where the proxy's answers to requests go
+ * @fn:	called with each {"reply": ...} message (borrowed), or NULL
+ *
+ * The control API's requests to the proxy (GET /flows) are answered on the
+ * same channel as the events; those messages are not events and never
+ * reach --events.
+ */
+void events_on_reply(events_reply_fn fn)
+{
+	reply_hook = fn;
+}
+
 /**
  * events_from_proxy() - validate, stamp and write an event the proxy sent
  * @json:	the proxy's JSON text (untrusted)
@@ -414,6 +429,13 @@ int events_from_proxy(const char *json, size_t len)
 	int copied = 0;
 
 	in = json_loadb(json, len, JSON_REJECT_DUPLICATES, &e);
+	if (in && json_is_object(in) && json_is_string(json_object_get(in, "reply"))) {
+		/* An answer to a control API request, not an event. */
+		if (reply_hook)
+			reply_hook(in);
+		json_decref(in);
+		return 0;
+	}
 	if (!in || !json_is_object(in) || !json_is_string(json_object_get(in, "event")))
 		return reject(in);
 	k = json_string_value(json_object_get(in, "event"));

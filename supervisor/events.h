@@ -8,6 +8,7 @@
 #ifndef MOAT_EVENTS_H
 #define MOAT_EVENTS_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,6 +72,8 @@ void events_violation(const char *reason, const char *who, const struct moat_mai
 		      long kill_us);
 void events_child_exit(const char *who, int status, int signal);
 void events_reload(const char *path, bool ok, const char *err);
+typedef void (*events_reply_fn)(json_t *msg);
+void events_on_reply(events_reply_fn fn);
 int events_from_proxy(const char *json, size_t len);
 int events_reader_input(struct events_reader *rd, int fd, char *err, size_t errlen);
 void events_reader_fini(struct events_reader *rd);

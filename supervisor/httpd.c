@@ -57,6 +57,8 @@ int httpd_load(char *err, size_t errlen)
 		{ "MHD_get_timeout", (void **)&httpd.get_timeout },
 		{ "MHD_get_daemon_info", (void **)&httpd.get_daemon_info },
 		{ "MHD_lookup_connection_value", (void **)&httpd.lookup_connection_value },
+		{ "MHD_suspend_connection", (void **)&httpd.suspend_connection },
+		{ "MHD_resume_connection", (void **)&httpd.resume_connection },
 	};
 	void *lib;
 

@@ -1008,10 +1008,31 @@ static int api_policy_set(const char *doc, size_t len, unsigned long long *gener
 	return 0;
 }
 
+/* GET /flows: a request document on the control channel (proxy/control.c). */
+static int api_flows_request(unsigned long long id)
+{
+	json_t *doc = json_pack("{s:s,s:I}", "request", "flows", "id", (json_int_t)id);
+	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	int rc = text ? channel_out_push(&sv.control_out, text, strlen(text)) : -ENOMEM;
+
+	json_decref(doc);
+	free(text);
+	if (rc < 0)
+		return -1;
+	control_flush();
+	return 0;
+}
+
+static void api_reply(json_t *msg)
+{
+	api_proxy_reply(sv.api, msg);
+}
+
 static const struct api_ops run_api_ops = {
 	.status = api_status,
 	.policy_get = api_policy_get,
 	.policy_set = api_policy_set,
+	.flows_request = api_flows_request,
 };
 
 /* 3. --api: bound and served before anything is forked. Return: 0 or EXIT_USAGE. */
@@ -1019,6 +1040,7 @@ static int start_api(void)
 {
 	char err[512];
 
+	events_on_reply(api_reply);
 	if (api_start(&sv.api, sv.o.api_path, sv.user.uid, sv.user.gid, &sv.loop, &run_api_ops, err,
 		      sizeof(err)) < 0) {
 		fprintf(stderr, "moat: --api: %s\n", err);

@@ -37,6 +37,46 @@ p=$(api http://moat/policy)
 [ "$(jget '["generation"]' <<<"$p")" = 1 ] || fail "policy: $p"
 [ "$(jget '["policy"]["default_egress"]' <<<"$p")" = deny ] || fail "policy: $p"
 
+# GET /flows: a TCP connection held open and a UDP flow, as they are.
+bg ip netns exec "$SRV" python3 "$MOAT_SRC/tests/e2e/proxy_servers.py" udpecho 203.0.113.10 7000
+bg ip netns exec "$SRV" python3 -c '
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("203.0.113.10", 8081)); s.listen(4)
+c, _ = s.accept(); c.recv(100); c.send(b"pong" * 10); time.sleep(60)'
+sleep 0.5
+bg in_guest python3 -c '
+import socket, time
+s = socket.create_connection(("203.0.113.10", 8081), timeout=10)
+s.send(b"ping!"); s.recv(100)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5)
+u.sendto(b"x" * 33, ("203.0.113.10", 7000)); u.recvfrom(100)
+time.sleep(60)'
+wait_for 10 bash -c "curl -s --unix-socket $API http://moat/flows | grep -q '\"dport\":7000'" ||
+	fail "GET /flows: $(api http://moat/flows)"
+f=$(api http://moat/flows)
+python3 - "$f" <<'PY' || fail "GET /flows: $f"
+import json, sys
+flows = json.loads(sys.argv[1])
+tcp = [x for x in flows if x["protocol"] == "tcp" and x["dport"] == 8081]
+udp = [x for x in flows if x["protocol"] == "udp" and x["dport"] == 7000]
+assert len(tcp) == 1 and len(udp) == 1, flows
+t, u = tcp[0], udp[0]
+assert t["src"] == "10.0.2.15" and t["dst"] == "203.0.113.10" and t["state"] == "open", t
+assert t["direction"] == "egress" and t["tx_bytes"] == 5 and t["rx_bytes"] == 40, t
+assert u["tx_bytes"] == 33 and u["rx_bytes"] == 33, u
+for x in (t, u):
+    assert set(x) >= {"protocol", "src", "sport", "dst", "dport", "state", "rule",
+                      "tx_bytes", "rx_bytes", "age_s"}, x
+PY
+[ "$(api 'http://moat/flows?protocol=udp' | python3 -c 'import json,sys; print({x["protocol"] for x in json.load(sys.stdin)})')" = "{'udp'}" ] ||
+	fail "?protocol=udp"
+[ "$(code 'http://moat/flows?protocol=sctp')" = 400 ] || fail "?protocol=sctp is not a 400"
+[ "$(code -X POST http://moat/flows)" = 405 ] || fail "POST /flows"
+"$MOAT" ctl "$API" flows tcp | grep -q '^tcp   egress   10.0.2.15:[0-9]* *203.0.113.10:8081 *open' ||
+	fail "ctl flows: $("$MOAT" ctl "$API" flows tcp)"
+echo "flows: the open connection and flow with their bytes; filter; ctl flows"
+
 # POST /policy: in force, with an event.
 c=$(code -X POST http://moat/policy -d '{"default_egress":"deny","default_ingress":"deny","rules":[]}')
 [ "$c" = 200 ] && [ "$(jget '["generation"]' <"$WORK/body")" = 2 ] || fail "POST /policy: $c $(cat "$WORK/body")"
@@ -100,4 +140,4 @@ rc=0
 moat_stop
 [ "$MOAT_RC" = 0 ] || fail "moat exited $MOAT_RC"
 [ ! -e "$API" ] || fail "the socket file was left behind"
-pass "status, policy get/set, every refusal, 404/405, a slow client, moat ctl"
+pass "status, flows, policy get/set, every refusal, 404/405, a slow client, moat ctl"

@@ -48,6 +48,26 @@ n=$(in_guest $CLIENT udp 10.0.2.2 7007 1)
 [ "$n" = 1 ] || fail "10.0.2.2:7007 did not reach 127.0.0.1:7007 in the host namespace"
 echo "10.0.2.2:7007 reaches 127.0.0.1:7007"
 
+# A closed port (before the cap test fills the flow table): the server's
+# ICMP port unreachable reaches the guest, whose connected socket fails
+# with ECONNREFUSED, as on a real network.
+in_guest python3 -c '
+import errno, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+s.connect(("203.0.113.10", 7999))
+for i in range(3):
+    s.send(b"anyone?")
+    try:
+        s.recv(100)
+    except ConnectionRefusedError:
+        sys.exit(0)
+    except socket.timeout:
+        pass
+sys.exit("no ECONNREFUSED")
+' || fail "a connected UDP socket to a closed port did not get ECONNREFUSED"
+[ "$(metric moat_udp_unreachable_total)" -ge 1 ] || fail "moat_udp_unreachable_total not counted"
+echo "closed port: ECONNREFUSED in the guest (ICMP port unreachable relayed)"
+
 n=$(in_guest $CLIENT udp 203.0.113.10 7000 100)
 [ "$n" = 100 ] || fail "100 concurrent flows: $n echoes"
 echo "100 concurrent flows: 100 echoes ($(metric moat_udp_flows_active) flows active)"
@@ -71,25 +91,6 @@ n=$(in_guest $CLIENT udp 10.88.0.10 7000 1)
 wait_for 5 grep -q '"event":"denial".*"protocol":"udp".*"dst":"10.88.0.10"' "$WORK/events.jsonl" ||
 	fail "no udp denial event"
 echo "denied destination: dropped, counted, event"
-
-# A closed port: the server's ICMP port unreachable reaches the guest, whose
-# connected socket fails with ECONNREFUSED, as on a real network.
-in_guest python3 -c '
-import errno, socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
-s.connect(("203.0.113.10", 7999))
-for i in range(3):
-    s.send(b"anyone?")
-    try:
-        s.recv(100)
-    except ConnectionRefusedError:
-        sys.exit(0)
-    except socket.timeout:
-        pass
-sys.exit("no ECONNREFUSED")
-' || fail "a connected UDP socket to a closed port did not get ECONNREFUSED"
-[ "$(metric moat_udp_unreachable_total)" -ge 1 ] || fail "moat_udp_unreachable_total not counted"
-echo "closed port: ECONNREFUSED in the guest (ICMP port unreachable relayed)"
 
 # Idle expiry (--udp-timeout 20: the header's udp_idle_timeout_s). Flows
 # are still there well before it, gone a little after.
