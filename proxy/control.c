@@ -305,10 +305,88 @@ static void flows_add(void *arg, const struct relay_flow_info *fi)
 		flows_flush(r, true);
 }
 
+static void publish_add_json(void *arg, const struct policy_publish *pub)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+
+	policy_addr_format(&pub->host_addr, a, sizeof(a));
+	json_array_append_new(arg, json_pack("{s:s,s:s,s:i,s:i}", "protocol",
+					     policy_proto_name(pub->proto), "host_address", a,
+					     "host_port", (int)pub->host_port, "guest_port",
+					     (int)pub->guest_port));
+}
+
+/* The answer to a publish request: ok with the ports now, or an HTTP status and why. */
+static void publish_reply(struct proxy *px, json_int_t id, int status, const char *why)
+{
+	json_t *list = json_array();
+
+	if (status) {
+		json_decref(list);
+		emit(px, json_pack("{s:s,s:I,s:b,s:i,s:s}", "reply", "publish", "id", id, "ok", 0,
+				   "status", status, "error", why));
+		return;
+	}
+	publish_list(px, publish_add_json, list);
+	emit(px, json_pack("{s:s,s:I,s:b,s:o}", "reply", "publish", "id", id, "ok", 1, "publish",
+			   list));
+}
+
 /*
- * A request document: {"request": "flows", "id": N}. The answer goes back as
- * events {"reply": "flows", "id": N, "flows": [...], "more": bool}, as many
- * as the flows need. Return: 0, or -EINVAL for a request we do not know.
+ * {"request": "publish_add" | "publish_del" | "publish_list", "id": N,
+ * "publish": {...}}: a port published, unpublished, or the list. Nothing is
+ * half done: a port in use or a duplicate changes nothing (409), a port not
+ * published is 404, a bad entry 400.
+ */
+static void control_publish(struct proxy *px, const char *what, json_int_t id, json_t *doc)
+{
+	struct policy_publish pub;
+	char why[160];
+	int n, rc;
+
+	if (!strcmp(what, "publish_list")) {
+		publish_reply(px, id, 0, NULL);
+		return;
+	}
+	{
+		json_t *arr = json_array();
+
+		json_array_append(arr, json_object_get(doc, "publish"));
+		rc = parse_publish(arr, &pub, &n, why, sizeof(why));
+		json_decref(arr);
+	}
+	if (rc < 0 || n != 1) {
+		publish_reply(px, id, 400, rc < 0 ? why : "no publish entry");
+		return;
+	}
+	if (!strcmp(what, "publish_del")) {
+		if (publish_remove(px, &pub) < 0)
+			publish_reply(px, id, 404, "that port is not published");
+		else
+			publish_reply(px, id, 0, NULL);
+		return;
+	}
+	if (publish_find(px, &pub)) {
+		publish_reply(px, id, 409, "that host address and port are published already");
+		return;
+	}
+	rc = publish_listen(px, &pub);
+	if (rc == -EADDRINUSE || rc == -EACCES) {
+		snprintf(why, sizeof(why), "cannot use the host port: %s", strerror(-rc));
+		publish_reply(px, id, 409, why);
+	} else if (rc < 0) {
+		snprintf(why, sizeof(why), "cannot publish: %s", strerror(-rc));
+		publish_reply(px, id, 400, why);
+	} else {
+		publish_reply(px, id, 0, NULL);
+	}
+}
+
+/*
+ * A request document: {"request": "flows", "id": N}, or a publish request
+ * (control_publish()). The answer goes back as events {"reply": "flows",
+ * "id": N, "flows": [...], "more": bool}, as many as the flows need.
+ * Return: 0, or -EINVAL for a request we do not know.
  */
 static int control_request(struct proxy *px, json_t *doc, char *err, size_t errlen)
 {
@@ -316,6 +394,12 @@ static int control_request(struct proxy *px, json_t *doc, char *err, size_t errl
 	json_t *id = json_object_get(doc, "id");
 	struct flows_reply r = { .px = px };
 
+	if (what && json_is_integer(id) && !strncmp(what, "publish_", 8) &&
+	    (!strcmp(what, "publish_add") || !strcmp(what, "publish_del") ||
+	     !strcmp(what, "publish_list"))) {
+		control_publish(px, what, json_integer_value(id), doc);
+		return 0;
+	}
 	if (!what || strcmp(what, "flows") || !json_is_integer(id)) {
 		snprintf(err, errlen, "control request: unknown or without an id");
 		return -EINVAL;

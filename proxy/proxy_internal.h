@@ -188,6 +188,10 @@ void tcpdns_finish(struct proxy *px, struct tcp_flow *f);
 
 /* publish.c */
 int publish_listen(struct proxy *px, const struct policy_publish *pub);
+const struct policy_publish *publish_find(struct proxy *px, const struct policy_publish *pub);
+int publish_remove(struct proxy *px, const struct policy_publish *pub);
+void publish_list(struct proxy *px, void (*fn)(void *arg, const struct policy_publish *pub),
+		  void *arg);
 void publish_result_input(struct proxy *px, const struct flow_connect_result *r);
 uint64_t publish_accept_errors(const struct proxy *px);
 void publish_fini(struct proxy *px);
@@ -232,6 +236,10 @@ int udppub_listen(struct proxy *px, const struct policy_publish *pub);
 bool udppub_reply(struct proxy *px, const struct flow_dgram *d, const uint8_t *data, uint32_t len);
 void udppub_tick(struct proxy *px, uint64_t now_ms);
 void udppub_reevaluate(struct proxy *px);
+const struct policy_publish *udppub_find(struct proxy *px, const struct policy_publish *pub);
+int udppub_remove(struct proxy *px, const struct policy_publish *pub);
+void udppub_list_ports(struct proxy *px, void (*fn)(void *arg, const struct policy_publish *pub),
+		       void *arg);
 void udpflow_reevaluate(struct proxy *px);
 
 /* dnsfwd.c */

@@ -48,6 +48,17 @@ static uint32_t ingress_id(struct proxy *px)
 }
 
 static void listener_pause(struct tcp_listener *l);
+static void listener_closed(uv_handle_t *h);
+
+/* Take @l out of the list and close its handles (freed once both closed). */
+static void listener_close(struct tcp_listener *l)
+{
+	list_del(&l->node);
+	l->closing = true;
+	uv_close((uv_handle_t *)&l->retry, listener_closed);
+	if (l->sock_open && !uv_is_closing((uv_handle_t *)&l->sock))
+		uv_close((uv_handle_t *)&l->sock, listener_closed);
+}
 static void on_listen_retry(uv_timer_t *t);
 
 /* Take the connection libuv holds for @l. Return: 0, or a negative errno if it must wait. */
@@ -295,8 +306,9 @@ int publish_listen(struct proxy *px, const struct policy_publish *pub)
 	list_add_tail(&px->tcp->listeners, &l->node);
 	rc = listener_listen(l);
 	if (rc < 0) {
-		/* Not retried: a port in use at start-up is a configuration error. */
+		/* Not retried: a port in use is a configuration error. Nothing stays. */
 		log_error("publish: cannot listen on %s: %s", a, uv_strerror(rc));
+		listener_close(l);
 		return rc;
 	}
 	log_info("published %s -> guest port %u", a, pub->guest_port);
@@ -322,13 +334,78 @@ void publish_fini(struct proxy *px)
 {
 	struct tcp_state *st = px->tcp;
 
-	while (!list_empty(&st->listeners)) {
-		struct tcp_listener *l = list_entry(st->listeners.next, struct tcp_listener, node);
+	while (!list_empty(&st->listeners))
+		listener_close(list_entry(st->listeners.next, struct tcp_listener, node));
+}
 
-		list_del(&l->node);
-		l->closing = true;
-		uv_close((uv_handle_t *)&l->retry, listener_closed);
-		if (l->sock_open && !uv_is_closing((uv_handle_t *)&l->sock))
-			uv_close((uv_handle_t *)&l->sock, listener_closed);
+static bool same_port(const struct policy_publish *a, const struct policy_publish *b)
+{
+	return a->proto == b->proto && a->host_port == b->host_port &&
+	       a->host_addr.family == b->host_addr.family &&
+	       !memcmp(a->host_addr.addr, b->host_addr.addr,
+		       a->host_addr.family == AF_INET6 ? 16 : 4);
+}
+
+/**
+ * publish_find() - whether a port is published
+ * @px:		proxy
+ * @pub:	protocol, host address and host port (the guest port is not compared)
+ *
+ * Return: the published entry, or NULL.
+ */
+const struct policy_publish *publish_find(struct proxy *px, const struct policy_publish *pub)
+{
+	struct list_head *n;
+
+	if (pub->proto != POLICY_PROTO_TCP)
+		return udppub_find(px, pub);
+	for (n = px->tcp->listeners.next; n != &px->tcp->listeners; n = n->next) {
+		struct tcp_listener *l = list_entry(n, struct tcp_listener, node);
+
+		if (same_port(&l->pub, pub))
+			return &l->pub;
 	}
+	return NULL;
+}
+
+/**
+ * publish_remove() - stop publishing a port
+ * @px:		proxy
+ * @pub:	protocol, host address and host port
+ *
+ * Connections already accepted carry on; UDP peers are forgotten.
+ * Return: 0, or -ENOENT if the port is not published.
+ */
+int publish_remove(struct proxy *px, const struct policy_publish *pub)
+{
+	struct list_head *n;
+
+	if (pub->proto != POLICY_PROTO_TCP)
+		return udppub_remove(px, pub);
+	for (n = px->tcp->listeners.next; n != &px->tcp->listeners; n = n->next) {
+		struct tcp_listener *l = list_entry(n, struct tcp_listener, node);
+
+		if (same_port(&l->pub, pub)) {
+			log_info("publish: host port %u/tcp no longer published", pub->host_port);
+			listener_close(l);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/**
+ * publish_list() - every published port, TCP then UDP
+ * @px:		proxy
+ * @fn:		called once per port
+ * @arg:	for @fn
+ */
+void publish_list(struct proxy *px, void (*fn)(void *arg, const struct policy_publish *pub),
+		  void *arg)
+{
+	struct list_head *n;
+
+	for (n = px->tcp->listeners.next; n != &px->tcp->listeners; n = n->next)
+		fn(arg, &list_entry(n, struct tcp_listener, node)->pub);
+	udppub_list_ports(px, fn, arg);
 }

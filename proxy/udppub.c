@@ -69,6 +69,9 @@ static void port_closed(uv_handle_t *h)
 	free(h->data);
 }
 
+/* Take @port out of the list, forget its peers, close its socket. */
+static void port_close(struct proxy *px, struct udppub_port *port);
+
 static bool ep_equal(const struct flow_endpoint *a, const struct flow_endpoint *b)
 {
 	return a->family == b->family && a->port == b->port &&
@@ -274,9 +277,11 @@ int udppub_listen(struct proxy *px, const struct policy_publish *pub)
 	port->sock.data = port;
 	port->open = true;
 	list_add_tail(&px->udppub->ports, &port->node);
-	rc = uv_udp_bind(&port->sock, (const struct sockaddr *)&ss, UV_UDP_REUSEADDR);
+	/* No SO_REUSEADDR: a port another socket has must fail, not be shared. */
+	rc = uv_udp_bind(&port->sock, (const struct sockaddr *)&ss, 0);
 	if (rc < 0) {
 		log_error("publish: cannot bind %s/udp: %s", a, uv_strerror(rc));
+		port_close(px, port);
 		return rc;
 	}
 	recv_start(port);
@@ -369,6 +374,87 @@ void udppub_reevaluate(struct proxy *px)
 	}
 }
 
+static void port_close(struct proxy *px, struct udppub_port *port)
+{
+	struct list_head *n, *next;
+
+	for (n = px->udppub->peers.next; n != &px->udppub->peers; n = next) {
+		struct udppub_peer *p = list_entry(n, struct udppub_peer, node);
+
+		next = n->next;
+		if (p->port == port)
+			peer_free(px, p);
+	}
+	list_del(&port->node);
+	list_del(&port->waiter.node);
+	uv_close((uv_handle_t *)&port->sock, port_closed);
+}
+
+static bool same_port(const struct policy_publish *a, const struct policy_publish *b)
+{
+	return a->host_port == b->host_port && a->host_addr.family == b->host_addr.family &&
+	       !memcmp(a->host_addr.addr, b->host_addr.addr,
+		       a->host_addr.family == AF_INET6 ? 16 : 4);
+}
+
+/**
+ * udppub_find() - a published UDP port
+ * @px:		proxy
+ * @pub:	host address and port
+ *
+ * Return: its entry, or NULL.
+ */
+const struct policy_publish *udppub_find(struct proxy *px, const struct policy_publish *pub)
+{
+	struct list_head *n;
+
+	for (n = px->udppub->ports.next; n != &px->udppub->ports; n = n->next) {
+		struct udppub_port *port = list_entry(n, struct udppub_port, node);
+
+		if (same_port(&port->pub, pub))
+			return &port->pub;
+	}
+	return NULL;
+}
+
+/**
+ * udppub_remove() - stop publishing a UDP port (its peers are forgotten)
+ * @px:		proxy
+ * @pub:	host address and port
+ *
+ * Return: 0, or -ENOENT.
+ */
+int udppub_remove(struct proxy *px, const struct policy_publish *pub)
+{
+	struct list_head *n;
+
+	for (n = px->udppub->ports.next; n != &px->udppub->ports; n = n->next) {
+		struct udppub_port *port = list_entry(n, struct udppub_port, node);
+
+		if (same_port(&port->pub, pub)) {
+			log_info("publish: host port %u/udp no longer published", pub->host_port);
+			port_close(px, port);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/**
+ * udppub_list_ports() - every published UDP port
+ * @px:		proxy
+ * @fn:		called once per port
+ * @arg:	for @fn
+ */
+void udppub_list_ports(struct proxy *px, void (*fn)(void *arg, const struct policy_publish *pub),
+		       void *arg)
+{
+	struct list_head *n;
+
+	for (n = px->udppub->ports.next; n != &px->udppub->ports; n = n->next)
+		fn(arg, &list_entry(n, struct udppub_port, node)->pub);
+}
+
 /**
  * udppub_init() - no published UDP ports yet
  * @px:	proxy
@@ -399,13 +485,8 @@ void udppub_fini(struct proxy *px)
 		return;
 	while (!list_empty(&st->peers))
 		peer_free(px, list_entry(st->peers.next, struct udppub_peer, node));
-	while (!list_empty(&st->ports)) {
-		struct udppub_port *port = list_entry(st->ports.next, struct udppub_port, node);
-
-		list_del(&port->node);
-		list_del(&port->waiter.node);
-		uv_close((uv_handle_t *)&port->sock, port_closed);
-	}
+	while (!list_empty(&st->ports))
+		port_close(px, list_entry(st->ports.next, struct udppub_port, node));
 	free(st);
 	px->udppub = NULL;
 }

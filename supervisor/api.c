@@ -15,8 +15,10 @@
  * 0600, owned by the user moat runs as afterwards; a stale socket file is
  * replaced, a live one refused (guest_unix_listen()).
  *
- * Routes (docs/api.md): GET /status, GET /policy, POST /policy, GET /flows.
- * The flows live in the proxy: GET /flows sends it a request over the
+ * Routes (docs/api.md): GET /status, GET /policy, POST /policy, GET /flows,
+ * GET/POST/DELETE /publish.
+ * The flows and the published ports live in the proxy: those requests go to
+ * it over the
  * control channel (ops->flows_request, tagged with an id), suspends the
  * connection, collects the proxy's reply messages (api_proxy_reply()) and
  * resumes it to answer; without an answer in API_PROXY_TIMEOUT_MS it is a
@@ -66,6 +68,9 @@ struct api_req {
 	size_t len;
 	bool too_big;
 	bool waiting, done, timed_out;
+	enum { REQ_FLOWS = 1, REQ_PUBLISH } kind;
+	json_t *entry;	/* the publish request's entry (its event) */
+	json_t *answer; /* the proxy's publish answer */
 	struct MHD_Connection *conn;
 	struct list_head node;
 	unsigned long long id;
@@ -139,29 +144,124 @@ static enum MHD_Result post_policy(struct api *a, struct MHD_Connection *c, stru
 	return reply(c, MHD_HTTP_OK, json_pack("{s:I}", "generation", (json_int_t)gen), NULL);
 }
 
-static enum MHD_Result get_flows(struct api *a, struct MHD_Connection *c, struct api_req *q)
+/*
+ * Hand @doc (stolen) to the proxy as request q->id and suspend the
+ * connection until the answer (or the timeout) resumes it.
+ */
+static enum MHD_Result ask_proxy(struct api *a, struct MHD_Connection *c, struct api_req *q,
+				 json_t *doc)
 {
-	const char *proto;
+	int rc;
 
-	if (q->done)
-		return reply(c, MHD_HTTP_OK, json_incref(q->flows), NULL);
-	if (q->timed_out)
-		return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the proxy did not answer",
-				   NULL);
-	proto = httpd.lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "protocol");
-	if (proto && strcmp(proto, "tcp") && strcmp(proto, "udp"))
-		return reply_error(c, MHD_HTTP_BAD_REQUEST, "protocol is tcp or udp", NULL);
-	snprintf(q->proto, sizeof(q->proto), "%s", proto ? proto : "");
 	q->id = ++a->next_id;
-	if (a->ops->flows_request(q->id) < 0)
+	json_object_set_new(doc, "id", json_integer((json_int_t)q->id));
+	rc = a->ops->proxy_request(doc);
+	json_decref(doc);
+	if (rc < 0)
 		return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the proxy is busy", NULL);
-	q->flows = json_array();
 	q->conn = c;
 	q->waiting = true;
 	q->deadline_ms = now_ms() + API_PROXY_TIMEOUT_MS;
 	list_add_tail(&a->pending, &q->node);
 	httpd.suspend_connection(c);
 	return MHD_YES;
+}
+
+static enum MHD_Result get_flows(struct api *a, struct MHD_Connection *c, struct api_req *q)
+{
+	const char *proto;
+
+	if (q->done)
+		return reply(c, MHD_HTTP_OK, json_incref(q->flows), NULL);
+	proto = httpd.lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "protocol");
+	if (proto && strcmp(proto, "tcp") && strcmp(proto, "udp"))
+		return reply_error(c, MHD_HTTP_BAD_REQUEST, "protocol is tcp or udp", NULL);
+	snprintf(q->proto, sizeof(q->proto), "%s", proto ? proto : "");
+	q->kind = REQ_FLOWS;
+	q->flows = json_array();
+	return ask_proxy(a, c, q, json_pack("{s:s}", "request", "flows"));
+}
+
+/*
+ * The body of POST or DELETE /publish, checked and completed: protocol
+ * (default "tcp"), host_address (default "127.0.0.1"), host_port, and
+ * guest_port (POST only). Return: the entry, or NULL with @why set.
+ */
+static json_t *publish_entry(const struct api_req *q, bool add, const char **why)
+{
+	static const char *const keys[] = { "protocol", "host_address", "host_port", "guest_port" };
+	json_t *in = q->len ? json_loadb(q->body, q->len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+	json_t *out = json_object(), *v;
+	const char *key;
+
+	*why = "the body must be {\"protocol\", \"host_address\", \"host_port\", \"guest_port\"}";
+	if (!json_is_object(in))
+		goto bad;
+	json_object_foreach(in, key, v)
+	{
+		bool known = false;
+
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			known |= !strcmp(key, keys[i]);
+		if (!known)
+			goto bad;
+		json_object_set(out, key, v);
+	}
+	if (!json_object_get(out, "protocol"))
+		json_object_set_new(out, "protocol", json_string("tcp"));
+	if (!json_object_get(out, "host_address"))
+		json_object_set_new(out, "host_address", json_string("127.0.0.1"));
+	if (!json_is_integer(json_object_get(out, "host_port")) ||
+	    (add && !json_is_integer(json_object_get(out, "guest_port")))) {
+		*why = add ? "host_port and guest_port are required" : "host_port is required";
+		goto bad;
+	}
+	if (!add && !json_object_get(out, "guest_port"))
+		json_object_set_new(out, "guest_port", json_integer(1)); /* not compared */
+	json_decref(in);
+	return out;
+bad:
+	json_decref(in);
+	json_decref(out);
+	return NULL;
+}
+
+static enum MHD_Result do_publish(struct api *a, struct MHD_Connection *c, struct api_req *q,
+				  const char *method)
+{
+	bool get = !strcmp(method, MHD_HTTP_METHOD_GET),
+	     add = !strcmp(method, MHD_HTTP_METHOD_POST);
+	const char *why;
+
+	if (q->done) {
+		json_t *ans = q->answer;
+
+		if (!json_is_true(json_object_get(ans, "ok"))) {
+			json_int_t st = json_integer_value(json_object_get(ans, "status"));
+			const char *e = json_string_value(json_object_get(ans, "error"));
+
+			return reply_error(c, st >= 400 && st < 600 ? (unsigned)st : 500,
+					   e ? e : "refused", NULL);
+		}
+		if (!get)
+			a->ops->published(add ? "add" : "delete", q->entry);
+		return reply(c, add ? MHD_HTTP_CREATED : MHD_HTTP_OK,
+			     json_incref(json_object_get(ans, "publish")), NULL);
+	}
+	if (!get && !add && strcmp(method, MHD_HTTP_METHOD_DELETE))
+		return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET, POST or DELETE",
+				   "GET, POST, DELETE");
+	if (q->too_big)
+		return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the body is over 1 MiB", NULL);
+	q->kind = REQ_PUBLISH;
+	if (get)
+		return ask_proxy(a, c, q, json_pack("{s:s}", "request", "publish_list"));
+	q->entry = publish_entry(q, add, &why);
+	if (!q->entry)
+		return reply_error(c, MHD_HTTP_BAD_REQUEST, why, NULL);
+	return ask_proxy(a, c, q,
+			 json_pack("{s:s,s:O}", "request", add ? "publish_add" : "publish_del",
+				   "publish", q->entry));
 }
 
 /* The request is complete: answer it. */
@@ -185,11 +285,16 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char
 			return post_policy(a, c, q);
 		return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET or POST", "GET, POST");
 	}
+	if (q->timed_out)
+		return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the proxy did not answer",
+				   NULL);
 	if (!strcmp(url, "/flows")) {
 		if (!get)
 			return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only", "GET");
 		return get_flows(a, c, q);
 	}
+	if (!strcmp(url, "/publish"))
+		return do_publish(a, c, q, method);
 	return reply_error(c, MHD_HTTP_NOT_FOUND, "no such path (see docs/api.md)", NULL);
 }
 
@@ -237,6 +342,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		if (q->waiting)
 			list_del(&q->node);
 		json_decref(q->flows);
+		json_decref(q->entry);
+		json_decref(q->answer);
 		free(q->body);
 		free(q);
 		*con_cls = NULL;
@@ -249,16 +356,6 @@ static void on_events(struct loop_watch *w, uint32_t events)
 
 	(void)events;
 	httpd.run(a->mhd);
-}
-
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	char buf[256];
-
-	(void)cls;
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	buf[strcspn(buf, "\n")] = '\0';
-	log_debug("api: %s", buf);
 }
 
 /**
@@ -307,11 +404,12 @@ int api_start(struct api **out, const char *path, uid_t uid, gid_t gid, struct l
 	a->ops = ops;
 	list_init(&a->pending);
 	a->mhd = httpd.start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0,
-				    NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-				    NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-				    (unsigned)API_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-				    API_CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-				    (size_t)32768, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+				    NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
+				    httpd_log, (void *)"api", MHD_OPTION_LISTEN_SOCKET, fd,
+				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONNECTIONS,
+				    MHD_OPTION_CONNECTION_TIMEOUT, API_CONN_TIMEOUT_S,
+				    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
+				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 				    MHD_OPTION_END);
 	if (!a->mhd) {
 		snprintf(err, errlen, "%s: cannot start the HTTP server", path);
@@ -387,13 +485,22 @@ void api_proxy_reply(struct api *a, json_t *msg)
 	struct list_head *n;
 	size_t i;
 
-	if (!a || !json_is_array(flows))
+	if (!a)
 		return;
 	for (n = a->pending.next; n != &a->pending; n = n->next) {
 		struct api_req *q = list_entry(n, struct api_req, node);
 
 		if ((json_int_t)q->id != id)
 			continue;
+		if (q->kind == REQ_PUBLISH) {
+			q->answer = json_incref(msg);
+			q->done = true;
+			req_resume(q);
+			httpd.run(a->mhd);
+			return;
+		}
+		if (!json_is_array(flows))
+			return;
 		json_array_foreach(flows, i, f)
 		{
 			const char *p = json_string_value(json_object_get(f, "protocol"));

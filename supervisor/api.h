@@ -24,19 +24,22 @@ struct api;
  * @policy_get:	the policy in force, normalized, and its generation
  * @policy_set:	put the policy document @doc in force as a reload would;
  *		0 (its generation in @generation) or -1 with @err set
- * @flows_request: ask the proxy for its flows, tagged @id; 0, or -1 if
- *		the request cannot be sent now (api_proxy_reply() brings the
- *		answer)
+ * @proxy_request: send the proxy the request document @doc (it carries
+ *		its "id"); 0, or -1 if it cannot be sent now
+ *		(api_proxy_reply() brings the answer)
+ * @published:	a port was published or unpublished ("add", "delete"):
+ *		the event
  */
 struct api_ops {
 	void (*status)(json_t *obj);
 	json_t *(*policy_get)(void);
 	int (*policy_set)(const char *doc, size_t len, unsigned long long *generation, char *err,
 			  size_t errlen);
-	int (*flows_request)(unsigned long long id);
+	int (*proxy_request)(json_t *doc);
+	void (*published)(const char *action, json_t *entry);
 };
 
-/* How long GET /flows waits for the proxy's answer before a 503. */
+/* How long a request the proxy answers waits before a 503. */
 #define API_PROXY_TIMEOUT_MS 2000
 
 int api_start(struct api **out, const char *path, uid_t uid, gid_t gid, struct loop *l,

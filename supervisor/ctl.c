@@ -30,9 +30,12 @@
 static const char ctl_usage[] =
 	"usage: moat ctl [--json] PATH status\n"
 	"       moat ctl [--json] PATH flows [tcp|udp]\n"
+	"       moat ctl [--json] PATH publish [add [HOSTIP:]HOSTPORT:GUESTPORT[/udp]\n"
+	"                                      | del [HOSTIP:]HOSTPORT[/udp]]\n"
 	"       moat ctl [--json] PATH policy [FILE|-]\n"
 	"  status         pids, uptime, the guest, counts\n"
 	"  flows          the open TCP connections and UDP flows\n"
+	"  publish        the published ports; add or delete one\n"
 	"  policy         the policy in force and its generation\n"
 	"  policy FILE    put FILE (- for stdin) in force, as SIGHUP would\n";
 
@@ -196,6 +199,67 @@ static void print_flows(const json_t *flows)
 	}
 }
 
+static void print_publish(const json_t *list)
+{
+	const json_t *p;
+	size_t i;
+
+	printf("%-5s %-28s %s\n", "PROTO", "HOST", "GUEST PORT");
+	json_array_foreach(list, i, p)
+	{
+		char host[64];
+
+		snprintf(host, sizeof(host), "%s:%lld",
+			 json_string_value(json_object_get(p, "host_address")),
+			 (long long)num(p, "host_port"));
+		printf("%-5s %-28s %lld\n", json_string_value(json_object_get(p, "protocol")), host,
+		       (long long)num(p, "guest_port"));
+	}
+}
+
+/*
+ * "[HOSTIP:]HOSTPORT:GUESTPORT[/udp]" (add) or "[HOSTIP:]HOSTPORT[/udp]"
+ * (del) as the body of POST or DELETE /publish. Return: the JSON text, or
+ * NULL after a message.
+ */
+static char *publish_body(const char *spec, bool add)
+{
+	char buf[128], *slash, *parts[3];
+	const char *proto = "tcp";
+	int n = 0;
+	json_t *o;
+	char *text, *save = NULL, *tok;
+
+	snprintf(buf, sizeof(buf), "%s", spec);
+	slash = strrchr(buf, '/');
+	if (slash) {
+		*slash = '\0';
+		proto = slash + 1;
+	}
+	for (tok = strtok_r(buf, ":", &save); tok && n < 3; tok = strtok_r(NULL, ":", &save))
+		parts[n++] = tok;
+	if ((strcmp(proto, "tcp") && strcmp(proto, "udp")) || (add && n < 2) || n < 1 ||
+	    (!add && n > 2) || tok) {
+		fprintf(stderr, "moat ctl: publish: '%s' is not %s\n", spec,
+			add ? "[HOSTIP:]HOSTPORT:GUESTPORT[/udp]" : "[HOSTIP:]HOSTPORT[/udp]");
+		return NULL;
+	}
+	{
+		bool has_ip = add ? n == 3 : n == 2;
+		const char *hp = parts[has_ip ? 1 : 0];
+
+		o = json_pack("{s:s,s:I}", "protocol", proto, "host_port", (json_int_t)atoll(hp));
+		if (has_ip)
+			json_object_set_new(o, "host_address", json_string(parts[0]));
+		if (add)
+			json_object_set_new(o, "guest_port",
+					    json_integer((json_int_t)atoll(parts[n - 1])));
+	}
+	text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return text;
+}
+
 /* The body of `policy FILE`: the file, or stdin for "-". NULL on error. */
 static char *read_policy(const char *file, size_t *len)
 {
@@ -255,12 +319,16 @@ int ctl_main(int argc, char **argv)
 		json = true;
 		i++;
 	}
-	if (argc - i < 2 || argc - i > 3) {
+	if (argc - i < 2 || argc - i > 4) {
 		fputs(ctl_usage, stderr);
 		return 2;
 	}
 	path = argv[i];
 	what = argv[i + 1];
+	if (argc - i == 4 && strcmp(what, "publish")) {
+		fputs(ctl_usage, stderr);
+		return 2;
+	}
 	if (!strcmp(what, "status") && argc - i == 2) {
 		url = "/status";
 	} else if (!strcmp(what, "flows")) {
@@ -272,6 +340,22 @@ int ctl_main(int argc, char **argv)
 			}
 			url = !strcmp(argv[i + 2], "tcp") ? "/flows?protocol=tcp" :
 							    "/flows?protocol=udp";
+		}
+	} else if (!strcmp(what, "publish")) {
+		url = "/publish";
+		if (argc - i == 3 ||
+		    (argc - i == 4 && strcmp(argv[i + 2], "add") && strcmp(argv[i + 2], "del"))) {
+			fputs(ctl_usage, stderr);
+			return 2;
+		}
+		if (argc - i == 4) {
+			bool add = !strcmp(argv[i + 2], "add");
+
+			method = add ? "POST" : "DELETE";
+			body = publish_body(argv[i + 3], add);
+			if (!body)
+				return 2;
+			blen = strlen(body);
 		}
 	} else if (!strcmp(what, "policy")) {
 		url = "/policy";
@@ -303,6 +387,8 @@ int ctl_main(int argc, char **argv)
 		print_status(rep.body);
 	} else if (!strncmp(url, "/flows", 6)) {
 		print_flows(rep.body);
+	} else if (!strcmp(url, "/publish")) {
+		print_publish(rep.body);
 	} else if (!strcmp(method, "POST")) {
 		printf("policy generation %lld in force\n", (long long)num(rep.body, "generation"));
 	} else {

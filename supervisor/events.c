@@ -65,7 +65,7 @@ static const char *const kind_names[EVENTS_KIND_COUNT] = {
 	[EVENTS_VIOLATION] = "violation",   [EVENTS_TERMINATION] = "termination",
 	[EVENTS_CHILD_EXIT] = "child_exit", [EVENTS_POLICY_RELOAD] = "policy_reload",
 	[EVENTS_DENIAL] = "denial",	    [EVENTS_DNS_DENIAL] = "dns_denial",
-	[EVENTS_LIMIT] = "limit",
+	[EVENTS_LIMIT] = "limit",	    [EVENTS_PUBLISH] = "publish",
 };
 
 static const char *const violation_names[MOAT_VIOL_COUNT] = { "none",	      "policy_terminate",
@@ -322,6 +322,27 @@ void events_reload(const char *path, bool ok, const char *err)
 		json_object_set_new(o, "error", e ? e : json_string("(not UTF-8)"));
 	}
 	emit(EVENTS_POLICY_RELOAD, o);
+}
+
+/**
+ * events_publish() - a port published or unpublished through the control API
+ * @action:	"add" or "delete"
+ * @entry:	{"protocol", "host_address", "host_port"[, "guest_port"]} (borrowed)
+ */
+void events_publish(const char *action, json_t *entry)
+{
+	json_t *o = event(EVENTS_PUBLISH);
+	const char *key;
+	json_t *v;
+
+	json_object_set_new(o, "action", json_string(action));
+	json_object_foreach(entry, key, v)
+	{
+		if (!strcmp(key, "protocol") || !strcmp(key, "host_address") ||
+		    !strcmp(key, "host_port") || !strcmp(key, "guest_port"))
+			json_object_set(o, key, v);
+	}
+	emit(EVENTS_PUBLISH, o);
 }
 
 /* The documented fields of each proxy kind, with the JSON types they may have. */

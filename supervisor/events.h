@@ -27,6 +27,7 @@ enum events_kind {
 	EVENTS_DENIAL,	   /* from the proxy */
 	EVENTS_DNS_DENIAL, /* from the proxy */
 	EVENTS_LIMIT,	   /* from the proxy */
+	EVENTS_PUBLISH,	   /* a port published or unpublished through the API */
 	EVENTS_KIND_COUNT
 };
 
@@ -72,6 +73,7 @@ void events_violation(const char *reason, const char *who, const struct moat_mai
 		      long kill_us);
 void events_child_exit(const char *who, int status, int signal);
 void events_reload(const char *path, bool ok, const char *err);
+void events_publish(const char *action, json_t *entry);
 typedef void (*events_reply_fn)(json_t *msg);
 void events_on_reply(events_reply_fn fn);
 int events_from_proxy(const char *json, size_t len);

@@ -15,6 +15,9 @@
  */
 #include <dlfcn.h>
 #include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
 
 #include "supervisor/httpd.h"
 
@@ -81,4 +84,24 @@ int httpd_load(char *err, size_t errlen)
 		}
 	}
 	return 0;
+}
+
+/**
+ * httpd_log() - libmicrohttpd's error messages into moat's log
+ * @cls:	the endpoint's name for the line ("metrics http", "api")
+ * @fmt:	MHD's format
+ * @ap:		its arguments
+ *
+ * For MHD_OPTION_EXTERNAL_LOGGER (give it first among the options).
+ */
+void httpd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[256];
+	size_t n;
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	log_warn("%s: %s", (const char *)cls, buf);
 }

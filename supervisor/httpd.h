@@ -13,6 +13,7 @@
 #ifndef MOAT_HTTPD_H
 #define MOAT_HTTPD_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -46,5 +47,6 @@ struct httpd_lib {
 extern struct httpd_lib httpd;
 
 int httpd_load(char *err, size_t errlen);
+void __attribute__((format(printf, 2, 0))) httpd_log(void *cls, const char *fmt, va_list ap);
 
 #endif /* MOAT_HTTPD_H */

@@ -482,19 +482,6 @@ char *metrics_render(const struct region *r, size_t *len)
 
 /* ---- the HTTP endpoint (MHD's thread) --------------------------------- */
 
-static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	char buf[256];
-	size_t n;
-
-	(void)cls;
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	n = strlen(buf);
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		buf[--n] = '\0';
-	log_warn("metrics http: %s", buf);
-}
-
 static void slot_release(void *cls)
 {
 	struct metrics_slot *s = cls;
@@ -852,7 +839,8 @@ int metrics_start(struct metrics **out, const char *addr, const char *file, cons
 		}
 		m->mhd = httpd.start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
 					    NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER,
-					    mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+					    httpd_log, (void *)"metrics http",
+					    MHD_OPTION_LISTEN_SOCKET, fd,
 					    MHD_OPTION_CONNECTION_LIMIT,
 					    (unsigned)METRICS_HTTP_CONNECTIONS,
 					    MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);

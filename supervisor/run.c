@@ -1008,14 +1008,12 @@ static int api_policy_set(const char *doc, size_t len, unsigned long long *gener
 	return 0;
 }
 
-/* GET /flows: a request document on the control channel (proxy/control.c). */
-static int api_flows_request(unsigned long long id)
+/* GET /flows, /publish: a request document on the control channel (proxy/control.c). */
+static int api_proxy_request(json_t *doc)
 {
-	json_t *doc = json_pack("{s:s,s:I}", "request", "flows", "id", (json_int_t)id);
-	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	char *text = json_dumps(doc, JSON_COMPACT);
 	int rc = text ? channel_out_push(&sv.control_out, text, strlen(text)) : -ENOMEM;
 
-	json_decref(doc);
 	free(text);
 	if (rc < 0)
 		return -1;
@@ -1032,7 +1030,8 @@ static const struct api_ops run_api_ops = {
 	.status = api_status,
 	.policy_get = api_policy_get,
 	.policy_set = api_policy_set,
-	.flows_request = api_flows_request,
+	.proxy_request = api_proxy_request,
+	.published = events_publish,
 };
 
 /* 3. --api: bound and served before anything is forked. Return: 0 or EXIT_USAGE. */

@@ -77,6 +77,57 @@ PY
 	fail "ctl flows: $("$MOAT" ctl "$API" flows tcp)"
 echo "flows: the open connection and flow with their bytes; filter; ctl flows"
 
+# /publish: a port published at run time works at once; every refusal
+# changes nothing.
+bg ip netns exec "$GUEST" python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.0.2.15", 8080)); s.listen(8)
+while True:
+    c, _ = s.accept(); c.recv(100); c.send(b"from-the-guest"); c.close()'
+[ "$(api http://moat/publish)" = "[]" ] || fail "GET /publish at start: $(api http://moat/publish)"
+c=$(code -X POST http://moat/publish -d '{"host_port": 18080, "guest_port": 8080}')
+[ "$c" = 201 ] && grep -q '"host_port":18080' "$WORK/body" || fail "POST /publish: $c $(cat "$WORK/body")"
+got=$(in_host python3 -c '
+import socket; s = socket.create_connection(("127.0.0.1", 18080), timeout=5)
+s.send(b"hi"); print(s.recv(100).decode())')
+[ "$got" = from-the-guest ] || fail "the published port does not reach the guest: '$got'"
+c=$(code -X POST http://moat/publish -d '{"host_port": 18080, "guest_port": 9}')
+[ "$c" = 409 ] || fail "a duplicate publish: $c $(cat "$WORK/body")"
+bg in_host python3 -c '
+import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 18081)); s.listen(1); time.sleep(60)'
+wait_for 5 in_host bash -c "echo >/dev/tcp/127.0.0.1/18081" || fail "no squatter on 18081"
+c=$(code -X POST http://moat/publish -d '{"host_port": 18081, "guest_port": 8080}')
+[ "$c" = 409 ] && grep -q 'in use' "$WORK/body" || fail "a port in use: $c $(cat "$WORK/body")"
+c=$(code -X POST http://moat/publish -d '{"host_port": 70000, "guest_port": 8080}')
+[ "$c" = 400 ] || fail "host_port 70000: $c"
+c=$(code -X POST http://moat/publish -d '{"host_port": 18082}')
+[ "$c" = 400 ] || fail "no guest_port: $c"
+c=$(code -X POST http://moat/publish -d '{"host_port": 18082, "guest_port": 1, "x": 1}')
+[ "$c" = 400 ] || fail "an unknown field: $c"
+c=$(code -X POST http://moat/publish -d '{"host_port": 18083, "guest_port": 7000, "protocol": "udp"}')
+[ "$c" = 201 ] || fail "POST /publish udp: $c $(cat "$WORK/body")"
+n=$(api http://moat/publish | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+[ "$n" = 2 ] || fail "GET /publish: $n ports, want 2: $(api http://moat/publish)"
+[ "$(code -X DELETE http://moat/publish -d '{"host_port": 18080}')" = 200 ] || fail "DELETE /publish"
+[ "$(code -X DELETE http://moat/publish -d '{"host_port": 18080}')" = 404 ] || fail "DELETE twice"
+[ "$(code -X PUT http://moat/publish)" = 405 ] || fail "PUT /publish"
+in_host bash -c "echo >/dev/tcp/127.0.0.1/18080" 2>/dev/null && fail "18080 still listens after DELETE"
+grep -q '"event":"publish","action":"add".*"host_port":18080' "$WORK/events.jsonl" || fail "no publish add event"
+grep -q '"event":"publish","action":"delete".*"host_port":18080' "$WORK/events.jsonl" ||
+	fail "no publish delete event"
+"$MOAT" ctl "$API" publish add 127.0.0.1:18090:8080 >/dev/null || fail "ctl publish add"
+"$MOAT" ctl "$API" publish | grep -q '^tcp   127.0.0.1:18090 *8080' ||
+	fail "ctl publish: $("$MOAT" ctl "$API" publish)"
+rc=0
+"$MOAT" ctl "$API" publish add 127.0.0.1:18090:8080 2>/dev/null || rc=$?
+[ "$rc" = 1 ] || fail "ctl publish add twice: exit $rc, want 1"
+"$MOAT" ctl "$API" publish del 127.0.0.1:18090 >/dev/null || fail "ctl publish del"
+"$MOAT" ctl "$API" publish del 18083/udp >/dev/null || fail "ctl publish del udp"
+[ "$(api http://moat/publish)" = "[]" ] || fail "ports left: $(api http://moat/publish)"
+echo "publish: add (works at once), duplicate, in use, bad bodies, udp, list, delete, events, ctl"
+
 # POST /policy: in force, with an event.
 c=$(code -X POST http://moat/policy -d '{"default_egress":"deny","default_ingress":"deny","rules":[]}')
 [ "$c" = 200 ] && [ "$(jget '["generation"]' <"$WORK/body")" = 2 ] || fail "POST /policy: $c $(cat "$WORK/body")"
@@ -140,4 +191,4 @@ rc=0
 moat_stop
 [ "$MOAT_RC" = 0 ] || fail "moat exited $MOAT_RC"
 [ ! -e "$API" ] || fail "the socket file was left behind"
-pass "status, flows, policy get/set, every refusal, 404/405, a slow client, moat ctl"
+pass "status, flows, publish, policy get/set, every refusal, 404/405, a slow client, moat ctl"
