@@ -104,7 +104,7 @@ static int request(const char *path, const char *method, const char *url, const 
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char head[256], *resp = NULL, *p;
 	json_error_t jerr;
-	ssize_t n;
+	char *end;
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -125,7 +125,7 @@ static int request(const char *path, const char *method, const char *url, const 
 		 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
 		 method, url, blen);
 	if (write_all(fd, head, strlen(head)) < 0 || (blen && write_all(fd, body, blen) < 0) ||
-	    (n = read_all(fd, &resp)) < 0) {
+	    read_all(fd, &resp) < 0) {
 		fprintf(stderr, "moat ctl: %s: %s\n", path, strerror(errno));
 		close(fd);
 		free(resp);
@@ -133,7 +133,10 @@ static int request(const char *path, const char *method, const char *url, const 
 	}
 	close(fd);
 	p = strstr(resp, "\r\n\r\n");
-	if (sscanf(resp, "HTTP/1.%*d %d", &rep->status) != 1 || !p) {
+	rep->status = strncmp(resp, "HTTP/1.", 7) || !strchr(resp, ' ') ?
+			      0 :
+			      (int)strtol(strchr(resp, ' ') + 1, &end, 10);
+	if (rep->status < 100 || rep->status > 599 || !p) {
 		fprintf(stderr, "moat ctl: %s: not an HTTP answer\n", path);
 		free(resp);
 		return -1;
@@ -217,6 +220,15 @@ static void print_publish(const json_t *list)
 	}
 }
 
+/* A port number 1..65535, or -1. */
+static long port_number(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	return *s && !*end && v >= 1 && v <= 65535 ? v : -1;
+}
+
 /*
  * "[HOSTIP:]HOSTPORT:GUESTPORT[/udp]" (add) or "[HOSTIP:]HOSTPORT[/udp]"
  * (del) as the body of POST or DELETE /publish. Return: the JSON text, or
@@ -248,12 +260,17 @@ static char *publish_body(const char *spec, bool add)
 		bool has_ip = add ? n == 3 : n == 2;
 		const char *hp = parts[has_ip ? 1 : 0];
 
-		o = json_pack("{s:s,s:I}", "protocol", proto, "host_port", (json_int_t)atoll(hp));
+		if (port_number(hp) < 0 || (add && port_number(parts[n - 1]) < 0)) {
+			fprintf(stderr, "moat ctl: publish: '%s': ports are 1..65535\n", spec);
+			return NULL;
+		}
+		o = json_pack("{s:s,s:I}", "protocol", proto, "host_port",
+			      (json_int_t)port_number(hp));
 		if (has_ip)
 			json_object_set_new(o, "host_address", json_string(parts[0]));
 		if (add)
 			json_object_set_new(o, "guest_port",
-					    json_integer((json_int_t)atoll(parts[n - 1])));
+					    json_integer((json_int_t)port_number(parts[n - 1])));
 	}
 	text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);

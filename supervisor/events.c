@@ -450,7 +450,7 @@ int events_from_proxy(const char *json, size_t len)
 	int copied = 0;
 
 	in = json_loadb(json, len, JSON_REJECT_DUPLICATES, &e);
-	if (in && json_is_object(in) && json_is_string(json_object_get(in, "reply"))) {
+	if (json_is_object(in) && json_is_string(json_object_get(in, "reply"))) {
 		/* An answer to a control API request, not an event. */
 		if (reply_hook)
 			reply_hook(in);
