@@ -526,18 +526,8 @@ void api_seccomp(scmp_filter_ctx ctx, const struct api *a)
 {
 	if (!a)
 		return;
-	ALLOW(ctx, accept4);	 /* clients' connections */
-	ALLOW(ctx, accept);	 /* the same on builds without accept4 */
-	ALLOW(ctx, recvfrom);	 /* requests */
-	ALLOW(ctx, sendto);	 /* responses */
-	ALLOW(ctx, sendmsg);	 /* responses (headers and body together) */
-	ALLOW(ctx, writev);	 /* the same on some paths */
-	ALLOW(ctx, setsockopt);	 /* socket options on accepted connections */
-	ALLOW(ctx, getsockopt);	 /* socket state checks */
-	ALLOW(ctx, getsockname); /* the accepted socket's address family */
-	ALLOW(ctx, fcntl);	 /* non-blocking, close-on-exec accepted sockets */
-	ALLOW(ctx, shutdown);	 /* closing a connection */
-	ALLOW(ctx, epoll_wait);	 /* MHD_run() looks at its own epoll set */
+	httpd_seccomp(ctx);
+	ALLOW(ctx, epoll_wait); /* MHD_run() looks at its own epoll set */
 }
 
 /**

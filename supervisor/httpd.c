@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/confine.h"
 #include "common/log.h"
 
 #include "supervisor/httpd.h"
@@ -104,4 +105,24 @@ void httpd_log(void *cls, const char *fmt, va_list ap)
 	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
 	log_warn("%s: %s", (const char *)cls, buf);
+}
+
+/**
+ * httpd_seccomp() - what libmicrohttpd calls serving connections, in any
+ * mode (the metrics thread and the API in the loop add their own)
+ * @ctx:	the supervisor's filter
+ */
+void httpd_seccomp(scmp_filter_ctx ctx)
+{
+	ALLOW(ctx, accept4);	 /* clients' connections */
+	ALLOW(ctx, accept);	 /* the same on builds without accept4 */
+	ALLOW(ctx, recvfrom);	 /* requests */
+	ALLOW(ctx, sendto);	 /* responses */
+	ALLOW(ctx, sendmsg);	 /* responses (headers and body together) */
+	ALLOW(ctx, writev);	 /* the same on some paths */
+	ALLOW(ctx, setsockopt);	 /* TCP_NODELAY/TCP_CORK on responses */
+	ALLOW(ctx, getsockopt);	 /* socket state checks */
+	ALLOW(ctx, getsockname); /* the accepted socket's address family */
+	ALLOW(ctx, fcntl);	 /* non-blocking, close-on-exec accepted sockets */
+	ALLOW(ctx, shutdown);	 /* closing a connection */
 }

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 
 #include <microhttpd.h>
+#include <seccomp.h>
 
 /* The soname Debian 12 ships (libmicrohttpd12); "libmicrohttpd.so" is tried next. */
 #define HTTPD_SONAME "libmicrohttpd.so.12"
@@ -47,6 +48,7 @@ struct httpd_lib {
 extern struct httpd_lib httpd;
 
 int httpd_load(char *err, size_t errlen);
+void httpd_seccomp(scmp_filter_ctx ctx);
 void __attribute__((format(printf, 2, 0))) httpd_log(void *cls, const char *fmt, va_list ap);
 
 #endif /* MOAT_HTTPD_H */

@@ -938,17 +938,7 @@ void metrics_seccomp(scmp_filter_ctx ctx, const struct metrics *m)
 		ALLOW(ctx, select);	     /* libmicrohttpd's internal polling thread */
 		ALLOW(ctx, pselect6);	     /* the same where libc's select() is pselect6 */
 		ALLOW(ctx, poll);	     /* libmicrohttpd's wake-up checks */
-		ALLOW(ctx, accept4);	     /* scrapers' connections */
-		ALLOW(ctx, accept);	     /* the same on builds without accept4 */
-		ALLOW(ctx, recvfrom);	     /* requests */
-		ALLOW(ctx, sendto);	     /* responses */
-		ALLOW(ctx, sendmsg);	     /* responses (headers and body together) */
-		ALLOW(ctx, writev);	     /* the same on some paths */
-		ALLOW(ctx, setsockopt);	     /* TCP_NODELAY/TCP_CORK on responses */
-		ALLOW(ctx, getsockopt);	     /* socket state checks */
-		ALLOW(ctx, getsockname);     /* the accepted socket's address family */
-		ALLOW(ctx, fcntl);	     /* non-blocking, close-on-exec accepted sockets */
-		ALLOW(ctx, shutdown);	     /* closing a connection */
+		httpd_seccomp(ctx);	     /* serving connections */
 		ALLOW(ctx, exit);	     /* the thread's end at metrics_final() */
 		ALLOW(ctx, set_robust_list); /* thread bookkeeping in glibc */
 		ALLOW(ctx, rseq);	     /* the same */
