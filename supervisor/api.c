@@ -538,6 +538,14 @@ void api_stop(struct api *a)
 {
 	if (!a)
 		return;
+	/* libmicrohttpd wants no connection suspended when it stops. */
+	while (!list_empty(&a->pending)) {
+		struct api_req *q = list_entry(a->pending.next, struct api_req, node);
+
+		q->timed_out = true;
+		req_resume(q);
+	}
+	httpd.run(a->mhd);
 	loop_del(a->loop, &a->w);
 	httpd.stop_daemon(a->mhd);
 	guest_unix_unlink(a->path);

@@ -174,6 +174,16 @@ sleep 1
 wait $slow
 grep -q 'closed after' "$WORK/slow" || fail "the slow client was not closed: $(cat "$WORK/slow")"
 
+# A proxy that does not answer: GET /flows is a 503 after 2 s, and the
+# loop goes on (the proxy is stopped for less than the 5 s that would make
+# it a stalled child).
+proxy=$(pgrep -P "$MOAT_PID" -x moat-proxy)
+kill -STOP "$proxy"
+c=$(code http://moat/flows)
+kill -CONT "$proxy"
+[ "$c" = 503 ] || fail "GET /flows with a stopped proxy: $c"
+[ "$(code http://moat/status)" = 200 ] || fail "the API after a 503"
+
 # moat ctl
 out=$("$MOAT" ctl "$API" status) || fail "ctl status failed"
 grep -q 'guest 10.0.2.15/24 via 10.0.2.2' <<<"$out" || fail "ctl status: $out"
