@@ -501,6 +501,7 @@ static void guestif_input(struct netstack *ns, struct pbuf *p, const uint8_t *vh
 	if (!ns->guest_mac_known) {
 		memcpy(ns->guest_mac, f + 6, 6);
 		ns->guest_mac_known = true;
+		cnt_set(&ns->cnt->guest_mac, (uint64_t)rd16(f + 6) << 32 | rd32(f + 8));
 		log_info("guest MAC %02x:%02x:%02x:%02x:%02x:%02x", f[6], f[7], f[8], f[9], f[10],
 			 f[11]);
 		icmpgw_guest_seen(ns);

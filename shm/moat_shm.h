@@ -241,6 +241,7 @@ struct moat_netstack_counters {
 	uint64_t spoofed_frames;
 	uint64_t wakes_sent;
 	uint64_t tx_bytes_tcp, rx_bytes_tcp; /* TCP payload bytes */
+	uint64_t guest_mac; /* the guest's MAC once learned (low 48 bits), else 0 */
 };
 
 enum moat_proto_idx { MOAT_P_TCP, MOAT_P_UDP, MOAT_P_ICMP, MOAT_P_COUNT };

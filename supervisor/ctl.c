@@ -163,10 +163,13 @@ static void print_status(const json_t *s)
 	       json_string_value(json_object_get(s, "version")), (long long)num(s, "uptime_s"),
 	       (long long)num(s, "pid"), (long long)num(s, "netstack_pid"),
 	       (long long)num(s, "proxy_pid"));
-	printf("guest %s/%lld via %s, mtu %lld, frontend %s\n",
+	printf("guest %s/%lld via %s, mtu %lld, frontend %s, mac %s\n",
 	       json_string_value(json_object_get(g, "address")), (long long)num(g, "prefix"),
 	       json_string_value(json_object_get(g, "gateway")), (long long)num(g, "mtu"),
-	       json_string_value(json_object_get(g, "frontend")));
+	       json_string_value(json_object_get(g, "frontend")),
+	       json_is_string(json_object_get(g, "mac")) ?
+		       json_string_value(json_object_get(g, "mac")) :
+		       "(not seen yet)");
 	printf("policy generation %lld\n", (long long)num(s, "policy_generation"));
 	printf("tcp connections %lld, udp flows %lld\n",
 	       (long long)num(c, "tcp_connections_active"), (long long)num(c, "udp_flows_active"));

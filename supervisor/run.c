@@ -951,8 +951,10 @@ static void api_status(json_t *o)
 	const struct moat_shm_header *h = &sv.region.hdr;
 	const struct moat_proxy_counters *pc = sv.region.part[MOAT_PART_CNT_PROXY];
 	const struct moat_guest_counters *gc = sv.region.part[MOAT_PART_CNT_GUEST];
+	const struct moat_netstack_counters *nc = sv.region.part[MOAT_PART_CNT_NETSTACK];
+	uint64_t mac = __atomic_load_n(&nc->guest_mac, __ATOMIC_RELAXED);
+	char ip[INET_ADDRSTRLEN] = "", gw[INET_ADDRSTRLEN] = "", macs[18];
 	struct timespec now;
-	char ip[INET_ADDRSTRLEN] = "", gw[INET_ADDRSTRLEN] = "";
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	inet_ntop(AF_INET, h->guest_ip4, ip, sizeof(ip));
@@ -966,6 +968,12 @@ static void api_status(json_t *o)
 			    json_pack("{s:s,s:s,s:i,s:i,s:s}", "address", ip, "gateway", gw,
 				      "prefix", (int)h->prefix4, "mtu", (int)h->mtu, "frontend",
 				      guest_kind_name(sv.guest)));
+	snprintf(macs, sizeof(macs), "%02x:%02x:%02x:%02x:%02x:%02x", (unsigned)(mac >> 40) & 0xff,
+		 (unsigned)(mac >> 32) & 0xff, (unsigned)(mac >> 24) & 0xff,
+		 (unsigned)(mac >> 16) & 0xff, (unsigned)(mac >> 8) & 0xff, (unsigned)mac & 0xff);
+	/* The netstack learns it from the guest's first frame; null before that. */
+	json_object_set_new(json_object_get(o, "guest"), "mac",
+			    mac ? json_string(macs) : json_null());
 	json_object_set_new(o, "policy_generation", json_integer((json_int_t)sv.generation));
 	json_object_set_new(
 		o, "counts",

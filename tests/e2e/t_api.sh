@@ -28,6 +28,10 @@ s=$(api http://moat/status)
 [ "$(jget '["guest"]["address"]' <<<"$s")" = 10.0.2.15 ] || fail "status: $s"
 [ "$(jget '["pid"]' <<<"$s")" = "$MOAT_PID" ] || fail "status pid: $s (moat is $MOAT_PID)"
 [ "$(jget '["policy_generation"]' <<<"$s")" = 1 ] || fail "status generation: $s"
+in_guest ping -c 1 -W 2 10.0.2.2 >/dev/null 2>&1 || true # a frame, so the MAC is known
+mac=$(in_guest cat /sys/class/net/tap0/address)
+[ "$(api http://moat/status | jget '["guest"]["mac"]')" = "$mac" ] ||
+	fail "status guest mac: $(api http://moat/status), want $mac"
 for k in netstack_pid proxy_pid uptime_s counts; do
 	jget "[\"$k\"]" <<<"$s" >/dev/null || fail "status has no $k: $s"
 done
