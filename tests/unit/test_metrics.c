@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -366,6 +367,10 @@ Test(metrics, every_counter_field_is_exported)
 		for (size_t i = 0; i < sizes[b] / 8; i++) {
 			double want = (double)(base + b * 1000 + i);
 			bool found = false;
+
+			/* Not a counter: the guest's MAC, for the control API's /status. */
+			if (b == 1 && i == offsetof(struct moat_netstack_counters, guest_mac) / 8)
+				continue;
 
 			for (int k = 0; k < p->n_series && !found; k++)
 				found = p->value[k] == want;
