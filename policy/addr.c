@@ -20,6 +20,9 @@
  * Pure string work: no allocation, may run in any process.
  */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -111,4 +114,86 @@ int policy_hostport_parse(const char *s, unsigned flags, struct policy_addr *add
 		 addr->family != AF_INET)
 		return POLICY_HOSTPORT_BAD_HOST;
 	return port_parse(colon + 1, lo, port) < 0 ? POLICY_HOSTPORT_BAD_PORT : 0;
+}
+
+/* A port number 1..65535 from all of @s. Return: it, or 0. */
+static uint16_t port_number(const char *s)
+{
+	char *end;
+	long v;
+
+	if (!*s)
+		return 0;
+	v = strtol(s, &end, 10);
+	return !*end && v >= 1 && v <= 65535 ? (uint16_t)v : 0;
+}
+
+/**
+ * policy_publish_parse() - a published port as `--publish` and `moat ctl
+ * publish` write it: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp], or with
+ * @guest false [HOSTIP:]HOSTPORT[/tcp|/udp]; HOSTIP may be [IPV6]
+ * @s:		the spec
+ * @guest:	whether GUESTPORT is there
+ * @out:	filled: host address 127.0.0.1 when none is given, guest_port 0
+ *		when @guest is false, protocol tcp unless /udp
+ * @err:	what is wrong, on failure (without the option's name)
+ * @errlen:	size of @err
+ *
+ * Return: 0, or -EINVAL with @err set.
+ */
+int policy_publish_parse(const char *s, bool guest, struct policy_publish *out, char *err,
+			 size_t errlen)
+{
+	const char *form = guest ? "[HOSTIP:]HOSTPORT:GUESTPORT" : "[HOSTIP:]HOSTPORT";
+	char buf[128], *proto, *last;
+	uint16_t port;
+
+	memset(out, 0, sizeof(*out));
+	out->proto = POLICY_PROTO_TCP;
+	if (strlen(s) >= sizeof(buf)) {
+		snprintf(err, errlen, "'%.40s...' is too long", s);
+		return -EINVAL;
+	}
+	snprintf(buf, sizeof(buf), "%s", s);
+	proto = strchr(buf, '/');
+	if (proto) {
+		*proto++ = '\0';
+		if (!strcmp(proto, "udp")) {
+			out->proto = POLICY_PROTO_UDP;
+		} else if (strcmp(proto, "tcp")) {
+			snprintf(err, errlen, "protocol '%s' is not tcp or udp", proto);
+			return -EINVAL;
+		}
+	}
+	if (guest) {
+		/* GUESTPORT follows the last colon (HOSTIP may be [v6]). */
+		last = strrchr(buf, ':');
+		if (!last || !(out->guest_port = port_number(last + 1))) {
+			snprintf(err, errlen, "'%s' is not %s (ports 1..65535)", s, form);
+			return -EINVAL;
+		}
+		*last = '\0';
+	}
+	if (!strchr(buf, ':') && buf[0] != '[') {
+		policy_addr_parse("127.0.0.1", &out->host_addr);
+		out->host_port = port_number(buf);
+		if (out->host_port)
+			return 0;
+		snprintf(err, errlen, "'%s' is not %s (ports 1..65535)", s, form);
+		return -EINVAL;
+	}
+	switch (policy_hostport_parse(buf, 0, &out->host_addr, &port)) {
+	case 0:
+		out->host_port = port;
+		return 0;
+	case POLICY_HOSTPORT_BAD_PORT:
+		snprintf(err, errlen, "host port in '%s' is not a number in 1..65535", s);
+		return -EINVAL;
+	case POLICY_HOSTPORT_BAD_HOST:
+		snprintf(err, errlen, "bad address in '%s'", s);
+		return -EINVAL;
+	default:
+		snprintf(err, errlen, "'%s' is not %s", s, form);
+		return -EINVAL;
+	}
 }

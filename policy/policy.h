@@ -152,6 +152,8 @@ int policy_addr_format(const struct policy_addr *a, char *buf, size_t len);
 #define POLICY_HOSTPORT_BAD_HOST      (-2)
 #define POLICY_HOSTPORT_BAD_PORT      (-3)
 int policy_hostport_parse(const char *s, unsigned flags, struct policy_addr *addr, uint16_t *port);
+int policy_publish_parse(const char *s, bool guest, struct policy_publish *out, char *err,
+			 size_t errlen);
 
 /* The rest of the document (policy.c): valid as long as the policy. */
 const struct policy_limits *policy_limits(const struct policy *p);

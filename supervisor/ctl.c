@@ -12,6 +12,7 @@
  * 2 for a usage error or no answer at all.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -22,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "policy/policy.h"
 #include "supervisor/api.h"
 #include "supervisor/ctl.h"
 
@@ -223,58 +225,27 @@ static void print_publish(const json_t *list)
 	}
 }
 
-/* A port number 1..65535, or -1. */
-static long port_number(const char *s)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-
-	return *s && !*end && v >= 1 && v <= 65535 ? v : -1;
-}
-
 /*
  * "[HOSTIP:]HOSTPORT:GUESTPORT[/udp]" (add) or "[HOSTIP:]HOSTPORT[/udp]"
- * (del) as the body of POST or DELETE /publish. Return: the JSON text, or
- * NULL after a message.
+ * (del), parsed as --publish parses it, as the body of POST or DELETE
+ * /publish. Return: the JSON text, or NULL after a message.
  */
 static char *publish_body(const char *spec, bool add)
 {
-	char buf[128], *slash, *parts[3];
-	const char *proto = "tcp";
-	int n = 0;
+	struct policy_publish pub;
+	char err[160], addr[INET6_ADDRSTRLEN];
 	json_t *o;
-	char *text, *save = NULL, *tok;
+	char *text;
 
-	snprintf(buf, sizeof(buf), "%s", spec);
-	slash = strrchr(buf, '/');
-	if (slash) {
-		*slash = '\0';
-		proto = slash + 1;
-	}
-	for (tok = strtok_r(buf, ":", &save); tok && n < 3; tok = strtok_r(NULL, ":", &save))
-		parts[n++] = tok;
-	if ((strcmp(proto, "tcp") && strcmp(proto, "udp")) || (add && n < 2) || n < 1 ||
-	    (!add && n > 2) || tok) {
-		fprintf(stderr, "moat ctl: publish: '%s' is not %s\n", spec,
-			add ? "[HOSTIP:]HOSTPORT:GUESTPORT[/udp]" : "[HOSTIP:]HOSTPORT[/udp]");
+	if (policy_publish_parse(spec, add, &pub, err, sizeof(err)) < 0) {
+		fprintf(stderr, "moat ctl: publish: %s\n", err);
 		return NULL;
 	}
-	{
-		bool has_ip = add ? n == 3 : n == 2;
-		const char *hp = parts[has_ip ? 1 : 0];
-
-		if (port_number(hp) < 0 || (add && port_number(parts[n - 1]) < 0)) {
-			fprintf(stderr, "moat ctl: publish: '%s': ports are 1..65535\n", spec);
-			return NULL;
-		}
-		o = json_pack("{s:s,s:I}", "protocol", proto, "host_port",
-			      (json_int_t)port_number(hp));
-		if (has_ip)
-			json_object_set_new(o, "host_address", json_string(parts[0]));
-		if (add)
-			json_object_set_new(o, "guest_port",
-					    json_integer((json_int_t)port_number(parts[n - 1])));
-	}
+	policy_addr_format(&pub.host_addr, addr, sizeof(addr));
+	o = json_pack("{s:s,s:s,s:i}", "protocol", policy_proto_name(pub.proto), "host_address",
+		      addr, "host_port", (int)pub.host_port);
+	if (add)
+		json_object_set_new(o, "guest_port", json_integer(pub.guest_port));
 	text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return text;

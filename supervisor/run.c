@@ -225,47 +225,19 @@ static void set_host_addr(struct publish_opt *p, const struct policy_addr *a, co
 
 static void parse_publish(struct run_opts *o, const char *s)
 {
+	struct policy_publish pub;
 	struct publish_opt *p;
-	struct policy_addr a;
-	char buf[128], *proto, *guest;
-	uint16_t host_port;
+	char err[160];
 
 	if (o->n_publish == MAX_PUBLISH)
 		usage_error("--publish: at most %d", MAX_PUBLISH);
+	if (policy_publish_parse(s, true, &pub, err, sizeof(err)) < 0)
+		usage_error("--publish: %s", err);
 	p = &o->publish[o->n_publish++];
-	snprintf(buf, sizeof(buf), "%s", s);
-	proto = strchr(buf, '/');
-	if (proto) {
-		*proto++ = '\0';
-		if (!strcmp(proto, "udp"))
-			p->udp = true;
-		else if (strcmp(proto, "tcp"))
-			usage_error("--publish: protocol '%s' is not tcp or udp", proto);
-	}
-	/* [HOSTIP:]HOSTPORT:GUESTPORT, HOSTIP may be [v6]: GUESTPORT follows the last colon. */
-	guest = strrchr(buf, ':');
-	if (!guest)
-		usage_error("--publish: '%s' is not [HOSTIP:]HOSTPORT:GUESTPORT", s);
-	*guest++ = '\0';
-	if (!strchr(buf, ':') && buf[0] != '[') {
-		snprintf(p->host_addr, sizeof(p->host_addr), "127.0.0.1");
-		p->host_port = parse_uint("--publish host port", buf, 1, 65535);
-	} else {
-		switch (policy_hostport_parse(buf, 0, &a, &host_port)) {
-		case 0:
-			break;
-		case POLICY_HOSTPORT_BAD_FORM:
-			usage_error("--publish: '%s' is not [HOSTIP:]HOSTPORT:GUESTPORT", s);
-		case POLICY_HOSTPORT_BAD_PORT:
-			usage_error("--publish host port: '%s' is not a number in 1..65535",
-				    strrchr(buf, ':') + 1);
-		default:
-			usage_error("--publish: bad address in '%s'", s);
-		}
-		set_host_addr(p, &a, s);
-		p->host_port = host_port;
-	}
-	p->guest_port = parse_uint("--publish guest port", guest, 1, 65535);
+	set_host_addr(p, &pub.host_addr, s);
+	p->host_port = pub.host_port;
+	p->guest_port = pub.guest_port;
+	p->udp = pub.proto == POLICY_PROTO_UDP;
 }
 
 static void opt_guest(struct run_opts *o, const char *arg)

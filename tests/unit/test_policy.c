@@ -14,6 +14,7 @@
  * first line, every file in examples/, and the `moat policy` command.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -2098,4 +2099,33 @@ Test(hostname, sni_and_host_refine_domain_rules)
 	cr_assert_not(policy_wants_hostname(q, d), "denied flows are never sniffed");
 	policy_free(p);
 	policy_free(q);
+}
+
+Test(policy, publish_specs)
+{
+	struct policy_publish p;
+	char err[160], a[64];
+
+	cr_assert_eq(policy_publish_parse("8080:80", true, &p, err, sizeof(err)), 0);
+	policy_addr_format(&p.host_addr, a, sizeof(a));
+	cr_assert_str_eq(a, "127.0.0.1");
+	cr_assert_eq(p.host_port, 8080);
+	cr_assert_eq(p.guest_port, 80);
+	cr_assert_eq(p.proto, POLICY_PROTO_TCP);
+	cr_assert_eq(policy_publish_parse("[::1]:5353:53/udp", true, &p, err, sizeof(err)), 0);
+	policy_addr_format(&p.host_addr, a, sizeof(a));
+	cr_assert_str_eq(a, "::1");
+	cr_assert_eq(p.proto, POLICY_PROTO_UDP);
+	cr_assert_eq(p.guest_port, 53);
+	cr_assert_eq(policy_publish_parse("10.0.0.1:8080/tcp", false, &p, err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_eq(p.host_port, 8080);
+	cr_assert_eq(p.guest_port, 0);
+	cr_assert_eq(policy_publish_parse("8080", true, &p, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(policy_publish_parse("8080:0", true, &p, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(policy_publish_parse("70000:80", true, &p, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(policy_publish_parse("8080:80/sctp", true, &p, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "sctp"), "%s", err);
+	cr_assert_eq(policy_publish_parse("999.1.1.1:80:80", true, &p, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(policy_publish_parse("", false, &p, err, sizeof(err)), -EINVAL);
 }
