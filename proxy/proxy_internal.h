@@ -128,6 +128,10 @@ void relay_fini(struct proxy *px);
 void relay_send(struct proxy *px, uint32_t type, const void *msg, uint32_t len);
 void relay_sendv(struct proxy *px, uint32_t type, const void *hdr, uint32_t hlen, const void *data,
 		 uint32_t dlen);
+void relay_dgram_alloc(struct proxy *px, uv_buf_t *buf);
+void relay_dgram_commit(struct proxy *px, const uv_buf_t *buf, size_t n,
+			const struct flow_endpoint *src, const struct flow_endpoint *dst,
+			const struct flow_endpoint *peer);
 void *relay_reserve(struct proxy *px, uint32_t hlen, uint32_t want, uint32_t *got);
 void relay_commit(struct proxy *px, uint32_t type, uint32_t len);
 void relay_wait(struct proxy *px, struct relay_waiter *w);

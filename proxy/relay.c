@@ -445,6 +445,52 @@ void relay_send(struct proxy *px, uint32_t type, const void *msg, uint32_t len)
 }
 
 /**
+ * relay_dgram_alloc() - libuv's receive buffer for a datagram: room in p2s
+ * behind a DGRAM header, for a whole datagram or none
+ * @px:		proxy
+ * @buf:	set to the room, or to none (libuv then reports UV_ENOBUFS:
+ *		stop reading and relay_wait())
+ */
+void relay_dgram_alloc(struct proxy *px, uv_buf_t *buf)
+{
+	uint32_t got;
+	uint8_t *p = relay_reserve(px, sizeof(struct flow_dgram), FLOW_DATA_MAX, &got);
+
+	buf->base = NULL;
+	buf->len = 0;
+	if (!p || got < FLOW_DATA_MAX)
+		return; /* a datagram must fit whole */
+	buf->base = (char *)p + sizeof(struct flow_dgram);
+	buf->len = got;
+}
+
+/**
+ * relay_dgram_commit() - a datagram received into relay_dgram_alloc()'s room
+ * goes to the netstack, counted and charged to the ingress byte limit
+ * @px:		proxy
+ * @buf:	the room it was read into
+ * @n:		its length
+ * @src:	who it is from, as the guest sees it
+ * @dst:	the guest's end
+ * @peer:	the remote, for a limit's event
+ */
+void relay_dgram_commit(struct proxy *px, const uv_buf_t *buf, size_t n,
+			const struct flow_endpoint *src, const struct flow_endpoint *dst,
+			const struct flow_endpoint *peer)
+{
+	struct flow_dgram d;
+
+	memset(&d, 0, sizeof(d));
+	d.src = *src;
+	d.dst = *dst;
+	memcpy(buf->base - sizeof(d), &d, sizeof(d));
+	relay_commit(px, FLOW_DGRAM, (uint32_t)(sizeof(d) + n));
+	CNT_ADD(px, upstream_rx_bytes, (uint64_t)n);
+	relay_limit(px, limits_bytes_done(&px->limits, true, (uint64_t)n, uv_now(&px->loop)),
+		    LIMIT_INGRESS_BYTES, 0, MOAT_P_UDP, peer);
+}
+
+/**
  * relay_reserve() - room for a DATA/DGRAM record to be read straight into
  * @px:		proxy
  * @hlen:	header bytes the caller writes first

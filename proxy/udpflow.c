@@ -130,17 +130,9 @@ static void flow_free(struct proxy *px, struct udp_flow *f)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct udp_flow *f = h->data;
-	uint32_t got;
-	uint8_t *p;
 
 	(void)suggested;
-	buf->base = NULL;
-	buf->len = 0;
-	p = relay_reserve(f->px, sizeof(struct flow_dgram), FLOW_DATA_MAX, &got);
-	if (!p || got < FLOW_DATA_MAX)
-		return; /* a datagram must fit whole */
-	buf->base = (char *)p + sizeof(struct flow_dgram);
-	buf->len = got;
+	relay_dgram_alloc(f->px, buf);
 }
 
 static void recv_stop(struct udp_flow *f)
@@ -231,7 +223,6 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 {
 	struct udp_flow *f = h->data;
 	struct proxy *px = f->px;
-	struct flow_dgram d;
 
 	if (f->closed)
 		return;
@@ -246,16 +237,9 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 	}
 	if (!addr || !buf->base || (flags & UV_UDP_PARTIAL))
 		return; /* nothing, or truncated */
-	memset(&d, 0, sizeof(d));
-	d.src = f->remote;
-	d.dst = f->guest;
-	memcpy(buf->base - sizeof(d), &d, sizeof(d));
-	relay_commit(px, FLOW_DGRAM, (uint32_t)(sizeof(d) + (size_t)nread));
 	f->last_ms = uv_now(&px->loop);
-	CNT_ADD(px, upstream_rx_bytes, (uint64_t)nread);
 	f->rx_bytes += (uint64_t)nread;
-	relay_limit(px, limits_bytes_done(&px->limits, true, (uint64_t)nread, f->last_ms),
-		    LIMIT_INGRESS_BYTES, 0, MOAT_P_UDP, &f->remote);
+	relay_dgram_commit(px, buf, (size_t)nread, &f->remote, &f->guest, &f->remote);
 }
 
 static void recv_start(struct udp_flow *f)

@@ -177,17 +177,9 @@ static struct udppub_peer *peer_new(struct udppub_port *port, const struct socka
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct udppub_port *port = h->data;
-	uint32_t got;
-	uint8_t *p;
 
 	(void)suggested;
-	buf->base = NULL;
-	buf->len = 0;
-	p = relay_reserve(port->px, sizeof(struct flow_dgram), FLOW_DATA_MAX, &got);
-	if (!p || got < FLOW_DATA_MAX)
-		return; /* a datagram must fit whole */
-	buf->base = (char *)p + sizeof(struct flow_dgram);
-	buf->len = got;
+	relay_dgram_alloc(port->px, buf);
 }
 
 static void recv_start(struct udppub_port *port);
@@ -199,7 +191,6 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 	struct proxy *px = port->px;
 	struct flow_endpoint from;
 	struct udppub_peer *p;
-	struct flow_dgram d;
 
 	if (nread == UV_ENOBUFS) {
 		uv_udp_recv_stop(&port->sock);
@@ -216,16 +207,9 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 		p = peer_new(port, addr);
 	if (!p)
 		return; /* denied or refused: the reservation is not committed */
-	memset(&d, 0, sizeof(d));
-	d.src = p->shown;
-	d.dst = port->guest;
-	memcpy(buf->base - sizeof(d), &d, sizeof(d));
-	relay_commit(px, FLOW_DGRAM, (uint32_t)(sizeof(d) + (size_t)nread));
 	p->last_ms = uv_now(&px->loop);
 	p->rx_bytes += (uint64_t)nread;
-	CNT_ADD(px, upstream_rx_bytes, (uint64_t)nread);
-	relay_limit(px, limits_bytes_done(&px->limits, true, (uint64_t)nread, p->last_ms),
-		    LIMIT_INGRESS_BYTES, 0, MOAT_P_UDP, &p->peer);
+	relay_dgram_commit(px, buf, (size_t)nread, &p->shown, &port->guest, &p->peer);
 }
 
 static void recv_start(struct udppub_port *port)
