@@ -22,31 +22,12 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 SRV=ex-srv HOST=ex-host GUEST=ex-guest SRV_IP=203.0.113.10 PRIV_IP=10.88.0.10
 
 [ -n "${MOAT:-}" ] || lib_build_moat "$0"
-work=$(mktemp -d /tmp/moat-example.XXXXXX)
-chmod 777 "$work"
-pids=()
-moat=
-cleanup() {
-	[ -n "$moat" ] && kill "$moat" 2>/dev/null && wait "$moat" 2>/dev/null
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	for ns in $GUEST $HOST $SRV; do ip netns del $ns 2>/dev/null || true; done
-	rm -rf "$work"
-}
-trap cleanup EXIT
-for ns in $GUEST $HOST $SRV; do ip netns del $ns 2>/dev/null || true; done
+lib_example_begin
 lib_topology $SRV $HOST $GUEST ex $SRV_IP $PRIV_IP
 ip -n $GUEST link set tap0 up
 mkdir -p "$work/www"
 echo "public page" >"$work/www/index.html"
-for ip in $SRV_IP $PRIV_IP; do
-	ip netns exec $SRV python3 -c '
-import functools, http.server, socketserver, sys
-socketserver.TCPServer.allow_reuse_address = True
-h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])
-socketserver.TCPServer((sys.argv[1], 80), h).serve_forever()' $ip "$work/www" >/dev/null 2>&1 &
-	pids+=($!)
-done
+for ip in $SRV_IP $PRIV_IP; do lib_http_server $SRV $ip 80 "$work/www"; done
 
 ip netns exec $HOST "$MOAT" run --guest tap:tap0@/run/netns/$GUEST \
 	--policy "$top/examples/public-only.json" --api "$work/api.sock" \

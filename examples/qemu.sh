@@ -31,28 +31,12 @@ qdir=${MOAT_QEMU_DIR:-$(dirname "$MOAT")/qemu} # shared with the QEMU tests
 bash "$top/tests/qemu/build-initramfs.sh" "$qdir" >/dev/null
 . "$qdir/guest.env"
 
-work=$(mktemp -d /tmp/moat-example.XXXXXX)
-chmod 777 "$work"
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	for ns in $GUEST $HOST $SRV; do ip netns del $ns 2>/dev/null || true; done
-	rm -rf "$work"
-}
-trap cleanup EXIT
-for ns in $GUEST $HOST $SRV; do ip netns del $ns 2>/dev/null || true; done
+lib_example_begin
 lib_topology $SRV $HOST $GUEST ex $SRV_IP
 
 mkdir -p "$work/www"
 echo "hello from 203.0.113.10, fetched by the VM through moat" >"$work/www/index.html"
-ip netns exec $SRV python3 -c '
-import functools, http.server, socketserver, sys
-socketserver.TCPServer.allow_reuse_address = True
-h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
-socketserver.TCPServer(("203.0.113.10", 8080), h).serve_forever()' "$work/www" \
-	>/dev/null 2>&1 &
-pids+=($!)
+lib_http_server $SRV $SRV_IP 8080 "$work/www"
 
 sock=$work/vm.sock
 if [ "$mode" = stream ]; then

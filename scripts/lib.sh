@@ -41,3 +41,44 @@ lib_topology() {
 	ip -n "$srv" route add default via 10.77.0.1 dev "${veth}s0"
 	ip -n "$guest" tuntap add dev tap0 mode tap
 }
+
+# lib_http_server NS ADDR PORT DIR: a web server on ADDR:PORT in NS serving
+# DIR, in the background; its pid is added to the caller's `pids` array.
+# (Not `python3 -m http.server --bind`: it looks the address up in DNS at
+# start, which waits in a namespace without a resolver.)
+lib_http_server() {
+	ip netns exec "$1" python3 -c '
+import functools, http.server, socketserver, sys
+socketserver.TCPServer.allow_reuse_address = True
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[3])
+socketserver.TCPServer((sys.argv[1], int(sys.argv[2])), h).serve_forever()' "$2" "$3" "$4" \
+		>/dev/null 2>&1 &
+	pids+=($!)
+}
+
+# lib_example_begin: what an example script sets up first — `work` (a
+# temporary directory others may write to), `pids`, `moat` (a pid, or
+# empty), a trap that ends them and removes $GUEST, $HOST and $SRV, and
+# those namespaces gone if an earlier run left them.
+lib_example_begin() {
+	work=$(mktemp -d /tmp/moat-example.XXXXXX)
+	chmod 777 "$work"
+	pids=()
+	moat=
+	trap lib_example_end EXIT
+	lib_netns_del
+}
+
+lib_netns_del() {
+	local ns
+	for ns in $GUEST $HOST $SRV; do ip netns del "$ns" 2>/dev/null || true; done
+}
+
+lib_example_end() {
+	local p
+	if [ -n "$moat" ]; then kill "$moat" 2>/dev/null && wait "$moat" 2>/dev/null; fi
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	lib_netns_del
+	rm -rf "$work"
+}
