@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shm/moat_shm.h"
+
 #define FRAME_OK     (-1) /* frame_check() passed */
 #define FRAME_IGNORE (-2) /* multicast group chatter (IGMP, MLD): drop, uncounted */
 
@@ -47,7 +49,7 @@ struct frame_vnet {
 	uint16_t hdr_len, gso_size, csum_start, csum_offset;
 };
 
-#define FRAME_VNET_LEN 10 /* sizeof(struct moat_vnet_hdr) on the ring */
+#define FRAME_VNET_LEN ((uint32_t)sizeof(struct moat_vnet_hdr)) /* on the ring, before the frame */
 
 /**
  * struct frame_info - what frame_check() found (valid only on FRAME_OK)

@@ -319,14 +319,14 @@ static void publish_add_json(void *arg, const struct policy_publish *pub)
 /* The answer to a publish request: ok with the ports now, or an HTTP status and why. */
 static void publish_reply(struct proxy *px, json_int_t id, int status, const char *why)
 {
-	json_t *list = json_array();
+	json_t *list;
 
 	if (status) {
-		json_decref(list);
 		emit(px, json_pack("{s:s,s:I,s:b,s:i,s:s}", "reply", "publish", "id", id, "ok", 0,
 				   "status", status, "error", why));
 		return;
 	}
+	list = json_array();
 	publish_list(px, publish_add_json, list);
 	emit(px, json_pack("{s:s,s:I,s:b,s:o}", "reply", "publish", "id", id, "ok", 1, "publish",
 			   list));
