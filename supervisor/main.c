@@ -37,7 +37,7 @@ static void usage(FILE *f)
 	      "       moat policy check FILE\n"
 	      "       moat policy explain FILE --dst ADDR:PORT/PROTO [--name N] [--sni N|--host N]\n"
 	      "       moat policy explain FILE --dns NAME[/udp|/tcp]\n"
-	      "       moat ctl [--json] PATH status | flows [tcp|udp] | policy [FILE]\n"
+	      "       moat ctl [--json] PATH status | flows [tcp|udp] | publish [add|del SPEC] | policy [FILE]\n"
 	      "       moat version\n"
 	      "Run `moat run --help` for the options of run.\n",
 	      f);
