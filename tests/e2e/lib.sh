@@ -129,6 +129,14 @@ wait_for() {
 	done
 }
 
+# listening NS tcp|udp PORT: something in namespace NS has PORT bound (a TCP
+# listener, or a UDP socket). Checked with ss, so nothing is connected to it.
+listening() {
+	local opt=-ltn
+	[ "$2" = udp ] && opt=-lun
+	ip netns exec "$1" ss -H "$opt" "sport = :$3" | grep -q .
+}
+
 # proc_status PID FIELD: a field of /proc/PID/status
 proc_status() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
 

@@ -48,7 +48,8 @@ import socket, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("203.0.113.10", 8081)); s.listen(4)
 c, _ = s.accept(); c.recv(100); c.send(b"pong" * 10); time.sleep(60)'
-sleep 0.5
+wait_for 10 listening "$SRV" tcp 8081 && wait_for 10 listening "$SRV" udp 7000 ||
+	fail "the servers did not start"
 bg in_guest python3 -c '
 import socket, time
 s = socket.create_connection(("203.0.113.10", 8081), timeout=10)
@@ -89,6 +90,7 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("10.0.2.15", 8080)); s.listen(8)
 while True:
     c, _ = s.accept(); c.recv(100); c.send(b"from-the-guest"); c.close()'
+wait_for 10 listening "$GUEST" tcp 8080 || fail "the guest's server did not start"
 [ "$(api http://moat/publish)" = "[]" ] || fail "GET /publish at start: $(api http://moat/publish)"
 c=$(code -X POST http://moat/publish -d '{"host_port": 18080, "guest_port": 8080}')
 [ "$c" = 201 ] && grep -q '"host_port":18080' "$WORK/body" || fail "POST /publish: $c $(cat "$WORK/body")"

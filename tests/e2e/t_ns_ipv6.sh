@@ -44,6 +44,7 @@ ip -n "$SRV" addr add 2001:db8::10/128 dev lo
 ip -n "$HOST" -6 route add default via fd77::fe dev mh0
 ip -n "$SRV" -6 route add default via fd77::1 dev ms0
 bg ip netns exec "$SRV" python3 "$WORK/echo.py" server 2001:db8::10 7006
+wait_for 10 listening "$SRV" tcp 7006 || fail "the server did not start"
 
 guest_up 1500
 moat_start

@@ -21,6 +21,8 @@ topo_up
 guest_up 1500 static
 bg ip netns exec "$SRV" $PY udpecho 203.0.113.10 7000
 bg ip netns exec "$HOST" $PY udpecho 127.0.0.1 7007
+wait_for 10 listening "$SRV" udp 7000 && wait_for 10 listening "$HOST" udp 7007 ||
+	fail "the echo servers did not start"
 cat >"$WORK/policy.json" <<'P'
 { "default_egress": "deny", "default_ingress": "allow",
   "rules": [

@@ -37,6 +37,8 @@ while True:
 PY
 bg ip netns exec "$GUEST" python3 "$WORK/echo.py" 7000
 bg ip netns exec "$GUEST" python3 "$WORK/echo.py" 7001
+wait_for 10 listening "$GUEST" udp 7000 && wait_for 10 listening "$GUEST" udp 7001 ||
+	fail "the guest's echo servers did not start"
 moat_start --policy "$WORK/policy.json" --events "$WORK/events.jsonl" \
 	--metrics "unix:$WORK/metrics.sock" --udp-timeout 3 \
 	--publish 127.0.0.1:17000:7000/udp --publish 127.0.0.1:17001:7001/udp
