@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "shm/vhostmsg.h"
+#include "vhost/vhostmsg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

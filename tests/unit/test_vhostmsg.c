@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "shm/vhostmsg.h"
+#include "vhost/vhostmsg.h"
 
 static uint8_t buf[VHOSTMSG_MAX + 64];
 static size_t len;

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "shm/vring.h"
+#include "vhost/vring.h"
 
 #define GPA   0x10000ull
 #define DESC  (GPA + 0x0000)

@@ -31,7 +31,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "shm/vring.h"
+#include "vhost/vring.h"
 
 /**
  * vring_translate() - where guest memory [@gpa, @gpa + @len) is mapped

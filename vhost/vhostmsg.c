@@ -29,7 +29,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "shm/vhostmsg.h"
+#include "vhost/vhostmsg.h"
 
 static uint32_t le32(const uint8_t *p)
 {
