@@ -17,7 +17,7 @@
  *   and that each whole ring lies in one region.
  * - The avail index. The number of new entries (avail->idx - last_avail,
  *   16-bit arithmetic) can never exceed the queue size; more is a corrupt
- *   ring (-EBADMSG), which the caller reports and stops using.
+ *   ring (-EIO), which the caller reports and stops using.
  * - Chains. A head index must be below num; a chain follows NEXT flags for
  *   at most num descriptors (a loop is -EBADMSG, not a hang), takes at most
  *   VRING_MAX_SEGS buffers, and puts every writable buffer after every
@@ -51,6 +51,28 @@ void *vring_translate(const struct vring_mem *m, uint64_t gpa, uint64_t len)
 		return m->hva[i] + off;
 	}
 	return NULL;
+}
+
+/**
+ * vring_gpa_of_uva() - the guest physical address of a VMM address
+ * @m:		the memory table
+ * @uva:	an address in the VMM's mapping of guest memory
+ * @gpa:	set on success
+ *
+ * SET_VRING_ADDR names the rings by the VMM's own addresses; the rings are
+ * then checked and walked by guest physical address like everything else.
+ *
+ * Return: 0, or -EINVAL unless @uva lies in a region.
+ */
+int vring_gpa_of_uva(const struct vring_mem *m, uint64_t uva, uint64_t *gpa)
+{
+	for (unsigned i = 0; i < m->n && i < VRING_MAX_REGIONS; i++) {
+		if (uva >= m->uva[i] && uva - m->uva[i] < m->size[i]) {
+			*gpa = m->gpa[i] + (uva - m->uva[i]);
+			return 0;
+		}
+	}
+	return -EINVAL;
 }
 
 /**
@@ -157,10 +179,10 @@ static int walk(struct vring_chain *c, const struct vring_mem *m, volatile struc
  * @m:	the memory table
  * @c:	filled with the chain's buffers (valid until it is pushed)
  *
- * Return: 0, -EAGAIN if the driver made none available, or -EBADMSG if the
- * ring or the chain is impossible (the head is consumed either way, so a
- * bad chain cannot be offered again and again; a corrupt avail index leaves
- * the queue unusable).
+ * Return: 0, -EAGAIN if the driver made none available, -EBADMSG if the
+ * chain is impossible (its head is consumed and in @c->head, so that the
+ * caller hands it back unused and a bad chain cannot be offered again and
+ * again), or -EIO if the avail index is impossible (the queue is unusable).
  */
 int vring_pop(struct vring *v, const struct vring_mem *m, struct vring_chain *c)
 {
@@ -168,7 +190,7 @@ int vring_pop(struct vring *v, const struct vring_mem *m, struct vring_chain *c)
 	uint16_t head;
 
 	if ((uint16_t)(idx - v->last_avail) > v->num)
-		return -EBADMSG;
+		return -EIO;
 	if (idx == v->last_avail)
 		return -EAGAIN;
 	head = v->avail[2 + (v->last_avail & (v->num - 1))];
@@ -176,6 +198,33 @@ int vring_pop(struct vring *v, const struct vring_mem *m, struct vring_chain *c)
 	memset(c, 0, sizeof(*c));
 	c->head = head;
 	return walk(c, m, v->desc, v->num, head, true);
+}
+
+/**
+ * vring_start() - take up a queue where the driver's indices are
+ * @v:		a queue from vring_setup()
+ * @last_avail:	the next avail entry to take (VHOST_USER_SET_VRING_BASE)
+ *
+ * Our used index continues from the one in guest memory (read once): a
+ * backend that attaches to a running queue (a VMM that reconnected) must
+ * not hand out used entries the driver has already seen.
+ */
+void vring_start(struct vring *v, uint16_t last_avail)
+{
+	v->last_avail = last_avail;
+	v->used_idx = __atomic_load_n((volatile uint16_t *)(v->used + 2), __ATOMIC_ACQUIRE);
+}
+
+/**
+ * vring_wants_interrupt() - should the device signal the driver now?
+ * @v:	the queue
+ *
+ * Return: false if the driver set VRING_AVAIL_F_NO_INTERRUPT (it polls).
+ */
+bool vring_wants_interrupt(const struct vring *v)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return !(v->avail[0] & VRING_AVAIL_F_NO_INTERRUPT);
 }
 
 /**

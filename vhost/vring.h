@@ -41,12 +41,14 @@ struct vring_used_elem {
  * @gpa:	guest physical address of each region
  * @size:	its length
  * @hva:	where it is mapped here
+ * @uva:	where the VMM has it mapped (the addresses of SET_VRING_ADDR)
  * @n:		regions in use
  */
 struct vring_mem {
 	uint64_t gpa[VRING_MAX_REGIONS];
 	uint64_t size[VRING_MAX_REGIONS];
 	uint8_t *hva[VRING_MAX_REGIONS];
+	uint64_t uva[VRING_MAX_REGIONS];
 	unsigned n;
 };
 
@@ -81,10 +83,15 @@ struct vring_chain {
 	size_t out_len, in_len;
 };
 
+#define VRING_AVAIL_F_NO_INTERRUPT 1u
+
 void *vring_translate(const struct vring_mem *m, uint64_t gpa, uint64_t len);
+int vring_gpa_of_uva(const struct vring_mem *m, uint64_t uva, uint64_t *gpa);
 int vring_setup(struct vring *v, const struct vring_mem *m, unsigned num, uint64_t desc_gpa,
 		uint64_t avail_gpa, uint64_t used_gpa);
 int vring_pop(struct vring *v, const struct vring_mem *m, struct vring_chain *c);
+void vring_start(struct vring *v, uint16_t last_avail);
 void vring_push(struct vring *v, uint16_t head, uint32_t len);
+bool vring_wants_interrupt(const struct vring *v);
 
 #endif /* MOAT_VRING_H */

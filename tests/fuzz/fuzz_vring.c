@@ -43,8 +43,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < 300; i++) {
 		int rc = vring_pop(&v, &m, &c);
 
-		if (rc == -EAGAIN)
-			break; /* -EBADMSG: a bad chain was consumed, or the index is bad (bounded) */
+		if (rc == -EAGAIN || rc == -EIO)
+			break; /* nothing offered, or an impossible avail index */
+		if (rc == -EBADMSG)
+			vring_push(&v, c.head, 0); /* as moat-vhost does: handed back unused */
 		if (rc == 0) {
 			for (unsigned k = 0; k < c.n_out; k++)
 				if (c.out[k].iov_len)

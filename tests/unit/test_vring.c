@@ -150,7 +150,38 @@ Test(vring, an_avail_index_beyond_the_queue_is_corrupt)
 	struct vring_chain c;
 
 	avail()[1] = QN + 1;
-	cr_assert_eq(vring_pop(&vq, &mem, &c), -EBADMSG);
+	cr_assert_eq(vring_pop(&vq, &mem, &c), -EIO);
+}
+
+Test(vring, vmm_addresses_translate_to_guest_physical_ones)
+{
+	struct vring_mem vm = { .n = 2 };
+	uint64_t gpa = 0;
+
+	vm.gpa[0] = 0, vm.size[0] = 0x1000, vm.uva[0] = 0x7f0000000000;
+	vm.gpa[1] = 0x100000, vm.size[1] = 0x2000, vm.uva[1] = 0x7f1000000000;
+	cr_assert_eq(vring_gpa_of_uva(&vm, 0x7f0000000010, &gpa), 0);
+	cr_assert_eq(gpa, 0x10);
+	cr_assert_eq(vring_gpa_of_uva(&vm, 0x7f1000001fff, &gpa), 0);
+	cr_assert_eq(gpa, 0x101fff);
+	cr_assert_eq(vring_gpa_of_uva(&vm, 0x7f0000001000, &gpa), -EINVAL, "one past the end");
+	cr_assert_eq(vring_gpa_of_uva(&vm, 0x7effffffffff, &gpa), -EINVAL, "below");
+	cr_assert_eq(vring_gpa_of_uva(&vm, 0, &gpa), -EINVAL);
+}
+
+Test(vring, start_continues_from_the_used_index_in_memory)
+{
+	volatile uint16_t *used_idx = (volatile uint16_t *)(void *)(vq.used + 2);
+
+	*used_idx = 77;
+	vring_start(&vq, 70);
+	cr_assert_eq(vq.last_avail, 70);
+	cr_assert_eq(vq.used_idx, 77);
+	vring_push(&vq, 3, 0);
+	cr_assert_eq(*used_idx, 78);
+	cr_assert(vring_wants_interrupt(&vq));
+	avail()[0] = VRING_AVAIL_F_NO_INTERRUPT;
+	cr_assert_not(vring_wants_interrupt(&vq));
 }
 
 Test(vring, too_many_segments)
