@@ -23,8 +23,10 @@ enum {
 	FD_EFD_PROXY,	   /* proxy's eventfd (s2p data, p2s space) */
 	FD_LIFELINE,	   /* read end of a pipe only the supervisor can write: POLLHUP = it died */
 	FD_CONTROL,	   /* proxy only: socketpair to the supervisor (common/channel.h) */
+	FD_VHOST_LISTEN = FD_CONTROL, /* moat-vhost only: the socket bound on vhost-user:PATH */
 	FD_LAST_NETSTACK = FD_LIFELINE,
 	FD_LAST_PROXY = FD_CONTROL,
+	FD_LAST_VHOST = FD_VHOST_LISTEN,
 };
 
 #endif /* MOAT_FDS_H */

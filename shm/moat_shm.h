@@ -218,6 +218,11 @@ struct moat_guest_counters {
 	uint64_t clients_dropped;
 	uint64_t wakes_sent;
 	uint64_t offloads_refused; /* the tap refused IFF_VNET_HDR or TUNSETOFFLOAD */
+	/* vhost-user (moat-vhost); appended, so a shm VMM's view stays as it was. */
+	uint64_t vring_bad_chains;   /* descriptor chains refused (handed back unused) */
+	uint64_t vring_bad_messages; /* VMMs dropped for a broken message or queue */
+	uint64_t rx_no_buffers;	     /* frames for the guest dropped: no receive buffer fit */
+	uint64_t rx_segmented;	     /* segments cut in software for a guest without TSO */
 };
 
 enum moat_conn_result {

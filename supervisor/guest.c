@@ -115,20 +115,23 @@ int guest_spec_parse(const char *s, struct guest_spec *out, char *err, size_t er
 						GUEST_DGRAM_FD;
 		return 0;
 	}
-	if (KIND("stream") || KIND("dgram") || KIND("shm")) {
+	if (KIND("stream") || KIND("dgram") || KIND("shm") || KIND("vhost-user")) {
 		if (!*arg || strlen(arg) >= sizeof(out->path)) {
 			snprintf(err, errlen, "'%s': expected a socket path of 1..%zu characters",
 				 s, sizeof(out->path) - 1);
 			return -1;
 		}
 		strcpy(out->path, arg);
-		out->kind = KIND("stream") ? GUEST_STREAM : KIND("dgram") ? GUEST_DGRAM : GUEST_SHM;
+		out->kind = KIND("stream") ? GUEST_STREAM :
+			    KIND("dgram")  ? GUEST_DGRAM :
+			    KIND("shm")	   ? GUEST_SHM :
+					     GUEST_VHOST_USER;
 		return 0;
 	}
 #undef KIND
 	snprintf(err, errlen,
 		 "'%s': unknown frontend (tap:, tap-fd:, stream:, stream-fd:, "
-		 "dgram:, dgram-fd:, shm:)",
+		 "dgram:, dgram-fd:, shm:, vhost-user:)",
 		 s);
 	return -1;
 }
@@ -147,6 +150,8 @@ static const struct guest_ops *ops_for(enum guest_kind k)
 		return &guest_dgram_ops;
 	case GUEST_SHM:
 		return &guest_shm_ops;
+	case GUEST_VHOST_USER:
+		return &guest_vhost_ops;
 	}
 	return NULL;
 }
@@ -716,14 +721,15 @@ static void on_efd(struct loop_watch *w, uint32_t events)
  * Context: set-up, before anything is forked, so a bad path is refused
  * before a process exists.
  * Return: 0, or -1 with @err set (also for --guest shm:, where the VMM
- * moves the frames itself).
+ * moves the frames itself, and vhost-user:, where moat-vhost does).
  */
 int guest_open_pcap(struct guest *g, const char *path, unsigned mtu, char *err, size_t errlen)
 {
-	if (g->spec.kind == GUEST_SHM) {
+	if (g->spec.kind == GUEST_SHM || g->spec.kind == GUEST_VHOST_USER) {
 		snprintf(err, errlen,
-			 "--pcap is not available with --guest shm: (the VMM moves the "
-			 "frames itself); remove --pcap");
+			 "--pcap is not available with --guest %s: (the supervisor never "
+			 "sees the frames); remove --pcap",
+			 g->ops->name);
 		return -1;
 	}
 	/* Segments (offloads) are captured whole too. */
@@ -773,7 +779,7 @@ int guest_start(struct guest *g, struct loop *l, struct region *r, int guest_efd
 	g->max_frame = r->hdr.mtu + 14;
 	g->guest_efd = guest_efd;
 	g->netstack_efd = netstack_efd;
-	if (g->spec.kind == GUEST_SHM)
+	if (g->spec.kind == GUEST_SHM || g->spec.kind == GUEST_VHOST_USER)
 		return g->ops->start(g);
 	ring_attach(&g->g2s, r->part[MOAT_PART_RING_G2S],
 		    region_ring_capacity(r, MOAT_PART_RING_G2S), netstack_efd, guest_efd,

@@ -22,7 +22,8 @@ enum guest_kind {
 	GUEST_STREAM_FD,
 	GUEST_DGRAM,
 	GUEST_DGRAM_FD,
-	GUEST_SHM
+	GUEST_SHM,
+	GUEST_VHOST_USER
 };
 
 /**
@@ -30,7 +31,7 @@ enum guest_kind {
  * @kind:	frontend
  * @ifname:	tap name (tap)
  * @netns:	namespace path the tap lives in, "" for ours (tap)
- * @path:	unix socket path (stream, dgram, shm)
+ * @path:	unix socket path (stream, dgram, shm, vhost-user)
  * @fd:		inherited descriptor (*-fd)
  */
 /*
@@ -69,6 +70,7 @@ void guest_on_violation(struct guest *g, guest_violation_fn fn);
 void guest_flush(struct guest *g);
 bool guest_failed(const struct guest *g);
 void guest_seccomp(scmp_filter_ctx ctx, const struct guest *g);
+int guest_vhost_listener(const struct guest *g);
 void guest_close(struct guest *g);
 
 #endif /* MOAT_GUEST_H */

@@ -96,6 +96,7 @@ extern const struct guest_ops guest_tap_ops;
 extern const struct guest_ops guest_stream_ops;
 extern const struct guest_ops guest_dgram_ops;
 extern const struct guest_ops guest_shm_ops;
+extern const struct guest_ops guest_vhost_ops;
 
 /* Relaxed add to a counter we are the only writer of. */
 static inline void guest_count(uint64_t *c, uint64_t n)

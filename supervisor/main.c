@@ -7,7 +7,8 @@
  * -------------------
  * One binary, three processes. The supervisor starts as `moat run ...`; it
  * re-executes /proc/self/exe as "moat-netstack __netstack PID" and
- * "moat-proxy __proxy PID" with the shared region, the eventfds and the
+ * "moat-proxy __proxy PID" (and, for --guest vhost-user:, "moat-vhost
+ * __vhost PID") with the shared region, the eventfds and the
  * lifeline at the fixed numbers of common/fds.h. The role words start with
  * "__" so that nobody types them by accident. Their one argument is the
  * supervisor's pid, in decimal, so that a child can tell at start whether
@@ -26,6 +27,7 @@
 #include "supervisor/ctl.h"
 #include "supervisor/policy_cmd.h"
 #include "supervisor/run.h"
+#include "vhost/vhost.h"
 
 #ifndef MOAT_VERSION
 #define MOAT_VERSION "0.1.0"
@@ -76,6 +78,8 @@ int main(int argc, char **argv)
 		return netstack_main(role_supervisor("moat-netstack", argc, argv));
 	if (argc >= 2 && !strcmp(argv[1], "__proxy"))
 		return proxy_main(role_supervisor("moat-proxy", argc, argv));
+	if (argc >= 2 && !strcmp(argv[1], "__vhost"))
+		return vhost_main(role_supervisor("moat-vhost", argc, argv));
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

@@ -259,6 +259,14 @@ static const struct counter guest_counters[] = {
 	  "Clients of a stream frontend dropped for a bad length prefix or an error."),
 	G(offloads_refused, "moat_guest_offloads_refused_total", "counter",
 	  "1 if the tap refused checksum and segmentation offloads (plain frames are used)."),
+	G(vring_bad_chains, "moat_guest_vring_bad_chains_total", "counter",
+	  "vhost-user: descriptor chains refused (outside guest memory, loops, too long)."),
+	G(vring_bad_messages, "moat_guest_vhost_bad_messages_total", "counter",
+	  "vhost-user: VMM connections dropped for a broken message or an unusable queue."),
+	G(rx_no_buffers, "moat_guest_rx_no_buffers_total", "counter",
+	  "vhost-user: frames for the guest dropped because no receive buffer could hold them."),
+	G(rx_segmented, "moat_guest_rx_segmented_total", "counter",
+	  "vhost-user: segments cut in software for a guest that did not take TSO."),
 };
 #undef G
 

@@ -108,8 +108,10 @@ struct run_opts {
 	bool have_guest; /* --guest was given */
 };
 
-enum child_role { CHILD_NETSTACK, CHILD_PROXY, CHILD_COUNT };
-static const char *const child_name[CHILD_COUNT] = { "moat-netstack", "moat-proxy" };
+/* moat-vhost runs only with --guest vhost-user: (its slot stays empty otherwise). */
+enum child_role { CHILD_NETSTACK, CHILD_PROXY, CHILD_VHOST, CHILD_COUNT };
+static const char *const child_name[CHILD_COUNT] = { "moat-netstack", "moat-proxy", "moat-vhost" };
+static const char *const child_role_word[CHILD_COUNT] = { "__netstack", "__proxy", "__vhost" };
 
 struct supervisor {
 	struct run_opts o;
@@ -469,10 +471,13 @@ static void make_env(struct policy_env *env, const struct moat_shm_header *h)
 /*
  * Re-execute ourselves as @role (common/fds.h): stdin and stdout /dev/null,
  * stderr our log pipe, the region, the eventfds, the lifeline's read end and,
- * for the proxy, the control socket at their fixed numbers.
+ * for the proxy, the control socket (for moat-vhost, the vhost-user
+ * listening socket) at their fixed numbers.
  */
 static void spawn_child(enum child_role role, int control_child_fd, int devnull)
 {
+	if (role == CHILD_VHOST)
+		control_child_fd = guest_vhost_listener(sv.guest);
 	int map[][2] = {
 		{ devnull, STDIN_FILENO },	   { devnull, STDOUT_FILENO },
 		{ sv.log_pipe[1], STDERR_FILENO }, { sv.region.fd, FD_REGION },
@@ -480,7 +485,7 @@ static void spawn_child(enum child_role role, int control_child_fd, int devnull)
 		{ sv.efd[2], FD_EFD_NETSTACK },	   { sv.efd[3], FD_EFD_PROXY },
 		{ sv.lifeline[0], FD_LIFELINE },   { control_child_fd, FD_CONTROL },
 	};
-	int nmap = role == CHILD_PROXY ? 10 : 9;
+	int nmap = role == CHILD_NETSTACK ? 9 : 10;
 	char supervisor[16];
 	pid_t pid;
 
@@ -512,9 +517,8 @@ static void spawn_child(enum child_role role, int control_child_fd, int devnull)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 	}
 	{
-		char *argv[] = { (char *)child_name[role],
-				 role == CHILD_NETSTACK ? "__netstack" : "__proxy", supervisor,
-				 NULL };
+		char *argv[] = { (char *)child_name[role], (char *)child_role_word[role],
+				 supervisor, NULL };
 
 		execv("/proc/self/exe", argv);
 	}
@@ -935,6 +939,8 @@ static void api_status(json_t *o)
 	json_object_set_new(o, "pid", json_integer(getpid()));
 	json_object_set_new(o, "netstack_pid", json_integer(sv.child[CHILD_NETSTACK].pid));
 	json_object_set_new(o, "proxy_pid", json_integer(sv.child[CHILD_PROXY].pid));
+	if (sv.child[CHILD_VHOST].pid > 0)
+		json_object_set_new(o, "vhost_pid", json_integer(sv.child[CHILD_VHOST].pid));
 	json_object_set_new(o, "uptime_s", json_integer(now.tv_sec - sv.started.tv_sec));
 	json_object_set_new(o, "guest",
 			    json_pack("{s:s,s:s,s:i,s:i,s:s}", "address", ip, "gateway", gw,
@@ -1250,6 +1256,8 @@ static void start_processes(int sp[2], const sigset_t *mask)
 	if (hook_start(&sv.hook, sv.o.on_violation) < 0)
 		fatal("cannot start the --on-violation runner");
 	for (int i = 0; i < CHILD_COUNT; i++) {
+		if (i == CHILD_VHOST && guest_vhost_listener(sv.guest) < 0)
+			continue;
 		spawn_child(i, sp[1], devnull);
 		watch(&sv.w_child[i], sv.child[i].pidfd, on_child);
 	}
@@ -1357,6 +1365,9 @@ int run_main(int argc, char **argv)
 		 (int)sv.child[0].pid, (int)sv.child[1].pid, sv.o.mtu, proto.guest_ip4[0],
 		 proto.guest_ip4[1], proto.guest_ip4[2], proto.guest_ip4[3], proto.gateway_ip4[0],
 		 proto.gateway_ip4[1], proto.gateway_ip4[2], proto.gateway_ip4[3], sv.user.name);
+	if (sv.child[CHILD_VHOST].pid > 0)
+		log_info("moat-vhost=%d serves the vhost-user socket %s",
+			 (int)sv.child[CHILD_VHOST].pid, sv.o.guest.path);
 	events_start((int)sv.child[0].pid, (int)sv.child[1].pid);
 	if (sv.o.ready_fd >= 0) {
 		dprintf(sv.o.ready_fd, "ready\n");

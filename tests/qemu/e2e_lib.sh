@@ -35,16 +35,20 @@ qemu_prepare() {
 # qemu_cmd NETDEV APPEND...: QEMU_CMD = a QEMU command line with
 # "-netdev NETDEV" as its network and APPEND added to the kernel command line
 # (no timeout: qemu_start adds one; a caller that hands QEMU_CMD to
-# `moat run --` bounds moat instead).
+# `moat run --` bounds moat instead). QEMU_EXTRA (an array) goes in front of
+# the netdev (vhost-user: the shared memory backend and the chardev), and
+# QEMU_NIC_OPTS after the card's own options (",guest_tso4=off", ...).
+QEMU_EXTRA=()
+QEMU_NIC_OPTS=
 qemu_cmd() {
 	local netdev=$1; shift
-	QEMU_CMD=("$QEMU" -accel tcg -m 256 -smp 1
+	QEMU_CMD=("$QEMU" -accel tcg -m 256 -smp 1 "${QEMU_EXTRA[@]}"
 		-nodefaults -no-user-config -display none -no-reboot
 		-serial "file:$SERIAL"
 		-kernel "$KERNEL" -initrd "$INITRD"
 		-append "console=ttyS0 quiet loglevel=3 panic=-1 $*"
 		-netdev "$netdev"
-		-device "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile=")
+		-device "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile=$QEMU_NIC_OPTS")
 }
 
 # qemu_start NETDEV APPEND...: boot the guest in $HOST in the background.
@@ -126,7 +130,7 @@ qemu_network_run() {
 
 	rm -f "$WORK/ready"
 	mkfifo "$WORK/ready"
-	ip netns exec "$HOST" "$MOAT" run --guest "$frontend" --ready-fd 9 \
+	ip netns exec "$HOST" "$MOAT" run --guest "$frontend" --ready-fd 9 ${MOAT_RUN_ARGS:-} \
 		--metrics-file "$WORK/metrics.prom" 9>"$WORK/ready" >"$WORK/moat.log" 2>&1 &
 	MOAT_PID=$!
 	read -r -t 20 _ <"$WORK/ready" || fail "moat did not become ready"
