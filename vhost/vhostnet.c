@@ -309,8 +309,11 @@ static int rx_piece(void *arg, const uint8_t *frame, size_t len)
 	struct vhost *v = arg;
 	int rc = rx_deliver(v, &none, frame, len, false);
 
-	if (rc == 1)
+	if (rc == 1) {
 		vhost_count(&v->cnt->rx_segmented, 1);
+		vhost_count(&v->cnt->rx_frames, 1);
+		vhost_count(&v->cnt->rx_bytes, len);
+	}
 	return rc < 0 ? rc : 0;
 }
 
@@ -416,7 +419,7 @@ bool vhostnet_rx(struct vhost *v)
 			if (rc == -EINVAL || rc == -ENOSPC)
 				vhost_count(&v->cnt->drops[MOAT_DROP_BAD_OFFLOAD], 1);
 			used = true;
-			rc = 1;
+			rc = 0; /* rx_piece() counted what it delivered */
 		} else {
 			rc = rx_deliver(v, &h, p, (size_t)n, true);
 			if (rc == -EAGAIN)
