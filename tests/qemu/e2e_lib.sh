@@ -42,7 +42,7 @@ QEMU_EXTRA=()
 QEMU_NIC_OPTS=
 qemu_cmd() {
 	local netdev=$1; shift
-	QEMU_CMD=("$QEMU" -accel tcg -m 256 -smp 1 "${QEMU_EXTRA[@]}"
+	QEMU_CMD=("$QEMU" -accel "${QEMU_ACCEL:-tcg}" -m 256 -smp 1 "${QEMU_EXTRA[@]}"
 		-nodefaults -no-user-config -display none -no-reboot
 		-serial "file:$SERIAL"
 		-kernel "$KERNEL" -initrd "$INITRD"
