@@ -250,6 +250,7 @@ static int rx_deliver(struct vhost *v, const struct moat_vnet_hdr *h, const uint
 	if (!vhost_has(v, VIRTIO_NET_F_GUEST_CSUM))
 		hdr[0] &= (uint8_t)~MOAT_VNET_F_DATA_VALID;
 	while (pos < total) {
+		/* cppcheck-suppress uninitvar ; vring_pop() fills the chain before any read */
 		struct vring_chain *c = n ? &next : &first;
 		size_t take, off = 0;
 		int rc;

@@ -456,6 +456,8 @@ int vhostuser_input(struct vhost *v)
 	bool replied = false;
 	int rc;
 
+	for (unsigned i = 0; i < VRING_MAX_REGIONS; i++)
+		fds[i] = -1;
 	rc = read_full(v->cfd, buf, VHOSTMSG_HDR, false, fds, VRING_MAX_REGIONS, &nfds);
 	if (rc == 1 || rc == -ECONNRESET) {
 		close_fds(fds, nfds);
