@@ -1,7 +1,7 @@
 #!/bin/bash
 # examples/qemu.sh — a QEMU VM behind moat, as an orchestrator would start it.
 #
-#   examples/qemu.sh [stream|dgram]     (as root; default stream)
+#   examples/qemu.sh [stream|dgram|vhost-user]     (as root; default stream)
 #
 # Builds moat and the small test guest (Debian's kernel and a busybox
 # initramfs, tests/qemu/build-initramfs.sh), makes two network namespaces —
@@ -12,7 +12,9 @@
 #            --api API --metrics-file M -- qemu-system-x86_64 ... \
 #            -netdev stream,id=n0,server=off,addr.type=unix,addr.path=SOCK
 #
-# (or -netdev dgram with --guest dgram:SOCK). moat runs QEMU as its `--`
+# (or -netdev dgram with --guest dgram:SOCK; or with --guest vhost-user:SOCK,
+# -netdev vhost-user over a chardev on SOCK and the guest's memory in a
+# shared memfd, which moat-vhost maps). moat runs QEMU as its `--`
 # command: the VM is killed if it commits a fatal violation, and moat stops
 # when it powers off. The guest takes a DHCP lease, pings the gateway and
 # fetches a page through moat; the script prints what the guest saw, what
@@ -22,7 +24,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/lib.sh"
 mode=${1:-stream}
-case $mode in stream | dgram) ;; *) echo "usage: $0 [stream|dgram]" >&2; exit 2 ;; esac
+case $mode in stream | dgram | vhost-user) ;; *) echo "usage: $0 [stream|dgram|vhost-user]" >&2; exit 2 ;; esac
 [ "$(id -u)" -eq 0 ] || { echo "$0: run as root (network namespaces)" >&2; exit 2; }
 SRV=ex-srv HOST=ex-host GUEST=ex-guest SRV_IP=203.0.113.10
 
@@ -39,15 +41,20 @@ echo "hello from 203.0.113.10, fetched by the VM through moat" >"$work/www/index
 lib_http_server $SRV $SRV_IP 8080 "$work/www"
 
 sock=$work/vm.sock
-if [ "$mode" = stream ]; then
-	netdev="stream,id=n0,server=off,addr.type=unix,addr.path=$sock"
-else
-	netdev="dgram,id=n0,local.type=unix,local.path=$work/qemu.sock,remote.type=unix,remote.path=$sock"
-fi
-qemu=("$QEMU" -accel tcg -m 256 -smp 1 -nodefaults -no-user-config -display none -no-reboot
+mem=() nic=
+case $mode in
+stream) netdev="stream,id=n0,server=off,addr.type=unix,addr.path=$sock" ;;
+dgram) netdev="dgram,id=n0,local.type=unix,local.path=$work/qemu.sock,remote.type=unix,remote.path=$sock" ;;
+vhost-user)
+	netdev="vhost-user,id=n0,chardev=chr0"
+	mem=(-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem
+		-chardev "socket,id=chr0,path=$sock")
+	nic=,vectors=0 ;; # QEMU 7.2 under TCG: MSI-X and vhost-user crash (docs/frontends.md)
+esac
+qemu=("$QEMU" -accel tcg -m 256 -smp 1 "${mem[@]}" -nodefaults -no-user-config -display none -no-reboot
 	-serial "file:$work/serial.log" -kernel "$KERNEL" -initrd "$INITRD"
 	-append "console=ttyS0 quiet loglevel=3 panic=-1 moat.steps=dhcp,ping,http moat.http=$SRV_IP:8080/index.html"
-	-netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile=")
+	-netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile=$nic")
 
 echo "== moat run --guest $mode:$sock --policy examples/public-only.json -- qemu (-netdev $mode)"
 (umask 000; exec ip netns exec $HOST timeout 180 "$MOAT" run --guest "$mode:$sock" \
