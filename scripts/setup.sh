@@ -21,7 +21,7 @@ PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
 	libmicrohttpd-dev clang-format clang-tidy cppcheck
 	iproute2 iputils-ping curl iperf3 busybox dnsutils dnsmasq-base
 	netcat-openbsd python3 xz-utils ca-certificates prometheus
-	qemu-system-x86 linux-image-amd64 cpio procps apache2-utils ethtool)
+	qemu-system-x86 linux-image-amd64 cpio procps apache2-utils ethtool libssl-dev openssl)
 
 need_root() {
 	if [ "$(id -u)" -ne 0 ]; then
