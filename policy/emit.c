@@ -15,7 +15,10 @@
  * A rule without a port filter is written with the full range 0..65535,
  * which parse.c reads back as "no filter" (so it still matches icmp).
  * The env (the "host" group's addresses) is not part of the document:
- * it is neither written nor compared.
+ * it is neither written nor compared. The tls and secrets sections are
+ * written only when the file had a tls section (the output of a policy
+ * without one is unchanged); a secret is written with where its value is
+ * (value_env, value_file), never a value: the policy holds none.
  */
 #include <jansson.h>
 #include <netinet/in.h>
@@ -206,6 +209,66 @@ static json_t *publish_json(const struct policy *p, bool *ok)
 	return a;
 }
 
+static json_t *names_json(const struct policy_name *list, int n, bool *ok)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; a && i < n; i++) {
+		json_t *o = json_object();
+
+		if (o)
+			put(o, list[i].suffix ? "domain_suffix" : "domain",
+			    json_string(list[i].name), ok);
+		push(a, o, ok);
+	}
+	return a;
+}
+
+static json_t *tls_json(const struct policy_tls *t, bool *ok)
+{
+	json_t *o = json_object();
+
+	if (!o)
+		return NULL;
+	put(o, "intercept", names_json(t->intercept, t->n_intercept, ok), ok);
+	put(o, "bypass", names_json(t->bypass, t->n_bypass, ok), ok);
+	if (t->ca_cert) {
+		json_t *ca = json_object();
+
+		if (ca) {
+			put(ca, "cert", json_string(t->ca_cert), ok);
+			put(ca, "key", json_string(t->ca_key), ok);
+		}
+		put(o, "ca", ca, ok);
+	}
+	put(o, "upstream_ca", json_string(t->upstream_ca), ok);
+	return o;
+}
+
+/* Where each value is, never a value: the policy holds none. */
+static json_t *secrets_json(const struct policy *p, bool *ok)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; a && i < p->n_secrets; i++) {
+		const struct policy_secret *s = &p->secrets[i];
+		json_t *o = json_object();
+
+		if (o) {
+			put(o, "placeholder", json_string(s->placeholder), ok);
+			if (s->value_file)
+				put(o, "value_file", json_string(s->value_file), ok);
+			else
+				put(o, "value_env", json_string(s->value_env), ok);
+			put(o, "hosts", names_json(s->hosts, s->n_hosts, ok), ok);
+			put(o, "on_violation",
+			    json_string(policy_secret_violation_name(s->on_violation)), ok);
+		}
+		push(a, o, ok);
+	}
+	return a;
+}
+
 /**
  * policy_to_json() - the normalized policy as JSON text
  * @p:	the policy
@@ -242,6 +305,10 @@ char *policy_to_json(const struct policy *p)
 		put(rl, "existing", json_string(p->reload_keep ? "keep" : "reevaluate"), &ok);
 		put(root, "reload", rl, &ok);
 	}
+	if (p->has_tls) {
+		put(root, "tls", tls_json(&p->tls, &ok), &ok);
+		put(root, "secrets", secrets_json(p, &ok), &ok);
+	}
 	text = ok ? json_dumps(root, JSON_INDENT(2)) : NULL;
 	json_decref(root);
 	return text;
@@ -277,6 +344,47 @@ static bool rule_equal(const struct policy_rule *a, const struct policy_rule *b)
 	return false;
 }
 
+static bool str_equal(const char *a, const char *b)
+{
+	return a && b ? !strcmp(a, b) : a == b;
+}
+
+static bool names_equal(const struct policy_name *a, int na, const struct policy_name *b, int nb)
+{
+	if (na != nb)
+		return false;
+	for (int i = 0; i < na; i++)
+		if (a[i].suffix != b[i].suffix || strcmp(a[i].name, b[i].name))
+			return false;
+	return true;
+}
+
+static bool tls_equal(const struct policy *a, const struct policy *b)
+{
+	if (a->has_tls != b->has_tls || a->n_secrets != b->n_secrets)
+		return false;
+	if (!a->has_tls)
+		return true;
+	if (!names_equal(a->tls.intercept, a->tls.n_intercept, b->tls.intercept,
+			 b->tls.n_intercept) ||
+	    !names_equal(a->tls.bypass, a->tls.n_bypass, b->tls.bypass, b->tls.n_bypass) ||
+	    !str_equal(a->tls.ca_cert, b->tls.ca_cert) ||
+	    !str_equal(a->tls.ca_key, b->tls.ca_key) ||
+	    !str_equal(a->tls.upstream_ca, b->tls.upstream_ca))
+		return false;
+	for (int i = 0; i < a->n_secrets; i++) {
+		const struct policy_secret *x = &a->secrets[i], *y = &b->secrets[i];
+
+		if (strcmp(x->placeholder, y->placeholder) ||
+		    !str_equal(x->value_env, y->value_env) ||
+		    !str_equal(x->value_file, y->value_file) ||
+		    x->on_violation != y->on_violation ||
+		    !names_equal(x->hosts, x->n_hosts, y->hosts, y->n_hosts))
+			return false;
+	}
+	return true;
+}
+
 static bool limit_equal(const struct policy_limit *a, const struct policy_limit *b)
 {
 	if (a->set != b->set)
@@ -290,7 +398,8 @@ static bool limit_equal(const struct policy_limit *a, const struct policy_limit 
  * @b:	another
  *
  * Compares the documents in normalized form: defaults, rules in order,
- * dns, limits and publish. Not the env.
+ * dns, limits, publish, reload, tls and secrets (in order; where each
+ * value is, as the policy holds no value). Not the env.
  *
  * Return: true if they are equal (two NULLs are equal).
  */
@@ -302,7 +411,7 @@ bool policy_equal(const struct policy *a, const struct policy *b)
 		return a == b;
 	if (a->default_egress_allow != b->default_egress_allow ||
 	    a->default_ingress_allow != b->default_ingress_allow || a->n_rules != b->n_rules ||
-	    a->n_publish != b->n_publish || a->reload_keep != b->reload_keep)
+	    a->n_publish != b->n_publish || a->reload_keep != b->reload_keep || !tls_equal(a, b))
 		return false;
 	for (int i = 0; i < a->n_rules; i++)
 		if (!rule_equal(&a->rules[i], &b->rules[i]))

@@ -36,6 +36,11 @@
  * a rule with a port filter (icmp has no ports to pass it). Matching
  * (match.c) and serializing (emit.c) rely on that form.
  *
+ * The tls and secrets sections are parsed last, tls first: each host of a
+ * secret must be intercepted in full (policy_tls_cover(), tls.c), and no
+ * placeholder may be, or be part of, another. A secret's value is never
+ * read here: only where it is (value_env, value_file) is recorded.
+ *
  * Library code: never exits; every function returns -1 with the reason
  * in the caller's buffer and frees what it built. Reading files, the
  * default policy and freeing are in policy.c.
@@ -901,6 +906,364 @@ static int parse_publish(struct ctx *c, json_t *j, struct policy *pol)
 }
 
 /* ------------------------------------------------------------------ */
+/* tls, secrets                                                        */
+/* ------------------------------------------------------------------ */
+
+/* A {"domain": NAME} or {"domain_suffix": NAME}: tls.intercept, tls.bypass, secrets[].hosts. */
+static int parse_tls_name(struct ctx *c, json_t *j, const char *path, struct policy_name *out)
+{
+	static const char *const keys[] = { "domain", "domain_suffix", NULL };
+	char p[PATH_MAX_LEN], v[SHOW_MAX + 8];
+	const char *key, *why;
+	json_t *val;
+
+	if (!json_is_object(j) || json_object_size(j) != 1) {
+		if (json_is_object(j) && json_object_size(j) > 1)
+			return schema_err(c, path,
+					  "must have exactly one of domain, domain_suffix");
+		return schema_err(
+			c, path, "must be an object {\"domain\": ...} or {\"domain_suffix\": ...}");
+	}
+	if (check_keys(c, j, path, keys) < 0)
+		return -1;
+	key = json_object_iter_key(json_object_iter(j));
+	val = json_object_iter_value(json_object_iter(j));
+	path_key(p, path, key);
+	if (!json_is_string(val))
+		return schema_err(c, p, "must be a string");
+	why = parse_name(json_string_value(val), &out->name);
+	if (why)
+		return schema_err(c, p, "\"%s\" %s", show(v, sizeof(v), json_string_value(val)),
+				  why);
+	out->suffix = strcmp(key, "domain") != 0;
+	return 0;
+}
+
+static int parse_tls_names(struct ctx *c, json_t *j, const char *path, int max,
+			   struct policy_name **list, int *n_list)
+{
+	size_t i, n;
+	json_t *v;
+
+	if (!json_is_array(j))
+		return schema_err(
+			c, path, "must be a list of {\"domain\": ...} or {\"domain_suffix\": ...}");
+	n = json_array_size(j);
+	if (n > (size_t)max)
+		return schema_err(c, path, "more than %d entries", max);
+	if (!n)
+		return 0;
+	*list = calloc(n, sizeof(**list));
+	if (!*list)
+		return schema_err(c, path, "out of memory");
+	json_array_foreach(j, i, v)
+	{
+		char p[PATH_MAX_LEN];
+
+		*n_list = (int)i + 1; /* so policy_free() sees what was built */
+		path_index(p, path, i);
+		if (parse_tls_name(c, v, p, &(*list)[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* An absolute path, kept as written: the policy module never opens it. */
+static int parse_path(struct ctx *c, json_t *j, const char *path, char **out)
+{
+	char v[SHOW_MAX + 8];
+	const char *s;
+	size_t n;
+
+	if (!json_is_string(j))
+		return schema_err(c, path, "must be a string (an absolute path)");
+	s = json_string_value(j);
+	n = strlen(s);
+	if (s[0] != '/')
+		return schema_err(c, path, "\"%s\" is not an absolute path", show(v, sizeof(v), s));
+	if (n > POLICY_MAX_PATH)
+		return schema_err(c, path, "is longer than %d bytes", POLICY_MAX_PATH);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return schema_err(c, path, "\"%s\" holds a control character",
+					  show(v, sizeof(v), s));
+	*out = strdup(s);
+	if (!*out)
+		return schema_err(c, path, "out of memory");
+	return 0;
+}
+
+static int parse_tls_ca(struct ctx *c, json_t *j, struct policy_tls *t)
+{
+	static const char *const keys[] = { "cert", "key", NULL };
+	json_t *x;
+
+	if (!json_is_object(j))
+		return schema_err(c, "tls.ca", "must be an object {\"cert\": PATH, \"key\": PATH}");
+	if (check_keys(c, j, "tls.ca", keys) < 0)
+		return -1;
+	x = json_object_get(j, "cert");
+	if (!x)
+		return schema_err(c, "tls.ca.cert", "missing (ca needs both cert and key)");
+	if (parse_path(c, x, "tls.ca.cert", &t->ca_cert) < 0)
+		return -1;
+	x = json_object_get(j, "key");
+	if (!x)
+		return schema_err(c, "tls.ca.key", "missing (ca needs both cert and key)");
+	return parse_path(c, x, "tls.ca.key", &t->ca_key);
+}
+
+static int parse_tls(struct ctx *c, json_t *j, struct policy *pol)
+{
+	static const char *const keys[] = { "intercept", "bypass", "ca", "upstream_ca", NULL };
+	struct policy_tls *t = &pol->tls;
+	json_t *x;
+
+	if (!json_is_object(j))
+		return schema_err(c, "tls", "must be an object");
+	if (check_keys(c, j, "tls", keys) < 0)
+		return -1;
+	pol->has_tls = true;
+	x = json_object_get(j, "intercept");
+	if (x && parse_tls_names(c, x, "tls.intercept", POLICY_MAX_TLS_NAMES, &t->intercept,
+				 &t->n_intercept) < 0)
+		return -1;
+	x = json_object_get(j, "bypass");
+	if (x &&
+	    parse_tls_names(c, x, "tls.bypass", POLICY_MAX_TLS_NAMES, &t->bypass, &t->n_bypass) < 0)
+		return -1;
+	x = json_object_get(j, "ca");
+	if (x && parse_tls_ca(c, x, t) < 0)
+		return -1;
+	x = json_object_get(j, "upstream_ca");
+	if (x)
+		return parse_path(c, x, "tls.upstream_ca", &t->upstream_ca);
+	t->upstream_ca = strdup(POLICY_TLS_UPSTREAM_CA_DEFAULT);
+	if (!t->upstream_ca)
+		return schema_err(c, "tls.upstream_ca", "out of memory");
+	return 0;
+}
+
+static bool is_placeholder(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < POLICY_SECRET_PLACEHOLDER_MIN || n > POLICY_SECRET_PLACEHOLDER_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '$' || s[i] == '-'))
+			return false;
+	return true;
+}
+
+/* An environment variable's name as a shell would take it: [A-Za-z_][A-Za-z0-9_]*. */
+static bool is_env_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n || n > 255 || (s[0] >= '0' && s[0] <= '9'))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return false;
+	return true;
+}
+
+/* Every name a secret's host covers must be intercepted, or the value could never go there. */
+static int check_secret_hosts(struct ctx *c, const char *path, const struct policy *pol,
+			      const struct policy_secret *s)
+{
+	for (int i = 0; i < s->n_hosts; i++) {
+		const struct policy_name *h = &s->hosts[i];
+		const char *kind = h->suffix ? "domain_suffix" : "domain";
+		char p[PATH_MAX_LEN];
+		int b = -1;
+
+		path_index(p, path, (size_t)i);
+		switch (policy_tls_cover(&pol->tls, h, &b)) {
+		case POLICY_TLS_COVERED:
+			break;
+		case POLICY_TLS_NOT_INTERCEPTED:
+			return schema_err(c, p,
+					  "secret %s: %s \"%s\" is not intercepted (no "
+					  "tls.intercept entry covers %s), so the secret could "
+					  "never be injected there",
+					  s->placeholder, kind, h->name,
+					  h->suffix ? "it and every name below it" : "it");
+		case POLICY_TLS_BYPASSED:
+			if (!h->suffix)
+				return schema_err(c, p,
+						  "secret %s: domain \"%s\" is bypassed by "
+						  "tls.bypass[%d] (%s \"%s\"), so the secret could "
+						  "never be injected there",
+						  s->placeholder, h->name, b,
+						  pol->tls.bypass[b].suffix ? "domain_suffix" :
+									      "domain",
+						  pol->tls.bypass[b].name);
+			return schema_err(
+				c, p,
+				"secret %s: domain_suffix \"%s\" covers names that "
+				"tls.bypass[%d] (%s \"%s\") exempts from interception: a "
+				"secret's hosts must be intercepted in full (name them with "
+				"domain or a narrower domain_suffix)",
+				s->placeholder, h->name, b,
+				pol->tls.bypass[b].suffix ? "domain_suffix" : "domain",
+				pol->tls.bypass[b].name);
+		}
+	}
+	return 0;
+}
+
+/*
+ * No placeholder may be another's, or a part of another's: which one would
+ * be substituted? @a is secrets[@i]'s, checked against those before it.
+ */
+static int check_placeholder(struct ctx *c, const char *path, const struct policy *pol, int i,
+			     const char *a)
+{
+	for (int k = 0; k < i; k++) {
+		const char *b = pol->secrets[k].placeholder; /* set: secrets[k] parsed */
+
+		if (!strcmp(a, b))
+			return schema_err(c, path,
+					  "\"%s\" is secrets[%d]'s placeholder too (placeholders "
+					  "must be unique)",
+					  a, k);
+		if (strstr(b, a))
+			return schema_err(c, path,
+					  "\"%s\" is part of secrets[%d]'s placeholder \"%s\": "
+					  "substitution would be ambiguous",
+					  a, k, b);
+		if (strstr(a, b))
+			return schema_err(c, path,
+					  "\"%s\" contains secrets[%d]'s placeholder \"%s\": "
+					  "substitution would be ambiguous",
+					  a, k, b);
+	}
+	return 0;
+}
+
+static int parse_secret(struct ctx *c, json_t *j, const char *path, struct policy *pol,
+			struct policy_secret *s)
+{
+	static const char *const keys[] = { "placeholder", "value_env",	   "value_file",
+					    "hosts",	   "on_violation", NULL };
+	static const char *const words[] = { "block", "block_and_log", "terminate", NULL };
+	char p[PATH_MAX_LEN], v[SHOW_MAX + 8];
+	json_t *x, *env, *file;
+	int w;
+
+	if (!json_is_object(j))
+		return schema_err(c, path, "must be an object (a secret)");
+	if (check_keys(c, j, path, keys) < 0)
+		return -1;
+
+	path_key(p, path, "placeholder");
+	x = json_object_get(j, "placeholder");
+	if (!x)
+		return schema_err(c, p,
+				  "missing (8..128 characters of letters, digits, '_', '$' "
+				  "and '-')");
+	if (!json_is_string(x) || !is_placeholder(json_string_value(x)))
+		return schema_err(c, p,
+				  "%s%s%smust be 8..128 characters of letters, digits, '_', '$' "
+				  "and '-'",
+				  json_is_string(x) ? "\"" : "",
+				  json_is_string(x) ? show(v, sizeof(v), json_string_value(x)) : "",
+				  json_is_string(x) ? "\": " : "");
+	if (check_placeholder(c, p, pol, (int)(s - pol->secrets), json_string_value(x)) < 0)
+		return -1;
+	s->placeholder = strdup(json_string_value(x));
+	if (!s->placeholder)
+		return schema_err(c, p, "out of memory");
+
+	env = json_object_get(j, "value_env");
+	file = json_object_get(j, "value_file");
+	if (env && file)
+		return schema_err(c, path, "give value_env or value_file, not both");
+	if (!env && !file)
+		return schema_err(c, path,
+				  "needs value_env (an environment variable's name) or "
+				  "value_file (an absolute path)");
+	if (env) {
+		path_key(p, path, "value_env");
+		if (!json_is_string(env) || !is_env_name(json_string_value(env)))
+			return schema_err(
+				c, p,
+				"%s%s%smust be an environment variable's name (letters, digits "
+				"and '_', not starting with a digit)",
+				json_is_string(env) ? "\"" : "",
+				json_is_string(env) ? show(v, sizeof(v), json_string_value(env)) :
+						      "",
+				json_is_string(env) ? "\": " : "");
+		s->value_env = strdup(json_string_value(env));
+		if (!s->value_env)
+			return schema_err(c, p, "out of memory");
+	} else {
+		path_key(p, path, "value_file");
+		if (parse_path(c, file, p, &s->value_file) < 0)
+			return -1;
+	}
+
+	path_key(p, path, "hosts");
+	x = json_object_get(j, "hosts");
+	if (!x)
+		return schema_err(c, p,
+				  "missing (the names the secret may be sent to: "
+				  "{\"domain\": ...} or {\"domain_suffix\": ...})");
+	if (parse_tls_names(c, x, p, POLICY_MAX_SECRET_HOSTS, &s->hosts, &s->n_hosts) < 0)
+		return -1;
+	if (!s->n_hosts)
+		return schema_err(c, p, "must name at least one host");
+	if (check_secret_hosts(c, p, pol, s) < 0)
+		return -1;
+
+	path_key(p, path, "on_violation");
+	x = json_object_get(j, "on_violation");
+	s->on_violation = POLICY_SECRET_BLOCK;
+	if (x) {
+		w = get_word(c, x, p, words, "\"block\", \"block_and_log\" or \"terminate\"");
+		if (w < 0)
+			return -1;
+		s->on_violation = (enum policy_secret_violation)w;
+	}
+	return 0;
+}
+
+static int parse_secrets(struct ctx *c, json_t *j, struct policy *pol)
+{
+	size_t i, n;
+	json_t *v;
+
+	if (!pol->has_tls)
+		return schema_err(c, "secrets",
+				  "needs a tls section (a secret is injected only into "
+				  "connections moat-tls intercepts)");
+	if (!json_is_array(j))
+		return schema_err(c, "secrets", "must be a list of secrets");
+	n = json_array_size(j);
+	if (n > POLICY_MAX_SECRETS)
+		return schema_err(c, "secrets", "more than %d secrets", POLICY_MAX_SECRETS);
+	if (!n)
+		return 0;
+	pol->secrets = calloc(n, sizeof(*pol->secrets));
+	if (!pol->secrets)
+		return schema_err(c, "secrets", "out of memory");
+	json_array_foreach(j, i, v)
+	{
+		char p[PATH_MAX_LEN];
+
+		pol->n_secrets = (int)i + 1; /* so policy_free() sees what was built */
+		path_index(p, "secrets", i);
+		if (parse_secret(c, v, p, pol, &pol->secrets[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* The document                                                        */
 /* ------------------------------------------------------------------ */
 
@@ -952,8 +1315,10 @@ static int parse_reload(struct ctx *c, json_t *j, struct policy *pol)
 
 static int parse_document(struct ctx *c, json_t *root, struct policy *pol)
 {
-	static const char *const keys[] = { "default_egress", "default_ingress", "rules",  "dns",
-					    "limits",	      "publish",	 "reload", NULL };
+	static const char *const keys[] = {
+		"default_egress", "default_ingress", "rules", "dns",	 "limits",
+		"publish",	  "reload",	     "tls",   "secrets", NULL
+	};
 	json_t *v;
 	int rc;
 
@@ -985,6 +1350,13 @@ static int parse_document(struct ctx *c, json_t *root, struct policy *pol)
 		return -1;
 	v = json_object_get(root, "publish");
 	if (v && parse_publish(c, v, pol) < 0)
+		return -1;
+	/* tls first: every host of a secret is checked against it. */
+	v = json_object_get(root, "tls");
+	if (v && parse_tls(c, v, pol) < 0)
+		return -1;
+	v = json_object_get(root, "secrets");
+	if (v && parse_secrets(c, v, pol) < 0)
 		return -1;
 	return 0;
 }

@@ -8,8 +8,9 @@
  * or, without --policy, builds the default; both go through
  * policy_parse() (parse.c), so the built-in default is held to the same
  * schema as any file. A struct policy is immutable once built: readers
- * get const pointers into it (limits, dns, publish) that live as long as
- * it does, and a reload builds a new one and frees the old.
+ * get const pointers into it (limits, dns, publish, the tls paths) that
+ * live as long as it does, and a reload builds a new one and frees the
+ * old. The secrets' values are never in it (tls.c).
  *
  * Reading a file is bounded: at most POLICY_MAX_FILE_SIZE + 1 bytes are
  * read, so a FIFO or /dev/zero given as the policy is refused rather than
@@ -155,6 +156,26 @@ void policy_free(struct policy *p)
 	}
 	free(p->rules);
 	free(p->publish);
+	for (int i = 0; i < p->tls.n_intercept; i++)
+		free(p->tls.intercept[i].name);
+	for (int i = 0; i < p->tls.n_bypass; i++)
+		free(p->tls.bypass[i].name);
+	free(p->tls.intercept);
+	free(p->tls.bypass);
+	free(p->tls.ca_cert);
+	free(p->tls.ca_key);
+	free(p->tls.upstream_ca);
+	for (int i = 0; i < p->n_secrets; i++) {
+		struct policy_secret *s = &p->secrets[i];
+
+		free(s->placeholder);
+		free(s->value_env);
+		free(s->value_file);
+		for (int k = 0; k < s->n_hosts; k++)
+			free(s->hosts[k].name);
+		free(s->hosts);
+	}
+	free(p->secrets);
 	free(p);
 }
 

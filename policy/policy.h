@@ -12,6 +12,12 @@
  * serializing allocate (jansson) and never exit: they return -1 with a
  * reason in the caller's buffer, or NULL.
  *
+ * The "tls" and "secrets" sections are read here too, for moat-tls (the
+ * process that intercepts TLS) and the supervisor: which names are
+ * intercepted, which secrets may be injected toward which names. Parsing
+ * never reads a secret's value: policy_secrets_resolve() does, once, when
+ * the supervisor asks, into memory the caller owns.
+ *
  * The full schema and semantics are in docs/policy.md.
  */
 #ifndef MOAT_POLICY_H
@@ -29,6 +35,19 @@
 #define POLICY_MAX_PUBLISH     64
 #define POLICY_MAX_NAMESERVERS 8
 
+/* Bounds of the tls and secrets sections. */
+#define POLICY_MAX_TLS_NAMES	      256 /* per list: tls.intercept, tls.bypass */
+#define POLICY_MAX_SECRETS	      64
+#define POLICY_MAX_SECRET_HOSTS	      64   /* per secret */
+#define POLICY_MAX_PATH		      4095 /* bytes of a path in the tls and secrets sections */
+/* A secret's placeholder: this many characters of [A-Za-z0-9_$-]. */
+#define POLICY_SECRET_PLACEHOLDER_MIN 8
+#define POLICY_SECRET_PLACEHOLDER_MAX 128
+/* Largest value_file, and so largest value, in bytes. */
+#define POLICY_SECRET_VALUE_MAX	      (64u * 1024)
+
+#define POLICY_TLS_UPSTREAM_CA_DEFAULT "/etc/ssl/certs/ca-certificates.crt"
+
 enum policy_direction { POLICY_EGRESS = 1, POLICY_INGRESS = 2 };
 enum policy_proto { POLICY_PROTO_TCP = 1, POLICY_PROTO_UDP = 2, POLICY_PROTO_ICMP = 4 };
 #define POLICY_PROTO_ALL (POLICY_PROTO_TCP | POLICY_PROTO_UDP | POLICY_PROTO_ICMP)
@@ -45,6 +64,13 @@ enum policy_group {
 };
 
 enum policy_on_exceed { POLICY_EXCEED_REFUSE, POLICY_EXCEED_TERMINATE };
+
+/* What moat-tls does when a secret's placeholder goes to a host the secret does not allow. */
+enum policy_secret_violation {
+	POLICY_SECRET_BLOCK,	     /* "block" (the default) */
+	POLICY_SECRET_BLOCK_AND_LOG, /* "block_and_log" */
+	POLICY_SECRET_TERMINATE,     /* "terminate": a fatal violation */
+};
 
 struct policy; /* opaque, immutable once built */
 
@@ -159,6 +185,42 @@ int policy_publish_parse(const char *s, bool guest, struct policy_publish *out, 
 const struct policy_limits *policy_limits(const struct policy *p);
 const struct policy_dns *policy_dns(const struct policy *p);
 int policy_publish(const struct policy *p, const struct policy_publish **out);
+
+/*
+ * One secret's value, filled by policy_secrets_resolve() in memory the caller
+ * owns (64 KiB each: allocate them, do not put them on a stack). @value is
+ * NUL-terminated, never empty, and holds no control character but tab (so
+ * no NUL, CR or LF). Wipe with policy_secrets_wipe().
+ */
+struct policy_secret_value {
+	size_t len;
+	char value[POLICY_SECRET_VALUE_MAX + 1];
+};
+
+/*
+ * The "tls" and "secrets" sections (tls.c): no allocation, valid as long as
+ * the policy. A secret is named by its index (0-based, as in error paths):
+ * the supervisor and moat-tls parse the same normalized text, so an index
+ * names the same secret in both; across a reload, its placeholder does.
+ */
+bool policy_has_tls(const struct policy *p);
+bool policy_tls_intercepts(const struct policy *p, const char *sni);
+bool policy_tls_has_ca(const struct policy *p);
+const char *policy_tls_ca_cert(const struct policy *p);
+const char *policy_tls_ca_key(const struct policy *p);
+const char *policy_tls_upstream_ca(const struct policy *p);
+unsigned int policy_secret_count(const struct policy *p);
+int policy_secret_find(const struct policy *p, const char *placeholder);
+const char *policy_secret_placeholder(const struct policy *p, unsigned int secret);
+enum policy_secret_violation policy_secret_on_violation(const struct policy *p,
+							unsigned int secret);
+const char *policy_secret_violation_name(enum policy_secret_violation v);
+const char *policy_secret_source(const struct policy *p, unsigned int secret, bool *is_file);
+bool policy_secret_host_allowed(const struct policy *p, unsigned int secret, const char *host);
+/* Reading the values (tls.c): at the supervisor's start, never while parsing. */
+int policy_secrets_resolve(const struct policy *p, struct policy_secret_value *out,
+			   unsigned int max, char *err, size_t errlen);
+void policy_secrets_wipe(struct policy_secret_value *v, unsigned int n);
 
 /* Serializing and comparing (emit.c). */
 char *policy_to_json(const struct policy *p);

@@ -41,6 +41,30 @@ struct policy_rule {
 	bool terminate; /* only ever set on a deny rule */
 };
 
+/* A {"domain": ...} or {"domain_suffix": ...} entry of the tls and secrets sections. */
+struct policy_name {
+	char *name;  /* lowercase, no dot at either end (as a rule's) */
+	bool suffix; /* domain_suffix: the name and every name below it */
+};
+
+struct policy_tls {
+	struct policy_name *intercept;
+	int n_intercept;
+	struct policy_name *bypass; /* wins over intercept */
+	int n_bypass;
+	char *ca_cert, *ca_key; /* both or neither (NULL: no "ca") */
+	char *upstream_ca;	/* never NULL once parsed */
+};
+
+struct policy_secret {
+	char *placeholder; /* 8..128 of [A-Za-z0-9_$-]; no other's substring */
+	char *value_env;   /* exactly one of value_env and value_file */
+	char *value_file;  /* absolute */
+	struct policy_name *hosts;
+	int n_hosts; /* never 0; every host fully intercepted (parse.c) */
+	enum policy_secret_violation on_violation;
+};
+
 struct policy {
 	bool default_egress_allow;
 	bool default_ingress_allow;
@@ -52,6 +76,10 @@ struct policy {
 	int n_publish;
 	struct policy_env env; /* copy of the caller's, for the "host" group */
 	bool reload_keep;      /* "reload": {"existing": "keep"}: a reload spares open flows */
+	bool has_tls;	       /* the "tls" section was given */
+	struct policy_tls tls;
+	struct policy_secret *secrets; /* only with has_tls */
+	int n_secrets;
 	char warnings[POLICY_MAX_WARNINGS][160]; /* what parsing accepted but a reader should know */
 	int n_warnings;
 };
@@ -77,5 +105,16 @@ enum policy_miss policy_rule_check_dns(const struct policy_rule *r, const char *
 int policy_rule_proto_words(const struct policy_rule *r, const char *words[4]);
 bool policy_name_matches(const char *name, const char *rule_name, bool suffix);
 bool policy_flow_valid(const struct policy_flow *f);
+
+/* Whether a secret's host is intercepted in full (tls.c, used by parse.c). */
+enum policy_tls_cover {
+	POLICY_TLS_COVERED,
+	POLICY_TLS_NOT_INTERCEPTED, /* no intercept entry covers all of it */
+	POLICY_TLS_BYPASSED,	    /* a bypass entry takes some of it */
+};
+
+bool policy_names_match(const struct policy_name *list, int n, const char *name);
+enum policy_tls_cover policy_tls_cover(const struct policy_tls *t, const struct policy_name *h,
+				       int *bypass);
 
 #endif /* MOAT_POLICY_INT_H */

@@ -10,6 +10,12 @@
  * checks the serializer's promise: policy_to_json() must parse back to a
  * policy_equal() one that decides alike, and serializing that gives the
  * same text. Any broken promise is an abort(), which libFuzzer reports.
+ *
+ * The tls and secrets sections are held to the same promise: both
+ * policies intercept the same names, name the same secrets and allow them
+ * the same hosts. A policy whose secrets all come from the environment is
+ * also resolved (getenv() only: a value_file could name anything on the
+ * fuzzing machine), and a failure must say why, on one line.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -35,9 +41,87 @@ static const char *const qnames[] = { "",	  "example.com", "API.Example.com.",
 static const char *const names1[] = { "example.com", "www.example.com", NULL };
 static const char *const names2[] = { "pypi.org", NULL };
 
+static const char *const snis[] = { "",
+				    "example.com",
+				    "API.Example.com.",
+				    "openai.com",
+				    "api.openai.com",
+				    "pinned.example.com",
+				    "a.b.c.d",
+				    "x.api.github.com",
+				    "localhost",
+				    "evilexample.com",
+				    "sub.openai.com.com" };
+
+static struct policy_secret_value values[POLICY_MAX_SECRETS];
+
 static bool same(struct policy_decision a, struct policy_decision b)
 {
 	return a.allow == b.allow && a.terminate == b.terminate && a.rule == b.rule;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a && b ? !strcmp(a, b) : a == b;
+}
+
+static void exercise_tls(const struct policy *p, const struct policy *q)
+{
+	unsigned int n = policy_secret_count(p);
+	bool env_only = true;
+	char err[512];
+
+	if (policy_has_tls(p) != policy_has_tls(q) || n != policy_secret_count(q) ||
+	    policy_tls_has_ca(p) != policy_tls_has_ca(q) ||
+	    !same_str(policy_tls_ca_cert(p), policy_tls_ca_cert(q)) ||
+	    !same_str(policy_tls_ca_key(p), policy_tls_ca_key(q)) ||
+	    !same_str(policy_tls_upstream_ca(p), policy_tls_upstream_ca(q)))
+		abort();
+	if (n > POLICY_MAX_SECRETS || (n && !policy_has_tls(p)) ||
+	    (policy_has_tls(p) && !policy_tls_upstream_ca(p)))
+		abort();
+	for (size_t i = 0; i < sizeof(snis) / sizeof(snis[0]); i++) {
+		bool in = policy_tls_intercepts(p, snis[i]);
+
+		if (in != policy_tls_intercepts(q, snis[i]))
+			abort();
+		for (unsigned int k = 0; k <= n; k++) {
+			bool ok = policy_secret_host_allowed(p, k, snis[i]);
+
+			/* A secret only ever goes where moat-tls intercepts. */
+			if (ok != policy_secret_host_allowed(q, k, snis[i]) || (ok && !in))
+				abort();
+		}
+	}
+	for (unsigned int k = 0; k < n; k++) {
+		const char *ph = policy_secret_placeholder(p, k);
+		bool fp, fq;
+
+		if (!ph || !same_str(ph, policy_secret_placeholder(q, k)) ||
+		    policy_secret_find(p, ph) != (int)k ||
+		    policy_secret_on_violation(p, k) != policy_secret_on_violation(q, k) ||
+		    !same_str(policy_secret_source(p, k, &fp), policy_secret_source(q, k, &fq)) ||
+		    fp != fq)
+			abort();
+		/* No placeholder is, or is part of, another. */
+		for (unsigned int m = 0; m < k; m++)
+			if (strstr(ph, policy_secret_placeholder(p, m)) ||
+			    strstr(policy_secret_placeholder(p, m), ph))
+				abort();
+		if (fp)
+			env_only = false;
+	}
+	if (policy_secret_placeholder(p, n) || policy_secret_source(p, n, NULL))
+		abort();
+	if (n && env_only) {
+		int rc = policy_secrets_resolve(p, values, POLICY_MAX_SECRETS, err, sizeof(err));
+
+		if (rc < 0 && (!err[0] || strchr(err, '\n')))
+			abort();
+		if (rc >= 0 && (unsigned int)rc != n)
+			abort();
+		policy_secrets_wipe(values, n);
+	}
 }
 
 static void exercise(const struct policy *p, const struct policy *q)
@@ -75,6 +159,7 @@ static void exercise(const struct policy *p, const struct policy *q)
 		if (policy_explain_dns(p, qnames[i], POLICY_PROTO_UDP, buf, sizeof(buf)) < 0)
 			abort();
 	}
+	exercise_tls(p, q);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
