@@ -94,7 +94,8 @@ struct vhost_queue {
  *		VERSION_1 or MRG_RXBUF, 10 otherwise
  * @waiting_g2s: transmit paused: g2s full (our eventfd fires on space)
  * @drop:	the VMM broke the protocol or a queue: close it after this pass
- * @scratch:	a segment being cut in software (vhostnet.c)
+ * @rec:	a record being cut in software, copied out of s2g (vhostnet.c)
+ * @scratch:	the piece being made of it
  */
 struct vhost {
 	struct region region;
@@ -111,6 +112,7 @@ struct vhost {
 	unsigned hdr_len;
 	bool waiting_g2s;
 	bool drop;
+	uint8_t rec[MOAT_FRAME_MAX_GSO + 16];
 	uint8_t scratch[MOAT_FRAME_MAX_GSO + 16];
 };
 

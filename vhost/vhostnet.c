@@ -195,7 +195,8 @@ bool vhostnet_tx(struct vhost *v)
 			rc = tx_one(v, &c, &bytes);
 			if (rc == -ENOBUFS) {
 				q->ring.last_avail = save;
-				if (ring_wait_space(&v->g2s, (uint32_t)c.out_len))
+				if (ring_wait_space(&v->g2s, (uint32_t)(c.out_len - v->hdr_len) +
+								     (v->offloads ? 10u : 0u)))
 					continue; /* room appeared meanwhile */
 				v->waiting_g2s = true;
 				break;
@@ -321,11 +322,14 @@ static int rx_piece(void *arg, const uint8_t *frame, size_t len)
 /* Does the driver lack what the record asks of it (TSO, partial checksums)? */
 static bool needs_software(const struct vhost *v, const struct moat_vnet_hdr *h)
 {
-	uint8_t gso = h->gso_type & (uint8_t)~MOAT_VNET_GSO_ECN;
-
-	if (gso == MOAT_VNET_GSO_TCPV4 && !vhost_has(v, VIRTIO_NET_F_GUEST_TSO4))
+	/* moat never offers GUEST_ECN or UFO: those (and unknown types) go the software
+	 * way, which cuts ECN segments and refuses the rest. */
+	if (h->gso_type == MOAT_VNET_GSO_TCPV4 && !vhost_has(v, VIRTIO_NET_F_GUEST_TSO4))
 		return true;
-	if (gso == MOAT_VNET_GSO_TCPV6 && !vhost_has(v, VIRTIO_NET_F_GUEST_TSO6))
+	if (h->gso_type == MOAT_VNET_GSO_TCPV6 && !vhost_has(v, VIRTIO_NET_F_GUEST_TSO6))
+		return true;
+	if (h->gso_type != MOAT_VNET_GSO_NONE && h->gso_type != MOAT_VNET_GSO_TCPV4 &&
+	    h->gso_type != MOAT_VNET_GSO_TCPV6)
 		return true;
 	return (h->flags & MOAT_VNET_F_NEEDS_CSUM) && !vhost_has(v, VIRTIO_NET_F_GUEST_CSUM);
 }
@@ -415,8 +419,11 @@ bool vhostnet_rx(struct vhost *v)
 			n -= (int)sizeof(h);
 		}
 		if (needs_software(v, &h)) {
-			rc = gso_segment(p, (size_t)n, &h, v->scratch, sizeof(v->scratch), rx_piece,
-					 v);
+			/* A private copy first: the netstack could rewrite the record while
+			 * it is parsed. */
+			memcpy(v->rec, p, (size_t)n);
+			rc = gso_segment(v->rec, (size_t)n, &h, v->scratch, sizeof(v->scratch),
+					 rx_piece, v);
 			if (rc == -EINVAL || rc == -ENOSPC)
 				vhost_count(&v->cnt->drops[MOAT_DROP_BAD_OFFLOAD], 1);
 			used = true;

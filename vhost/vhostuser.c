@@ -15,8 +15,9 @@
  *   protocol-features bit and, where the netstack takes them (the
  *   header's guest_offloads, i.e. unless --offload off), CSUM/HOST_TSO4/6
  *   (the guest sends partial checksums and 64 KiB segments) and
- *   GUEST_CSUM/GUEST_TSO4/6 (it takes them). Protocol features: MQ (one
- *   queue pair, GET_QUEUE_NUM says 2 queues) and REPLY_ACK.
+ *   GUEST_CSUM/GUEST_TSO4/6 (it takes them). Protocol features: REPLY_ACK
+ *   (QEMU 7.2 mishandles MQ's queue count with one pair); GET_QUEUE_NUM is
+ *   still answered (2 queues).
  * - the memory table: every region's descriptor is checked to be a file
  *   long enough for the region (a shorter one would fault on first
  *   touch), mapped read-write shared (never executable) and closed; the
@@ -172,8 +173,8 @@ static int read_full(int fd, uint8_t *buf, size_t len, bool begun, int *fds, uns
 			got += (size_t)n;
 			continue;
 		}
-		if (n == 0)
-			return got == 0 && len ? 1 : -ECONNRESET;
+		if (n == 0) /* EOF: clean only between messages */
+			return got == 0 && len && !begun ? 1 : -ECONNRESET;
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN)
@@ -316,10 +317,12 @@ static int vring_fd(struct vhost *v, const struct vhostmsg *m, int fd)
 		q->kick = -1;
 		if (fd < 0) /* polling mode: moat only works from kicks */
 			return -ENOTSUP;
-		q->kick = to_slot(fd, slot);
-		if (q->kick < 0)
-			return q->kick;
-		if (queue_attach(v, (int)m->index, false) < 0) {
+		slot = to_slot(fd, slot);
+		if (slot < 0)
+			return slot;
+		q->kick = slot;
+		/* A new doorbell for a running queue: it goes on where it is. */
+		if (queue_attach(v, (int)m->index, q->started) < 0) {
 			log_warn("vhost-user: queue %u: its rings are not in guest memory",
 				 m->index);
 			return -EINVAL;
@@ -333,8 +336,14 @@ static int vring_fd(struct vhost *v, const struct vhostmsg *m, int fd)
 	}
 	if (q->call >= 0 && fd < 0)
 		close(q->call);
-	q->call = fd < 0 ? -1 : to_slot(fd, slot);
-	return q->call == -1 && fd >= 0 ? -EBADF : 0;
+	q->call = -1;
+	if (fd < 0)
+		return 0; /* no interrupts: the driver polls */
+	slot = to_slot(fd, slot);
+	if (slot < 0)
+		return slot;
+	q->call = slot;
+	return 0;
 }
 
 static int apply(struct vhost *v, const struct vhostmsg *m, int *fds, bool *replied)
@@ -472,6 +481,10 @@ int vhostuser_input(struct vhost *v)
 		else if (size)
 			rc = read_full(v->cfd, buf + VHOSTMSG_HDR, size, true, fds,
 				       VRING_MAX_REGIONS, &nfds);
+		if (rc == -ECONNRESET) { /* the VMM left in the middle: nothing is applied */
+			close_fds(fds, nfds);
+			return 1;
+		}
 	}
 	if (rc < 0) {
 		close_fds(fds, nfds);

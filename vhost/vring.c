@@ -23,7 +23,7 @@
  *   VRING_MAX_SEGS buffers, and puts every writable buffer after every
  *   readable one (virtio's rule). One indirect table is allowed, as the only
  *   descriptor of a chain; it must lie in guest memory, hold a whole number
- *   of descriptors and at most num of them, and may not nest.
+ *   of descriptors and at most VRING_MAX_SIZE of them, and may not nest.
  * - The used ring is only written, one element then the index, with a
  *   release barrier between them so the guest never sees an index ahead of
  *   its element.
