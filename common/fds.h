@@ -23,10 +23,15 @@ enum {
 	FD_EFD_PROXY,	   /* proxy's eventfd (s2p data, p2s space) */
 	FD_LIFELINE,	   /* read end of a pipe only the supervisor can write: POLLHUP = it died */
 	FD_CONTROL,	   /* proxy only: socketpair to the supervisor (common/channel.h) */
+	FD_PROXY_TLS, /* proxy only: the seqpacket channel to moat-tls (/dev/null without it) */
 	FD_VHOST_LISTEN = FD_CONTROL, /* moat-vhost only: the socket bound on vhost-user:PATH */
+	FD_TLS_CHANNEL = FD_CONTROL,  /* moat-tls only: the seqpacket channel to the proxy */
+	FD_TLS_CONFIG = FD_PROXY_TLS, /* moat-tls only: its configuration and the secrets (a pipe) */
+	FD_TLS_CA_OUT, /* moat-tls only: a pipe back to the supervisor for its CA certificate */
 	FD_LAST_NETSTACK = FD_LIFELINE,
-	FD_LAST_PROXY = FD_CONTROL,
+	FD_LAST_PROXY = FD_PROXY_TLS,
 	FD_LAST_VHOST = FD_VHOST_LISTEN,
+	FD_LAST_TLS = FD_TLS_CA_OUT,
 };
 
 #endif /* MOAT_FDS_H */

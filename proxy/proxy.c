@@ -85,6 +85,11 @@ void proxy_seccomp(void)
 	ALLOW(ctx, sendmsg);	 /* libuv UDP sends */
 	ALLOW(ctx, recvmsg);	 /* libuv UDP receives */
 	ALLOW(ctx, shutdown);	 /* half-close toward the upstream */
+	/* TLS interception: two unix stream pairs per intercepted connection, one end of
+	 * each sent to moat-tls (sendmsg, SCM_RIGHTS); never a unix socket to a path. */
+	ALLOW_ARG(ctx, socketpair, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+	/* uv_pipe_open() of our ends reads their access mode (F_GETFL only). */
+	ALLOW_ARG(ctx, fcntl, SCMP_A1(SCMP_CMP_EQ, F_GETFL));
 	/* uv_poll_init() sets O_NONBLOCK with ioctl (ping sockets): only that request. */
 	ALLOW_ARG(ctx, ioctl, SCMP_A1(SCMP_CMP_EQ, FIONBIO));
 	ALLOW(ctx, brk); /* malloc */
@@ -163,9 +168,14 @@ int proxy_main(pid_t supervisor)
 	    (rc = uv_poll_start(&lifeline, UV_READABLE | UV_DISCONNECT, on_lifeline)) < 0)
 		fatalx(1, "cannot watch the lifeline: %s", uv_strerror(rc));
 	uv_unref((uv_handle_t *)&lifeline);
-	/* A socket per TCP connection and UDP flow, DNS and ping sockets, slack. */
+	/* moat-tls runs (the supervisor handed us the channel): interception is on. */
+	rc = tlsrelay_init(&px, px.region.hdr.flags & MOAT_HDR_F_TLS ? FD_PROXY_TLS : -1);
+	if (rc < 0)
+		fatalx(1, "cannot take up the channel to moat-tls: %s", strerror(-rc));
+	/* A socket per TCP connection and UDP flow, DNS and ping sockets, two pipes per
+	 * intercepted connection, slack. */
 	nofile = (unsigned long)px.region.hdr.max_tcp_connections + px.region.hdr.max_udp_flows +
-		 512;
+		 (px.tls ? 2 * TLSRELAY_MAX_FLOWS : 0) + 512;
 	confine_drop_caps();
 	confine_limits(nofile < 4096 ? 4096 : nofile);
 	/* Capability changes may have cleared the parent-death signal (prctl(2)). */

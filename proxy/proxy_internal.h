@@ -31,6 +31,7 @@ struct dnsfwd;
 struct icmp_state;
 struct control;
 struct tcp_flow;
+struct tlsrelay;
 
 /**
  * struct relay_waiter - something that stopped producing because p2s was
@@ -75,6 +76,7 @@ struct relay_waiter {
  * @p2s_blocked: we asked the netstack to wake us for space
  * @efd_poll, @prepare, @idle, @tick: loop handles of relay.c
  * @tcp, @udp, @dns, @icmp, @ctl: per-file state
+ * @tls:	the channel to moat-tls (tlsrelay.c), NULL when it does not run
  */
 struct proxy {
 	struct region region;
@@ -109,6 +111,7 @@ struct proxy {
 	struct dnsfwd *dns;
 	struct icmp_state *icmp;
 	struct control *ctl;
+	struct tlsrelay *tls;
 };
 
 /* Counters: one writer (us), relaxed atomics (DESIGN §3). */
@@ -121,6 +124,11 @@ struct proxy {
 #define CNT_SUB(px, field, n) CNT_ADD(px, field, (uint64_t)0 - (uint64_t)(n))
 #define CNT_SET(px, field, v) \
 	atomic_store_explicit((_Atomic uint64_t *)&(px)->cnt->field, (v), memory_order_relaxed)
+
+/* tlsrelay.c: the channel to moat-tls (the flows' side is in tcpflow.h) */
+#define TLSRELAY_MAX_FLOWS 256 /* intercepted connections at once */
+int tlsrelay_init(struct proxy *px, int fd);
+void tlsrelay_fini(struct proxy *px);
 
 /* relay.c */
 int relay_init(struct proxy *px);

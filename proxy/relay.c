@@ -630,8 +630,23 @@ struct policy_decision relay_decide(struct proxy *px, enum policy_direction dir,
 	const char *names[PINS_LOOKUP_MAX + 1];
 	struct policy_flow f;
 
+	struct policy_decision d;
+
 	flow_of(px, dir, proto, dst, names, &f);
-	return policy_decide(px->policy, &f);
+	d = policy_decide(px->policy, &f);
+	/* QUIC to a name moat-tls intercepts: denied, so that the client falls back
+	 * to TLS over TCP, where the secrets are checked (docs/tls.md). */
+	if (d.allow && px->tls && proto == POLICY_PROTO_UDP && dir == POLICY_EGRESS &&
+	    f.port == 443 && f.names) {
+		for (int i = 0; f.names[i]; i++) {
+			if (policy_tls_intercepts(px->policy, f.names[i])) {
+				d.allow = false;
+				d.rule = -1;
+				break;
+			}
+		}
+	}
+	return d;
 }
 
 /**

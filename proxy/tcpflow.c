@@ -206,6 +206,16 @@ static void on_closed(uv_handle_t *h)
 	maybe_free(f);
 }
 
+/**
+ * tcpflow_handle_closed() - a handle of @f's that another file owns was closed
+ * @f:	the flow (freed here once it is closed and has no handle left)
+ */
+void tcpflow_handle_closed(struct tcp_flow *f)
+{
+	f->handles--;
+	maybe_free(f);
+}
+
 static void free_buffers(struct tcp_flow *f)
 {
 	pool_put(&f->px->pools[MOAT_POOL_TCP_WRITE], f->wb);
@@ -241,6 +251,7 @@ void tcpflow_close_handles(struct proxy *px, struct tcp_flow *f, bool reset)
 		dnsfwd_stream_close(px, ds);
 	}
 	free_buffers(f);
+	tlsrelay_close(f);
 	if (f->sock_open && !uv_is_closing((uv_handle_t *)&f->sock)) {
 		if (reset) {
 			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
@@ -421,7 +432,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void stop_reading(struct tcp_flow *f)
 {
 	if (f->reading) {
-		uv_read_stop((uv_stream_t *)&f->sock);
+		uv_read_stop(tcpflow_peer(f));
 		f->reading = false;
 	}
 }
@@ -482,7 +493,7 @@ void tcpflow_start_reading(struct tcp_flow *f)
 	if (f->st != ST_OPEN || f->dns || f->eof_up || !f->credit || f->reading ||
 	    list_linked(&f->waiter.node) || list_linked(&f->shaped) || !f->sock_open)
 		return;
-	if (uv_read_start((uv_stream_t *)&f->sock, on_alloc, on_read) == 0)
+	if (uv_read_start(tcpflow_peer(f), on_alloc, on_read) == 0)
 		f->reading = true;
 }
 
@@ -585,7 +596,7 @@ static int write_chunk(struct proxy *px, struct tcp_flow *f)
 	f->wb = NULL;
 	wb->f = f;
 	wb->req.data = wb;
-	rc = uv_write(&wb->req, (uv_stream_t *)&f->sock, &b, 1, on_write);
+	rc = uv_write(&wb->req, tcpflow_peer(f), &b, 1, on_write);
 	if (rc < 0) {
 		pool_put(&px->pools[MOAT_POOL_TCP_WRITE], wb);
 		tcpflow_kill(px, f, true, true);
@@ -615,7 +626,7 @@ static void flush_flow(struct proxy *px, struct tcp_flow *f)
 
 		f->shut_started = true;
 		f->sreq.data = f;
-		rc = uv_shutdown(&f->sreq, (uv_stream_t *)&f->sock, on_shutdown);
+		rc = uv_shutdown(&f->sreq, tcpflow_peer(f), on_shutdown);
 		if (rc < 0)
 			on_shutdown(&f->sreq, rc);
 	}
@@ -724,6 +735,15 @@ static void sniff_done(struct proxy *px, struct tcp_flow *f, enum sniff_result r
 		CNT_ADD(px, hostname_denials, 1);
 		tcpflow_kill(px, f, true, true);
 		return;
+	}
+	if (tls && tlsrelay_wants(px, f->hostname)) {
+		/* Intercepted: from now on the guest's bytes go to moat-tls. */
+		stop_reading(f);
+		if (tlsrelay_start(px, f, f->hostname) < 0) {
+			tcpflow_kill(px, f, true, true);
+			return;
+		}
+		tcpflow_start_reading(f);
 	}
 	/* the flow may be gone after queue_upstream(): nothing of it is used after */
 	held = f->sniff;
@@ -1068,7 +1088,8 @@ void tcpflow_connect_input(struct proxy *px, const struct flow_connect *c)
 		send_result(px, c->id, MOAT_CONN_DENIED);
 		return;
 	}
-	sniff = policy_wants_hostname(px->policy, d);
+	/* An intercepted name is known from the ClientHello only: read it first. */
+	sniff = policy_wants_hostname(px->policy, d) || (px->tls && policy_has_tls(px->policy));
 	v = limits_new_flow(&px->limits, true, px->tcp->count, uv_now(&px->loop), &which);
 	if (relay_limit(px, v, which, c->id, MOAT_P_TCP, &c->dst)) {
 		send_result(px, c->id, MOAT_CONN_LIMIT);

@@ -96,6 +96,8 @@ struct tcp_wchunk {
  *		being waited for (decided without a name)
  * @first:	the connect's decision (the one the host name refines)
  * @hostname:	the name the client sent, "" if none (decided again on reload)
+ * @tls:	an intercepted connection (proxy/tlsrelay.c): the guest side is
+ *		relayed to moat-tls's pipe instead of @sock, NULL otherwise
  * @handles:	libuv handles not yet closed; freed when 0 in ST_CLOSED
  */
 struct tcp_flow {
@@ -129,6 +131,7 @@ struct tcp_flow {
 	int rule;			      /* the rule that allowed it (-1: default) */
 	uint64_t born_ms, tx_bytes, rx_bytes; /* for the API's GET /flows */
 	char hostname[SNIFF_NAME_MAX + 1];
+	struct tls_splice *tls;
 	int handles;
 };
 
@@ -156,6 +159,9 @@ struct tcp_state {
 	bool shape_armed;
 };
 
+struct tls_splice;
+uv_stream_t *tlsrelay_guest_stream(struct tls_splice *s);
+
 struct tcp_flow *tcpflow_find(struct proxy *px, uint32_t id);
 struct tcp_flow *tcpflow_new(struct proxy *px, uint32_t id);
 void tcpflow_close_handles(struct proxy *px, struct tcp_flow *f, bool reset);
@@ -164,6 +170,18 @@ void tcpflow_start_reading(struct tcp_flow *f);
 int tcpflow_start_timer(struct proxy *px, struct tcp_flow *f);
 void tcpflow_kill(struct proxy *px, struct tcp_flow *f, bool send_close, bool reset);
 void tcpflow_mark_dirty(struct tcp_flow *f);
+void tcpflow_handle_closed(struct tcp_flow *f);
+
+/* What the guest's bytes are relayed to: the server's socket, or moat-tls's pipe. */
+static inline uv_stream_t *tcpflow_peer(struct tcp_flow *f)
+{
+	return f->tls ? tlsrelay_guest_stream(f->tls) : (uv_stream_t *)&f->sock;
+}
+
+/* tlsrelay.c: TLS interception */
+bool tlsrelay_wants(const struct proxy *px, const char *sni);
+int tlsrelay_start(struct proxy *px, struct tcp_flow *f, const char *sni);
+void tlsrelay_close(struct tcp_flow *f);
 
 /* tcpdns.c: DNS over TCP, a flow whose far end is dnsfwd.c's stream */
 void tcpdns_drop(struct tcp_flow *f);

@@ -158,6 +158,7 @@ struct moat_shm_header {
 	uint32_t pad3;
 };
 
+#define MOAT_HDR_F_TLS		 2u /* moat-tls runs: the proxy has its channel at FD_PROXY_TLS */
 #define MOAT_HDR_F_TEST_TRIGGERS 1u /* test builds only: honour test triggers */
 
 /*
@@ -270,8 +271,12 @@ enum moat_pool {
 	MOAT_POOL_DNS_STREAM,  /* guest DNS-over-TCP connections */
 	MOAT_POOL_DNS_ANSWER,  /* DNS-over-TCP answers waiting for the guest's window */
 	MOAT_POOL_SNIFF,       /* a connection's first bytes, held until its host name is known */
+	MOAT_POOL_TLS,	       /* intercepted connections' pipes to moat-tls (proxy/tlsrelay.c) */
 	MOAT_POOL_COUNT
 };
+
+/* Reasons an intercepted connection fails (tls/tlsmsg.h's enum tlsmsg_reason). */
+#define MOAT_TLS_REASONS 6
 
 struct moat_proxy_counters {
 	uint64_t tcp_connections[MOAT_CONN_RESULT_COUNT];
@@ -293,6 +298,12 @@ struct moat_proxy_counters {
 	uint64_t wakes_sent;
 	uint64_t pool_size[MOAT_POOL_COUNT], pool_in_use[MOAT_POOL_COUNT];
 	uint64_t pool_refused[MOAT_POOL_COUNT];
+	/* TLS interception (proxy/tlsrelay.c, moat-tls's answers) */
+	uint64_t tls_intercepted;		    /* connections handed to moat-tls */
+	uint64_t tls_opened;			    /* of those, both handshakes done */
+	uint64_t tls_failures[2][MOAT_TLS_REASONS]; /* [side: guest, server][enum tlsmsg_reason] */
+	uint64_t tls_secrets_injected;	/* requests in which a placeholder was replaced */
+	uint64_t tls_secret_violations; /* placeholders sent to a host they are not for */
 };
 
 /* Violation reasons (mailbox and events). */
@@ -305,6 +316,7 @@ enum moat_violation {
 	MOAT_VIOL_BAD_MESSAGE,	    /* a malformed flow message */
 	MOAT_VIOL_CHILD_EXIT,	    /* a child process died */
 	MOAT_VIOL_CHILD_STALLED,    /* the proxy took no control document in time */
+	MOAT_VIOL_SECRET,	    /* a secret's placeholder sent to another host (terminate) */
 	MOAT_VIOL_COUNT
 };
 

@@ -61,17 +61,24 @@ static _Atomic uint64_t n_reloads_ok, n_reloads_failed;
 static _Atomic uint64_t n_proxy_rejected, n_proxy_suppressed, n_write_errors;
 
 static const char *const kind_names[EVENTS_KIND_COUNT] = {
-	[EVENTS_START] = "start",	    [EVENTS_STOP] = "stop",
-	[EVENTS_VIOLATION] = "violation",   [EVENTS_TERMINATION] = "termination",
-	[EVENTS_CHILD_EXIT] = "child_exit", [EVENTS_POLICY_RELOAD] = "policy_reload",
-	[EVENTS_DENIAL] = "denial",	    [EVENTS_DNS_DENIAL] = "dns_denial",
-	[EVENTS_LIMIT] = "limit",	    [EVENTS_PUBLISH] = "publish",
+	[EVENTS_START] = "start",
+	[EVENTS_STOP] = "stop",
+	[EVENTS_VIOLATION] = "violation",
+	[EVENTS_TERMINATION] = "termination",
+	[EVENTS_CHILD_EXIT] = "child_exit",
+	[EVENTS_POLICY_RELOAD] = "policy_reload",
+	[EVENTS_DENIAL] = "denial",
+	[EVENTS_DNS_DENIAL] = "dns_denial",
+	[EVENTS_LIMIT] = "limit",
+	[EVENTS_PUBLISH] = "publish",
+	[EVENTS_TLS] = "tls",
+	[EVENTS_SECRET_VIOLATION] = "secret_violation",
 };
 
-static const char *const violation_names[MOAT_VIOL_COUNT] = { "none",	      "policy_terminate",
-							      "limit",	      "spoof",
-							      "ring_corrupt", "bad_message",
-							      "child_exit",   "child_stalled" };
+static const char *const violation_names[MOAT_VIOL_COUNT] = {
+	"none",	       "policy_terminate", "limit",	    "spoof",	       "ring_corrupt",
+	"bad_message", "child_exit",	   "child_stalled", "secret_violation"
+};
 
 static void bump(_Atomic uint64_t *c)
 {
@@ -371,6 +378,15 @@ static const struct field_spec limit_fields[] = {
 	{ NULL, 0 }
 };
 
+static const struct field_spec tls_fields[] = { { "outcome", T_STR }, { "side", T_STR },
+						{ "reason", T_STR },  { "flow", T_INT },
+						{ "sni", T_STR },     { NULL, 0 } };
+static const struct field_spec secret_fields[] = { { "placeholder", T_STR },
+						   { "flow", T_INT },
+						   { "sni", T_STR },
+						   { "action", T_STR },
+						   { NULL, 0 } };
+
 static int type_of(const json_t *v)
 {
 	if (json_is_string(v))
@@ -429,7 +445,8 @@ void events_on_reply(events_reply_fn fn)
  * @json:	the proxy's JSON text (untrusted)
  * @len:	its length
  *
- * Accepted kinds: "denial", "dns_denial", "limit". The documented fields
+ * Accepted kinds: "denial", "dns_denial", "limit", "tls",
+ * "secret_violation". The documented fields
  * of the kind (docs/metrics.md) must have their documented types; other
  * fields are copied only if their key is [a-z0-9_]{1,32} and their value
  * a string (up to 1024 bytes), an integer or a boolean, at most 32 in all.
@@ -466,6 +483,10 @@ int events_from_proxy(const char *json, size_t len)
 		kind = EVENTS_DNS_DENIAL, spec = dns_denial_fields;
 	else if (!strcmp(k, "limit"))
 		kind = EVENTS_LIMIT, spec = limit_fields;
+	else if (!strcmp(k, "tls"))
+		kind = EVENTS_TLS, spec = tls_fields;
+	else if (!strcmp(k, "secret_violation"))
+		kind = EVENTS_SECRET_VIOLATION, spec = secret_fields;
 	else
 		return reject(in);
 	for (const struct field_spec *f = spec; f->key; f++) {

@@ -24,10 +24,12 @@ enum events_kind {
 	EVENTS_TERMINATION,
 	EVENTS_CHILD_EXIT,
 	EVENTS_POLICY_RELOAD,
-	EVENTS_DENIAL,	   /* from the proxy */
-	EVENTS_DNS_DENIAL, /* from the proxy */
-	EVENTS_LIMIT,	   /* from the proxy */
-	EVENTS_PUBLISH,	   /* a port published or unpublished through the API */
+	EVENTS_DENIAL,		 /* from the proxy */
+	EVENTS_DNS_DENIAL,	 /* from the proxy */
+	EVENTS_LIMIT,		 /* from the proxy */
+	EVENTS_PUBLISH,		 /* a port published or unpublished through the API */
+	EVENTS_TLS,		 /* from the proxy: an intercepted connection failed */
+	EVENTS_SECRET_VIOLATION, /* from the proxy: a placeholder sent to another host */
 	EVENTS_KIND_COUNT
 };
 

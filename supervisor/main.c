@@ -27,6 +27,7 @@
 #include "supervisor/ctl.h"
 #include "supervisor/policy_cmd.h"
 #include "supervisor/run.h"
+#include "tls/tls.h"
 #include "vhost/vhost.h"
 
 #ifndef MOAT_VERSION
@@ -78,6 +79,8 @@ int main(int argc, char **argv)
 		return netstack_main(role_supervisor("moat-netstack", argc, argv));
 	if (argc >= 2 && !strcmp(argv[1], "__proxy"))
 		return proxy_main(role_supervisor("moat-proxy", argc, argv));
+	if (argc >= 2 && !strcmp(argv[1], "__tls"))
+		return tls_main(role_supervisor("moat-tls", argc, argv));
 	if (argc >= 2 && !strcmp(argv[1], "__vhost"))
 		return vhost_main(role_supervisor("moat-vhost", argc, argv));
 	if (argc < 2) {

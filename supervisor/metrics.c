@@ -192,7 +192,7 @@ static const char *const dns_names[MOAT_DNS_RESULT_COUNT] = {
 static const char *const ring_names[4] = { "g2s", "s2g", "s2p", "p2s" };
 static const char *const pool_names[MOAT_POOL_COUNT] = { "tcp_write", "p2s_control", "p2s_dgram",
 							 "dns_query", "dns_stream",  "dns_answer",
-							 "sniff" };
+							 "sniff",     "tls" };
 
 _Static_assert((int)EVENTS_KIND_COUNT <= 16 && (int)MOAT_VIOL_COUNT <= 16 &&
 		       (int)MOAT_DNS_RESULT_COUNT <= 16 && (int)MOAT_CONN_RESULT_COUNT <= 16 &&
@@ -388,6 +388,14 @@ static const struct counter proxy_counters[] = {
 	  "Malformed flow messages the proxy received from the netstack."),
 	P(policy_generation, "moat_policy_generation", "gauge",
 	  "Generation of the policy in force in the proxy (1 at start, +1 per reload)."),
+	P(tls_intercepted, "moat_tls_intercepted_total", "counter",
+	  "TLS connections handed to moat-tls (their name is intercepted)."),
+	P(tls_opened, "moat_tls_established_total", "counter",
+	  "Intercepted connections whose two handshakes (guest and server) completed."),
+	P(tls_secrets_injected, "moat_tls_secret_injections_total", "counter",
+	  "Requests in which moat-tls replaced a placeholder by its secret."),
+	P(tls_secret_violations, "moat_tls_secret_violations_total", "counter",
+	  "Placeholders the guest sent toward a host their secret is not for."),
 };
 #undef P
 
@@ -431,6 +439,23 @@ static void render_proxy(struct out *o, const struct moat_proxy_counters *p)
 	labelled(o, "moat_proxy_pool_refused_total", "counter",
 		 "Requests a pool refused because it was empty, by pool.", "pool", pool_names, v,
 		 MOAT_POOL_COUNT);
+	{
+		static const char *const reasons[MOAT_TLS_REASONS] = { "handshake", "verify",
+								       "name",	    "http",
+								       "too_many",  "io" };
+
+		family(o, "moat_tls_failures_total", "counter",
+		       "Intercepted connections that failed, by side and reason.");
+		for (int side = 0; side < 2; side++)
+			for (int i = 0; i < MOAT_TLS_REASONS; i++) {
+				char l[64];
+
+				snprintf(l, sizeof(l), "side=\"%s\",reason=\"%s\"",
+					 side ? "server" : "guest", reasons[i]);
+				sample(o, "moat_tls_failures_total", l,
+				       ld(&p->tls_failures[side][i]));
+			}
+	}
 }
 
 /**

@@ -74,6 +74,7 @@
 #include "supervisor/proc.h"
 #include "supervisor/run.h"
 #include "supervisor/sandbox.h"
+#include "supervisor/tlsconf.h"
 
 #define EXIT_RUNTIME   1
 #define EXIT_USAGE     2
@@ -98,7 +99,8 @@ struct run_opts {
 	int n_publish;
 	unsigned max_connections, max_udp_flows, connect_timeout_ms, udp_timeout_s;
 	const char *metrics_addr, *metrics_file, *events_path, *pcap_path, *on_violation;
-	const char *api_path; /* --api */
+	const char *api_path;	/* --api */
+	const char *tls_ca_out; /* --tls-ca-out */
 	const char *user;
 	int ready_fd;
 	int anti_spoof;
@@ -108,10 +110,15 @@ struct run_opts {
 	bool have_guest; /* --guest was given */
 };
 
-/* moat-vhost runs only with --guest vhost-user: (its slot stays empty otherwise). */
-enum child_role { CHILD_NETSTACK, CHILD_PROXY, CHILD_VHOST, CHILD_COUNT };
-static const char *const child_name[CHILD_COUNT] = { "moat-netstack", "moat-proxy", "moat-vhost" };
-static const char *const child_role_word[CHILD_COUNT] = { "__netstack", "__proxy", "__vhost" };
+/*
+ * moat-vhost runs only with --guest vhost-user:, moat-tls only when the policy
+ * has a tls section (their slots stay empty otherwise).
+ */
+enum child_role { CHILD_NETSTACK, CHILD_PROXY, CHILD_VHOST, CHILD_TLS, CHILD_COUNT };
+static const char *const child_name[CHILD_COUNT] = { "moat-netstack", "moat-proxy", "moat-vhost",
+						     "moat-tls" };
+static const char *const child_role_word[CHILD_COUNT] = { "__netstack", "__proxy", "__vhost",
+							  "__tls" };
 
 struct supervisor {
 	struct run_opts o;
@@ -138,6 +145,9 @@ struct supervisor {
 	struct metrics *metrics;
 	struct api *api;
 	struct timespec started; /* CLOCK_MONOTONIC, for the API's uptime */
+	bool tls;		 /* moat-tls runs (the policy has a tls section) */
+	int tls_sp[2];		 /* the proxy's and moat-tls's ends of their channel */
+	int tls_cfg[2];		 /* moat-tls's configuration pipe */
 };
 
 static struct supervisor sv;
@@ -149,7 +159,7 @@ static const char run_usage[] =
 	"                [--max-connections N] [--max-udp-flows N] [--connect-timeout MS]\n"
 	"                [--udp-timeout S]\n"
 	"                [--metrics ADDR] [--metrics-file PATH] [--events PATH|-] [--pcap PATH]\n"
-	"                [--api PATH]\n"
+	"                [--api PATH] [--tls-ca-out PATH]\n"
 	"                [--ready-fd N] [--on-violation PROGRAM] [--anti-spoof off|drop|terminate]\n"
 	"                [--offload on|off] [--user NAME] [--log-level error|warn|info|debug]\n"
 	"\n"
@@ -166,6 +176,7 @@ static const char run_usage[] =
 	"  --metrics ADDR     serve Prometheus metrics at HOST:PORT or unix:PATH\n"
 	"  --metrics-file P   rewrite the metrics to P every few seconds\n"
 	"  --api PATH         the control API (HTTP and JSON) on the unix socket PATH\n"
+	"  --tls-ca-out PATH  write the CA of TLS interception (policy \"tls\") to PATH\n"
 	"  --events PATH|-    JSON lines: denials, violations, exits, reloads\n"
 	"  --pcap PATH        record every guest frame\n"
 	"  --ready-fd N       write one line to fd N once the guest port is up\n"
@@ -348,6 +359,7 @@ static const struct run_option run_options[] = {
 	OPT_S("metrics", metrics_addr),
 	OPT_S("metrics-file", metrics_file),
 	OPT_S("api", api_path),
+	OPT_S("tls-ca-out", tls_ca_out),
 	OPT_S("events", events_path),
 	OPT_S("pcap", pcap_path),
 	OPT_F("ready-fd", opt_ready_fd),
@@ -471,23 +483,36 @@ static void make_env(struct policy_env *env, const struct moat_shm_header *h)
 /*
  * Re-execute ourselves as @role (common/fds.h): stdin and stdout /dev/null,
  * stderr our log pipe, the region, the eventfds, the lifeline's read end and,
- * for the proxy, the control socket (for moat-vhost, the vhost-user
- * listening socket) at their fixed numbers.
+ * for the proxy, the control socket and the channel to moat-tls; for
+ * moat-vhost the vhost-user listening socket; for moat-tls the channel, its
+ * configuration pipe and --tls-ca-out) at their fixed numbers.
  */
 static void spawn_child(enum child_role role, int control_child_fd, int devnull)
 {
-	if (role == CHILD_VHOST)
-		control_child_fd = guest_vhost_listener(sv.guest);
-	int map[][2] = {
+	char supervisor[16];
+	pid_t pid;
+	int map[12][2] = {
 		{ devnull, STDIN_FILENO },	   { devnull, STDOUT_FILENO },
 		{ sv.log_pipe[1], STDERR_FILENO }, { sv.region.fd, FD_REGION },
 		{ sv.efd[0], FD_EFD_SUPERVISOR },  { sv.efd[1], FD_EFD_GUEST },
 		{ sv.efd[2], FD_EFD_NETSTACK },	   { sv.efd[3], FD_EFD_PROXY },
-		{ sv.lifeline[0], FD_LIFELINE },   { control_child_fd, FD_CONTROL },
+		{ sv.lifeline[0], FD_LIFELINE },
 	};
-	int nmap = role == CHILD_NETSTACK ? 9 : 10;
-	char supervisor[16];
-	pid_t pid;
+	int nmap = 9;
+
+	if (role == CHILD_PROXY) {
+		map[nmap][0] = control_child_fd, map[nmap++][1] = FD_CONTROL;
+		/* /dev/null when moat-tls does not run: no stray descriptor stays at 10 */
+		map[nmap][0] = sv.tls ? sv.tls_sp[0] : devnull, map[nmap++][1] = FD_PROXY_TLS;
+	} else if (role == CHILD_VHOST) {
+		map[nmap][0] = guest_vhost_listener(sv.guest), map[nmap++][1] = FD_VHOST_LISTEN;
+	} else if (role == CHILD_TLS) {
+		int ca = tlsconf_ca_out_fd(); /* a pipe back to us */
+
+		map[nmap][0] = sv.tls_sp[1], map[nmap++][1] = FD_TLS_CHANNEL;
+		map[nmap][0] = sv.tls_cfg[0], map[nmap++][1] = FD_TLS_CONFIG;
+		map[nmap][0] = ca, map[nmap++][1] = FD_TLS_CA_OUT;
+	}
 
 	snprintf(supervisor, sizeof(supervisor), "%d", (int)getpid());
 	pid = proc_fork(&sv.child[role], false);
@@ -883,7 +908,19 @@ static void log_policy_warnings(const struct policy *p)
  */
 static int apply_policy(struct policy *np, const char *source, char *err, size_t errlen)
 {
-	int rc = send_policy(np, false);
+	int rc;
+
+	if (!tlsconf_same(sv.policy, np)) {
+		snprintf(err, errlen,
+			 "%s: the tls and secrets sections are read once, at start; restart moat "
+			 "to change them",
+			 source);
+		log_error("policy reload refused, the old policy stays in force: %s", err);
+		events_reload(source, false, err);
+		policy_free(np);
+		return -1;
+	}
+	rc = send_policy(np, false);
 
 	if (rc < 0) {
 		snprintf(err, errlen, "%s: cannot hand the policy to the proxy: %s%s", source,
@@ -941,6 +978,8 @@ static void api_status(json_t *o)
 	json_object_set_new(o, "proxy_pid", json_integer(sv.child[CHILD_PROXY].pid));
 	if (sv.child[CHILD_VHOST].pid > 0)
 		json_object_set_new(o, "vhost_pid", json_integer(sv.child[CHILD_VHOST].pid));
+	if (sv.child[CHILD_TLS].pid > 0)
+		json_object_set_new(o, "tls_pid", json_integer(sv.child[CHILD_TLS].pid));
 	json_object_set_new(o, "uptime_s", json_integer(now.tv_sec - sv.started.tv_sec));
 	json_object_set_new(o, "guest",
 			    json_pack("{s:s,s:s,s:i,s:i,s:s}", "address", ip, "gateway", gw,
@@ -1142,6 +1181,15 @@ static int check_and_open(struct moat_shm_header *proto)
 		if (!sv.policy)
 			fatalx(EXIT_RUNTIME, "cannot build the default policy");
 	}
+	{
+		int t = tlsconf_open(sv.policy, sv.o.tls_ca_out, err, sizeof(err));
+
+		if (t < 0) {
+			fprintf(stderr, "moat: %s\n", err);
+			return EXIT_USAGE;
+		}
+		sv.tls = t == 1;
+	}
 	if (sv.o.vm_pid) {
 		sv.vm_pidfd = (int)syscall(SYS_pidfd_open, sv.o.vm_pid, 0);
 		if (sv.vm_pidfd < 0) {
@@ -1196,6 +1244,12 @@ static int create_region_and_channels(struct moat_shm_header *proto, int sp[2],
 	proto->udp_idle_timeout_s = sv.o.udp_timeout_s;
 	if (sv.o.test_trigger)
 		proto->flags |= MOAT_HDR_F_TEST_TRIGGERS;
+	if (sv.tls) {
+		proto->flags |= MOAT_HDR_F_TLS;
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv.tls_sp) < 0)
+			fatal("socketpair (moat-tls)");
+		make_pipe(sv.tls_cfg, 0);
+	}
 	/* The policy's limits (connections, flows) are enforced by the proxy, so a
 	 * limit can refuse or terminate and a reload can change it; the tables
 	 * themselves are sized by the command line only. */
@@ -1256,10 +1310,19 @@ static void start_processes(int sp[2], const sigset_t *mask)
 	if (hook_start(&sv.hook, sv.o.on_violation) < 0)
 		fatal("cannot start the --on-violation runner");
 	for (int i = 0; i < CHILD_COUNT; i++) {
-		if (i == CHILD_VHOST && guest_vhost_listener(sv.guest) < 0)
+		if ((i == CHILD_VHOST && guest_vhost_listener(sv.guest) < 0) ||
+		    (i == CHILD_TLS && !sv.tls))
 			continue;
 		spawn_child(i, sp[1], devnull);
 		watch(&sv.w_child[i], sv.child[i].pidfd, on_child);
+	}
+	if (sv.tls) {
+		close(sv.tls_sp[0]);
+		close(sv.tls_sp[1]);
+		close(sv.tls_cfg[0]);
+		/* moat-tls reads it now; only it holds the secrets from here on */
+		if (tlsconf_send(sv.policy, sv.tls_cfg[1]) < 0)
+			log_error("moat-tls did not take its configuration");
 	}
 	close(sp[1]);
 	close(sv.lifeline[0]); /* the write end stays ours alone, until we die */
@@ -1365,6 +1428,9 @@ int run_main(int argc, char **argv)
 		 (int)sv.child[0].pid, (int)sv.child[1].pid, sv.o.mtu, proto.guest_ip4[0],
 		 proto.guest_ip4[1], proto.guest_ip4[2], proto.guest_ip4[3], proto.gateway_ip4[0],
 		 proto.gateway_ip4[1], proto.gateway_ip4[2], proto.gateway_ip4[3], sv.user.name);
+	if (sv.child[CHILD_TLS].pid > 0)
+		log_info("moat-tls=%d intercepts TLS for the policy's names",
+			 (int)sv.child[CHILD_TLS].pid);
 	if (sv.child[CHILD_VHOST].pid > 0)
 		log_info("moat-vhost=%d serves the vhost-user socket %s",
 			 (int)sv.child[CHILD_VHOST].pid, sv.o.guest.path);

@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tlsconf.c - what the supervisor does for moat-tls (docs/tls.md)
+ *
+ * Theory of Operation
+ * -------------------
+ * When the policy has a "tls" section, the supervisor starts moat-tls and
+ * is the only process that reads the secrets' values (policy_secrets_resolve():
+ * environment variables and files, before anything is forked, so a missing
+ * one is a usage error with nothing started). tlsconf_send() writes them,
+ * after the normalized policy, into the pipe moat-tls reads at start
+ * (length-prefixed, little-endian), then wipes its own copy: from then on
+ * only moat-tls holds them. --tls-ca-out is opened here too, while we may
+ * still write where the operator asked; moat-tls sends its CA certificate
+ * (never the key) back on a pipe, and we write it there before moat says it
+ * is ready.
+ *
+ * The tls and secrets sections are read by moat-tls at start only: a reload
+ * that changes them is refused (tlsconf_same()), with the old policy kept,
+ * rather than half applied.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "supervisor/tlsconf.h"
+#include "tls/http1.h"
+
+static struct policy_secret_value *tlsconf_values;
+static unsigned tlsconf_n;
+static int tlsconf_ca_fd = -1;		    /* --tls-ca-out */
+static int tlsconf_ca_pipe[2] = { -1, -1 }; /* moat-tls writes its CA certificate into [1] */
+
+/**
+ * tlsconf_open() - read the secrets and open --tls-ca-out, before any fork
+ * @p:		the policy (with or without a tls section)
+ * @ca_out:	--tls-ca-out, or NULL
+ * @err, @errlen: one line saying what to fix (never a secret's value)
+ *
+ * Return: 1 if moat-tls must run, 0 if not, -1 with @err set.
+ */
+int tlsconf_open(const struct policy *p, const char *ca_out, char *err, size_t errlen)
+{
+	unsigned n = policy_secret_count(p);
+	int rc;
+
+	if (!policy_has_tls(p)) {
+		if (ca_out) {
+			snprintf(err, errlen, "--tls-ca-out: the policy has no tls section");
+			return -1;
+		}
+		return 0;
+	}
+	tlsconf_values = calloc(n ? n : 1, sizeof(*tlsconf_values));
+	if (!tlsconf_values) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rc = policy_secrets_resolve(p, tlsconf_values, n, err, errlen);
+	if (rc < 0)
+		return -1;
+	tlsconf_n = (unsigned)rc;
+	for (unsigned i = 0; i < tlsconf_n; i++) {
+		if (tlsconf_values[i].len > HTTP1_VALUE_MAX) {
+			snprintf(err, errlen,
+				 "secrets[%u] (%s): the value is longer than %u bytes, more than a "
+				 "request header moat rewrites may hold",
+				 i, policy_secret_placeholder(p, i), HTTP1_VALUE_MAX);
+			tlsconf_wipe();
+			return -1;
+		}
+	}
+	if (ca_out) {
+		tlsconf_ca_fd = open(ca_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+				     0644);
+		if (tlsconf_ca_fd < 0) {
+			snprintf(err, errlen, "--tls-ca-out %s: %s", ca_out, strerror(errno));
+			tlsconf_wipe();
+			return -1;
+		}
+	}
+	if (pipe2(tlsconf_ca_pipe, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		tlsconf_wipe();
+		return -1;
+	}
+	return 1;
+}
+
+/**
+ * tlsconf_ca_out_fd() - where moat-tls writes its CA certificate
+ *
+ * Return: the write end of a pipe the supervisor reads (tlsconf_send()).
+ */
+int tlsconf_ca_out_fd(void)
+{
+	return tlsconf_ca_pipe[1];
+}
+
+static int tlsconf_write(int fd, const void *buf, size_t len)
+{
+	const uint8_t *b = buf;
+
+	while (len) {
+		ssize_t n = write(fd, b, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		b += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * The CA certificate moat-tls wrote, to --tls-ca-out: before moat is ready,
+ * so that an orchestrator that waits for the ready line finds it whole.
+ */
+static int tlsconf_take_ca(void)
+{
+	static char pem[65536];
+	size_t len = 0;
+	int rc = 0;
+
+	close(tlsconf_ca_pipe[1]);
+	tlsconf_ca_pipe[1] = -1;
+	for (;;) {
+		ssize_t n = read(tlsconf_ca_pipe[0], pem + len, sizeof(pem) - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || (len += (size_t)n) == sizeof(pem))
+			break;
+	}
+	close(tlsconf_ca_pipe[0]);
+	tlsconf_ca_pipe[0] = -1;
+	if (len < 64 || strncmp(pem, "-----BEGIN CERTIFICATE-----", 27))
+		rc = -1; /* moat-tls failed before it had a CA: its exit says why */
+	else if (tlsconf_ca_fd >= 0 && tlsconf_write(tlsconf_ca_fd, pem, len) < 0)
+		rc = -1;
+	if (tlsconf_ca_fd >= 0)
+		close(tlsconf_ca_fd);
+	tlsconf_ca_fd = -1;
+	return rc;
+}
+
+static int tlsconf_u32(int fd, uint32_t v)
+{
+	uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+
+	return tlsconf_write(fd, b, 4);
+}
+
+/**
+ * tlsconf_send() - give moat-tls its configuration, then forget the secrets
+ * @p:	the policy
+ * @fd:	the write end of moat-tls's configuration pipe (closed here)
+ *
+ * Then it waits for moat-tls's CA certificate and writes it to --tls-ca-out.
+ *
+ * Return: 0, or -1 (moat-tls is gone: its exit is the violation).
+ */
+int tlsconf_send(const struct policy *p, int fd)
+{
+	char *json = policy_to_json(p);
+	int rc = -1;
+
+	if (json && tlsconf_u32(fd, (uint32_t)strlen(json)) == 0 &&
+	    tlsconf_write(fd, json, strlen(json)) == 0 && tlsconf_u32(fd, tlsconf_n) == 0) {
+		rc = 0;
+		for (unsigned i = 0; i < tlsconf_n && rc == 0; i++)
+			if (tlsconf_u32(fd, (uint32_t)tlsconf_values[i].len) < 0 ||
+			    tlsconf_write(fd, tlsconf_values[i].value, tlsconf_values[i].len) < 0)
+				rc = -1;
+	}
+	free(json);
+	close(fd);
+	tlsconf_wipe();
+	if (tlsconf_take_ca() < 0)
+		rc = -1;
+	return rc;
+}
+
+/**
+ * tlsconf_wipe() - forget the secrets' values (explicit_bzero)
+ */
+void tlsconf_wipe(void)
+{
+	if (tlsconf_values)
+		policy_secrets_wipe(tlsconf_values, tlsconf_n);
+	free(tlsconf_values);
+	tlsconf_values = NULL;
+	tlsconf_n = 0;
+}
+
+/* The "tls" and "secrets" members of @p's normalized form. */
+static json_t *tlsconf_sections(const struct policy *p)
+{
+	char *text = policy_to_json(p);
+	json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+	json_t *out = json_object();
+
+	free(text);
+	if (o && out) {
+		json_object_set(out, "tls", json_object_get(o, "tls"));
+		json_object_set(out, "secrets", json_object_get(o, "secrets"));
+	}
+	json_decref(o);
+	return out;
+}
+
+/**
+ * tlsconf_same() - do two policies agree on interception and secrets?
+ * @a:	the policy in force
+ * @b:	the one a reload offers
+ *
+ * Return: true if their tls and secrets sections are the same (a reload
+ * may then go ahead: moat-tls keeps what it read at start).
+ */
+bool tlsconf_same(const struct policy *a, const struct policy *b)
+{
+	json_t *x = tlsconf_sections(a), *y = tlsconf_sections(b);
+	bool same = x && y && json_equal(x, y);
+
+	json_decref(x);
+	json_decref(y);
+	return same;
+}

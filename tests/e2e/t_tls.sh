@@ -1,0 +1,207 @@
+#!/ bin / bash
+#t_tls.sh — TLS interception and secret injection(issue 17, docs / tls.md).
+#
+#The server namespace runs an HTTPS server with its own CA(made here with
+#the openssl CLI) for four names; it records every request's headers. The
+#policy intercepts three of them, with one secret for api.example.test.The
+#guest(curl, trusting moat's CA from --tls-ca-out) checks that:
+#- a request to api.example.test carrying the placeholder reaches the
+#server with the real value instead(and the guest gets the answer);
+#- the placeholder sent to other.example.test(intercepted, not the
+#secret's host) gets a 403 from moat, never reaches the server, and is
+#a secret_violation event;
+#- bad.example.test, whose certificate is for another name, is refused
+#(reset, a "tls" event with side server, reason verify);
+#- plain.example.test is not intercepted : the guest sees the server's own
+#certificate;
+#- QUIC(UDP 443) to an intercepted name(looked up through moat) is
+#denied, so that clients fall back to TCP;
+#- moat - tls runs confined(Seccomp 2, no capabilities), and the value
+#appears in no log line, event or metric;
+#- with on_violation "terminate", the placeholder to another host kills
+#the VM(exit 3).
+source "$(dirname "$0")/lib.sh"
+need curl python3 openssl dnsmasq dig
+
+topo_up
+guest_up 1500 static
+SECRET=s3cr3t-Value-$RANDOM$RANDOM-xyzzy
+PH=MOAT_SECRET_TEST1
+
+#-- - the server's CA and certificates --------------------------------------
+cd "$WORK"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj "/CN=e2e server CA" -keyout ca.key -out ca.pem >/dev/null 2>&1
+for n in api other plain wrong;
+do
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$n.example.test" \
+		-keyout "$n.key" -out "$n.csr" >/dev/null 2>&1
+	printf 'subjectAltName=DNS:%s.example.test\n' "$n" >"$n.ext"
+	openssl x509 -req -in "$n.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+		-extfile "$n.ext" -out "$n.pem" >/dev/null 2>&1
+done
+cd - >/dev/null
+
+#An HTTPS server for every name(bad.example.test gets wrong.example.test's
+#certificate); it logs "host|header: value" lines and answers "ok".
+cat >"$WORK/srv.py" <<'PY'
+import http.server, socketserver, ssl, sys
+work = sys.argv[1]
+ctxs = {}
+for n in ("api", "other", "plain", "wrong"):
+    c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    c.load_cert_chain(f"{work}/{n}.pem", f"{work}/{n}.key")
+    ctxs[n] = c
+def pick(sock, name, ctx):
+    n = (name or "").split(".")[0]
+    sock.context = ctxs["wrong" if n == "bad" else n if n in ctxs else "api"]
+base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+base.load_cert_chain(f"{work}/api.pem", f"{work}/api.key")
+base.sni_callback = pick
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        with open(f"{work}/seen.txt", "a") as f:
+            for k, v in self.headers.items():
+                f.write(f"{self.headers.get('Host')}|{k}: {v}\n")
+            f.write(f"{self.headers.get('Host')}|path: {self.path}\n")
+        body = b"ok from " + (self.headers.get("Host") or "").encode() + b"\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+s = S(("203.0.113.10", 443), H)
+s.socket = base.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+PY
+bg ip netns exec "$SRV" python3 "$WORK/srv.py" "$WORK"
+wait_for 10 listening "$SRV" tcp 443 || fail "the HTTPS server did not start"
+#DNS for the QUIC check : a name the guest looks up through moat is pinned.
+bg ip netns exec "$SRV" dnsmasq --no-daemon --no-resolv --no-hosts --user=root \
+	--listen-address=203.0.113.10 --bind-interfaces \
+	--host-record=api.example.test,203.0.113.10 2>"$WORK/dnsmasq.log"
+wait_for 10 listening "$SRV" udp 53 || fail "dnsmasq did not start"
+
+policy() { # policy ACTION
+	cat <<JSON
+{ "default_egress": "deny", "default_ingress": "allow",
+  "rules": [ { "direction": "egress", "destination": { "group": "host" }, "protocols": ["udp", "tcp"],
+               "ports": [{ "start": 53, "end": 53 }], "action": "allow" },
+             { "direction": "egress", "destination": { "group": "public" }, "action": "allow" } ],
+  "tls": {
+    "intercept": [ { "domain": "api.example.test" }, { "domain": "other.example.test" },
+                   { "domain": "bad.example.test" } ],
+    "upstream_ca": "$WORK/ca.pem"
+  },
+  "secrets": [ { "placeholder": "$PH", "value_env": "MOAT_E2E_SECRET",
+                 "hosts": [ { "domain": "api.example.test" } ], "on_violation": "$1" } ]
+}
+JSON
+}
+policy block >"$WORK/policy.json"
+MOAT_E2E_SECRET=$SECRET moat_start --policy "$WORK/policy.json" --tls-ca-out "$WORK/moat-ca.pem" \
+	--events "$WORK/events.jsonl" --metrics-file "$WORK/metrics.prom"
+[ -s "$WORK/moat-ca.pem" ] || fail "--tls-ca-out wrote nothing"
+TLSPID=$(moat_child moat-tls)
+[ -n "$TLSPID" ] || fail "no moat-tls under moat"
+[ "$(proc_status "$TLSPID" Seccomp)" = 2 ] || fail "moat-tls runs without a seccomp filter"
+[ "$(proc_status "$TLSPID" CapEff)" = 0000000000000000 ] || fail "moat-tls has capabilities"
+
+gcurl() { # gcurl NAME CAFILE ARGS...: curl https://NAME/ from the guest
+	local n=$1 ca=$2
+	shift 2
+	in_guest curl -sS --max-time 10 --cacert "$ca" --resolve "$n:443:203.0.113.10" "$@" \
+		"https://$n/x?k=1"
+}
+
+# 1. the secret's host gets the value
+out=$(gcurl api.example.test "$WORK/moat-ca.pem" -H "Authorization: Bearer $PH" 2>&1) ||
+	fail "the request to api.example.test failed: $out"
+[ "$out" = "ok from api.example.test" ] || fail "api.example.test answered '$out'"
+grep -q "^api.example.test|Authorization: Bearer $SECRET\$" "$WORK/seen.txt" ||
+	fail "the server did not get the secret: $(cat "$WORK/seen.txt")"
+grep -q "$PH" "$WORK/seen.txt" && fail "the server saw the placeholder"
+issuer=$(echo | in_guest openssl s_client -connect 203.0.113.10:443 -servername api.example.test \
+	2>/dev/null | openssl x509 -noout -issuer 2>/dev/null)
+grep -q "moat sandbox CA" <<<"$issuer" || fail "api.example.test's certificate is not moat's: $issuer"
+
+# 2. the placeholder toward another intercepted host : 403, never sent
+code=$(gcurl other.example.test "$WORK/moat-ca.pem" -o /dev/null -w '%{http_code}' \
+	-H "X-Key: $PH" 2>/dev/null || true)
+[ "$code" = 403 ] || fail "the placeholder to other.example.test: HTTP $code, want 403"
+grep -q "^other.example.test|" "$WORK/seen.txt" && fail "other.example.test got the request"
+#... while a request without it goes through
+out=$(gcurl other.example.test "$WORK/moat-ca.pem" 2>&1) || fail "other.example.test: $out"
+wait_for 5 grep -q '"event":"secret_violation".*"placeholder":"MOAT_SECRET_TEST1"' \
+	"$WORK/events.jsonl" || fail "no secret_violation event"
+
+# 3. a server whose certificate is not for its name
+if gcurl bad.example.test "$WORK/moat-ca.pem" >/dev/null 2>&1;
+then fail "bad.example.test (a certificate for another name) went through" fi wait_for 5 grep -
+		q '"event":"tls".*"side":"server".*"reason":"verify"' "$WORK/events.jsonl" ||
+	fail "no tls verify event: $(grep '" tls "' " $WORK / events.jsonl ")"
+
+# 4. not intercepted : the server's own certificate
+							      out =
+	$(gcurl plain.example.test "$WORK/ca.pem" 2 > &1) ||
+	fail "plain.example.test: $out" gcurl plain.example.test "$WORK/moat-ca.pem" >
+		/ dev / null 2 > & 1 &&fail "plain.example.test was intercepted"
+
+# 5. QUIC(UDP 443) to an intercepted name is denied : clients fall back to TCP
+					 in_guest dig @10.0.2.3 +
+					 time =
+		5 + tries = 1 + short api.example.test | grep - q 203.0.113.10 ||
+			    fail "api.example.test does not resolve through moat" in_guest python3 -
+				    c ' import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"\xc0quic-initial", ("203.0.113.10", 443))'
+wait_for 5 grep -q '"event":"denial".*"protocol":"udp".*"dst_port":443' "$WORK/events.jsonl" ||
+	fail "QUIC to an intercepted name was not denied"
+
+# 6. the value is nowhere but at the server(the metrics file is written at the stop)
+moat_stop
+[ "$MOAT_RC" = 0 ] || fail "moat exited $MOAT_RC"
+for f in "$WORK/moat.log" "$WORK/events.jsonl" "$WORK/metrics.prom";
+do
+	grep - q "$SECRET"
+		 "$f" &&
+		fail "the secret's value is in $f" done m()
+	{
+		awk - v k = "$1" '$1 == k {print $2}' "$WORK/metrics.prom";
+	}
+["$(m moat_tls_secret_injections_total)" = 1] && ["$(m moat_tls_secret_violations_total)" = 1] &&
+		["$(m 'moat_tls_failures_total{side=" server ",reason=" verify "}')" = 1] &&
+		["$(m moat_tls_intercepted_total)" - ge 5] ||
+	fail "the TLS counters: $(grep '^moat_tls' " $WORK / metrics.prom ")"
+
+# 7. terminate : the VM dies
+							     policy terminate >
+		"$WORK/policy2.json" rm - f "$WORK/ready" mkfifo "$WORK/ready" MOAT_E2E_SECRET =
+	$SECRET ip netns exec "$HOST"
+			      "$MOAT" run-- guest "tap:tap0@/run/netns/$GUEST" --ready -
+		fd 9 --policy "$WORK/policy2.json" --tls - ca -
+		out "$WORK/moat-ca2.pem" --sleep 600 9 >
+	"$WORK/ready" > "$WORK/moat2.log" 2 > & 1 &MOAT_PID =
+		$ !read - r - t 20 _ < "$WORK/ready" ||
+		fail "moat (terminate) did not become ready" gcurl other.example.test
+				"$WORK/moat-ca2.pem" -
+				H "X-Key: $PH" >
+			/ dev / null 2 > & 1 ||
+		true rc = 0 timeout 20 tail-- pid = "$MOAT_PID" - f / dev / null ||
+						    true wait "$MOAT_PID" || rc = $ ?
+	MOAT_PID = ["$rc" = 3] ||
+{
+	cat "$WORK/moat2.log" > &2;
+	fail "terminate: moat exited $rc, want 3";
+}
+grep - q "reason=secret_violation"
+	 "$WORK/moat2.log" ||
+	fail "the violation is not logged" grep - q "$SECRET"
+						    "$WORK/moat2.log" &&
+		fail
+		"the secret's value is in the log" pass
+		"secret injected for its host, 403 elsewhere, a bad server refused, plain names untouched, terminate kills"
