@@ -1433,7 +1433,6 @@ Test(vhost, memory_shrunk_after_the_table_faults)
 	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "moat-vhost read memory that is gone");
 }
 
-
 /*
  * read_full() returns 1 (a clean EOF) when EOF comes before the first byte
  * of the payload, and vhostuser_input() only tests the payload read for
