@@ -19,7 +19,7 @@
  *
  * tlsca_server_ctx() is the SSL_CTX every guest-side connection is
  * accepted with: TLS 1.2 or 1.3, ECDHE with AES-GCM or ChaCha20-Poly1305,
- * no renegotiation, no session cache or tickets (every handshake is a full
+ * no renegotiation, no session cache (every handshake is a full
  * one, and nothing about one guest connection is kept for the next). It
  * has no certificate of its own: a servername callback, run on the guest's
  * ClientHello, checks the name the guest asks for and installs the leaf
@@ -514,7 +514,14 @@ static int tlsca_finish(struct tlsca *ca, char *err, size_t errlen)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
 					 SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_num_tickets(ctx, 0);
+	/*
+	 * One TLS 1.3 ticket, though it can never resume (no session is kept):
+	 * it is data right after the client's Finished, so the client's TCP gets
+	 * its ACK at once. Without it a client with Nagle on (Python's ssl, ab)
+	 * holds its first request until the netstack's delayed ACK, 200 ms
+	 * (measured with bench/tls.sh: 125 ms per connection, 2 ms with it).
+	 */
+	SSL_CTX_set_num_tickets(ctx, 1);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_tlsext_servername_callback(ctx, tlsca_sni_cb);
 	SSL_CTX_set_tlsext_servername_arg(ctx, ca);
