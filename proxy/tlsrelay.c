@@ -374,6 +374,7 @@ static const char *const tlsrelay_reasons[TLSMSG_R_COUNT] = {
 	[TLSMSG_R_HANDSHAKE] = "handshake", [TLSMSG_R_VERIFY] = "verify",
 	[TLSMSG_R_NAME] = "name",	    [TLSMSG_R_HTTP] = "http",
 	[TLSMSG_R_TOO_MANY] = "too_many",   [TLSMSG_R_IO] = "io",
+	[TLSMSG_R_RELOAD] = "reload",
 };
 
 static void tlsrelay_answer(struct proxy *px, const struct tlsmsg *m)

@@ -276,7 +276,7 @@ enum moat_pool {
 };
 
 /* Reasons an intercepted connection fails (tls/tlsmsg.h's enum tlsmsg_reason). */
-#define MOAT_TLS_REASONS 6
+#define MOAT_TLS_REASONS 7
 
 struct moat_proxy_counters {
 	uint64_t tcp_connections[MOAT_CONN_RESULT_COUNT];

@@ -440,9 +440,9 @@ static void render_proxy(struct out *o, const struct moat_proxy_counters *p)
 		 "Requests a pool refused because it was empty, by pool.", "pool", pool_names, v,
 		 MOAT_POOL_COUNT);
 	{
-		static const char *const reasons[MOAT_TLS_REASONS] = { "handshake", "verify",
-								       "name",	    "http",
-								       "too_many",  "io" };
+		static const char *const reasons[MOAT_TLS_REASONS] = {
+			"handshake", "verify", "name", "http", "too_many", "io", "reload"
+		};
 
 		family(o, "moat_tls_failures_total", "counter",
 		       "Intercepted connections that failed, by side and reason.");

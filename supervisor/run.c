@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -891,6 +892,9 @@ static void reload_seccomp(scmp_filter_ctx ctx)
 	ALLOW(ctx, fstat);	/* stdio's buffer size for the policy file */
 	ALLOW(ctx, newfstatat); /* the same, where fstat is fstatat */
 	ALLOW(ctx, lseek);	/* jansson's file reader */
+	ALLOW(ctx, read);	/* a secret's value_file (tlsconf_update()) */
+	/* has moat-tls read its last configuration? (FIONREAD only) */
+	ALLOW_ARG(ctx, ioctl, SCMP_A1(SCMP_CMP_EQ, FIONREAD));
 }
 
 static void log_policy_warnings(const struct policy *p)
@@ -910,12 +914,9 @@ static int apply_policy(struct policy *np, const char *source, char *err, size_t
 {
 	int rc;
 
-	if (!tlsconf_same(sv.policy, np)) {
-		snprintf(err, errlen,
-			 "%s: the tls and secrets sections are read once, at start; restart moat "
-			 "to change them",
-			 source);
-		log_error("policy reload refused, the old policy stays in force: %s", err);
+	if (tlsconf_update(sv.policy, np, err, errlen) < 0) {
+		log_error("policy reload refused, the old policy stays in force: %s: %s", source,
+			  err);
 		events_reload(source, false, err);
 		policy_free(np);
 		return -1;

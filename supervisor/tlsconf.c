@@ -15,9 +15,11 @@
  * (never the key) back on a pipe, and we write it there before moat says it
  * is ready.
  *
- * The tls and secrets sections are read by moat-tls at start only: a reload
- * that changes them is refused (tlsconf_same()), with the old policy kept,
- * rather than half applied.
+ * A reload that changes the tls or secrets sections reads the new secrets
+ * the same way and writes the new configuration into the same pipe
+ * (tlsconf_update()); moat-tls cuts its intercepted connections and takes
+ * it. What moat-tls read as files at start (the CA, the upstream trust
+ * store) cannot change without a restart.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "supervisor/tlsconf.h"
@@ -35,6 +38,9 @@ static struct policy_secret_value *tlsconf_values;
 static unsigned tlsconf_n;
 static int tlsconf_ca_fd = -1;		    /* --tls-ca-out */
 static int tlsconf_ca_pipe[2] = { -1, -1 }; /* moat-tls writes its CA certificate into [1] */
+static int tlsconf_cfg_fd = -1;		    /* moat-tls's configuration pipe (reloads) */
+
+#define TLSCONF_PIPE_SIZE (1 << 20) /* a whole configuration fits: written at once */
 
 /**
  * tlsconf_open() - read the secrets and open --tls-ca-out, before any fork
@@ -161,7 +167,7 @@ static int tlsconf_u32(int fd, uint32_t v)
 /**
  * tlsconf_send() - give moat-tls its configuration, then forget the secrets
  * @p:	the policy
- * @fd:	the write end of moat-tls's configuration pipe (closed here)
+ * @fd:	the write end of moat-tls's configuration pipe (kept for reloads)
  *
  * Then it waits for moat-tls's CA certificate and writes it to --tls-ca-out.
  *
@@ -172,6 +178,8 @@ int tlsconf_send(const struct policy *p, int fd)
 	char *json = policy_to_json(p);
 	int rc = -1;
 
+	/* Room for any later configuration at once, so a reload never blocks. */
+	(void)fcntl(fd, F_SETPIPE_SZ, TLSCONF_PIPE_SIZE);
 	if (json && tlsconf_u32(fd, (uint32_t)strlen(json)) == 0 &&
 	    tlsconf_write(fd, json, strlen(json)) == 0 && tlsconf_u32(fd, tlsconf_n) == 0) {
 		rc = 0;
@@ -181,10 +189,124 @@ int tlsconf_send(const struct policy *p, int fd)
 				rc = -1;
 	}
 	free(json);
-	close(fd);
 	tlsconf_wipe();
 	if (tlsconf_take_ca() < 0)
 		rc = -1;
+	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+		rc = -1;
+	tlsconf_cfg_fd = fd;
+	return rc;
+}
+
+/* Append @len bytes to @buf (of @cap, at *@at). Return: 0 or -1 when full. */
+static int tlsconf_put(uint8_t *buf, size_t cap, size_t *at, const void *src, size_t len)
+{
+	if (len > cap - *at)
+		return -1;
+	memcpy(buf + *at, src, len);
+	*at += len;
+	return 0;
+}
+
+static int tlsconf_put32(uint8_t *buf, size_t cap, size_t *at, uint32_t v)
+{
+	uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+
+	return tlsconf_put(buf, cap, at, b, 4);
+}
+
+/* The same file, or both absent? */
+static bool tlsconf_same_path(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+/**
+ * tlsconf_update() - a reload: hand moat-tls the new tls and secrets sections
+ * @old:	the policy in force
+ * @np:		the one a reload offers
+ * @err, @errlen: why it is refused (never a secret's value)
+ *
+ * moat-tls cuts its open intercepted connections (their requests were
+ * checked against the old secrets) and takes the new ones. What it read as
+ * files at start cannot change: a tls section added or removed, another
+ * tls.ca or tls.upstream_ca, is refused. The new secrets are read here,
+ * as at start, and the whole configuration is written into the pipe at
+ * once (it was made large enough), never blocking the supervisor.
+ *
+ * Context: the supervisor, confined (reload_seccomp()).
+ * Return: 0 (handed over, or nothing to hand over), -1 with @err set.
+ */
+int tlsconf_update(const struct policy *old, const struct policy *np, char *err, size_t errlen)
+{
+	unsigned n = policy_secret_count(np);
+	size_t cap = TLSCONF_PIPE_SIZE, at = 0;
+	uint8_t *buf = NULL;
+	char *json = NULL;
+	int queued = 0, rc = -1;
+
+	if (policy_has_tls(old) != policy_has_tls(np)) {
+		snprintf(err, errlen,
+			 "a tls section is added or removed only at start (restart moat)");
+		return -1;
+	}
+	if (!policy_has_tls(np) || tlsconf_same(old, np))
+		return 0;
+	if (!tlsconf_same_path(policy_tls_ca_cert(old), policy_tls_ca_cert(np)) ||
+	    !tlsconf_same_path(policy_tls_ca_key(old), policy_tls_ca_key(np)) ||
+	    !tlsconf_same_path(policy_tls_upstream_ca(old), policy_tls_upstream_ca(np))) {
+		snprintf(
+			err, errlen,
+			"tls.ca and tls.upstream_ca are read at start (restart moat to change them)");
+		return -1;
+	}
+	if (tlsconf_cfg_fd < 0 || ioctl(tlsconf_cfg_fd, FIONREAD, &queued) < 0 || queued) {
+		snprintf(err, errlen, "moat-tls has not taken the previous configuration yet");
+		return -1;
+	}
+	tlsconf_values = calloc(n ? n : 1, sizeof(*tlsconf_values));
+	buf = malloc(cap);
+	json = policy_to_json(np);
+	if (!tlsconf_values || !buf || !json) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (policy_secrets_resolve(np, tlsconf_values, n, err, errlen) < 0)
+		goto out;
+	tlsconf_n = n;
+	for (unsigned i = 0; i < n; i++) {
+		if (tlsconf_values[i].len > HTTP1_VALUE_MAX) {
+			snprintf(err, errlen, "secrets[%u] (%s): the value is longer than %u bytes",
+				 i, policy_secret_placeholder(np, i), HTTP1_VALUE_MAX);
+			goto out;
+		}
+	}
+	if (tlsconf_put32(buf, cap, &at, (uint32_t)strlen(json)) < 0 ||
+	    tlsconf_put(buf, cap, &at, json, strlen(json)) < 0 ||
+	    tlsconf_put32(buf, cap, &at, n) < 0)
+		goto too_big;
+	for (unsigned i = 0; i < n; i++)
+		if (tlsconf_put32(buf, cap, &at, (uint32_t)tlsconf_values[i].len) < 0 ||
+		    tlsconf_put(buf, cap, &at, tlsconf_values[i].value, tlsconf_values[i].len) < 0)
+			goto too_big;
+	if (write(tlsconf_cfg_fd, buf, at) != (ssize_t)at) {
+		/* An empty pipe of TLSCONF_PIPE_SIZE takes it whole; anything else is fatal
+		 * for moat-tls, whose exit ends the sandbox. */
+		snprintf(err, errlen, "cannot hand the configuration to moat-tls: %s",
+			 strerror(errno));
+		goto out;
+	}
+	rc = 0;
+	goto out;
+too_big:
+	snprintf(err, errlen, "the policy and its secrets are larger than %d bytes",
+		 TLSCONF_PIPE_SIZE);
+out:
+	if (buf)
+		explicit_bzero(buf, cap);
+	free(buf);
+	free(json);
+	tlsconf_wipe();
 	return rc;
 }
 

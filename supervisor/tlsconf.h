@@ -16,5 +16,6 @@ int tlsconf_ca_out_fd(void);
 int tlsconf_send(const struct policy *p, int fd);
 void tlsconf_wipe(void);
 bool tlsconf_same(const struct policy *a, const struct policy *b);
+int tlsconf_update(const struct policy *old, const struct policy *np, char *err, size_t errlen);
 
 #endif /* MOAT_TLSCONF_H */

@@ -24,7 +24,10 @@
  * else stops the flow: the guest gets a 403 and the proxy a SECRET
  * violation record, whose action (block, log, terminate) is the proxy's.
  * Everything else that fails is a FAIL record with a side and a reason;
- * the proxy resets the connection.
+ * the proxy resets the connection. A reload that changes the tls or
+ * secrets sections arrives on the configuration pipe as a whole new
+ * configuration: the open flows are cut (reason "reload") and the new
+ * secrets take over.
  *
  * Each flow is a tlsflow (memory BIOs) fed from its two sockets; a side is
  * read only while the ciphertext waiting for the other side is small, so
@@ -149,10 +152,16 @@ static bool tls_allowed(void *arg, int secret, const char *host)
 	       policy_secret_host_allowed(tls.policy, (unsigned)secret, host);
 }
 
-static void tls_configure(void)
+/*
+ * Read one configuration from the supervisor: the normalized policy, then
+ * each secret's value. Return: the policy (its secrets in @values/@secrets).
+ */
+static struct policy *tls_read_config(struct policy_secret_value **values,
+				      struct http1_secret *secrets, unsigned *n_out)
 {
 	static const struct policy_env env;
 	struct policy *p = NULL;
+	struct policy_secret_value *v;
 	char err[512];
 	uint32_t len = tls_read_u32(FD_TLS_CONFIG), n;
 	char *json;
@@ -166,30 +175,35 @@ static void tls_configure(void)
 	if (policy_parse(json, len, "policy", &env, &p, err, sizeof(err)) < 0 || !policy_has_tls(p))
 		fatalx(1, "the policy from the supervisor: %s", err);
 	free(json);
-	tls.policy = p;
 	n = tls_read_u32(FD_TLS_CONFIG);
-	if (n != policy_secret_count(p) || n > 64)
+	if (n != policy_secret_count(p) || n > HTTP1_MAX_SECRETS)
 		fatalx(1, "the supervisor sent %u secrets for %u", n, policy_secret_count(p));
-	tls.values = calloc(n ? n : 1, sizeof(*tls.values));
-	if (!tls.values)
+	v = calloc(n ? n : 1, sizeof(*v));
+	if (!v)
 		fatalx(1, "out of memory");
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t vl = tls_read_u32(FD_TLS_CONFIG);
 
-		if (vl == 0 || vl > sizeof(tls.values[i].value) - 1)
+		if (vl == 0 || vl > HTTP1_VALUE_MAX)
 			fatalx(1, "secret %u from the supervisor has a bad length", i);
-		tls_read_all(FD_TLS_CONFIG, tls.values[i].value, vl);
-		tls.values[i].len = vl;
-		tls.secrets[i] = (struct http1_secret){
-			.placeholder = policy_secret_placeholder(p, i),
-			.value = (const uint8_t *)tls.values[i].value,
-			.value_len = vl,
-			.id = (int)i
-		};
+		tls_read_all(FD_TLS_CONFIG, v[i].value, vl);
+		v[i].len = vl;
+		secrets[i] = (struct http1_secret){ .placeholder = policy_secret_placeholder(p, i),
+						    .value = (const uint8_t *)v[i].value,
+						    .value_len = vl,
+						    .id = (int)i };
 	}
-	tls.n_secrets = n;
-	close(FD_TLS_CONFIG);
+	*values = v;
+	*n_out = n;
+	return p;
+}
 
+static void tls_configure(void)
+{
+	struct policy *p;
+	char err[512];
+
+	p = tls.policy = tls_read_config(&tls.values, tls.secrets, &tls.n_secrets);
 	if (policy_tls_has_ca(p) ? tlsca_load(&tls.ca, policy_tls_ca_cert(p), policy_tls_ca_key(p),
 					      err, sizeof(err)) < 0 :
 				   tlsca_generate(&tls.ca, err, sizeof(err)) < 0)
@@ -481,16 +495,47 @@ static bool tls_channel(void)
 	return true;
 }
 
+/*
+ * A reload changed the tls or secrets sections: the open flows' requests
+ * were checked against the old secrets, so they are cut (the proxy resets
+ * them), and the new configuration takes over.
+ */
+static void tls_reload(void)
+{
+	struct policy_secret_value *nv;
+	struct http1_secret ns[HTTP1_MAX_SECRETS];
+	unsigned nn;
+	struct policy *np = tls_read_config(&nv, ns, &nn);
+
+	for (int i = 0; i < TLS_MAX_FLOWS; i++) {
+		if (!tls.conn[i].used)
+			continue;
+		tls_send(tls.conn[i].id, TLSMSG_FAIL, 0, TLSMSG_R_RELOAD);
+		tls_conn_end(&tls.conn[i]);
+	}
+	policy_secrets_wipe(tls.values, tls.n_secrets);
+	free(tls.values);
+	policy_free(tls.policy);
+	tls.policy = np;
+	tls.values = nv;
+	memcpy(tls.secrets, ns, sizeof(ns));
+	tls.n_secrets = nn;
+	log_info("configuration reloaded: %u secret%s", nn, nn == 1 ? "" : "s");
+}
+
 static void tls_run(void)
 {
-	static struct pollfd pfd[2 + 2 * TLS_MAX_FLOWS];
-	static struct tls_conn *who[2 + 2 * TLS_MAX_FLOWS];
+	static struct pollfd pfd[4 + 2 * TLS_MAX_FLOWS];
+	static struct tls_conn *who[4 + 2 * TLS_MAX_FLOWS];
+	bool cfg_open = true;
 
 	while (!tls_stop) {
-		int n = 2, rc;
+		int n = 4, rc;
 
 		pfd[0] = (struct pollfd){ .fd = FD_LIFELINE, .events = POLLIN };
 		pfd[1] = (struct pollfd){ .fd = FD_TLS_CHANNEL, .events = POLLIN };
+		pfd[2] = (struct pollfd){ .fd = cfg_open ? FD_TLS_CONFIG : -1, .events = POLLIN };
+		pfd[3] = (struct pollfd){ .fd = -1 }; /* keeps the flows' pairs aligned */
 		for (int i = 0; i < TLS_MAX_FLOWS; i++) {
 			struct tls_conn *c = &tls.conn[i];
 
@@ -517,7 +562,7 @@ static void tls_run(void)
 			log_error("supervisor gone (lifeline); exiting");
 			_exit(1);
 		}
-		for (int k = 2; k < n; k += 2) {
+		for (int k = 4; k < n; k += 2) {
 			short rev[2] = { pfd[k].revents, pfd[k + 1].revents };
 
 			if (who[k]->used && (rev[0] || rev[1]))
@@ -525,6 +570,10 @@ static void tls_run(void)
 		}
 		if (pfd[1].revents && !tls_channel())
 			return;
+		if (pfd[2].revents & POLLIN)
+			tls_reload();
+		else if (pfd[2].revents)
+			cfg_open = false; /* the supervisor closed it: no more reloads */
 	}
 }
 

@@ -36,6 +36,7 @@ enum tlsmsg_reason {
 	TLSMSG_R_HTTP,	    /* the guest's requests are not HTTP/1.1 moat can follow */
 	TLSMSG_R_TOO_MANY,  /* moat-tls has no room for another flow */
 	TLSMSG_R_IO,	    /* a socket error, or the peer went away mid-handshake */
+	TLSMSG_R_RELOAD,    /* cut by a reload that changed the secrets */
 	TLSMSG_R_COUNT
 };
 

@@ -1,25 +1,27 @@
-#!/ bin / bash
-#t_tls.sh — TLS interception and secret injection(issue 17, docs / tls.md).
+#!/bin/bash
+# t_tls.sh — TLS interception and secret injection (issue 17, docs/tls.md).
 #
-#The server namespace runs an HTTPS server with its own CA(made here with
-#the openssl CLI) for four names; it records every request's headers. The
-#policy intercepts three of them, with one secret for api.example.test.The
-#guest(curl, trusting moat's CA from --tls-ca-out) checks that:
-#- a request to api.example.test carrying the placeholder reaches the
-#server with the real value instead(and the guest gets the answer);
-#- the placeholder sent to other.example.test(intercepted, not the
-#secret's host) gets a 403 from moat, never reaches the server, and is
-#a secret_violation event;
-#- bad.example.test, whose certificate is for another name, is refused
-#(reset, a "tls" event with side server, reason verify);
-#- plain.example.test is not intercepted : the guest sees the server's own
-#certificate;
-#- QUIC(UDP 443) to an intercepted name(looked up through moat) is
-#denied, so that clients fall back to TCP;
-#- moat - tls runs confined(Seccomp 2, no capabilities), and the value
-#appears in no log line, event or metric;
-#- with on_violation "terminate", the placeholder to another host kills
-#the VM(exit 3).
+# The server namespace runs an HTTPS server with its own CA (made here with
+# the openssl CLI) for four names; it records every request's headers. The
+# policy intercepts three of them, with one secret for api.example.test. The
+# guest (curl, trusting moat's CA from --tls-ca-out) checks that:
+#   - a request to api.example.test carrying the placeholder reaches the
+#     server with the real value instead (and the guest gets the answer);
+#   - the placeholder sent to other.example.test (intercepted, not the
+#     secret's host) gets a 403 from moat, never reaches the server, and is
+#     a secret_violation event;
+#   - bad.example.test, whose certificate is for another name, is refused
+#     (reset, a "tls" event with side server, reason verify);
+#   - plain.example.test is not intercepted: the guest sees the server's own
+#     certificate;
+#   - QUIC (UDP 443) to an intercepted name (looked up through moat) is
+#     denied, so that clients fall back to TCP;
+#   - a reload that changes the secret (to a value_file) injects the new
+#     value; one that changes upstream_ca is refused;
+#   - moat-tls runs confined (Seccomp 2, no capabilities), and the values
+#     appear in no log line, event or metric;
+#   - with on_violation "terminate", the placeholder to another host kills
+#     the VM (exit 3).
 source "$(dirname "$0")/lib.sh"
 need curl python3 openssl dnsmasq dig
 
@@ -28,12 +30,11 @@ guest_up 1500 static
 SECRET=s3cr3t-Value-$RANDOM$RANDOM-xyzzy
 PH=MOAT_SECRET_TEST1
 
-#-- - the server's CA and certificates --------------------------------------
+# --- the server's CA and certificates --------------------------------------
 cd "$WORK"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj "/CN=e2e server CA" -keyout ca.key -out ca.pem >/dev/null 2>&1
-for n in api other plain wrong;
-do
+for n in api other plain wrong; do
 	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$n.example.test" \
 		-keyout "$n.key" -out "$n.csr" >/dev/null 2>&1
 	printf 'subjectAltName=DNS:%s.example.test\n' "$n" >"$n.ext"
@@ -42,8 +43,8 @@ do
 done
 cd - >/dev/null
 
-#An HTTPS server for every name(bad.example.test gets wrong.example.test's
-#certificate); it logs "host|header: value" lines and answers "ok".
+# An HTTPS server for every name (bad.example.test gets wrong.example.test's
+# certificate); it logs "host|header: value" lines and answers "ok".
 cat >"$WORK/srv.py" <<'PY'
 import http.server, socketserver, ssl, sys
 work = sys.argv[1]
@@ -81,13 +82,14 @@ s.serve_forever()
 PY
 bg ip netns exec "$SRV" python3 "$WORK/srv.py" "$WORK"
 wait_for 10 listening "$SRV" tcp 443 || fail "the HTTPS server did not start"
-#DNS for the QUIC check : a name the guest looks up through moat is pinned.
+# DNS for the QUIC check: a name the guest looks up through moat is pinned.
 bg ip netns exec "$SRV" dnsmasq --no-daemon --no-resolv --no-hosts --user=root \
 	--listen-address=203.0.113.10 --bind-interfaces \
 	--host-record=api.example.test,203.0.113.10 2>"$WORK/dnsmasq.log"
 wait_for 10 listening "$SRV" udp 53 || fail "dnsmasq did not start"
 
-policy() { # policy ACTION
+policy() { # policy ACTION [SOURCE]: SOURCE is the secret's value_env/value_file member
+	local src=${2:-'"value_env": "MOAT_E2E_SECRET"'}
 	cat <<JSON
 { "default_egress": "deny", "default_ingress": "allow",
   "rules": [ { "direction": "egress", "destination": { "group": "host" }, "protocols": ["udp", "tcp"],
@@ -98,7 +100,7 @@ policy() { # policy ACTION
                    { "domain": "bad.example.test" } ],
     "upstream_ca": "$WORK/ca.pem"
   },
-  "secrets": [ { "placeholder": "$PH", "value_env": "MOAT_E2E_SECRET",
+  "secrets": [ { "placeholder": "$PH", $src,
                  "hosts": [ { "domain": "api.example.test" } ], "on_violation": "$1" } ]
 }
 JSON
@@ -130,78 +132,85 @@ issuer=$(echo | in_guest openssl s_client -connect 203.0.113.10:443 -servername 
 	2>/dev/null | openssl x509 -noout -issuer 2>/dev/null)
 grep -q "moat sandbox CA" <<<"$issuer" || fail "api.example.test's certificate is not moat's: $issuer"
 
-# 2. the placeholder toward another intercepted host : 403, never sent
+# 2. the placeholder toward another intercepted host: 403, never sent
 code=$(gcurl other.example.test "$WORK/moat-ca.pem" -o /dev/null -w '%{http_code}' \
 	-H "X-Key: $PH" 2>/dev/null || true)
 [ "$code" = 403 ] || fail "the placeholder to other.example.test: HTTP $code, want 403"
 grep -q "^other.example.test|" "$WORK/seen.txt" && fail "other.example.test got the request"
-#... while a request without it goes through
+# ... while a request without it goes through
 out=$(gcurl other.example.test "$WORK/moat-ca.pem" 2>&1) || fail "other.example.test: $out"
 wait_for 5 grep -q '"event":"secret_violation".*"placeholder":"MOAT_SECRET_TEST1"' \
 	"$WORK/events.jsonl" || fail "no secret_violation event"
 
 # 3. a server whose certificate is not for its name
-if gcurl bad.example.test "$WORK/moat-ca.pem" >/dev/null 2>&1;
-then fail "bad.example.test (a certificate for another name) went through" fi wait_for 5 grep -
-		q '"event":"tls".*"side":"server".*"reason":"verify"' "$WORK/events.jsonl" ||
-	fail "no tls verify event: $(grep '" tls "' " $WORK / events.jsonl ")"
+if gcurl bad.example.test "$WORK/moat-ca.pem" >/dev/null 2>&1; then
+	fail "bad.example.test (a certificate for another name) went through"
+fi
+wait_for 5 grep -q '"event":"tls".*"side":"server".*"reason":"verify"' "$WORK/events.jsonl" ||
+	fail "no tls verify event: $(grep '"tls"' "$WORK/events.jsonl")"
 
-# 4. not intercepted : the server's own certificate
-							      out =
-	$(gcurl plain.example.test "$WORK/ca.pem" 2 > &1) ||
-	fail "plain.example.test: $out" gcurl plain.example.test "$WORK/moat-ca.pem" >
-		/ dev / null 2 > & 1 &&fail "plain.example.test was intercepted"
+# 4. not intercepted: the server's own certificate
+out=$(gcurl plain.example.test "$WORK/ca.pem" 2>&1) || fail "plain.example.test: $out"
+gcurl plain.example.test "$WORK/moat-ca.pem" >/dev/null 2>&1 &&
+	fail "plain.example.test was intercepted"
 
-# 5. QUIC(UDP 443) to an intercepted name is denied : clients fall back to TCP
-					 in_guest dig @10.0.2.3 +
-					 time =
-		5 + tries = 1 + short api.example.test | grep - q 203.0.113.10 ||
-			    fail "api.example.test does not resolve through moat" in_guest python3 -
-				    c ' import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+# 5. QUIC (UDP 443) to an intercepted name is denied: clients fall back to TCP
+in_guest dig @10.0.2.3 +time=5 +tries=1 +short api.example.test | grep -q 203.0.113.10 ||
+	fail "api.example.test does not resolve through moat"
+in_guest python3 -c '
+import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.sendto(b"\xc0quic-initial", ("203.0.113.10", 443))'
 wait_for 5 grep -q '"event":"denial".*"protocol":"udp".*"dst_port":443' "$WORK/events.jsonl" ||
 	fail "QUIC to an intercepted name was not denied"
 
-# 6. the value is nowhere but at the server(the metrics file is written at the stop)
+# 6. a reload that changes the secret: the new value is injected from then on;
+# one that changes what moat-tls read as files at start is refused
+SECRET2=second-$SECRET
+echo "$SECRET2" >"$WORK/secret2.txt"
+policy block "\"value_file\": \"$WORK/secret2.txt\"" >"$WORK/policy.json"
+kill -HUP "$MOAT_PID"
+wait_for 5 grep -q "configuration reloaded: 1 secret" "$WORK/moat.log" ||
+	fail "moat-tls did not take the reloaded secrets: $(tail -5 "$WORK/moat.log")"
+gcurl api.example.test "$WORK/moat-ca.pem" -H "Authorization: Bearer $PH" >/dev/null 2>&1 ||
+	fail "the request after the reload failed"
+grep -q "^api.example.test|Authorization: Bearer $SECRET2\$" "$WORK/seen.txt" ||
+	fail "the reloaded secret was not injected"
+sed -i "s#\"upstream_ca\": \"$WORK/ca.pem\"#\"upstream_ca\": \"/etc/ssl/certs/ca-certificates.crt\"#" \
+	"$WORK/policy.json"
+kill -HUP "$MOAT_PID"
+wait_for 5 grep -q "policy reload refused.*tls.ca and tls.upstream_ca are read at start" \
+	"$WORK/moat.log" || fail "a changed upstream_ca was not refused"
+
+# 7. the values are nowhere but at the server (the metrics file is written at the stop)
 moat_stop
 [ "$MOAT_RC" = 0 ] || fail "moat exited $MOAT_RC"
-for f in "$WORK/moat.log" "$WORK/events.jsonl" "$WORK/metrics.prom";
-do
-	grep - q "$SECRET"
-		 "$f" &&
-		fail "the secret's value is in $f" done m()
-	{
-		awk - v k = "$1" '$1 == k {print $2}' "$WORK/metrics.prom";
-	}
-["$(m moat_tls_secret_injections_total)" = 1] && ["$(m moat_tls_secret_violations_total)" = 1] &&
-		["$(m 'moat_tls_failures_total{side=" server ",reason=" verify "}')" = 1] &&
-		["$(m moat_tls_intercepted_total)" - ge 5] ||
-	fail "the TLS counters: $(grep '^moat_tls' " $WORK / metrics.prom ")"
+for f in "$WORK/moat.log" "$WORK/events.jsonl" "$WORK/metrics.prom"; do
+	grep -q "$SECRET" "$f" && fail "the secret's value is in $f"
+done
+[ "$(grep -c "^api.example.test|Authorization: Bearer $SECRET\$" "$WORK/seen.txt")" = 1 ] ||
+	fail "the first value was sent after the reload"
+m() { awk -v k="$1" '$1 == k {print $2}' "$WORK/metrics.prom"; }
+[ "$(m moat_tls_secret_injections_total)" = 2 ] &&
+	[ "$(m moat_tls_secret_violations_total)" = 1 ] &&
+	[ "$(m 'moat_tls_failures_total{side="server",reason="verify"}')" = 1 ] &&
+	[ "$(m moat_tls_intercepted_total)" -ge 5 ] ||
+	fail "the TLS counters: $(grep '^moat_tls' "$WORK/metrics.prom")"
 
-# 7. terminate : the VM dies
-							     policy terminate >
-		"$WORK/policy2.json" rm - f "$WORK/ready" mkfifo "$WORK/ready" MOAT_E2E_SECRET =
-	$SECRET ip netns exec "$HOST"
-			      "$MOAT" run-- guest "tap:tap0@/run/netns/$GUEST" --ready -
-		fd 9 --policy "$WORK/policy2.json" --tls - ca -
-		out "$WORK/moat-ca2.pem" --sleep 600 9 >
-	"$WORK/ready" > "$WORK/moat2.log" 2 > & 1 &MOAT_PID =
-		$ !read - r - t 20 _ < "$WORK/ready" ||
-		fail "moat (terminate) did not become ready" gcurl other.example.test
-				"$WORK/moat-ca2.pem" -
-				H "X-Key: $PH" >
-			/ dev / null 2 > & 1 ||
-		true rc = 0 timeout 20 tail-- pid = "$MOAT_PID" - f / dev / null ||
-						    true wait "$MOAT_PID" || rc = $ ?
-	MOAT_PID = ["$rc" = 3] ||
-{
-	cat "$WORK/moat2.log" > &2;
-	fail "terminate: moat exited $rc, want 3";
-}
-grep - q "reason=secret_violation"
-	 "$WORK/moat2.log" ||
-	fail "the violation is not logged" grep - q "$SECRET"
-						    "$WORK/moat2.log" &&
-		fail
-		"the secret's value is in the log" pass
-		"secret injected for its host, 403 elsewhere, a bad server refused, plain names untouched, terminate kills"
+# 8. terminate: the VM dies
+policy terminate >"$WORK/policy2.json"
+rm -f "$WORK/ready"
+mkfifo "$WORK/ready"
+MOAT_E2E_SECRET=$SECRET ip netns exec "$HOST" "$MOAT" run --guest "tap:tap0@/run/netns/$GUEST" \
+	--ready-fd 9 --policy "$WORK/policy2.json" --tls-ca-out "$WORK/moat-ca2.pem" \
+	-- sleep 600 9>"$WORK/ready" >"$WORK/moat2.log" 2>&1 &
+MOAT_PID=$!
+read -r -t 20 _ <"$WORK/ready" || fail "moat (terminate) did not become ready"
+gcurl other.example.test "$WORK/moat-ca2.pem" -H "X-Key: $PH" >/dev/null 2>&1 || true
+rc=0
+timeout 20 tail --pid="$MOAT_PID" -f /dev/null || true
+wait "$MOAT_PID" || rc=$?
+MOAT_PID=
+[ "$rc" = 3 ] || { cat "$WORK/moat2.log" >&2; fail "terminate: moat exited $rc, want 3"; }
+grep -q "reason=secret_violation" "$WORK/moat2.log" || fail "the violation is not logged"
+grep -q "$SECRET" "$WORK/moat2.log" && fail "the secret's value is in the log"
+pass "secret injected for its host, 403 elsewhere, a bad server refused, plain names untouched, QUIC denied, reload, terminate kills"
