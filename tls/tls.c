@@ -503,7 +503,7 @@ static bool tls_channel(void)
 static void tls_reload(void)
 {
 	struct policy_secret_value *nv;
-	struct http1_secret ns[HTTP1_MAX_SECRETS];
+	struct http1_secret ns[HTTP1_MAX_SECRETS] = { 0 };
 	unsigned nn;
 	struct policy *np = tls_read_config(&nv, ns, &nn);
 
