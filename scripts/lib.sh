@@ -43,7 +43,8 @@ lib_topology() {
 }
 
 # lib_http_server NS ADDR PORT DIR: a web server on ADDR:PORT in NS serving
-# DIR, in the background; its pid is added to the caller's `pids` array.
+# DIR, in the background (listening when it returns); its pid is added to
+# the caller's `pids` array.
 # (Not `python3 -m http.server --bind`: it looks the address up in DNS at
 # start, which waits in a namespace without a resolver.)
 lib_http_server() {
@@ -54,6 +55,13 @@ h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[3
 socketserver.TCPServer((sys.argv[1], int(sys.argv[2])), h).serve_forever()' "$2" "$3" "$4" \
 		>/dev/null 2>&1 &
 	pids+=($!)
+	# Serving before it returns: a client right after must not find the port closed.
+	for _ in $(seq 100); do
+		ip netns exec "$1" ss -H -ltn "sport = :$3" | grep -q . && return 0
+		sleep 0.1
+	done
+	echo "lib_http_server: nothing listens on $2:$3 in $1" >&2
+	return 1
 }
 
 # lib_example_begin: what an example script sets up first — `work` (a
