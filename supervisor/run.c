@@ -1323,7 +1323,9 @@ static void start_processes(int sp[2], const sigset_t *mask)
 		close(sv.tls_cfg[0]);
 		/* moat-tls reads it now; only it holds the secrets from here on */
 		if (tlsconf_send(sv.policy, sv.tls_cfg[1]) < 0)
-			log_error("moat-tls did not take its configuration");
+			fatalx(EXIT_RUNTIME,
+			       "moat-tls did not start (no configuration taken, or no "
+			       "CA certificate within 10 s)");
 	}
 	close(sp[1]);
 	close(sv.lifeline[0]); /* the write end stays ours alone, until we die */

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,8 @@ static int tlsconf_ca_fd = -1;		    /* --tls-ca-out */
 static int tlsconf_ca_pipe[2] = { -1, -1 }; /* moat-tls writes its CA certificate into [1] */
 static int tlsconf_cfg_fd = -1;		    /* moat-tls's configuration pipe (reloads) */
 
-#define TLSCONF_PIPE_SIZE (1 << 20) /* a whole configuration fits: written at once */
+#define TLSCONF_PIPE_SIZE  (1 << 20) /* a whole configuration fits: written at once */
+#define TLSCONF_CA_WAIT_MS 10000     /* moat-tls makes its CA within this, or moat fails */
 
 /**
  * tlsconf_open() - read the secrets and open --tls-ca-out, before any fork
@@ -137,9 +139,17 @@ static int tlsconf_take_ca(void)
 
 	close(tlsconf_ca_pipe[1]);
 	tlsconf_ca_pipe[1] = -1;
-	for (;;) {
-		ssize_t n = read(tlsconf_ca_pipe[0], pem + len, sizeof(pem) - len);
+	for (int waited = 0;;) {
+		struct pollfd pfd = { .fd = tlsconf_ca_pipe[0], .events = POLLIN };
+		ssize_t n;
 
+		/* Bounded: a moat-tls that hangs before its CA must not hang our start. */
+		if (poll(&pfd, 1, 100) == 0) {
+			if ((waited += 100) >= TLSCONF_CA_WAIT_MS)
+				break;
+			continue;
+		}
+		n = read(tlsconf_ca_pipe[0], pem + len, sizeof(pem) - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0 || (len += (size_t)n) == sizeof(pem))
