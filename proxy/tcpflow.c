@@ -453,7 +453,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		relay_commit(px, FLOW_DATA, (uint32_t)(sizeof(struct flow_data) + (size_t)nread));
 		f->credit -= (uint64_t)nread;
 		f->last_ms = now;
-		CNT_ADD(px, upstream_rx_bytes, (uint64_t)nread);
+		if (!f->tls)
+			CNT_ADD(px, upstream_rx_bytes, (uint64_t)nread);
 		f->rx_bytes += (uint64_t)nread;
 		relay_limit(px, limits_bytes_done(&px->limits, true, (uint64_t)nread, now),
 			    LIMIT_INGRESS_BYTES, f->id, MOAT_P_TCP, &f->dst);
@@ -531,7 +532,8 @@ static void on_write(uv_write_t *req, int status)
 			tcpflow_kill(px, f, true, true);
 		return;
 	}
-	CNT_ADD(px, upstream_tx_bytes, n);
+	if (!f->tls) /* intercepted: the splice counts the server socket's bytes */
+		CNT_ADD(px, upstream_tx_bytes, n);
 	f->tx_bytes += n;
 	f->owed += n;
 	f->last_ms = uv_now(&px->loop);

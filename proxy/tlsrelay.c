@@ -400,8 +400,8 @@ static void tlsrelay_answer(struct proxy *px, const struct tlsmsg *m)
 		return;
 	}
 	/* TLSMSG_SECRET */
-	if (m->b == TLSMSG_SECRET_INJECTED) {
-		CNT_ADD(px, tls_secrets_injected, 1);
+	if (m->b == TLSMSG_SECRET_INJECTED) { /* a: requests rewritten since the last record */
+		CNT_ADD(px, tls_secrets_injected, m->a);
 		return;
 	}
 	CNT_ADD(px, tls_secret_violations, 1);

@@ -914,7 +914,7 @@ static int apply_policy(struct policy *np, const char *source, char *err, size_t
 {
 	int rc;
 
-	if (tlsconf_update(sv.policy, np, err, errlen) < 0) {
+	if (tlsconf_prepare(sv.policy, np, err, errlen) < 0) {
 		log_error("policy reload refused, the old policy stays in force: %s: %s", source,
 			  err);
 		events_reload(source, false, err);
@@ -922,6 +922,10 @@ static int apply_policy(struct policy *np, const char *source, char *err, size_t
 		return -1;
 	}
 	rc = send_policy(np, false);
+	if (rc < 0)
+		tlsconf_discard();
+	else
+		tlsconf_commit(); /* moat-tls takes it only once the proxy has the policy */
 
 	if (rc < 0) {
 		snprintf(err, errlen, "%s: cannot hand the policy to the proxy: %s%s", source,

@@ -32,6 +32,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "supervisor/tlsconf.h"
 #include "tls/http1.h"
 
@@ -43,6 +44,55 @@ static int tlsconf_cfg_fd = -1;		    /* moat-tls's configuration pipe (reloads) 
 
 #define TLSCONF_PIPE_SIZE  (1 << 20) /* a whole configuration fits: written at once */
 #define TLSCONF_CA_WAIT_MS 10000     /* moat-tls makes its CA within this, or moat fails */
+
+static uint8_t *tlsconf_pending; /* a prepared reload (tlsconf_prepare()) */
+static size_t tlsconf_pending_len;
+static int tlsconf_pipe_size; /* what the kernel gave the configuration pipe */
+
+/* The variables secrets name, taken out of our environment (tlsconf_hide_env()). */
+static struct {
+	char *name, *value;
+} tlsconf_env[64];
+static unsigned tlsconf_n_env;
+
+/*
+ * Take every variable a secret names out of the environment, keeping a
+ * copy: nothing we exec (the roles, the `--` command, --on-violation) may
+ * inherit a secret's value. The copies are put back only around a reload's
+ * policy_secrets_resolve().
+ */
+static void tlsconf_hide_env(const struct policy *p)
+{
+	for (unsigned i = 0; i < policy_secret_count(p) && tlsconf_n_env < 64; i++) {
+		bool is_file = false;
+		const char *name = policy_secret_source(p, i, &is_file);
+		const char *v = name && !is_file ? getenv(name) : NULL;
+		bool dup = false;
+
+		for (unsigned k = 0; k < tlsconf_n_env && v; k++)
+			dup = dup || !strcmp(tlsconf_env[k].name, name);
+		if (!v || dup)
+			continue;
+		tlsconf_env[tlsconf_n_env].name = strdup(name);
+		tlsconf_env[tlsconf_n_env].value = strdup(v);
+		if (!tlsconf_env[tlsconf_n_env].name || !tlsconf_env[tlsconf_n_env].value)
+			fatalx(1, "out of memory");
+		tlsconf_n_env++;
+		/* overwrite the original bytes too: unsetenv() only unlinks them */
+		explicit_bzero((char *)v, strlen(v));
+		unsetenv(name);
+	}
+}
+
+static void tlsconf_show_env(bool show)
+{
+	for (unsigned k = 0; k < tlsconf_n_env; k++) {
+		if (show)
+			setenv(tlsconf_env[k].name, tlsconf_env[k].value, 1);
+		else
+			unsetenv(tlsconf_env[k].name);
+	}
+}
 
 /**
  * tlsconf_open() - read the secrets and open --tls-ca-out, before any fork
@@ -73,6 +123,7 @@ int tlsconf_open(const struct policy *p, const char *ca_out, char *err, size_t e
 	if (rc < 0)
 		return -1;
 	tlsconf_n = (unsigned)rc;
+	tlsconf_hide_env(p);
 	for (unsigned i = 0; i < tlsconf_n; i++) {
 		if (tlsconf_values[i].len > HTTP1_VALUE_MAX) {
 			snprintf(err, errlen,
@@ -188,8 +239,10 @@ int tlsconf_send(const struct policy *p, int fd)
 	char *json = policy_to_json(p);
 	int rc = -1;
 
-	/* Room for any later configuration at once, so a reload never blocks. */
+	/* Room for any later configuration at once, so a reload never blocks
+	 * (tlsconf_prepare() refuses one larger than what the pipe got). */
 	(void)fcntl(fd, F_SETPIPE_SZ, TLSCONF_PIPE_SIZE);
+	tlsconf_pipe_size = fcntl(fd, F_GETPIPE_SZ);
 	if (json && tlsconf_u32(fd, (uint32_t)strlen(json)) == 0 &&
 	    tlsconf_write(fd, json, strlen(json)) == 0 && tlsconf_u32(fd, tlsconf_n) == 0) {
 		rc = 0;
@@ -232,7 +285,7 @@ static bool tlsconf_same_path(const char *a, const char *b)
 }
 
 /**
- * tlsconf_update() - a reload: hand moat-tls the new tls and secrets sections
+ * tlsconf_prepare() - a reload: make moat-tls's new configuration, or refuse
  * @old:	the policy in force
  * @np:		the one a reload offers
  * @err, @errlen: why it is refused (never a secret's value)
@@ -241,13 +294,13 @@ static bool tlsconf_same_path(const char *a, const char *b)
  * checked against the old secrets) and takes the new ones. What it read as
  * files at start cannot change: a tls section added or removed, another
  * tls.ca or tls.upstream_ca, is refused. The new secrets are read here,
- * as at start, and the whole configuration is written into the pipe at
- * once (it was made large enough), never blocking the supervisor.
+ * as at start; tlsconf_commit() writes it once the proxy has taken the
+ * new policy, so that a reload refused there changes nothing.
  *
  * Context: the supervisor, confined (reload_seccomp()).
- * Return: 0 (handed over, or nothing to hand over), -1 with @err set.
+ * Return: 0 (ready, or nothing to hand over), -1 with @err set.
  */
-int tlsconf_update(const struct policy *old, const struct policy *np, char *err, size_t errlen)
+int tlsconf_prepare(const struct policy *old, const struct policy *np, char *err, size_t errlen)
 {
 	unsigned n = policy_secret_count(np);
 	size_t cap = TLSCONF_PIPE_SIZE, at = 0;
@@ -260,6 +313,7 @@ int tlsconf_update(const struct policy *old, const struct policy *np, char *err,
 			 "a tls section is added or removed only at start (restart moat)");
 		return -1;
 	}
+	tlsconf_discard();
 	if (!policy_has_tls(np) || tlsconf_same(old, np))
 		return 0;
 	if (!tlsconf_same_path(policy_tls_ca_cert(old), policy_tls_ca_cert(np)) ||
@@ -281,8 +335,12 @@ int tlsconf_update(const struct policy *old, const struct policy *np, char *err,
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	if (policy_secrets_resolve(np, tlsconf_values, n, err, errlen) < 0)
+	tlsconf_show_env(true);
+	rc = policy_secrets_resolve(np, tlsconf_values, n, err, errlen);
+	tlsconf_show_env(false);
+	if (rc < 0)
 		goto out;
+	rc = -1;
 	tlsconf_n = n;
 	for (unsigned i = 0; i < n; i++) {
 		if (tlsconf_values[i].len > HTTP1_VALUE_MAX) {
@@ -299,18 +357,17 @@ int tlsconf_update(const struct policy *old, const struct policy *np, char *err,
 		if (tlsconf_put32(buf, cap, &at, (uint32_t)tlsconf_values[i].len) < 0 ||
 		    tlsconf_put(buf, cap, &at, tlsconf_values[i].value, tlsconf_values[i].len) < 0)
 			goto too_big;
-	if (write(tlsconf_cfg_fd, buf, at) != (ssize_t)at) {
-		/* An empty pipe of TLSCONF_PIPE_SIZE takes it whole; anything else is fatal
-		 * for moat-tls, whose exit ends the sandbox. */
-		snprintf(err, errlen, "cannot hand the configuration to moat-tls: %s",
-			 strerror(errno));
-		goto out;
-	}
+	if (at > (size_t)tlsconf_pipe_size)
+		goto too_big;
+	tlsconf_pending = buf;
+	tlsconf_pending_len = at;
+	buf = NULL;
 	rc = 0;
 	goto out;
 too_big:
-	snprintf(err, errlen, "the policy and its secrets are larger than %d bytes",
-		 TLSCONF_PIPE_SIZE);
+	snprintf(err, errlen,
+		 "the policy and its secrets are larger than moat-tls's pipe (%d bytes)",
+		 tlsconf_pipe_size);
 out:
 	if (buf)
 		explicit_bzero(buf, cap);
@@ -364,4 +421,38 @@ bool tlsconf_same(const struct policy *a, const struct policy *b)
 	json_decref(x);
 	json_decref(y);
 	return same;
+}
+
+/**
+ * tlsconf_discard() - forget a prepared configuration (its bytes wiped)
+ */
+void tlsconf_discard(void)
+{
+	if (tlsconf_pending)
+		explicit_bzero(tlsconf_pending, TLSCONF_PIPE_SIZE);
+	free(tlsconf_pending);
+	tlsconf_pending = NULL;
+	tlsconf_pending_len = 0;
+}
+
+/**
+ * tlsconf_commit() - write the configuration tlsconf_prepare() made
+ *
+ * The pipe is empty (checked) and large enough (checked), so the write is
+ * whole; anything else leaves moat-tls with a cut configuration, which it
+ * could not tell from a slow one: moat stops (fail closed).
+ *
+ * Context: after the proxy took the new policy.
+ */
+void tlsconf_commit(void)
+{
+	ssize_t n;
+
+	if (!tlsconf_pending)
+		return;
+	n = write(tlsconf_cfg_fd, tlsconf_pending, tlsconf_pending_len);
+	if (n != (ssize_t)tlsconf_pending_len)
+		fatalx(1, "cannot hand the reloaded configuration to moat-tls (%s)",
+		       n < 0 ? strerror(errno) : "a partial write");
+	tlsconf_discard();
 }

@@ -16,6 +16,8 @@ int tlsconf_ca_out_fd(void);
 int tlsconf_send(const struct policy *p, int fd);
 void tlsconf_wipe(void);
 bool tlsconf_same(const struct policy *a, const struct policy *b);
-int tlsconf_update(const struct policy *old, const struct policy *np, char *err, size_t errlen);
+int tlsconf_prepare(const struct policy *old, const struct policy *np, char *err, size_t errlen);
+void tlsconf_commit(void);
+void tlsconf_discard(void);
 
 #endif /* MOAT_TLSCONF_H */

@@ -44,6 +44,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -81,7 +82,8 @@ struct tls_conn {
 	struct http1 http;
 	uint8_t out[2][TLS_IO_CHUNK];
 	size_t out_len[2], out_off[2];
-	bool eof[2], shut[2], opened, used;
+	bool eof[2], shut[2], opened, used, draining;
+	uint64_t injected_sent; /* requests rewritten that the proxy was told of */
 	char name[TLSMSG_SNI_MAX + 1];
 };
 
@@ -105,13 +107,26 @@ static void tls_on_term(int sig)
 	tls_stop = 1;
 }
 
+/*
+ * One record to the proxy. A violation or a failure must not be lost: it is
+ * sent blocking (the proxy's loop reads the channel; a proxy that stopped
+ * is the supervisor's to notice). OPENED and injection counts only feed
+ * counters: dropped if the channel is full.
+ */
 static void tls_send(uint32_t flow, uint32_t type, uint32_t a, uint32_t b)
 {
 	uint8_t rec[TLSMSG_HDR + 8];
 	size_t n = tlsmsg_build2(rec, flow, type, a, b);
+	bool may_drop = type == TLSMSG_OPENED ||
+			(type == TLSMSG_SECRET && b == TLSMSG_SECRET_INJECTED);
 
-	if (send(FD_TLS_CHANNEL, rec, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)
+	while (send(FD_TLS_CHANNEL, rec, n, (may_drop ? MSG_DONTWAIT : 0) | MSG_NOSIGNAL) < 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN && may_drop)
+			return;
 		fatal("the channel to the proxy");
+	}
 }
 
 /* ---- set-up -------------------------------------------------------------- */
@@ -266,7 +281,8 @@ static void tls_conn_end(struct tls_conn *c)
 	memset(c->out_off, 0, sizeof(c->out_off));
 	memset(c->eof, 0, sizeof(c->eof));
 	memset(c->shut, 0, sizeof(c->shut));
-	c->opened = c->used = false;
+	c->opened = c->used = c->draining = false;
+	c->injected_sent = 0;
 }
 
 static const char tls_forbidden[] =
@@ -396,10 +412,37 @@ static bool tls_fill(struct tls_conn *c, int i)
 	       tlsflow_state(c->tf) == TLSFLOW_FAILED;
 }
 
+/* After a 403: send what is left of it, shut, and drop what the guest sends until it closes. */
+static void tls_drain(struct tls_conn *c, const short *revents)
+{
+	if (revents[0] & (POLLIN | POLLHUP | POLLERR)) {
+		uint8_t buf[TLS_IO_CHUNK];
+		ssize_t n = read(c->fd[0], buf, sizeof(buf));
+
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			tls_conn_end(c);
+			return;
+		}
+	}
+	if (!tls_flush(c, 0)) {
+		tls_conn_end(c);
+		return;
+	}
+	if (!c->shut[0] && c->out_off[0] == c->out_len[0]) {
+		c->shut[0] = true;
+		shutdown(c->fd[0], SHUT_WR);
+	}
+}
+
 /* Move what can move on @c; end it when it is over. */
 static void tls_pump(struct tls_conn *c, const short *revents)
 {
 	bool ok = true;
+
+	if (c->draining) {
+		tls_drain(c, revents);
+		return;
+	}
 
 	for (int i = 0; i < 2 && ok; i++)
 		if (revents[i] & (POLLIN | POLLHUP | POLLERR))
@@ -422,22 +465,36 @@ static void tls_pump(struct tls_conn *c, const short *revents)
 		int side = 0;
 
 		(void)tlsflow_error(c->tf, &side);
-		/* the 403 and anything else for the guest go out first */
+		if (tlsflow_reason(c->tf) == TLSFLOW_R_FILTER_REFUSED &&
+		    http1_verdict(&c->http, NULL, NULL) == HTTP1_VIOLATION) {
+			/*
+			 * The 403 must reach the guest: the server side is cut now, the
+			 * guest side is shut after the answer and read (and dropped)
+			 * until the guest closes — a close with its request body still
+			 * unread would make the kernel send a reset instead.
+			 */
+			close(c->fd[1]);
+			c->fd[1] = -1;
+			c->eof[1] = c->shut[1] = true;
+			c->draining = true;
+			tls_drain(c, (const short[2]){ 0, 0 });
+			return;
+		}
 		(void)tls_flush(c, 0);
-		if (tlsflow_reason(c->tf) != TLSFLOW_R_FILTER_REFUSED ||
-		    http1_verdict(&c->http, NULL, NULL) != HTTP1_VIOLATION)
-			tls_send(c->id, TLSMSG_FAIL, side ? 1 : 0,
-				 tls_reason(tlsflow_reason(c->tf)));
+		tls_send(c->id, TLSMSG_FAIL, side ? 1 : 0, tls_reason(tlsflow_reason(c->tf)));
 		tls_conn_end(c);
 		return;
 	}
 	default:
 		break;
 	}
-	if (c->http.stats.rewritten) {
-		for (uint64_t k = 0; k < c->http.stats.rewritten; k++)
-			tls_send(c->id, TLSMSG_SECRET, 0, TLSMSG_SECRET_INJECTED);
-		c->http.stats.rewritten = 0;
+	if (c->http.stats.rewritten > c->injected_sent) {
+		/* one record for all the requests rewritten since the last: a = how many */
+		uint64_t k = c->http.stats.rewritten - c->injected_sent;
+
+		tls_send(c->id, TLSMSG_SECRET, k > UINT32_MAX ? UINT32_MAX : (uint32_t)k,
+			 TLSMSG_SECRET_INJECTED);
+		c->injected_sent = c->http.stats.rewritten;
 	}
 	for (int i = 0; i < 2; i++) {
 		bool done = i ? tlsflow_upstream_done(c->tf) : tlsflow_guest_done(c->tf);
@@ -543,12 +600,23 @@ static void tls_run(void)
 				continue;
 			for (int s = 0; s < 2; s++) {
 				short ev = 0;
+				bool room = c->draining ||
+					    tlsflow_unread(c->tf, (enum tlsflow_side)s) <=
+						    TLS_IO_CHUNK;
 
-				if (!c->eof[s])
+				/* Read a side only while the engine takes more (no busy loop
+				 * on a readable socket we would not read). */
+				if (!c->eof[s] && room)
 					ev |= POLLIN;
 				if (c->out_off[s] < c->out_len[s])
 					ev |= POLLOUT;
-				pfd[n] = (struct pollfd){ .fd = c->fd[s], .events = ev };
+				/* a side that is finished both ways is not watched any more */
+				pfd[n] = (struct pollfd){ .fd = c->fd[s] < 0 || (c->eof[s] &&
+										 c->shut[s] &&
+										 !c->draining) ?
+									-1 :
+									c->fd[s],
+							  .events = ev };
 				who[n++] = c;
 			}
 		}
@@ -592,10 +660,15 @@ int tls_main(pid_t supervisor)
 	int rc;
 
 	prctl(PR_SET_NAME, "moat-tls");
+	/* Before any secret is read: no core file and no ptrace by our uid. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
 	log_init("moat-tls", LOG_LVL_INFO);
 	confine_parent_death(supervisor);
 	confine_close_fds(FD_LAST_TLS);
-	close(FD_REGION);
+	/* The region and the eventfds are the other roles': moat-tls writes none of them. */
+	for (int fd = FD_REGION; fd <= FD_EFD_PROXY; fd++)
+		close(fd);
 	for (int i = 0; i < TLS_MAX_FLOWS; i++)
 		tls.conn[i].fd[0] = tls.conn[i].fd[1] = -1;
 	tls_configure();

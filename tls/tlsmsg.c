@@ -10,7 +10,8 @@
  * hostile input before it is used: the datagram is exactly the header and
  * the length it says, the type is one the sender may send, and the payload
  * has the size its type requires (an SNI of 1..253 bytes of
- * [A-Za-z0-9.-]; two u32 in range for the outcome records). Values inside
+ * [A-Za-z0-9._-], the names sniff.c passes on; two u32 in range for the
+ * outcome records). Values inside
  * a well-formed record (a flow id nobody opened, a secret index beyond the
  * policy's) are the receiver's to judge; the descriptors that come with
  * OPEN are the receiver's to count. Integers are little-endian.
@@ -40,8 +41,10 @@ static int sni_ok(const uint8_t *p, uint32_t n)
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t c = p[i];
 
+		/* what sniff.c takes from a ClientHello; moat-tls refuses what no
+		 * certificate can name ('_') with FAIL NAME, not as a broken record */
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '-'))
+		      c == '.' || c == '-' || c == '_'))
 			return 0;
 	}
 	return 1;

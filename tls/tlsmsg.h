@@ -26,7 +26,8 @@ enum tlsmsg_type {
 	/* moat-tls -> proxy: what became of a flow; payload u32 a, u32 b */
 	TLSMSG_OPENED = 16, /* both handshakes done (a, b: 0) */
 	TLSMSG_FAIL,	    /* a: side (0 guest, 1 server), b: enum tlsmsg_reason */
-	TLSMSG_SECRET,	    /* a: the secret's index, b: TLSMSG_SECRET_* */
+	TLSMSG_SECRET,	    /* b: TLSMSG_SECRET_*; a: the secret's index (a violation) or
+			     * how many requests were rewritten (injections) */
 };
 
 enum tlsmsg_reason {

@@ -18,8 +18,9 @@
 #     denied, so that clients fall back to TCP;
 #   - a reload that changes the secret (to a value_file) injects the new
 #     value; one that changes upstream_ca is refused;
-#   - moat-tls runs confined (Seccomp 2, no capabilities), and the values
-#     appear in no log line, event or metric;
+#   - moat-tls runs confined (Seccomp 2, no capabilities), the values
+#     appear in no log line, event or metric, and no process of moat's keeps
+#     the one from the environment in its environment;
 #   - with on_violation "terminate", the placeholder to another host kills
 #     the VM (exit 3).
 source "$(dirname "$0")/lib.sh"
@@ -113,6 +114,10 @@ TLSPID=$(moat_child moat-tls)
 [ -n "$TLSPID" ] || fail "no moat-tls under moat"
 [ "$(proc_status "$TLSPID" Seccomp)" = 2 ] || fail "moat-tls runs without a seccomp filter"
 [ "$(proc_status "$TLSPID" CapEff)" = 0000000000000000 ] || fail "moat-tls has capabilities"
+# The value came from moat's environment: no process has it there any more.
+for p in "$MOAT_PID" $(pgrep -P "$MOAT_PID"); do
+	grep -qa "$SECRET" "/proc/$p/environ" && fail "pid $p ($(cat "/proc/$p/comm")) has the value in its environment"
+done
 
 gcurl() { # gcurl NAME CAFILE ARGS...: curl https://NAME/ from the guest
 	local n=$1 ca=$2
