@@ -332,6 +332,14 @@ static void tls_open(const struct tlsmsg *m, const int *fds, unsigned nfds)
 	c->fd[1] = fds[1];
 	memcpy(c->name, m->payload, m->len);
 	c->name[m->len] = '\0';
+	/* The proxy's word is checked too: only names the policy intercepts. */
+	if (!policy_tls_intercepts(tls.policy, c->name)) {
+		log_warn("tls flow %u: the proxy asked for a name the policy does not intercept",
+			 c->id);
+		tls_send(c->id, TLSMSG_FAIL, 0, TLSMSG_R_NAME);
+		tls_conn_end(c);
+		return;
+	}
 	hc.secrets = tls.secrets;
 	hc.n_secrets = tls.n_secrets;
 	hc.allowed = tls_allowed;
