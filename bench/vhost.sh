@@ -116,7 +116,9 @@ out=$WORK/results
 printf '%-10s %8s %10s %10s %10s\n' frontend "MiB/s" "moat ms/GB" "port ms/GB" "qemu ms/GB"
 for ((r = 1; r <= rounds; r++)); do
 	for fe in $fronts; do
-		one "$fe" | tee -a "$out"
+		# not in a pipeline: a failure must reach this shell's cleanup (moat, QEMU)
+		one "$fe" >>"$out"
+		tail -n 1 "$out"
 	done
 done
 echo
