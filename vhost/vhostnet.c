@@ -70,11 +70,16 @@ static void notify(struct vhost *v, int qi)
 		log_debug("vhost-user: queue %d: call: %s", qi, strerror(errno));
 }
 
-/* Copy @len bytes from @iov (@n buffers), @skip bytes in, to @dst. */
-static void iov_to_buf(uint8_t *dst, const struct iovec *iov, unsigned n, size_t skip, size_t len)
+/*
+ * Copy @len bytes between @buf and the buffers @iov (@n of them), starting
+ * @skip bytes into them: out of them (@to_iov false) or into them (true).
+ */
+static void iov_copy(const struct iovec *iov, unsigned n, size_t skip, uint8_t *buf, size_t len,
+		     bool to_iov)
 {
 	for (unsigned i = 0; i < n && len; i++) {
 		size_t l = iov[i].iov_len;
+		uint8_t *at;
 
 		if (skip >= l) {
 			skip -= l;
@@ -83,29 +88,9 @@ static void iov_to_buf(uint8_t *dst, const struct iovec *iov, unsigned n, size_t
 		l -= skip;
 		if (l > len)
 			l = len;
-		memcpy(dst, (const uint8_t *)iov[i].iov_base + skip, l);
-		dst += l;
-		len -= l;
-		skip = 0;
-	}
-}
-
-/* Copy @len bytes from @src into @iov (@n buffers), @skip bytes in. */
-static void buf_to_iov(const struct iovec *iov, unsigned n, size_t skip, const uint8_t *src,
-		       size_t len)
-{
-	for (unsigned i = 0; i < n && len; i++) {
-		size_t l = iov[i].iov_len;
-
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		l -= skip;
-		if (l > len)
-			l = len;
-		memcpy((uint8_t *)iov[i].iov_base + skip, src, l);
-		src += l;
+		at = (uint8_t *)iov[i].iov_base + skip;
+		memcpy(to_iov ? at : buf, to_iov ? buf : at, l);
+		buf += l;
 		len -= l;
 		skip = 0;
 	}
@@ -139,7 +124,7 @@ static int tx_one(struct vhost *v, const struct vring_chain *c, uint64_t *bytes)
 		vhost_count(&v->cnt->drops[MOAT_DROP_TOO_LONG], 1);
 		return 0;
 	}
-	iov_to_buf(h, c->out, c->n_out, 0, v->hdr_len);
+	iov_copy(c->out, c->n_out, 0, h, v->hdr_len, false);
 	if (!vlen && (h[0] || h[1])) { /* flags or gso_type that moat never offered */
 		vhost_count(&v->cnt->drops[MOAT_DROP_BAD_OFFLOAD], 1);
 		return 0;
@@ -150,7 +135,7 @@ static int tx_one(struct vhost *v, const struct vring_chain *c, uint64_t *bytes)
 	if (rc < 0)
 		ring_broken("g2s");
 	memcpy(p, h, vlen);
-	iov_to_buf((uint8_t *)p + vlen, c->out, c->n_out, v->hdr_len, flen);
+	iov_copy(c->out, c->n_out, v->hdr_len, (uint8_t *)p + vlen, flen, false);
 	ring_commit(&v->g2s, vlen ? MOAT_REC_FRAME_VNET : MOAT_REC_FRAME, vlen + (uint32_t)flen);
 	*bytes += flen;
 	return 1;
@@ -286,11 +271,11 @@ static int rx_deliver(struct vhost *v, const struct moat_vnet_hdr *h, const uint
 		take = total - pos < c->in_len ? total - pos : c->in_len;
 		if (pos < v->hdr_len) { /* the header; num_buffers is filled in at the end */
 			off = v->hdr_len - pos < take ? v->hdr_len - pos : take;
-			buf_to_iov(c->in, c->n_in, 0, hdr + pos, off);
+			iov_copy(c->in, c->n_in, 0, hdr + pos, off, true);
 		}
 		if (take > off)
-			buf_to_iov(c->in, c->n_in, off, frame + (pos + off - v->hdr_len),
-				   take - off);
+			iov_copy(c->in, c->n_in, off, (uint8_t *)frame + (pos + off - v->hdr_len),
+				 take - off, true);
 		u[n].head = c->head;
 		u[n].len = (uint32_t)take;
 		n++;
@@ -299,7 +284,7 @@ static int rx_deliver(struct vhost *v, const struct moat_vnet_hdr *h, const uint
 	if (v->hdr_len == 12) {
 		uint8_t nb[2] = { (uint8_t)(merge ? n : 1), (uint8_t)((merge ? n : 1) >> 8) };
 
-		buf_to_iov(first.in, first.n_in, 10, nb, 2);
+		iov_copy(first.in, first.n_in, 10, nb, 2, true);
 	}
 	rx_push(v, u, n, false);
 	return 1;
@@ -334,36 +319,14 @@ static bool needs_software(const struct vhost *v, const struct moat_vnet_hdr *h)
 	return (h->flags & MOAT_VNET_F_NEEDS_CSUM) && !vhost_has(v, VIRTIO_NET_F_GUEST_CSUM);
 }
 
-/*
- * The next s2g record that is a frame we may hand on, as the supervisor's
- * guest_s2g_next() takes them. Return: its length, or -EAGAIN (empty; the
- * netstack will write our eventfd).
- */
+/* The next s2g frame (ring_next_frame()); a corrupt s2g stops us. */
 static int s2g_next(struct vhost *v, const uint8_t **p, bool *vnet)
 {
-	for (;;) {
-		uint32_t type;
-		int n = ring_peek(&v->s2g, &type, p);
+	int n = ring_next_frame(&v->s2g, v->max_frame, v->offloads != 0, p, vnet);
 
-		if (n == -EAGAIN) {
-			if (ring_prepare_sleep(&v->s2g))
-				return -EAGAIN;
-			continue;
-		}
-		if (n < 0 || v->s2g.corrupt)
-			ring_broken("s2g");
-		if (type == MOAT_REC_FRAME && n >= 14 && (uint32_t)n <= v->max_frame) {
-			*vnet = false;
-			return n;
-		}
-		if (type == MOAT_REC_FRAME_VNET && v->offloads &&
-		    n >= (int)sizeof(struct moat_vnet_hdr) + 14 &&
-		    (uint32_t)n <= sizeof(struct moat_vnet_hdr) + MOAT_FRAME_MAX_GSO) {
-			*vnet = true;
-			return n;
-		}
-		ring_consume(&v->s2g);
-	}
+	if (n == -EBADMSG)
+		ring_broken("s2g");
+	return n;
 }
 
 /**
