@@ -463,3 +463,50 @@ uint64_t ring_used_bytes(const struct moat_ring_ctl *ctl, uint64_t cap)
 
 	return used > cap ? cap : used;
 }
+
+/**
+ * ring_next_frame() - the next record of a frame ring that is a frame to pass on
+ * @r:		consumer view of s2g
+ * @max_frame:	the largest plain frame (MTU + 14)
+ * @vnet_ok:	MOAT_REC_FRAME_VNET records are taken (the port negotiated offloads)
+ * @frame:	set to the record inside the ring (not copied: the caller only hands
+ *		the bytes on, it does not parse them)
+ * @vnet:	set to true for a MOAT_REC_FRAME_VNET record (struct moat_vnet_hdr
+ *		first), false for a plain frame
+ *
+ * Records that are not frames of 14..@max_frame bytes, or (with @vnet_ok)
+ * vnet records of a header and 14..MOAT_FRAME_MAX_GSO bytes, are stepped
+ * over: the netstack never writes them, the guest must not get them. Every
+ * consumer of s2g (the supervisor's guest port, moat-vhost) takes frames
+ * through this one check. Follow with ring_consume() once the frame is taken.
+ *
+ * Return: the record length, -EAGAIN if the ring is empty (the consumer flag
+ * is set: the producer will wake us), -EBADMSG if it is corrupt.
+ */
+int ring_next_frame(struct ring *r, uint32_t max_frame, bool vnet_ok, const uint8_t **frame,
+		    bool *vnet)
+{
+	for (;;) {
+		uint32_t type;
+		int n = ring_peek(r, &type, frame);
+
+		if (n == -EAGAIN) {
+			if (ring_prepare_sleep(r))
+				return -EAGAIN;
+			continue;
+		}
+		if (n < 0 || r->corrupt)
+			return -EBADMSG;
+		if (type == MOAT_REC_FRAME && n >= 14 && (uint32_t)n <= max_frame) {
+			*vnet = false;
+			return n;
+		}
+		if (type == MOAT_REC_FRAME_VNET && vnet_ok &&
+		    n >= (int)sizeof(struct moat_vnet_hdr) + 14 &&
+		    (uint32_t)n <= sizeof(struct moat_vnet_hdr) + MOAT_FRAME_MAX_GSO) {
+			*vnet = true;
+			return n;
+		}
+		ring_consume(r);
+	}
+}

@@ -66,6 +66,8 @@ void ring_consume(struct ring *r);
 void ring_release(struct ring *r);
 bool ring_prepare_sleep(struct ring *r);
 void ring_cancel_sleep(struct ring *r);
+int ring_next_frame(struct ring *r, uint32_t max_frame, bool vnet_ok, const uint8_t **frame,
+		    bool *vnet);
 
 /* Either side / observers */
 uint64_t ring_used_bytes(const struct moat_ring_ctl *ctl, uint64_t cap);

@@ -558,44 +558,24 @@ static void s2g_corrupt(struct guest *g)
  *		moat_vnet_hdr, then the frame), false for a plain frame; NULL
  *		for a frontend that negotiated no offloads
  *
- * Records that are not frames of 14..MTU+14 bytes, or with a port that
- * negotiated offloads vnet records of a header and 14..MOAT_FRAME_MAX_GSO
- * bytes, are stepped over (the netstack never writes them; the guest must
- * not get them). The frame is not copied: the caller only hands the bytes
- * to the guest, never parses them. Follow with ring_consume() once the
- * frame is taken, and guest_s2g_done() at the end of the batch.
+ * The records ring_next_frame() takes (frames of 14..MTU+14 bytes, and with
+ * a port that negotiated offloads vnet records); the rest are stepped over.
+ * Follow with ring_consume() once the frame is taken, and guest_s2g_done()
+ * at the end of the batch.
  *
  * Return: the record length, -EAGAIN if s2g is empty (the consumer flag is
  * set: the netstack will write our eventfd), -EBADMSG if s2g is corrupt.
  */
 int guest_s2g_next(struct guest *g, const uint8_t **frame, bool *vnet)
 {
-	for (;;) {
-		uint32_t type;
-		int n = ring_peek(&g->s2g, &type, frame);
+	bool v;
+	int n = ring_next_frame(&g->s2g, g->max_frame, vnet && g->offloads, frame, &v);
 
-		if (n == -EAGAIN) {
-			if (ring_prepare_sleep(&g->s2g))
-				return -EAGAIN;
-			continue;
-		}
-		if (n < 0 || g->s2g.corrupt) {
-			s2g_corrupt(g);
-			return -EBADMSG;
-		}
-		if (type == MOAT_REC_FRAME && n >= 14 && (uint32_t)n <= g->max_frame) {
-			if (vnet)
-				*vnet = false;
-			return n;
-		}
-		if (type == MOAT_REC_FRAME_VNET && vnet && g->offloads &&
-		    n >= (int)sizeof(struct moat_vnet_hdr) + 14 &&
-		    (uint32_t)n <= sizeof(struct moat_vnet_hdr) + MOAT_FRAME_MAX_GSO) {
-			*vnet = true;
-			return n;
-		}
-		ring_consume(&g->s2g);
-	}
+	if (n == -EBADMSG)
+		s2g_corrupt(g);
+	else if (n > 0 && vnet)
+		*vnet = v;
+	return n;
 }
 
 /**
