@@ -370,13 +370,6 @@ void tlsrelay_close(struct tcp_flow *f)
 
 /* ---- moat-tls's answers -------------------------------------------------- */
 
-static const char *const tlsrelay_reasons[TLSMSG_R_COUNT] = {
-	[TLSMSG_R_HANDSHAKE] = "handshake", [TLSMSG_R_VERIFY] = "verify",
-	[TLSMSG_R_NAME] = "name",	    [TLSMSG_R_HTTP] = "http",
-	[TLSMSG_R_TOO_MANY] = "too_many",   [TLSMSG_R_IO] = "io",
-	[TLSMSG_R_RELOAD] = "reload",
-};
-
 static void tlsrelay_answer(struct proxy *px, const struct tlsmsg *m)
 {
 	struct tcp_flow *f = tcpflow_find(px, m->flow);
@@ -392,7 +385,7 @@ static void tlsrelay_answer(struct proxy *px, const struct tlsmsg *m)
 			ev, sizeof(ev),
 			"{\"event\":\"tls\",\"outcome\":\"failed\",\"side\":\"%s\",\"reason\":\"%s\","
 			"\"flow\":%u,\"sni\":\"%s\"}",
-			m->a ? "server" : "guest", tlsrelay_reasons[m->b], m->flow,
+			m->a ? "server" : "guest", tlsmsg_reason_name(m->b), m->flow,
 			f ? f->hostname : "");
 		control_event(px, ev);
 		if (f)

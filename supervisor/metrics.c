@@ -59,6 +59,7 @@
 #include "supervisor/events.h"
 #include "supervisor/httpd.h"
 #include "supervisor/metrics.h"
+#include "tls/tlsmsg.h"
 
 /**
  * struct metrics_slot - one rendered response, lent to MHD until it is sent
@@ -440,10 +441,6 @@ static void render_proxy(struct out *o, const struct moat_proxy_counters *p)
 		 "Requests a pool refused because it was empty, by pool.", "pool", pool_names, v,
 		 MOAT_POOL_COUNT);
 	{
-		static const char *const reasons[MOAT_TLS_REASONS] = {
-			"handshake", "verify", "name", "http", "too_many", "io", "reload"
-		};
-
 		family(o, "moat_tls_failures_total", "counter",
 		       "Intercepted connections that failed, by side and reason.");
 		for (int side = 0; side < 2; side++)
@@ -451,7 +448,8 @@ static void render_proxy(struct out *o, const struct moat_proxy_counters *p)
 				char l[64];
 
 				snprintf(l, sizeof(l), "side=\"%s\",reason=\"%s\"",
-					 side ? "server" : "guest", reasons[i]);
+					 side ? "server" : "guest",
+					 tlsmsg_reason_name((uint32_t)i));
 				sample(o, "moat_tls_failures_total", l,
 				       ld(&p->tls_failures[side][i]));
 			}

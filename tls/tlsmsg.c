@@ -132,3 +132,21 @@ size_t tlsmsg_build2(uint8_t *buf, uint32_t flow, uint32_t type, uint32_t a, uin
 	wr32(p + 4, b);
 	return tlsmsg_build(buf, flow, type, p, sizeof(p));
 }
+
+/**
+ * tlsmsg_reason_name() - the word for a FAIL reason (events, metric labels)
+ * @r:	enum tlsmsg_reason
+ *
+ * Return: a static string; "unknown" out of range.
+ */
+const char *tlsmsg_reason_name(uint32_t r)
+{
+	static const char *const names[TLSMSG_R_COUNT] = {
+		[TLSMSG_R_HANDSHAKE] = "handshake", [TLSMSG_R_VERIFY] = "verify",
+		[TLSMSG_R_NAME] = "name",	    [TLSMSG_R_HTTP] = "http",
+		[TLSMSG_R_TOO_MANY] = "too_many",   [TLSMSG_R_IO] = "io",
+		[TLSMSG_R_RELOAD] = "reload",
+	};
+
+	return r < TLSMSG_R_COUNT ? names[r] : "unknown";
+}

@@ -60,6 +60,7 @@ struct tlsmsg {
 
 int tlsmsg_check(const uint8_t *buf, size_t len, int from_proxy, struct tlsmsg *m);
 size_t tlsmsg_build(uint8_t *buf, uint32_t flow, uint32_t type, const void *payload, uint32_t len);
+const char *tlsmsg_reason_name(uint32_t r);
 size_t tlsmsg_build2(uint8_t *buf, uint32_t flow, uint32_t type, uint32_t a, uint32_t b);
 
 #endif /* MOAT_TLSMSG_H */
