@@ -42,8 +42,9 @@ static int tlsconf_ca_fd = -1;		    /* --tls-ca-out */
 static int tlsconf_ca_pipe[2] = { -1, -1 }; /* moat-tls writes its CA certificate into [1] */
 static int tlsconf_cfg_fd = -1;		    /* moat-tls's configuration pipe (reloads) */
 
-#define TLSCONF_PIPE_SIZE  (1 << 20) /* a whole configuration fits: written at once */
-#define TLSCONF_CA_WAIT_MS 10000     /* moat-tls makes its CA within this, or moat fails */
+#define TLSCONF_PIPE_SIZE  (1 << 20)  /* a whole configuration fits: written at once */
+#define TLSCONF_CA_WAIT_MS 10000      /* moat-tls makes its CA within this, or moat fails */
+#define TLSCONF_START_MAX  (4u << 20) /* the first configuration: any policy and its values */
 
 static uint8_t *tlsconf_pending; /* a prepared reload (tlsconf_prepare()) */
 static size_t tlsconf_pending_len;
@@ -218,49 +219,6 @@ static int tlsconf_take_ca(void)
 	return rc;
 }
 
-static int tlsconf_u32(int fd, uint32_t v)
-{
-	uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
-
-	return tlsconf_write(fd, b, 4);
-}
-
-/**
- * tlsconf_send() - give moat-tls its configuration, then forget the secrets
- * @p:	the policy
- * @fd:	the write end of moat-tls's configuration pipe (kept for reloads)
- *
- * Then it waits for moat-tls's CA certificate and writes it to --tls-ca-out.
- *
- * Return: 0, or -1 (moat-tls is gone: its exit is the violation).
- */
-int tlsconf_send(const struct policy *p, int fd)
-{
-	char *json = policy_to_json(p);
-	int rc = -1;
-
-	/* Room for any later configuration at once, so a reload never blocks
-	 * (tlsconf_prepare() refuses one larger than what the pipe got). */
-	(void)fcntl(fd, F_SETPIPE_SZ, TLSCONF_PIPE_SIZE);
-	tlsconf_pipe_size = fcntl(fd, F_GETPIPE_SZ);
-	if (json && tlsconf_u32(fd, (uint32_t)strlen(json)) == 0 &&
-	    tlsconf_write(fd, json, strlen(json)) == 0 && tlsconf_u32(fd, tlsconf_n) == 0) {
-		rc = 0;
-		for (unsigned i = 0; i < tlsconf_n && rc == 0; i++)
-			if (tlsconf_u32(fd, (uint32_t)tlsconf_values[i].len) < 0 ||
-			    tlsconf_write(fd, tlsconf_values[i].value, tlsconf_values[i].len) < 0)
-				rc = -1;
-	}
-	free(json);
-	tlsconf_wipe();
-	if (tlsconf_take_ca() < 0)
-		rc = -1;
-	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
-		rc = -1;
-	tlsconf_cfg_fd = fd;
-	return rc;
-}
-
 /* Append @len bytes to @buf (of @cap, at *@at). Return: 0 or -1 when full. */
 static int tlsconf_put(uint8_t *buf, size_t cap, size_t *at, const void *src, size_t len)
 {
@@ -276,6 +234,65 @@ static int tlsconf_put32(uint8_t *buf, size_t cap, size_t *at, uint32_t v)
 	uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
 
 	return tlsconf_put(buf, cap, at, b, 4);
+}
+
+/*
+ * moat-tls's configuration, as tls.c reads it: the normalized policy, then
+ * each value of tlsconf_values, length-prefixed (little-endian u32), into
+ * @buf of @cap bytes. Return: the length, or 0 if it does not fit.
+ */
+static size_t tlsconf_build(const struct policy *p, uint8_t *buf, size_t cap)
+{
+	char *json = policy_to_json(p);
+	size_t at = 0;
+	bool bad;
+
+	if (!json)
+		return 0;
+	bad = tlsconf_put32(buf, cap, &at, (uint32_t)strlen(json)) < 0 ||
+	      tlsconf_put(buf, cap, &at, json, strlen(json)) < 0 ||
+	      tlsconf_put32(buf, cap, &at, tlsconf_n) < 0;
+	for (unsigned i = 0; i < tlsconf_n && !bad; i++)
+		bad = tlsconf_put32(buf, cap, &at, (uint32_t)tlsconf_values[i].len) < 0 ||
+		      tlsconf_put(buf, cap, &at, tlsconf_values[i].value, tlsconf_values[i].len) <
+			      0;
+	free(json);
+	return bad ? 0 : at;
+}
+
+/**
+ * tlsconf_send() - give moat-tls its configuration, then forget the secrets
+ * @p:	the policy
+ * @fd:	the write end of moat-tls's configuration pipe (kept for reloads)
+ *
+ * Then it waits for moat-tls's CA certificate and writes it to --tls-ca-out.
+ *
+ * Return: 0, or -1 (moat-tls is gone: its exit is the violation).
+ */
+int tlsconf_send(const struct policy *p, int fd)
+{
+	size_t cap = TLSCONF_START_MAX, len;
+	uint8_t *buf = malloc(cap);
+	int rc = -1;
+
+	/* Room for any later configuration at once, so a reload never blocks
+	 * (tlsconf_prepare() refuses one larger than what the pipe got). */
+	(void)fcntl(fd, F_SETPIPE_SZ, TLSCONF_PIPE_SIZE);
+	tlsconf_pipe_size = fcntl(fd, F_GETPIPE_SZ);
+	len = buf ? tlsconf_build(p, buf, cap) : 0;
+	/* blocking: moat-tls reads it at start, before anything else */
+	if (len && tlsconf_write(fd, buf, len) == 0)
+		rc = 0;
+	if (buf)
+		explicit_bzero(buf, cap);
+	free(buf);
+	tlsconf_wipe();
+	if (tlsconf_take_ca() < 0)
+		rc = -1;
+	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+		rc = -1;
+	tlsconf_cfg_fd = fd;
+	return rc;
 }
 
 /* The same file, or both absent? */
@@ -305,7 +322,6 @@ int tlsconf_prepare(const struct policy *old, const struct policy *np, char *err
 	unsigned n = policy_secret_count(np);
 	size_t cap = TLSCONF_PIPE_SIZE, at = 0;
 	uint8_t *buf = NULL;
-	char *json = NULL;
 	int queued = 0, rc = -1;
 
 	if (policy_has_tls(old) != policy_has_tls(np)) {
@@ -330,8 +346,7 @@ int tlsconf_prepare(const struct policy *old, const struct policy *np, char *err
 	}
 	tlsconf_values = calloc(n ? n : 1, sizeof(*tlsconf_values));
 	buf = malloc(cap);
-	json = policy_to_json(np);
-	if (!tlsconf_values || !buf || !json) {
+	if (!tlsconf_values || !buf) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -349,15 +364,9 @@ int tlsconf_prepare(const struct policy *old, const struct policy *np, char *err
 			goto out;
 		}
 	}
-	if (tlsconf_put32(buf, cap, &at, (uint32_t)strlen(json)) < 0 ||
-	    tlsconf_put(buf, cap, &at, json, strlen(json)) < 0 ||
-	    tlsconf_put32(buf, cap, &at, n) < 0)
-		goto too_big;
-	for (unsigned i = 0; i < n; i++)
-		if (tlsconf_put32(buf, cap, &at, (uint32_t)tlsconf_values[i].len) < 0 ||
-		    tlsconf_put(buf, cap, &at, tlsconf_values[i].value, tlsconf_values[i].len) < 0)
-			goto too_big;
-	if (at > (size_t)tlsconf_pipe_size)
+	at = tlsconf_build(np, buf,
+			   (size_t)tlsconf_pipe_size < cap ? (size_t)tlsconf_pipe_size : cap);
+	if (!at)
 		goto too_big;
 	tlsconf_pending = buf;
 	tlsconf_pending_len = at;
@@ -372,7 +381,6 @@ out:
 	if (buf)
 		explicit_bzero(buf, cap);
 	free(buf);
-	free(json);
 	tlsconf_wipe();
 	return rc;
 }
