@@ -27,11 +27,11 @@ enum {
 	FD_VHOST_LISTEN = FD_CONTROL, /* moat-vhost only: the socket bound on vhost-user:PATH */
 	FD_TLS_CHANNEL = FD_CONTROL,  /* moat-tls only: the seqpacket channel to the proxy */
 	FD_TLS_CONFIG = FD_PROXY_TLS, /* moat-tls only: its configuration and the secrets (a pipe) */
-	FD_TLS_CA_OUT, /* moat-tls only: a pipe back to the supervisor for its CA certificate */
+	FD_TLS_SUPERVISOR, /* moat-tls only: seqpacket to the supervisor: offers, files, replies */
 	FD_LAST_NETSTACK = FD_LIFELINE,
 	FD_LAST_PROXY = FD_PROXY_TLS,
 	FD_LAST_VHOST = FD_VHOST_LISTEN,
-	FD_LAST_TLS = FD_TLS_CA_OUT,
+	FD_LAST_TLS = FD_TLS_SUPERVISOR,
 };
 
 #endif /* MOAT_FDS_H */

@@ -76,6 +76,7 @@
 #include "supervisor/run.h"
 #include "supervisor/sandbox.h"
 #include "supervisor/tlsconf.h"
+#include "tls/tls.h"
 
 #define EXIT_RUNTIME   1
 #define EXIT_USAGE     2
@@ -486,7 +487,7 @@ static void make_env(struct policy_env *env, const struct moat_shm_header *h)
  * stderr our log pipe, the region, the eventfds, the lifeline's read end and,
  * for the proxy, the control socket and the channel to moat-tls; for
  * moat-vhost the vhost-user listening socket; for moat-tls the channel, its
- * configuration pipe and --tls-ca-out) at their fixed numbers.
+ * configuration pipe and its socket to us) at their fixed numbers.
  */
 static void spawn_child(enum child_role role, int control_child_fd, int devnull)
 {
@@ -508,11 +509,9 @@ static void spawn_child(enum child_role role, int control_child_fd, int devnull)
 	} else if (role == CHILD_VHOST) {
 		map[nmap][0] = guest_vhost_listener(sv.guest), map[nmap++][1] = FD_VHOST_LISTEN;
 	} else if (role == CHILD_TLS) {
-		int ca = tlsconf_ca_out_fd(); /* a pipe back to us */
-
 		map[nmap][0] = sv.tls_sp[1], map[nmap++][1] = FD_TLS_CHANNEL;
 		map[nmap][0] = sv.tls_cfg[0], map[nmap++][1] = FD_TLS_CONFIG;
-		map[nmap][0] = ca, map[nmap++][1] = FD_TLS_CA_OUT;
+		map[nmap][0] = tlsconf_child_fd(), map[nmap++][1] = FD_TLS_SUPERVISOR;
 	}
 
 	snprintf(supervisor, sizeof(supervisor), "%d", (int)getpid());
@@ -892,7 +891,7 @@ static void reload_seccomp(scmp_filter_ctx ctx)
 	ALLOW(ctx, fstat);	/* stdio's buffer size for the policy file */
 	ALLOW(ctx, newfstatat); /* the same, where fstat is fstatat */
 	ALLOW(ctx, lseek);	/* jansson's file reader */
-	ALLOW(ctx, read);	/* a secret's value_file (tlsconf_update()) */
+	ALLOW(ctx, read);	/* a secret's value_file (tlsconf_prepare()) */
 	/* has moat-tls read its last configuration? (FIONREAD only) */
 	ALLOW_ARG(ctx, ioctl, SCMP_A1(SCMP_CMP_EQ, FIONREAD));
 }
@@ -1142,6 +1141,7 @@ static void confine_supervisor(void)
 	proc_seccomp(ctx);
 	channel_seccomp(ctx);
 	reload_seccomp(ctx);
+	tlsconf_seccomp(ctx);
 	guest_seccomp(ctx, sv.guest);
 	metrics_seccomp(ctx, sv.metrics);
 	api_seccomp(ctx, sv.api);
@@ -1325,11 +1325,11 @@ static void start_processes(int sp[2], const sigset_t *mask)
 		close(sv.tls_sp[0]);
 		close(sv.tls_sp[1]);
 		close(sv.tls_cfg[0]);
+		char err[TLS_CTL_TEXT_MAX];
+
 		/* moat-tls reads it now; only it holds the secrets from here on */
-		if (tlsconf_send(sv.policy, sv.tls_cfg[1]) < 0)
-			fatalx(EXIT_RUNTIME,
-			       "moat-tls did not start (no configuration taken, or no "
-			       "CA certificate within 10 s)");
+		if (tlsconf_start(sv.policy, sv.tls_cfg[1], err, sizeof(err)) < 0)
+			fatalx(EXIT_RUNTIME, "moat-tls did not start: %s", err);
 	}
 	close(sp[1]);
 	close(sv.lifeline[0]); /* the write end stays ours alone, until we die */

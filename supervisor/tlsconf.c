@@ -7,19 +7,26 @@
  * When the policy has a "tls" section, the supervisor starts moat-tls and
  * is the only process that reads the secrets' values (policy_secrets_resolve():
  * environment variables and files, before anything is forked, so a missing
- * one is a usage error with nothing started). tlsconf_send() writes them,
- * after the normalized policy, into the pipe moat-tls reads at start
- * (length-prefixed, little-endian), then wipes its own copy: from then on
- * only moat-tls holds them. --tls-ca-out is opened here too, while we may
- * still write where the operator asked; moat-tls sends its CA certificate
- * (never the key) back on a pipe, and we write it there before moat says it
- * is ready.
+ * one is a usage error with nothing started). It opens the files the tls
+ * section names (the CA certificate and key, the upstream trust store) but
+ * never reads them: moat-tls gets the descriptors. Each configuration is
+ * one exchange (tls/tls.h): the supervisor writes the tls and secrets
+ * sections and the values into moat-tls's pipe (length-prefixed,
+ * little-endian) and wipes its own copy; it sends OFFER with the files'
+ * descriptors; moat-tls answers OK with its CA certificate, or REFUSED with
+ * why; COMMIT puts it in force. At start (tlsconf_start()) the CA
+ * certificate goes to --tls-ca-out, opened here too while we may still
+ * write where the operator asked, before moat says it is ready.
  *
- * A reload that changes the tls or secrets sections reads the new secrets
- * the same way and writes the new configuration into the same pipe
- * (tlsconf_update()); moat-tls cuts its intercepted connections and takes
- * it. What moat-tls read as files at start (the CA, the upstream trust
- * store) cannot change without a restart.
+ * A reload (tlsconf_prepare()) makes the same offer, confined, and commits
+ * it (tlsconf_commit()) only once the proxy has taken the new policy, or
+ * aborts it (tlsconf_discard()): a reload either refuses changes nothing.
+ * moat-tls compares what it was offered with what it has (a digest of the
+ * bytes, the files' included): the same changes nothing, anything else cuts
+ * its intercepted connections. A new CA is written to --tls-ca-out again.
+ * A tls section removed leaves moat-tls running with nothing to intercept
+ * and no secrets; one added needs moat-tls, so only a moat started with a
+ * tls section (an empty one will do) takes it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,25 +37,35 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/confine.h"
 #include "common/log.h"
 #include "supervisor/tlsconf.h"
 #include "tls/http1.h"
+#include "tls/tls.h"
 
 static struct policy_secret_value *tlsconf_values;
 static unsigned tlsconf_n;
-static int tlsconf_ca_fd = -1;		    /* --tls-ca-out */
-static int tlsconf_ca_pipe[2] = { -1, -1 }; /* moat-tls writes its CA certificate into [1] */
-static int tlsconf_cfg_fd = -1;		    /* moat-tls's configuration pipe (reloads) */
+static int tlsconf_ca_fd = -1;		      /* --tls-ca-out, kept to write a new CA on reload */
+static int tlsconf_sock[2] = { -1, -1 };      /* [0] ours, [1] moat-tls's FD_TLS_SUPERVISOR */
+static int tlsconf_cfg_fd = -1;		      /* moat-tls's configuration pipe */
+static int tlsconf_files[3] = { -1, -1, -1 }; /* the next offer's, by TLS_FILE_* bit */
+static uint32_t tlsconf_seq;		      /* the last offer's number */
+static bool tlsconf_offered;		      /* it waits for COMMIT or ABORT */
+static int tlsconf_pipe_size;		      /* what the kernel gave the pipe */
 
-#define TLSCONF_PIPE_SIZE  (1 << 20)  /* a whole configuration fits: written at once */
-#define TLSCONF_CA_WAIT_MS 10000      /* moat-tls makes its CA within this, or moat fails */
-#define TLSCONF_START_MAX  (4u << 20) /* the first configuration: any policy and its values */
+static char tlsconf_pem[TLS_CTL_TEXT_MAX]; /* the CA certificate in --tls-ca-out */
+static size_t tlsconf_pem_len;
+static char tlsconf_offer_pem[TLS_CTL_TEXT_MAX]; /* the one the offer's answer brought */
+static size_t tlsconf_offer_pem_len;
 
-static uint8_t *tlsconf_pending; /* a prepared reload (tlsconf_prepare()) */
-static size_t tlsconf_pending_len;
-static int tlsconf_pipe_size; /* what the kernel gave the configuration pipe */
+#define TLSCONF_PIPE_SIZE (1 << 20)  /* a whole configuration fits: written at once */
+#define TLSCONF_START_MS  10000	     /* moat-tls answers its first offer within this */
+#define TLSCONF_RELOAD_MS 5000	     /* and a reload's within this */
+#define TLSCONF_START_MAX (4u << 20) /* the first configuration: any policy and its values */
 
 /* The variables secrets name, taken out of our environment (tlsconf_hide_env()). */
 static struct {
@@ -95,26 +112,74 @@ static void tlsconf_show_env(bool show)
 	}
 }
 
-/**
- * tlsconf_open() - read the secrets and open --tls-ca-out, before any fork
- * @p:		the policy (with or without a tls section)
- * @ca_out:	--tls-ca-out, or NULL
- * @err, @errlen: one line saying what to fix (never a secret's value)
- *
- * Return: 1 if moat-tls must run, 0 if not, -1 with @err set.
+static void tlsconf_close_files(void)
+{
+	for (int i = 0; i < 3; i++) {
+		if (tlsconf_files[i] >= 0)
+			close(tlsconf_files[i]);
+		tlsconf_files[i] = -1;
+	}
+}
+
+/*
+ * Open the files @p's tls section names, for the next offer (never read
+ * here: the CA key is moat-tls's alone). Return: the TLS_FILE_* bits of
+ * those opened, or -1 with @err set.
  */
-int tlsconf_open(const struct policy *p, const char *ca_out, char *err, size_t errlen)
+static int tlsconf_open_files(const struct policy *p, char *err, size_t errlen)
+{
+	const char *path[3] = { policy_tls_ca_cert(p), policy_tls_ca_key(p),
+				policy_tls_upstream_ca(p) };
+	static const char *const field[3] = { "tls.ca.cert", "tls.ca.key", "tls.upstream_ca" };
+	int bits = 0;
+
+	tlsconf_close_files();
+	for (int i = 0; i < 3; i++) {
+		struct stat st;
+		int fd;
+
+		if (!path[i])
+			continue;
+		fd = open(path[i], O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+		if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+		    st.st_size > (off_t)TLS_FILE_MAX) {
+			snprintf(err, errlen, "%s %s: %s", field[i], path[i],
+				 fd < 0		      ? strerror(errno) :
+				 !S_ISREG(st.st_mode) ? "not a regular file" :
+							"larger than 8 MiB");
+			if (fd >= 0)
+				close(fd);
+			tlsconf_close_files();
+			return -1;
+		}
+		tlsconf_files[i] = fd;
+		bits |= 1 << i;
+	}
+	return bits;
+}
+
+/* Check each value's length against what the rewriter holds. Return: 0, -1 with @err. */
+static int tlsconf_check_values(const struct policy *p, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < tlsconf_n; i++) {
+		if (tlsconf_values[i].len > HTTP1_VALUE_MAX) {
+			snprintf(err, errlen,
+				 "secrets[%u] (%s): the value is longer than %u bytes, more than a "
+				 "request header moat rewrites may hold",
+				 i, policy_secret_placeholder(p, i), HTTP1_VALUE_MAX);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Read @p's secrets into tlsconf_values. Return: 0, -1 with @err set. */
+static int tlsconf_resolve(const struct policy *p, char *err, size_t errlen)
 {
 	unsigned n = policy_secret_count(p);
 	int rc;
 
-	if (!policy_has_tls(p)) {
-		if (ca_out) {
-			snprintf(err, errlen, "--tls-ca-out: the policy has no tls section");
-			return -1;
-		}
-		return 0;
-	}
+	tlsconf_wipe();
 	tlsconf_values = calloc(n ? n : 1, sizeof(*tlsconf_values));
 	if (!tlsconf_values) {
 		snprintf(err, errlen, "out of memory");
@@ -124,16 +189,35 @@ int tlsconf_open(const struct policy *p, const char *ca_out, char *err, size_t e
 	if (rc < 0)
 		return -1;
 	tlsconf_n = (unsigned)rc;
-	tlsconf_hide_env(p);
-	for (unsigned i = 0; i < tlsconf_n; i++) {
-		if (tlsconf_values[i].len > HTTP1_VALUE_MAX) {
-			snprintf(err, errlen,
-				 "secrets[%u] (%s): the value is longer than %u bytes, more than a "
-				 "request header moat rewrites may hold",
-				 i, policy_secret_placeholder(p, i), HTTP1_VALUE_MAX);
-			tlsconf_wipe();
+	return tlsconf_check_values(p, err, errlen);
+}
+
+/**
+ * tlsconf_open() - read the secrets, open the tls files and --tls-ca-out,
+ * before any fork
+ * @p:		the policy (with or without a tls section)
+ * @ca_out:	--tls-ca-out, or NULL
+ * @err, @errlen: one line saying what to fix (never a secret's value)
+ *
+ * Return: 1 if moat-tls must run, 0 if not, -1 with @err set.
+ */
+int tlsconf_open(const struct policy *p, const char *ca_out, char *err, size_t errlen)
+{
+	if (!policy_has_tls(p)) {
+		if (ca_out) {
+			snprintf(err, errlen, "--tls-ca-out: the policy has no tls section");
 			return -1;
 		}
+		return 0;
+	}
+	if (tlsconf_resolve(p, err, errlen) < 0) {
+		tlsconf_wipe();
+		return -1;
+	}
+	tlsconf_hide_env(p);
+	if (tlsconf_open_files(p, err, errlen) < 0) {
+		tlsconf_wipe();
+		return -1;
 	}
 	if (ca_out) {
 		tlsconf_ca_fd = open(ca_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
@@ -144,8 +228,8 @@ int tlsconf_open(const struct policy *p, const char *ca_out, char *err, size_t e
 			return -1;
 		}
 	}
-	if (pipe2(tlsconf_ca_pipe, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, tlsconf_sock) < 0) {
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
 		tlsconf_wipe();
 		return -1;
 	}
@@ -153,13 +237,13 @@ int tlsconf_open(const struct policy *p, const char *ca_out, char *err, size_t e
 }
 
 /**
- * tlsconf_ca_out_fd() - where moat-tls writes its CA certificate
+ * tlsconf_child_fd() - moat-tls's end of its channel to us
  *
- * Return: the write end of a pipe the supervisor reads (tlsconf_send()).
+ * Return: the descriptor the supervisor puts at FD_TLS_SUPERVISOR.
  */
-int tlsconf_ca_out_fd(void)
+int tlsconf_child_fd(void)
 {
-	return tlsconf_ca_pipe[1];
+	return tlsconf_sock[1];
 }
 
 static int tlsconf_write(int fd, const void *buf, size_t len)
@@ -177,46 +261,6 @@ static int tlsconf_write(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
-}
-
-/*
- * The CA certificate moat-tls wrote, to --tls-ca-out: before moat is ready,
- * so that an orchestrator that waits for the ready line finds it whole.
- */
-static int tlsconf_take_ca(void)
-{
-	static char pem[65536];
-	size_t len = 0;
-	int rc = 0;
-
-	close(tlsconf_ca_pipe[1]);
-	tlsconf_ca_pipe[1] = -1;
-	for (int waited = 0;;) {
-		struct pollfd pfd = { .fd = tlsconf_ca_pipe[0], .events = POLLIN };
-		ssize_t n;
-
-		/* Bounded: a moat-tls that hangs before its CA must not hang our start. */
-		if (poll(&pfd, 1, 100) == 0) {
-			if ((waited += 100) >= TLSCONF_CA_WAIT_MS)
-				break;
-			continue;
-		}
-		n = read(tlsconf_ca_pipe[0], pem + len, sizeof(pem) - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0 || (len += (size_t)n) == sizeof(pem))
-			break;
-	}
-	close(tlsconf_ca_pipe[0]);
-	tlsconf_ca_pipe[0] = -1;
-	if (len < 64 || strncmp(pem, "-----BEGIN CERTIFICATE-----", 27))
-		rc = -1; /* moat-tls failed before it had a CA: its exit says why */
-	else if (tlsconf_ca_fd >= 0 && tlsconf_write(tlsconf_ca_fd, pem, len) < 0)
-		rc = -1;
-	if (tlsconf_ca_fd >= 0)
-		close(tlsconf_ca_fd);
-	tlsconf_ca_fd = -1;
-	return rc;
 }
 
 /* Append @len bytes to @buf (of @cap, at *@at). Return: 0 or -1 when full. */
@@ -237,13 +281,40 @@ static int tlsconf_put32(uint8_t *buf, size_t cap, size_t *at, uint32_t v)
 }
 
 /*
- * moat-tls's configuration, as tls.c reads it: the normalized policy, then
- * each value of tlsconf_values, length-prefixed (little-endian u32), into
- * @buf of @cap bytes. Return: the length, or 0 if it does not fit.
+ * The "tls" and "secrets" members of @p's normalized form: all moat-tls is
+ * told of the policy. A policy without a tls section gives an empty one
+ * (nothing intercepted, no secrets). Return: the JSON text (free() it).
+ */
+static char *tlsconf_sections(const struct policy *p)
+{
+	char *text = policy_has_tls(p) ? policy_to_json(p) : NULL;
+	json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+	json_t *out = json_object();
+	char *dump = NULL;
+
+	free(text);
+	if (out && o) {
+		json_object_set(out, "tls", json_object_get(o, "tls"));
+		json_object_set(out, "secrets", json_object_get(o, "secrets"));
+	} else if (out && !policy_has_tls(p)) {
+		json_object_set_new(out, "tls", json_object());
+	}
+	if (out && json_object_size(out))
+		dump = json_dumps(out, JSON_COMPACT);
+	json_decref(o);
+	json_decref(out);
+	return dump;
+}
+
+/*
+ * moat-tls's configuration, as tls.c reads it: @p's tls and secrets
+ * sections, then each value of tlsconf_values, length-prefixed
+ * (little-endian u32), into @buf of @cap bytes. Return: the length, or 0
+ * if it does not fit.
  */
 static size_t tlsconf_build(const struct policy *p, uint8_t *buf, size_t cap)
 {
-	char *json = policy_to_json(p);
+	char *json = tlsconf_sections(p);
 	size_t at = 0;
 	bool bad;
 
@@ -260,129 +331,233 @@ static size_t tlsconf_build(const struct policy *p, uint8_t *buf, size_t cap)
 	return bad ? 0 : at;
 }
 
-/**
- * tlsconf_send() - give moat-tls its configuration, then forget the secrets
- * @p:	the policy
- * @fd:	the write end of moat-tls's configuration pipe (kept for reloads)
- *
- * Then it waits for moat-tls's CA certificate and writes it to --tls-ca-out.
- *
- * Return: 0, or -1 (moat-tls is gone: its exit is the violation).
- */
-int tlsconf_send(const struct policy *p, int fd)
+/* One message to moat-tls, with the offer's files when @files. Return: 0, -1. */
+static int tlsconf_ctl(uint32_t kind, uint32_t files)
 {
-	size_t cap = TLSCONF_START_MAX, len;
+	struct tls_ctl h = { .kind = kind, .seq = tlsconf_seq, .files = files };
+	int fds[3], n = 0;
+	union {
+		char b[CMSG_SPACE(sizeof(fds))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { &h, sizeof(h) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	for (int i = 0; i < 3; i++)
+		if (files & (1u << i))
+			fds[n++] = tlsconf_files[i];
+	if (n) {
+		struct cmsghdr *c;
+
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.b;
+		mh.msg_controllen = CMSG_SPACE((size_t)n * sizeof(int));
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, (size_t)n * sizeof(int));
+	}
+	while (sendmsg(tlsconf_sock[0], &mh, MSG_NOSIGNAL) < 0)
+		if (errno != EINTR)
+			return -1;
+	return 0;
+}
+
+/*
+ * Wait up to @ms for moat-tls's answer to the last offer (answers to older
+ * ones are passed over). Return: 1 OK (its CA in tlsconf_offer_pem), 0
+ * REFUSED (why in @err), -1 no answer (@err says so).
+ */
+static int tlsconf_answer(int ms, char *err, size_t errlen)
+{
+	static char msg[sizeof(struct tls_ctl) + TLS_CTL_TEXT_MAX];
+	struct tls_ctl h;
+
+	for (int waited = 0; waited < ms;) {
+		struct pollfd pfd = { .fd = tlsconf_sock[0], .events = POLLIN };
+		ssize_t n;
+		int r = poll(&pfd, 1, 100);
+
+		if (r == 0 || (r < 0 && errno == EINTR)) {
+			waited += 100;
+			continue;
+		}
+		n = recv(tlsconf_sock[0], msg, sizeof(msg), MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n < (ssize_t)sizeof(h))
+			break; /* gone, or broken: its exit says why */
+		memcpy(&h, msg, sizeof(h));
+		if (h.seq != tlsconf_seq)
+			continue;
+		n -= (ssize_t)sizeof(h);
+		if (h.kind == TLS_CTL_OK && n >= 27 &&
+		    !strncmp(msg + sizeof(h), "-----BEGIN CERTIFICATE-----", 27)) {
+			memcpy(tlsconf_offer_pem, msg + sizeof(h), (size_t)n);
+			tlsconf_offer_pem_len = (size_t)n;
+			return 1;
+		}
+		if (h.kind == TLS_CTL_REFUSED) {
+			snprintf(err, errlen, "moat-tls: %.*s", (int)n, msg + sizeof(h));
+			return 0;
+		}
+		break;
+	}
+	snprintf(err, errlen, "moat-tls did not answer");
+	return -1;
+}
+
+/*
+ * Offer @p to moat-tls: the configuration into the pipe, OFFER with the
+ * files opened for it, and its answer within @ms. The values are wiped
+ * either way. Return: 0 (answered OK), -1 with @err set.
+ */
+static int tlsconf_offer(const struct policy *p, uint32_t files, int ms, char *err, size_t errlen)
+{
+	size_t cap = (size_t)tlsconf_pipe_size < TLSCONF_START_MAX ? (size_t)tlsconf_pipe_size :
+								     TLSCONF_START_MAX;
 	uint8_t *buf = malloc(cap);
+	size_t len = buf ? tlsconf_build(p, buf, cap) : 0;
 	int rc = -1;
 
-	/* Room for any later configuration at once, so a reload never blocks
-	 * (tlsconf_prepare() refuses one larger than what the pipe got). */
-	(void)fcntl(fd, F_SETPIPE_SZ, TLSCONF_PIPE_SIZE);
-	tlsconf_pipe_size = fcntl(fd, F_GETPIPE_SZ);
-	len = buf ? tlsconf_build(p, buf, cap) : 0;
-	/* blocking: moat-tls reads it at start, before anything else */
-	if (len && tlsconf_write(fd, buf, len) == 0)
-		rc = 0;
+	if (!len)
+		snprintf(err, errlen,
+			 "the policy's tls and secrets sections and the values are larger than "
+			 "moat-tls's pipe (%d bytes)",
+			 tlsconf_pipe_size);
+	else if (tlsconf_write(tlsconf_cfg_fd, buf, len) < 0)
+		snprintf(err, errlen, "cannot write to moat-tls (%s)", strerror(errno));
+	else if (tlsconf_seq++, tlsconf_ctl(TLS_CTL_OFFER, files) < 0)
+		snprintf(err, errlen, "cannot write to moat-tls (%s)", strerror(errno));
+	else
+		rc = tlsconf_answer(ms, err, errlen) == 1 ? 0 : -1;
+	tlsconf_offered = rc == 0;
 	if (buf)
 		explicit_bzero(buf, cap);
 	free(buf);
 	tlsconf_wipe();
-	if (tlsconf_take_ca() < 0)
-		rc = -1;
-	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
-		rc = -1;
-	tlsconf_cfg_fd = fd;
+	tlsconf_close_files();
 	return rc;
 }
 
-/* The same file, or both absent? */
-static bool tlsconf_same_path(const char *a, const char *b)
+/* Put the offer's CA in --tls-ca-out if it is not the one there. Return: 0, -1. */
+static int tlsconf_write_ca(void)
 {
-	return (!a && !b) || (a && b && !strcmp(a, b));
+	if (tlsconf_ca_fd < 0 || (tlsconf_pem_len == tlsconf_offer_pem_len &&
+				  !memcmp(tlsconf_pem, tlsconf_offer_pem, tlsconf_pem_len)))
+		return 0;
+	if (ftruncate(tlsconf_ca_fd, 0) < 0 ||
+	    pwrite(tlsconf_ca_fd, tlsconf_offer_pem, tlsconf_offer_pem_len, 0) !=
+		    (ssize_t)tlsconf_offer_pem_len)
+		return -1;
+	memcpy(tlsconf_pem, tlsconf_offer_pem, tlsconf_offer_pem_len);
+	tlsconf_pem_len = tlsconf_offer_pem_len;
+	return 0;
 }
 
 /**
- * tlsconf_prepare() - a reload: make moat-tls's new configuration, or refuse
+ * tlsconf_start() - give moat-tls its first configuration, then forget the secrets
+ * @p:		the policy
+ * @cfg_fd:	the write end of moat-tls's configuration pipe (kept for reloads)
+ * @err, @errlen: why moat-tls did not take it
+ *
+ * The CA certificate of its answer goes to --tls-ca-out before this returns,
+ * so an orchestrator that waits for moat's ready line finds it whole.
+ *
+ * Return: 0, or -1 with @err set (moat must stop).
+ */
+int tlsconf_start(const struct policy *p, int cfg_fd, char *err, size_t errlen)
+{
+	int files = 0;
+
+	close(tlsconf_sock[1]);
+	tlsconf_sock[1] = -1;
+	/* Room for any later configuration at once (tlsconf_offer() refuses one larger). */
+	(void)fcntl(cfg_fd, F_SETPIPE_SZ, TLSCONF_PIPE_SIZE);
+	tlsconf_pipe_size = fcntl(cfg_fd, F_GETPIPE_SZ);
+	tlsconf_cfg_fd = cfg_fd;
+	for (int i = 0; i < 3; i++)
+		files |= tlsconf_files[i] >= 0 ? 1 << i : 0;
+	/* blocking: moat-tls reads it at start, before anything else */
+	if (tlsconf_offer(p, (uint32_t)files, TLSCONF_START_MS, err, errlen) < 0)
+		return -1;
+	if (tlsconf_write_ca() < 0) {
+		snprintf(err, errlen, "--tls-ca-out: %s", strerror(errno));
+		return -1;
+	}
+	tlsconf_commit();
+	if (fcntl(cfg_fd, F_SETFL, O_NONBLOCK) < 0) {
+		snprintf(err, errlen, "fcntl: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/**
+ * tlsconf_running() - does moat-tls run (a tls section at start)?
+ *
+ * Return: true once tlsconf_start() has handed it its first configuration.
+ */
+bool tlsconf_running(void)
+{
+	return tlsconf_cfg_fd >= 0;
+}
+
+/**
+ * tlsconf_prepare() - a reload: offer moat-tls the new configuration, or refuse
  * @old:	the policy in force
  * @np:		the one a reload offers
  * @err, @errlen: why it is refused (never a secret's value)
  *
- * moat-tls cuts its open intercepted connections (their requests were
- * checked against the old secrets) and takes the new ones. What it read as
- * files at start cannot change: a tls section added or removed, another
- * tls.ca or tls.upstream_ca, is refused. The new secrets are read here,
- * as at start; tlsconf_commit() writes it once the proxy has taken the
- * new policy, so that a reload refused there changes nothing.
+ * The new secrets are read and the files opened here, as at start; moat-tls
+ * checks the offer (a CA that is not one, a trust store without a
+ * certificate) and keeps it until tlsconf_commit() or tlsconf_discard().
+ * Refused: a tls section added to a moat that started without one (no
+ * moat-tls runs), tls.ca removed (moat-tls would have to make a CA that
+ * the guest does not trust).
  *
- * Context: the supervisor, confined (reload_seccomp()).
- * Return: 0 (ready, or nothing to hand over), -1 with @err set.
+ * Context: the supervisor, confined (reload_seccomp(), tlsconf_seccomp()).
+ * Return: 0 (offered, or nothing to offer), -1 with @err set.
  */
 int tlsconf_prepare(const struct policy *old, const struct policy *np, char *err, size_t errlen)
 {
-	unsigned n = policy_secret_count(np);
-	size_t cap = TLSCONF_PIPE_SIZE, at = 0;
-	uint8_t *buf = NULL;
-	int queued = 0, rc = -1;
+	int files = 0, queued = 0;
 
-	if (policy_has_tls(old) != policy_has_tls(np)) {
-		snprintf(err, errlen,
-			 "a tls section is added or removed only at start (restart moat)");
-		return -1;
-	}
 	tlsconf_discard();
-	if (!policy_has_tls(np) || tlsconf_same(old, np))
-		return 0;
-	if (!tlsconf_same_path(policy_tls_ca_cert(old), policy_tls_ca_cert(np)) ||
-	    !tlsconf_same_path(policy_tls_ca_key(old), policy_tls_ca_key(np)) ||
-	    !tlsconf_same_path(policy_tls_upstream_ca(old), policy_tls_upstream_ca(np))) {
-		snprintf(
-			err, errlen,
-			"tls.ca and tls.upstream_ca are read at start (restart moat to change them)");
+	if (!tlsconf_running()) {
+		if (!policy_has_tls(np))
+			return 0;
+		snprintf(err, errlen,
+			 "a tls section can be added by a reload only when moat started with one "
+			 "(start it with \"tls\": {} to add interception later)");
 		return -1;
 	}
-	if (tlsconf_cfg_fd < 0 || ioctl(tlsconf_cfg_fd, FIONREAD, &queued) < 0 || queued) {
+	if (policy_tls_has_ca(old) && policy_has_tls(np) && !policy_tls_has_ca(np)) {
+		snprintf(err, errlen,
+			 "tls.ca is removed: moat-tls would make a new CA that the guest does not "
+			 "trust (restart moat to change to a generated CA)");
+		return -1;
+	}
+	if (ioctl(tlsconf_cfg_fd, FIONREAD, &queued) < 0 || queued) {
 		snprintf(err, errlen, "moat-tls has not taken the previous configuration yet");
 		return -1;
 	}
-	tlsconf_values = calloc(n ? n : 1, sizeof(*tlsconf_values));
-	buf = malloc(cap);
-	if (!tlsconf_values || !buf) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-	tlsconf_show_env(true);
-	rc = policy_secrets_resolve(np, tlsconf_values, n, err, errlen);
-	tlsconf_show_env(false);
-	if (rc < 0)
-		goto out;
-	rc = -1;
-	tlsconf_n = n;
-	for (unsigned i = 0; i < n; i++) {
-		if (tlsconf_values[i].len > HTTP1_VALUE_MAX) {
-			snprintf(err, errlen, "secrets[%u] (%s): the value is longer than %u bytes",
-				 i, policy_secret_placeholder(np, i), HTTP1_VALUE_MAX);
-			goto out;
+	if (policy_has_tls(np)) {
+		int rc;
+
+		tlsconf_show_env(true);
+		rc = tlsconf_resolve(np, err, errlen);
+		tlsconf_show_env(false);
+		files = rc < 0 ? -1 : tlsconf_open_files(np, err, errlen);
+		if (files < 0) {
+			tlsconf_wipe();
+			return -1;
 		}
+	} else {
+		tlsconf_wipe(); /* no secrets: moat-tls forgets them */
 	}
-	at = tlsconf_build(np, buf,
-			   (size_t)tlsconf_pipe_size < cap ? (size_t)tlsconf_pipe_size : cap);
-	if (!at)
-		goto too_big;
-	tlsconf_pending = buf;
-	tlsconf_pending_len = at;
-	buf = NULL;
-	rc = 0;
-	goto out;
-too_big:
-	snprintf(err, errlen,
-		 "the policy and its secrets are larger than moat-tls's pipe (%d bytes)",
-		 tlsconf_pipe_size);
-out:
-	if (buf)
-		explicit_bzero(buf, cap);
-	free(buf);
-	tlsconf_wipe();
-	return rc;
+	return tlsconf_offer(np, (uint32_t)files, TLSCONF_RELOAD_MS, err, errlen);
 }
 
 /**
@@ -397,70 +572,48 @@ void tlsconf_wipe(void)
 	tlsconf_n = 0;
 }
 
-/* The "tls" and "secrets" members of @p's normalized form. */
-static json_t *tlsconf_sections(const struct policy *p)
-{
-	char *text = policy_to_json(p);
-	json_t *o = text ? json_loads(text, 0, NULL) : NULL;
-	json_t *out = json_object();
-
-	free(text);
-	if (o && out) {
-		json_object_set(out, "tls", json_object_get(o, "tls"));
-		json_object_set(out, "secrets", json_object_get(o, "secrets"));
-	}
-	json_decref(o);
-	return out;
-}
-
 /**
- * tlsconf_same() - do two policies agree on interception and secrets?
- * @a:	the policy in force
- * @b:	the one a reload offers
- *
- * Return: true if their tls and secrets sections are the same (a reload
- * may then go ahead: moat-tls keeps what it read at start).
- */
-bool tlsconf_same(const struct policy *a, const struct policy *b)
-{
-	json_t *x = tlsconf_sections(a), *y = tlsconf_sections(b);
-	bool same = x && y && json_equal(x, y);
-
-	json_decref(x);
-	json_decref(y);
-	return same;
-}
-
-/**
- * tlsconf_discard() - forget a prepared configuration (its bytes wiped)
+ * tlsconf_discard() - abort the offer tlsconf_prepare() made, if any
  */
 void tlsconf_discard(void)
 {
-	if (tlsconf_pending)
-		explicit_bzero(tlsconf_pending, TLSCONF_PIPE_SIZE);
-	free(tlsconf_pending);
-	tlsconf_pending = NULL;
-	tlsconf_pending_len = 0;
+	if (tlsconf_offered)
+		(void)tlsconf_ctl(TLS_CTL_ABORT, 0);
+	tlsconf_offered = false;
 }
 
 /**
- * tlsconf_commit() - write the configuration tlsconf_prepare() made
+ * tlsconf_commit() - put the offer tlsconf_prepare() made in force
  *
- * The pipe is empty (checked) and large enough (checked), so the write is
- * whole; anything else leaves moat-tls with a cut configuration, which it
- * could not tell from a slow one: moat stops (fail closed).
- *
- * Context: after the proxy took the new policy.
+ * Context: after the proxy took the new policy. A new CA goes to
+ * --tls-ca-out; a moat-tls that cannot be told is gone (its exit stops moat).
  */
 void tlsconf_commit(void)
 {
-	ssize_t n;
-
-	if (!tlsconf_pending)
+	if (!tlsconf_offered)
 		return;
-	n = write(tlsconf_cfg_fd, tlsconf_pending, tlsconf_pending_len);
-	if (n != (ssize_t)tlsconf_pending_len)
-		fatalx(1, "cannot hand the reloaded configuration to moat-tls (%s)",
-		       n < 0 ? strerror(errno) : "a partial write");
-	tlsconf_discard();
+	tlsconf_offered = false;
+	if (tlsconf_ctl(TLS_CTL_COMMIT, 0) < 0)
+		log_error("cannot commit moat-tls's configuration: %s", strerror(errno));
+	else if (tlsconf_write_ca() < 0)
+		log_error("--tls-ca-out: cannot write the new CA certificate: %s", strerror(errno));
+}
+
+/**
+ * tlsconf_seccomp() - what tlsconf_prepare() and tlsconf_commit() call once confined
+ * @ctx:	the supervisor's filter
+ */
+void tlsconf_seccomp(scmp_filter_ctx ctx)
+{
+	if (tlsconf_sock[0] < 0)
+		return;
+	/* offers with their files' descriptors, COMMIT, ABORT */
+	ALLOW_ARG(ctx, sendmsg, SCMP_A0(SCMP_CMP_EQ, tlsconf_sock[0]));
+	ALLOW_ARG(ctx, recvfrom, SCMP_A0(SCMP_CMP_EQ, tlsconf_sock[0])); /* the answers */
+	ALLOW(ctx, poll); /* waiting for an answer, bounded */
+	if (tlsconf_ca_fd >= 0) {
+		/* a new CA into --tls-ca-out */
+		ALLOW_ARG(ctx, ftruncate, SCMP_A0(SCMP_CMP_EQ, tlsconf_ca_fd));
+		ALLOW_ARG(ctx, pwrite64, SCMP_A0(SCMP_CMP_EQ, tlsconf_ca_fd));
+	}
 }

@@ -5,13 +5,18 @@
  * Theory of Operation
  * -------------------
  * Started by the supervisor when the policy has a "tls" section (docs/tls.md).
- * At start, before it is confined, it reads its configuration from a pipe
- * (FD_TLS_CONFIG): the normalized policy, then each secret's value, which
- * no other child ever holds. It makes or loads the CA (tlsca.c), writes the
- * CA certificate back to the supervisor (FD_TLS_CA_OUT, a pipe; it writes
- * --tls-ca-out), loads the upstream trust store, and confines itself:
- * an empty network namespace, no capabilities, no files, and an allowlist
- * without socket, connect, open or exec (tls_seccomp()).
+ * It opens no file, ever: a configuration comes on a pipe (FD_TLS_CONFIG) —
+ * the policy's tls and secrets sections, then each secret's value, which no
+ * other child ever holds — and the files the policy names (the CA and its
+ * key, the upstream trust store) come as descriptors the supervisor opened,
+ * with its OFFER on FD_TLS_SUPERVISOR (tls.h). moat-tls builds everything
+ * from them (tls_offer()), answers OK with its CA certificate (the
+ * supervisor writes --tls-ca-out) or REFUSED with why, and puts it in force
+ * on COMMIT. The first configuration is taken so, before moat-tls confines
+ * itself: an empty network namespace, no capabilities, and an allowlist
+ * without socket, connect, open or exec (tls_seccomp()). A reload is the
+ * same exchange, confined: the supervisor commits only once the proxy has
+ * taken the new policy, so a reload either side refuses changes nothing.
  *
  * From then on it only answers the proxy. An OPEN record on the channel
  * (FD_TLS_CHANNEL) brings the server name and two unix stream sockets: on
@@ -24,10 +29,10 @@
  * else stops the flow: the guest gets a 403 and the proxy a SECRET
  * violation record, whose action (block, log, terminate) is the proxy's.
  * Everything else that fails is a FAIL record with a side and a reason;
- * the proxy resets the connection. A reload that changes the tls or
- * secrets sections arrives on the configuration pipe as a whole new
- * configuration: the open flows are cut (reason "reload") and the new
- * secrets take over.
+ * the proxy resets the connection. A committed configuration that differs
+ * from the one in force (by the digest of all its bytes, files included)
+ * cuts the open flows (reason "reload"); one that is the same changes
+ * nothing.
  *
  * Each flow is a tlsflow (memory BIOs) fed from its two sockets; a side is
  * read only while the ciphertext waiting for the other side is small, so
@@ -48,6 +53,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
 #include "common/confine.h"
 #include "common/fds.h"
 #include "common/log.h"
@@ -58,10 +66,9 @@
 #include "tls/tlsflow.h"
 #include "tls/tlsmsg.h"
 
-#define TLS_MAX_FLOWS  256
-#define TLS_IO_CHUNK   16384
-#define TLS_CONFIG_MAX (POLICY_MAX_FILE_SIZE + 64u * (65536u + 4u) + 16u)
-#define TLS_FD_LIMIT   (2 * TLS_MAX_FLOWS + 32)
+#define TLS_MAX_FLOWS 256
+#define TLS_IO_CHUNK  16384
+#define TLS_FD_LIMIT  (2 * TLS_MAX_FLOWS + 32)
 
 /**
  * struct tls_conn - one intercepted connection
@@ -87,18 +94,38 @@ struct tls_conn {
 	char name[TLSMSG_SNI_MAX + 1];
 };
 
-struct tls_state {
+/**
+ * struct tls_config - one configuration: in force, or offered
+ * @seq:	the supervisor's number for its offer
+ * @policy:	the tls and secrets sections
+ * @values:	each secret's value (wiped when freed)
+ * @secrets:	the rewriter's view of them
+ * @ca:		the interception CA (an offer without one keeps the current)
+ * @up_ctx:	servers are verified with it (likewise)
+ * @digest:	SHA-256 of everything the offer brought
+ * @same:	an offer whose digest is the one in force
+ */
+struct tls_config {
+	uint32_t seq;
 	struct policy *policy;
-	struct tlsca *ca;
-	SSL_CTX *guest_ctx, *up_ctx;
-	struct http1_secret secrets[64];
 	struct policy_secret_value *values;
+	struct http1_secret secrets[HTTP1_MAX_SECRETS];
 	unsigned n_secrets;
+	struct tlsca *ca;
+	SSL_CTX *up_ctx;
+	uint8_t digest[SHA256_DIGEST_LENGTH];
+	bool same;
+};
+
+struct tls_state {
+	struct tls_config cur, next;
 	struct tls_conn conn[TLS_MAX_FLOWS];
 	struct tls_conn *current; /* the flow whose filter runs (http1's allowed()) */
 };
 
 static struct tls_state tls;
+
+static void tls_conn_end(struct tls_conn *c);
 static volatile sig_atomic_t tls_stop;
 
 static void tls_on_term(int sig)
@@ -129,9 +156,13 @@ static void tls_send(uint32_t flow, uint32_t type, uint32_t a, uint32_t b)
 	}
 }
 
-/* ---- set-up -------------------------------------------------------------- */
+/* ---- configuration ------------------------------------------------------- */
 
-static void tls_read_all(int fd, void *buf, size_t len)
+/*
+ * Read @len bytes of the configuration pipe (the supervisor wrote the whole
+ * configuration before its OFFER), into the digest @md.
+ */
+static void tls_read_all(int fd, void *buf, size_t len, EVP_MD_CTX *md)
 {
 	size_t got = 0;
 
@@ -144,13 +175,15 @@ static void tls_read_all(int fd, void *buf, size_t len)
 			fatalx(1, "the configuration from the supervisor is short");
 		got += (size_t)n;
 	}
+	if (EVP_DigestUpdate(md, buf, len) != 1)
+		fatalx(1, "SHA-256 of the configuration");
 }
 
-static uint32_t tls_read_u32(int fd)
+static uint32_t tls_read_u32(int fd, EVP_MD_CTX *md)
 {
 	uint8_t b[4];
 
-	tls_read_all(fd, b, 4);
+	tls_read_all(fd, b, 4, md);
 	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
 }
 
@@ -164,78 +197,327 @@ static bool tls_allowed(void *arg, int secret, const char *host)
 	struct tls_conn *c = arg;
 
 	return secret >= 0 && c && !strcasecmp(host, c->name) &&
-	       policy_secret_host_allowed(tls.policy, (unsigned)secret, host);
+	       policy_secret_host_allowed(tls.cur.policy, (unsigned)secret, host);
+}
+
+static void tls_config_free(struct tls_config *k)
+{
+	if (k->values)
+		policy_secrets_wipe(k->values, k->n_secrets);
+	free(k->values);
+	policy_free(k->policy);
+	tlsca_free(k->ca);
+	SSL_CTX_free(k->up_ctx);
+	memset(k, 0, sizeof(*k));
+}
+
+/* Read file @fd whole (at most TLS_FILE_MAX bytes) into @f. Return: 0, or -errno. */
+static int tls_read_file(int fd, struct tlsca_file *f, char **buf)
+{
+	size_t cap = 65536, len = 0;
+	char *b = malloc(cap);
+
+	while (b) {
+		ssize_t n;
+
+		if (len == cap) {
+			char *nb = cap < TLS_FILE_MAX ? realloc(b, cap *= 2) : NULL;
+
+			if (!nb) {
+				explicit_bzero(b, len);
+				free(b);
+				return cap >= TLS_FILE_MAX ? -EFBIG : -ENOMEM;
+			}
+			b = nb;
+		}
+		n = read(fd, b + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = -errno;
+
+			explicit_bzero(b, len);
+			free(b);
+			return e;
+		}
+		if (n == 0) {
+			*buf = b;
+			f->data = b;
+			f->len = len;
+			return 0;
+		}
+		len += (size_t)n;
+	}
+	return -ENOMEM;
 }
 
 /*
- * Read one configuration from the supervisor: the normalized policy, then
- * each secret's value. Return: the policy (its secrets in @values/@secrets).
+ * Build @k's CA and upstream trust store from the files' bytes @f (by
+ * TLS_FILE_* bit in @files); a new CA if the policy names none and there is
+ * none yet. What an offer has no file for stays as it is in force (NULL
+ * here). Return: 0, or -1 with @err set.
  */
-static struct policy *tls_read_config(struct policy_secret_value **values,
-				      struct http1_secret *secrets, unsigned *n_out)
+static int tls_config_build(struct tls_config *k, uint32_t files, const struct tlsca_file *f,
+			    char *err, size_t errlen)
+{
+	if ((files & TLS_FILE_CA_CERT) && (files & TLS_FILE_CA_KEY)) {
+		if (tlsca_load(&k->ca, &f[0], &f[1], err, errlen) < 0)
+			return -1;
+	} else if (!tls.cur.ca && tlsca_generate(&k->ca, err, errlen) < 0) {
+		return -1;
+	}
+	if ((files & TLS_FILE_UPSTREAM) && !(k->up_ctx = tlsflow_upstream_ctx(&f[2], err, errlen)))
+		return -1;
+	if (!k->up_ctx && !tls.cur.up_ctx) {
+		snprintf(err, errlen, "no upstream trust store (tls.upstream_ca)");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * An OFFER: read the configuration from the pipe (the tls and secrets
+ * sections, then each secret's value) and the files the supervisor opened
+ * (@fd, in TLS_FILE_* order of the bits in @files), into tls.next. An offer
+ * whose bytes are all the same as what is in force (the digest) is marked
+ * @same: its commit changes nothing and cuts no flow.
+ * Return: 0 (usable), -1 with @err set (refused: nothing changes).
+ */
+static int tls_offer(uint32_t seq, uint32_t files, const int *fd, char *err, size_t errlen)
 {
 	static const struct policy_env env;
-	struct policy *p = NULL;
-	struct policy_secret_value *v;
-	char err[512];
-	uint32_t len = tls_read_u32(FD_TLS_CONFIG), n;
+	struct tls_config *k = &tls.next;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	struct tlsca_file f[3] = { { 0 } };
+	char *buf[3] = { NULL, NULL, NULL };
+	uint32_t len, n;
 	char *json;
+	int rc = -1;
 
+	tls_config_free(k);
+	k->seq = seq;
+	if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+		fatalx(1, "SHA-256 of the configuration");
+	len = tls_read_u32(FD_TLS_CONFIG, md);
 	if (len == 0 || len > POLICY_MAX_FILE_SIZE)
 		fatalx(1, "the policy from the supervisor has a bad length");
 	json = malloc(len);
 	if (!json)
 		fatalx(1, "out of memory");
-	tls_read_all(FD_TLS_CONFIG, json, len);
-	if (policy_parse(json, len, "policy", &env, &p, err, sizeof(err)) < 0 || !policy_has_tls(p))
-		fatalx(1, "the policy from the supervisor: %s", err);
-	free(json);
-	n = tls_read_u32(FD_TLS_CONFIG);
-	if (n != policy_secret_count(p) || n > HTTP1_MAX_SECRETS)
-		fatalx(1, "the supervisor sent %u secrets for %u", n, policy_secret_count(p));
-	v = calloc(n ? n : 1, sizeof(*v));
-	if (!v)
+	tls_read_all(FD_TLS_CONFIG, json, len, md);
+	n = tls_read_u32(FD_TLS_CONFIG, md);
+	if (n > HTTP1_MAX_SECRETS)
+		fatalx(1, "the supervisor sent %u secrets", n);
+	k->values = calloc(n ? n : 1, sizeof(*k->values));
+	if (!k->values)
 		fatalx(1, "out of memory");
+	k->n_secrets = n;
 	for (uint32_t i = 0; i < n; i++) {
-		uint32_t vl = tls_read_u32(FD_TLS_CONFIG);
+		uint32_t vl = tls_read_u32(FD_TLS_CONFIG, md);
 
 		if (vl == 0 || vl > HTTP1_VALUE_MAX)
 			fatalx(1, "secret %u from the supervisor has a bad length", i);
-		tls_read_all(FD_TLS_CONFIG, v[i].value, vl);
-		v[i].len = vl;
-		secrets[i] = (struct http1_secret){ .placeholder = policy_secret_placeholder(p, i),
-						    .value = (const uint8_t *)v[i].value,
-						    .value_len = vl,
-						    .id = (int)i };
+		tls_read_all(FD_TLS_CONFIG, k->values[i].value, vl, md);
+		k->values[i].len = vl;
 	}
-	*values = v;
-	*n_out = n;
-	return p;
+	/* The pipe is read; now what the configuration says. */
+	if (policy_parse(json, len, "policy", &env, &k->policy, err, errlen) < 0)
+		goto out;
+	if (!policy_has_tls(k->policy) || policy_secret_count(k->policy) != n) {
+		snprintf(err, errlen, "the supervisor sent %u secrets for %u", n,
+			 policy_secret_count(k->policy));
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		k->secrets[i] = (struct http1_secret){
+			.placeholder = policy_secret_placeholder(k->policy, i),
+			.value = (const uint8_t *)k->values[i].value,
+			.value_len = k->values[i].len,
+			.id = (int)i,
+		};
+	f[0].name = policy_tls_ca_cert(k->policy);
+	f[1].name = policy_tls_ca_key(k->policy);
+	f[2].name = policy_tls_upstream_ca(k->policy);
+	for (int i = 0, at = 0; i < 3; i++) {
+		int e;
+
+		if (!(files & (1u << i)))
+			continue;
+		e = tls_read_file(fd[at++], &f[i], &buf[i]);
+		if (e < 0) {
+			snprintf(err, errlen, "%s: %s", f[i].name ? f[i].name : "a file",
+				 strerror(-e));
+			goto out;
+		}
+		/* the files count too: a CA rotated in place is a change */
+		if (EVP_DigestUpdate(md, &i, sizeof(i)) != 1 ||
+		    EVP_DigestUpdate(md, &f[i].len, sizeof(f[i].len)) != 1 ||
+		    EVP_DigestUpdate(md, f[i].data, f[i].len) != 1)
+			fatalx(1, "SHA-256 of the configuration");
+	}
+	if (EVP_DigestFinal_ex(md, k->digest, NULL) != 1)
+		fatalx(1, "SHA-256 of the configuration");
+	k->same = tls.cur.policy && !memcmp(k->digest, tls.cur.digest, sizeof(k->digest));
+	rc = k->same ? 0 : tls_config_build(k, files, f, err, errlen);
+out:
+	for (int i = 0; i < 3; i++) {
+		if (buf[i])
+			explicit_bzero(buf[i], f[i].len); /* the CA key */
+		free(buf[i]);
+	}
+	free(json);
+	EVP_MD_CTX_free(md);
+	if (rc < 0)
+		tls_config_free(k);
+	return rc;
 }
 
-static void tls_configure(void)
+/*
+ * A COMMIT: put tls.next in force. Unless it is the same as what is in
+ * force, the open flows are cut: their requests were checked against the
+ * old secrets (the proxy resets them).
+ */
+static void tls_commit(void)
 {
-	struct policy *p;
-	char err[512];
+	struct tls_config *k = &tls.next;
 
-	p = tls.policy = tls_read_config(&tls.values, tls.secrets, &tls.n_secrets);
-	if (policy_tls_has_ca(p) ? tlsca_load(&tls.ca, policy_tls_ca_cert(p), policy_tls_ca_key(p),
-					      err, sizeof(err)) < 0 :
-				   tlsca_generate(&tls.ca, err, sizeof(err)) < 0)
-		fatalx(1, "the CA: %s", err);
-	{
-		/* The certificate (never the key) back to the supervisor, for --tls-ca-out. */
-		static char pem[16384];
-		int pl = tlsca_cert_pem(tls.ca, pem, sizeof(pem));
-
-		if (pl < 0 || write(FD_TLS_CA_OUT, pem, (size_t)pl) != pl)
-			fatalx(1, "cannot hand the CA certificate to the supervisor");
-		close(FD_TLS_CA_OUT);
+	if (k->same) {
+		tls_config_free(k);
+		return;
 	}
-	tls.guest_ctx = tlsca_server_ctx(tls.ca);
-	tls.up_ctx = tlsflow_upstream_ctx(policy_tls_upstream_ca(p), err, sizeof(err));
-	if (!tls.guest_ctx || !tls.up_ctx)
-		fatalx(1, "TLS contexts: %s", tls.up_ctx ? "the server side" : err);
+	for (int i = 0; i < TLS_MAX_FLOWS; i++) {
+		if (!tls.conn[i].used)
+			continue;
+		tls_send(tls.conn[i].id, TLSMSG_FAIL, 0, TLSMSG_R_RELOAD);
+		tls_conn_end(&tls.conn[i]);
+	}
+	/* what the offer had no file for stays */
+	if (!k->ca) {
+		k->ca = tls.cur.ca;
+		tls.cur.ca = NULL;
+	}
+	if (!k->up_ctx) {
+		k->up_ctx = tls.cur.up_ctx;
+		tls.cur.up_ctx = NULL;
+	}
+	if (tls.cur.policy)
+		log_info("configuration reloaded: %u secret%s", k->n_secrets,
+			 k->n_secrets == 1 ? "" : "s");
+	tls_config_free(&tls.cur);
+	tls.cur = *k;
+	memset(k, 0, sizeof(*k));
+}
+
+/* A reply to the supervisor: OK with the CA certificate, or REFUSED with why. */
+static void tls_reply(uint32_t seq, bool ok, const char *why)
+{
+	static char msg[sizeof(struct tls_ctl) + TLS_CTL_TEXT_MAX];
+	struct tls_ctl h = { .kind = ok ? TLS_CTL_OK : TLS_CTL_REFUSED, .seq = seq };
+	struct tlsca *ca = tls.next.ca ? tls.next.ca : tls.cur.ca;
+	size_t len;
+
+	memcpy(msg, &h, sizeof(h));
+	if (ok) {
+		int pl = tlsca_cert_pem(ca, msg + sizeof(h), TLS_CTL_TEXT_MAX);
+
+		if (pl < 0)
+			fatalx(1, "the CA certificate does not fit a reply");
+		len = (size_t)pl;
+	} else {
+		len = strnlen(why, TLS_CTL_TEXT_MAX - 1);
+		memcpy(msg + sizeof(h), why, len);
+	}
+	while (send(FD_TLS_SUPERVISOR, msg, sizeof(h) + len, MSG_NOSIGNAL) < 0)
+		if (errno != EINTR)
+			fatal("the reply to the supervisor");
+}
+
+/*
+ * One message on a seqpacket socket, with up to @max descriptors (the rest
+ * closed). Return: its length, 0 at EOF, -1 (errno) on error; a truncated
+ * message is -1 with EMSGSIZE, its descriptors closed.
+ */
+static ssize_t tls_recv(int sock, void *buf, size_t len, int *fds, unsigned max, unsigned *nfds,
+			int flags)
+{
+	union {
+		char b[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { buf, len };
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b)
+	};
+	ssize_t n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC);
+
+	*nfds = 0;
+	if (n < 0)
+		return -1;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (*nfds < max)
+				fds[(*nfds)++] = fd;
+			else
+				close(fd);
+		}
+	}
+	if (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) {
+		for (unsigned i = 0; i < *nfds; i++)
+			close(fds[i]);
+		*nfds = 0;
+		errno = EMSGSIZE;
+		return -1;
+	}
+	return n;
+}
+
+/*
+ * One message from the supervisor (docs/tls.md, "Configuration").
+ * Return: false when the supervisor closed its end (no more reloads).
+ */
+static bool tls_supervisor(void)
+{
+	struct tls_ctl h;
+	int fds[3];
+	unsigned nfds;
+	char err[512];
+	ssize_t n = tls_recv(FD_TLS_SUPERVISOR, &h, sizeof(h), fds, 3, &nfds, 0);
+
+	if (n < 0 && errno == EINTR)
+		return true;
+	if (n == 0)
+		return false;
+	if (n != (ssize_t)sizeof(h) ||
+	    (unsigned)__builtin_popcount(h.kind == TLS_CTL_OFFER ? h.files & 7u : 0) != nfds)
+		fatalx(1, "the supervisor sent a malformed message");
+	switch (h.kind) {
+	case TLS_CTL_OFFER:
+		if (tls_offer(h.seq, h.files, fds, err, sizeof(err)) < 0) {
+			log_warn("configuration refused: %s", err);
+			tls_reply(h.seq, false, err);
+		} else {
+			tls_reply(h.seq, true, NULL);
+		}
+		break;
+	case TLS_CTL_COMMIT:
+		if (h.seq == tls.next.seq && tls.next.policy)
+			tls_commit();
+		break;
+	case TLS_CTL_ABORT:
+		if (h.seq == tls.next.seq)
+			tls_config_free(&tls.next);
+		break;
+	default:
+		fatalx(1, "the supervisor sent a message of kind %u", h.kind);
+	}
+	for (unsigned i = 0; i < nfds; i++)
+		close(fds[i]);
+	return true;
 }
 
 /* The calls moat-tls makes once it serves flows, each with its reason. */
@@ -249,7 +531,9 @@ static void tls_seccomp(void)
 	ALLOW(ctx, shutdown); /* a side's stream ended */
 	ALLOW(ctx, sendto);   /* records to the proxy (send) */
 	ALLOW_ARG(ctx, recvmsg, SCMP_A0(SCMP_CMP_EQ, FD_TLS_CHANNEL)); /* OPEN and its sockets */
-	ALLOW(ctx, ppoll);					       /* the loop */
+	/* a reload: an offer and the descriptors of its files (read, then closed) */
+	ALLOW_ARG(ctx, recvmsg, SCMP_A0(SCMP_CMP_EQ, FD_TLS_SUPERVISOR));
+	ALLOW(ctx, ppoll);	    /* the loop */
 	ALLOW(ctx, clock_gettime);  /* certificate validity, the vDSO's fallback */
 	ALLOW(ctx, rt_sigprocmask); /* ppoll's mask handling */
 	ALLOW(ctx, getrandom);	    /* OpenSSL's DRBG, leaf serials */
@@ -333,15 +617,15 @@ static void tls_open(const struct tlsmsg *m, const int *fds, unsigned nfds)
 	memcpy(c->name, m->payload, m->len);
 	c->name[m->len] = '\0';
 	/* The proxy's word is checked too: only names the policy intercepts. */
-	if (!policy_tls_intercepts(tls.policy, c->name)) {
+	if (!policy_tls_intercepts(tls.cur.policy, c->name)) {
 		log_warn("tls flow %u: the proxy asked for a name the policy does not intercept",
 			 c->id);
 		tls_send(c->id, TLSMSG_FAIL, 0, TLSMSG_R_NAME);
 		tls_conn_end(c);
 		return;
 	}
-	hc.secrets = tls.secrets;
-	hc.n_secrets = tls.n_secrets;
+	hc.secrets = tls.cur.secrets;
+	hc.n_secrets = tls.cur.n_secrets;
 	hc.allowed = tls_allowed;
 	hc.arg = c;
 	if (http1_init(&c->http, &hc) < 0) {
@@ -349,7 +633,8 @@ static void tls_open(const struct tlsmsg *m, const int *fds, unsigned nfds)
 		tls_conn_end(c);
 		return;
 	}
-	c->tf = tlsflow_new(tls.guest_ctx, tls.up_ctx, c->name, err, sizeof(err));
+	c->tf = tlsflow_new(tlsca_server_ctx(tls.cur.ca), tls.cur.up_ctx, c->name, err,
+			    sizeof(err));
 	if (!c->tf) {
 		log_debug("tls flow %u: %s", c->id, err);
 		tls_send(c->id, TLSMSG_FAIL, 0, TLSMSG_R_NAME);
@@ -521,36 +806,15 @@ static bool tls_channel(void)
 {
 	uint8_t buf[TLSMSG_MAX + 1];
 	int fds[4];
-	unsigned nfds = 0;
-	union {
-		char b[CMSG_SPACE(sizeof(fds))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { buf, sizeof(buf) };
-	struct msghdr mh = {
-		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b)
-	};
+	unsigned nfds;
 	struct tlsmsg m;
-	ssize_t n = recvmsg(FD_TLS_CHANNEL, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	ssize_t n = tls_recv(FD_TLS_CHANNEL, buf, sizeof(buf), fds, 4, &nfds, MSG_DONTWAIT);
 
-	if (n < 0)
-		return errno == EAGAIN || errno == EINTR;
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return true;
 	if (n == 0)
 		return false;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-			int fd;
-
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (nfds < 4)
-				fds[nfds++] = fd;
-			else
-				close(fd);
-		}
-	}
-	if ((mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) || tlsmsg_check(buf, (size_t)n, 1, &m) < 0) {
+	if (n < 0 || tlsmsg_check(buf, (size_t)n, 1, &m) < 0) {
 		for (unsigned i = 0; i < nfds; i++)
 			close(fds[i]);
 		log_error("the proxy sent a malformed record; stopping");
@@ -561,45 +825,23 @@ static bool tls_channel(void)
 }
 
 /*
- * A reload changed the tls or secrets sections: the open flows' requests
- * were checked against the old secrets, so they are cut (the proxy resets
- * them), and the new configuration takes over.
+ * The loop. SIGTERM and SIGINT are blocked but inside ppoll(), which
+ * unblocks them with @waitmask: a stop that comes between the check of
+ * tls_stop and the wait ends the wait at once.
  */
-static void tls_reload(void)
-{
-	struct policy_secret_value *nv;
-	struct http1_secret ns[HTTP1_MAX_SECRETS] = { 0 };
-	unsigned nn;
-	struct policy *np = tls_read_config(&nv, ns, &nn);
-
-	for (int i = 0; i < TLS_MAX_FLOWS; i++) {
-		if (!tls.conn[i].used)
-			continue;
-		tls_send(tls.conn[i].id, TLSMSG_FAIL, 0, TLSMSG_R_RELOAD);
-		tls_conn_end(&tls.conn[i]);
-	}
-	policy_secrets_wipe(tls.values, tls.n_secrets);
-	free(tls.values);
-	policy_free(tls.policy);
-	tls.policy = np;
-	tls.values = nv;
-	memcpy(tls.secrets, ns, sizeof(ns));
-	tls.n_secrets = nn;
-	log_info("configuration reloaded: %u secret%s", nn, nn == 1 ? "" : "s");
-}
-
-static void tls_run(void)
+static void tls_run(const sigset_t *waitmask)
 {
 	static struct pollfd pfd[4 + 2 * TLS_MAX_FLOWS];
 	static struct tls_conn *who[4 + 2 * TLS_MAX_FLOWS];
-	bool cfg_open = true;
+	bool sup_open = true;
 
 	while (!tls_stop) {
 		int n = 4, rc;
 
 		pfd[0] = (struct pollfd){ .fd = FD_LIFELINE, .events = POLLIN };
 		pfd[1] = (struct pollfd){ .fd = FD_TLS_CHANNEL, .events = POLLIN };
-		pfd[2] = (struct pollfd){ .fd = cfg_open ? FD_TLS_CONFIG : -1, .events = POLLIN };
+		pfd[2] = (struct pollfd){ .fd = sup_open ? FD_TLS_SUPERVISOR : -1,
+					  .events = POLLIN };
 		pfd[3] = (struct pollfd){ .fd = -1 }; /* keeps the flows' pairs aligned */
 		for (int i = 0; i < TLS_MAX_FLOWS; i++) {
 			struct tls_conn *c = &tls.conn[i];
@@ -628,7 +870,7 @@ static void tls_run(void)
 				who[n++] = c;
 			}
 		}
-		rc = ppoll(pfd, (nfds_t)n, NULL, NULL);
+		rc = ppoll(pfd, (nfds_t)n, NULL, waitmask);
 		if (rc < 0) {
 			if (errno == EINTR)
 				continue;
@@ -646,10 +888,8 @@ static void tls_run(void)
 		}
 		if (pfd[1].revents && !tls_channel())
 			return;
-		if (pfd[2].revents & POLLIN)
-			tls_reload();
-		else if (pfd[2].revents)
-			cfg_open = false; /* the supervisor closed it: no more reloads */
+		if (pfd[2].revents && !tls_supervisor())
+			sup_open = false; /* the supervisor closed it: no more reloads */
 	}
 }
 
@@ -665,6 +905,7 @@ static void tls_run(void)
 int tls_main(pid_t supervisor)
 {
 	struct sigaction sa = { .sa_handler = tls_on_term };
+	sigset_t stops, waitmask;
 	int rc;
 
 	prctl(PR_SET_NAME, "moat-tls");
@@ -679,19 +920,33 @@ int tls_main(pid_t supervisor)
 		close(fd);
 	for (int i = 0; i < TLS_MAX_FLOWS; i++)
 		tls.conn[i].fd[0] = tls.conn[i].fd[1] = -1;
-	tls_configure();
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	sigprocmask(SIG_BLOCK, &stops, &waitmask);
+	sigdelset(&waitmask, SIGTERM);
+	sigdelset(&waitmask, SIGINT);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * The first configuration, before confinement (OpenSSL reads its own
+	 * configuration on first use): an offer, then its commit. A refused
+	 * offer is the supervisor's to report; it stops moat.
+	 */
+	while (!tls.cur.policy)
+		if (!tls_supervisor())
+			fatalx(1, "the supervisor closed the configuration channel at start");
 	rc = confine_netns();
 	if (rc < 0)
 		log_warn("no private network namespace (%s); seccomp still forbids sockets",
 			 strerror(-rc));
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	confine_drop_caps();
 	confine_limits(TLS_FD_LIMIT);
 	confine_parent_death(supervisor);
 	tls_seccomp();
-	log_info("intercepting for %u secret%s", tls.n_secrets, tls.n_secrets == 1 ? "" : "s");
-	tls_run();
+	log_info("intercepting for %u secret%s", tls.cur.n_secrets,
+		 tls.cur.n_secrets == 1 ? "" : "s");
+	tls_run(&waitmask);
 	return tls_stop ? 0 : 1;
 }

@@ -7,7 +7,7 @@
  * -------------------
  * moat-tls terminates the guest's TLS for the names a policy intercepts
  * (tlsflow.c). The guest trusts one CA that moat holds: an operator's,
- * read from PEM files by tlsca_load(), or a fresh one made at start by
+ * taken from the bytes of its PEM files by tlsca_load(), or a fresh one made at start by
  * tlsca_generate() (EC P-256, self-signed, "moat sandbox CA <64 random
  * bits in hex>", basicConstraints critical CA:TRUE pathlen:0, keyUsage
  * critical keyCertSign cRLSign, subjectKeyIdentifier, valid from an hour
@@ -55,13 +55,14 @@
  * so a long-running moat never serves one near its end. A leaf in use by a
  * handshake holds its own reference and outlives its eviction.
  *
- * Context: moat-tls. tlsca_load() reads files, and is called before the
- * process confines itself; nothing here opens a file afterwards. Errors
+ * Context: moat-tls, which opens no file: tlsca_load() takes the bytes
+ * that moat-tls read from descriptors the supervisor opened. Errors
  * are negative errnos; the set-up functions also write a reason into
  * @err. Single-threaded, as moat-tls is.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -584,29 +585,28 @@ static int tlsca_no_pass(char *buf, int size, int rwflag, void *u)
 	return -1;
 }
 
-/* Read the first certificate (@cert) or private key (@key) in PEM file @path. */
-static int tlsca_read_pem(const char *path, X509 **cert, EVP_PKEY **key, char *err, size_t errlen)
+/* Read the first certificate (@cert) or private key (@key) in the PEM at @pem, from file @name. */
+static int tlsca_read_pem(const char *pem, size_t len, const char *name, X509 **cert,
+			  EVP_PKEY **key, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "re");
-	int e;
+	BIO *b = len <= INT_MAX ? BIO_new_mem_buf(pem, (int)len) : NULL;
 
-	if (!f) {
-		e = errno;
-		return tlsca_errf(err, errlen, -e, "%s: %s", path, strerror(e));
-	}
+	if (!b)
+		return tlsca_errf(err, errlen, -ENOMEM, "%s: cannot read it (%s)", name,
+				  len > INT_MAX ? "too large" : "out of memory");
 	if (cert)
-		*cert = PEM_read_X509(f, NULL, tlsca_no_pass, NULL);
+		*cert = PEM_read_bio_X509(b, NULL, tlsca_no_pass, NULL);
 	else
-		*key = PEM_read_PrivateKey(f, NULL, tlsca_no_pass, NULL);
-	fclose(f);
+		*key = PEM_read_bio_PrivateKey(b, NULL, tlsca_no_pass, NULL);
+	BIO_free(b);
 	if (cert && !*cert)
 		return tlsca_errf(err, errlen, -EINVAL, "%s: no PEM certificate could be read (%s)",
-				  path, tlsca_ossl_reason());
+				  name, tlsca_ossl_reason());
 	if (!cert && !*key)
 		return tlsca_errf(
 			err, errlen, -EINVAL,
 			"%s: no PEM private key could be read (%s; an encrypted key is not supported)",
-			path, tlsca_ossl_reason());
+			name, tlsca_ossl_reason());
 	return 0;
 }
 
@@ -634,22 +634,23 @@ static int tlsca_check_ca(X509 *cert, const char *path, char *err, size_t errlen
 }
 
 /**
- * tlsca_load() - read an operator's interception CA
- * @out:		the CA (tlsca_free() it), NULL on error
- * @cert_pem_path:	the CA certificate, PEM (the first one in the file)
- * @key_pem_path:	its private key, PEM, unencrypted
- * @err:		a reason naming the file at fault, on error (may be NULL)
- * @errlen:		bytes at @err
+ * tlsca_load() - take an operator's interception CA
+ * @out:	the CA (tlsca_free() it), NULL on error
+ * @cert:	the CA certificate, PEM (the first one in it)
+ * @key:	its private key, PEM, unencrypted
+ * @err:	a reason naming the file at fault, on error (may be NULL)
+ * @errlen:	bytes at @err
  *
- * Checks that the key matches the certificate and that the certificate is
- * a CA's (basicConstraints CA:TRUE, keyCertSign if it has a keyUsage,
- * valid now).
+ * The files' bytes, not their paths: the supervisor opens them and hands
+ * moat-tls the descriptors, so moat-tls opens no file, and no other
+ * process reads the key. Checks that the key matches the certificate and
+ * that the certificate is a CA's (basicConstraints CA:TRUE, keyCertSign if
+ * it has a keyUsage, valid now).
  *
- * Context: moat-tls, before it confines itself: it opens the two files.
- * Return: 0; -errno of fopen(), -EINVAL for a bad file, or -ENOMEM, with @err set.
+ * Return: 0; -EINVAL for a bad file, or -ENOMEM, with @err set.
  */
-int tlsca_load(struct tlsca **out, const char *cert_pem_path, const char *key_pem_path, char *err,
-	       size_t errlen)
+int tlsca_load(struct tlsca **out, const struct tlsca_file *cert, const struct tlsca_file *key,
+	       char *err, size_t errlen)
 {
 	struct tlsca *ca = calloc(1, sizeof(*ca));
 	int ret;
@@ -657,15 +658,15 @@ int tlsca_load(struct tlsca **out, const char *cert_pem_path, const char *key_pe
 	*out = NULL;
 	if (!ca)
 		return tlsca_errf(err, errlen, -ENOMEM, "out of memory");
-	ret = tlsca_read_pem(cert_pem_path, &ca->cert, NULL, err, errlen);
+	ret = tlsca_read_pem(cert->data, cert->len, cert->name, &ca->cert, NULL, err, errlen);
 	if (ret == 0)
-		ret = tlsca_read_pem(key_pem_path, NULL, &ca->key, err, errlen);
+		ret = tlsca_read_pem(key->data, key->len, key->name, NULL, &ca->key, err, errlen);
 	if (ret == 0 && X509_check_private_key(ca->cert, ca->key) != 1)
 		ret = tlsca_errf(err, errlen, -EINVAL,
-				 "%s: the key does not match the certificate in %s", key_pem_path,
-				 cert_pem_path);
+				 "%s: the key does not match the certificate in %s", key->name,
+				 cert->name);
 	if (ret == 0)
-		ret = tlsca_check_ca(ca->cert, cert_pem_path, err, errlen);
+		ret = tlsca_check_ca(ca->cert, cert->name, err, errlen);
 	if (ret == 0)
 		ret = tlsca_finish(ca, err, errlen);
 	if (ret < 0) {

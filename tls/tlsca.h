@@ -31,9 +31,21 @@ enum tlsca_name_kind {
 
 struct tlsca;
 
+/**
+ * struct tlsca_file - a file's bytes, as moat-tls read them from a descriptor
+ * @name:	its path, for error messages
+ * @data:	its bytes
+ * @len:	bytes at @data
+ */
+struct tlsca_file {
+	const char *name;
+	const char *data;
+	size_t len;
+};
+
 int tlsca_generate(struct tlsca **out, char *err, size_t errlen);
-int tlsca_load(struct tlsca **out, const char *cert_pem_path, const char *key_pem_path, char *err,
-	       size_t errlen);
+int tlsca_load(struct tlsca **out, const struct tlsca_file *cert, const struct tlsca_file *key,
+	       char *err, size_t errlen);
 int tlsca_cert_pem(const struct tlsca *ca, char *buf, size_t len);
 SSL_CTX *tlsca_server_ctx(struct tlsca *ca);
 int tlsca_leaf(struct tlsca *ca, const char *name, X509 **out);

@@ -93,8 +93,8 @@
  * and before each function returns, so no flow's errors are read as
  * another's.
  *
- * Context: moat-tls. tlsflow_upstream_ctx() reads the CA bundle, before the
- * process confines itself; flows open no files. Single-threaded. Errors
+ * Context: moat-tls, which opens no file: tlsflow_upstream_ctx() takes the
+ * CA bundle's bytes. Single-threaded. Errors
  * are negative errnos; tlsflow_upstream_ctx() and tlsflow_new() return
  * NULL with a reason in @err.
  */
@@ -108,6 +108,7 @@
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/pem.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -351,35 +352,30 @@ static void tlsflow_pump(struct tlsflow *f)
 
 /**
  * tlsflow_upstream_ctx() - the SSL_CTX moat-tls opens servers' TLS with
- * @ca_bundle_path:	PEM file of the CA certificates servers are verified
- *			against (read now, whole; never again)
- * @err:		a reason naming the file, on error (may be NULL)
- * @errlen:		bytes at @err
+ * @bundle:	the PEM file of the CA certificates servers are verified
+ *		against: its bytes (moat-tls read them from a descriptor the
+ *		supervisor opened)
+ * @err:	a reason naming the file, on error (may be NULL)
+ * @errlen:	bytes at @err
  *
  * TLS 1.2 or 1.3, SSL_VERIFY_PEER against the bundle only (not OpenSSL's
  * default paths), ALPN "http/1.1", no renegotiation, no session cache.
  * Each flow adds the server's name (tlsflow_new()).
  *
- * Context: moat-tls, before it confines itself.
+ * Context: moat-tls; opens no file.
  * Return: the context (SSL_CTX_free() it once its flows are freed), or NULL
  * with @err set.
  */
-SSL_CTX *tlsflow_upstream_ctx(const char *ca_bundle_path, char *err, size_t errlen)
+SSL_CTX *tlsflow_upstream_ctx(const struct tlsca_file *bundle, char *err, size_t errlen)
 {
 	static const unsigned char alpn[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
+	STACK_OF(X509_INFO) *infos = NULL;
+	X509_STORE *store;
 	SSL_CTX *ctx;
-	FILE *fp;
-	int e;
+	BIO *b;
+	int certs = 0;
 
 	ERR_clear_error();
-	/* fopen() first, for errno's words rather than OpenSSL's. */
-	fp = fopen(ca_bundle_path, "re");
-	if (!fp) {
-		e = errno;
-		tlsflow_errf(err, errlen, "%s: %s", ca_bundle_path, strerror(e));
-		return NULL;
-	}
-	fclose(fp);
 	ctx = SSL_CTX_new(TLS_client_method());
 	if (!ctx) {
 		tlsflow_errf(err, errlen, "cannot make the upstream TLS context: %s",
@@ -387,13 +383,27 @@ SSL_CTX *tlsflow_upstream_ctx(const char *ca_bundle_path, char *err, size_t errl
 		ERR_clear_error();
 		return NULL;
 	}
-	if (SSL_CTX_load_verify_file(ctx, ca_bundle_path) != 1) {
-		tlsflow_errf(err, errlen, "%s: cannot read CA certificates: %s", ca_bundle_path,
+	store = SSL_CTX_get_cert_store(ctx);
+	b = bundle->len <= INT_MAX ? BIO_new_mem_buf(bundle->data, (int)bundle->len) : NULL;
+	if (b)
+		infos = PEM_X509_INFO_read_bio(b, NULL, NULL, NULL);
+	BIO_free(b);
+	if (!infos) {
+		tlsflow_errf(err, errlen, "%s: cannot read CA certificates: %s", bundle->name,
 			     tlsflow_ossl_reason());
 		goto fail;
 	}
-	if (sk_X509_OBJECT_num(X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx))) <= 0) {
-		tlsflow_errf(err, errlen, "%s: no CA certificate in it", ca_bundle_path);
+	for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
+		X509_INFO *xi = sk_X509_INFO_value(infos, i);
+
+		if (xi->x509 && X509_STORE_add_cert(store, xi->x509) == 1)
+			certs++;
+		if (xi->crl)
+			(void)X509_STORE_add_crl(store, xi->crl);
+	}
+	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	if (certs == 0) {
+		tlsflow_errf(err, errlen, "%s: no CA certificate in it", bundle->name);
 		goto fail;
 	}
 	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||

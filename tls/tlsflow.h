@@ -15,6 +15,8 @@
 
 #include <openssl/ssl.h>
 
+#include "tls/tlsca.h"
+
 /* Per flow and side (tlsflow.c, "Flow control"): */
 #define TLSFLOW_IN_MAX	   (256u * 1024)      /* ciphertext taken in, not yet decrypted */
 #define TLSFLOW_OUT_MAX	   (64u * 1024)	      /* pending output that pauses decryption */
@@ -70,7 +72,7 @@ typedef int (*tlsflow_filter_fn)(void *arg, const uint8_t *in, size_t len,
 
 struct tlsflow;
 
-SSL_CTX *tlsflow_upstream_ctx(const char *ca_bundle_path, char *err, size_t errlen);
+SSL_CTX *tlsflow_upstream_ctx(const struct tlsca_file *bundle, char *err, size_t errlen);
 struct tlsflow *tlsflow_new(SSL_CTX *guest_side, SSL_CTX *upstream_side, const char *sni, char *err,
 			    size_t errlen);
 void tlsflow_set_filter(struct tlsflow *f, tlsflow_filter_fn fn, void *arg);

@@ -31,6 +31,47 @@
 
 #define NAME "api.example.test"
 
+/* A file's bytes as moat-tls gets them (read from the descriptor the supervisor opened). */
+static struct tlsca_file file_bytes(const char *path)
+{
+	struct tlsca_file f = { .name = path };
+	FILE *fp = fopen(path, "re");
+	char *b = NULL;
+	size_t cap = 0;
+
+	cr_assert_not_null(fp, "%s", path);
+	for (size_t n = 1; n > 0; cap += n) {
+		char *nb = realloc(b, cap + 65536);
+
+		cr_assert_not_null(nb);
+		b = nb;
+		n = fread(b + cap, 1, 65536, fp);
+	}
+	fclose(fp);
+	f.data = b;
+	f.len = cap;
+	return f;
+}
+
+static int load_ca(struct tlsca **t, const char *cert, const char *key, char *err, size_t errlen)
+{
+	struct tlsca_file c = file_bytes(cert), k = file_bytes(key);
+	int rc = tlsca_load(t, &c, &k, err, errlen);
+
+	free((char *)c.data);
+	free((char *)k.data);
+	return rc;
+}
+
+static SSL_CTX *upstream_ctx(const char *bundle, char *err, size_t errlen)
+{
+	struct tlsca_file b = file_bytes(bundle);
+	SSL_CTX *ctx = tlsflow_upstream_ctx(&b, err, errlen);
+
+	free((char *)b.data);
+	return ctx;
+}
+
 /* ---- certificates made by the test --------------------------------------------------------- */
 
 static EVP_PKEY *key_new(void)
@@ -330,7 +371,7 @@ static struct world *world_new(const char *flow_name, const char *san, bool rogu
 	w->srv_ca = cert_make("test server CA", NULL, w->srv_ca_key, NULL, w->srv_ca_key, true);
 	w->rogue_ca = cert_make("rogue CA", NULL, w->rogue_key, NULL, w->rogue_key, true);
 	w->bundle = pem_file(w->srv_ca, NULL);
-	w->up_ctx = tlsflow_upstream_ctx(w->bundle, err, sizeof(err));
+	w->up_ctx = upstream_ctx(w->bundle, err, sizeof(err));
 	cr_assert_not_null(w->up_ctx, "%s", err);
 	world_server(w, san, rogue);
 	w->guest_ctx = guest_ctx_new(w->moat_ca);
@@ -1103,15 +1144,18 @@ Test(tlsflow, an_undrained_flow_stays_bounded_and_loses_nothing)
 
 /* ---- tests: set-up errors -------------------------------------------------------------- */
 
-Test(tlsflow, the_upstream_context_needs_a_readable_bundle)
+Test(tlsflow, the_upstream_context_needs_a_bundle_with_certificates)
 {
 	char err[512] = "";
 	char *empty = pem_file(NULL, NULL);
+	struct tlsca_file junk = { .name = "junk.pem",
+				   .data = "-----BEGIN CERTIFICATE-----\nAAAA\n",
+				   .len = 33 };
 
-	cr_assert_null(tlsflow_upstream_ctx("/nonexistent/ca.pem", err, sizeof(err)));
-	cr_assert(strstr(err, "/nonexistent/ca.pem"), "%s", err);
-	cr_assert_null(tlsflow_upstream_ctx(empty, err, sizeof(err)));
+	cr_assert_null(upstream_ctx(empty, err, sizeof(err)));
 	cr_assert(strstr(err, empty), "%s", err);
+	cr_assert_null(tlsflow_upstream_ctx(&junk, err, sizeof(err)));
+	cr_assert(strstr(err, "junk.pem"), "%s", err);
 	unlink(empty);
 	free(empty);
 	assert_no_openssl_errors();
@@ -1310,7 +1354,7 @@ Test(tlsca, load_checks_the_files_and_names_them)
 	X509 *leaf;
 
 	/* A good one: its leaves verify against it. */
-	cr_assert_eq(tlsca_load(&t, cert, key, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(load_ca(&t, cert, key, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(tlsca_leaf(t, NAME, &leaf), 0);
 	cr_assert_eq(verify_leaf(leaf, ca, NAME, NULL), X509_V_OK);
 	X509_free(leaf);
@@ -1323,7 +1367,7 @@ Test(tlsca, load_checks_the_files_and_names_them)
 		X509 *oca = cert_make("other CA", NULL, ok, NULL, ok, true);
 		char *oc = pem_file(oca, NULL), *ok_path = pem_file(NULL, ok);
 
-		cr_assert_eq(tlsca_load(&t, oc, ok_path, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(load_ca(&t, oc, ok_path, err, sizeof(err)), 0, "%s", err);
 		cr_assert_eq(tlsca_leaf(t, NAME, &leaf), 0);
 		cr_assert_eq(verify_leaf(leaf, oca, NAME, NULL), X509_V_OK);
 		X509_free(leaf);
@@ -1337,19 +1381,25 @@ Test(tlsca, load_checks_the_files_and_names_them)
 	}
 
 	err[0] = '\0';
-	cr_assert_eq(tlsca_load(&t, cert, okey, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(load_ca(&t, cert, okey, err, sizeof(err)), -EINVAL);
 	cr_assert_null(t);
 	cr_assert(strstr(err, okey) && strstr(err, "does not match"), "%s", err);
 
-	cr_assert_eq(tlsca_load(&t, leafcert, okey, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(load_ca(&t, leafcert, okey, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, leafcert) && strstr(err, "not a CA"), "%s", err);
 
-	cr_assert_eq(tlsca_load(&t, "/nonexistent/ca.pem", key, err, sizeof(err)), -ENOENT);
-	cr_assert(strstr(err, "/nonexistent/ca.pem"), "%s", err);
+	{
+		struct tlsca_file junk = { .name = "junk.pem", .data = "not PEM", .len = 7 };
+		struct tlsca_file kb = file_bytes(key);
 
-	cr_assert_eq(tlsca_load(&t, key, key, err, sizeof(err)), -EINVAL, "a key as certificate");
+		cr_assert_eq(tlsca_load(&t, &junk, &kb, err, sizeof(err)), -EINVAL);
+		cr_assert(strstr(err, "junk.pem"), "%s", err);
+		free((char *)kb.data);
+	}
+
+	cr_assert_eq(load_ca(&t, key, key, err, sizeof(err)), -EINVAL, "a key as certificate");
 	cr_assert(strstr(err, key), "%s", err);
-	cr_assert_eq(tlsca_load(&t, cert, cert, err, sizeof(err)), -EINVAL, "a cert as key");
+	cr_assert_eq(load_ca(&t, cert, cert, err, sizeof(err)), -EINVAL, "a cert as key");
 	cr_assert(strstr(err, cert), "%s", err);
 	assert_no_openssl_errors();
 
