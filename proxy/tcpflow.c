@@ -357,10 +357,24 @@ void tcpflow_set_active(struct proxy *px, struct tcp_flow *f)
 	CNT_ADD(px, tcp_active, 1);
 }
 
-/* Both directions finished: the flow is over. */
-static void maybe_done(struct proxy *px, struct tcp_flow *f)
+/**
+ * tcpflow_maybe_done() - end @f if both directions are finished
+ * @px:	proxy
+ * @f:	the flow
+ *
+ * An open flow is over once both directions are; one the netstack closed
+ * (ST_DRAINING) once our FIN toward the server is out. An intercepted flow
+ * also waits for moat-tls to have handed the server all it had for it
+ * (tlsrelay_done()): the guest's last bytes may still be in moat-tls when
+ * the guest's side is over.
+ */
+void tcpflow_maybe_done(struct proxy *px, struct tcp_flow *f)
 {
-	if (f->st == ST_OPEN && f->eof_up && f->shut_done && f->writes == 0 && !f->wb)
+	if (f->tls && !tlsrelay_done(f->tls))
+		return;
+	if (f->st == ST_DRAINING && f->shut_done)
+		tcpflow_close_handles(px, f, false);
+	else if (f->st == ST_OPEN && f->eof_up && f->shut_done && f->writes == 0 && !f->wb)
 		tcpflow_kill(px, f, true, false);
 }
 
@@ -477,7 +491,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 		f->eof_up = true;
 		relay_send(px, FLOW_SHUT_WR, &sh, sizeof(sh));
-		maybe_done(px, f);
+		tcpflow_maybe_done(px, f);
 		return;
 	}
 	/* ECONNRESET or another error: the upstream connection is gone. */
@@ -538,7 +552,7 @@ static void on_write(uv_write_t *req, int status)
 	f->owed += n;
 	f->last_ms = uv_now(&px->loop);
 	tcpflow_mark_dirty(f);
-	maybe_done(px, f);
+	tcpflow_maybe_done(px, f);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -550,11 +564,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 	if (f->st == ST_CLOSED)
 		return;
 	f->shut_done = true;
-	if (f->st == ST_DRAINING) {
-		tcpflow_close_handles(px, f, false);
-		return;
-	}
-	maybe_done(px, f);
+	tcpflow_maybe_done(px, f);
 }
 
 static void credit_return(struct proxy *px, struct tcp_flow *f)
@@ -907,7 +917,7 @@ void tcpflow_close_input(struct proxy *px, uint32_t id, bool reset)
 	f->st = ST_DRAINING;
 	f->deadline_ms = uv_now(&px->loop) + TCP_DRAIN_MAX_MS;
 	if (f->shut_done) {
-		tcpflow_close_handles(px, f, false);
+		tcpflow_maybe_done(px, f);
 		return;
 	}
 	f->shut_guest = true;

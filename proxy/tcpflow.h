@@ -169,6 +169,7 @@ void tcpflow_set_active(struct proxy *px, struct tcp_flow *f);
 void tcpflow_start_reading(struct tcp_flow *f);
 int tcpflow_start_timer(struct proxy *px, struct tcp_flow *f);
 void tcpflow_kill(struct proxy *px, struct tcp_flow *f, bool send_close, bool reset);
+void tcpflow_maybe_done(struct proxy *px, struct tcp_flow *f);
 void tcpflow_mark_dirty(struct tcp_flow *f);
 void tcpflow_handle_closed(struct tcp_flow *f);
 
@@ -182,6 +183,7 @@ static inline uv_stream_t *tcpflow_peer(struct tcp_flow *f)
 bool tlsrelay_wants(const struct proxy *px, const char *sni);
 int tlsrelay_start(struct proxy *px, struct tcp_flow *f, const char *sni);
 void tlsrelay_close(struct tcp_flow *f);
+bool tlsrelay_done(const struct tls_splice *s);
 
 /* tcpdns.c: DNS over TCP, a flow whose far end is dnsfwd.c's stream */
 void tcpdns_drop(struct tcp_flow *f);

@@ -59,6 +59,8 @@ _Static_assert(TLSMSG_R_COUNT == MOAT_TLS_REASONS, "the failure counters have a 
  * @up:		the server side's pipe
  * @w_up, @w_sock: the one write in flight toward @up, toward f->sock
  * @sh_up, @sh_sock: shutdowns passed on
+ * @shut_sock:	the shutdown toward the server is done: the server has all
+ *		moat-tls sent, and the flow may end (tlsrelay_done())
  * @n_s2t, @n_t2s: bytes of those writes (0: none in flight)
  * @reading_sock, @reading_up: uv_read_start() in force
  * @eof_sock, @eof_up: the side sent its FIN (passed on after the last write)
@@ -71,7 +73,7 @@ struct tls_splice {
 	uv_write_t w_up, w_sock;
 	uv_shutdown_t sh_up, sh_sock;
 	uint32_t n_s2t, n_t2s;
-	bool reading_sock, reading_up, eof_sock, eof_up, shut_up, shut_sock;
+	bool reading_sock, reading_up, eof_sock, eof_up, shut_sock;
 	int open;
 	uint8_t s2t[TLSRELAY_BUF], t2s[TLSRELAY_BUF];
 };
@@ -191,6 +193,24 @@ static void tlsrelay_on_w_sock(uv_write_t *req, int status)
 	tlsrelay_up_resume(s);
 }
 
+/*
+ * moat-tls finished the server's side and all of it reached the server:
+ * the flow may end now, once the guest's side is finished too.
+ */
+static void tlsrelay_on_sh_sock(uv_shutdown_t *req, int status)
+{
+	struct tcp_flow *f = req->data;
+
+	if (f->st == ST_CLOSED || !f->tls)
+		return;
+	if (status < 0) {
+		tlsrelay_kill(f->tls);
+		return;
+	}
+	f->tls->shut_sock = true;
+	tcpflow_maybe_done(f->px, f);
+}
+
 static void tlsrelay_up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
 	struct tls_splice *s = st->data;
@@ -205,8 +225,8 @@ static void tlsrelay_up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		return;
 	if (n == UV_EOF) {
 		s->eof_up = true;
-		s->sh_sock.data = s;
-		if (uv_shutdown(&s->sh_sock, (uv_stream_t *)&f->sock, NULL) < 0)
+		s->sh_sock.data = f; /* f outlives its socket's requests; s may not */
+		if (uv_shutdown(&s->sh_sock, (uv_stream_t *)&f->sock, tlsrelay_on_sh_sock) < 0)
 			tlsrelay_kill(s);
 		return;
 	}
@@ -233,6 +253,19 @@ static void tlsrelay_up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 uv_stream_t *tlsrelay_guest_stream(struct tls_splice *s)
 {
 	return (uv_stream_t *)&s->guest;
+}
+
+/**
+ * tlsrelay_done() - has the server received all that moat-tls sent it?
+ * @s:	an intercepted flow's splice
+ *
+ * Return: true once moat-tls ended the server's side and its FIN was
+ * written: until then the flow stays, even if the guest's side is over
+ * (a server that half-closed first still gets the guest's last bytes).
+ */
+bool tlsrelay_done(const struct tls_splice *s)
+{
+	return s->shut_sock;
 }
 
 /**

@@ -22,6 +22,7 @@
 #     the new CA, the guest trusting it gets through), refuses an unusable
 #     store with moat-tls's reason (the old one stays), and removes and
 #     adds the tls section (not intercepted in between);
+#   - a server that half-closes first still gets what the guest sends after;
 #   - moat-tls runs confined (Seccomp 2, no capabilities), the values
 #     appear in no log line, event or metric, and no process of moat's keeps
 #     the one from the environment in its environment;
@@ -39,7 +40,7 @@ PH=MOAT_SECRET_TEST1
 cd "$WORK"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj "/CN=e2e server CA" -keyout ca.key -out ca.pem >/dev/null 2>&1
-for n in api other plain wrong; do
+for n in api other plain wrong half; do
 	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$n.example.test" \
 		-keyout "$n.key" -out "$n.csr" >/dev/null 2>&1
 	printf 'subjectAltName=DNS:%s.example.test\n' "$n" >"$n.ext"
@@ -87,6 +88,44 @@ s.serve_forever()
 PY
 bg ip netns exec "$SRV" python3 "$WORK/srv.py" "$WORK"
 wait_for 10 listening "$SRV" tcp 443 || fail "the HTTPS server did not start"
+# half.example.test:8443 half-closes first: it answers, sends its
+# close_notify and its FIN, then records everything the guest still sends
+# (TLS 1.3 lets each side close its own direction).
+cat >"$WORK/half.py" <<'PY'
+import os, socket, ssl, sys
+work = sys.argv[1]
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+c.load_cert_chain(f"{work}/half.pem", f"{work}/half.key")
+ls = socket.create_server(("203.0.113.10", 8443))
+while True:
+    raw, _ = ls.accept()
+    s = c.wrap_socket(raw, server_side=True)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += s.recv(4096)
+    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n")
+    s.setblocking(False)
+    try:
+        s.unwrap()  # sends close_notify, then would wait for the guest's
+    except ssl.SSLWantReadError:
+        pass
+    s.setblocking(True)
+    socket.socket(fileno=os.dup(s.fileno())).shutdown(socket.SHUT_WR)
+    rest = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            rest += d
+    except (ssl.SSLError, OSError):
+        pass
+    with open(f"{work}/half.txt", "ab") as f:
+        f.write(rest)
+    s.close()
+PY
+bg ip netns exec "$SRV" python3 "$WORK/half.py" "$WORK"
+wait_for 10 listening "$SRV" tcp 8443 || fail "the half-closing server did not start"
 # DNS for the QUIC check: a name the guest looks up through moat is pinned.
 bg ip netns exec "$SRV" dnsmasq --no-daemon --no-resolv --no-hosts --user=root \
 	--listen-address=203.0.113.10 --bind-interfaces \
@@ -111,7 +150,7 @@ JSON
              { "direction": "egress", "destination": { "group": "public" }, "action": "allow" } ],
   "tls": {
     "intercept": [ { "domain": "api.example.test" }, { "domain": "other.example.test" },
-                   { "domain": "bad.example.test" } ],
+                   { "domain": "bad.example.test" }, { "domain": "half.example.test" } ],
     ${CA:-}
     "upstream_ca": "${UPSTREAM:-$WORK/ca.pem}"
   },
@@ -181,6 +220,34 @@ import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.sendto(b"\xc0quic-initial", ("203.0.113.10", 443))'
 wait_for 5 grep -q '"event":"denial".*"protocol":"udp".*"dst_port":443' "$WORK/events.jsonl" ||
 	fail "QUIC to an intercepted name was not denied"
+
+# 5b. the server half-closes first: what the guest sends after its FIN
+# still reaches it (moat-tls hands it over before the flow ends)
+in_guest python3 - "$WORK/moat-ca.pem" <<'PY' || fail "the half-closed flow failed in the guest"
+import os, socket, ssl, sys
+c = ssl.create_default_context(cafile=sys.argv[1])
+s = c.wrap_socket(socket.create_connection(("203.0.113.10", 8443), timeout=10),
+                  server_hostname="half.example.test")
+s.sendall(b"GET / HTTP/1.1\r\nHost: half.example.test\r\n\r\n")
+got = b""
+while True:
+    d = s.recv(4096)
+    if not d:
+        break
+    got += d
+assert got.endswith(b"\r\n\r\nhello\n"), got
+hdr = b"POST /tail HTTP/1.1\r\nHost: half.example.test\r\nContent-Length: 200000\r\n\r\n"
+s.sendall(hdr + b"x" * 199996 + b"-end")
+socket.socket(fileno=os.dup(s.fileno())).shutdown(socket.SHUT_WR)
+s.settimeout(10)
+try:
+    s.recv(1)
+except (ssl.SSLError, OSError):
+    pass
+PY
+wait_for 10 grep -q -- "-end" "$WORK/half.txt" ||
+	fail "the bytes sent after the server's FIN were lost ($(wc -c <"$WORK/half.txt" 2>/dev/null) bytes)"
+[ "$(wc -c <"$WORK/half.txt")" = 200072 ] || fail "half-closed: $(wc -c <"$WORK/half.txt") bytes, want 200072"
 
 # 6. a reload that changes the secret: the new value is injected from then on
 SECRET2=second-$SECRET
