@@ -19,6 +19,7 @@
 #include "common/list.h"
 #include "policy/policy.h"
 #include "proxy/limits.h"
+#include "tls/tlsmsg.h"
 #include "proxy/pins.h"
 #include "proxy/pool.h"
 #include "shm/flow.h"
@@ -126,7 +127,7 @@ struct proxy {
 	atomic_store_explicit((_Atomic uint64_t *)&(px)->cnt->field, (v), memory_order_relaxed)
 
 /* tlsrelay.c: the channel to moat-tls (the flows' side is in tcpflow.h) */
-#define TLSRELAY_MAX_FLOWS 256 /* intercepted connections at once */
+#define TLSRELAY_MAX_FLOWS TLSMSG_MAX_FLOWS /* intercepted connections at once */
 int tlsrelay_init(struct proxy *px, int fd);
 void tlsrelay_fini(struct proxy *px);
 

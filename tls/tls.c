@@ -37,7 +37,8 @@
  * Each flow is a tlsflow (memory BIOs) fed from its two sockets; a side is
  * read only while the ciphertext waiting for the other side is small, so
  * a flow holds at most a few records' worth beyond tlsflow's own bounds.
- * At most TLS_MAX_FLOWS flows at once; more are refused with TOO_MANY.
+ * At most TLS_MAX_FLOWS flows at once (twice the proxy's bound, tlsmsg.h);
+ * more are refused with TOO_MANY.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -66,7 +67,7 @@
 #include "tls/tlsflow.h"
 #include "tls/tlsmsg.h"
 
-#define TLS_MAX_FLOWS 256
+#define TLS_MAX_FLOWS (2 * TLSMSG_MAX_FLOWS) /* tlsmsg.h says why twice */
 #define TLS_IO_CHUNK  16384
 #define TLS_FD_LIMIT  (2 * TLS_MAX_FLOWS + 32)
 

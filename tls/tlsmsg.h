@@ -15,6 +15,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * Intercepted connections at once: the proxy's pool of splices holds this
+ * many; moat-tls's table twice as many, so that flows the proxy has closed
+ * and moat-tls has not yet seen hang up never make it refuse a new one.
+ */
+#define TLSMSG_MAX_FLOWS 256
+
 #define TLSMSG_HDR     12u
 #define TLSMSG_SNI_MAX 253u
 #define TLSMSG_MAX     (TLSMSG_HDR + TLSMSG_SNI_MAX)
