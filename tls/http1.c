@@ -52,6 +52,9 @@
  *    cfg->tunnel_upgrades, the head goes on (substituted as any other) and
  *    every later byte passes untouched; otherwise such a request is
  *    refused (HTTP1_ERROR) before anything of it goes out.
+ *  - TRACE: the server answers with the request it received, so a TRACE
+ *    whose head holds a placeholder (that would be substituted) is refused
+ *    (HTTP1_ERROR): the value would come back to the guest.
  *
  * Then the head goes out, rewritten: placeholders are replaced in the field
  * values (not the Host's, which is the host decided on, and not the field
@@ -131,7 +134,7 @@ struct head {
 	size_t host, host_end;		 /* the Host field's value, trimmed */
 	unsigned hosts;
 	int minor; /* HTTP/1.minor */
-	bool connect, absolute, upgrade;
+	bool connect, absolute, upgrade, trace;
 	bool cl, te, chunked; /* chunked: the last coding so far was chunked */
 	uint64_t length;      /* Content-Length */
 };
@@ -386,6 +389,7 @@ static const char *check_request_line(const struct http1 *h, struct head *hd)
 	if (!i || i == e || b[i] != ' ')
 		return "bad method";
 	hd->connect = i == 7 && !memcmp(b, "CONNECT", 7);
+	hd->trace = i == 5 && !memcmp(b, "TRACE", 5);
 	options = i == 7 && !memcmp(b, "OPTIONS", 7);
 	t = ++i;
 	while (i < e && b[i] > 0x20 && b[i] < 0x7f)
@@ -665,6 +669,8 @@ static int head_done(struct http1 *h, out_fn out, void *arg)
 	}
 	if ((hd.connect || hd.upgrade) && cfg->n_secrets && !cfg->tunnel_upgrades)
 		return bad(h, "CONNECT or Upgrade with secrets configured");
+	if (hd.trace && np)
+		return bad(h, "TRACE with a placeholder: the server would echo the value back");
 
 	em = (struct emitter){ .h = h, .out = out, .arg = arg, .present = present, .np = np };
 	rc = emit_head(&em, &hd);

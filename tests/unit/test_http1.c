@@ -710,6 +710,21 @@ Test(http1, upgrades_are_refused_while_secrets_are_configured)
 	assert_error("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", "CONNECT");
 }
 
+Test(http1, a_trace_with_a_placeholder_is_refused_one_without_passes)
+{
+	static const char plain[] = "TRACE / HTTP/1.1\r\nHost: api.openai.com\r\n\r\n";
+	struct sink s = { 0 };
+	struct http1 h;
+
+	assert_error("TRACE / HTTP/1.1\r\nHost: api.openai.com\r\n"
+		     "Authorization: Bearer MOAT_SECRET_OPENAI\r\n\r\n",
+		     "TRACE");
+	cr_assert_geq(run(plain, 3, &s, &h), 0);
+	assert_out(&s, plain);
+	http1_fini(&h);
+	free(s.buf);
+}
+
 Test(http1, after_an_allowed_upgrade_everything_passes_untouched)
 {
 	static const char in[] = "GET /ws HTTP/1.1\r\nHost: api.openai.com\r\nUpgrade: websocket\r\n"
