@@ -35,6 +35,8 @@ struct guest;
  * @input:	guest -> g2s; called again when g2s has space after a pause
  * @output:	s2g -> guest; called on our eventfd and when the guest side
  *		can take more
+ *		(@input and @output are NULL where the supervisor moves no
+ *		frames: shm, vhost-user)
  * @close:	close descriptors, unlink socket paths
  */
 struct guest_ops {
