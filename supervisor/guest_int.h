@@ -122,6 +122,9 @@ static inline bool guest_input_off(const struct guest *g)
 int guest_s2g_next(struct guest *g, const uint8_t **frame, bool *vnet);
 void guest_s2g_discard(struct guest *g);
 void guest_yield(struct guest *g);
+void guest_on_fd(struct loop_watch *w, uint32_t events);
+void guest_watch_set(struct guest *g, struct loop_watch *w, uint32_t *events, bool *parked,
+		     uint32_t ev);
 void guest_gone(struct guest *g, const char *what, const char *why);
 void guest_fail(struct guest *g, const char *what, const char *why);
 void guest_g2s_done(struct guest *g, uint64_t frames, uint64_t bytes);
