@@ -595,7 +595,7 @@ static void tls_run(void)
 	bool cfg_open = true;
 
 	while (!tls_stop) {
-		int n = 4, rc;
+		int n = 4;
 
 		pfd[0] = (struct pollfd){ .fd = FD_LIFELINE, .events = POLLIN };
 		pfd[1] = (struct pollfd){ .fd = FD_TLS_CHANNEL, .events = POLLIN };
@@ -628,16 +628,8 @@ static void tls_run(void)
 				who[n++] = c;
 			}
 		}
-		rc = ppoll(pfd, (nfds_t)n, NULL, NULL);
-		if (rc < 0) {
-			if (errno == EINTR)
-				continue;
-			fatal("ppoll");
-		}
-		if (pfd[0].revents) {
-			log_error("supervisor gone (lifeline); exiting");
-			_exit(1);
-		}
+		if (confine_ppoll(pfd, (nfds_t)n, NULL) < 0)
+			continue;
 		for (int k = 4; k < n; k += 2) {
 			short rev[2] = { pfd[k].revents, pfd[k + 1].revents };
 
@@ -665,7 +657,6 @@ static void tls_run(void)
 int tls_main(pid_t supervisor)
 {
 	struct sigaction sa = { .sa_handler = tls_on_term };
-	int rc;
 
 	prctl(PR_SET_NAME, "moat-tls");
 	/* Before any secret is read: no core file and no ptrace by our uid. */
@@ -680,10 +671,7 @@ int tls_main(pid_t supervisor)
 	for (int i = 0; i < TLS_MAX_FLOWS; i++)
 		tls.conn[i].fd[0] = tls.conn[i].fd[1] = -1;
 	tls_configure();
-	rc = confine_netns();
-	if (rc < 0)
-		log_warn("no private network namespace (%s); seccomp still forbids sockets",
-			 strerror(-rc));
+	confine_no_network();
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
