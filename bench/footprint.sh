@@ -49,10 +49,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/lib.sh"
 shared=${MOAT_SHARED:-$top/../shared}
 N=5 T=3 MTU=1500 PROVIDERS="moat slirp4netns pasta"
-while getopts n:t:m:p: o; do case $o in
-	n) N=$OPTARG ;; t) T=$OPTARG ;; m) MTU=$OPTARG ;; p) PROVIDERS=$OPTARG ;;
-	*) sed -n '4,5p' "$0" >&2; exit 2 ;; esac; done
-[ "$(id -u)" -eq 0 ] || { echo "footprint: run as root (network namespaces)" >&2; exit 2; }
+lib_options "$(sed -n '4,5p' "$0")" n=N t=T m=MTU p=PROVIDERS -- "$@"
+lib_need_root footprint "network namespaces"
 [ -x "$shared/bench/topology.sh" ] || { echo "footprint: $shared/bench/topology.sh not found" >&2; exit 2; }
 for t in ip iperf3 python3; do
 	command -v $t >/dev/null || { echo "footprint: needs $t" >&2; exit 2; }

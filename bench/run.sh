@@ -17,14 +17,11 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/lib.sh"
 shared=${MOAT_SHARED:-$top/../shared}
 [ -x "$shared/bench/peers.sh" ] || { echo "bench: $shared/bench/peers.sh not found" >&2; exit 2; }
-[ "$(id -u)" -eq 0 ] || { echo "bench: run as root" >&2; exit 2; }
+lib_need_root bench
 
 args=("$@")
 "$top/scripts/setup.sh" >/dev/null
-for p in iperf3 sockperf apache2-utils nginx-light slirp4netns passt; do
-	dpkg-query -W -f='${Status}' $p 2>/dev/null | grep -q 'install ok installed' ||
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $p >/dev/null
-done
+lib_need_packages iperf3 sockperf apache2-utils nginx-light slirp4netns passt
 if [ -n "${MOAT:-}" ]; then
 	[ -x "$MOAT" ] || { echo "bench: MOAT=$MOAT is not an executable" >&2; exit 2; }
 else

@@ -23,10 +23,8 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/lib.sh"
 T=10 R=3 MTU=1500 IV=10
-while getopts t:r:m:i: o; do case $o in
-	t) T=$OPTARG ;; r) R=$OPTARG ;; m) MTU=$OPTARG ;; i) IV=$OPTARG ;;
-	*) sed -n '4,5p' "$0" >&2; exit 2 ;; esac; done
-[ "$(id -u)" -eq 0 ] || { echo "scrape.sh: run as root (network namespaces)" >&2; exit 2; }
+lib_options "$(sed -n '4,5p' "$0")" t=T r=R m=MTU i=IV -- "$@"
+lib_need_root scrape.sh "network namespaces"
 for t in ip iperf3 python3; do
 	command -v $t >/dev/null || { echo "scrape.sh: needs $t" >&2; exit 2; }
 done

@@ -17,20 +17,10 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/lib.sh"
 rounds=3 mib=256 reqs=400
-while getopts n:s:r: o; do
-	case $o in
-	n) rounds=$OPTARG ;;
-	s) mib=$OPTARG ;;
-	r) reqs=$OPTARG ;;
-	*) echo "usage: $0 [-n ROUNDS] [-s MIB] [-r REQUESTS]" >&2; exit 2 ;;
-	esac
-done
-[ "$(id -u)" -eq 0 ] || { echo "bench: run as root" >&2; exit 2; }
+lib_options "usage: $0 [-n ROUNDS] [-s MIB] [-r REQUESTS]" n=rounds s=mib r=reqs -- "$@"
+lib_need_root bench
 "$top/scripts/setup.sh" >/dev/null
-for p in nginx-light apache2-utils; do
-	dpkg-query -W -f='${Status}' $p 2>/dev/null | grep -q 'install ok installed' ||
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $p >/dev/null
-done
+lib_need_packages nginx-light apache2-utils
 [ -n "${MOAT:-}" ] || lib_build_moat bench
 export MOAT MOAT_SRC=$top
 set --

@@ -24,15 +24,8 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/lib.sh"
 rounds=3 mib=96 fronts="stream vhost-user"
-while getopts n:s:f: o; do
-	case $o in
-	n) rounds=$OPTARG ;;
-	s) mib=$OPTARG ;;
-	f) fronts=$OPTARG ;;
-	*) echo "usage: $0 [-n ROUNDS] [-s MIB] [-f FRONTENDS]" >&2; exit 2 ;;
-	esac
-done
-[ "$(id -u)" -eq 0 ] || { echo "bench: run as root" >&2; exit 2; }
+lib_options "usage: $0 [-n ROUNDS] [-s MIB] [-f FRONTENDS]" n=rounds s=mib f=fronts -- "$@"
+lib_need_root bench
 if [ -z "${MOAT:-}" ]; then
 	"$top/scripts/setup.sh" >/dev/null
 	lib_build_moat bench

@@ -11,7 +11,8 @@
  *      supervisor passed us). Called again after the credential changes of
  *      stages 2 and 3, since a credential change may clear the setting;
  *   1. confine_close_fds(): nothing but the fds handed over stays open;
- *   2. confine_netns() (netstack only): an empty network namespace, so even
+ *   2. confine_netns(), or confine_no_network() where failing is only a
+ *      warning: an empty network namespace, so even
  *      a seccomp bypass finds no network. As root a plain unshare; without
  *      privileges a user namespace first;
  *   3. confine_drop_caps(), confine_limits(): no capabilities (libcap-ng,
@@ -36,6 +37,7 @@
 #define _GNU_SOURCE
 #include <cap-ng.h>
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -84,6 +86,38 @@ void confine_parent_death(pid_t supervisor)
 			  (int)parent);
 		_exit(1);
 	}
+}
+
+/**
+ * confine_ppoll() - a confined role's sleep, with the supervisor's lifeline
+ * @pfd:	what to wait for; @pfd[0] is FD_LIFELINE
+ * @n:		entries in @pfd
+ * @timeout:	as ppoll()'s (NULL: no timeout)
+ * @sigmask:	as ppoll()'s: the signals to let in while waiting (NULL: as now)
+ *
+ * The lifeline is the read end of a pipe only the supervisor holds open
+ * for writing: when it fires, the supervisor is gone, and so are we
+ * (exit status 1, nothing to hand over).
+ *
+ * Context: moat-tls's and moat-vhost's loops (ppoll is on their lists).
+ * Return: ppoll()'s result, or -1 if a signal came first (poll again).
+ * Does not return on any other error (fatal).
+ */
+int confine_ppoll(struct pollfd *pfd, nfds_t n, const struct timespec *timeout,
+		  const sigset_t *sigmask)
+{
+	int rc = ppoll(pfd, n, timeout, sigmask);
+
+	if (rc < 0) {
+		if (errno == EINTR)
+			return -1;
+		fatal("ppoll");
+	}
+	if (pfd[0].revents) {
+		log_error("supervisor gone (lifeline); exiting");
+		_exit(1);
+	}
+	return rc;
 }
 
 /**
@@ -138,6 +172,21 @@ int confine_netns(void)
 	snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)gid, (unsigned)gid);
 	write_file("/proc/self/gid_map", map);
 	return 0;
+}
+
+/**
+ * confine_no_network() - stage 2 for a role that never needs the network
+ *
+ * confine_netns(), and a warning if no namespace could be made: the role
+ * goes on, since its seccomp filter still forbids sockets.
+ */
+void confine_no_network(void)
+{
+	int rc = confine_netns();
+
+	if (rc < 0)
+		log_warn("no private network namespace (%s); seccomp still forbids sockets",
+			 strerror(-rc));
 }
 
 /**

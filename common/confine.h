@@ -5,13 +5,19 @@
 #ifndef MOAT_CONFINE_H
 #define MOAT_CONFINE_H
 
+#include <poll.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
+#include <time.h>
 
 void confine_parent_death(pid_t supervisor);
+int confine_ppoll(struct pollfd *pfd, nfds_t n, const struct timespec *timeout,
+		  const sigset_t *sigmask);
 void confine_close_fds(int last_kept);
 int confine_netns(void);
+void confine_no_network(void);
 void confine_drop_caps(void);
 void confine_limits(unsigned long nofile);
 scmp_filter_ctx confine_seccomp_init(void);

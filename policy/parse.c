@@ -122,6 +122,17 @@ static void path_index(char *buf, const char *parent, size_t i)
 	path_truncated(buf, snprintf(buf, PATH_MAX_LEN, "%s[%zu]", parent, i));
 }
 
+/* @words (NULL-terminated) as "a, b, c" in @buf (@n bytes, cut short if need be). */
+static const char *join_words(char *buf, size_t n, const char *const *words)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (const char *const *w = words; *w && o < n; w++)
+		o += (size_t)snprintf(buf + o, n - o, "%s%s", o ? ", " : "", *w);
+	return buf;
+}
+
 /* Every key of @obj must be in @allowed (NULL-terminated). */
 static int check_keys(struct ctx *c, json_t *obj, const char *path, const char *const *allowed)
 {
@@ -130,8 +141,7 @@ static int check_keys(struct ctx *c, json_t *obj, const char *path, const char *
 
 	json_object_foreach(obj, key, v)
 	{
-		char p[PATH_MAX_LEN], list[256] = "";
-		size_t o = 0;
+		char p[PATH_MAX_LEN], list[256];
 		bool ok = false;
 
 		for (const char *const *a = allowed; *a; a++)
@@ -139,13 +149,52 @@ static int check_keys(struct ctx *c, json_t *obj, const char *path, const char *
 				ok = true;
 		if (ok)
 			continue;
-		for (const char *const *a = allowed; *a && o < sizeof(list); a++)
-			o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", o ? ", " : "",
-					      *a);
 		path_key(p, path, key);
-		return schema_err(c, p, "unknown key (expected one of: %s)", list);
+		return schema_err(c, p, "unknown key (expected one of: %s)",
+				  join_words(list, sizeof(list), allowed));
 	}
 	return 0;
+}
+
+/* @j must be an object (else "must be @must") with no key outside @allowed. */
+static int check_object(struct ctx *c, json_t *j, const char *path, const char *const *allowed,
+			const char *must)
+{
+	if (!json_is_object(j))
+		return schema_err(c, path, "must be %s", must);
+	return check_keys(c, j, path, allowed);
+}
+
+/*
+ * An object of one member, its key one of @keys and its value a string
+ * (else "must be @must", or "must have exactly one of ..." for more than
+ * one): its key, its value in *@val and the value's path in @p
+ * (PATH_MAX_LEN); NULL if it is not.
+ */
+static const char *get_one_of(struct ctx *c, json_t *j, const char *path, const char *const *keys,
+			      const char *must, json_t **val, char *p)
+{
+	char list[256];
+	const char *key;
+
+	if (!json_is_object(j) || json_object_size(j) != 1) {
+		if (json_is_object(j) && json_object_size(j) > 1)
+			schema_err(c, path, "must have exactly one of %s",
+				   join_words(list, sizeof(list), keys));
+		else
+			schema_err(c, path, "must be %s", must);
+		return NULL;
+	}
+	if (check_keys(c, j, path, keys) < 0)
+		return NULL;
+	key = json_object_iter_key(json_object_iter(j));
+	*val = json_object_iter_value(json_object_iter(j));
+	path_key(p, path, key);
+	if (!json_is_string(*val)) {
+		schema_err(c, p, "must be a string");
+		return NULL;
+	}
+	return key;
 }
 
 /* ------------------------------------------------------------------ */
@@ -165,6 +214,32 @@ static int get_int(struct ctx *c, json_t *j, const char *path, json_int_t min, j
 	}
 	*out = json_integer_value(j);
 	return 0;
+}
+
+/*
+ * The member @key of @obj (at @path), which must be there: else NULL and
+ * "missing (@missing)". Its path is left in @p (PATH_MAX_LEN).
+ */
+static json_t *get_required(struct ctx *c, json_t *obj, const char *path, const char *key,
+			    const char *missing, char *p)
+{
+	json_t *x = json_object_get(obj, key);
+
+	path_key(p, path, key);
+	if (!x)
+		schema_err(c, p, "missing (%s)", missing);
+	return x;
+}
+
+/* The integer member @key of @obj, which must be there (get_required()). */
+static int get_required_int(struct ctx *c, json_t *obj, const char *path, const char *key,
+			    json_int_t min, json_int_t max, const char *missing, json_int_t *out)
+{
+	char p[PATH_MAX_LEN];
+	json_t *x = get_required(c, obj, path, key, missing, p);
+
+	*out = 0;
+	return x ? get_int(c, x, p, min, max, out) : -1;
 }
 
 static int get_bool(struct ctx *c, json_t *j, const char *path, bool *out)
@@ -190,6 +265,19 @@ static int get_word(struct ctx *c, json_t *j, const char *path, const char *cons
 			  expect);
 }
 
+/* The member @key of @obj, if there, one of @words (get_word()): its index, or @absent. */
+static int get_optional_word(struct ctx *c, json_t *obj, const char *path, const char *key,
+			     const char *const *words, const char *expect, int absent)
+{
+	char p[PATH_MAX_LEN];
+	json_t *x = json_object_get(obj, key);
+
+	if (!x)
+		return absent;
+	path_key(p, path, key);
+	return get_word(c, x, p, words, expect);
+}
+
 static int get_action(struct ctx *c, json_t *j, const char *path, bool *allow)
 {
 	static const char *const words[] = { "allow", "deny", NULL };
@@ -198,6 +286,53 @@ static int get_action(struct ctx *c, json_t *j, const char *path, bool *allow)
 	if (i < 0)
 		return -1;
 	*allow = i == 0;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Lists                                                               */
+/* ------------------------------------------------------------------ */
+
+/* What a bounded list of the schema holds, and what its messages call it. */
+struct list_schema {
+	const char *not_list; /* "must be NOT_LIST": the reason when it is no list */
+	const char *items;    /* "more than MAX ITEMS" */
+	int max;
+	size_t size; /* of one item */
+	/* Parse @j (at @path) into @item; @arg is parse_list()'s. */
+	int (*parse_item)(struct ctx *c, json_t *j, const char *path, void *item, void *arg);
+};
+
+/*
+ * A list of at most @s->max items into a new array (*@items, NULL for []),
+ * each parsed by @s->parse_item with @arg. *@n_items counts the items
+ * begun, so that policy_free() frees what was built when one fails.
+ */
+static int parse_list(struct ctx *c, json_t *j, const char *path, const struct list_schema *s,
+		      void *arg, void **items, int *n_items)
+{
+	size_t i, n;
+	json_t *v;
+
+	if (!json_is_array(j))
+		return schema_err(c, path, "must be %s", s->not_list);
+	n = json_array_size(j);
+	if (n > (size_t)s->max)
+		return schema_err(c, path, "more than %d %s", s->max, s->items);
+	if (!n)
+		return 0;
+	*items = calloc(n, s->size);
+	if (!*items)
+		return schema_err(c, path, "out of memory");
+	json_array_foreach(j, i, v)
+	{
+		char p[PATH_MAX_LEN];
+
+		*n_items = (int)i + 1;
+		path_index(p, path, i);
+		if (s->parse_item(c, v, p, (char *)*items + i * s->size, arg) < 0)
+			return -1;
+	}
 	return 0;
 }
 
@@ -331,22 +466,11 @@ static int parse_destination(struct ctx *c, json_t *j, const char *path, struct 
 		r->kind = POLICY_DEST_ANY;
 		return 0;
 	}
-	if (!json_is_object(j) || json_object_size(j) != 1) {
-		if (json_is_object(j) && json_object_size(j) > 1)
-			return schema_err(
-				c, path,
-				"must have exactly one of cidr, domain, domain_suffix, group");
-		return schema_err(c, path,
-				  "must be \"any\" or an object with one of cidr, domain, "
-				  "domain_suffix, group");
-	}
-	if (check_keys(c, j, path, keys) < 0)
+	key = get_one_of(c, j, path, keys,
+			 "\"any\" or an object with one of cidr, domain, domain_suffix, group",
+			 &val, p);
+	if (!key)
 		return -1;
-	key = json_object_iter_key(json_object_iter(j));
-	val = json_object_iter_value(json_object_iter(j));
-	path_key(p, path, key);
-	if (!json_is_string(val))
-		return schema_err(c, p, "must be a string");
 	if (!strcmp(key, "group")) {
 		g = get_word(c, val, p, groups + 1,
 			     "one of public, private, loopback, link_local, "
@@ -421,59 +545,52 @@ static int port_cmp(const void *a, const void *b)
 	return x->end < y->end ? -1 : x->end > y->end;
 }
 
-static int parse_ports(struct ctx *c, json_t *j, const char *path, struct policy_rule *r)
+/* One of a rule's "ports": a number or a {"start", "end"} range (@item). */
+static int parse_port_range(struct ctx *c, json_t *j, const char *path, void *item, void *arg)
 {
 	static const char *const keys[] = { "start", "end", NULL };
+	struct policy_port_range *pr = item;
+	json_int_t s, e;
+
+	(void)arg;
+	if (json_is_integer(j)) {
+		if (get_int(c, j, path, 0, 65535, &s) < 0)
+			return -1;
+		e = s;
+	} else if (json_is_object(j)) {
+		if (check_keys(c, j, path, keys) < 0)
+			return -1;
+		if (get_required_int(c, j, path, "start", 0, 65535, "a range needs start and end",
+				     &s) < 0 ||
+		    get_required_int(c, j, path, "end", 0, 65535, "a range needs start and end",
+				     &e) < 0)
+			return -1;
+		if (s > e)
+			return schema_err(c, path, "start %lld is greater than end %lld",
+					  (long long)s, (long long)e);
+	} else {
+		return schema_err(c, path, "must be a port number or {\"start\", \"end\"}");
+	}
+	pr->start = (uint16_t)s;
+	pr->end = (uint16_t)e;
+	return 0;
+}
+
+static int parse_ports(struct ctx *c, json_t *j, const char *path, struct policy_rule *r)
+{
+	static const struct list_schema ports = { "a list of ports or {\"start\", \"end\"} ranges",
+						  "port ranges", POLICY_MAX_PORT_RANGES,
+						  sizeof(*r->ports), parse_port_range };
 	struct policy_port_range *pr;
 	size_t i, n;
-	json_t *v;
 	int m;
 
-	if (!json_is_array(j))
-		return schema_err(c, path,
-				  "must be a list of ports or {\"start\", \"end\"} ranges");
-	n = json_array_size(j);
+	if (parse_list(c, j, path, &ports, NULL, (void **)&r->ports, &r->n_ports) < 0)
+		return -1;
+	pr = r->ports;
+	n = (size_t)r->n_ports;
 	if (!n)
 		return 0; /* [] = every port */
-	if (n > POLICY_MAX_PORT_RANGES)
-		return schema_err(c, path, "more than %d port ranges", POLICY_MAX_PORT_RANGES);
-	pr = calloc(n, sizeof(*pr));
-	if (!pr)
-		return schema_err(c, path, "out of memory");
-	r->ports = pr;
-	r->n_ports = (int)n;
-	json_array_foreach(j, i, v)
-	{
-		char p[PATH_MAX_LEN], q[PATH_MAX_LEN];
-		json_int_t s, e;
-
-		path_index(p, path, i);
-		if (json_is_integer(v)) {
-			if (get_int(c, v, p, 0, 65535, &s) < 0)
-				return -1;
-			e = s;
-		} else if (json_is_object(v)) {
-			if (check_keys(c, v, p, keys) < 0)
-				return -1;
-			path_key(q, p, "start");
-			if (!json_object_get(v, "start"))
-				return schema_err(c, q, "missing (a range needs start and end)");
-			if (get_int(c, json_object_get(v, "start"), q, 0, 65535, &s) < 0)
-				return -1;
-			path_key(q, p, "end");
-			if (!json_object_get(v, "end"))
-				return schema_err(c, q, "missing (a range needs start and end)");
-			if (get_int(c, json_object_get(v, "end"), q, 0, 65535, &e) < 0)
-				return -1;
-			if (s > e)
-				return schema_err(c, p, "start %lld is greater than end %lld",
-						  (long long)s, (long long)e);
-		} else {
-			return schema_err(c, p, "must be a port number or {\"start\", \"end\"}");
-		}
-		pr[i].start = (uint16_t)s;
-		pr[i].end = (uint16_t)e;
-	}
 	/* Sort and merge overlapping or adjacent ranges. */
 	qsort(pr, n, sizeof(*pr), port_cmp);
 	m = 0;
@@ -498,40 +615,41 @@ static int parse_ports(struct ctx *c, json_t *j, const char *path, struct policy
 /* Rules                                                               */
 /* ------------------------------------------------------------------ */
 
-static int parse_rule(struct ctx *c, json_t *j, const char *path, struct policy_rule *r)
+/* One of "rules": @item is its struct policy_rule. */
+static int parse_rule(struct ctx *c, json_t *j, const char *path, void *item, void *arg)
 {
 	static const char *const keys[] = { "direction", "destination", "protocols", "ports",
 					    "action",	 "terminate",	NULL };
 	static const char *const dirs[] = { "egress", "ingress", "any", NULL };
 	static const unsigned int dir_bits[] = { POLICY_EGRESS, POLICY_INGRESS,
 						 POLICY_EGRESS | POLICY_INGRESS };
+	struct policy_rule *r = item;
 	char p[PATH_MAX_LEN];
 	bool named_icmp = false;
 	json_t *v;
 	int d;
 
+	(void)arg;
+
 	r->protocols = POLICY_PROTO_ALL;
 	r->icmp_families = POLICY_ICMP_V4 | POLICY_ICMP_V6;
-	if (!json_is_object(j))
-		return schema_err(c, path, "must be an object (a rule)");
-	if (check_keys(c, j, path, keys) < 0)
+	if (check_object(c, j, path, keys, "an object (a rule)") < 0)
 		return -1;
 
-	path_key(p, path, "direction");
-	v = json_object_get(j, "direction");
+	v = get_required(c, j, path, "direction", "\"egress\", \"ingress\" or \"any\"", p);
 	if (!v)
-		return schema_err(c, p, "missing (\"egress\", \"ingress\" or \"any\")");
+		return -1;
 	d = get_word(c, v, p, dirs, "\"egress\", \"ingress\" or \"any\"");
 	if (d < 0)
 		return -1;
 	r->directions = dir_bits[d];
 
-	path_key(p, path, "destination");
-	v = json_object_get(j, "destination");
+	v = get_required(c, j, path, "destination",
+			 "\"any\", {\"cidr\": ...}, {\"domain\": ...}, "
+			 "{\"domain_suffix\": ...} or {\"group\": ...}",
+			 p);
 	if (!v)
-		return schema_err(c, p,
-				  "missing (\"any\", {\"cidr\": ...}, {\"domain\": ...}, "
-				  "{\"domain_suffix\": ...} or {\"group\": ...})");
+		return -1;
 	if (parse_destination(c, v, p, r) < 0)
 		return -1;
 
@@ -554,10 +672,9 @@ static int parse_rule(struct ctx *c, json_t *j, const char *path, struct policy_
 	if (!(r->protocols & POLICY_PROTO_ICMP))
 		r->icmp_families = 0;
 
-	path_key(p, path, "action");
-	v = json_object_get(j, "action");
+	v = get_required(c, j, path, "action", "\"allow\" or \"deny\"", p);
 	if (!v)
-		return schema_err(c, p, "missing (\"allow\" or \"deny\")");
+		return -1;
 	if (get_action(c, v, p, &r->allow) < 0)
 		return -1;
 
@@ -574,29 +691,10 @@ static int parse_rule(struct ctx *c, json_t *j, const char *path, struct policy_
 
 static int parse_rules(struct ctx *c, json_t *j, struct policy *pol)
 {
-	size_t i, n;
-	json_t *v;
+	static const struct list_schema rules = { "a list of rules", "rules", POLICY_MAX_RULES,
+						  sizeof(*pol->rules), parse_rule };
 
-	if (!json_is_array(j))
-		return schema_err(c, "rules", "must be a list of rules");
-	n = json_array_size(j);
-	if (n > POLICY_MAX_RULES)
-		return schema_err(c, "rules", "more than %d rules", POLICY_MAX_RULES);
-	if (!n)
-		return 0;
-	pol->rules = calloc(n, sizeof(*pol->rules));
-	if (!pol->rules)
-		return schema_err(c, "rules", "out of memory");
-	json_array_foreach(j, i, v)
-	{
-		char p[PATH_MAX_LEN];
-
-		pol->n_rules = (int)i + 1; /* so policy_free() sees what was built */
-		path_index(p, "rules", i);
-		if (parse_rule(c, v, p, &pol->rules[i]) < 0)
-			return -1;
-	}
-	return 0;
+	return parse_list(c, j, "rules", &rules, NULL, (void **)&pol->rules, &pol->n_rules);
 }
 
 /* ------------------------------------------------------------------ */
@@ -716,9 +814,7 @@ static int parse_dns(struct ctx *c, json_t *j, struct policy_dns *dns)
 	json_int_t t;
 	json_t *ns, *x;
 
-	if (!json_is_object(j))
-		return schema_err(c, "dns", "must be an object");
-	if (check_keys(c, j, "dns", keys) < 0)
+	if (check_object(c, j, "dns", keys, "an object") < 0)
 		return -1;
 	ns = json_object_get(j, "nameservers");
 	if (ns && parse_nameservers(c, ns, dns) < 0)
@@ -762,29 +858,21 @@ static int parse_limit(struct ctx *c, json_t *j, const char *path, struct policy
 {
 	static const char *const keys[] = { "limit", "on_exceed", NULL };
 	static const char *const words[] = { "refuse", "terminate", NULL };
-	char p[PATH_MAX_LEN];
 	json_int_t v;
-	json_t *x;
+	int w;
 
 	l->on_exceed = POLICY_EXCEED_REFUSE;
 	if (json_is_object(j)) {
 		if (check_keys(c, j, path, keys) < 0)
 			return -1;
-		path_key(p, path, "limit");
-		x = json_object_get(j, "limit");
-		if (!x)
-			return schema_err(c, p, "missing (a positive integer)");
-		if (get_int(c, x, p, 1, INT64_MAX, &v) < 0)
+		if (get_required_int(c, j, path, "limit", 1, INT64_MAX, "a positive integer", &v) <
+		    0)
 			return -1;
-		path_key(p, path, "on_exceed");
-		x = json_object_get(j, "on_exceed");
-		if (x) {
-			int w = get_word(c, x, p, words, "\"refuse\" or \"terminate\"");
-
-			if (w < 0)
-				return -1;
-			l->on_exceed = w ? POLICY_EXCEED_TERMINATE : POLICY_EXCEED_REFUSE;
-		}
+		w = get_optional_word(c, j, path, "on_exceed", words, "\"refuse\" or \"terminate\"",
+				      0);
+		if (w < 0)
+			return -1;
+		l->on_exceed = w ? POLICY_EXCEED_TERMINATE : POLICY_EXCEED_REFUSE;
 	} else if (json_is_integer(j)) {
 		if (get_int(c, j, path, 1, INT64_MAX, &v) < 0)
 			return -1;
@@ -808,9 +896,7 @@ static int parse_limits(struct ctx *c, json_t *j, struct policy_limits *lim)
 					 &lim->egress_bytes_per_second,
 					 &lim->ingress_bytes_per_second };
 
-	if (!json_is_object(j))
-		return schema_err(c, "limits", "must be an object");
-	if (check_keys(c, j, "limits", keys) < 0)
+	if (check_object(c, j, "limits", keys, "an object") < 0)
 		return -1;
 	for (int i = 0; keys[i]; i++) {
 		json_t *x = json_object_get(j, keys[i]);
@@ -823,86 +909,63 @@ static int parse_limits(struct ctx *c, json_t *j, struct policy_limits *lim)
 	return 0;
 }
 
-static int parse_publish(struct ctx *c, json_t *j, struct policy *pol)
+/* One of "publish" (@arg, the policy): @item is its struct policy_publish. */
+static int parse_published(struct ctx *c, json_t *j, const char *path, void *item, void *arg)
 {
 	static const char *const keys[] = { "host_address", "host_port", "guest_port", "protocol",
 					    NULL };
 	static const char *const protos[] = { "tcp", "udp", NULL };
-	size_t i, n;
-	json_t *v;
+	const struct policy *pol = arg;
+	struct policy_publish *pb = item;
+	size_t i = (size_t)(pb - pol->publish);
+	char p[PATH_MAX_LEN], s[SHOW_MAX + 8];
+	json_int_t port;
+	json_t *x;
+	int w;
 
-	if (!json_is_array(j))
-		return schema_err(c, "publish", "must be a list");
-	n = json_array_size(j);
-	if (n > POLICY_MAX_PUBLISH)
-		return schema_err(c, "publish", "more than %d published ports", POLICY_MAX_PUBLISH);
-	if (!n)
-		return 0;
-	pol->publish = calloc(n, sizeof(*pol->publish));
-	if (!pol->publish)
-		return schema_err(c, "publish", "out of memory");
-	json_array_foreach(j, i, v)
-	{
-		struct policy_publish *pb = &pol->publish[i];
-		char p[PATH_MAX_LEN], q[PATH_MAX_LEN], s[SHOW_MAX + 8];
-		json_int_t port;
-		json_t *x;
-		int w;
+	if (check_object(c, j, path, keys, "an object") < 0)
+		return -1;
+	path_key(p, path, "host_address");
+	x = json_object_get(j, "host_address");
+	if (!x) {
+		policy_addr_parse("127.0.0.1", &pb->host_addr);
+	} else if (!json_is_string(x) ||
+		   policy_addr_parse(json_string_value(x), &pb->host_addr) < 0) {
+		return schema_err(c, p, "%s%s%s must be an IP address like \"127.0.0.1\"",
+				  json_is_string(x) ? "\"" : "",
+				  json_is_string(x) ? show(s, sizeof(s), json_string_value(x)) : "",
+				  json_is_string(x) ? "\"" : "");
+	}
+	if (get_required_int(c, j, path, "host_port", 1, 65535, "1..65535", &port) < 0)
+		return -1;
+	pb->host_port = (uint16_t)port;
+	if (get_required_int(c, j, path, "guest_port", 1, 65535, "1..65535", &port) < 0)
+		return -1;
+	pb->guest_port = (uint16_t)port;
+	w = get_optional_word(c, j, path, "protocol", protos, "\"tcp\" or \"udp\"", 0);
+	if (w < 0)
+		return -1;
+	pb->proto = w ? POLICY_PROTO_UDP : POLICY_PROTO_TCP;
+	for (size_t k = 0; k < i; k++) {
+		const struct policy_publish *o = &pol->publish[k];
 
-		path_index(p, "publish", i);
-		if (!json_is_object(v))
-			return schema_err(c, p, "must be an object");
-		if (check_keys(c, v, p, keys) < 0)
-			return -1;
-		path_key(q, p, "host_address");
-		x = json_object_get(v, "host_address");
-		if (!x) {
-			policy_addr_parse("127.0.0.1", &pb->host_addr);
-		} else if (!json_is_string(x) ||
-			   policy_addr_parse(json_string_value(x), &pb->host_addr) < 0) {
-			return schema_err(
-				c, q, "%s%s%s must be an IP address like \"127.0.0.1\"",
-				json_is_string(x) ? "\"" : "",
-				json_is_string(x) ? show(s, sizeof(s), json_string_value(x)) : "",
-				json_is_string(x) ? "\"" : "");
-		}
-		path_key(q, p, "host_port");
-		x = json_object_get(v, "host_port");
-		if (!x)
-			return schema_err(c, q, "missing (1..65535)");
-		if (get_int(c, x, q, 1, 65535, &port) < 0)
-			return -1;
-		pb->host_port = (uint16_t)port;
-		path_key(q, p, "guest_port");
-		x = json_object_get(v, "guest_port");
-		if (!x)
-			return schema_err(c, q, "missing (1..65535)");
-		if (get_int(c, x, q, 1, 65535, &port) < 0)
-			return -1;
-		pb->guest_port = (uint16_t)port;
-		path_key(q, p, "protocol");
-		x = json_object_get(v, "protocol");
-		pb->proto = POLICY_PROTO_TCP;
-		if (x) {
-			w = get_word(c, x, q, protos, "\"tcp\" or \"udp\"");
-			if (w < 0)
-				return -1;
-			pb->proto = w ? POLICY_PROTO_UDP : POLICY_PROTO_TCP;
-		}
-		for (size_t k = 0; k < i; k++) {
-			const struct policy_publish *o = &pol->publish[k];
-
-			if (o->proto == pb->proto && o->host_port == pb->host_port &&
-			    o->host_addr.family == pb->host_addr.family &&
-			    !memcmp(o->host_addr.addr, pb->host_addr.addr, 16))
-				return schema_err(c, p,
-						  "publishes the same host address and port as "
-						  "publish[%zu]",
-						  k);
-		}
-		pol->n_publish = (int)i + 1;
+		if (o->proto == pb->proto && o->host_port == pb->host_port &&
+		    o->host_addr.family == pb->host_addr.family &&
+		    !memcmp(o->host_addr.addr, pb->host_addr.addr, 16))
+			return schema_err(c, path,
+					  "publishes the same host address and port as "
+					  "publish[%zu]",
+					  k);
 	}
 	return 0;
+}
+
+static int parse_publish(struct ctx *c, json_t *j, struct policy *pol)
+{
+	static const struct list_schema publish = { "a list", "published ports", POLICY_MAX_PUBLISH,
+						    sizeof(*pol->publish), parse_published };
+
+	return parse_list(c, j, "publish", &publish, pol, (void **)&pol->publish, &pol->n_publish);
 }
 
 /* ------------------------------------------------------------------ */
@@ -910,27 +973,19 @@ static int parse_publish(struct ctx *c, json_t *j, struct policy *pol)
 /* ------------------------------------------------------------------ */
 
 /* A {"domain": NAME} or {"domain_suffix": NAME}: tls.intercept, tls.bypass, secrets[].hosts. */
-static int parse_tls_name(struct ctx *c, json_t *j, const char *path, struct policy_name *out)
+static int parse_tls_name(struct ctx *c, json_t *j, const char *path, void *item, void *arg)
 {
 	static const char *const keys[] = { "domain", "domain_suffix", NULL };
+	struct policy_name *out = item;
 	char p[PATH_MAX_LEN], v[SHOW_MAX + 8];
 	const char *key, *why;
 	json_t *val;
 
-	if (!json_is_object(j) || json_object_size(j) != 1) {
-		if (json_is_object(j) && json_object_size(j) > 1)
-			return schema_err(c, path,
-					  "must have exactly one of domain, domain_suffix");
-		return schema_err(
-			c, path, "must be an object {\"domain\": ...} or {\"domain_suffix\": ...}");
-	}
-	if (check_keys(c, j, path, keys) < 0)
+	(void)arg;
+	key = get_one_of(c, j, path, keys,
+			 "an object {\"domain\": ...} or {\"domain_suffix\": ...}", &val, p);
+	if (!key)
 		return -1;
-	key = json_object_iter_key(json_object_iter(j));
-	val = json_object_iter_value(json_object_iter(j));
-	path_key(p, path, key);
-	if (!json_is_string(val))
-		return schema_err(c, p, "must be a string");
 	why = parse_name(json_string_value(val), &out->name);
 	if (why)
 		return schema_err(c, p, "\"%s\" %s", show(v, sizeof(v), json_string_value(val)),
@@ -942,30 +997,10 @@ static int parse_tls_name(struct ctx *c, json_t *j, const char *path, struct pol
 static int parse_tls_names(struct ctx *c, json_t *j, const char *path, int max,
 			   struct policy_name **list, int *n_list)
 {
-	size_t i, n;
-	json_t *v;
+	const struct list_schema names = { "a list of {\"domain\": ...} or {\"domain_suffix\": ...}",
+					   "entries", max, sizeof(**list), parse_tls_name };
 
-	if (!json_is_array(j))
-		return schema_err(
-			c, path, "must be a list of {\"domain\": ...} or {\"domain_suffix\": ...}");
-	n = json_array_size(j);
-	if (n > (size_t)max)
-		return schema_err(c, path, "more than %d entries", max);
-	if (!n)
-		return 0;
-	*list = calloc(n, sizeof(**list));
-	if (!*list)
-		return schema_err(c, path, "out of memory");
-	json_array_foreach(j, i, v)
-	{
-		char p[PATH_MAX_LEN];
-
-		*n_list = (int)i + 1; /* so policy_free() sees what was built */
-		path_index(p, path, i);
-		if (parse_tls_name(c, v, p, &(*list)[i]) < 0)
-			return -1;
-	}
-	return 0;
+	return parse_list(c, j, path, &names, NULL, (void **)list, n_list);
 }
 
 /* An absolute path, kept as written: the policy module never opens it. */
@@ -996,21 +1031,16 @@ static int parse_path(struct ctx *c, json_t *j, const char *path, char **out)
 static int parse_tls_ca(struct ctx *c, json_t *j, struct policy_tls *t)
 {
 	static const char *const keys[] = { "cert", "key", NULL };
+	char p[PATH_MAX_LEN];
 	json_t *x;
 
-	if (!json_is_object(j))
-		return schema_err(c, "tls.ca", "must be an object {\"cert\": PATH, \"key\": PATH}");
-	if (check_keys(c, j, "tls.ca", keys) < 0)
+	if (check_object(c, j, "tls.ca", keys, "an object {\"cert\": PATH, \"key\": PATH}") < 0)
 		return -1;
-	x = json_object_get(j, "cert");
-	if (!x)
-		return schema_err(c, "tls.ca.cert", "missing (ca needs both cert and key)");
-	if (parse_path(c, x, "tls.ca.cert", &t->ca_cert) < 0)
+	x = get_required(c, j, "tls.ca", "cert", "ca needs both cert and key", p);
+	if (!x || parse_path(c, x, p, &t->ca_cert) < 0)
 		return -1;
-	x = json_object_get(j, "key");
-	if (!x)
-		return schema_err(c, "tls.ca.key", "missing (ca needs both cert and key)");
-	return parse_path(c, x, "tls.ca.key", &t->ca_key);
+	x = get_required(c, j, "tls.ca", "key", "ca needs both cert and key", p);
+	return x ? parse_path(c, x, p, &t->ca_key) : -1;
 }
 
 static int parse_tls(struct ctx *c, json_t *j, struct policy *pol)
@@ -1019,9 +1049,7 @@ static int parse_tls(struct ctx *c, json_t *j, struct policy *pol)
 	struct policy_tls *t = &pol->tls;
 	json_t *x;
 
-	if (!json_is_object(j))
-		return schema_err(c, "tls", "must be an object");
-	if (check_keys(c, j, "tls", keys) < 0)
+	if (check_object(c, j, "tls", keys, "an object") < 0)
 		return -1;
 	pol->has_tls = true;
 	x = json_object_get(j, "intercept");
@@ -1145,27 +1173,25 @@ static int check_placeholder(struct ctx *c, const char *path, const struct polic
 	return 0;
 }
 
-static int parse_secret(struct ctx *c, json_t *j, const char *path, struct policy *pol,
-			struct policy_secret *s)
+/* One of "secrets" (@arg, the policy): @item is its struct policy_secret. */
+static int parse_secret(struct ctx *c, json_t *j, const char *path, void *item, void *arg)
 {
 	static const char *const keys[] = { "placeholder", "value_env",	   "value_file",
 					    "hosts",	   "on_violation", NULL };
 	static const char *const words[] = { "block", "block_and_log", "terminate", NULL };
+	const struct policy *pol = arg;
+	struct policy_secret *s = item;
 	char p[PATH_MAX_LEN], v[SHOW_MAX + 8];
 	json_t *x, *env, *file;
 	int w;
 
-	if (!json_is_object(j))
-		return schema_err(c, path, "must be an object (a secret)");
-	if (check_keys(c, j, path, keys) < 0)
+	if (check_object(c, j, path, keys, "an object (a secret)") < 0)
 		return -1;
 
-	path_key(p, path, "placeholder");
-	x = json_object_get(j, "placeholder");
+	x = get_required(c, j, path, "placeholder",
+			 "8..128 characters of letters, digits, '_', '$' and '-'", p);
 	if (!x)
-		return schema_err(c, p,
-				  "missing (8..128 characters of letters, digits, '_', '$' "
-				  "and '-')");
+		return -1;
 	if (!json_is_string(x) || !is_placeholder(json_string_value(x)))
 		return schema_err(c, p,
 				  "%s%s%smust be 8..128 characters of letters, digits, '_', '$' "
@@ -1207,60 +1233,36 @@ static int parse_secret(struct ctx *c, json_t *j, const char *path, struct polic
 			return -1;
 	}
 
-	path_key(p, path, "hosts");
-	x = json_object_get(j, "hosts");
-	if (!x)
-		return schema_err(c, p,
-				  "missing (the names the secret may be sent to: "
-				  "{\"domain\": ...} or {\"domain_suffix\": ...})");
-	if (parse_tls_names(c, x, p, POLICY_MAX_SECRET_HOSTS, &s->hosts, &s->n_hosts) < 0)
+	x = get_required(c, j, path, "hosts",
+			 "the names the secret may be sent to: "
+			 "{\"domain\": ...} or {\"domain_suffix\": ...}",
+			 p);
+	if (!x || parse_tls_names(c, x, p, POLICY_MAX_SECRET_HOSTS, &s->hosts, &s->n_hosts) < 0)
 		return -1;
 	if (!s->n_hosts)
 		return schema_err(c, p, "must name at least one host");
 	if (check_secret_hosts(c, p, pol, s) < 0)
 		return -1;
 
-	path_key(p, path, "on_violation");
-	x = json_object_get(j, "on_violation");
-	s->on_violation = POLICY_SECRET_BLOCK;
-	if (x) {
-		w = get_word(c, x, p, words, "\"block\", \"block_and_log\" or \"terminate\"");
-		if (w < 0)
-			return -1;
-		s->on_violation = (enum policy_secret_violation)w;
-	}
+	w = get_optional_word(c, j, path, "on_violation", words,
+			      "\"block\", \"block_and_log\" or \"terminate\"", POLICY_SECRET_BLOCK);
+	if (w < 0)
+		return -1;
+	s->on_violation = (enum policy_secret_violation)w;
 	return 0;
 }
 
 static int parse_secrets(struct ctx *c, json_t *j, struct policy *pol)
 {
-	size_t i, n;
-	json_t *v;
+	static const struct list_schema secrets = { "a list of secrets", "secrets",
+						    POLICY_MAX_SECRETS, sizeof(*pol->secrets),
+						    parse_secret };
 
 	if (!pol->has_tls)
 		return schema_err(c, "secrets",
 				  "needs a tls section (a secret is injected only into "
 				  "connections moat-tls intercepts)");
-	if (!json_is_array(j))
-		return schema_err(c, "secrets", "must be a list of secrets");
-	n = json_array_size(j);
-	if (n > POLICY_MAX_SECRETS)
-		return schema_err(c, "secrets", "more than %d secrets", POLICY_MAX_SECRETS);
-	if (!n)
-		return 0;
-	pol->secrets = calloc(n, sizeof(*pol->secrets));
-	if (!pol->secrets)
-		return schema_err(c, "secrets", "out of memory");
-	json_array_foreach(j, i, v)
-	{
-		char p[PATH_MAX_LEN];
-
-		pol->n_secrets = (int)i + 1; /* so policy_free() sees what was built */
-		path_index(p, "secrets", i);
-		if (parse_secret(c, v, p, pol, &pol->secrets[i]) < 0)
-			return -1;
-	}
-	return 0;
+	return parse_list(c, j, "secrets", &secrets, pol, (void **)&pol->secrets, &pol->n_secrets);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1296,17 +1298,11 @@ static int parse_reload(struct ctx *c, json_t *j, struct policy *pol)
 {
 	static const char *const keys[] = { "existing", NULL };
 	static const char *const words[] = { "reevaluate", "keep", NULL };
-	json_t *v;
 	int w;
 
-	if (!json_is_object(j))
-		return schema_err(c, "reload", "must be an object like {\"existing\": \"keep\"}");
-	if (check_keys(c, j, "reload", keys) < 0)
+	if (check_object(c, j, "reload", keys, "an object like {\"existing\": \"keep\"}") < 0)
 		return -1;
-	v = json_object_get(j, "existing");
-	if (!v)
-		return 0;
-	w = get_word(c, v, "reload.existing", words, "\"reevaluate\" or \"keep\"");
+	w = get_optional_word(c, j, "reload", "existing", words, "\"reevaluate\" or \"keep\"", 0);
 	if (w < 0)
 		return -1;
 	pol->reload_keep = w == 1;

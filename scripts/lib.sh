@@ -17,6 +17,39 @@ lib_build_moat() {
 	rm -f "$log"
 }
 
+# lib_options USAGE L=VAR... -- "$@": a script's options, each -L VALUE
+# setting VAR (which holds its default already); any other option prints
+# USAGE to stderr and exits 2.
+lib_options() {
+	local usage=$1 letters='' o OPTIND=1 OPTARG
+	local -A var=()
+	shift
+	while [ "$1" != -- ]; do
+		var[${1%%=*}]=${1#*=}
+		letters+="${1%%=*}:"
+		shift
+	done
+	shift
+	while getopts "$letters" o; do
+		[ -n "${var[$o]:-}" ] || { echo "$usage" >&2; exit 2; }
+		printf -v "${var[$o]}" %s "$OPTARG"
+	done
+}
+
+# lib_need_root WHO [WHY]: exit 2 ("WHO: run as root (WHY)") unless root.
+lib_need_root() {
+	[ "$(id -u)" -eq 0 ] || { echo "$1: run as root${2:+ ($2)}" >&2; exit 2; }
+}
+
+# lib_need_packages PKG...: install those of the Debian packages that are not.
+lib_need_packages() {
+	local p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$p" >/dev/null
+	done
+}
+
 # lib_topology SRV HOST GUEST VETH SRV_IP...: the servers' namespace SRV
 # holding SRV_IP (and any further addresses) on its loopback, moat's
 # namespace HOST reaching it over the veth pair VETHh0/VETHs0

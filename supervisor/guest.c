@@ -506,6 +506,18 @@ bool guest_g2s_blocked(struct guest *g, int rc, uint32_t len)
 	return true;
 }
 
+/* Count a batch of @frames (@bytes) in @n_frames and @n_bytes; flush the pcap. */
+static void batch_done(struct guest *g, uint64_t *n_frames, uint64_t *n_bytes, uint64_t frames,
+		       uint64_t bytes)
+{
+	if (frames) {
+		guest_count(n_frames, frames);
+		guest_count(n_bytes, bytes);
+	}
+	if (g->pcap)
+		pcap_flush(g->pcap);
+}
+
 /**
  * guest_g2s_done() - end of an input batch: publish, count, flush the pcap
  * @g:		port
@@ -515,12 +527,7 @@ bool guest_g2s_blocked(struct guest *g, int rc, uint32_t len)
 void guest_g2s_done(struct guest *g, uint64_t frames, uint64_t bytes)
 {
 	ring_flush(&g->g2s);
-	if (frames) {
-		guest_count(&g->cnt->tx_frames, frames);
-		guest_count(&g->cnt->tx_bytes, bytes);
-	}
-	if (g->pcap)
-		pcap_flush(g->pcap);
+	batch_done(g, &g->cnt->tx_frames, &g->cnt->tx_bytes, frames, bytes);
 }
 
 /**
@@ -532,12 +539,7 @@ void guest_g2s_done(struct guest *g, uint64_t frames, uint64_t bytes)
 void guest_s2g_done(struct guest *g, uint64_t frames, uint64_t bytes)
 {
 	ring_release(&g->s2g);
-	if (frames) {
-		guest_count(&g->cnt->rx_frames, frames);
-		guest_count(&g->cnt->rx_bytes, bytes);
-	}
-	if (g->pcap)
-		pcap_flush(g->pcap);
+	batch_done(g, &g->cnt->rx_frames, &g->cnt->rx_bytes, frames, bytes);
 }
 
 static void s2g_corrupt(struct guest *g)
@@ -598,6 +600,53 @@ void guest_s2g_discard(struct guest *g)
 	if (n)
 		log_debug("no guest attached: %llu frames toward the guest discarded",
 			  (unsigned long long)n);
+}
+
+/**
+ * guest_watch_set() - make a frontend's watch on the guest wait for @ev
+ * @g:		port
+ * @w:		the watch: in the loop's set unless *@parked
+ * @events:	what @w waits for now; set to @ev
+ * @parked:	@w is out of the set; set when @ev is empty
+ * @ev:		EPOLLIN and EPOLLOUT as wanted, or 0
+ *
+ * epoll reports EPOLLERR and EPOLLHUP even with an empty mask (a tap
+ * whose device was deleted is always in error, a stream peer that hung up
+ * always readable): with nothing to wait for, the watch leaves the set
+ * instead of waking the loop for nothing.
+ */
+void guest_watch_set(struct guest *g, struct loop_watch *w, uint32_t *events, bool *parked,
+		     uint32_t ev)
+{
+	if (!ev) {
+		if (!*parked)
+			loop_del(g->loop, w);
+		*parked = true;
+	} else if (*parked) {
+		loop_add(g->loop, w, ev);
+		*parked = false;
+	} else if (ev != *events) {
+		loop_mod(g->loop, w, ev);
+	}
+	*events = ev;
+}
+
+/**
+ * guest_on_fd() - the loop callback of a frontend's watch on the guest
+ * @w:		the watch; its arg is the port
+ * @events:	what epoll reported
+ *
+ * Output first: it may free the room the guest waits for. An error or a
+ * hang-up is input's to read and report.
+ */
+void guest_on_fd(struct loop_watch *w, uint32_t events)
+{
+	struct guest *g = w->arg;
+
+	if (events & EPOLLOUT)
+		g->ops->output(g);
+	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && !guest_input_off(g))
+		g->ops->input(g);
 }
 
 /**

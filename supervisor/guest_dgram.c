@@ -163,17 +163,7 @@ static void guest_dgram_set_events(struct guest *g)
 	uint32_t ev = (guest_input_off(g) ? 0 : EPOLLIN) |
 		      (g->waiting_out && !d->bound ? EPOLLOUT : 0);
 
-	if (!ev) {
-		if (!d->parked)
-			loop_del(g->loop, &d->w);
-		d->parked = true;
-	} else if (d->parked) {
-		loop_add(g->loop, &d->w, ev);
-		d->parked = false;
-	} else if (ev != d->events) {
-		loop_mod(g->loop, &d->w, ev);
-	}
-	d->events = ev;
+	guest_watch_set(g, &d->w, &d->events, &d->parked, ev);
 }
 
 /* Retry a send the peer's full queue refused; back off while nothing moves. */
@@ -611,16 +601,6 @@ static void guest_dgram_output(struct guest *g)
 	guest_dgram_set_events(g);
 }
 
-static void guest_dgram_on_fd(struct loop_watch *w, uint32_t events)
-{
-	struct guest *g = w->arg;
-
-	if (events & EPOLLOUT)
-		guest_dgram_output(g);
-	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && !guest_input_off(g))
-		guest_dgram_input(g);
-}
-
 static void guest_dgram_on_timer(struct loop_watch *w, uint32_t events)
 {
 	struct guest *g = w->arg;
@@ -644,7 +624,7 @@ static int guest_dgram_start(struct guest *g)
 		log_error("guest port: out of memory");
 		return -1;
 	}
-	d->w = (struct loop_watch){ .fd = d->fd, .cb = guest_dgram_on_fd, .arg = g };
+	d->w = (struct loop_watch){ .fd = d->fd, .cb = guest_on_fd, .arg = g };
 	d->events = EPOLLIN;
 	if (loop_add(g->loop, &d->w, EPOLLIN) < 0) {
 		log_error("guest port: cannot watch %s: %s", d->what, strerror(errno));

@@ -35,6 +35,8 @@ struct guest;
  * @input:	guest -> g2s; called again when g2s has space after a pause
  * @output:	s2g -> guest; called on our eventfd and when the guest side
  *		can take more
+ *		(@input and @output are NULL where the supervisor moves no
+ *		frames: shm, vhost-user)
  * @close:	close descriptors, unlink socket paths
  */
 struct guest_ops {
@@ -120,6 +122,9 @@ static inline bool guest_input_off(const struct guest *g)
 int guest_s2g_next(struct guest *g, const uint8_t **frame, bool *vnet);
 void guest_s2g_discard(struct guest *g);
 void guest_yield(struct guest *g);
+void guest_on_fd(struct loop_watch *w, uint32_t events);
+void guest_watch_set(struct guest *g, struct loop_watch *w, uint32_t *events, bool *parked,
+		     uint32_t ev);
 void guest_gone(struct guest *g, const char *what, const char *why);
 void guest_fail(struct guest *g, const char *what, const char *why);
 void guest_g2s_done(struct guest *g, uint64_t frames, uint64_t bytes);

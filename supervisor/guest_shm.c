@@ -153,12 +153,6 @@ static int guest_shm_start(struct guest *g)
 	return guest_unix_watch_listener(g, &s->wl, s->lfd, guest_shm_on_listen, s->what);
 }
 
-/* The supervisor moves no frames with shm: these are never called. */
-static void guest_shm_idle(struct guest *g)
-{
-	(void)g;
-}
-
 static void guest_shm_close(struct guest *g)
 {
 	struct shm *s = g->fe;
@@ -172,7 +166,5 @@ const struct guest_ops guest_shm_ops = {
 	.name = "shm",
 	.open = guest_shm_open_port,
 	.start = guest_shm_start,
-	.input = guest_shm_idle,
-	.output = guest_shm_idle,
 	.close = guest_shm_close,
 };

@@ -99,18 +99,7 @@ static void guest_stream_set_events(struct guest *g)
 	if (s->cfd < 0)
 		return;
 	ev = (guest_input_off(g) ? 0 : EPOLLIN) | (g->waiting_out ? EPOLLOUT : 0);
-	/* epoll reports a hang-up even with an empty mask: leave the set instead. */
-	if (!ev) {
-		if (!s->parked)
-			loop_del(g->loop, &s->wc);
-		s->parked = true;
-	} else if (s->parked) {
-		loop_add(g->loop, &s->wc, ev);
-		s->parked = false;
-	} else if (ev != s->cevents) {
-		loop_mod(g->loop, &s->wc, ev);
-	}
-	s->cevents = ev;
+	guest_watch_set(g, &s->wc, &s->cevents, &s->parked, ev);
 }
 
 static void guest_stream_drop(struct guest *g, const char *why, bool bad)

@@ -232,22 +232,7 @@ static void guest_tap_set_events(struct guest *g)
 	struct tap *t = g->fe;
 	uint32_t ev = (guest_input_off(g) ? 0 : EPOLLIN) | (g->waiting_out ? EPOLLOUT : 0);
 
-	/*
-	 * epoll reports EPOLLERR even with an empty mask, and a tap whose
-	 * device was deleted is always in error: leave the set instead of
-	 * waking for nothing.
-	 */
-	if (!ev) {
-		if (!t->parked)
-			loop_del(g->loop, &t->w);
-		t->parked = true;
-	} else if (t->parked) {
-		loop_add(g->loop, &t->w, ev);
-		t->parked = false;
-	} else if (ev != t->events) {
-		loop_mod(g->loop, &t->w, ev);
-	}
-	t->events = ev;
+	guest_watch_set(g, &t->w, &t->events, &t->parked, ev);
 }
 
 /*
@@ -367,13 +352,8 @@ static void guest_tap_output(struct guest *g)
 
 static void guest_tap_on_fd(struct loop_watch *w, uint32_t events)
 {
-	struct guest *g = w->arg;
-
-	if (events & EPOLLOUT)
-		guest_tap_output(g);
-	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && !guest_input_off(g))
-		guest_tap_input(g);
-	guest_tap_set_events(g);
+	guest_on_fd(w, events);
+	guest_tap_set_events(w->arg);
 }
 
 static int guest_tap_start(struct guest *g)

@@ -61,11 +61,6 @@ static int guest_vhost_start(struct guest *g)
 	return 0;
 }
 
-static void guest_vhost_idle(struct guest *g)
-{
-	(void)g;
-}
-
 static void guest_vhost_close(struct guest *g)
 {
 	struct vhost_port *s = g->fe;
@@ -78,7 +73,5 @@ const struct guest_ops guest_vhost_ops = {
 	.name = "vhost-user",
 	.open = guest_vhost_open_port,
 	.start = guest_vhost_start,
-	.input = guest_vhost_idle,
-	.output = guest_vhost_idle,
 	.close = guest_vhost_close,
 };

@@ -837,7 +837,7 @@ static void tls_run(const sigset_t *waitmask)
 	bool sup_open = true;
 
 	while (!tls_stop) {
-		int n = 4, rc;
+		int n = 4;
 
 		pfd[0] = (struct pollfd){ .fd = FD_LIFELINE, .events = POLLIN };
 		pfd[1] = (struct pollfd){ .fd = FD_TLS_CHANNEL, .events = POLLIN };
@@ -871,16 +871,8 @@ static void tls_run(const sigset_t *waitmask)
 				who[n++] = c;
 			}
 		}
-		rc = ppoll(pfd, (nfds_t)n, NULL, waitmask);
-		if (rc < 0) {
-			if (errno == EINTR)
-				continue;
-			fatal("ppoll");
-		}
-		if (pfd[0].revents) {
-			log_error("supervisor gone (lifeline); exiting");
-			_exit(1);
-		}
+		if (confine_ppoll(pfd, (nfds_t)n, NULL, waitmask) < 0)
+			continue;
 		for (int k = 4; k < n; k += 2) {
 			short rev[2] = { pfd[k].revents, pfd[k + 1].revents };
 
@@ -907,7 +899,6 @@ int tls_main(pid_t supervisor)
 {
 	struct sigaction sa = { .sa_handler = tls_on_term };
 	sigset_t stops, waitmask;
-	int rc;
 
 	prctl(PR_SET_NAME, "moat-tls");
 	/* Before any secret is read: no core file and no ptrace by our uid. */
@@ -938,10 +929,7 @@ int tls_main(pid_t supervisor)
 	while (!tls.cur.policy)
 		if (!tls_supervisor())
 			fatalx(1, "the supervisor closed the configuration channel at start");
-	rc = confine_netns();
-	if (rc < 0)
-		log_warn("no private network namespace (%s); seccomp still forbids sockets",
-			 strerror(-rc));
+	confine_no_network();
 	confine_drop_caps();
 	confine_limits(TLS_FD_LIMIT);
 	confine_parent_death(supervisor);

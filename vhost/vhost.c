@@ -126,10 +126,7 @@ static void vhost_start(struct vhost *v, pid_t supervisor)
 		fatalx(1, "a g2s ring of %llu bytes cannot hold a 64 KiB segment",
 		       (unsigned long long)v->g2s.cap);
 
-	rc = confine_netns();
-	if (rc < 0)
-		log_warn("no private network namespace (%s); seccomp still forbids sockets",
-			 strerror(-rc));
+	confine_no_network();
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	confine_drop_caps();
@@ -202,16 +199,8 @@ static void vhost_run(struct vhost *v)
 		pfd[2] = (struct pollfd){ .fd = v->cfd >= 0 ? v->cfd : v->lfd, .events = POLLIN };
 		pfd[3] = (struct pollfd){ .fd = v->cfd >= 0 ? v->q[0].kick : -1, .events = POLLIN };
 		pfd[4] = (struct pollfd){ .fd = v->cfd >= 0 ? v->q[1].kick : -1, .events = POLLIN };
-		rc = ppoll(pfd, 5, more ? &zero : NULL, NULL);
-		if (rc < 0) {
-			if (errno == EINTR)
-				continue;
-			fatal("ppoll");
-		}
-		if (pfd[0].revents) {
-			log_error("supervisor gone (lifeline); exiting");
-			_exit(1);
-		}
+		if (confine_ppoll(pfd, 5, more ? &zero : NULL, NULL) < 0)
+			continue;
 		if (pfd[1].revents) {
 			vhost_drain(FD_EFD_GUEST);
 			v->waiting_g2s = false; /* room may have come: transmit tries again */
