@@ -5,9 +5,11 @@
  * Theory of Operation
  * -------------------
  * Every process moat starts (the netstack and the proxy, the command after
- * `--`, the --on-violation runner) is forked here, and none may outlive the
- * supervisor (DESIGN §1). proc_fork() sets PR_SET_PDEATHSIG(SIGKILL) in the
- * child and then checks that its parent is still the supervisor: a
+ * `--`, the --on-violation runner) is started here, and none may outlive the
+ * supervisor (DESIGN §1): the roles, which exec at once, by proc_spawn()
+ * (no copy of our memory), the others by proc_fork(). Both set
+ * PR_SET_PDEATHSIG(SIGKILL) in the
+ * child and then check that its parent is still the supervisor: a
  * supervisor that died between fork() and prctl() would otherwise leave an
  * orphan that no signal ever reaches. The two roles re-check after exec
  * against the pid on their command line and also hold a lifeline pipe
@@ -21,11 +23,12 @@
  * even for a command that ignores SIGTERM.
  *
  * Runs in the supervisor only. Library-level: nothing here exits the
- * process, except in the child between fork() and its exec.
+ * process, except in the child between fork() (or clone()) and its exec.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -91,6 +94,64 @@ pid_t proc_fork(struct proc *p, bool group)
 		proc_init(p);
 		return -e;
 	}
+	return pid;
+}
+
+/* proc_spawn()'s child: what it runs, and the supervisor it must die with. */
+struct spawn_arg {
+	int (*fn)(void *);
+	void *arg;
+	pid_t parent;
+};
+
+static int spawn_child_start(void *a)
+{
+	const struct spawn_arg *sa = a;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != sa->parent)
+		_exit(127);
+	sa->fn(sa->arg);
+	_exit(127);
+}
+
+/**
+ * proc_spawn() - start a child that execs at once and dies with the supervisor
+ * @p:		slot filled in (proc_init()'d)
+ * @fn:		what the child runs: async-signal-safe calls on its own
+ *		descriptors, then an exec; it never returns on success
+ * @arg:	for @fn, read-only to it
+ *
+ * fork() without the copy: the child runs @fn on a stack of its own in our
+ * memory (clone(CLONE_VM | CLONE_VFORK), as posix_spawn() does) and we wait
+ * until its exec has left our memory. A fork() copied the page tables of
+ * the whole supervisor, made every page we then wrote a copy-on-write fault,
+ * and had the child's exec tear the copy down again: at start-up, with the
+ * children exec'ing beside us on a small machine, that was on the way to
+ * `ready` (docs/benchmarks.md, "Start-up"). The child sets
+ * PR_SET_PDEATHSIG(SIGKILL) and exits if its parent already changed, as with
+ * proc_fork(). @fn must write nothing but its own locals (our memory is its
+ * memory) and may not return: if it does, or its exec fails, the child exits
+ * 127, which the caller sees through the pidfd.
+ *
+ * Context: the supervisor's main thread (the death signal follows the
+ * thread that made the child), one spawn at a time.
+ * Return: the child's pid, or -errno (nothing started).
+ */
+pid_t proc_spawn(struct proc *p, int (*fn)(void *), void *arg)
+{
+	/* Only used until the child's exec; CLONE_VFORK keeps spawns one at a time. */
+	static char stack[64 * 1024] __attribute__((aligned(16)));
+	struct spawn_arg sa = { .fn = fn, .arg = arg, .parent = getpid() };
+	int pidfd = -1;
+	pid_t pid = clone(spawn_child_start, stack + sizeof(stack),
+			  CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &sa, &pidfd);
+
+	if (pid < 0)
+		return -errno;
+	p->pid = pid;
+	p->group = false;
+	p->reaped = false;
+	p->pidfd = pidfd;
 	return pid;
 }
 

@@ -35,6 +35,7 @@ struct proc {
 
 void proc_init(struct proc *p);
 pid_t proc_fork(struct proc *p, bool group);
+pid_t proc_spawn(struct proc *p, int (*fn)(void *), void *arg);
 int proc_reap(struct proc *p);
 int proc_signal(struct proc *p, int sig);
 int proc_wait(struct proc *p, int timeout_ms);

@@ -482,6 +482,36 @@ static void make_env(struct policy_env *env, const struct moat_shm_header *h)
 	env->n_host = 3;
 }
 
+/* What a role's child needs before its exec: read-only to it (proc_spawn()). */
+struct role_exec {
+	int map[12][2]; /* { our fd, the child's fixed number } */
+	int nmap;
+	char *argv[4];
+};
+
+/* The child: async-signal-safe calls only (libmicrohttpd's thread may run),
+ * and it shares our memory until the exec: it writes its own locals only. */
+static int role_exec_child(void *arg)
+{
+	const struct role_exec *re = arg;
+	int tmp[12];
+	sigset_t none;
+
+	/* Move each fd above the fixed range first (close-on-exec), then into place. */
+	for (int i = 0; i < re->nmap; i++) {
+		tmp[i] = fcntl(re->map[i][0], F_DUPFD_CLOEXEC, 64);
+		if (tmp[i] < 0)
+			_exit(127);
+	}
+	for (int i = 0; i < re->nmap; i++)
+		if (dup2(tmp[i], re->map[i][1]) < 0)
+			_exit(127);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execv("/proc/self/exe", re->argv);
+	_exit(127);
+}
+
 /*
  * Re-execute ourselves as @role (common/fds.h): stdin and stdout /dev/null,
  * stderr our log pipe, the region, the eventfds, the lifeline's read end and,
@@ -493,61 +523,39 @@ static void spawn_child(enum child_role role, int control_child_fd, int devnull)
 {
 	char supervisor[16];
 	pid_t pid;
-	int map[12][2] = {
-		{ devnull, STDIN_FILENO },	   { devnull, STDOUT_FILENO },
-		{ sv.log_pipe[1], STDERR_FILENO }, { sv.region.fd, FD_REGION },
-		{ sv.efd[0], FD_EFD_SUPERVISOR },  { sv.efd[1], FD_EFD_GUEST },
-		{ sv.efd[2], FD_EFD_NETSTACK },	   { sv.efd[3], FD_EFD_PROXY },
-		{ sv.lifeline[0], FD_LIFELINE },
+	struct role_exec re = {
+		.map = {
+			{ devnull, STDIN_FILENO },	   { devnull, STDOUT_FILENO },
+			{ sv.log_pipe[1], STDERR_FILENO }, { sv.region.fd, FD_REGION },
+			{ sv.efd[0], FD_EFD_SUPERVISOR },  { sv.efd[1], FD_EFD_GUEST },
+			{ sv.efd[2], FD_EFD_NETSTACK },	   { sv.efd[3], FD_EFD_PROXY },
+			{ sv.lifeline[0], FD_LIFELINE },
+		},
+		.nmap = 9,
+		.argv = { (char *)child_name[role], (char *)child_role_word[role], supervisor,
+			  NULL },
 	};
-	int nmap = 9;
+	int n = re.nmap;
 
 	if (role == CHILD_PROXY) {
-		map[nmap][0] = control_child_fd, map[nmap++][1] = FD_CONTROL;
+		re.map[n][0] = control_child_fd, re.map[n++][1] = FD_CONTROL;
 		/* /dev/null when moat-tls does not run: no stray descriptor stays at 10 */
-		map[nmap][0] = sv.tls ? sv.tls_sp[0] : devnull, map[nmap++][1] = FD_PROXY_TLS;
+		re.map[n][0] = sv.tls ? sv.tls_sp[0] : devnull, re.map[n++][1] = FD_PROXY_TLS;
 	} else if (role == CHILD_VHOST) {
-		map[nmap][0] = guest_vhost_listener(sv.guest), map[nmap++][1] = FD_VHOST_LISTEN;
+		re.map[n][0] = guest_vhost_listener(sv.guest), re.map[n++][1] = FD_VHOST_LISTEN;
 	} else if (role == CHILD_TLS) {
-		map[nmap][0] = sv.tls_sp[1], map[nmap++][1] = FD_TLS_CHANNEL;
-		map[nmap][0] = sv.tls_cfg[0], map[nmap++][1] = FD_TLS_CONFIG;
-		map[nmap][0] = tlsconf_child_fd(), map[nmap++][1] = FD_TLS_SUPERVISOR;
+		re.map[n][0] = sv.tls_sp[1], re.map[n++][1] = FD_TLS_CHANNEL;
+		re.map[n][0] = sv.tls_cfg[0], re.map[n++][1] = FD_TLS_CONFIG;
+		re.map[n][0] = tlsconf_child_fd(), re.map[n++][1] = FD_TLS_SUPERVISOR;
 	}
+	re.nmap = n;
 
 	snprintf(supervisor, sizeof(supervisor), "%d", (int)getpid());
-	pid = proc_fork(&sv.child[role], false);
+	pid = proc_spawn(&sv.child[role], role_exec_child, &re);
 	if (pid < 0) {
 		errno = -pid;
 		fatal("fork");
 	}
-	if (pid > 0)
-		return;
-
-	/* Child: async-signal-safe calls only (libmicrohttpd's thread may run).
-	 * Move each fd above the fixed range first (close-on-exec), then into place. */
-	for (int i = 0; i < nmap; i++) {
-		int tmp = fcntl(map[i][0], F_DUPFD_CLOEXEC, 64);
-
-		if (tmp < 0)
-			_exit(127);
-		map[i][0] = tmp;
-	}
-	for (int i = 0; i < nmap; i++)
-		if (dup2(map[i][0], map[i][1]) < 0)
-			_exit(127);
-	{
-		sigset_t none;
-
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-	}
-	{
-		char *argv[] = { (char *)child_name[role], (char *)child_role_word[role],
-				 supervisor, NULL };
-
-		execv("/proc/self/exe", argv);
-	}
-	_exit(127);
 }
 
 static void violation_simple(enum moat_violation reason, const char *who, const char *fmt, ...)
