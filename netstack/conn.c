@@ -38,6 +38,17 @@
  * (five minutes once either side has shut: CLOSE_WAIT must not fill the
  * table).
  *
+ * Delayed ACKs. lwIP ACKs every second segment at once and holds the
+ * ACK of a lone one for its fast timer (up to 250 ms). A guest that
+ * writes twice without TCP_NODELAY sends its second write only once the
+ * first is ACKed (Nagle), and a server that waits for the whole request
+ * answers nothing meanwhile: each such request waited a quarter second.
+ * So a segment whose ACK lwIP holds arms a short timer (CONN_ACK_DELAY_MS,
+ * one for all flows); when it fires, every ACK still held goes out. An
+ * answer that comes before (a request-response exchange) still carries
+ * the ACK with it, and bulk transfers, ACKed every second segment, never
+ * wait for the timer.
+ *
  * Messages for unknown or dead ids are ignored (they may cross a CLOSE);
  * impossible ones (too much data or credit) are violations (flows.c).
  */
@@ -50,6 +61,7 @@
 #include "lwip/priv/tcp_priv.h"
 #include "lwip/sys.h"
 #include "lwip/tcp.h"
+#include "lwip/timeouts.h"
 #include "netstack/conn.h"
 #include "netstack/stack.h"
 
@@ -289,6 +301,36 @@ static bool rxq_push(struct conn *c, struct pbuf *p)
 	return true;
 }
 
+#define CONN_ACK_DELAY_MS 5 /* a held ACK goes out within this (Linux: 40 ms at least) */
+
+static u32_t conn_ack_due; /* when the armed timer fires (0: none) */
+
+/* The ACK timer: send every ACK lwIP still holds. */
+static void conn_ack_timer(void *arg)
+{
+	(void)arg;
+	conn_ack_due = 0;
+	for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next) {
+		if (pcb->flags & TF_ACK_DELAY) {
+			tcp_ack_now(pcb);
+			tcp_output(pcb);
+		}
+	}
+}
+
+/* lwIP holds @pcb's ACK (it got one segment): make sure it waits no longer than the timer. */
+static void conn_ack_soon(struct tcp_pcb *pcb)
+{
+	u32_t now = sys_now();
+
+	/* Armed already, unless it is long overdue (sys_timeout() found no memory). */
+	if (!(pcb->flags & TF_ACK_DELAY) ||
+	    (conn_ack_due && (s32_t)(now - conn_ack_due) < CONN_ACK_DELAY_MS))
+		return;
+	conn_ack_due = now + CONN_ACK_DELAY_MS;
+	sys_timeout(CONN_ACK_DELAY_MS, conn_ack_timer, NULL);
+}
+
 static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 {
 	struct conn *c = arg;
@@ -317,6 +359,7 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 	/* Only if the queue bound were wrong: lwIP keeps it and offers it again. */
 	if (!rxq_push(c, p))
 		return ERR_MEM;
+	conn_ack_soon(pcb);
 	conn_tx_mark(c);
 	return ERR_OK;
 }

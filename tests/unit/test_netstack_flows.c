@@ -212,6 +212,35 @@ Test(netstack_flows, connect_before_accept_and_data_both_ways)
 	free(c.rx);
 }
 
+/*
+ * A lone small segment (a first write under Nagle, the server silent): its
+ * ACK is held at most a few milliseconds, not lwIP's 250 ms fast timer.
+ */
+Test(netstack_flows, a_held_ack_goes_out_within_milliseconds)
+{
+	struct gtcp c;
+	uint32_t before, sleep_ms;
+
+	nh_init();
+	g_connect(&c, 40001, 80);
+	g_drain(&c, false);
+	before = c.snd_una;
+	g_send(&c, 0x18, "GET ", 4);
+	nh_poll();
+	cr_assert_gt(p_expect(FLOW_DATA, NULL, 0), 0);
+	/* the netstack's next wake-up is the ACK timer's */
+	sleep_ms = stack_prepare_sleep(&H.ns);
+	stack_wake(&H.ns);
+	cr_assert_leq(sleep_ms, 5, "the held ACK waits %u ms", sleep_ms);
+	/* the timer fires (the sleep is a lower bound: a busy machine only adds) */
+	usleep(10000);
+	nh_poll();
+	g_drain(&c, false);
+	cr_assert_eq(c.snd_una, before + 4, "no ACK for the lone segment");
+	cr_assert(!H.ns.violation);
+	free(c.rx);
+}
+
 Test(netstack_flows, retransmitted_syn_is_dropped_while_pending)
 {
 	struct gtcp c = { .dst = NH_REMOTE_IP, .sport = 40001, .dport = 443, .snd_nxt = 5 };
